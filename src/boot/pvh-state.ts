@@ -1,0 +1,41 @@
+// The boot vCPU's register state at the PVH entry point (Xen's PVH ABI,
+// docs/misc/pvh.pandoc): 32-bit flat protected mode, paging off, interrupts
+// off, %ebx = guest-physical address of hvm_start_info.
+import type { kvmRegs, kvmSegment, kvmSregs } from '../kvm/abi.js';
+
+type Segment = ReturnType<typeof kvmSegment.read>;
+type Regs = ReturnType<typeof kvmRegs.read>;
+type Sregs = ReturnType<typeof kvmSregs.read>;
+
+const CR0_PE = 1n;
+const CR0_ET = 1n << 4n;
+const RFLAGS_RESERVED = 2n;
+
+// Selectors are unspecified by the ABI; these match a GDT with code at 0x10 and data at 0x18.
+const flat = (selector: number, type: number): Segment => ({
+  base: 0n, limit: 0xffffffff, selector, type, present: 1, dpl: 0, db: 1, s: 1, l: 0, g: 1, avl: 0, unusable: 0, padding: 0,
+});
+const CODE_EXECUTE_READ_ACCESSED = 0xb;
+const DATA_READ_WRITE_ACCESSED = 0x3;
+const TSS_32_BUSY = 0xb;
+
+export function pvhBootState(entry: number, startInfoPaddr: number): { regs: Partial<Regs>; sregs: Partial<Sregs> } {
+  const data = flat(0x18, DATA_READ_WRITE_ACCESSED);
+  return {
+    regs: {
+      rax: 0n, rbx: BigInt(startInfoPaddr), rcx: 0n, rdx: 0n, rsi: 0n, rdi: 0n, rsp: 0n, rbp: 0n,
+      r8: 0n, r9: 0n, r10: 0n, r11: 0n, r12: 0n, r13: 0n, r14: 0n, r15: 0n,
+      rip: BigInt(entry),
+      rflags: RFLAGS_RESERVED,
+    },
+    sregs: {
+      cs: flat(0x10, CODE_EXECUTE_READ_ACCESSED),
+      ds: data, es: data, fs: data, gs: data, ss: data,
+      tr: { base: 0n, limit: 0x67, selector: 0x20, type: TSS_32_BUSY, present: 1, dpl: 0, db: 0, s: 0, l: 0, g: 0, avl: 0, unusable: 0, padding: 0 },
+      cr0: CR0_PE | CR0_ET,
+      cr3: 0n,
+      cr4: 0n,
+      efer: 0n,
+    },
+  };
+}

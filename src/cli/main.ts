@@ -1,0 +1,68 @@
+// The xenkvm command.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { BootError } from '../boot/elf.js';
+import { configureLogging, LOG_LEVELS, type LogLevel } from '../common/log.js';
+import { SystemCallError } from '../kvm/libc.js';
+import { KvmUnavailableError } from '../kvm/system.js';
+import { exitStatus } from '../machine/exit-status.js';
+import { ConfigError, Machine } from '../machine/machine.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+function wholeNumber(what: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`${what} must be a whole number, not "${value}"`);
+    return Number(value);
+  };
+}
+
+async function run(opts: { kernel: string; cmdline: string; memory: number; vcpus: number; logLevel: LogLevel }): Promise<number> {
+  configureLogging(opts.logLevel);
+  const machine = Machine.create({ kernel: opts.kernel, cmdline: opts.cmdline, memoryMiB: opts.memory, vcpus: opts.vcpus, logLevel: opts.logLevel });
+  const onSignal = (signal: string) => machine.stop('stopped', `stopped by ${signal}`);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const outcome = await machine.run();
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  if (outcome.reason !== 'poweroff') process.stderr.write(`xenkvm: ${outcome.message} (exit status ${outcome.status})\n`);
+  return outcome.status;
+}
+
+function fail(message: string): number {
+  process.stderr.write(`xenkvm: ${message}\n`);
+  return exitStatus['vmm-error'];
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('xenkvm')
+    .description('Run unmodified Xen PVH and HVM guests on a Linux KVM host')
+    .version(pkg.version, '-V, --version')
+    .showHelpAfterError('(run xenkvm --help for usage)');
+  let status = 0;
+  program
+    .command('run')
+    .description('boot a PVH kernel and run it until it powers off, resets or fails')
+    .requiredOption('-k, --kernel <file>', 'ELF kernel with a Xen PVH entry point (XEN_ELFNOTE_PHYS32_ENTRY)')
+    .option('-c, --cmdline <string>', 'kernel command line', '')
+    .option('-m, --memory <MiB>', 'guest RAM in MiB', wholeNumber('memory'), 256)
+    .option('-n, --vcpus <count>', 'number of vCPUs', wholeNumber('vCPU count'), 1)
+    .addOption(new Option('--log-level <level>', 'log detail on stderr').choices(LOG_LEVELS).default('warn').env('XENKVM_LOG'))
+    .addHelpText(
+      'after',
+      '\nExit status: 0 guest powered off, 1 xenkvm failed, 2 guest reset, 3 guest triple-faulted,\n4 a vCPU stopped on an error KVM reported, 5 stopped from the host (SIGINT/SIGTERM).',
+    )
+    .action(async (opts) => {
+      status = await run(opts);
+    });
+  try {
+    await program.parseAsync(argv);
+    return status;
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof BootError || e instanceof KvmUnavailableError || e instanceof SystemCallError) return fail(e.message);
+    return fail(`internal error: ${(e as Error).message} (please report this; XENKVM_LOG=debug shows more)`);
+  }
+}
+
+process.exitCode = await main(process.argv);

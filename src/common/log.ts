@@ -1,0 +1,45 @@
+// The process-wide logger: pino, synchronous to stderr so lines from vCPU
+// threads are never lost when a guest ends the run. Each thread makes its own.
+import { pino, type Logger } from 'pino';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+export const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+let root: Logger | undefined;
+
+export function configureLogging(level: LogLevel): void {
+  root = pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: 2, sync: true }));
+}
+
+export function log(component: string): Logger {
+  root ??= pino({ level: (process.env.XENKVM_LOG as LogLevel | undefined) ?? 'warn', base: undefined }, pino.destination({ dest: 2, sync: true }));
+  return root.child({ component });
+}
+
+/**
+ * Guest-triggered log lines are rate-limited: a guest must not be able to
+ * flood the host's log. Each key may log `burst` lines per `windowMs`; the
+ * count of dropped lines is reported with the next line that gets through.
+ */
+export class RateLimitedLog {
+  private readonly windows = new Map<string, { start: number; count: number; dropped: number }>();
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly burst = 10,
+    private readonly windowMs = 10_000,
+  ) {}
+
+  warn(key: string, fields: Record<string, unknown>, message: string): void {
+    const now = Date.now();
+    let w = this.windows.get(key);
+    if (!w || now - w.start >= this.windowMs) {
+      const dropped = w?.dropped ?? 0;
+      w = { start: now, count: 0, dropped: 0 };
+      this.windows.set(key, w);
+      if (dropped) fields = { ...fields, suppressed: dropped };
+    }
+    if (w.count++ < this.burst) this.logger.warn(fields, message);
+    else w.dropped++;
+  }
+}

@@ -1,0 +1,220 @@
+// The KVM uAPI for x86-64 (linux/kvm.h): ioctl numbers, capabilities, exit
+// reasons and struct layouts. kvm-abi.test.ts checks every value here against
+// the system's own <linux/kvm.h>.
+import { struct } from '../common/struct.js';
+
+const KVMIO = 0xae;
+const IOC_WRITE = 1;
+const IOC_READ = 2;
+function ioc(dir: number, nr: number, size: number): number {
+  return ((dir << 30) | (size << 16) | (KVMIO << 8) | nr) >>> 0;
+}
+const io = (nr: number) => ioc(0, nr, 0);
+const iow = (nr: number, size: number) => ioc(IOC_WRITE, nr, size);
+const ior = (nr: number, size: number) => ioc(IOC_READ, nr, size);
+const iowr = (nr: number, size: number) => ioc(IOC_READ | IOC_WRITE, nr, size);
+
+export const KVM_API_VERSION = 12;
+
+export const ioctls = {
+  KVM_GET_API_VERSION: io(0x00),
+  KVM_CREATE_VM: io(0x01),
+  KVM_CHECK_EXTENSION: io(0x03),
+  KVM_GET_VCPU_MMAP_SIZE: io(0x04),
+  KVM_GET_SUPPORTED_CPUID: iowr(0x05, 8),
+  KVM_CREATE_VCPU: io(0x41),
+  KVM_SET_USER_MEMORY_REGION: iow(0x46, 32),
+  KVM_SET_TSS_ADDR: io(0x47),
+  KVM_SET_IDENTITY_MAP_ADDR: iow(0x48, 8),
+  KVM_CREATE_IRQCHIP: io(0x60),
+  KVM_IRQ_LINE: iow(0x61, 8),
+  KVM_SIGNAL_MSI: iow(0xa5, 32),
+  KVM_ENABLE_CAP: iow(0xa3, 104),
+  KVM_X86_SET_MSR_FILTER: iow(0xc6, 392),
+  KVM_RUN: io(0x80),
+  KVM_GET_REGS: ior(0x81, 144),
+  KVM_SET_REGS: iow(0x82, 144),
+  KVM_GET_SREGS: ior(0x83, 312),
+  KVM_SET_SREGS: iow(0x84, 312),
+  KVM_GET_MSRS: iowr(0x88, 8),
+  KVM_SET_MSRS: iow(0x89, 8),
+  KVM_SET_SIGNAL_MASK: iow(0x8b, 4),
+  KVM_SET_CPUID2: iow(0x90, 8),
+  KVM_GET_MP_STATE: ior(0x98, 4),
+  KVM_SET_MP_STATE: iow(0x99, 4),
+  KVM_GET_TSC_KHZ: io(0xa3),
+  KVM_GET_VCPU_EVENTS: ior(0x9f, 64),
+  KVM_SET_VCPU_EVENTS: iow(0xa0, 64),
+} as const;
+
+export const caps = {
+  KVM_CAP_IRQCHIP: 0,
+  KVM_CAP_USER_MEMORY: 3,
+  KVM_CAP_SET_TSS_ADDR: 4,
+  KVM_CAP_EXT_CPUID: 7,
+  KVM_CAP_NR_VCPUS: 9,
+  KVM_CAP_NR_MEMSLOTS: 10,
+  KVM_CAP_MP_STATE: 14,
+  KVM_CAP_VCPU_EVENTS: 41,
+  KVM_CAP_GET_TSC_KHZ: 61,
+  KVM_CAP_MAX_VCPUS: 66,
+  KVM_CAP_SYNC_REGS: 74,
+  KVM_CAP_SIGNAL_MSI: 77,
+  KVM_CAP_HYPERV_SYNIC: 123,
+  KVM_CAP_MAX_VCPU_ID: 128,
+  KVM_CAP_IMMEDIATE_EXIT: 136,
+  KVM_CAP_X86_USER_SPACE_MSR: 188,
+  KVM_CAP_X86_MSR_FILTER: 189,
+  KVM_CAP_ENFORCE_PV_FEATURE_CPUID: 190,
+  KVM_CAP_EXIT_ON_EMULATION_FAILURE: 204,
+} as const;
+
+export const exitReasons = {
+  UNKNOWN: 0,
+  EXCEPTION: 1,
+  IO: 2,
+  HYPERCALL: 3,
+  DEBUG: 4,
+  HLT: 5,
+  MMIO: 6,
+  IRQ_WINDOW_OPEN: 7,
+  SHUTDOWN: 8,
+  FAIL_ENTRY: 9,
+  INTR: 10,
+  SET_TPR: 11,
+  TPR_ACCESS: 12,
+  NMI: 16,
+  INTERNAL_ERROR: 17,
+  SYSTEM_EVENT: 24,
+  IOAPIC_EOI: 26,
+  X86_RDMSR: 29,
+  X86_WRMSR: 30,
+  X86_BUS_LOCK: 33,
+  NOTIFY: 37,
+  MEMORY_FAULT: 39,
+} as const;
+
+/** Names for reporting exits, including ones xenkvm never expects. */
+export const exitReasonNames: Record<number, string> = {
+  ...Object.fromEntries(Object.entries(exitReasons).map(([k, v]) => [v, k])),
+  13: 'S390_SIEIC', 14: 'S390_RESET', 15: 'DCR', 18: 'OSI', 19: 'PAPR_HCALL', 20: 'S390_UCONTROL',
+  21: 'WATCHDOG', 22: 'S390_TSCH', 23: 'EPR', 25: 'S390_STSI', 27: 'HYPERV', 28: 'ARM_NISV',
+  31: 'DIRTY_RING_FULL', 32: 'AP_RESET_HOLD', 34: 'XEN', 35: 'RISCV_SBI', 36: 'RISCV_CSR', 38: 'LOONGARCH_IOCSR',
+};
+
+export const internalErrors = {
+  EMULATION: 1,
+  SIMUL_EX: 2,
+  DELIVERY_EV: 3,
+  UNEXPECTED_EXIT_REASON: 4,
+  EMULATION_FLAG_INSTRUCTION_BYTES: 1,
+} as const;
+
+export const systemEvents = { SHUTDOWN: 1, RESET: 2, CRASH: 3, WAKEUP: 4, SUSPEND: 5, SEV_TERM: 6 } as const;
+
+export const msrExit = { INVAL: 1, UNKNOWN: 2, FILTER: 4 } as const;
+export const msrFilter = {
+  DEFAULT_ALLOW: 0,
+  DEFAULT_DENY: 1,
+  READ: 1,
+  WRITE: 2,
+  MAX_RANGES: 16,
+  MAX_BITMAP_BYTES: 0x600,
+} as const;
+
+export const syncRegs = { REGS: 1, SREGS: 2, EVENTS: 4 } as const;
+export const mpStates = { RUNNABLE: 0, UNINITIALIZED: 1, INIT_RECEIVED: 2, HALTED: 3, SIPI_RECEIVED: 4 } as const;
+
+export const kvmRegs = struct('kvm_regs', {
+  rax: 'u64', rbx: 'u64', rcx: 'u64', rdx: 'u64', rsi: 'u64', rdi: 'u64', rsp: 'u64', rbp: 'u64',
+  r8: 'u64', r9: 'u64', r10: 'u64', r11: 'u64', r12: 'u64', r13: 'u64', r14: 'u64', r15: 'u64',
+  rip: 'u64', rflags: 'u64',
+});
+
+export const kvmSegment = struct('kvm_segment', {
+  base: 'u64', limit: 'u32', selector: 'u16', type: 'u8', present: 'u8', dpl: 'u8', db: 'u8', s: 'u8',
+  l: 'u8', g: 'u8', avl: 'u8', unusable: 'u8', padding: 'u8',
+});
+
+export const kvmDtable = struct('kvm_dtable', { base: 'u64', limit: 'u16', padding: { array: 'u16', count: 3 } });
+
+export const kvmSregs = struct('kvm_sregs', {
+  cs: { struct: kvmSegment }, ds: { struct: kvmSegment }, es: { struct: kvmSegment }, fs: { struct: kvmSegment },
+  gs: { struct: kvmSegment }, ss: { struct: kvmSegment }, tr: { struct: kvmSegment }, ldt: { struct: kvmSegment },
+  gdt: { struct: kvmDtable }, idt: { struct: kvmDtable },
+  cr0: 'u64', cr2: 'u64', cr3: 'u64', cr4: 'u64', cr8: 'u64', efer: 'u64', apic_base: 'u64',
+  interrupt_bitmap: { array: 'u64', count: 4 },
+});
+
+export const kvmCpuidEntry2 = struct('kvm_cpuid_entry2', {
+  function: 'u32', index: 'u32', flags: 'u32', eax: 'u32', ebx: 'u32', ecx: 'u32', edx: 'u32',
+  padding: { array: 'u32', count: 3 },
+});
+export const KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1;
+
+export const kvmCpuid2Header = struct('kvm_cpuid2', { nent: 'u32', padding: 'u32' });
+
+export const kvmUserspaceMemoryRegion = struct('kvm_userspace_memory_region', {
+  slot: 'u32', flags: 'u32', guest_phys_addr: 'u64', memory_size: 'u64', userspace_addr: 'u64',
+});
+
+export const kvmMsi = struct('kvm_msi', {
+  address_lo: 'u32', address_hi: 'u32', data: 'u32', flags: 'u32', devid: 'u32', pad: { bytes: 12 },
+});
+
+export const kvmEnableCap = struct('kvm_enable_cap', {
+  cap: 'u32', flags: 'u32', args: { array: 'u64', count: 4 }, pad: { bytes: 64 },
+});
+
+export const kvmIrqLevel = struct('kvm_irq_level', { irq: 'u32', level: 'u32' });
+
+export const kvmMsrFilterRange = struct('kvm_msr_filter_range', {
+  flags: 'u32', nmsrs: 'u32', base: 'u32', bitmap: 'u64',
+});
+export const kvmMsrFilter = struct('kvm_msr_filter', {
+  flags: 'u32',
+  ranges: { bytes: kvmMsrFilterRange.size * msrFilter.MAX_RANGES, align: 8 },
+});
+
+export const kvmMsrsHeader = struct('kvm_msrs', { nmsrs: 'u32', pad: 'u32' });
+export const kvmMsrEntry = struct('kvm_msr_entry', { index: 'u32', reserved: 'u32', data: 'u64' });
+
+export const kvmVcpuEvents = struct('kvm_vcpu_events', {
+  exception_injected: 'u8', exception_nr: 'u8', exception_has_error_code: 'u8', exception_pending: 'u8',
+  exception_error_code: 'u32',
+  interrupt_injected: 'u8', interrupt_nr: 'u8', interrupt_soft: 'u8', interrupt_shadow: 'u8',
+  nmi_injected: 'u8', nmi_pending: 'u8', nmi_masked: 'u8', nmi_pad: 'u8',
+  sipi_vector: 'u32', flags: 'u32',
+  smi: { bytes: 4 },
+  triple_fault_pending: 'u8', reserved: { bytes: 26 },
+  exception_has_payload: 'u8', exception_payload: 'u64',
+});
+
+/** Offsets into the shared kvm_run page (x86-64). */
+export const kvmRun = {
+  request_interrupt_window: 0,
+  immediate_exit: 1,
+  exit_reason: 8,
+  ready_for_interrupt_injection: 12,
+  if_flag: 13,
+  flags: 14,
+  cr8: 16,
+  apic_base: 24,
+  exit: 32, // the per-exit union
+  io: { direction: 32, size: 33, port: 34, count: 36, data_offset: 40 },
+  mmio: { phys_addr: 32, data: 40, len: 48, is_write: 52 },
+  hw: { hardware_exit_reason: 32 },
+  fail_entry: { hardware_entry_failure_reason: 32, cpu: 40 },
+  ex: { exception: 32, error_code: 36 },
+  internal: { suberror: 32, ndata: 36, data: 40 },
+  emulation_failure: { suberror: 32, ndata: 36, flags: 40, insn_size: 48, insn_bytes: 49 },
+  system_event: { type: 32, ndata: 36, data: 40 },
+  msr: { error: 32, reason: 40, index: 44, data: 48 },
+  kvm_valid_regs: 288,
+  kvm_dirty_regs: 296,
+  sync_regs: 304,
+  size: 2352,
+} as const;
+
+export const KVM_EXIT_IO_IN = 0;
+export const KVM_EXIT_IO_OUT = 1;

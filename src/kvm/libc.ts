@@ -1,0 +1,125 @@
+// The libc calls the KVM layer and guest memory need, through koffi. Loaded
+// once per thread (koffi binds per isolate). Every failure becomes a
+// SystemCallError carrying the call and errno; nothing here is guest-visible.
+import koffi from 'koffi';
+import os from 'node:os';
+
+export class SystemCallError extends Error {
+  constructor(
+    readonly call: string,
+    readonly errno: number,
+    detail?: string,
+  ) {
+    super(`${call}${detail ? ` (${detail})` : ''} failed: ${libc().strerror(errno)} (${errnoName(errno)})`);
+    this.name = 'SystemCallError';
+  }
+}
+
+const errnoNames = new Map<number, string>(Object.entries(os.constants.errno).map(([k, v]) => [v, k]));
+export function errnoName(errno: number): string {
+  return errnoNames.get(errno) ?? `errno ${errno}`;
+}
+
+export const EINTR = os.constants.errno.EINTR;
+export const EAGAIN = os.constants.errno.EAGAIN;
+export const ENOENT = os.constants.errno.ENOENT;
+export const EACCES = os.constants.errno.EACCES;
+export const EPERM = os.constants.errno.EPERM;
+
+export const O_RDWR = 0o2;
+export const O_CLOEXEC = 0o2000000;
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const MAP_SHARED = 1;
+export const MAP_NORESERVE = 0x4000;
+export const MFD_CLOEXEC = 1;
+export const SIG_BLOCK = 0;
+export const SIG_UNBLOCK = 1;
+export const SIG_SETMASK = 2;
+const SYS_gettid = 186;
+/** glibc's sigset_t; the kernel's is its first 8 bytes. */
+export const SIGSET_BYTES = 128;
+
+/** koffi represents native pointers as bigint addresses. */
+export type Pointer = bigint;
+
+interface Libc {
+  open(path: string, flags: number): number;
+  close(fd: number): number;
+  ioctlPtr(fd: number, req: number, arg: Uint8Array | null): number;
+  ioctlInt(fd: number, req: number, arg: number | bigint): number;
+  mmap(addr: null, len: number | bigint, prot: number, flags: number, fd: number, off: number | bigint): Pointer;
+  munmap(ptr: Pointer, len: number | bigint): number;
+  memfd_create(name: string, flags: number): number;
+  ftruncate(fd: number, len: number | bigint): number;
+  syscall0(nr: number): number | bigint;
+  getpid(): number;
+  tgkill(tgid: number, tid: number, sig: number): number;
+  pthread_sigmask(how: number, set: Uint8Array | null, old: Uint8Array | null): number;
+  sigtimedwait(set: Uint8Array, info: Uint8Array | null, timeout: Uint8Array): number;
+  strerror(errno: number): string;
+}
+
+let bound: Libc | undefined;
+
+export function libc(): Libc {
+  if (bound) return bound;
+  const lib = koffi.load('libc.so.6');
+  bound = {
+    open: lib.func('int open(const char *path, int flags)'),
+    close: lib.func('int close(int fd)'),
+    ioctlPtr: lib.func('ioctl', 'int', ['int', 'unsigned long', 'void *']),
+    ioctlInt: lib.func('ioctl', 'int', ['int', 'unsigned long', 'unsigned long']),
+    mmap: lib.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)'),
+    munmap: lib.func('int munmap(void *addr, size_t len)'),
+    memfd_create: lib.func('int memfd_create(const char *name, unsigned int flags)'),
+    ftruncate: lib.func('int ftruncate(int fd, int64_t len)'),
+    syscall0: lib.func('syscall', 'long', ['long']),
+    getpid: lib.func('int getpid()'),
+    tgkill: lib.func('int tgkill(int tgid, int tid, int sig)'),
+    pthread_sigmask: lib.func('int pthread_sigmask(int how, const void *set, void *old)'),
+    sigtimedwait: lib.func('int sigtimedwait(const void *set, void *info, const void *timeout)'),
+    strerror: lib.func('const char *strerror(int errnum)'),
+  };
+  return bound;
+}
+
+export function errno(): number {
+  return koffi.errno();
+}
+
+/** Runs a libc call that returns -1 on failure, turning failure into SystemCallError. */
+export function check(call: string, result: number, detail?: string): number {
+  if (result === -1) throw new SystemCallError(call, errno(), detail);
+  return result;
+}
+
+export function gettid(): number {
+  return Number(libc().syscall0(SYS_gettid));
+}
+
+export function mmapShared(fd: number, length: number, what: string): Pointer {
+  const ptr = libc().mmap(null, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+  // MAP_FAILED is (void *)-1
+  if (ptr === null || ptr === 0xffffffffffffffffn) throw new SystemCallError('mmap', errno(), what);
+  return ptr;
+}
+
+export function munmap(ptr: Pointer, length: number): void {
+  check('munmap', libc().munmap(ptr, length));
+}
+
+export function viewOf(ptr: Pointer, length: number): ArrayBuffer {
+  return koffi.view(ptr, length);
+}
+
+/** The address of a typed array's backing store, valid until the next GC can move it (use within one call). */
+export function addressOf(bytes: Uint8Array): bigint {
+  return koffi.address(bytes);
+}
+
+export function sigset(...signals: number[]): Uint8Array {
+  const set = new Uint8Array(SIGSET_BYTES);
+  for (const s of signals) set[(s - 1) >> 3] |= 1 << ((s - 1) & 7);
+  return set;
+}

@@ -1,0 +1,122 @@
+// The /dev/kvm system file descriptor.
+import { caps, ioctls, KVM_API_VERSION, kvmCpuid2Header, kvmCpuidEntry2, KVM_CPUID_FLAG_SIGNIFCANT_INDEX } from './abi.js';
+import { check, EACCES, ENOENT, EPERM, errno, libc, O_CLOEXEC, O_RDWR, SystemCallError } from './libc.js';
+import { Vm } from './vm.js';
+
+export interface CpuidEntry {
+  function: number;
+  index: number;
+  /** Whether `index` (ECX on input) selects this entry. */
+  indexed: boolean;
+  eax: number;
+  ebx: number;
+  ecx: number;
+  edx: number;
+}
+
+/** /dev/kvm missing, not permitted or unusable: the message says what to do. */
+export class KvmUnavailableError extends Error {
+  override name = 'KvmUnavailableError';
+}
+
+export class Kvm {
+  private constructor(readonly fd: number) {}
+
+  static open(path = '/dev/kvm'): Kvm {
+    const fd = libc().open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+      const e = errno();
+      if (e === ENOENT) throw new KvmUnavailableError(`${path} does not exist: this host has no KVM (load the kvm module or run on a machine with virtualization)`);
+      if (e === EACCES || e === EPERM) throw new KvmUnavailableError(`${path} is not accessible to this user: add yourself to the kvm group or run as root`);
+      throw new KvmUnavailableError(`cannot open ${path}: ${new SystemCallError('open', e).message}`);
+    }
+    const kvm = new Kvm(fd);
+    const version = libc().ioctlInt(fd, ioctls.KVM_GET_API_VERSION, 0);
+    if (version !== KVM_API_VERSION) {
+      kvm.close();
+      throw new KvmUnavailableError(`${path} speaks KVM API ${version}, xenkvm needs ${KVM_API_VERSION}`);
+    }
+    return kvm;
+  }
+
+  checkExtension(cap: number): number {
+    return Math.max(0, libc().ioctlInt(this.fd, ioctls.KVM_CHECK_EXTENSION, cap));
+  }
+
+  /** Fails with a clear message unless every capability xenkvm relies on is present. */
+  requireExtensions(): void {
+    const needed: [number, string][] = [
+      [caps.KVM_CAP_IRQCHIP, 'in-kernel irqchip'],
+      [caps.KVM_CAP_USER_MEMORY, 'user memory regions'],
+      [caps.KVM_CAP_EXT_CPUID, 'CPUID configuration'],
+      [caps.KVM_CAP_SIGNAL_MSI, 'MSI injection'],
+      [caps.KVM_CAP_X86_USER_SPACE_MSR, 'user-space MSR exits'],
+      [caps.KVM_CAP_X86_MSR_FILTER, 'MSR filtering'],
+      [caps.KVM_CAP_IMMEDIATE_EXIT, 'immediate exit'],
+      [caps.KVM_CAP_MP_STATE, 'multiprocessor state'],
+    ];
+    const missing = needed.filter(([cap]) => this.checkExtension(cap) <= 0).map(([, what]) => what);
+    if (missing.length) throw new KvmUnavailableError(`this host's KVM lacks ${missing.join(', ')}; xenkvm needs Linux 5.10 or later`);
+  }
+
+  vcpuMmapSize(): number {
+    return check('ioctl(KVM_GET_VCPU_MMAP_SIZE)', libc().ioctlInt(this.fd, ioctls.KVM_GET_VCPU_MMAP_SIZE, 0));
+  }
+
+  supportedCpuid(): CpuidEntry[] {
+    for (let n = 64; n <= 4096; n *= 2) {
+      const buf = new Uint8Array(kvmCpuid2Header.size + n * kvmCpuidEntry2.size);
+      kvmCpuid2Header.write(new DataView(buf.buffer), 0, { nent: n });
+      if (libc().ioctlPtr(this.fd, ioctls.KVM_GET_SUPPORTED_CPUID, buf) < 0) {
+        if (errno() === 7 /* E2BIG */) continue;
+        throw new SystemCallError('ioctl(KVM_GET_SUPPORTED_CPUID)', errno());
+      }
+      return decodeCpuid(buf);
+    }
+    throw new Error('KVM_GET_SUPPORTED_CPUID: more than 4096 entries');
+  }
+
+  createVm(): Vm {
+    const fd = check('ioctl(KVM_CREATE_VM)', libc().ioctlInt(this.fd, ioctls.KVM_CREATE_VM, 0));
+    return new Vm(fd);
+  }
+
+  close(): void {
+    libc().close(this.fd);
+  }
+}
+
+export function decodeCpuid(buf: Uint8Array): CpuidEntry[] {
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const { nent } = kvmCpuid2Header.read(view, 0);
+  return Array.from({ length: nent }, (_, i) => {
+    const e = kvmCpuidEntry2.read(view, kvmCpuid2Header.size + i * kvmCpuidEntry2.size);
+    return {
+      function: e.function,
+      index: e.index,
+      indexed: (e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) !== 0,
+      eax: e.eax,
+      ebx: e.ebx,
+      ecx: e.ecx,
+      edx: e.edx,
+    };
+  });
+}
+
+export function encodeCpuid(entries: CpuidEntry[]): Uint8Array {
+  const buf = new Uint8Array(kvmCpuid2Header.size + entries.length * kvmCpuidEntry2.size);
+  const view = new DataView(buf.buffer);
+  kvmCpuid2Header.write(view, 0, { nent: entries.length });
+  entries.forEach((e, i) =>
+    kvmCpuidEntry2.write(view, kvmCpuid2Header.size + i * kvmCpuidEntry2.size, {
+      function: e.function,
+      index: e.index,
+      flags: e.indexed ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX : 0,
+      eax: e.eax >>> 0,
+      ebx: e.ebx >>> 0,
+      ecx: e.ecx >>> 0,
+      edx: e.edx >>> 0,
+    }),
+  );
+  return buf;
+}

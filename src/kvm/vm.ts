@@ -1,0 +1,85 @@
+// A KVM VM file descriptor.
+import { ioctls, kvmEnableCap, kvmIrqLevel, kvmMsi, kvmMsrFilter, kvmMsrFilterRange, kvmUserspaceMemoryRegion, msrFilter } from './abi.js';
+import { addressOf, check, libc } from './libc.js';
+
+export interface MsrFilterRange {
+  /** MSR_FILTER_READ and/or MSR_FILTER_WRITE: which accesses this range governs. */
+  flags: number;
+  base: number;
+  /** One bit per MSR from base: 1 lets KVM handle the access, 0 sends it to user space. */
+  bitmap: Uint8Array;
+}
+
+export class Vm {
+  constructor(readonly fd: number) {}
+
+  private ioctl(name: keyof typeof ioctls, arg: Uint8Array | null): number {
+    return check(`ioctl(${name})`, libc().ioctlPtr(this.fd, ioctls[name], arg));
+  }
+
+  checkExtension(cap: number): number {
+    return Math.max(0, libc().ioctlInt(this.fd, ioctls.KVM_CHECK_EXTENSION, cap));
+  }
+
+  createIrqchip(): void {
+    this.ioctl('KVM_CREATE_IRQCHIP', null);
+  }
+
+  setTssAddr(gpa: number): void {
+    check('ioctl(KVM_SET_TSS_ADDR)', libc().ioctlInt(this.fd, ioctls.KVM_SET_TSS_ADDR, gpa));
+  }
+
+  setIdentityMapAddr(gpa: number): void {
+    const arg = new Uint8Array(8);
+    new DataView(arg.buffer).setBigUint64(0, BigInt(gpa), true);
+    this.ioctl('KVM_SET_IDENTITY_MAP_ADDR', arg);
+  }
+
+  enableCap(cap: number, ...args: (number | bigint)[]): void {
+    this.ioctl('KVM_ENABLE_CAP', kvmEnableCap.encode({ cap, args: args.map(BigInt) }));
+  }
+
+  /** Maps host memory at a guest-physical range; size 0 deletes the slot. */
+  setUserMemoryRegion(slot: number, gpa: number, size: number, hostAddress: bigint, flags = 0): void {
+    this.ioctl(
+      'KVM_SET_USER_MEMORY_REGION',
+      kvmUserspaceMemoryRegion.encode({ slot, flags, guest_phys_addr: BigInt(gpa), memory_size: BigInt(size), userspace_addr: hostAddress }),
+    );
+  }
+
+  createVcpu(id: number): number {
+    return check('ioctl(KVM_CREATE_VCPU)', libc().ioctlInt(this.fd, ioctls.KVM_CREATE_VCPU, id));
+  }
+
+  signalMsi(address: bigint, data: number): number {
+    return this.ioctl(
+      'KVM_SIGNAL_MSI',
+      kvmMsi.encode({ address_lo: Number(address & 0xffffffffn), address_hi: Number(address >> 32n), data }),
+    );
+  }
+
+  irqLine(irq: number, level: boolean): void {
+    this.ioctl('KVM_IRQ_LINE', kvmIrqLevel.encode({ irq, level: level ? 1 : 0 }));
+  }
+
+  setMsrFilter(defaultAction: number, ranges: MsrFilterRange[]): void {
+    if (ranges.length > msrFilter.MAX_RANGES) throw new Error(`at most ${msrFilter.MAX_RANGES} MSR filter ranges`);
+    const buf = new Uint8Array(kvmMsrFilter.size);
+    const view = new DataView(buf.buffer);
+    kvmMsrFilter.write(view, 0, { flags: defaultAction });
+    ranges.forEach((r, i) => {
+      if (r.bitmap.length > msrFilter.MAX_BITMAP_BYTES) throw new Error(`MSR filter bitmap over ${msrFilter.MAX_BITMAP_BYTES} bytes`);
+      kvmMsrFilterRange.write(view, kvmMsrFilter.offsets.ranges + i * kvmMsrFilterRange.size, {
+        flags: r.flags,
+        nmsrs: r.bitmap.length * 8,
+        base: r.base,
+        bitmap: addressOf(r.bitmap), // read by KVM during the ioctl only
+      });
+    });
+    this.ioctl('KVM_X86_SET_MSR_FILTER', buf);
+  }
+
+  close(): void {
+    libc().close(this.fd);
+  }
+}

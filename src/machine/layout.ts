@@ -1,0 +1,78 @@
+// Where things live in the guest-physical address space and I/O space of a
+// xenkvm machine. The guest learns all of it from start_info and ACPI.
+import { MEMMAP_TYPE_RAM, MEMMAP_TYPE_RESERVED } from '../boot/start-info.js';
+
+export const MiB = 1 << 20;
+export const GiB = 1 << 30;
+
+/** RAM above this goes above 4 GiB, leaving the hole for the IOAPIC, LAPIC and KVM's private pages. */
+export const LOW_RAM_END = 3 * GiB;
+export const HIGH_RAM_START = 4 * GiB;
+
+/** start_info, the memory map and the command line: one page-aligned block. */
+export const BOOT_INFO_BASE = 0x1000;
+export const BOOT_INFO_SIZE = 0x2000;
+/** ACPI tables in the legacy BIOS area, reported reserved. */
+export const ACPI_BASE = 0xe0000;
+export const ACPI_SIZE = 0x20000;
+export const LOW_MEMORY_END = 0xa0000;
+
+export const IOAPIC_ADDRESS = 0xfec00000;
+export const IOAPIC_ID = 0;
+export const LAPIC_ADDRESS = 0xfee00000;
+/** KVM needs three pages for the real-mode TSS and one for the identity map (Intel only); below the LAPIC, outside RAM. */
+export const KVM_TSS_ADDRESS = 0xfffbd000;
+export const KVM_IDENTITY_MAP_ADDRESS = 0xfffbc000;
+
+/** I/O ports of the platform devices. */
+export const ports = {
+  debugConsole: 0xe9,
+  postCode: 0x80,
+  uart: 0x3f8,
+  keyboardController: 0x64,
+  sleepControl: 0x600,
+  sleepStatus: 0x601,
+  pm1aEvent: 0x604,
+  pm1aControl: 0x608,
+  reset: 0xcf9,
+} as const;
+export const RESET_VALUE = 0x06;
+export const SCI_IRQ = 9;
+export const UART_IRQ = 4;
+/** SLP_TYP of \_S5 in the DSDT. */
+export const S5_SLEEP_TYPE = 5;
+
+/** Overlay pages available to the Xen layer (shared_info, grant frames, rings). */
+export const OVERLAY_PAGES = 64;
+
+export const MIN_MEMORY_MIB = 16;
+export const MAX_MEMORY_MIB = 64 * 1024;
+export const MAX_VCPUS = 64;
+
+export interface MemmapEntry {
+  addr: number;
+  size: number;
+  type: number;
+}
+
+/** Guest-physical RAM ranges for a machine with `bytes` of RAM. */
+export function ramRanges(bytes: number): { gpa: number; size: number }[] {
+  const low = Math.min(bytes, LOW_RAM_END);
+  const ranges = [{ gpa: 0, size: low }];
+  if (bytes > low) ranges.push({ gpa: HIGH_RAM_START, size: bytes - low });
+  return ranges;
+}
+
+/** The memory map the guest is given (hvm_start_info memmap, Xen's e820 for the guest). */
+export function guestMemmap(bytes: number): MemmapEntry[] {
+  const map: MemmapEntry[] = [
+    { addr: 0, size: LOW_MEMORY_END, type: MEMMAP_TYPE_RAM },
+    { addr: ACPI_BASE, size: ACPI_SIZE, type: MEMMAP_TYPE_RESERVED },
+  ];
+  const low = Math.min(bytes, LOW_RAM_END);
+  map.push({ addr: 0x100000, size: low - 0x100000, type: MEMMAP_TYPE_RAM });
+  map.push({ addr: IOAPIC_ADDRESS, size: 0x1000, type: MEMMAP_TYPE_RESERVED });
+  map.push({ addr: LAPIC_ADDRESS, size: 0x1000, type: MEMMAP_TYPE_RESERVED });
+  if (bytes > low) map.push({ addr: HIGH_RAM_START, size: bytes - low, type: MEMMAP_TYPE_RAM });
+  return map;
+}

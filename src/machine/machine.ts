@@ -1,0 +1,243 @@
+// Composition: builds a VM from a config (KVM, memory, the loaded kernel,
+// ACPI tables and start_info), runs one worker thread per vCPU, and tears
+// everything down when the guest ends the run or the caller stops it.
+import { readFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import { buildAcpiTables } from '../boot/acpi.js';
+import { loadPvhKernel } from '../boot/elf.js';
+import { pvhBootState } from '../boot/pvh-state.js';
+import { encodeBootInfo, MEMMAP_TYPE_RAM } from '../boot/start-info.js';
+import { log, type LogLevel } from '../common/log.js';
+import { caps, msrExit, msrFilter } from '../kvm/abi.js';
+import { libc } from '../kvm/libc.js';
+import { Kvm, type CpuidEntry } from '../kvm/system.js';
+import type { Vm } from '../kvm/vm.js';
+import { GuestMemory } from '../memory/guest-memory.js';
+import { MemoryMap } from '../memory/memory-map.js';
+import { vcpuCpuid } from './cpuid.js';
+import type { StopReason } from './devices/platform.js';
+import { Uart16550 } from './devices/uart16550.js';
+import { exitStatus } from './exit-status.js';
+import {
+  ACPI_BASE, ACPI_SIZE, BOOT_INFO_BASE, BOOT_INFO_SIZE, guestMemmap, IOAPIC_ADDRESS, IOAPIC_ID, KVM_IDENTITY_MAP_ADDRESS,
+  KVM_TSS_ADDRESS, LAPIC_ADDRESS, MAX_MEMORY_MIB, MAX_VCPUS, MiB, MIN_MEMORY_MIB, OVERLAY_PAGES, ports, RESET_VALUE,
+  S5_SLEEP_TYPE, SCI_IRQ, ramRanges,
+} from './layout.js';
+import { Command, VcpuControl, VcpuState } from './vcpu-control.js';
+import type { VcpuMessage, VcpuThreadInit } from './vcpu-thread.js';
+
+export interface MachineConfig {
+  kernel: string;
+  cmdline: string;
+  memoryMiB: number;
+  vcpus: number;
+  logLevel?: LogLevel;
+  /** Guest console bytes; stdout when not given. */
+  output?: (bytes: Uint8Array) => void;
+  /** CPUID leaves 0x40000000 and up the guest sees (none: the range is empty). */
+  hypervisorLeaves?: CpuidEntry[];
+}
+
+/** A configuration a person must fix: the message says what and how. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export interface RunOutcome {
+  reason: StopReason;
+  status: number;
+  message: string;
+}
+
+/** MSR ranges whose guest accesses exit to the VMM: Xen's (and Hyper-V's) at 0x40000000, KVM's own at 0x4b564d00. */
+const FILTERED_MSRS = [
+  { base: 0x40000000, count: 0x3000 },
+  { base: 0x4b564d00, count: 0x100 },
+];
+
+export function validateConfig(c: Pick<MachineConfig, 'memoryMiB' | 'vcpus'>): void {
+  if (!Number.isInteger(c.memoryMiB) || c.memoryMiB < MIN_MEMORY_MIB || c.memoryMiB > MAX_MEMORY_MIB) {
+    throw new ConfigError(`memory must be a whole number of MiB from ${MIN_MEMORY_MIB} to ${MAX_MEMORY_MIB}, not ${c.memoryMiB}`);
+  }
+  if (!Number.isInteger(c.vcpus) || c.vcpus < 1 || c.vcpus > MAX_VCPUS) {
+    throw new ConfigError(`vCPU count must be a whole number from 1 to ${MAX_VCPUS}, not ${c.vcpus}`);
+  }
+}
+
+function readKernel(path: string): Uint8Array {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EACCES' ? 'permission denied' : err.code === 'EISDIR' ? 'it is a directory' : err.message;
+    throw new ConfigError(`cannot read kernel ${path}: ${why}`);
+  }
+}
+
+/** Owned resources, released in reverse order of acquisition. */
+class Resources {
+  private readonly items: (() => void)[] = [];
+  add(release: () => void): void {
+    this.items.push(release);
+  }
+  dispose(): void {
+    while (this.items.length) this.items.pop()!();
+  }
+}
+
+export class Machine {
+  private readonly logger = log('machine');
+  private outcome: { reason: StopReason; message: string } | undefined;
+  private workers: Worker[] = [];
+  private running: Promise<RunOutcome> | undefined;
+
+  private constructor(
+    private readonly config: MachineConfig,
+    private readonly resources: Resources,
+    private readonly vm: Vm,
+    readonly memory: GuestMemory,
+    readonly memoryMap: MemoryMap,
+    private readonly vcpus: { fd: number; control: VcpuControl; init: VcpuThreadInit }[],
+  ) {}
+
+  static create(config: MachineConfig): Machine {
+    validateConfig(config);
+    const file = readKernel(config.kernel);
+    const ramBytes = config.memoryMiB * MiB;
+    const memmap = guestMemmap(ramBytes);
+    const ram = memmap.filter((e) => e.type === MEMMAP_TYPE_RAM).map((e) => ({ start: e.addr, end: e.addr + e.size }));
+    const kernel = loadPvhKernel(file, ram);
+
+    const resources = new Resources();
+    try {
+      const kvm = Kvm.open();
+      resources.add(() => kvm.close());
+      kvm.requireExtensions();
+      const maxVcpus = kvm.checkExtension(caps.KVM_CAP_MAX_VCPUS) || kvm.checkExtension(caps.KVM_CAP_NR_VCPUS);
+      if (config.vcpus > maxVcpus) throw new ConfigError(`this host's KVM allows at most ${maxVcpus} vCPUs per VM, not ${config.vcpus}`);
+
+      const vm = kvm.createVm();
+      resources.add(() => vm.close());
+      vm.setTssAddr(KVM_TSS_ADDRESS);
+      vm.setIdentityMapAddr(KVM_IDENTITY_MAP_ADDRESS);
+      vm.createIrqchip();
+      vm.enableCap(caps.KVM_CAP_X86_USER_SPACE_MSR, msrExit.FILTER);
+      vm.setMsrFilter(
+        msrFilter.DEFAULT_ALLOW,
+        FILTERED_MSRS.map((r) => ({ flags: msrFilter.READ | msrFilter.WRITE, base: r.base, bitmap: new Uint8Array(r.count / 8) })),
+      );
+      if (vm.checkExtension(caps.KVM_CAP_EXIT_ON_EMULATION_FAILURE)) vm.enableCap(caps.KVM_CAP_EXIT_ON_EMULATION_FAILURE, 1);
+
+      const memory = GuestMemory.create(ramRanges(ramBytes), OVERLAY_PAGES);
+      resources.add(() => memory.dispose());
+      const memoryMap = new MemoryMap(vm, memory, kvm.checkExtension(caps.KVM_CAP_NR_MEMSLOTS) || 32);
+
+      for (const c of kernel.chunks) {
+        memory.write(c.gpa, c.bytes);
+        memory.fill(c.gpa + c.bytes.length, c.zeroFill);
+      }
+      const acpi = buildAcpiTables({
+        base: ACPI_BASE,
+        maxBytes: ACPI_SIZE,
+        cpus: config.vcpus,
+        lapicAddress: LAPIC_ADDRESS,
+        ioapic: { id: IOAPIC_ID, address: IOAPIC_ADDRESS, gsiBase: 0 },
+        // The PIT's IRQ 0 is wired to GSI 2 on a PC, and the SCI is level-triggered, active low.
+        interruptOverrides: [
+          { source: 0, gsi: 2, flags: 0 },
+          { source: SCI_IRQ, gsi: SCI_IRQ, flags: 0xf },
+        ],
+        sciInterrupt: SCI_IRQ,
+        sleepControlPort: ports.sleepControl,
+        sleepStatusPort: ports.sleepStatus,
+        pm1aEventPort: ports.pm1aEvent,
+        pm1aControlPort: ports.pm1aControl,
+        resetPort: ports.reset,
+        resetValue: RESET_VALUE,
+        s5SleepType: S5_SLEEP_TYPE,
+        hardwareReduced: true,
+        oemId: 'XENKVM',
+        oemTableId: 'XENKVM01',
+      });
+      memory.write(ACPI_BASE, acpi.bytes);
+      const bootInfo = encodeBootInfo({ base: BOOT_INFO_BASE, cmdline: config.cmdline, rsdpPaddr: acpi.rsdpPaddr, memmap, maxBytes: BOOT_INFO_SIZE });
+      memory.write(BOOT_INFO_BASE, bootInfo.bytes);
+
+      const supported = kvm.supportedCpuid();
+      const runSize = kvm.vcpuMmapSize();
+      const uartState = Uart16550.createState();
+      const vcpus = Array.from({ length: config.vcpus }, (_, id) => {
+        const fd = vm.createVcpu(id);
+        resources.add(() => libc().close(fd));
+        const control = new VcpuControl();
+        // Held until every vCPU thread is up, so the boot vCPU's INIT/SIPI never races a thread still starting.
+        control.order(Command.Pause);
+        const init: VcpuThreadInit = {
+          id,
+          vcpuFd: fd,
+          vmFd: vm.fd,
+          runSize,
+          memory: memory.handle,
+          control: control.buffer,
+          uartState,
+          cpuid: vcpuCpuid(supported, id, config.hypervisorLeaves ?? []),
+          boot: id === 0 ? pvhBootState(kernel.entry, bootInfo.startInfoPaddr) : undefined,
+          logLevel: config.logLevel ?? 'warn',
+        };
+        return { fd, control, init };
+      });
+      return new Machine(config, resources, vm, memory, memoryMap, vcpus);
+    } catch (e) {
+      resources.dispose();
+      throw e;
+    }
+  }
+
+  /** Runs the guest until it powers off, resets or fails, or stop() is called; resolves after teardown. */
+  run(): Promise<RunOutcome> {
+    this.running ??= this.runWorkers();
+    return this.running;
+  }
+
+  /** Ends the run from outside (for example on SIGINT). */
+  stop(reason: StopReason = 'stopped', message = 'stopped by the host'): void {
+    this.outcome ??= { reason, message };
+    for (const v of this.vcpus) v.control.order(Command.Stop);
+  }
+
+  /** Holds every vCPU outside KVM_RUN, e.g. while memslots change; resolves when all are paused. */
+  async pause(): Promise<void> {
+    for (const v of this.vcpus) v.control.order(Command.Pause);
+    await Promise.all(this.vcpus.map((v) => v.control.waitFor(VcpuState.Paused)));
+  }
+
+  resume(): void {
+    for (const v of this.vcpus) if (v.control.command === Command.Pause) v.control.order(Command.Run);
+  }
+
+  private async runWorkers(): Promise<RunOutcome> {
+    const output = this.config.output ?? ((bytes: Uint8Array) => process.stdout.write(bytes));
+    const exited = this.vcpus.map(({ init }) => {
+      const worker = new Worker(new URL('./vcpu-thread.js', import.meta.url), { workerData: init });
+      this.workers.push(worker);
+      worker.on('message', (m: VcpuMessage) => {
+        if (m.type === 'output') output(m.bytes);
+        else this.stop(m.reason, m.message);
+      });
+      worker.on('error', (e) => this.stop('vmm-error', `vCPU ${init.id} thread failed: ${e.message}`));
+      return new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    });
+    await Promise.race([Promise.all(this.vcpus.map((v) => v.control.waitFor(VcpuState.Paused))), Promise.all(exited)]);
+    if (!this.outcome) this.resume();
+    await Promise.all(exited);
+    this.resources.dispose();
+    const { reason, message } = this.outcome ?? { reason: 'vmm-error' as const, message: 'every vCPU thread ended without a reason' };
+    this.logger.debug({ reason }, message);
+    return { reason, status: exitStatus[reason], message };
+  }
+
+  /** Releases everything of a machine that was created but never run. */
+  dispose(): void {
+    if (!this.running) this.resources.dispose();
+  }
+}

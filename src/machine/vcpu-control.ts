@@ -1,0 +1,85 @@
+// The control block one vCPU thread shares with the main thread: a command
+// the main thread sets, the state the vCPU thread reports, and the thread id
+// a kick is sent to. A kick is a signal blocked in the vCPU thread except
+// inside KVM_RUN (KVM_SET_SIGNAL_MASK): it makes KVM_RUN return EINTR, or, if
+// it arrives outside KVM_RUN, stays pending so the next KVM_RUN returns at
+// once. Either way the thread then reads the command.
+import { gettid, libc, SIG_BLOCK, sigset } from '../kvm/libc.js';
+
+export const enum Command { Run = 0, Pause = 1, Stop = 2 }
+export const enum VcpuState { Starting = 0, Running = 1, Paused = 2, Exited = 3 }
+
+const COMMAND = 0;
+const STATE = 1;
+const TID = 2;
+const WORDS = 3;
+
+/** A real-time signal nothing else in Node uses. */
+export const KICK_SIGNAL = 40;
+
+export class VcpuControl {
+  private readonly words: Int32Array;
+
+  constructor(readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(WORDS * 4)) {
+    this.words = new Int32Array(buffer);
+  }
+
+  get command(): Command {
+    return Atomics.load(this.words, COMMAND);
+  }
+
+  get state(): VcpuState {
+    return Atomics.load(this.words, STATE);
+  }
+
+  /** Main thread: sets the command and kicks the thread out of KVM_RUN. */
+  order(command: Command): void {
+    Atomics.store(this.words, COMMAND, command);
+    Atomics.notify(this.words, COMMAND);
+    // A thread that has not published its tid has not yet read the command either.
+    const tid = Atomics.load(this.words, TID);
+    if (tid !== 0 && this.state !== VcpuState.Exited) libc().tgkill(process.pid, tid, KICK_SIGNAL);
+  }
+
+  /** Main thread: resolves once the vCPU thread reports `state` (or has exited). */
+  async waitFor(state: VcpuState): Promise<void> {
+    for (;;) {
+      const now = this.state;
+      if (now === state || now === VcpuState.Exited) return;
+      await Atomics.waitAsync(this.words, STATE, now).value;
+    }
+  }
+
+  /** vCPU thread: publishes its tid; from here on kicks reach it. */
+  publishThread(): void {
+    Atomics.store(this.words, TID, gettid());
+  }
+
+  /** vCPU thread. */
+  report(state: VcpuState): void {
+    Atomics.store(this.words, STATE, state);
+    Atomics.notify(this.words, STATE);
+  }
+
+  /** vCPU thread: sleeps while the command is Pause. */
+  waitWhilePaused(): void {
+    while (this.command === Command.Pause) Atomics.wait(this.words, COMMAND, Command.Pause);
+  }
+}
+
+const ZERO_TIMESPEC = new Uint8Array(16);
+const KICK_SET = sigset(KICK_SIGNAL);
+
+/** vCPU thread: blocks the kick signal and returns the mask to use inside KVM_RUN (the thread's mask without it). */
+export function blockKickSignal(): Uint8Array {
+  const old = new Uint8Array(128);
+  if (libc().pthread_sigmask(SIG_BLOCK, KICK_SET, old) !== 0) throw new Error('pthread_sigmask failed');
+  const bit = KICK_SIGNAL - 1;
+  old[bit >> 3] &= ~(1 << (bit & 7));
+  return old;
+}
+
+/** vCPU thread: consumes a pending kick so the next KVM_RUN does not return at once. */
+export function consumeKick(): void {
+  libc().sigtimedwait(KICK_SET, null, ZERO_TIMESPEC);
+}

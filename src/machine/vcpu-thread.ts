@@ -1,0 +1,118 @@
+// A vCPU worker thread: configures its vCPU, then runs KVM_RUN and handles
+// exits until told to stop or the guest ends the run.
+import { parentPort, workerData } from 'node:worker_threads';
+import { configureLogging, log, type LogLevel } from '../common/log.js';
+import { caps } from '../kvm/abi.js';
+import type { CpuidEntry } from '../kvm/system.js';
+import { Vcpu, type Regs, type Sregs } from '../kvm/vcpu.js';
+import { Vm } from '../kvm/vm.js';
+import { GuestMemory, type GuestMemoryHandle } from '../memory/guest-memory.js';
+import { AcpiPm } from './devices/acpi-pm.js';
+import { DebugConsole } from './devices/debug-console.js';
+import { IoBus } from './devices/io-bus.js';
+import type { Platform, StopReason } from './devices/platform.js';
+import { PostCode } from './devices/post-code.js';
+import { Uart16550 } from './devices/uart16550.js';
+import { ExitHandler } from './exit-handler.js';
+import { ports, S5_SLEEP_TYPE, UART_IRQ } from './layout.js';
+import { blockKickSignal, Command, consumeKick, VcpuControl, VcpuState } from './vcpu-control.js';
+
+export interface VcpuThreadInit {
+  id: number;
+  vcpuFd: number;
+  vmFd: number;
+  runSize: number;
+  memory: GuestMemoryHandle;
+  control: SharedArrayBuffer;
+  uartState: SharedArrayBuffer;
+  cpuid: CpuidEntry[];
+  /** Register state for the boot vCPU; APs wait for INIT/SIPI in KVM. */
+  boot?: { regs: Partial<Regs>; sregs: Partial<Sregs> };
+  logLevel: LogLevel;
+}
+
+export type VcpuMessage =
+  | { type: 'output'; bytes: Uint8Array }
+  | { type: 'stop'; reason: StopReason; message: string };
+
+const OUTPUT_FLUSH_BYTES = 256;
+
+function main(init: VcpuThreadInit): void {
+  configureLogging(init.logLevel);
+  const logger = log(`vcpu${init.id}`);
+  const control = new VcpuControl(init.control);
+  const post = (m: VcpuMessage) => parentPort!.postMessage(m);
+
+  let output: number[] = [];
+  const flush = () => {
+    if (output.length) post({ type: 'output', bytes: Uint8Array.from(output) });
+    output = [];
+  };
+  let stop: { reason: StopReason; message: string } | undefined;
+  const vm = new Vm(init.vmFd);
+  const platform: Platform = {
+    requestStop: (reason, message) => (stop ??= { reason, message: message ?? reason }),
+    consoleOutput: (bytes) => {
+      for (const b of bytes) output.push(b);
+      if (output.length >= OUTPUT_FLUSH_BYTES || bytes.includes(0x0a)) flush();
+    },
+    setIrqLevel: (irq, level) => vm.irqLine(irq, level),
+  };
+
+  const bus = new IoBus();
+  const pm = new AcpiPm(platform, S5_SLEEP_TYPE);
+  bus.register(ports.debugConsole, 1, new DebugConsole(platform));
+  bus.register(ports.postCode, 1, new PostCode());
+  bus.register(ports.uart, 8, new Uart16550(init.uartState, platform, UART_IRQ));
+  bus.register(ports.sleepControl, 1, pm.sleepControl);
+  bus.register(ports.sleepStatus, 1, pm.sleepStatus);
+  bus.register(ports.pm1aEvent, 4, pm.pm1aEvent);
+  bus.register(ports.pm1aControl, 2, pm.pm1aControl);
+  bus.register(ports.reset, 1, pm.reset);
+  bus.register(ports.keyboardController, 1, pm.keyboardController);
+
+  const kvmRunMask = blockKickSignal();
+  control.publishThread();
+  const memory = GuestMemory.attach(init.memory);
+  const vcpu = new Vcpu(init.vcpuFd, init.id, init.runSize);
+  try {
+    vcpu.setSignalMask(kvmRunMask);
+    vcpu.setCpuid(init.cpuid);
+    // KVM's own paravirtual MSRs must #GP like on Xen: no KVM feature leaves are advertised.
+    vcpu.enableCap(caps.KVM_CAP_ENFORCE_PV_FEATURE_CPUID, 1);
+    if (init.boot) {
+      vcpu.setSregs(init.boot.sregs);
+      vcpu.setRegs(init.boot.regs);
+    }
+    const handler = new ExitHandler(vcpu, bus, memory, logger, undefined);
+    control.report(VcpuState.Running);
+    for (;;) {
+      const command = control.command;
+      if (command === Command.Stop) break;
+      if (command === Command.Pause) {
+        control.report(VcpuState.Paused);
+        control.waitWhilePaused();
+        control.report(VcpuState.Running);
+        continue;
+      }
+      const result = vcpu.enter();
+      if (result.kind === 'interrupted') {
+        consumeKick();
+        continue;
+      }
+      const action = handler.handle(result.exit);
+      if (action) platform.requestStop(action.stop, action.message);
+      if (stop) break;
+    }
+  } catch (e) {
+    platform.requestStop('vmm-error', `vCPU ${init.id}: ${(e as Error).message}`);
+  } finally {
+    flush();
+    if (stop) post({ type: 'stop', ...stop });
+    vcpu.unmap();
+    memory.dispose();
+    control.report(VcpuState.Exited);
+  }
+}
+
+main(workerData as VcpuThreadInit);

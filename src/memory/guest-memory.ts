@@ -1,0 +1,210 @@
+// Bounds-checked access to guest-physical memory: RAM regions of a memfd, with
+// overlay pages taking the place of RAM at the frames they are mapped at.
+import type { PhysicalMemory } from './page-walker.js';
+import { SharedMemory, type SharedMemoryHandle } from './shared-memory.js';
+
+export const PAGE_SIZE = 4096;
+export const PAGE_SHIFT = 12;
+
+/** A guest-physical range of RAM, backed by the RAM memfd at `offset`. */
+export interface RamRegion {
+  gpa: number;
+  size: number;
+  offset: number;
+}
+
+/** Access to guest-physical memory that no RAM or overlay backs. */
+export class GuestMemoryError extends Error {
+  override name = 'GuestMemoryError';
+  constructor(
+    readonly gpa: number,
+    readonly length: number,
+  ) {
+    super(`guest-physical range 0x${gpa.toString(16)}+${length} is not backed by guest memory`);
+  }
+}
+
+/**
+ * Where overlay page i is mapped (a frame number), or -1. Lives in a
+ * SharedArrayBuffer so every thread resolves frames the same way; only the
+ * main thread writes it, with the vCPUs paused.
+ */
+export class OverlayPlacement {
+  readonly frames: Float64Array;
+  constructor(readonly buffer: SharedArrayBuffer) {
+    this.frames = new Float64Array(buffer);
+  }
+  static create(pages: number): OverlayPlacement {
+    const p = new OverlayPlacement(new SharedArrayBuffer(pages * 8));
+    p.frames.fill(-1);
+    return p;
+  }
+  /** The overlay page mapped at gfn, or -1. Overlays are few; a scan is cheapest. */
+  pageAt(gfn: number): number {
+    return this.frames.indexOf(gfn);
+  }
+}
+
+export interface GuestMemoryHandle {
+  ram: SharedMemoryHandle;
+  regions: RamRegion[];
+  overlays: SharedMemoryHandle;
+  placement: SharedArrayBuffer;
+}
+
+export class GuestMemory {
+  private constructor(
+    readonly ram: SharedMemory,
+    readonly regions: readonly RamRegion[],
+    readonly overlays: SharedMemory,
+    readonly placement: OverlayPlacement,
+  ) {}
+
+  /** Creates guest RAM for the given guest-physical ranges and a pool of overlay pages. */
+  static create(ranges: { gpa: number; size: number }[], overlayPages: number): GuestMemory {
+    let offset = 0;
+    const regions = ranges.map((r) => {
+      if (r.gpa % PAGE_SIZE || r.size % PAGE_SIZE || r.size <= 0) throw new Error(`RAM range 0x${r.gpa.toString(16)}+${r.size} is not page-aligned`);
+      const region = { gpa: r.gpa, size: r.size, offset };
+      offset += r.size;
+      return region;
+    });
+    const ram = SharedMemory.create('xenkvm-ram', offset);
+    try {
+      const overlays = SharedMemory.create('xenkvm-overlays', overlayPages * PAGE_SIZE);
+      return new GuestMemory(ram, regions, overlays, OverlayPlacement.create(overlayPages));
+    } catch (e) {
+      ram.dispose();
+      throw e;
+    }
+  }
+
+  /** Maps the same memory in this thread. */
+  static attach(h: GuestMemoryHandle): GuestMemory {
+    return new GuestMemory(SharedMemory.attach(h.ram), h.regions, SharedMemory.attach(h.overlays), new OverlayPlacement(h.placement));
+  }
+
+  get handle(): GuestMemoryHandle {
+    return { ram: this.ram.handle, regions: [...this.regions], overlays: this.overlays.handle, placement: this.placement.buffer };
+  }
+
+  get overlayPageCount(): number {
+    return this.placement.frames.length;
+  }
+
+  /** Overlay page i itself, at its fixed host address, wherever the guest has it mapped. */
+  overlayPage(index: number): Uint8Array {
+    return this.overlays.bytes(index * PAGE_SIZE, PAGE_SIZE);
+  }
+
+  /** The bytes of [gpa, gpa+length) when they lie in one page, or undefined if unbacked. */
+  private pageBytes(gpa: number, length: number): Uint8Array | undefined {
+    if (!Number.isSafeInteger(gpa) || gpa < 0) return undefined;
+    const gfn = Math.floor(gpa / PAGE_SIZE);
+    const overlay = this.placement.pageAt(gfn);
+    const inPage = gpa - gfn * PAGE_SIZE;
+    if (overlay >= 0) return this.overlays.bytes(overlay * PAGE_SIZE + inPage, length);
+    for (const r of this.regions) {
+      if (gpa >= r.gpa && gpa + length <= r.gpa + r.size) return this.ram.bytes(r.offset + gpa - r.gpa, length);
+    }
+    return undefined;
+  }
+
+  /** Visits [gpa, gpa+length) page by page; throws GuestMemoryError before touching anything if any part is unbacked. */
+  private pieces(gpa: number, length: number): Uint8Array[] {
+    if (!Number.isSafeInteger(length) || length < 0) throw new GuestMemoryError(gpa, length);
+    const out: Uint8Array[] = [];
+    let done = 0;
+    while (done < length) {
+      const at = gpa + done;
+      const n = Math.min(length - done, PAGE_SIZE - (at % PAGE_SIZE));
+      const bytes = this.pageBytes(at, n);
+      if (!bytes) throw new GuestMemoryError(gpa, length);
+      out.push(bytes);
+      done += n;
+    }
+    return out;
+  }
+
+  isBacked(gpa: number, length = 1): boolean {
+    try {
+      this.pieces(gpa, length);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  read(gpa: number, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    let off = 0;
+    for (const p of this.pieces(gpa, length)) {
+      out.set(p, off);
+      off += p.length;
+    }
+    return out;
+  }
+
+  write(gpa: number, bytes: Uint8Array): void {
+    let off = 0;
+    for (const p of this.pieces(gpa, bytes.length)) {
+      p.set(bytes.subarray(off, off + p.length));
+      off += p.length;
+    }
+  }
+
+  fill(gpa: number, length: number, value = 0): void {
+    for (const p of this.pieces(gpa, length)) p.fill(value);
+  }
+
+  private scalar(gpa: number, size: number): DataView {
+    const bytes = this.pageBytes(gpa, size);
+    if (bytes) return new DataView(bytes.buffer, bytes.byteOffset, size);
+    return new DataView(this.read(gpa, size).buffer); // crosses a page: copy (unbacked throws)
+  }
+
+  readU8(gpa: number): number { return this.scalar(gpa, 1).getUint8(0); }
+  readU16(gpa: number): number { return this.scalar(gpa, 2).getUint16(0, true); }
+  readU32(gpa: number): number { return this.scalar(gpa, 4).getUint32(0, true); }
+  readU64(gpa: number): bigint { return this.scalar(gpa, 8).getBigUint64(0, true); }
+
+  writeU8(gpa: number, v: number): void { this.writeScalar(gpa, 1, (d) => d.setUint8(0, v)); }
+  writeU16(gpa: number, v: number): void { this.writeScalar(gpa, 2, (d) => d.setUint16(0, v, true)); }
+  writeU32(gpa: number, v: number): void { this.writeScalar(gpa, 4, (d) => d.setUint32(0, v, true)); }
+  writeU64(gpa: number, v: bigint): void { this.writeScalar(gpa, 8, (d) => d.setBigUint64(0, v, true)); }
+
+  private writeScalar(gpa: number, size: number, set: (d: DataView) => void): void {
+    const bytes = this.pageBytes(gpa, size);
+    if (bytes) return set(new DataView(bytes.buffer, bytes.byteOffset, size));
+    const tmp = new Uint8Array(size);
+    set(new DataView(tmp.buffer));
+    this.write(gpa, tmp);
+  }
+
+  /** The page walker's view: page-table entries are aligned, so one page holds each; unbacked is undefined, not an exception. */
+  forWalker(): PhysicalMemory {
+    const entry = (gpa: number, size: number) => {
+      const bytes = gpa % size === 0 ? this.pageBytes(gpa, size) : undefined;
+      return bytes && new DataView(bytes.buffer, bytes.byteOffset, size);
+    };
+    return {
+      readU32: (gpa) => entry(gpa, 4)?.getUint32(0, true),
+      readU64: (gpa) => entry(gpa, 8)?.getBigUint64(0, true),
+      writeU32: (gpa, v) => {
+        const d = entry(gpa, 4);
+        d?.setUint32(0, v, true);
+        return d !== undefined;
+      },
+      writeU64: (gpa, v) => {
+        const d = entry(gpa, 8);
+        d?.setBigUint64(0, v, true);
+        return d !== undefined;
+      },
+    };
+  }
+
+  dispose(): void {
+    this.ram.dispose();
+    this.overlays.dispose();
+  }
+}

@@ -1,0 +1,104 @@
+// The guest-physical memory map as KVM sees it: RAM regions split around the
+// overlay pages mapped into them, one memslot per piece. Mapping an overlay
+// page again moves it, so each overlay has exactly one mapping at a time.
+// KVM cannot split a slot in place, so a change deletes and re-adds slots: the
+// caller pauses the vCPUs around it.
+import { GuestMemory, PAGE_SIZE, type RamRegion } from './guest-memory.js';
+
+export type SlotBacking = { kind: 'ram'; offset: number } | { kind: 'overlay'; page: number };
+export interface SlotSpec {
+  gpa: number;
+  size: number;
+  backing: SlotBacking;
+}
+
+/** The slots for RAM regions with overlay pages (page index by frame) taking the place of RAM at their frames. */
+export function planSlots(regions: readonly RamRegion[], overlays: ReadonlyMap<number, number>): SlotSpec[] {
+  const slots: SlotSpec[] = [];
+  const frames = [...overlays.keys()].sort((a, b) => a - b);
+  for (const r of regions) {
+    let cursor = r.gpa;
+    const end = r.gpa + r.size;
+    for (const gfn of frames) {
+      const gpa = gfn * PAGE_SIZE;
+      if (gpa < r.gpa || gpa >= end) continue;
+      if (gpa > cursor) slots.push({ gpa: cursor, size: gpa - cursor, backing: { kind: 'ram', offset: r.offset + cursor - r.gpa } });
+      cursor = gpa + PAGE_SIZE;
+    }
+    if (end > cursor) slots.push({ gpa: cursor, size: end - cursor, backing: { kind: 'ram', offset: r.offset + cursor - r.gpa } });
+  }
+  for (const gfn of frames) slots.push({ gpa: gfn * PAGE_SIZE, size: PAGE_SIZE, backing: { kind: 'overlay', page: overlays.get(gfn)! } });
+  return slots.sort((a, b) => a.gpa - b.gpa);
+}
+
+export interface MemslotSink {
+  setUserMemoryRegion(slot: number, gpa: number, size: number, hostAddress: bigint): void;
+}
+
+/** Overlays may be placed at guest-physical addresses below 1 TiB, far above any RAM xenkvm gives a guest. */
+export const MAX_OVERLAY_GFN = 2 ** 28 - 1;
+
+export class MemoryMap {
+  private readonly slots = new Map<number, { gpa: number; size: number; host: bigint }>();
+
+  constructor(
+    private readonly sink: MemslotSink,
+    private readonly memory: GuestMemory,
+    private readonly maxSlots: number,
+  ) {
+    this.apply();
+  }
+
+  /** Places overlay page `page` at frame `gfn`, moving it if it was mapped elsewhere. */
+  mapOverlay(page: number, gfn: number): void {
+    if (!Number.isInteger(page) || page < 0 || page >= this.memory.overlayPageCount) throw new RangeError(`no overlay page ${page}`);
+    if (!Number.isInteger(gfn) || gfn < 0 || gfn > MAX_OVERLAY_GFN) throw new RangeError(`frame 0x${gfn.toString(16)} is out of range`);
+    const occupant = this.memory.placement.pageAt(gfn);
+    if (occupant >= 0 && occupant !== page) throw new Error(`frame 0x${gfn.toString(16)} already holds overlay page ${occupant}`);
+    this.memory.placement.frames[page] = gfn;
+    this.apply();
+  }
+
+  unmapOverlay(page: number): void {
+    if (this.memory.placement.frames[page] === -1) return;
+    this.memory.placement.frames[page] = -1;
+    this.apply();
+  }
+
+  /** The frame overlay page `page` is mapped at, or undefined. */
+  overlayFrame(page: number): number | undefined {
+    const gfn = this.memory.placement.frames[page];
+    return gfn >= 0 ? gfn : undefined;
+  }
+
+  /** Current slots, for tests and diagnostics. */
+  get layout(): { slot: number; gpa: number; size: number; host: bigint }[] {
+    return [...this.slots].map(([slot, s]) => ({ slot, ...s })).sort((a, b) => a.gpa - b.gpa);
+  }
+
+  private hostAddress(b: SlotBacking): bigint {
+    return b.kind === 'ram' ? this.memory.ram.hostAddress + BigInt(b.offset) : this.memory.overlays.hostAddress + BigInt(b.page * PAGE_SIZE);
+  }
+
+  /** Brings KVM's slots in line with the plan: unchanged slots stay, stale ones go first so new ones never overlap them. */
+  private apply(): void {
+    const overlays = new Map<number, number>();
+    this.memory.placement.frames.forEach((gfn, page) => gfn >= 0 && overlays.set(gfn, page));
+    const wanted = planSlots(this.memory.regions, overlays).map((s) => ({ gpa: s.gpa, size: s.size, host: this.hostAddress(s.backing) }));
+    const same = (a: { gpa: number; size: number; host: bigint }, b: typeof a) => a.gpa === b.gpa && a.size === b.size && a.host === b.host;
+    for (const [slot, s] of this.slots) {
+      if (!wanted.some((w) => same(w, s))) {
+        this.sink.setUserMemoryRegion(slot, s.gpa, 0, s.host);
+        this.slots.delete(slot);
+      }
+    }
+    for (const w of wanted) {
+      if ([...this.slots.values()].some((s) => same(w, s))) continue;
+      let slot = 0;
+      while (this.slots.has(slot)) slot++;
+      if (slot >= this.maxSlots) throw new Error(`out of KVM memory slots (${this.maxSlots})`);
+      this.sink.setUserMemoryRegion(slot, w.gpa, w.size, w.host);
+      this.slots.set(slot, w);
+    }
+  }
+}
