@@ -1,0 +1,218 @@
+/* Floor for the I/O-exit benchmark: the cheapest possible VMM around
+ * guests/build/bench32.elf. One vCPU, in-kernel irqchip, PVH 32-bit entry,
+ * no ACPI (the guest then stops by writing port 0xf4). Each `outb $0x80` in
+ * the guest is one KVM_RUN round trip through this loop.
+ *   usage: floor [-n count] [path/to/bench32.elf]
+ *   prints: floor: exits=<n> tsc=<delta> tsc_khz=<khz>  (exits and tsc from the guest) */
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MEM_SIZE (16u << 20)
+#define START_INFO 0x1000
+#define MEMMAP 0x1100
+#define CMDLINE 0x2000
+
+static void fail(const char *what)
+{
+	fprintf(stderr, "floor: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static void failx(const char *what)
+{
+	fprintf(stderr, "floor: %s\n", what);
+	exit(1);
+}
+
+/* Loads an ELF32 (i386 or x86-64 machine) or ELF64; returns the PVH entry. */
+static uint32_t load_elf(const char *path, uint8_t *mem)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		fail(path);
+	struct stat st;
+	if (fstat(fd, &st))
+		fail("fstat");
+	uint8_t *f = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (f == MAP_FAILED)
+		fail("mmap elf");
+	close(fd);
+	if ((size_t)st.st_size < sizeof(Elf32_Ehdr) || memcmp(f, ELFMAG, SELFMAG))
+		failx("not an ELF file");
+	int is64 = f[EI_CLASS] == ELFCLASS64;
+	uint64_t phoff = is64 ? ((Elf64_Ehdr *)f)->e_phoff : ((Elf32_Ehdr *)f)->e_phoff;
+	unsigned phnum = is64 ? ((Elf64_Ehdr *)f)->e_phnum : ((Elf32_Ehdr *)f)->e_phnum;
+	uint32_t entry = 0;
+	for (unsigned i = 0; i < phnum; i++) {
+		uint64_t type, off, pa, fsz, msz;
+		if (is64) {
+			Elf64_Phdr *p = (Elf64_Phdr *)(f + phoff) + i;
+			type = p->p_type, off = p->p_offset, pa = p->p_paddr, fsz = p->p_filesz, msz = p->p_memsz;
+		} else {
+			Elf32_Phdr *p = (Elf32_Phdr *)(f + phoff) + i;
+			type = p->p_type, off = p->p_offset, pa = p->p_paddr, fsz = p->p_filesz, msz = p->p_memsz;
+		}
+		if (off + fsz > (uint64_t)st.st_size || pa + msz > MEM_SIZE || fsz > msz)
+			failx("segment out of range");
+		if (type == PT_LOAD) {
+			memcpy(mem + pa, f + off, fsz);
+			memset(mem + pa + fsz, 0, msz - fsz);
+		} else if (type == PT_NOTE) {
+			for (uint64_t n = off; n + 12 <= off + fsz;) {
+				uint32_t namesz = *(uint32_t *)(f + n), descsz = *(uint32_t *)(f + n + 4);
+				uint32_t ntype = *(uint32_t *)(f + n + 8);
+				uint64_t desc = n + 12 + ((namesz + 3) & ~3u);
+				if (ntype == 18 && namesz == 4 && !memcmp(f + n + 12, "Xen", 4) && descsz >= 4)
+					entry = *(uint32_t *)(f + desc);
+				n = desc + ((descsz + 3) & ~3u);
+			}
+		}
+	}
+	if (!entry)
+		failx("no XEN_ELFNOTE_PHYS32_ENTRY note");
+	munmap(f, st.st_size);
+	return entry;
+}
+
+static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+
+int main(int argc, char **argv)
+{
+	unsigned long count = 100000;
+	const char *elf = "guests/build/bench32.elf";
+	int opt;
+	while ((opt = getopt(argc, argv, "n:")) != -1) {
+		if (opt != 'n')
+			failx("usage: floor [-n count] [bench32.elf]");
+		count = strtoul(optarg, NULL, 0);
+	}
+	if (optind < argc)
+		elf = argv[optind];
+
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm < 0)
+		fail("/dev/kvm");
+	int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	if (vm < 0)
+		fail("KVM_CREATE_VM");
+	if (ioctl(vm, KVM_SET_TSS_ADDR, 0xfffbd000) < 0)
+		fail("KVM_SET_TSS_ADDR");
+	if (ioctl(vm, KVM_CREATE_IRQCHIP, 0) < 0)
+		fail("KVM_CREATE_IRQCHIP");
+	uint8_t *mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		fail("mmap guest RAM");
+	struct kvm_userspace_memory_region region = {
+		.slot = 0, .guest_phys_addr = 0, .memory_size = MEM_SIZE, .userspace_addr = (uintptr_t)mem,
+	};
+	if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region) < 0)
+		fail("KVM_SET_USER_MEMORY_REGION");
+
+	uint32_t entry = load_elf(elf, mem);
+
+	/* hvm_start_info v1, no ACPI (rsdp_paddr 0), two RAM ranges */
+	uint8_t *si = mem + START_INFO;
+	put32(si + 0, 0x336ec578);
+	put32(si + 4, 1);
+	put64(si + 24, CMDLINE);
+	put64(si + 32, 0);
+	put64(si + 40, MEMMAP);
+	put32(si + 48, 2);
+	uint8_t *mm = mem + MEMMAP;
+	put64(mm + 0, 0), put64(mm + 8, 0xa0000), put32(mm + 16, 1);
+	put64(mm + 24, 0x100000), put64(mm + 32, MEM_SIZE - 0x100000), put32(mm + 40, 1);
+	snprintf((char *)mem + CMDLINE, 64, "n=%lu", count);
+
+	int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	if (vcpu < 0)
+		fail("KVM_CREATE_VCPU");
+	int runsz = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+	struct kvm_run *run = mmap(NULL, runsz, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	if (run == MAP_FAILED)
+		fail("mmap kvm_run");
+	struct {
+		struct kvm_cpuid2 c;
+		struct kvm_cpuid_entry2 e[128];
+	} cpuid = { .c.nent = 128 };
+	if (ioctl(kvm, KVM_GET_SUPPORTED_CPUID, &cpuid) < 0 || ioctl(vcpu, KVM_SET_CPUID2, &cpuid) < 0)
+		fail("cpuid");
+
+	/* PVH: 32-bit flat protected mode, paging off, %ebx = start_info */
+	struct kvm_sregs s;
+	if (ioctl(vcpu, KVM_GET_SREGS, &s) < 0)
+		fail("KVM_GET_SREGS");
+	struct kvm_segment cs = { .base = 0, .limit = 0xffffffff, .selector = 0x8, .type = 0xb,
+				  .present = 1, .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1 };
+	struct kvm_segment ds = cs;
+	ds.type = 0x3;
+	ds.selector = 0x10;
+	struct kvm_segment tr = { .base = 0, .limit = 0x67, .selector = 0x18, .type = 0xb, .present = 1 };
+	s.cs = cs;
+	s.ds = s.es = s.fs = s.gs = s.ss = ds;
+	s.tr = tr;
+	s.cr0 = 0x11;
+	s.cr4 = 0;
+	s.efer = 0;
+	if (ioctl(vcpu, KVM_SET_SREGS, &s) < 0)
+		fail("KVM_SET_SREGS");
+	struct kvm_regs r = { .rip = entry, .rflags = 2, .rbx = START_INFO };
+	if (ioctl(vcpu, KVM_SET_REGS, &r) < 0)
+		fail("KVM_SET_REGS");
+
+	char out[4096];
+	size_t outlen = 0;
+	unsigned long port80 = 0;
+	for (;;) {
+		if (ioctl(vcpu, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			fail("KVM_RUN");
+		}
+		if (run->exit_reason != KVM_EXIT_IO) {
+			fprintf(stderr, "floor: unexpected exit %u\n", run->exit_reason);
+			return 1;
+		}
+		uint8_t *data = (uint8_t *)run + run->io.data_offset;
+		if (run->io.direction != KVM_EXIT_IO_OUT) {
+			memset(data, 0xff, (size_t)run->io.size * run->io.count);
+			continue;
+		}
+		if (run->io.port == 0x80) {
+			port80 += run->io.count;
+		} else if (run->io.port == 0xe9) {
+			for (unsigned i = 0; i < run->io.count * run->io.size && outlen + 1 < sizeof out; i++)
+				out[outlen++] = (char)data[i];
+		} else if (run->io.port == 0xf4) {
+			break;
+		}
+	}
+	out[outlen] = 0;
+
+	unsigned long exits;
+	unsigned long long tsc;
+	const char *line = strstr(out, "KIT-BENCH ");
+	if (!line || sscanf(line, "KIT-BENCH exits=%lu tsc=%llu", &exits, &tsc) != 2) {
+		fprintf(stderr, "floor: no KIT-BENCH line in guest output:\n%s", out);
+		return 1;
+	}
+	if (exits != port80 || exits != count) {
+		fprintf(stderr, "floor: guest says %lu exits, saw %lu port 0x80 writes, asked %lu\n", exits, port80, count);
+		return 1;
+	}
+	int khz = ioctl(vcpu, KVM_GET_TSC_KHZ, 0);
+	if (khz < 0)
+		fail("KVM_GET_TSC_KHZ");
+	printf("floor: exits=%lu tsc=%llu tsc_khz=%d\n", exits, tsc, khz);
+	return 0;
+}

@@ -1,0 +1,209 @@
+/* 64-bit kit: PVH entry (32-bit flat, paging off), switch to long mode with
+ * an identity map of 4 GiB (2 MiB pages); interrupt stubs; AP trampoline. */
+
+#define KIT_STACK_SIZE 8192
+#define KIT_MAX_CPUS 16
+#define TRAMP_BASE 0x8000
+
+	/* PVH entry note: XEN_ELFNOTE_PHYS32_ENTRY (18), 32-bit address. */
+	.section .note.Xen, "a", @note
+	.p2align 2
+	.long 4, 4, 18
+	.asciz "Xen"
+	.long kit_pvh_start
+
+	.section .text.entry, "ax"
+	.code32
+	.globl kit_pvh_start
+kit_pvh_start:
+	cli
+	cld
+	/* %ebx = start_info; zero .bss (includes the page tables), keep %ebx */
+	mov $__bss_start, %edi
+	mov $__bss_end, %ecx
+	sub %edi, %ecx
+	shr $2, %ecx
+	xor %eax, %eax
+	rep stosl
+	mov %ebx, kit_start_info_paddr
+	mov $(kit_stacks + KIT_STACK_SIZE), %esp
+
+	/* PML4[0] -> PDPT; PDPT[0..3] -> 4 PDs; each PD entry a 2 MiB page */
+	movl $(kit_pdpt + 3), kit_pml4
+	mov $kit_pd, %eax
+	or $3, %eax
+	mov $kit_pdpt, %edi
+	mov $4, %ecx
+1:	mov %eax, (%edi)
+	add $4096, %eax
+	add $8, %edi
+	dec %ecx
+	jnz 1b
+	mov $kit_pd, %edi
+	mov $0x83, %eax		/* present, writable, 2 MiB */
+	xor %edx, %edx
+	mov $2048, %ecx
+2:	mov %eax, (%edi)
+	mov %edx, 4(%edi)
+	add $0x200000, %eax
+	adc $0, %edx
+	add $8, %edi
+	dec %ecx
+	jnz 2b
+
+	lgdt kit_gdt_desc
+	mov %cr4, %eax
+	or $0x20, %eax		/* PAE */
+	mov %eax, %cr4
+	mov $kit_pml4, %eax
+	mov %eax, %cr3
+	mov $0xc0000080, %ecx	/* EFER.LME */
+	rdmsr
+	or $0x100, %eax
+	wrmsr
+	mov %cr0, %eax
+	or $0x80000001, %eax
+	mov %eax, %cr0
+	ljmp $0x18, $3f
+
+	.code64
+3:	mov $0x20, %eax
+	mov %eax, %ds
+	mov %eax, %es
+	mov %eax, %ss
+	mov %eax, %fs
+	mov %eax, %gs
+	mov $(kit_stacks + KIT_STACK_SIZE), %rsp
+	xor %ebp, %ebp
+	call kit_start64
+4:	cli
+	hlt
+	jmp 4b
+
+	/* AP, arriving from the trampoline in long mode */
+kit_ap_entry64:
+	mov $0x20, %eax
+	mov %eax, %ds
+	mov %eax, %es
+	mov %eax, %ss
+	mov %eax, %fs
+	mov %eax, %gs
+	mov kit_ap_stack_top(%rip), %rsp
+	xor %ebp, %ebp
+	call kit_ap_start64
+5:	cli
+	hlt
+	jmp 5b
+
+	/* Interrupt stubs, 16 bytes each: push a dummy error code where the CPU
+	 * doesn't, push the vector, join the common path. */
+	.p2align 4
+	.globl kit_isr_stubs
+kit_isr_stubs:
+	.set vec, 0
+	.rept 256
+	.p2align 4
+	.if !(vec == 8 || (vec >= 10 && vec <= 14) || vec == 17 || vec == 21 || vec == 29 || vec == 30)
+	pushq $0
+	.endif
+	pushq $vec
+	jmp kit_isr_common
+	.set vec, vec + 1
+	.endr
+
+kit_isr_common:
+	push %rax
+	push %rbx
+	push %rcx
+	push %rdx
+	push %rsi
+	push %rdi
+	push %rbp
+	push %r8
+	push %r9
+	push %r10
+	push %r11
+	push %r12
+	push %r13
+	push %r14
+	push %r15
+	cld
+	mov %rsp, %rdi
+	call kit_trap
+	pop %r15
+	pop %r14
+	pop %r13
+	pop %r12
+	pop %r11
+	pop %r10
+	pop %r9
+	pop %r8
+	pop %rbp
+	pop %rdi
+	pop %rsi
+	pop %rdx
+	pop %rcx
+	pop %rbx
+	pop %rax
+	add $16, %rsp
+	iretq
+
+	/* AP trampoline, copied to TRAMP_BASE (SIPI vector 0x08): real mode
+	 * straight to long mode with the BSP's GDT and page tables. */
+	.code16
+	.globl kit_tramp_start, kit_tramp_end
+kit_tramp_start:
+	cli
+	xor %ax, %ax
+	mov %ax, %ds
+	lgdtl (TRAMP_BASE + kit_tramp_gdt_desc - kit_tramp_start)
+	mov $0x20, %eax		/* PAE */
+	mov %eax, %cr4
+	mov $kit_pml4, %eax
+	mov %eax, %cr3
+	mov $0xc0000080, %ecx
+	rdmsr
+	or $0x100, %eax
+	wrmsr
+	mov $0x80000011, %eax	/* PG, ET, PE */
+	mov %eax, %cr0
+	ljmpl $0x18, $kit_ap_entry64
+kit_tramp_gdt_desc:
+	.word kit_gdt_end - kit_gdt - 1
+	.long kit_gdt
+kit_tramp_end:
+
+	.section .rodata
+	.p2align 4
+kit_gdt:
+	.quad 0
+	.quad 0x00cf9b000000ffff	/* 0x08 code32 */
+	.quad 0x00cf93000000ffff	/* 0x10 data */
+	.quad 0x00af9b000000ffff	/* 0x18 code64 */
+	.quad 0x00cf93000000ffff	/* 0x20 data */
+kit_gdt_end:
+kit_gdt_desc:
+	.word kit_gdt_end - kit_gdt - 1
+	.long kit_gdt
+
+	.data
+	.globl kit_start_info_paddr, kit_ap_stack_top
+	.p2align 3
+kit_start_info_paddr:
+	.long 0
+	.long 0
+kit_ap_stack_top:
+	.quad 0
+
+	.section .bss.pt, "aw", @nobits
+	.p2align 12
+	.globl kit_pml4
+kit_pml4:	.skip 4096
+kit_pdpt:	.skip 4096
+kit_pd:		.skip 4 * 4096
+
+	/* Not zeroed at boot: stacks need no clearing. */
+	.section .stack, "aw", @nobits
+	.p2align 12
+	.globl kit_stacks
+kit_stacks:	.skip KIT_STACK_SIZE * KIT_MAX_CPUS

@@ -1,0 +1,78 @@
+/* 64-bit kit: long mode, IDT, LAPIC, SMP on top of the shared kitlib. */
+#ifndef KIT_H
+#define KIT_H
+
+#include "../common/kitlib.h"
+
+/* Saved by the interrupt stubs (entry.S), lowest address first. */
+struct kit_frame {
+	uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
+	uint64_t rbp, rdi, rsi, rdx, rcx, rbx, rax;
+	uint64_t vector, error;
+	uint64_t rip, cs, rflags, rsp, ss;
+};
+
+static inline void sti(void) { __asm__ volatile("sti" ::: "memory"); }
+static inline void cli(void) { __asm__ volatile("cli" ::: "memory"); }
+static inline void hlt(void) { __asm__ volatile("hlt" ::: "memory"); }
+/* sti takes effect after the next instruction, so no interrupt is lost between them. */
+static inline void sti_hlt(void) { __asm__ volatile("sti; hlt" ::: "memory"); }
+static inline uint64_t rdmsr(uint32_t msr)
+{
+	uint32_t lo, hi;
+	__asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+	return ((uint64_t)hi << 32) | lo;
+}
+static inline void wrmsr(uint32_t msr, uint64_t v)
+{
+	__asm__ volatile("wrmsr" :: "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)));
+}
+static inline uint64_t read_cr2(void) { uint64_t v; __asm__ volatile("mov %%cr2, %0" : "=r"(v)); return v; }
+
+/* ---- exceptions and interrupts ---- */
+/* The next exception `vector` (any CPU) is counted and skipped: rip += insn_len. */
+void kit_expect_exception(int vector, int insn_len);
+/* Stops expecting; returns how many expected exceptions were taken. */
+int kit_expect_done(void);
+struct kit_exception_info { int vector; uint64_t rip, error, cr2; };
+extern volatile struct kit_exception_info kit_last_exception;
+
+typedef void (*kit_irq_fn)(struct kit_frame *f);
+/* Handler for a vector >= 32; the kit sends the LAPIC EOI after it returns. */
+void kit_set_irq_handler(int vector, kit_irq_fn fn);
+
+/* ---- local APIC (xAPIC MMIO) ---- */
+#define LAPIC_ID 0x20
+#define LAPIC_VER 0x30
+#define LAPIC_TPR 0x80
+#define LAPIC_EOI 0xb0
+#define LAPIC_SVR 0xf0
+#define LAPIC_ESR 0x280
+#define LAPIC_ICR_LO 0x300
+#define LAPIC_ICR_HI 0x310
+#define LAPIC_LVT_TIMER 0x320
+#define LAPIC_TIMER_INIT 0x380
+#define LAPIC_TIMER_CUR 0x390
+#define LAPIC_TIMER_DIV 0x3e0
+uint32_t kit_lapic_read(uint32_t reg);
+void kit_lapic_write(uint32_t reg, uint32_t v);
+uint32_t kit_lapic_id(void);
+void kit_lapic_enable(void);
+void kit_lapic_eoi(void);
+/* One-shot timer, divide by 1; count 0 stops it. */
+void kit_lapic_timer_oneshot(uint8_t vector, uint32_t count);
+void kit_lapic_send_ipi(uint32_t apic_id, uint8_t vector);
+void kit_lapic_send_init(uint32_t apic_id);
+void kit_lapic_send_sipi(uint32_t apic_id, uint8_t page);
+
+/* ---- SMP ---- */
+typedef void (*kit_ap_fn)(int cpu);
+/* Starts every enabled CPU in the MADT but the BSP; each runs fn(cpu index)
+ * on its own stack, then idles in sti;hlt. Returns the number of CPUs online
+ * (BSP included); a CPU that doesn't arrive in time is reported and skipped. */
+int kit_smp_start(kit_ap_fn fn);
+int kit_ncpus(void);             /* from the MADT (1 if none) */
+extern volatile int kit_cpu_online[KIT_MAX_CPUS];
+extern volatile uint32_t kit_cpu_apic[KIT_MAX_CPUS]; /* by cpu index, set by kit_smp_start */
+
+#endif

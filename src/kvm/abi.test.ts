@@ -1,0 +1,91 @@
+// Pins every ioctl number, capability and struct layout in abi.ts to the
+// system's own <linux/kvm.h>, compiled here with gcc.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import * as abi from './abi.js';
+
+const structs: [string, { size: number; offsets: Record<string, number> }][] = [
+  ['kvm_regs', abi.kvmRegs],
+  ['kvm_segment', abi.kvmSegment],
+  ['kvm_dtable', abi.kvmDtable],
+  ['kvm_sregs', abi.kvmSregs],
+  ['kvm_cpuid_entry2', abi.kvmCpuidEntry2],
+  ['kvm_cpuid2', abi.kvmCpuid2Header],
+  ['kvm_userspace_memory_region', abi.kvmUserspaceMemoryRegion],
+  ['kvm_msi', abi.kvmMsi],
+  ['kvm_enable_cap', abi.kvmEnableCap],
+  ['kvm_irq_level', abi.kvmIrqLevel],
+  ['kvm_msr_filter_range', abi.kvmMsrFilterRange],
+  ['kvm_msr_filter', abi.kvmMsrFilter],
+  ['kvm_msrs', abi.kvmMsrsHeader],
+  ['kvm_msr_entry', abi.kvmMsrEntry],
+];
+
+// Fields whose C name differs from the flattened TS name.
+const cField: Record<string, Record<string, string>> = {
+  kvm_msrs: { pad: 'pad' },
+  kvm_vcpu_events: {
+    exception_injected: 'exception.injected', exception_nr: 'exception.nr', exception_has_error_code: 'exception.has_error_code',
+    exception_pending: 'exception.pending', exception_error_code: 'exception.error_code', interrupt_injected: 'interrupt.injected',
+    interrupt_nr: 'interrupt.nr', interrupt_soft: 'interrupt.soft', interrupt_shadow: 'interrupt.shadow', nmi_injected: 'nmi.injected',
+    nmi_pending: 'nmi.pending', nmi_masked: 'nmi.masked', nmi_pad: 'nmi.pad', smi: 'smi', triple_fault_pending: 'triple_fault.pending',
+  },
+};
+
+function kvmRunOffsets(): [string, number][] {
+  const out: [string, number][] = [];
+  for (const [k, v] of Object.entries(abi.kvmRun)) {
+    if (k === 'size') continue;
+    if (k === 'exit' || k === 'sync_regs') continue;
+    if (typeof v === 'number') out.push([k, v]);
+    else for (const [f, off] of Object.entries(v)) out.push([`${k}.${f}`, off]);
+  }
+  return out;
+}
+
+function systemValues(): Map<string, number> {
+  const lines: string[] = [];
+  for (const name of Object.keys(abi.ioctls)) lines.push(`P("${name}", ${name});`);
+  for (const name of Object.keys(abi.caps)) lines.push(`P("${name}", ${name});`);
+  // The installed headers may predate the running kernel: values they lack are not checked.
+  for (const name of Object.keys(abi.exitReasons)) lines.push(`#ifdef KVM_EXIT_${name}\nP("exit.${name}", KVM_EXIT_${name});\n#endif`);
+  for (const [name, t] of [...structs, ['kvm_vcpu_events', abi.kvmVcpuEvents] as const]) {
+    lines.push(`P("size.${name}", sizeof(struct ${name}));`);
+    for (const f of Object.keys(t.offsets)) {
+      const c = cField[name]?.[f] ?? f;
+      if (name === 'kvm_msr_filter' && f === 'ranges') lines.push(`P("off.${name}.${f}", offsetof(struct ${name}, ranges));`);
+      else lines.push(`P("off.${name}.${f}", offsetof(struct ${name}, ${c}));`);
+    }
+  }
+  lines.push('P("size.kvm_run", sizeof(struct kvm_run));');
+  for (const [f] of kvmRunOffsets()) {
+    const c = f === 'immediate_exit' ? 'immediate_exit' : f === 'sync_regs' ? 's' : f;
+    lines.push(`P("run.${f}", offsetof(struct kvm_run, ${c}));`);
+  }
+  lines.push('P("run.sync_regs", offsetof(struct kvm_run, s));');
+  const src = `#include <stdio.h>\n#include <stddef.h>\n#include <linux/kvm.h>\n#define P(n, v) printf("%s %lu\\n", n, (unsigned long)(v))\nint main(void) {\n${lines.join('\n')}\nreturn 0; }\n`;
+  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-abi-'));
+  writeFileSync(join(dir, 'abi.c'), src);
+  execFileSync('gcc', ['-o', join(dir, 'abi'), join(dir, 'abi.c')]);
+  const out = execFileSync(join(dir, 'abi'), { encoding: 'utf8' });
+  return new Map(out.trim().split('\n').map((l) => { const [k, v] = l.split(' '); return [k, Number(v)]; }));
+}
+
+test('KVM ABI values match <linux/kvm.h>', () => {
+  const c = systemValues();
+  for (const [name, v] of Object.entries(abi.ioctls)) assert.equal(v, c.get(name), name);
+  for (const [name, v] of Object.entries(abi.caps)) assert.equal(v, c.get(name), name);
+  for (const [name, v] of Object.entries(abi.exitReasons)) if (c.has(`exit.${name}`)) assert.equal(v, c.get(`exit.${name}`), `KVM_EXIT_${name}`);
+  assert.ok([...c.keys()].filter((k) => k.startsWith('exit.')).length >= 15, 'most exit reasons are checked');
+  for (const [name, t] of [...structs, ['kvm_vcpu_events', abi.kvmVcpuEvents] as const]) {
+    assert.equal(t.size, c.get(`size.${name}`), `sizeof(struct ${name})`);
+    for (const [f, off] of Object.entries(t.offsets)) assert.equal(off, c.get(`off.${name}.${f}`), `${name}.${f}`);
+  }
+  assert.equal(abi.kvmRun.size, c.get('size.kvm_run'));
+  for (const [f, off] of kvmRunOffsets()) assert.equal(off, c.get(`run.${f}`), `kvm_run.${f}`);
+  assert.equal(abi.kvmRun.sync_regs, c.get('run.sync_regs'));
+});

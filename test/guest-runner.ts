@@ -1,0 +1,83 @@
+// Runs xenkvm on kit guests for the integration tests and reads the kit's
+// machine-readable lines (KIT-CASE, KIT-SUMMARY, KIT-EXCEPTION).
+import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const root = fileURLToPath(new URL('../../', import.meta.url));
+export const cli = `${root}dist/src/cli/main.js`;
+export const guest = (name: string) => `${root}guests/build/${name}.elf`;
+
+/** Why KVM tests cannot run here, or undefined when they can. */
+export const kvmMissing: string | undefined = (() => {
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+    return undefined;
+  } catch {
+    return '/dev/kvm is absent or not accessible: KVM tests skipped';
+  }
+})();
+
+export interface RunResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function xenkvm(args: string[], options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; signalAfter?: { text: string; signal: NodeJS.Signals } } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let signalled = false;
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`xenkvm ${args.join(' ')} did not finish in ${options.timeoutMs ?? 60000} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
+    }, options.timeoutMs ?? 60000);
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      if (options.signalAfter && !signalled && stdout.includes(options.signalAfter.text)) {
+        signalled = true;
+        child.kill(options.signalAfter.signal);
+      }
+    });
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
+}
+
+export function runGuest(name: string, opts: { vcpus?: number; cmdline?: string; memory?: number; timeoutMs?: number } = {}): Promise<RunResult> {
+  const args = ['run', '--kernel', guest(name), '--vcpus', String(opts.vcpus ?? 1)];
+  if (opts.cmdline !== undefined) args.push('--cmdline', opts.cmdline);
+  if (opts.memory !== undefined) args.push('--memory', String(opts.memory));
+  return xenkvm(args, { timeoutMs: opts.timeoutMs });
+}
+
+export interface KitReport {
+  cases: Map<string, string>;
+  summary?: { passed: number; failed: number };
+  exception?: Record<string, string>;
+}
+
+export function kitReport(stdout: string): KitReport {
+  const cases = new Map<string, string>();
+  let summary: KitReport['summary'];
+  let exception: KitReport['exception'];
+  for (const line of stdout.split('\n')) {
+    const c = /^KIT-CASE (\S+) (ok|FAIL.*)$/.exec(line);
+    if (c) cases.set(c[1], c[2]);
+    const s = /^KIT-SUMMARY passed=(\d+) failed=(\d+)$/.exec(line);
+    if (s) summary = { passed: Number(s[1]), failed: Number(s[2]) };
+    if (line.startsWith('KIT-EXCEPTION ')) exception = Object.fromEntries(line.slice(14).split(' ').map((kv) => kv.split('=') as [string, string]));
+  }
+  return { cases, summary, exception };
+}
+
+/** Asserts-friendly description of a run for failure messages. */
+export function describe(r: RunResult): string {
+  return `status ${r.status}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
+}

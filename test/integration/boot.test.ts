@@ -1,0 +1,95 @@
+// Boots kit guests under KVM through the xenkvm command.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { describe, kitReport, kvmMissing, runGuest, type RunResult } from '../guest-runner.js';
+
+const opts = { skip: kvmMissing };
+
+function assertAllPassed(r: RunResult, expectedCases: string[]): void {
+  const report = kitReport(r.stdout);
+  assert.equal(r.status, 0, describe(r));
+  for (const c of expectedCases) assert.equal(report.cases.get(c), 'ok', `case ${c}\n${describe(r)}`);
+  assert.deepEqual(report.summary, { passed: report.cases.size, failed: 0 }, describe(r));
+}
+
+test('a 32-bit ELF (i386) PVH guest boots and reads start_info, command line and memory map', opts, async () => {
+  const r = await runGuest('hello32', { cmdline: 'hello from the host' });
+  assertAllPassed(r, ['start-info', 'cmdline', 'memmap-ram-1m']);
+  assert.match(r.stdout, /^KIT-CMDLINE hello from the host$/m);
+});
+
+test('a 32-bit ELF whose machine is x86-64 boots', opts, async () => {
+  const r = await runGuest('hello32-x32', { cmdline: 'x32' });
+  assertAllPassed(r, ['start-info', 'cmdline', 'memmap-ram-1m']);
+});
+
+for (const vcpus of [1, 2]) {
+  test(`every vCPU comes up through INIT/SIPI (${vcpus} vCPU${vcpus > 1 ? 's' : ''})`, opts, async () => {
+    const r = await runGuest('smp', { vcpus });
+    assertAllPassed(r, ['madt-cpus', 'all-cpus-up', 'ap-apic-ids']);
+    assert.match(r.stdout, new RegExp(`^KIT-SMP cpus=${vcpus} `, 'm'));
+  });
+}
+
+test('the demo guest reports CPUs, memory map and command line, then powers off', opts, async () => {
+  const r = await runGuest('demo', { vcpus: 2, cmdline: 'console=hvc0 demo=1', memory: 128 });
+  assert.equal(r.status, 0, describe(r));
+  assert.match(r.stdout, /command line: "console=hvc0 demo=1"/);
+  assert.match(r.stdout, /2 of 2 CPUs online/);
+  assert.match(r.stdout, /0x000000100000 - 0x000007ffffff\s+ram/);
+});
+
+test('IPIs travel between two vCPUs both ways', opts, async () => {
+  assertAllPassed(await runGuest('ipi', { vcpus: 2 }), ['ipi-to-ap', 'ipi-to-bsp']);
+});
+
+test('a LAPIC timer interrupt arrives', opts, async () => {
+  assertAllPassed(await runGuest('timer'), ['timer-oneshot', 'timer-hlt']);
+});
+
+test('an unexpected guest exception is reported as a failure with vector, RIP and error code', opts, async () => {
+  const r = await runGuest('exception');
+  const report = kitReport(r.stdout);
+  assert.equal(r.status, 0, describe(r));
+  assert.equal(report.exception?.vector, '6', describe(r));
+  assert.match(report.exception?.rip ?? '', /^0x[0-9a-f]+$/);
+  assert.ok(report.exception && 'error' in report.exception);
+  assert.equal(report.summary?.failed, 1, describe(r));
+  assert.ok((report.summary?.passed ?? 0) >= 1, describe(r));
+});
+
+test('guest access to unbacked memory reads all-ones, drops writes and leaves the VMM running', opts, async () => {
+  const r = await runGuest('unbacked');
+  assertAllPassed(r, [...kitReport(r.stdout).cases.keys()]);
+  assert.ok(kitReport(r.stdout).cases.size >= 2, describe(r));
+  assert.match(r.stderr, /unbacked guest-physical memory/);
+});
+
+test('CPUID shows no KVM signature in the hypervisor leaves and the right APIC ids', opts, async () => {
+  const r = await runGuest('cpuid', { vcpus: 2 });
+  assertAllPassed(r, [...kitReport(r.stdout).cases.keys()]);
+  assert.ok(kitReport(r.stdout).cases.size >= 2, describe(r));
+});
+
+test('filtered MSRs exit to the VMM, which answers #GP; ordinary MSRs still work', opts, async () => {
+  const r = await runGuest('msr');
+  assertAllPassed(r, [...kitReport(r.stdout).cases.keys()]);
+  assert.ok(kitReport(r.stdout).cases.size >= 2, describe(r));
+  assert.match(r.stderr, /MSR xenkvm does not provide/);
+});
+
+const powerActions: [string, number, RegExp | undefined][] = [
+  ['poweroff', 0, undefined],
+  ['poweroff-pm1a', 0, undefined],
+  ['reset', 2, /reset/],
+  ['triple-fault', 3, /triple-faulted at RIP 0x[0-9a-f]+ .*instruction bytes 0f 0b/],
+];
+for (const [action, status, message] of powerActions) {
+  test(`guest ${action} ends the run with exit status ${status}`, opts, async () => {
+    const r = await runGuest('power', { cmdline: `action=${action}`, vcpus: 2 });
+    assert.equal(r.status, status, describe(r));
+    assert.match(r.stdout, new RegExp(`^KIT-POWER action=${action}$`, 'm'));
+    if (message) assert.match(r.stderr, message);
+    else assert.equal(r.stderr, '');
+  });
+}

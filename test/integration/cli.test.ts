@@ -1,0 +1,64 @@
+// What a person sees when xenkvm cannot run: one line and a non-zero status.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { cli, describe, guest, kvmMissing, root, xenkvm, type RunResult } from '../guest-runner.js';
+
+function assertOneLineError(r: RunResult, pattern: RegExp): void {
+  assert.equal(r.status, 1, describe(r));
+  const lines = r.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 1, `expected one line on stderr\n${describe(r)}`);
+  assert.match(lines[0], pattern, describe(r));
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+}
+
+test('--version and --help', async () => {
+  const version = await xenkvm(['--version']);
+  assert.equal(version.status, 0);
+  assert.match(version.stdout.trim(), /^\d+\.\d+\.\d+$/);
+  const help = await xenkvm(['run', '--help']);
+  assert.equal(help.status, 0);
+  for (const option of ['--kernel', '--cmdline', '--memory', '--vcpus']) assert.match(help.stdout, new RegExp(option));
+  assert.match(help.stdout, /Exit status: 0 guest powered off/);
+});
+
+test('an unreadable kernel file', async () => {
+  assertOneLineError(await xenkvm(['run', '--kernel', '/nonexistent/vmlinux']), /^xenkvm: cannot read kernel \/nonexistent\/vmlinux: no such file$/);
+  assertOneLineError(await xenkvm(['run', '--kernel', tmpdir()]), /cannot read kernel .*: it is a directory$/);
+});
+
+test('a kernel that is not ELF', async () => {
+  assertOneLineError(await xenkvm(['run', '--kernel', join(root, 'package.json')]), /^xenkvm: kernel is not an ELF file/);
+});
+
+test('an ELF kernel without a PVH entry point', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-cli-'));
+  writeFileSync(join(dir, 'nopvh.S'), '.globl _start\n_start: hlt\n');
+  execFileSync('gcc', ['-nostdlib', '-static', '-Wl,-Ttext=0x100000', '-o', join(dir, 'nopvh'), join(dir, 'nopvh.S')]);
+  assertOneLineError(await xenkvm(['run', '--kernel', join(dir, 'nopvh')]), /^xenkvm: kernel has no PVH entry point/);
+});
+
+test('memory and vCPU counts out of range', async () => {
+  const kernel = guest('hello32');
+  assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--memory', '8']), /memory must be a whole number of MiB from 16 to 65536, not 8/);
+  assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--memory', '70000']), /memory must be .* not 70000/);
+  assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--vcpus', '0']), /vCPU count must be a whole number from 1 to 64, not 0/);
+  assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--vcpus', '65']), /not 65/);
+  const notNumber = await xenkvm(['run', '--kernel', kernel, '--vcpus', 'two']);
+  assert.equal(notNumber.status, 1);
+  assert.match(notNumber.stderr, /vCPU count must be a whole number, not "two"/);
+});
+
+test('/dev/kvm not permitted for the user', { skip: kvmMissing ?? (process.getuid?.() !== 0 ? 'needs root to run as another user' : undefined) }, async () => {
+  const out = await new Promise<RunResult>((resolve) => {
+    import('node:child_process').then(({ execFile }) =>
+      execFile('runuser', ['-u', 'nobody', '--', process.execPath, cli, 'run', '--kernel', guest('hello32')], (err, stdout, stderr) =>
+        resolve({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      ),
+    );
+  });
+  assertOneLineError(out, /^xenkvm: \/dev\/kvm is not accessible to this user: add yourself to the kvm group or run as root$/);
+});
