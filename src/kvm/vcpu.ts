@@ -5,14 +5,15 @@ import {
   ioctls, kvmEnableCap, kvmMsrEntry, kvmMsrsHeader, kvmRegs, kvmRun, kvmSregs, kvmVcpuEvents,
 } from './abi.js';
 import { decodeExit, type KvmExit } from './exits.js';
-import { check, EAGAIN, EINTR, errno, libc, mmapShared, munmap, viewOf, type Pointer } from './libc.js';
+import { check, EAGAIN, EINTR, errno, libc, mmapShared, munmap, SystemCallError, viewOf, type Pointer } from './libc.js';
 import { encodeCpuid, type CpuidEntry } from './system.js';
 
 export type Regs = ReturnType<typeof kvmRegs.read>;
 export type Sregs = ReturnType<typeof kvmSregs.read>;
 export type VcpuEvents = ReturnType<typeof kvmVcpuEvents.read>;
 
-export type RunResult = { kind: 'exit'; exit: KvmExit } | { kind: 'interrupted' };
+/** enter() result when KVM_RUN was interrupted rather than exiting. */
+export const INTERRUPTED = -1;
 
 export class Vcpu {
   private readonly runPtr: Pointer;
@@ -36,31 +37,27 @@ export class Vcpu {
   }
 
   /**
-   * Enters the guest. EINTR (a kick) and EAGAIN (an AP woken by INIT before
-   * its SIPI) come back as 'interrupted': the caller checks its control state
-   * and runs again.
+   * Enters the guest and returns the exit reason (decode it with exit()).
+   * EINTR (a kick) and EAGAIN (an AP woken by INIT before its SIPI) return
+   * INTERRUPTED: the caller checks its control state and runs again. Nothing
+   * is allocated here: this is the hot path.
    */
-  enter(): RunResult {
-    const r = libc().ioctlInt(this.fd, ioctls.KVM_RUN, 0);
-    if (r < 0) {
+  enter(): number {
+    if (libc().ioctlInt(this.fd, ioctls.KVM_RUN, 0) < 0) {
       const e = errno();
-      if (e === EINTR || e === EAGAIN) return { kind: 'interrupted' };
-      check(`ioctl(KVM_RUN) on vCPU ${this.id}`, r);
+      if (e === EINTR || e === EAGAIN) return INTERRUPTED;
+      throw new SystemCallError(`ioctl(KVM_RUN) on vCPU ${this.id}`, e);
     }
-    return { kind: 'exit', exit: decodeExit(this.run) };
+    return this.run.getUint32(kvmRun.exit_reason, true);
+  }
+
+  /** The current exit, decoded. */
+  exit(): KvmExit {
+    return decodeExit(this.run);
   }
 
   set immediateExit(on: boolean) {
     this.run.setUint8(kvmRun.immediate_exit, on ? 1 : 0);
-  }
-
-  /** The data bytes of the current I/O exit (count × size). */
-  ioData(exit: Extract<KvmExit, { kind: 'io' }>): Uint8Array {
-    const len = exit.size * exit.count;
-    if (exit.dataOffset < kvmRun.size || exit.dataOffset + len > this.runSize) {
-      throw new Error(`vCPU ${this.id}: I/O data at offset ${exit.dataOffset} lies outside kvm_run`);
-    }
-    return this.runBytes.subarray(exit.dataOffset, exit.dataOffset + len);
   }
 
   /** Answers an MMIO read exit. */

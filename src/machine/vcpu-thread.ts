@@ -4,7 +4,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { configureLogging, log, type LogLevel } from '../common/log.js';
 import { caps } from '../kvm/abi.js';
 import type { CpuidEntry } from '../kvm/system.js';
-import { Vcpu, type Regs, type Sregs } from '../kvm/vcpu.js';
+import { INTERRUPTED, Vcpu, type Regs, type Sregs } from '../kvm/vcpu.js';
 import { Vm } from '../kvm/vm.js';
 import { GuestMemory, type GuestMemoryHandle } from '../memory/guest-memory.js';
 import { AcpiPm } from './devices/acpi-pm.js';
@@ -95,12 +95,12 @@ function main(init: VcpuThreadInit): void {
         control.report(VcpuState.Running);
         continue;
       }
-      const result = vcpu.enter();
-      if (result.kind === 'interrupted') {
+      const reason = vcpu.enter();
+      if (reason === INTERRUPTED) {
         consumeKick();
         continue;
       }
-      const action = handler.handle(result.exit);
+      const action = handler.handleRun(reason);
       if (action) platform.requestStop(action.stop, action.message);
       if (stop) break;
     }
