@@ -1,5 +1,5 @@
 /* Power actions as a kernel performs them. cmdline action=poweroff (sleep
- * control register), poweroff-pm1a, reset, triple-fault, halt. */
+ * control register), poweroff-pm1a, reset, triple-fault, halt, spin. */
 #include "../kit/kit.h"
 
 static void acpi_case(void)
@@ -31,5 +31,8 @@ void kit_main(void)
 	}
 	if (!strcmp(action, "halt"))
 		kit_halt_forever();
+	if (!strcmp(action, "spin"))
+		for (;;)
+			__asm__ volatile("" ::: "memory"); /* guest code with no exits: only a kick ends KVM_RUN */
 	kit_case_result("action", false, "unknown action");
 }
