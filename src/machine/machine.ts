@@ -205,6 +205,13 @@ export class Machine {
     for (const v of this.vcpus) v.control.order(Command.Stop);
   }
 
+  /** Injects a fixed, edge-triggered MSI with `vector` at the LAPIC whose id is `apicId`; false if no LAPIC accepted it. */
+  signalMsi(apicId: number, vector: number): boolean {
+    if (!Number.isInteger(vector) || vector < 16 || vector > 255) throw new RangeError(`MSI vector ${vector} is not 16–255`);
+    if (!Number.isInteger(apicId) || apicId < 0 || apicId > 255) throw new RangeError(`APIC id ${apicId} is not 0–255`);
+    return this.vm.signalMsi(BigInt(LAPIC_ADDRESS) | BigInt(apicId << 12), vector) > 0;
+  }
+
   /** Holds every vCPU outside KVM_RUN, e.g. while memslots change; resolves when all are paused. */
   async pause(): Promise<void> {
     for (const v of this.vcpus) v.control.order(Command.Pause);

@@ -50,6 +50,16 @@ for (const action of ['halt', 'spin']) {
   });
 }
 
+test('an MSI injected by the VMM reaches the guest handler of its vector', opts, async () => {
+  const { m, until, console } = machine({ kernel: guest('msi') });
+  const outcome = m.run();
+  await until('KIT-MSI ready cpu=0 vector=0x52');
+  assert.throws(() => m.signalMsi(0, 8), /not 16–255/);
+  assert.equal(m.signalMsi(0, 0x52), true);
+  assert.equal((await outcome).reason, 'poweroff');
+  assert.match(console(), /^KIT-CASE msi-delivered ok$/m);
+});
+
 test('pause() holds every vCPU out of KVM_RUN and resume() lets them go on', opts, async () => {
   const { m, until } = machine({ kernel: guest('power'), cmdline: 'action=halt', vcpus: 2 });
   const outcome = m.run();
