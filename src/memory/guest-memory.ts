@@ -97,12 +97,13 @@ export class GuestMemory {
     return this.overlays.bytes(index * PAGE_SIZE, PAGE_SIZE);
   }
 
-  /** The bytes of [gpa, gpa+length) when they lie in one page, or undefined if unbacked. */
+  /** The bytes of [gpa, gpa+length) when they lie in one page and are backed, else undefined. */
   private pageBytes(gpa: number, length: number): Uint8Array | undefined {
     if (!Number.isSafeInteger(gpa) || gpa < 0) return undefined;
     const gfn = Math.floor(gpa / PAGE_SIZE);
-    const overlay = this.placement.pageAt(gfn);
     const inPage = gpa - gfn * PAGE_SIZE;
+    if (inPage + length > PAGE_SIZE) return undefined;
+    const overlay = this.placement.pageAt(gfn);
     if (overlay >= 0) return this.overlays.bytes(overlay * PAGE_SIZE + inPage, length);
     for (const r of this.regions) {
       if (gpa >= r.gpa && gpa + length <= r.gpa + r.size) return this.ram.bytes(r.offset + gpa - r.gpa, length);
@@ -136,9 +137,10 @@ export class GuestMemory {
   }
 
   read(gpa: number, length: number): Uint8Array {
+    const pieces = this.pieces(gpa, length);
     const out = new Uint8Array(length);
     let off = 0;
-    for (const p of this.pieces(gpa, length)) {
+    for (const p of pieces) {
       out.set(p, off);
       off += p.length;
     }

@@ -13,7 +13,11 @@ const IIR_FIFO = 0xc0;
 const LSR_THRE = 0x20;
 const LSR_TEMT = 0x40;
 const MCR_LOOP = 0x10;
-const MSR_LOOPBACK_MASK = 0xf0;
+
+/** In loopback the modem outputs feed the inputs: RTS→CTS, DTR→DSR, OUT1→RI, OUT2→DCD. */
+function loopbackModemStatus(mcr: number): number {
+  return ((mcr & 2) << 3) | ((mcr & 1) << 5) | ((mcr & 4) << 4) | ((mcr & 8) << 4);
+}
 
 export class Uart16550 implements PortDevice {
   private readonly regs: Int32Array;
@@ -60,7 +64,7 @@ export class Uart16550 implements PortDevice {
       case 3: return this.get(Reg.LCR);
       case 4: return this.get(Reg.MCR);
       case 5: return LSR_THRE | LSR_TEMT;
-      case 6: return this.get(Reg.MCR) & MCR_LOOP ? (this.get(Reg.MCR) << 4) & MSR_LOOPBACK_MASK : 0;
+      case 6: return this.get(Reg.MCR) & MCR_LOOP ? loopbackModemStatus(this.get(Reg.MCR)) : 0;
       case 7: return this.get(Reg.SCR);
       default: return 0xff;
     }

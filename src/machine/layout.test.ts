@@ -1,0 +1,101 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MEMMAP_TYPE_RAM, MEMMAP_TYPE_RESERVED } from '../boot/start-info.js';
+import {
+  ACPI_BASE,
+  ACPI_SIZE,
+  BOOT_INFO_BASE,
+  BOOT_INFO_SIZE,
+  GiB,
+  guestMemmap,
+  HIGH_RAM_START,
+  IOAPIC_ADDRESS,
+  KVM_IDENTITY_MAP_ADDRESS,
+  KVM_TSS_ADDRESS,
+  LAPIC_ADDRESS,
+  LOW_MEMORY_END,
+  LOW_RAM_END,
+  MiB,
+  ramRanges,
+} from './layout.js';
+
+const SIZES = [16 * MiB, 3 * GiB, 3 * GiB + MiB, 8 * GiB];
+const HOLE = 0x100000 - 0xa0000;
+
+type Range = { start: number; end: number };
+const overlaps = (a: Range, b: Range) => a.start < b.end && b.start < a.end;
+
+function sortedDisjoint(ranges: Range[], what: string): void {
+  for (let i = 1; i < ranges.length; i++) {
+    assert.ok(ranges[i - 1].end <= ranges[i].start, `${what}: entries ${i - 1} and ${i} overlap or are unsorted`);
+  }
+}
+
+const kvmPrivate: Range[] = [
+  { start: IOAPIC_ADDRESS, end: IOAPIC_ADDRESS + 0x1000 },
+  { start: LAPIC_ADDRESS, end: LAPIC_ADDRESS + 0x1000 },
+  { start: KVM_TSS_ADDRESS, end: KVM_TSS_ADDRESS + 3 * 0x1000 },
+  { start: KVM_IDENTITY_MAP_ADDRESS, end: KVM_IDENTITY_MAP_ADDRESS + 0x1000 },
+];
+
+for (const bytes of SIZES) {
+  const label = `${bytes / MiB} MiB`;
+
+  test(`ramRanges(${label}): sorted, disjoint, page-aligned, totalling the RAM asked for`, () => {
+    const ranges = ramRanges(bytes);
+    const rs = ranges.map((r) => ({ start: r.gpa, end: r.gpa + r.size }));
+    sortedDisjoint(rs, 'ramRanges');
+    assert.equal(ranges.reduce((n, r) => n + r.size, 0), bytes);
+    for (const r of ranges) {
+      assert.ok(r.size > 0);
+      assert.equal(r.gpa % 0x1000, 0);
+      assert.equal(r.size % 0x1000, 0);
+      assert.ok(r.gpa + r.size <= LOW_RAM_END || r.gpa >= HIGH_RAM_START, 'nothing in the 3–4 GiB hole');
+    }
+    for (const p of kvmPrivate) for (const r of rs) assert.ok(!overlaps(p, r), `RAM over 0x${p.start.toString(16)}`);
+    assert.equal(ranges[0].gpa, 0);
+  });
+
+  test(`guestMemmap(${label}): sorted, disjoint, RAM = asked for minus the legacy hole`, () => {
+    const map = guestMemmap(bytes);
+    const rs = map.map((e) => ({ start: e.addr, end: e.addr + e.size }));
+    sortedDisjoint(rs, 'guestMemmap');
+    for (const e of map) {
+      assert.ok(e.size > 0);
+      assert.ok(e.type === MEMMAP_TYPE_RAM || e.type === MEMMAP_TYPE_RESERVED);
+    }
+    const ram = map.filter((e) => e.type === MEMMAP_TYPE_RAM);
+    assert.equal(ram.reduce((n, e) => n + e.size, 0), bytes - HOLE);
+    const hole = { start: LOW_MEMORY_END, end: 0x100000 };
+    for (const e of ram) {
+      const r = { start: e.addr, end: e.addr + e.size };
+      assert.ok(!overlaps(r, hole), 'no RAM in 0xA0000–0x100000');
+      for (const p of kvmPrivate) assert.ok(!overlaps(p, r), `RAM over 0x${p.start.toString(16)}`);
+      // Every RAM entry is backed by one of the RAM ranges.
+      assert.ok(ramRanges(bytes).some((g) => e.addr >= g.gpa && e.addr + e.size <= g.gpa + g.size), `RAM entry 0x${e.addr.toString(16)} is backed`);
+    }
+    // The IOAPIC and LAPIC pages, and the ACPI tables, are reported reserved.
+    for (const addr of [IOAPIC_ADDRESS, LAPIC_ADDRESS]) {
+      assert.ok(map.some((e) => e.type === MEMMAP_TYPE_RESERVED && e.addr <= addr && addr + 0x1000 <= e.addr + e.size));
+    }
+    assert.ok(map.some((e) => e.type === MEMMAP_TYPE_RESERVED && e.addr <= ACPI_BASE && ACPI_BASE + ACPI_SIZE <= e.addr + e.size));
+    // Boot info lies in RAM the guest is told about.
+    assert.ok(ram.some((e) => e.addr <= BOOT_INFO_BASE && BOOT_INFO_BASE + BOOT_INFO_SIZE <= e.addr + e.size));
+  });
+}
+
+test('exact layouts', () => {
+  assert.deepEqual(ramRanges(16 * MiB), [{ gpa: 0, size: 16 * MiB }]);
+  assert.deepEqual(ramRanges(3 * GiB), [{ gpa: 0, size: 3 * GiB }]);
+  assert.deepEqual(ramRanges(3 * GiB + MiB), [{ gpa: 0, size: 3 * GiB }, { gpa: 4 * GiB, size: MiB }]);
+  assert.deepEqual(ramRanges(8 * GiB), [{ gpa: 0, size: 3 * GiB }, { gpa: 4 * GiB, size: 5 * GiB }]);
+  assert.deepEqual(guestMemmap(16 * MiB), [
+    { addr: 0, size: 0xa0000, type: MEMMAP_TYPE_RAM },
+    { addr: 0xe0000, size: 0x20000, type: MEMMAP_TYPE_RESERVED },
+    { addr: 0x100000, size: 15 * MiB, type: MEMMAP_TYPE_RAM },
+    { addr: 0xfec00000, size: 0x1000, type: MEMMAP_TYPE_RESERVED },
+    { addr: 0xfee00000, size: 0x1000, type: MEMMAP_TYPE_RESERVED },
+  ]);
+  assert.deepEqual(guestMemmap(8 * GiB).at(-1), { addr: 4 * GiB, size: 5 * GiB, type: MEMMAP_TYPE_RAM });
+  assert.equal(guestMemmap(3 * GiB).length, 5, 'no high entry when all RAM fits below 3 GiB');
+});
