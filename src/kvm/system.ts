@@ -34,7 +34,9 @@ export class Kvm {
     const version = libc().ioctlInt(fd, ioctls.KVM_GET_API_VERSION, 0);
     if (version !== KVM_API_VERSION) {
       kvm.close();
-      throw new KvmUnavailableError(`${path} speaks KVM API ${version}, xenkvm needs ${KVM_API_VERSION}`);
+      throw new KvmUnavailableError(
+        version < 0 ? `${path} is not a KVM device` : `${path} speaks KVM API ${version}, xenkvm needs ${KVM_API_VERSION}`,
+      );
     }
     return kvm;
   }

@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { kvmMissing } from '../../test/guest-runner.js';
+import { caps } from './abi.js';
+import { decodeCpuid, encodeCpuid, Kvm, KvmUnavailableError } from './system.js';
+
+
+test('a missing KVM device is one actionable error', () => {
+  assert.throws(() => Kvm.open('/nonexistent/kvm'), (e: Error) => e instanceof KvmUnavailableError && /^\/nonexistent\/kvm does not exist: this host has no KVM/.test(e.message));
+});
+
+test('a device that is not KVM is refused', () => {
+  assert.throws(() => Kvm.open('/dev/null'), (e: Error) => e instanceof KvmUnavailableError && e.message === '/dev/null is not a KVM device');
+});
+
+test('CPUID entries round-trip through the kvm_cpuid2 encoding', () => {
+  const entries = [
+    { function: 0, index: 0, indexed: false, eax: 0xd, ebx: 0x68747541, ecx: 0x444d4163, edx: 0x69746e65 },
+    { function: 7, index: 1, indexed: true, eax: 1, ebx: 0xffffffff, ecx: 0, edx: 0x80000000 },
+  ];
+  assert.deepEqual(decodeCpuid(encodeCpuid(entries)), entries);
+});
+
+test('the host KVM has what xenkvm needs and reports its CPUID', { skip: kvmMissing }, () => {
+  const kvm = Kvm.open();
+  try {
+    kvm.requireExtensions();
+    assert.ok(kvm.checkExtension(caps.KVM_CAP_NR_MEMSLOTS) >= 32);
+    assert.ok(kvm.vcpuMmapSize() >= 4096);
+    const cpuid = kvm.supportedCpuid();
+    assert.ok(cpuid.some((e) => e.function === 0 && e.eax >= 1), 'leaf 0');
+    assert.ok(cpuid.some((e) => e.function === 1), 'leaf 1');
+  } finally {
+    kvm.close();
+  }
+});

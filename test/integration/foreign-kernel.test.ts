@@ -1,0 +1,73 @@
+// A PVH kernel that owes nothing to the guest kit: built here by gcc and ld
+// the way Linux links vmlinux (virtual addresses high, physical at 2 MiB), its
+// PVH note only in the section headers (not in a PT_NOTE segment).
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { describe, kvmMissing, xenkvm } from '../guest-runner.js';
+
+const source = `
+  .set KVIRT, 0xffffffff80000000
+  .section .text, "ax"
+  .code32
+  .globl _start
+_start:
+  mov $0x9f000, %esp                /* the PVH ABI leaves the stack to the kernel */
+  mov $0xe9, %dx
+  cmpl $0x336ec578, (%ebx)          /* hvm_start_info magic */
+  jne fail
+  cmpl $1, 4(%ebx)                  /* version */
+  jb fail
+  mov $(hello - KVIRT), %esi
+  call puts
+  mov 24(%ebx), %esi                /* cmdline_paddr */
+  call puts
+  mov $10, %al
+  out %al, %dx
+  mov $0xcf9, %dx                   /* reset through the FADT's reset register */
+  mov $6, %al
+  out %al, %dx
+fail:
+  ud2
+puts:
+  lodsb
+  test %al, %al
+  jz 1f
+  out %al, %dx
+  jmp puts
+1: ret
+hello: .asciz "FOREIGN-PVH cmdline="
+
+  .section .note.Xen, ""              /* not allocated: no PT_NOTE segment */
+  .balign 4
+  .long 4, 4, 18                     /* namesz, descsz, XEN_ELFNOTE_PHYS32_ENTRY */
+  .asciz "Xen"
+  .long _start - KVIRT
+`;
+
+const script = `
+ENTRY(_start)
+SECTIONS {
+  . = 0xffffffff80200000;
+  .text : AT(0x200000) { *(.text) }
+  .note.Xen 0 : { *(.note.Xen) }
+}
+`;
+
+test('boots a PVH kernel built outside the kit, with virtual addresses high and the note only in section headers', { skip: kvmMissing }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-foreign-'));
+  writeFileSync(join(dir, 'k.S'), source);
+  writeFileSync(join(dir, 'k.ld'), script);
+  execFileSync('gcc', ['-c', '-o', join(dir, 'k.o'), join(dir, 'k.S')]);
+  execFileSync('ld', ['-m', 'elf_x86_64', '-T', join(dir, 'k.ld'), '-o', join(dir, 'k.elf'), join(dir, 'k.o')]);
+  const phdrs = execFileSync('readelf', ['-lW', join(dir, 'k.elf')], { encoding: 'utf8' });
+  assert.doesNotMatch(phdrs, /\bNOTE\b/, 'the test kernel must not have a PT_NOTE segment');
+  assert.match(phdrs, /LOAD\s+\S+\s+0xffffffff80200000\s+0x0*200000/, phdrs);
+
+  const r = await xenkvm(['run', '--kernel', join(dir, 'k.elf'), '--cmdline', 'root=/dev/xvda ro', '--vcpus', '2']);
+  assert.equal(r.status, 2, describe(r));
+  assert.equal(r.stdout, 'FOREIGN-PVH cmdline=root=/dev/xvda ro\n', describe(r));
+});
