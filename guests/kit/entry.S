@@ -5,12 +5,9 @@
 #define KIT_MAX_CPUS 16
 #define TRAMP_BASE 0x8000
 
-	/* PVH entry note: XEN_ELFNOTE_PHYS32_ENTRY (18), 32-bit address. */
-	.section .note.Xen, "a", @note
-	.p2align 2
-	.long 4, 4, 18
-	.asciz "Xen"
-	.long kit_pvh_start
+#include "../common/pvh-entry.h"
+
+	PVH_ENTRY_NOTE(kit_pvh_start)
 
 	.section .text.entry, "ax"
 	.code32
@@ -19,12 +16,7 @@ kit_pvh_start:
 	cli
 	cld
 	/* %ebx = start_info; zero .bss (includes the page tables), keep %ebx */
-	mov $__bss_start, %edi
-	mov $__bss_end, %ecx
-	sub %edi, %ecx
-	shr $2, %ecx
-	xor %eax, %eax
-	rep stosl
+	ZERO_BSS
 	mov %ebx, kit_start_info_paddr
 	mov $(kit_stacks + KIT_STACK_SIZE), %esp
 

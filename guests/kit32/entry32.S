@@ -2,11 +2,9 @@
  * given (no lgdt, lidt, paging or interrupts). */
 #define KIT32_STACK_SIZE 16384
 
-	.section .note.Xen, "a", @note
-	.p2align 2
-	.long 4, 4, 18
-	.asciz "Xen"
-	.long kit_pvh_start
+#include "../common/pvh-entry.h"
+
+	PVH_ENTRY_NOTE(kit_pvh_start)
 
 	.section .text.entry, "ax"
 	.code32
@@ -14,12 +12,7 @@
 kit_pvh_start:
 	cli
 	cld
-	mov $__bss_start, %edi
-	mov $__bss_end, %ecx
-	sub %edi, %ecx
-	shr $2, %ecx
-	xor %eax, %eax
-	rep stosl
+	ZERO_BSS
 	mov $(kit32_stack + KIT32_STACK_SIZE), %esp
 	xor %ebp, %ebp
 	push %ebx

@@ -1,16 +1,14 @@
 // A KVM vCPU file descriptor and its kvm_run page. Used on the vCPU's own
 // thread; KVM serialises vCPU ioctls, so another thread's call would block
 // until KVM_RUN returns.
-import {
-  ioctls, kvmEnableCap, kvmMsrEntry, kvmMsrsHeader, kvmRegs, kvmRun, kvmSregs, kvmVcpuEvents,
-} from './abi.js';
-import { decodeExit, type KvmExit } from './exits.js';
+import type { FieldType, StructDef, StructValue } from '../common/struct.js';
+import { ioctls, kvmEnableCap, kvmRegs, kvmRun, kvmSregs } from './abi.js';
 import { check, EAGAIN, EINTR, errno, libc, mmapShared, munmap, SystemCallError, viewOf, type Pointer } from './libc.js';
 import { encodeCpuid, type CpuidEntry } from './system.js';
 
 export type Regs = ReturnType<typeof kvmRegs.read>;
 export type Sregs = ReturnType<typeof kvmSregs.read>;
-export type VcpuEvents = ReturnType<typeof kvmVcpuEvents.read>;
+type IoctlName = keyof typeof ioctls;
 
 /** enter() result when KVM_RUN was interrupted rather than exiting. */
 export const INTERRUPTED = -1;
@@ -32,12 +30,12 @@ export class Vcpu {
     this.runBytes = new Uint8Array(buf);
   }
 
-  private ioctl(name: keyof typeof ioctls, arg: Uint8Array | null): number {
+  private ioctl(name: IoctlName, arg: Uint8Array | null): number {
     return check(`ioctl(${name}) on vCPU ${this.id}`, libc().ioctlPtr(this.fd, ioctls[name], arg));
   }
 
   /**
-   * Enters the guest and returns the exit reason (decode it with exit()).
+   * Enters the guest and returns the exit reason (the exit is in `run`).
    * EINTR (a kick) and EAGAIN (an AP woken by INIT before its SIPI) return
    * INTERRUPTED: the caller checks its control state and runs again. Nothing
    * is allocated here: this is the hot path.
@@ -51,15 +49,6 @@ export class Vcpu {
     return this.run.getUint32(kvmRun.exit_reason, true);
   }
 
-  /** The current exit, decoded. */
-  exit(): KvmExit {
-    return decodeExit(this.run);
-  }
-
-  set immediateExit(on: boolean) {
-    this.run.setUint8(kvmRun.immediate_exit, on ? 1 : 0);
-  }
-
   /** Answers an MMIO read exit. */
   completeMmioRead(bytes: Uint8Array): void {
     this.runBytes.set(bytes.subarray(0, 8), kvmRun.mmio.data);
@@ -71,73 +60,38 @@ export class Vcpu {
     if (!result.fault && result.value !== undefined) this.run.setBigUint64(kvmRun.msr.data, result.value, true);
   }
 
+  private get<F extends Record<string, FieldType>>(def: StructDef<F>, get: IoctlName): StructValue<F> {
+    const buf = new Uint8Array(def.size);
+    this.ioctl(get, buf);
+    return def.decode(buf);
+  }
+
+  /** Read-modify-write, so callers give only the fields they change. */
+  private update<F extends Record<string, FieldType>>(def: StructDef<F>, get: IoctlName, set: IoctlName, value: Partial<StructValue<F>>): void {
+    const buf = new Uint8Array(def.size);
+    this.ioctl(get, buf);
+    def.write(new DataView(buf.buffer), 0, value);
+    this.ioctl(set, buf);
+  }
+
   getRegs(): Regs {
-    const buf = new Uint8Array(kvmRegs.size);
-    this.ioctl('KVM_GET_REGS', buf);
-    return kvmRegs.decode(buf);
+    return this.get(kvmRegs, 'KVM_GET_REGS');
   }
 
   setRegs(regs: Partial<Regs>): void {
-    const buf = new Uint8Array(kvmRegs.size);
-    this.ioctl('KVM_GET_REGS', buf);
-    kvmRegs.write(new DataView(buf.buffer), 0, regs);
-    this.ioctl('KVM_SET_REGS', buf);
+    this.update(kvmRegs, 'KVM_GET_REGS', 'KVM_SET_REGS', regs);
   }
 
   getSregs(): Sregs {
-    const buf = new Uint8Array(kvmSregs.size);
-    this.ioctl('KVM_GET_SREGS', buf);
-    return kvmSregs.decode(buf);
+    return this.get(kvmSregs, 'KVM_GET_SREGS');
   }
 
   setSregs(sregs: Partial<Sregs>): void {
-    const buf = new Uint8Array(kvmSregs.size);
-    this.ioctl('KVM_GET_SREGS', buf);
-    kvmSregs.write(new DataView(buf.buffer), 0, sregs);
-    this.ioctl('KVM_SET_SREGS', buf);
-  }
-
-  getEvents(): VcpuEvents {
-    const buf = new Uint8Array(kvmVcpuEvents.size);
-    this.ioctl('KVM_GET_VCPU_EVENTS', buf);
-    return kvmVcpuEvents.decode(buf);
+    this.update(kvmSregs, 'KVM_GET_SREGS', 'KVM_SET_SREGS', sregs);
   }
 
   setCpuid(entries: CpuidEntry[]): void {
     this.ioctl('KVM_SET_CPUID2', encodeCpuid(entries));
-  }
-
-  getMsrs(indices: number[]): Map<number, bigint> {
-    const buf = new Uint8Array(kvmMsrsHeader.size + indices.length * kvmMsrEntry.size);
-    const view = new DataView(buf.buffer);
-    kvmMsrsHeader.write(view, 0, { nmsrs: indices.length });
-    indices.forEach((index, i) => kvmMsrEntry.write(view, kvmMsrsHeader.size + i * kvmMsrEntry.size, { index }));
-    const n = this.ioctl('KVM_GET_MSRS', buf);
-    const out = new Map<number, bigint>();
-    for (let i = 0; i < n; i++) {
-      const e = kvmMsrEntry.read(view, kvmMsrsHeader.size + i * kvmMsrEntry.size);
-      out.set(e.index, e.data);
-    }
-    return out;
-  }
-
-  setMsrs(values: [index: number, value: bigint][]): void {
-    const buf = new Uint8Array(kvmMsrsHeader.size + values.length * kvmMsrEntry.size);
-    const view = new DataView(buf.buffer);
-    kvmMsrsHeader.write(view, 0, { nmsrs: values.length });
-    values.forEach(([index, data], i) => kvmMsrEntry.write(view, kvmMsrsHeader.size + i * kvmMsrEntry.size, { index, data }));
-    const n = this.ioctl('KVM_SET_MSRS', buf);
-    if (n !== values.length) throw new Error(`vCPU ${this.id}: KVM_SET_MSRS set ${n} of ${values.length} MSRs (MSR 0x${values[n][0].toString(16)} refused)`);
-  }
-
-  getMpState(): number {
-    const buf = new Uint8Array(4);
-    this.ioctl('KVM_GET_MP_STATE', buf);
-    return new DataView(buf.buffer).getUint32(0, true);
-  }
-
-  getTscKhz(): number {
-    return check(`ioctl(KVM_GET_TSC_KHZ) on vCPU ${this.id}`, libc().ioctlInt(this.fd, ioctls.KVM_GET_TSC_KHZ, 0));
   }
 
   enableCap(cap: number, ...args: (number | bigint)[]): void {
