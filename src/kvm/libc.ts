@@ -16,7 +16,7 @@ export class SystemCallError extends Error {
 }
 
 const errnoNames = new Map<number, string>(Object.entries(os.constants.errno).map(([k, v]) => [v, k]));
-export function errnoName(errno: number): string {
+function errnoName(errno: number): string {
   return errnoNames.get(errno) ?? `errno ${errno}`;
 }
 
@@ -28,14 +28,12 @@ export const EPERM = os.constants.errno.EPERM;
 
 export const O_RDWR = 0o2;
 export const O_CLOEXEC = 0o2000000;
-export const PROT_READ = 1;
-export const PROT_WRITE = 2;
-export const MAP_SHARED = 1;
-export const MAP_NORESERVE = 0x4000;
+const PROT_READ = 1;
+const PROT_WRITE = 2;
+const MAP_SHARED = 1;
+const MAP_NORESERVE = 0x4000;
 export const MFD_CLOEXEC = 1;
 export const SIG_BLOCK = 0;
-export const SIG_UNBLOCK = 1;
-export const SIG_SETMASK = 2;
 const SYS_gettid = 186;
 /** glibc's sigset_t; the kernel's is its first 8 bytes. */
 export const SIGSET_BYTES = 128;

@@ -55,7 +55,7 @@ const FILTERED_MSRS = [
   { base: 0x4b564d00, count: 0x100 },
 ];
 
-export function validateConfig(c: Pick<MachineConfig, 'memoryMiB' | 'vcpus'>): void {
+function validateConfig(c: Pick<MachineConfig, 'memoryMiB' | 'vcpus'>): void {
   if (!Number.isInteger(c.memoryMiB) || c.memoryMiB < MIN_MEMORY_MIB || c.memoryMiB > MAX_MEMORY_MIB) {
     throw new ConfigError(`memory must be a whole number of MiB from ${MIN_MEMORY_MIB} to ${MAX_MEMORY_MIB}, not ${c.memoryMiB}`);
   }
@@ -88,7 +88,6 @@ class Resources {
 export class Machine {
   private readonly logger = log('machine');
   private outcome: { reason: StopReason; message: string } | undefined;
-  private workers: Worker[] = [];
   private running: Promise<RunOutcome> | undefined;
 
   private constructor(
@@ -97,7 +96,7 @@ export class Machine {
     private readonly vm: Vm,
     readonly memory: GuestMemory,
     readonly memoryMap: MemoryMap,
-    private readonly vcpus: { fd: number; control: VcpuControl; init: VcpuThreadInit }[],
+    private readonly vcpus: { control: VcpuControl; init: VcpuThreadInit }[],
   ) {}
 
   static create(config: MachineConfig): Machine {
@@ -184,7 +183,7 @@ export class Machine {
           boot: id === 0 ? pvhBootState(kernel.entry, bootInfo.startInfoPaddr) : undefined,
           logLevel: config.logLevel ?? 'warn',
         };
-        return { fd, control, init };
+        return { control, init };
       });
       return new Machine(config, resources, vm, memory, memoryMap, vcpus);
     } catch (e) {
@@ -226,7 +225,6 @@ export class Machine {
     const output = this.config.output ?? ((bytes: Uint8Array) => process.stdout.write(bytes));
     const exited = this.vcpus.map(({ init }) => {
       const worker = new Worker(new URL('./vcpu-thread.js', import.meta.url), { workerData: init });
-      this.workers.push(worker);
       worker.on('message', (m: VcpuMessage) => {
         if (m.type === 'output') output(m.bytes);
         else this.stop(m.reason, m.message);

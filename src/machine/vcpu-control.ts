@@ -4,7 +4,7 @@
 // inside KVM_RUN (KVM_SET_SIGNAL_MASK): it makes KVM_RUN return EINTR, or, if
 // it arrives outside KVM_RUN, stays pending so the next KVM_RUN returns at
 // once. Either way the thread then reads the command.
-import { gettid, libc, SIG_BLOCK, sigset } from '../kvm/libc.js';
+import { gettid, libc, SIG_BLOCK, SIGSET_BYTES, sigset } from '../kvm/libc.js';
 
 export const enum Command { Run = 0, Pause = 1, Stop = 2 }
 export const enum VcpuState { Starting = 0, Running = 1, Paused = 2, Exited = 3 }
@@ -72,7 +72,7 @@ const KICK_SET = sigset(KICK_SIGNAL);
 
 /** vCPU thread: blocks the kick signal and returns the mask to use inside KVM_RUN (the thread's mask without it). */
 export function blockKickSignal(): Uint8Array {
-  const old = new Uint8Array(128);
+  const old = new Uint8Array(SIGSET_BYTES);
   if (libc().pthread_sigmask(SIG_BLOCK, KICK_SET, old) !== 0) throw new Error('pthread_sigmask failed');
   const bit = KICK_SIGNAL - 1;
   old[bit >> 3] &= ~(1 << (bit & 7));

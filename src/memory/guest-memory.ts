@@ -4,7 +4,6 @@ import type { PhysicalMemory } from './page-walker.js';
 import { SharedMemory, type SharedMemoryHandle } from './shared-memory.js';
 
 export const PAGE_SIZE = 4096;
-export const PAGE_SHIFT = 12;
 
 /** A guest-physical range of RAM, backed by the RAM memfd at `offset`. */
 export interface RamRegion {
