@@ -1,4 +1,6 @@
-/* The Xen MSR range 0x40000000.. faults (#GP) for now; ordinary MSRs work. */
+/* MSRs the VMM intercepts: the Xen hypercall MSR (0x40000000) is write-only,
+ * takes a page-aligned address (page index 0), and the rest of the range
+ * faults (#GP); ordinary MSRs work. */
 #include "../kit/kit.h"
 
 static void rd_case(void)
@@ -13,9 +15,17 @@ static void rd_case(void)
 static void wr_case(void)
 {
 	kit_expect_exception(13, 2);
-	wrmsr(0x40000000, 0);
+	wrmsr(0x40000001, 0);
 	int n = kit_expect_done();
-	KIT_CHECK(n == 1, "wrmsr 0x40000000: %d #GP, want 1", n);
+	KIT_CHECK(n == 1, "wrmsr 0x40000001: %d #GP, want 1", n);
+	kit_expect_exception(13, 2);
+	wrmsr(0x40000000, 0x200001); /* hypercall page index 1: Xen has one page */
+	n = kit_expect_done();
+	KIT_CHECK(n == 1, "wrmsr 0x40000000 with page index 1: %d #GP, want 1", n);
+	kit_expect_exception(13, 2);
+	wrmsr(0x40000000, 0xd0000000); /* not RAM */
+	n = kit_expect_done();
+	KIT_CHECK(n == 1, "wrmsr 0x40000000 outside RAM: %d #GP, want 1", n);
 }
 
 static void apic_base_case(void)

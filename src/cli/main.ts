@@ -7,6 +7,7 @@ import { SystemCallError } from '../kvm/libc.js';
 import { KvmUnavailableError } from '../kvm/system.js';
 import { exitStatus } from '../machine/exit-status.js';
 import { ConfigError, Machine } from '../machine/machine.js';
+import { DEFAULT_XEN_VERSION, parseXenVersion } from '../xen/config.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -17,9 +18,29 @@ function wholeNumber(what: string) {
   };
 }
 
-async function run(opts: { kernel: string; cmdline: string; memory: number; vcpus: number; logLevel: LogLevel }): Promise<number> {
+function xenVersion(value: string): { major: number; minor: number } {
+  const v = parseXenVersion(value);
+  if (!v) throw new InvalidArgumentError(`Xen version must look like 4.17, not "${value}"`);
+  return v;
+}
+
+async function run(opts: {
+  kernel: string;
+  cmdline: string;
+  memory: number;
+  vcpus: number;
+  xenVersion: { major: number; minor: number };
+  logLevel: LogLevel;
+}): Promise<number> {
   configureLogging(opts.logLevel);
-  const machine = Machine.create({ kernel: opts.kernel, cmdline: opts.cmdline, memoryMiB: opts.memory, vcpus: opts.vcpus, logLevel: opts.logLevel });
+  const machine = Machine.create({
+    kernel: opts.kernel,
+    cmdline: opts.cmdline,
+    memoryMiB: opts.memory,
+    vcpus: opts.vcpus,
+    xenVersion: opts.xenVersion,
+    logLevel: opts.logLevel,
+  });
   const onSignal = (signal: string) => machine.stop('stopped', `stopped by ${signal}`);
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -48,6 +69,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('-c, --cmdline <string>', 'kernel command line', '')
     .option('-m, --memory <MiB>', 'guest RAM in MiB', wholeNumber('memory'), 256)
     .option('-n, --vcpus <count>', 'number of vCPUs', wholeNumber('vCPU count'), 1)
+    .option('--xen-version <major.minor>', 'Xen version the guest sees', xenVersion, DEFAULT_XEN_VERSION)
     .addOption(new Option('--log-level <level>', 'log detail on stderr').choices(LOG_LEVELS).default('warn').env('XENKVM_LOG'))
     .addHelpText(
       'after',

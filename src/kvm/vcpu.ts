@@ -2,7 +2,7 @@
 // thread; KVM serialises vCPU ioctls, so another thread's call would block
 // until KVM_RUN returns.
 import type { FieldType, StructDef, StructValue } from '../common/struct.js';
-import { ioctls, kvmEnableCap, kvmRegs, kvmRun, kvmSregs } from './abi.js';
+import { ioctls, kvmEnableCap, kvmMsrEntry, kvmMsrsHeader, kvmRegs, kvmRun, kvmSregs, syncRegs } from './abi.js';
 import { check, EAGAIN, EINTR, errno, libc, mmapShared, munmap, SystemCallError, viewOf, type Pointer } from './libc.js';
 import { encodeCpuid, type CpuidEntry } from './system.js';
 
@@ -12,6 +12,27 @@ type IoctlName = keyof typeof ioctls;
 
 /** enter() result when KVM_RUN was interrupted rather than exiting. */
 export const INTERRUPTED = -1;
+
+/** IA32_TIME_STAMP_COUNTER: read through KVM it is the guest's TSC. */
+export const MSR_IA32_TSC = 0x10;
+
+/**
+ * vCPU ioctls that need no kvm_run mapping, for the thread that owns a vCPU
+ * before its worker runs it (KVM serialises them with KVM_RUN).
+ */
+export const vcpuFd = {
+  readMsr(fd: number, index: number): bigint {
+    const buf = new Uint8Array(kvmMsrsHeader.size + kvmMsrEntry.size);
+    const view = new DataView(buf.buffer);
+    kvmMsrsHeader.write(view, 0, { nmsrs: 1 });
+    kvmMsrEntry.write(view, kvmMsrsHeader.size, { index });
+    if (check('ioctl(KVM_GET_MSRS)', libc().ioctlPtr(fd, ioctls.KVM_GET_MSRS, buf)) !== 1) throw new Error(`KVM cannot read MSR 0x${index.toString(16)}`);
+    return kvmMsrEntry.read(view, kvmMsrsHeader.size).data;
+  },
+  tscKhz(fd: number): number {
+    return check('ioctl(KVM_GET_TSC_KHZ)', libc().ioctlInt(fd, ioctls.KVM_GET_TSC_KHZ, 0));
+  },
+};
 
 export class Vcpu {
   private readonly runPtr: Pointer;
@@ -28,6 +49,25 @@ export class Vcpu {
     const buf = viewOf(this.runPtr, runSize);
     this.run = new DataView(buf);
     this.runBytes = new Uint8Array(buf);
+    // Registers and segment state arrive with every exit, so hypercalls need no register ioctls.
+    this.run.setBigUint64(kvmRun.kvm_valid_regs, BigInt(syncRegs.REGS | syncRegs.SREGS), true);
+  }
+
+  /** A general register as of the current exit. */
+  syncedReg(name: keyof Regs): bigint {
+    return this.run.getBigUint64(kvmRun.sync_regs + kvmRegs.offsets[name], true);
+  }
+
+  /** Sets a general register for the next entry (KVM applies the synced registers before completing the exit). */
+  setSyncedReg(name: keyof Regs, value: bigint): void {
+    this.run.setBigUint64(kvmRun.sync_regs + kvmRegs.offsets[name], BigInt.asUintN(64, value), true);
+    const dirty = this.run.getBigUint64(kvmRun.kvm_dirty_regs, true);
+    this.run.setBigUint64(kvmRun.kvm_dirty_regs, dirty | BigInt(syncRegs.REGS), true);
+  }
+
+  /** Segment and control registers as of the current exit. */
+  syncedSregs(): Sregs {
+    return kvmSregs.read(this.run, kvmRun.sync_regs + kvmRegs.size);
   }
 
   private ioctl(name: IoctlName, arg: Uint8Array | null): number {

@@ -29,6 +29,12 @@ export interface MsrHandler {
   write(vcpu: number, index: number, value: bigint): boolean;
 }
 
+/** The port the hypercall page's stubs write the hypercall number to, and what serves it. */
+export interface HypercallPort {
+  readonly port: number;
+  call(): void;
+}
+
 export type ExitAction = { stop: StopReason; message: string } | undefined;
 
 const hex = (v: number | bigint) => `0x${v.toString(16)}`;
@@ -43,6 +49,7 @@ export class ExitHandler {
     private readonly memory: GuestMemory,
     private readonly logger: Logger,
     private readonly msrs: MsrHandler | undefined,
+    private readonly hypercalls?: HypercallPort,
   ) {
     this.guestLog = new RateLimitedLog(logger);
   }
@@ -108,6 +115,7 @@ export class ExitHandler {
     if ((size !== 1 && size !== 2 && size !== 4) || dataOffset < kvmRun.size || dataOffset + size * count > run.byteLength) {
       throw new Error(`vCPU ${this.vcpu.id}: malformed I/O exit (port 0x${port.toString(16)}, size ${size}, count ${count}, data at ${dataOffset})`);
     }
+    if (out && port === this.hypercalls?.port && size === 4 && count === 1) return this.hypercalls.call();
     // String I/O (rep ins/outs) arrives as count back-to-back items.
     for (let i = 0, at = dataOffset; i < count; i++, at += size) {
       if (out) {

@@ -10,7 +10,14 @@ import { encodeBootInfo, MEMMAP_TYPE_RAM } from '../boot/start-info.js';
 import { log, type LogLevel } from '../common/log.js';
 import { caps, msrExit, msrFilter } from '../kvm/abi.js';
 import { libc } from '../kvm/libc.js';
-import { Kvm, type CpuidEntry } from '../kvm/system.js';
+import { Kvm } from '../kvm/system.js';
+import { vcpuFd } from '../kvm/vcpu.js';
+import type { ForwardedHypercall } from '../xen/accelerator.js';
+import { DEFAULT_XEN_VERSION, DOMU_ID, type XenConfig } from '../xen/config.js';
+import { xenCpuidLeaves } from '../xen/cpuid.js';
+import { XenVmm } from '../xen/vmm.js';
+import { randomUUID } from 'node:crypto';
+import { VmmChannel } from './vmm-channel.js';
 import type { Vm } from '../kvm/vm.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { MemoryMap } from '../memory/memory-map.js';
@@ -34,8 +41,8 @@ export interface MachineConfig {
   logLevel?: LogLevel;
   /** Guest console bytes; stdout when not given. */
   output?: (bytes: Uint8Array) => void;
-  /** CPUID leaves 0x40000000 and up the guest sees (none: the range is empty). */
-  hypervisorLeaves?: CpuidEntry[];
+  /** The Xen version the guest sees (default 4.17). */
+  xenVersion?: { major: number; minor: number };
 }
 
 /** A configuration a person must fix: the message says what and how. */
@@ -74,6 +81,10 @@ function readKernel(path: string): Uint8Array {
   }
 }
 
+function randomUUIDBytes(): Uint8Array {
+  return Uint8Array.from(Buffer.from(randomUUID().replaceAll('-', ''), 'hex'));
+}
+
 /** Owned resources, released in reverse order of acquisition. */
 class Resources {
   private readonly items: (() => void)[] = [];
@@ -89,6 +100,7 @@ export class Machine {
   private readonly logger = log('machine');
   private outcome: { reason: StopReason; message: string } | undefined;
   private running: Promise<RunOutcome> | undefined;
+  private hypercallQueue: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly config: MachineConfig,
@@ -96,7 +108,8 @@ export class Machine {
     private readonly vm: Vm,
     readonly memory: GuestMemory,
     readonly memoryMap: MemoryMap,
-    private readonly vcpus: { control: VcpuControl; init: VcpuThreadInit }[],
+    private readonly vcpus: { control: VcpuControl; init: VcpuThreadInit; channel: VmmChannel }[],
+    private readonly xen: XenVmm,
   ) {}
 
   static create(config: MachineConfig): Machine {
@@ -165,9 +178,18 @@ export class Machine {
       const supported = kvm.supportedCpuid();
       const runSize = kvm.vcpuMmapSize();
       const uartState = Uart16550.createState();
-      const vcpus = Array.from({ length: config.vcpus }, (_, id) => {
+      const fds = Array.from({ length: config.vcpus }, (_, id) => {
         const fd = vm.createVcpu(id);
         resources.add(() => libc().close(fd));
+        return fd;
+      });
+      const xen: XenConfig = {
+        version: config.xenVersion ?? DEFAULT_XEN_VERSION,
+        domid: DOMU_ID,
+        handle: randomUUIDBytes(),
+        tscKhz: vcpuFd.tscKhz(fds[0]),
+      };
+      const vcpus = fds.map((fd, id) => {
         const control = new VcpuControl();
         // Held until every vCPU thread is up, so the boot vCPU's INIT/SIPI never races a thread still starting.
         control.order(Command.Pause);
@@ -179,13 +201,15 @@ export class Machine {
           memory: memory.handle,
           control: control.buffer,
           uartState,
-          cpuid: vcpuCpuid(supported, id, config.hypervisorLeaves ?? []),
+          cpuid: vcpuCpuid(supported, id, xenCpuidLeaves(xen, id)),
           boot: id === 0 ? pvhBootState(kernel.entry, bootInfo.startInfoPaddr) : undefined,
+          xen,
+          vmmChannel: new VmmChannel().buffer,
           logLevel: config.logLevel ?? 'warn',
         };
-        return { control, init };
+        return { control, init, channel: new VmmChannel(init.vmmChannel) };
       });
-      return new Machine(config, resources, vm, memory, memoryMap, vcpus);
+      return new Machine(config, resources, vm, memory, memoryMap, vcpus, new XenVmm(xen, memory, log('xen')));
     } catch (e) {
       resources.dispose();
       throw e;
@@ -223,10 +247,11 @@ export class Machine {
 
   private async runWorkers(): Promise<RunOutcome> {
     const output = this.config.output ?? ((bytes: Uint8Array) => process.stdout.write(bytes));
-    const exited = this.vcpus.map(({ init }) => {
+    const exited = this.vcpus.map(({ init, channel }) => {
       const worker = new Worker(new URL('./vcpu-thread.js', import.meta.url), { workerData: init });
       worker.on('message', (m: VcpuMessage) => {
         if (m.type === 'output') output(m.bytes);
+        else if (m.type === 'hypercall') void this.serveHypercall(channel, m.call);
         else this.stop(m.reason, m.message);
       });
       worker.on('error', (e) => this.stop('vmm-error', `vCPU ${init.id} thread failed: ${e.message}`));
@@ -239,6 +264,19 @@ export class Machine {
     const { reason, message } = this.outcome ?? { reason: 'vmm-error' as const, message: 'every vCPU thread ended without a reason' };
     this.logger.debug({ reason }, message);
     return { reason, status: exitStatus[reason], message };
+  }
+
+  /** Serves one forwarded hypercall at a time, with every vCPU held outside KVM_RUN. */
+  private serveHypercall(channel: VmmChannel, call: ForwardedHypercall): Promise<void> {
+    this.hypercallQueue = this.hypercallQueue.then(async () => {
+      await this.pause();
+      try {
+        channel.reply(this.xen.dispatch(call));
+      } finally {
+        this.resume();
+      }
+    });
+    return this.hypercallQueue;
   }
 
   /** Releases everything of a machine that was created but never run. */

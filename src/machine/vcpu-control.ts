@@ -55,6 +55,11 @@ export class VcpuControl {
     Atomics.store(this.words, TID, gettid());
   }
 
+  /** vCPU thread: about to enter KVM_RUN (cheap when nothing changed: this is on every exit). */
+  running(): void {
+    if (Atomics.load(this.words, STATE) !== VcpuState.Running) this.report(VcpuState.Running);
+  }
+
   /** vCPU thread. */
   report(state: VcpuState): void {
     Atomics.store(this.words, STATE, state);

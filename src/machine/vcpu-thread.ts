@@ -14,6 +14,10 @@ import type { Platform, StopReason } from './devices/platform.js';
 import { PostCode } from './devices/post-code.js';
 import { Uart16550 } from './devices/uart16550.js';
 import { ExitHandler } from './exit-handler.js';
+import { VmmChannel } from './vmm-channel.js';
+import { XenAccelerator, type ExitRegisters, type ForwardedHypercall } from '../xen/accelerator.js';
+import type { XenConfig } from '../xen/config.js';
+import { HYPERCALL_PORT } from '../xen/hypercall-page.js';
 import { ports, S5_SLEEP_TYPE, UART_IRQ } from './layout.js';
 import { blockKickSignal, Command, consumeKick, VcpuControl, VcpuState } from './vcpu-control.js';
 
@@ -28,12 +32,30 @@ export interface VcpuThreadInit {
   cpuid: CpuidEntry[];
   /** Register state for the boot vCPU; APs wait for INIT/SIPI in KVM. */
   boot?: { regs: Partial<Regs>; sregs: Partial<Sregs> };
+  xen: XenConfig;
+  /** Where this vCPU thread waits for hypercalls the main thread serves. */
+  vmmChannel: SharedArrayBuffer;
   logLevel: LogLevel;
 }
 
 export type VcpuMessage =
   | { type: 'output'; bytes: Uint8Array }
-  | { type: 'stop'; reason: StopReason; message: string };
+  | { type: 'stop'; reason: StopReason; message: string }
+  | { type: 'hypercall'; call: ForwardedHypercall };
+
+const EFER_LMA = 1n << 10n;
+
+/** The accelerator's view of the exit registers, from KVM's synced register area. */
+function exitRegisters(vcpu: Vcpu): ExitRegisters {
+  return {
+    reg: (name) => vcpu.syncedReg(name),
+    setRax: (value) => vcpu.setSyncedReg('rax', value),
+    mode: () => {
+      const s = vcpu.syncedSregs();
+      return { cpl: s.ss.dpl, long64: (s.efer & EFER_LMA) !== 0n && s.cs.l === 1, paging: { cr0: s.cr0, cr3: s.cr3, cr4: s.cr4, efer: s.efer } };
+    },
+  };
+}
 
 const OUTPUT_FLUSH_BYTES = 256;
 
@@ -84,17 +106,25 @@ function main(init: VcpuThreadInit): void {
       vcpu.setSregs(init.boot.sregs);
       vcpu.setRegs(init.boot.regs);
     }
-    const handler = new ExitHandler(vcpu, bus, memory, logger, undefined);
-    control.report(VcpuState.Running);
+    const channel = new VmmChannel(init.vmmChannel);
+    const xen = new XenAccelerator(init.id, memory, init.xen, logger, (call) =>
+      channel.call(() => {
+        // Outside KVM_RUN while the main thread works: a pause must not wait for this vCPU.
+        control.report(VcpuState.Paused);
+        post({ type: 'hypercall', call });
+      }),
+    );
+    const regs = exitRegisters(vcpu);
+    const handler = new ExitHandler(vcpu, bus, memory, logger, xen.msrs, { port: HYPERCALL_PORT, call: () => xen.hypercall(regs) });
     for (;;) {
       const command = control.command;
       if (command === Command.Stop) break;
       if (command === Command.Pause) {
         control.report(VcpuState.Paused);
         control.waitWhilePaused();
-        control.report(VcpuState.Running);
         continue;
       }
+      control.running();
       const reason = vcpu.enter();
       if (reason === INTERRUPTED) {
         consumeKick();

@@ -1,0 +1,78 @@
+// The Xen half that runs on a vCPU's own thread: the hypercall MSR, the
+// hypercall entry from the hypercall page's port exit, and the hypercalls
+// served in place. Everything else is forwarded to the VMM on the main
+// thread, synchronously, as a KVM exit to user space would be.
+import type { Logger } from 'pino';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { GuestVirtual } from '../memory/guest-virtual.js';
+import type { PagingState } from '../memory/page-walker.js';
+import { HYPERCALL } from './abi/hypercalls.js';
+import type { Abi } from './abi/layout.js';
+import type { XenConfig } from './config.js';
+import { ARGUMENT_REGISTERS, HypercallDispatcher, type HypercallContext } from './hypercall.js';
+import { HYPERCALL_MSR, hypercallPage, hypercallPageTarget } from './hypercall-page.js';
+import { registerVersion } from './version.js';
+
+/** The registers of the current exit, as KVM's synced register area gives them. */
+export interface ExitRegisters {
+  reg(name: 'rax' | 'rbx' | 'rcx' | 'rdx' | 'rsi' | 'rdi' | 'r8' | 'r10'): bigint;
+  setRax(value: bigint): void;
+  /** CPL, long mode and paging state. */
+  mode(): { cpl: number; long64: boolean; paging: PagingState };
+}
+
+/** A hypercall the VMM serves, as forwarded from a vCPU thread. */
+export interface ForwardedHypercall {
+  vcpu: number;
+  abi: Abi;
+  nr: number;
+  args: bigint[];
+  paging: PagingState;
+}
+
+/** Hypercalls served on the main thread. */
+const FORWARDED = [HYPERCALL.memory_op, HYPERCALL.hvm_op];
+
+export class XenAccelerator {
+  private readonly dispatcher: HypercallDispatcher;
+  private readonly page = hypercallPage();
+
+  constructor(
+    readonly vcpu: number,
+    private readonly memory: GuestMemory,
+    config: XenConfig,
+    logger: Logger,
+    forward: (call: ForwardedHypercall) => bigint,
+  ) {
+    this.dispatcher = new HypercallDispatcher(logger);
+    registerVersion(this.dispatcher, config);
+    for (const nr of FORWARDED) {
+      this.dispatcher.register(nr, (ctx, args) => forward({ vcpu, abi: ctx.abi, nr, args: [...args], paging: (ctx as LocalContext).paging }));
+    }
+  }
+
+  /** Serves the hypercall whose stub just exited: number in EAX, arguments in the ABI's registers, result to RAX. */
+  hypercall(regs: ExitRegisters): void {
+    const { cpl, long64, paging } = regs.mode();
+    const abi: Abi = long64 ? 'native' : 'compat';
+    const args = ARGUMENT_REGISTERS[abi].map((r) => (abi === 'native' ? regs.reg(r) : regs.reg(r) & 0xffffffffn));
+    const ctx: LocalContext = { vcpu: this.vcpu, abi, guest: new GuestVirtual(this.memory, paging), paging };
+    regs.setRax(this.dispatcher.dispatch(ctx, cpl, Number(regs.reg('rax') & 0xffffffffn), args));
+  }
+
+  /** The Xen MSRs: a write to the hypercall MSR fills the page it names; nothing else is readable or writable (#GP). */
+  readonly msrs = {
+    read: (): bigint | undefined => undefined,
+    write: (_vcpu: number, index: number, value: bigint): boolean => {
+      if (index !== HYPERCALL_MSR) return false;
+      const gpa = hypercallPageTarget(value);
+      if (gpa === undefined || !this.memory.isBacked(gpa, this.page.length)) return false;
+      this.memory.write(gpa, this.page);
+      return true;
+    },
+  };
+}
+
+interface LocalContext extends HypercallContext {
+  readonly paging: PagingState;
+}

@@ -1,0 +1,24 @@
+// What a Xen domain is told about the hypervisor and itself.
+
+export interface XenConfig {
+  /** The Xen version the guest sees (CPUID and XENVER_version). */
+  version: { major: number; minor: number };
+  /** This domain's id (never 0: a guest of xenkvm is always a domU). */
+  domid: number;
+  /** The domain handle (XENVER_guest_handle), a UUID. */
+  handle: Uint8Array;
+  /** TSC frequency of the guest, for the time leaf and pvclock. */
+  tscKhz: number;
+}
+
+export const DEFAULT_XEN_VERSION = { major: 4, minor: 17 };
+export const DOMU_ID = 1;
+
+/** "4.17" → {4, 17}; undefined when malformed or out of range. */
+export function parseXenVersion(text: string): { major: number; minor: number } | undefined {
+  const m = /^(\d{1,4})\.(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const major = Number(m[1]);
+  const minor = Number(m[2]);
+  return major <= 0xffff && minor <= 0xffff ? { major, minor } : undefined;
+}

@@ -1,0 +1,71 @@
+// The hypercall dispatcher: decodes the calling convention of the guest's
+// mode, refuses calls from CPL > 0, runs the subsystem's handler, and turns
+// every failure into the Xen errno the guest gets in RAX — the one place that
+// does so.
+import type { Logger } from 'pino';
+import { GuestFaultError, type GuestVirtual } from '../memory/guest-virtual.js';
+import { GuestMemoryError } from '../memory/guest-memory.js';
+import { XEN_ERRNO } from './abi/errno.js';
+import { hypercallName } from './abi/hypercalls.js';
+import type { Abi } from './abi/layout.js';
+import { XenError } from './errors.js';
+
+export interface HypercallContext {
+  readonly vcpu: number;
+  /** The ABI of the guest's mode at the time of the call: native in 64-bit mode, compat otherwise. */
+  readonly abi: Abi;
+  /** The caller's view of guest-virtual memory, for pointer arguments. */
+  readonly guest: GuestVirtual;
+}
+
+/** Returns the value for RAX (≥ 0) or throws XenError. */
+export type HypercallHandler = (ctx: HypercallContext, args: readonly bigint[]) => number | bigint;
+
+/** The five argument registers of each ABI, in order. */
+export const ARGUMENT_REGISTERS = {
+  native: ['rdi', 'rsi', 'rdx', 'r10', 'r8'],
+  compat: ['rbx', 'rcx', 'rdx', 'rsi', 'rdi'],
+} as const;
+
+export class HypercallDispatcher {
+  private readonly handlers = new Map<number, HypercallHandler>();
+  private readonly reported = new Set<string>();
+
+  constructor(private readonly logger: Logger) {}
+
+  register(nr: number, handler: HypercallHandler): void {
+    if (this.handlers.has(nr)) throw new Error(`hypercall ${hypercallName(nr)} registered twice`);
+    this.handlers.set(nr, handler);
+  }
+
+  /** The value for the guest's RAX. */
+  dispatch(ctx: HypercallContext, cpl: number, nr: number, args: readonly bigint[]): bigint {
+    if (cpl > 0) return BigInt(-XEN_ERRNO.EPERM);
+    const handler = this.handlers.get(nr);
+    if (!handler) {
+      this.once(`${nr}`, `guest called hypercall ${hypercallName(nr)} (${nr}), which xenkvm does not implement; -ENOSYS`);
+      return BigInt(-XEN_ERRNO.ENOSYS);
+    }
+    try {
+      return BigInt(handler(ctx, args));
+    } catch (e) {
+      if (e instanceof XenError) {
+        if (e.errno === XEN_ERRNO.ENOSYS) {
+          const op = Number(args[0] & 0xffffffffn);
+          this.once(`${nr}/${op}`, `guest called ${hypercallName(nr)} sub-op ${op}, which xenkvm does not implement; -ENOSYS`);
+        }
+        return BigInt(-e.errno);
+      }
+      if (e instanceof GuestFaultError || e instanceof GuestMemoryError) return BigInt(-XEN_ERRNO.EFAULT);
+      // A bug in xenkvm must not take the VM down: the guest sees a failed call and the log says why.
+      this.logger.error({ vcpu: ctx.vcpu, hypercall: hypercallName(nr), err: (e as Error).message }, 'hypercall failed inside xenkvm; returned -EINVAL');
+      return BigInt(-XEN_ERRNO.EINVAL);
+    }
+  }
+
+  private once(key: string, message: string): void {
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
+    this.logger.warn(message);
+  }
+}

@@ -1,0 +1,90 @@
+// xen_version, answered as Xen answers an unprivileged HVM domU: the sub-ops
+// every guest may use return data, the privileged ones (commandline,
+// build_id) are denied the way Xen's default policy denies them.
+import { XEN_ERRNO } from './abi/errno.js';
+import { HYPERCALL } from './abi/hypercalls.js';
+import {
+  XEN_CAPABILITIES_INFO_LEN, XEN_CHANGESET_INFO_LEN, XEN_EXTRAVERSION_LEN, XENFEAT, XENVER, xenCompileInfo, xenFeatureInfo,
+  xenPlatformParameters,
+} from './abi/version.js';
+import type { XenConfig } from './config.js';
+import { XenError } from './errors.js';
+import type { HypercallDispatcher, HypercallContext } from './hypercall.js';
+
+const PAGE_SIZE = 4096;
+/** What Xen copies out for a sub-op the caller may not see. */
+const DENIED = '<denied>';
+/** HYPERVISOR_VIRT_START of the x86-64 ABI: what a 64-bit caller gets as virt_start. */
+const HYPERVISOR_VIRT_START = 0xffff800000000000n;
+
+const text = new TextEncoder();
+/** A C string NUL-padded to the full size of its array. */
+function padded(s: string, size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  out.set(text.encode(s).subarray(0, size - 1));
+  return out;
+}
+
+/** The feature bits of submap 0 for an HVM guest with a callback vector and a safe pvclock. */
+export const HVM_FEATURES =
+  (1 << XENFEAT.writable_page_tables) |
+  (1 << XENFEAT.auto_translated_physmap) |
+  (1 << XENFEAT.hvm_callback_vector) |
+  (1 << XENFEAT.hvm_safe_pvclock) |
+  (1 << XENFEAT.memory_op_vnode_supported);
+
+export function registerVersion(dispatcher: HypercallDispatcher, config: XenConfig): void {
+  dispatcher.register(HYPERCALL.xen_version, (ctx, [cmd, arg]) => xenVersion(ctx, config, Number(cmd & 0xffffffffn), arg));
+}
+
+export function xenVersion(ctx: HypercallContext, config: XenConfig, cmd: number, arg: bigint): number {
+  switch (cmd) {
+    case XENVER.version:
+      return (config.version.major << 16) | config.version.minor;
+    case XENVER.extraversion:
+      ctx.guest.write(arg, padded('.0', XEN_EXTRAVERSION_LEN));
+      return 0;
+    case XENVER.compile_info:
+      ctx.guest.write(
+        arg,
+        xenCompileInfo[ctx.abi].encode({
+          compiler: padded('gcc', 64),
+          compile_by: padded('xen', 16),
+          compile_domain: padded('', 32),
+          compile_date: padded('Tue Oct 17 00:00:00 UTC 2023', 32),
+        }),
+      );
+      return 0;
+    case XENVER.capabilities:
+      ctx.guest.write(arg, padded('hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64', XEN_CAPABILITIES_INFO_LEN));
+      return 0;
+    case XENVER.changeset:
+      ctx.guest.write(arg, padded('unavailable', XEN_CHANGESET_INFO_LEN));
+      return 0;
+    case XENVER.platform_parameters:
+      // A 32-bit HVM caller gets 0: there is no compat hypervisor hole for HVM.
+      ctx.guest.write(arg, ctx.abi === 'native' ? xenPlatformParameters.native.encode({ virt_start: HYPERVISOR_VIRT_START }) : xenPlatformParameters.compat.encode({ virt_start: 0 }));
+      return 0;
+    case XENVER.get_features: {
+      const def = xenFeatureInfo[ctx.abi];
+      const fi = def.decode(ctx.guest.read(arg, def.size));
+      if (fi.submap_idx !== 0) throw new XenError(XEN_ERRNO.EINVAL);
+      ctx.guest.write(arg, def.encode({ submap_idx: 0, submap: HVM_FEATURES >>> 0 }));
+      return 0;
+    }
+    case XENVER.pagesize:
+      if (arg !== 0n) throw new XenError(XEN_ERRNO.EINVAL);
+      return PAGE_SIZE;
+    case XENVER.guest_handle:
+      ctx.guest.write(arg, config.handle);
+      return 0;
+    case XENVER.commandline:
+      // Denied to a domU: Xen copies just the denial string and its NUL.
+      ctx.guest.write(arg, text.encode(`${DENIED}\0`));
+      return 0;
+    case XENVER.build_id:
+      throw new XenError(XEN_ERRNO.EPERM);
+    default:
+      throw new XenError(XEN_ERRNO.ENOSYS);
+  }
+}
