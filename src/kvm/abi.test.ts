@@ -23,6 +23,8 @@ const structs: [string, { size: number; offsets: Record<string, number> }][] = [
   ['kvm_msr_filter', abi.kvmMsrFilter],
   ['kvm_msrs', abi.kvmMsrsHeader],
   ['kvm_msr_entry', abi.kvmMsrEntry],
+  ['kvm_stats_header', abi.kvmStatsHeader],
+  ['kvm_stats_desc', abi.kvmStatsDesc],
 ];
 
 // Fields whose C name differs from the flattened TS name.

@@ -45,6 +45,7 @@ export const ioctls = {
   KVM_GET_TSC_KHZ: io(0xa3),
   KVM_GET_VCPU_EVENTS: ior(0x9f, 64),
   KVM_SET_VCPU_EVENTS: iow(0xa0, 64),
+  KVM_GET_STATS_FD: io(0xce),
 } as const;
 
 export const caps = {
@@ -189,6 +190,12 @@ export const kvmVcpuEvents = struct('kvm_vcpu_events', {
   triple_fault_pending: 'u8', reserved: { bytes: 26 },
   exception_has_payload: 'u8', exception_payload: 'u64',
 });
+
+export const kvmStatsHeader = struct('kvm_stats_header', {
+  flags: 'u32', name_size: 'u32', num_desc: 'u32', id_offset: 'u32', desc_offset: 'u32', data_offset: 'u32',
+});
+/** Followed by name_size bytes of NUL-terminated name. */
+export const kvmStatsDesc = struct('kvm_stats_desc', { flags: 'u32', exponent: 'i16', size: 'u16', offset: 'u32', bucket_size: 'u32' });
 
 /** Offsets into the shared kvm_run page (x86-64). */
 export const kvmRun = {

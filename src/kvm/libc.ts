@@ -50,6 +50,7 @@ interface Libc {
   munmap(ptr: Pointer, len: number | bigint): number;
   memfd_create(name: string, flags: number): number;
   ftruncate(fd: number, len: number | bigint): number;
+  pread(fd: number, buf: Uint8Array, count: number, offset: number): number;
   syscall0(nr: number): number | bigint;
   getpid(): number;
   tgkill(tgid: number, tid: number, sig: number): number;
@@ -72,6 +73,7 @@ export function libc(): Libc {
     munmap: lib.func('int munmap(void *addr, size_t len)'),
     memfd_create: lib.func('int memfd_create(const char *name, unsigned int flags)'),
     ftruncate: lib.func('int ftruncate(int fd, int64_t len)'),
+    pread: lib.func('pread', 'intptr_t', ['int', 'void *', 'size_t', 'int64_t']),
     syscall0: lib.func('syscall', 'long', ['long']),
     getpid: lib.func('int getpid()'),
     tgkill: lib.func('int tgkill(int tgid, int tid, int sig)'),

@@ -11,7 +11,9 @@ import { log, type LogLevel } from '../common/log.js';
 import { caps, msrExit, msrFilter } from '../kvm/abi.js';
 import { libc } from '../kvm/libc.js';
 import { Kvm } from '../kvm/system.js';
-import { vcpuFd } from '../kvm/vcpu.js';
+import { MSR_IA32_TSC, vcpuFd } from '../kvm/vcpu.js';
+import { DomainState } from '../xen/domain-state.js';
+import { monotonicNs, realtimeNs, tscScale } from '../xen/time.js';
 import type { ForwardedHypercall } from '../xen/accelerator.js';
 import { DEFAULT_XEN_VERSION, DOMU_ID, type XenConfig } from '../xen/config.js';
 import { xenCpuidLeaves } from '../xen/cpuid.js';
@@ -81,8 +83,25 @@ function readKernel(path: string): Uint8Array {
   }
 }
 
-function randomUUIDBytes(): Uint8Array {
-  return Uint8Array.from(Buffer.from(randomUUID().replaceAll('-', ''), 'hex'));
+/**
+ * The domain's Xen view of itself. System time 0 is now: the guest TSC of the
+ * boot vCPU read between two host clock readings anchors every vCPU's pvclock.
+ */
+function xenConfig(config: MachineConfig, bootVcpuFd: number): XenConfig {
+  const tscKhz = vcpuFd.tscKhz(bootVcpuFd);
+  const before = monotonicNs();
+  const tsc = vcpuFd.readMsr(bootVcpuFd, MSR_IA32_TSC);
+  const after = monotonicNs();
+  const bootMonotonicNs = (before + after) / 2n;
+  return {
+    version: config.xenVersion ?? DEFAULT_XEN_VERSION,
+    domid: DOMU_ID,
+    handle: Uint8Array.from(Buffer.from(randomUUID().replaceAll('-', ''), 'hex')),
+    tscKhz,
+    pvclock: { tscTimestamp: tsc, systemTime: 0n, ...tscScale(tscKhz * 1000) },
+    bootWallNs: realtimeNs() - (monotonicNs() - bootMonotonicNs),
+    bootMonotonicNs,
+  };
 }
 
 /** Owned resources, released in reverse order of acquisition. */
@@ -183,12 +202,8 @@ export class Machine {
         resources.add(() => libc().close(fd));
         return fd;
       });
-      const xen: XenConfig = {
-        version: config.xenVersion ?? DEFAULT_XEN_VERSION,
-        domid: DOMU_ID,
-        handle: randomUUIDBytes(),
-        tscKhz: vcpuFd.tscKhz(fds[0]),
-      };
+      const xen = xenConfig(config, fds[0]);
+      const domainState = DomainState.create(config.vcpus);
       const vcpus = fds.map((fd, id) => {
         const control = new VcpuControl();
         // Held until every vCPU thread is up, so the boot vCPU's INIT/SIPI never races a thread still starting.
@@ -204,12 +219,13 @@ export class Machine {
           cpuid: vcpuCpuid(supported, id, xenCpuidLeaves(xen, id)),
           boot: id === 0 ? pvhBootState(kernel.entry, bootInfo.startInfoPaddr) : undefined,
           xen,
+          domainState: domainState.buffer,
           vmmChannel: new VmmChannel().buffer,
           logLevel: config.logLevel ?? 'warn',
         };
         return { control, init, channel: new VmmChannel(init.vmmChannel) };
       });
-      return new Machine(config, resources, vm, memory, memoryMap, vcpus, new XenVmm(xen, memory, log('xen')));
+      return new Machine(config, resources, vm, memory, memoryMap, vcpus, new XenVmm(xen, memory, memoryMap, domainState, memmap, log('xen')));
     } catch (e) {
       resources.dispose();
       throw e;

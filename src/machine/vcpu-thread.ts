@@ -5,6 +5,9 @@ import { configureLogging, log, type LogLevel } from '../common/log.js';
 import { caps } from '../kvm/abi.js';
 import type { CpuidEntry } from '../kvm/system.js';
 import { INTERRUPTED, Vcpu, type Regs, type Sregs } from '../kvm/vcpu.js';
+import { VcpuStats } from '../kvm/stats.js';
+import { RUNSTATE } from '../xen/abi/vcpu.js';
+import { DomainState } from '../xen/domain-state.js';
 import { Vm } from '../kvm/vm.js';
 import { GuestMemory, type GuestMemoryHandle } from '../memory/guest-memory.js';
 import { AcpiPm } from './devices/acpi-pm.js';
@@ -33,6 +36,7 @@ export interface VcpuThreadInit {
   /** Register state for the boot vCPU; APs wait for INIT/SIPI in KVM. */
   boot?: { regs: Partial<Regs>; sregs: Partial<Sregs> };
   xen: XenConfig;
+  domainState: SharedArrayBuffer;
   /** Where this vCPU thread waits for hypercalls the main thread serves. */
   vmmChannel: SharedArrayBuffer;
   logLevel: LogLevel;
@@ -97,6 +101,7 @@ function main(init: VcpuThreadInit): void {
   control.publishThread();
   const memory = GuestMemory.attach(init.memory);
   const vcpu = new Vcpu(init.vcpuFd, init.id, init.runSize);
+  const stats = VcpuStats.open(init.vcpuFd);
   try {
     vcpu.setSignalMask(kvmRunMask);
     vcpu.setCpuid(init.cpuid);
@@ -107,7 +112,8 @@ function main(init: VcpuThreadInit): void {
       vcpu.setRegs(init.boot.regs);
     }
     const channel = new VmmChannel(init.vmmChannel);
-    const xen = new XenAccelerator(init.id, memory, init.xen, logger, (call) =>
+    const halted = () => stats.read('halt_wait_ns') + stats.read('halt_poll_success_ns') + stats.read('halt_poll_fail_ns');
+    const xen = new XenAccelerator(init.id, memory, init.xen, new DomainState(init.domainState), halted, logger, (call) =>
       channel.call(() => {
         // Outside KVM_RUN while the main thread works: a pause must not wait for this vCPU.
         control.report(VcpuState.Paused);
@@ -116,12 +122,21 @@ function main(init: VcpuThreadInit): void {
     );
     const regs = exitRegisters(vcpu);
     const handler = new ExitHandler(vcpu, bus, memory, logger, xen.msrs, { port: HYPERCALL_PORT, call: () => xen.hypercall(regs) });
+    // The boot vCPU runs from the start; an AP is offline until it shows it runs (its first exit after SIPI).
+    let started = false;
+    const start = () => {
+      started = true;
+      xen.runstate.transition(RUNSTATE.running);
+    };
+    if (init.boot) start();
     for (;;) {
       const command = control.command;
       if (command === Command.Stop) break;
       if (command === Command.Pause) {
+        if (started) xen.runstate.transition(RUNSTATE.runnable);
         control.report(VcpuState.Paused);
         control.waitWhilePaused();
+        if (started) xen.runstate.transition(RUNSTATE.running);
         continue;
       }
       control.running();
@@ -130,6 +145,7 @@ function main(init: VcpuThreadInit): void {
         consumeKick();
         continue;
       }
+      if (!started) start();
       const action = handler.handleRun(reason);
       if (action) platform.requestStop(action.stop, action.message);
       if (stop) break;
@@ -139,6 +155,7 @@ function main(init: VcpuThreadInit): void {
   } finally {
     flush();
     if (stop) post({ type: 'stop', ...stop });
+    stats.close();
     vcpu.unmap();
     memory.dispose();
     control.report(VcpuState.Exited);

@@ -126,6 +126,13 @@ export class GuestMemory {
     return out;
   }
 
+  /** Whether [gpa, gpa+length) is ordinary RAM: backed, and no overlay page in it. */
+  isRam(gpa: number, length: number): boolean {
+    if (!Number.isSafeInteger(gpa) || gpa < 0 || !Number.isSafeInteger(length) || length <= 0) return false;
+    for (let gfn = Math.floor(gpa / PAGE_SIZE); gfn * PAGE_SIZE < gpa + length; gfn++) if (this.placement.pageAt(gfn) >= 0) return false;
+    return this.regions.some((r) => gpa >= r.gpa && gpa + length <= r.gpa + r.size);
+  }
+
   isBacked(gpa: number, length = 1): boolean {
     try {
       this.pieces(gpa, length);

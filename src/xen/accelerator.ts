@@ -12,6 +12,10 @@ import type { XenConfig } from './config.js';
 import { ARGUMENT_REGISTERS, HypercallDispatcher, type HypercallContext } from './hypercall.js';
 import { HYPERCALL_MSR, hypercallPage, hypercallPageTarget } from './hypercall-page.js';
 import { registerVersion } from './version.js';
+import type { DomainState } from './domain-state.js';
+import { RunstateAccount } from './runstate.js';
+import { monotonicNs } from './time.js';
+import { registerVcpuOp } from './vcpu.js';
 
 /** The registers of the current exit, as KVM's synced register area gives them. */
 export interface ExitRegisters {
@@ -37,15 +41,22 @@ export class XenAccelerator {
   private readonly dispatcher: HypercallDispatcher;
   private readonly page = hypercallPage();
 
+  readonly runstate: RunstateAccount;
+
   constructor(
     readonly vcpu: number,
     private readonly memory: GuestMemory,
     config: XenConfig,
+    state: DomainState,
+    /** Cumulative ns KVM has held this vCPU halted. */
+    haltedNs: () => bigint,
     logger: Logger,
     forward: (call: ForwardedHypercall) => bigint,
   ) {
     this.dispatcher = new HypercallDispatcher(logger);
+    this.runstate = new RunstateAccount(vcpu, state, memory, () => monotonicNs() - config.bootMonotonicNs, haltedNs);
     registerVersion(this.dispatcher, config);
+    registerVcpuOp(this.dispatcher, { config, state, memory, self: { vcpu, runstate: this.runstate } });
     for (const nr of FORWARDED) {
       this.dispatcher.register(nr, (ctx, args) => forward({ vcpu, abi: ctx.abi, nr, args: [...args], paging: (ctx as LocalContext).paging }));
     }

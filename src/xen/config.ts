@@ -1,4 +1,5 @@
 // What a Xen domain is told about the hypervisor and itself.
+import type { PvclockParams } from './time.js';
 
 export interface XenConfig {
   /** The Xen version the guest sees (CPUID and XENVER_version). */
@@ -9,6 +10,12 @@ export interface XenConfig {
   handle: Uint8Array;
   /** TSC frequency of the guest, for the time leaf and pvclock. */
   tscKhz: number;
+  /** The one time base of every vcpu_time_info: system time 0 is when the VM was built. */
+  pvclock: PvclockParams;
+  /** Host real time at system time 0, for the wallclock. */
+  bootWallNs: bigint;
+  /** Host monotonic time (process.hrtime) at system time 0. */
+  bootMonotonicNs: bigint;
 }
 
 export const DEFAULT_XEN_VERSION = { major: 4, minor: 17 };

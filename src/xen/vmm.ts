@@ -5,9 +5,17 @@
 import type { Logger } from 'pino';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { GuestVirtual } from '../memory/guest-virtual.js';
+import type { MemoryMap } from '../memory/memory-map.js';
 import type { ForwardedHypercall } from './accelerator.js';
+import { sharedInfoLayout } from './abi/shared-info.js';
+import { XEN_LEGACY_MAX_VCPUS } from './abi/xen.js';
 import type { XenConfig } from './config.js';
+import type { DomainState } from './domain-state.js';
+import { registerHvmOp } from './hvm.js';
 import { HypercallDispatcher } from './hypercall.js';
+import { registerMemoryOp } from './memory.js';
+import { bytesArea, SHARED_INFO_PAGE, VCPU_INFO_TIME_OFFSET, writeVcpuTime, writeWallclock } from './shared-info.js';
+import { monotonicNs } from './time.js';
 
 export class XenVmm {
   private readonly dispatcher: HypercallDispatcher;
@@ -15,9 +23,30 @@ export class XenVmm {
   constructor(
     readonly config: XenConfig,
     private readonly memory: GuestMemory,
+    memoryMap: MemoryMap,
+    state: DomainState,
+    e820: readonly { addr: number; size: number; type: number }[],
     logger: Logger,
   ) {
     this.dispatcher = new HypercallDispatcher(logger);
+    const sharedInfo = memory.overlayPage(SHARED_INFO_PAGE);
+    // Before the guest maps it, shared_info already holds the wallclock and each legacy vcpu_info's time.
+    writeWallclock(sharedInfo, state.sharedInfoAbi, config.bootWallNs);
+    for (let vcpu = 0; vcpu < Math.min(state.vcpuCount, XEN_LEGACY_MAX_VCPUS); vcpu++) {
+      writeVcpuTime(bytesArea(sharedInfo), sharedInfoLayout[state.sharedInfoAbi].vcpuInfo(vcpu) + VCPU_INFO_TIME_OFFSET, config.pvclock);
+    }
+    const domain = {
+      domid: config.domid,
+      memoryMap,
+      state,
+      sharedInfo,
+      bootWallNs: config.bootWallNs,
+      e820,
+      ramPages: memory.regions.reduce((n, r) => n + r.size / 4096, 0),
+      systemTime: () => monotonicNs() - config.bootMonotonicNs,
+    };
+    registerMemoryOp(this.dispatcher, domain);
+    registerHvmOp(this.dispatcher, domain);
   }
 
   /** Serves a forwarded hypercall; the CPL was checked on the vCPU thread. */

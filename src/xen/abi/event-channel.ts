@@ -70,7 +70,7 @@ export const evtchnStatus = both((abi) =>
     port: 'u32',
     status: 'u32',
     vcpu: 'u32',
-    /** Union by status: evtchnStatusU.*. */
+    /** Union by status: unbound/interdomain per evtchnStatusU; pirq or virq a u32 at its start. */
     u: { bytes: 8, align: 4 },
   }),
 );
@@ -78,8 +78,6 @@ export const evtchnStatus = both((abi) =>
 export const evtchnStatusU = {
   unbound: both((abi) => xstruct('evtchn_status.u.unbound', abi, { dom: 'u16' })),
   interdomain: both((abi) => xstruct('evtchn_status.u.interdomain', abi, { dom: 'u16', port: 'u32' })),
-  pirq: both((abi) => xstruct('evtchn_status.u.pirq', abi, { pirq: 'u32' })),
-  virq: both((abi) => xstruct('evtchn_status.u.virq', abi, { virq: 'u32' })),
 } as const;
 export const evtchnBindVcpu = both((abi) => xstruct('evtchn_bind_vcpu', abi, { port: 'u32', vcpu: 'u32' }));
 export const evtchnUnmask = both((abi) => xstruct('evtchn_unmask', abi, { port: 'u32' }));

@@ -55,7 +55,6 @@ export const XENFEAT = {
   hvm_safe_pvclock: 9,
   hvm_pirqs: 10,
   dom0: 11,
-  grant_map_identity: 12,
   memory_op_vnode_supported: 13,
   ARM_SMCCC_supported: 14,
   linux_rsdp_unrestricted: 15,

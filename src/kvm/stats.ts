@@ -1,0 +1,48 @@
+// A vCPU's binary statistics (KVM_GET_STATS_FD): read without the vCPU's
+// mutex, so the VMM can see how long a vCPU has been halted inside KVM_RUN.
+import { ioctls, kvmStatsDesc, kvmStatsHeader } from './abi.js';
+import { check, libc } from './libc.js';
+
+export class VcpuStats {
+  private constructor(
+    private readonly fd: number,
+    private readonly offsets: ReadonlyMap<string, number>,
+  ) {}
+
+  static open(vcpuFd: number): VcpuStats {
+    const fd = check('ioctl(KVM_GET_STATS_FD)', libc().ioctlInt(vcpuFd, ioctls.KVM_GET_STATS_FD, 0));
+    const read = (offset: number, length: number) => {
+      const buf = new Uint8Array(length);
+      if (libc().pread(fd, buf, length, offset) !== length) throw new Error('short read of KVM statistics');
+      return buf;
+    };
+    const h = kvmStatsHeader.decode(read(0, kvmStatsHeader.size));
+    const stride = kvmStatsDesc.size + h.name_size;
+    const descs = read(h.desc_offset, h.num_desc * stride);
+    const offsets = new Map<string, number>();
+    for (let i = 0; i < h.num_desc; i++) {
+      const d = kvmStatsDesc.decode(descs.subarray(i * stride));
+      const nameBytes = descs.subarray(i * stride + kvmStatsDesc.size, (i + 1) * stride);
+      const name = new TextDecoder().decode(nameBytes.subarray(0, Math.max(0, nameBytes.indexOf(0))));
+      offsets.set(name, h.data_offset + d.offset);
+    }
+    return new VcpuStats(fd, offsets);
+  }
+
+  has(name: string): boolean {
+    return this.offsets.has(name);
+  }
+
+  /** The first u64 of a statistic; 0 for one this kernel does not have. */
+  read(name: string): bigint {
+    const at = this.offsets.get(name);
+    if (at === undefined) return 0n;
+    const buf = new Uint8Array(8);
+    check('pread(KVM statistics)', libc().pread(this.fd, buf, 8, at));
+    return new DataView(buf.buffer).getBigUint64(0, true);
+  }
+
+  close(): void {
+    libc().close(this.fd);
+  }
+}

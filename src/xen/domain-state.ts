@@ -1,0 +1,143 @@
+// Xen state of the domain that every thread reads: the shared_info layout in
+// force, VM assists, HVM parameters, and per-vCPU upcall vectors, vcpu_info
+// placement and runstate. It lives in one SharedArrayBuffer; each field has
+// one writer (the main thread for domain-wide fields, a vCPU's own thread for
+// its per-vCPU fields), and readers use Atomics.
+import { HVM_NR_PARAMS } from './abi/hvm.js';
+import type { Abi } from './abi/layout.js';
+
+const HEADER_WORDS = 4; // shinfo ABI, vm_assist bits, vCPU count, spare
+const RUNSTATE_WORDS = 7; // sequence, state, state_entry_time, time[4]
+const AREA_WORDS = 5; // layout (-1 none, 0 native, 1 compat), then up to two guest-physical pieces (address, length)
+
+/** Guest areas Xen updates on a vCPU's behalf, registered by guest-virtual address and kept as guest-physical pieces. */
+export const enum AreaKind { Runstate = 0, Time = 1 }
+const AREA_KINDS = 2;
+
+export interface AreaRegistration {
+  abi: Abi;
+  pieces: { gpa: number; length: number }[];
+}
+
+export class DomainState {
+  private readonly header: Int32Array;
+  private readonly params: BigInt64Array;
+  private readonly upcallVectors: Int32Array;
+  /** Guest-physical address of each vCPU's registered vcpu_info, or -1 while it lives in shared_info. */
+  private readonly vcpuInfoGpa: Float64Array;
+  private readonly runstates: BigInt64Array;
+  private readonly areas: Float64Array;
+
+  constructor(readonly buffer: SharedArrayBuffer) {
+    const vcpus = new Int32Array(buffer, 0, HEADER_WORDS)[2];
+    let off = HEADER_WORDS * 4;
+    this.header = new Int32Array(buffer, 0, HEADER_WORDS);
+    this.params = new BigInt64Array(buffer, off, HVM_NR_PARAMS);
+    off += HVM_NR_PARAMS * 8;
+    this.runstates = new BigInt64Array(buffer, off, vcpus * RUNSTATE_WORDS);
+    off += vcpus * RUNSTATE_WORDS * 8;
+    this.vcpuInfoGpa = new Float64Array(buffer, off, vcpus);
+    off += vcpus * 8;
+    this.areas = new Float64Array(buffer, off, vcpus * AREA_KINDS * AREA_WORDS);
+    off += vcpus * AREA_KINDS * AREA_WORDS * 8;
+    this.upcallVectors = new Int32Array(buffer, off, vcpus);
+  }
+
+  static create(vcpus: number): DomainState {
+    const bytes = HEADER_WORDS * 4 + HVM_NR_PARAMS * 8 + vcpus * (RUNSTATE_WORDS * 8 + 8 + AREA_KINDS * AREA_WORDS * 8 + 4);
+    const buffer = new SharedArrayBuffer(Math.ceil(bytes / 8) * 8);
+    new Int32Array(buffer, 0, HEADER_WORDS)[2] = vcpus;
+    const state = new DomainState(buffer);
+    state.vcpuInfoGpa.fill(-1);
+    for (let v = 0; v < vcpus; v++) for (let k = 0; k < AREA_KINDS; k++) state.areas[(v * AREA_KINDS + k) * AREA_WORDS] = -1;
+    return state;
+  }
+
+  get vcpuCount(): number {
+    return this.header[2];
+  }
+
+  /** The shared_info layout Xen latched from the guest's mode (native until a 32-bit guest latches compat). */
+  get sharedInfoAbi(): Abi {
+    return Atomics.load(this.header, 0) === 1 ? 'compat' : 'native';
+  }
+  set sharedInfoAbi(abi: Abi) {
+    Atomics.store(this.header, 0, abi === 'compat' ? 1 : 0);
+  }
+
+  vmAssistEnabled(type: number): boolean {
+    return (Atomics.load(this.header, 1) & (1 << type)) !== 0;
+  }
+  setVmAssist(type: number, on: boolean): void {
+    if (on) Atomics.or(this.header, 1, 1 << type);
+    else Atomics.and(this.header, 1, ~(1 << type));
+  }
+
+  param(index: number): bigint {
+    return Atomics.load(this.params, index);
+  }
+  setParam(index: number, value: bigint): void {
+    Atomics.store(this.params, index, BigInt.asIntN(64, value));
+  }
+
+  upcallVector(vcpu: number): number {
+    return Atomics.load(this.upcallVectors, vcpu);
+  }
+  setUpcallVector(vcpu: number, vector: number): void {
+    Atomics.store(this.upcallVectors, vcpu, vector);
+  }
+
+  /** Where vCPU `vcpu`'s vcpu_info is, when registered outside shared_info. */
+  vcpuInfoAddress(vcpu: number): number | undefined {
+    const gpa = this.vcpuInfoGpa[vcpu];
+    return gpa >= 0 ? gpa : undefined;
+  }
+  setVcpuInfoAddress(vcpu: number, gpa: number): void {
+    this.vcpuInfoGpa[vcpu] = gpa;
+  }
+
+  /** Registered only by the vCPU threads, one registration at a time per area (the last one wins, as in Xen). */
+  area(vcpu: number, kind: AreaKind): AreaRegistration | undefined {
+    const base = (vcpu * AREA_KINDS + kind) * AREA_WORDS;
+    const layout = this.areas[base];
+    if (layout < 0) return undefined;
+    const pieces = [];
+    for (let i = 0; i < 2; i++) if (this.areas[base + 2 + 2 * i] > 0) pieces.push({ gpa: this.areas[base + 1 + 2 * i], length: this.areas[base + 2 + 2 * i] });
+    return { abi: layout === 1 ? 'compat' : 'native', pieces };
+  }
+  setArea(vcpu: number, kind: AreaKind, reg: AreaRegistration | undefined): void {
+    const base = (vcpu * AREA_KINDS + kind) * AREA_WORDS;
+    this.areas.fill(0, base, base + AREA_WORDS);
+    if (!reg) {
+      this.areas[base] = -1;
+      return;
+    }
+    if (reg.pieces.length > 2) throw new Error('a guest area spans at most two pages');
+    reg.pieces.forEach((p, i) => {
+      this.areas[base + 1 + 2 * i] = p.gpa;
+      this.areas[base + 2 + 2 * i] = p.length;
+    });
+    this.areas[base] = reg.abi === 'compat' ? 1 : 0;
+  }
+
+  /**
+   * Runstate of a vCPU as last accounted: [state, state_entry_time, running,
+   * runnable, blocked, offline]. A sequence count (odd while its thread
+   * writes) keeps readers on other threads from seeing a torn record.
+   */
+  runstate(vcpu: number): bigint[] {
+    const base = vcpu * RUNSTATE_WORDS;
+    for (;;) {
+      const seq = Atomics.load(this.runstates, base);
+      if (seq & 1n) continue;
+      const words = Array.from({ length: RUNSTATE_WORDS - 1 }, (_, i) => Atomics.load(this.runstates, base + 1 + i));
+      if (Atomics.load(this.runstates, base) === seq) return words;
+    }
+  }
+  setRunstate(vcpu: number, words: readonly bigint[]): void {
+    const base = vcpu * RUNSTATE_WORDS;
+    Atomics.add(this.runstates, base, 1n);
+    words.forEach((w, i) => Atomics.store(this.runstates, base + 1 + i, w));
+    Atomics.add(this.runstates, base, 1n);
+  }
+}

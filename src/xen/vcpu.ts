@@ -1,0 +1,127 @@
+// vcpu_op and vm_assist, served on the calling vCPU's thread: registering a
+// vCPU's vcpu_info, runstate area and secondary time area (for itself or
+// another vCPU of the domain), reading runstates, and is_up.
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { GuestArea } from '../memory/guest-area.js';
+import { GuestFaultError } from '../memory/guest-virtual.js';
+import { XEN_ERRNO } from './abi/errno.js';
+import { HYPERCALL } from './abi/hypercalls.js';
+import { sharedInfoLayout, vcpuInfo, vcpuTimeInfo } from './abi/shared-info.js';
+import { RUNSTATE, VCPUOP, vcpuRegisterRunstateMemoryArea, vcpuRegisterTimeMemoryArea, vcpuRegisterVcpuInfo, vcpuRunstateInfo } from './abi/vcpu.js';
+import { VMASST_CMD, VMASST_TYPE, XEN_LEGACY_MAX_VCPUS } from './abi/xen.js';
+import type { XenConfig } from './config.js';
+import { AreaKind, type DomainState } from './domain-state.js';
+import { XenError } from './errors.js';
+import type { HypercallContext, HypercallDispatcher } from './hypercall.js';
+import { encodeRunstate, recordFromWords, type RunstateAccount, writeRunstateArea } from './runstate.js';
+import { SHARED_INFO_PAGE, VCPU_INFO_TIME_OFFSET, writeVcpuTime } from './shared-info.js';
+
+const PAGE_SIZE = 4096;
+const VCPU_INFO_SIZE = vcpuInfo.native.size;
+/** VM assists an HVM guest may turn on. */
+const HVM_VM_ASSISTS = 1 << VMASST_TYPE.runstate_update_flag;
+
+export interface VcpuOpDomain {
+  config: XenConfig;
+  state: DomainState;
+  memory: GuestMemory;
+  /** The calling thread's own vCPU and its runstate account. */
+  self: { vcpu: number; runstate: RunstateAccount };
+}
+
+/** An area given by guest-virtual address in a registration struct (a 32-bit guest's address is the low half). */
+function areaAddress(ctx: HypercallContext, raw: bigint): bigint {
+  return ctx.abi === 'compat' ? raw & 0xffffffffn : raw;
+}
+
+/** The guest-physical pieces of an area, or undefined when it does not translate (Xen accepts it and its updates are lost). */
+function translateArea(ctx: HypercallContext, gva: bigint, length: number) {
+  try {
+    return ctx.guest.physical(gva, length, true);
+  } catch (e) {
+    if (e instanceof GuestFaultError) return undefined;
+    throw e;
+  }
+}
+
+function registerVcpuInfo(ctx: HypercallContext, d: VcpuOpDomain, target: number, arg: bigint): number {
+  const def = vcpuRegisterVcpuInfo[ctx.abi];
+  const r = def.decode(ctx.guest.read(arg, def.size));
+  if (r.offset > PAGE_SIZE - VCPU_INFO_SIZE) throw new XenError(XEN_ERRNO.EINVAL);
+  // Xen lets a vcpu_info be placed once; moving it is refused.
+  if (d.state.vcpuInfoAddress(target) !== undefined) throw new XenError(XEN_ERRNO.EINVAL);
+  if (r.mfn >= 1n << 40n) throw new XenError(XEN_ERRNO.EINVAL);
+  const gpa = Number(r.mfn) * PAGE_SIZE + r.offset;
+  if (!d.memory.isRam(gpa, VCPU_INFO_SIZE)) throw new XenError(XEN_ERRNO.EINVAL);
+  const abi = d.state.sharedInfoAbi;
+  const content = new Uint8Array(VCPU_INFO_SIZE);
+  if (target < XEN_LEGACY_MAX_VCPUS) {
+    const from = sharedInfoLayout[abi].vcpuInfo(target);
+    content.set(d.memory.overlayPage(SHARED_INFO_PAGE).subarray(from, from + VCPU_INFO_SIZE));
+  }
+  // The content moves with it; then every event is marked possibly pending, as Xen does, so none delivered meanwhile is lost.
+  const view = new DataView(content.buffer);
+  const o = vcpuInfo[abi].offsets;
+  view.setUint8(o.evtchn_upcall_pending, 1);
+  if (abi === 'native') view.setBigUint64(o.evtchn_pending_sel, 0xffffffffffffffffn, true);
+  else view.setUint32(o.evtchn_pending_sel, 0xffffffff, true);
+  d.memory.write(gpa, content);
+  d.state.setVcpuInfoAddress(target, gpa);
+  writeVcpuTime(new GuestArea(d.memory, [{ gpa, length: VCPU_INFO_SIZE }]), VCPU_INFO_TIME_OFFSET, d.config.pvclock);
+  return 0;
+}
+
+function registerRunstateArea(ctx: HypercallContext, d: VcpuOpDomain, target: number, arg: bigint): number {
+  const def = vcpuRegisterRunstateMemoryArea[ctx.abi];
+  const gva = areaAddress(ctx, def.decode(ctx.guest.read(arg, def.size)).addr);
+  const pieces = gva === 0n ? undefined : translateArea(ctx, gva, vcpuRunstateInfo[ctx.abi].size);
+  d.state.setArea(target, AreaKind.Runstate, pieces && { abi: ctx.abi, pieces });
+  // Xen fills the area at once: the caller's own record is brought up to now first.
+  if (target === d.self.vcpu) d.self.runstate.refresh();
+  else writeRunstateArea(d.memory, d.state, target, recordFromWords(d.state.runstate(target)));
+  return 0;
+}
+
+function registerTimeArea(ctx: HypercallContext, d: VcpuOpDomain, target: number, arg: bigint): number {
+  const def = vcpuRegisterTimeMemoryArea[ctx.abi];
+  const gva = areaAddress(ctx, def.decode(ctx.guest.read(arg, def.size)).addr);
+  const pieces = gva === 0n ? undefined : translateArea(ctx, gva, vcpuTimeInfo[ctx.abi].size);
+  d.state.setArea(target, AreaKind.Time, pieces && { abi: ctx.abi, pieces });
+  if (pieces) writeVcpuTime(new GuestArea(d.memory, pieces), 0, d.config.pvclock);
+  return 0;
+}
+
+function getRunstateInfo(ctx: HypercallContext, d: VcpuOpDomain, target: number, arg: bigint): number {
+  if (target === d.self.vcpu) d.self.runstate.refresh();
+  ctx.guest.write(arg, encodeRunstate(ctx.abi, recordFromWords(d.state.runstate(target))));
+  return 0;
+}
+
+export function registerVcpuOp(dispatcher: HypercallDispatcher, d: VcpuOpDomain): void {
+  dispatcher.register(HYPERCALL.vcpu_op, (ctx, [cmd, vcpuid, arg]) => {
+    const op = Number(cmd & 0xffffffffn);
+    const target = Number(vcpuid & 0xffffffffn);
+    if (target >= d.state.vcpuCount) throw new XenError(XEN_ERRNO.ENOENT);
+    switch (op) {
+      case VCPUOP.register_vcpu_info:
+        return registerVcpuInfo(ctx, d, target, arg);
+      case VCPUOP.register_runstate_memory_area:
+        return registerRunstateArea(ctx, d, target, arg);
+      case VCPUOP.register_vcpu_time_memory_area:
+        return registerTimeArea(ctx, d, target, arg);
+      case VCPUOP.get_runstate_info:
+        return getRunstateInfo(ctx, d, target, arg);
+      case VCPUOP.is_up:
+        return recordFromWords(d.state.runstate(target)).state === RUNSTATE.offline ? 0 : 1;
+      default:
+        throw new XenError(XEN_ERRNO.ENOSYS);
+    }
+  });
+  dispatcher.register(HYPERCALL.vm_assist, (_ctx, [cmd, type]) => {
+    if (type >= 64n || ((BigInt(HVM_VM_ASSISTS) >> type) & 1n) === 0n) throw new XenError(XEN_ERRNO.EINVAL);
+    if (cmd === BigInt(VMASST_CMD.enable)) d.state.setVmAssist(Number(type), true);
+    else if (cmd === BigInt(VMASST_CMD.disable)) d.state.setVmAssist(Number(type), false);
+    else throw new XenError(XEN_ERRNO.ENOSYS);
+    return 0;
+  });
+}
