@@ -1,8 +1,11 @@
-/* Floor for the I/O-exit benchmark: the cheapest possible VMM around
+/* Floors for the exit benchmarks: the cheapest possible VMM around
  * guests/build/bench32.elf. One vCPU, in-kernel irqchip, PVH 32-bit entry,
- * no ACPI (the guest then stops by writing port 0xf4). Each `outb $0x80` in
- * the guest is one KVM_RUN round trip through this loop.
- *   usage: floor [-n count] [path/to/bench32.elf]
+ * no ACPI (the guest then stops by writing port 0xf4).
+ *   -m io (default): each `outb $0x80` in the guest is one KVM_RUN round trip.
+ *   -m hypercall: the guest's null-hypercall loop through a hypercall page
+ *     with xenkvm's stubs; this VMM answers each with the version in RAX
+ *     through KVM's synced registers, and nothing else (no dispatcher).
+ *   usage: floor [-n count] [-m io|hypercall] [path/to/bench32.elf]
  *   prints: floor: exits=<n> tsc=<delta> tsc_khz=<khz>  (exits and tsc from the guest) */
 #include <elf.h>
 #include <errno.h>
@@ -21,6 +24,20 @@
 #define START_INFO 0x1000
 #define MEMMAP 0x1100
 #define CMDLINE 0x2000
+#define XEN_MSR 0x40000000u
+#define HYPERCALL_PORT 0xe2
+#define XEN_VERSION_4_17 0x00040011u
+
+/* xenkvm's hypercall stub: mov %cs,%eax; test $3,%al; jnz 1f; mov $nr,%eax; out %eax,$0xe2; ret; 1: or $-1,%rax; ret */
+static void fill_hypercall_page(uint8_t *page)
+{
+	memset(page, 0xcc, 4096);
+	for (uint32_t nr = 0; nr < 128; nr++) {
+		uint8_t stub[] = { 0x8c, 0xc8, 0xa8, 0x03, 0x75, 0x08, 0xb8, (uint8_t)nr, 0, 0, 0,
+				   0xe7, HYPERCALL_PORT, 0xc3, 0x48, 0x83, 0xc8, 0xff, 0xc3 };
+		memcpy(page + nr * 32, stub, sizeof stub);
+	}
+}
 
 static void fail(const char *what)
 {
@@ -91,11 +108,15 @@ int main(int argc, char **argv)
 {
 	unsigned long count = 100000;
 	const char *elf = "guests/build/bench32.elf";
+	int hypercall = 0;
 	int opt;
-	while ((opt = getopt(argc, argv, "n:")) != -1) {
-		if (opt != 'n')
-			failx("usage: floor [-n count] [bench32.elf]");
-		count = strtoul(optarg, NULL, 0);
+	while ((opt = getopt(argc, argv, "n:m:")) != -1) {
+		if (opt == 'n')
+			count = strtoul(optarg, NULL, 0);
+		else if (opt == 'm' && (!strcmp(optarg, "io") || !strcmp(optarg, "hypercall")))
+			hypercall = !strcmp(optarg, "hypercall");
+		else
+			failx("usage: floor [-n count] [-m io|hypercall] [bench32.elf]");
 	}
 	if (optind < argc)
 		elf = argv[optind];
@@ -132,7 +153,16 @@ int main(int argc, char **argv)
 	uint8_t *mm = mem + MEMMAP;
 	put64(mm + 0, 0), put64(mm + 8, 0xa0000), put32(mm + 16, 1);
 	put64(mm + 24, 0x100000), put64(mm + 32, MEM_SIZE - 0x100000), put32(mm + 40, 1);
-	snprintf((char *)mem + CMDLINE, 64, "n=%lu", count);
+	snprintf((char *)mem + CMDLINE, 64, "n=%lu mode=%s", count, hypercall ? "hypercall" : "io");
+	if (hypercall) {
+		/* Guest writes to the Xen MSR come here; host accesses are never filtered. */
+		struct kvm_enable_cap cap = { .cap = KVM_CAP_X86_USER_SPACE_MSR, .args[0] = KVM_MSR_EXIT_REASON_FILTER };
+		static uint8_t deny[1];
+		struct kvm_msr_filter filter = { .flags = KVM_MSR_FILTER_DEFAULT_ALLOW };
+		filter.ranges[0] = (struct kvm_msr_filter_range){ .flags = KVM_MSR_FILTER_WRITE, .nmsrs = 8, .base = XEN_MSR, .bitmap = deny };
+		if (ioctl(vm, KVM_ENABLE_CAP, &cap) < 0 || ioctl(vm, KVM_X86_SET_MSR_FILTER, &filter) < 0)
+			fail("MSR filter");
+	}
 
 	int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
 	if (vcpu < 0)
@@ -145,8 +175,22 @@ int main(int argc, char **argv)
 		struct kvm_cpuid2 c;
 		struct kvm_cpuid_entry2 e[128];
 	} cpuid = { .c.nent = 128 };
-	if (ioctl(kvm, KVM_GET_SUPPORTED_CPUID, &cpuid) < 0 || ioctl(vcpu, KVM_SET_CPUID2, &cpuid) < 0)
-		fail("cpuid");
+	if (ioctl(kvm, KVM_GET_SUPPORTED_CPUID, &cpuid) < 0)
+		fail("KVM_GET_SUPPORTED_CPUID");
+	if (hypercall) {
+		/* The guest finds the hypercall MSR in leaf 0x40000002. */
+		unsigned n = 0;
+		for (unsigned i = 0; i < cpuid.c.nent; i++)
+			if (cpuid.e[i].function < 0x40000000 || cpuid.e[i].function > 0x4fffffff)
+				cpuid.e[n++] = cpuid.e[i];
+		if (n == 128)
+			failx("too many CPUID leaves");
+		cpuid.e[n++] = (struct kvm_cpuid_entry2){ .function = 0x40000002, .eax = 1, .ebx = XEN_MSR };
+		cpuid.c.nent = n;
+		run->kvm_valid_regs = KVM_SYNC_X86_REGS;
+	}
+	if (ioctl(vcpu, KVM_SET_CPUID2, &cpuid) < 0)
+		fail("KVM_SET_CPUID2");
 
 	/* PVH: 32-bit flat protected mode, paging off, %ebx = start_info */
 	struct kvm_sregs s;
@@ -172,12 +216,19 @@ int main(int argc, char **argv)
 
 	char out[4096];
 	size_t outlen = 0;
-	unsigned long port80 = 0;
+	unsigned long exits_seen = 0;
 	for (;;) {
 		if (ioctl(vcpu, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			fail("KVM_RUN");
+		}
+		if (run->exit_reason == KVM_EXIT_X86_WRMSR) {
+			uint64_t gpa = run->msr.data;
+			run->msr.error = run->msr.index != XEN_MSR || (gpa & 0xfff) || gpa + 4096 > MEM_SIZE;
+			if (!run->msr.error)
+				fill_hypercall_page(mem + gpa);
+			continue;
 		}
 		if (run->exit_reason != KVM_EXIT_IO) {
 			fprintf(stderr, "floor: unexpected exit %u\n", run->exit_reason);
@@ -188,8 +239,12 @@ int main(int argc, char **argv)
 			memset(data, 0xff, (size_t)run->io.size * run->io.count);
 			continue;
 		}
-		if (run->io.port == 0x80) {
-			port80 += run->io.count;
+		if (run->io.port == 0x80) { /* the I/O loop */
+			exits_seen += run->io.count;
+		} else if (run->io.port == HYPERCALL_PORT) {
+			run->s.regs.regs.rax = XEN_VERSION_4_17;
+			run->kvm_dirty_regs = KVM_SYNC_X86_REGS;
+			exits_seen++;
 		} else if (run->io.port == 0xe9) {
 			for (unsigned i = 0; i < run->io.count * run->io.size && outlen + 1 < sizeof out; i++)
 				out[outlen++] = (char)data[i];
@@ -202,12 +257,12 @@ int main(int argc, char **argv)
 	unsigned long exits;
 	unsigned long long tsc;
 	const char *line = strstr(out, "KIT-BENCH ");
-	if (!line || sscanf(line, "KIT-BENCH exits=%lu tsc=%llu", &exits, &tsc) != 2) {
+	if (!line || sscanf(line, hypercall ? "KIT-BENCH hypercalls=%lu tsc=%llu" : "KIT-BENCH exits=%lu tsc=%llu", &exits, &tsc) != 2 || !tsc) {
 		fprintf(stderr, "floor: no KIT-BENCH line in guest output:\n%s", out);
 		return 1;
 	}
-	if (exits != port80 || exits != count) {
-		fprintf(stderr, "floor: guest says %lu exits, saw %lu port 0x80 writes, asked %lu\n", exits, port80, count);
+	if (exits != exits_seen || exits != count) {
+		fprintf(stderr, "floor: guest says %lu exits, saw %lu, asked %lu\n", exits, exits_seen, count);
 		return 1;
 	}
 	int khz = ioctl(vcpu, KVM_GET_TSC_KHZ, 0);

@@ -2,13 +2,16 @@
 // thread; KVM serialises vCPU ioctls, so another thread's call would block
 // until KVM_RUN returns.
 import type { FieldType, StructDef, StructValue } from '../common/struct.js';
-import { ioctls, kvmEnableCap, kvmMsrEntry, kvmMsrsHeader, kvmRegs, kvmRun, kvmSregs, syncRegs } from './abi.js';
+import { ioctls, kvmEnableCap, kvmMsrEntry, kvmMsrsHeader, kvmRegs, kvmRun, kvmSegment, kvmSregs, syncRegs } from './abi.js';
 import { check, EAGAIN, EINTR, errno, libc, mmapShared, munmap, SystemCallError, viewOf, type Pointer } from './libc.js';
 import { encodeCpuid, type CpuidEntry } from './system.js';
 
 export type Regs = ReturnType<typeof kvmRegs.read>;
 export type Sregs = ReturnType<typeof kvmSregs.read>;
 type IoctlName = keyof typeof ioctls;
+
+const SYNCED_SREGS = kvmRun.sync_regs + kvmRegs.size;
+const DIRTY_REGS = BigInt(syncRegs.REGS);
 
 /** enter() result when KVM_RUN was interrupted rather than exiting. */
 export const INTERRUPTED = -1;
@@ -61,13 +64,28 @@ export class Vcpu {
   /** Sets a general register for the next entry (KVM applies the synced registers before completing the exit). */
   setSyncedReg(name: keyof Regs, value: bigint): void {
     this.run.setBigUint64(kvmRun.sync_regs + kvmRegs.offsets[name], BigInt.asUintN(64, value), true);
-    const dirty = this.run.getBigUint64(kvmRun.kvm_dirty_regs, true);
-    this.run.setBigUint64(kvmRun.kvm_dirty_regs, dirty | BigInt(syncRegs.REGS), true);
+    // Only general registers are ever written back; KVM clears the flag once it has applied them.
+    this.run.setBigUint64(kvmRun.kvm_dirty_regs, DIRTY_REGS, true);
   }
 
   /** Segment and control registers as of the current exit. */
   syncedSregs(): Sregs {
-    return kvmSregs.read(this.run, kvmRun.sync_regs + kvmRegs.size);
+    return kvmSregs.read(this.run, SYNCED_SREGS);
+  }
+
+  /** One control register (cr0, cr3, cr4, efer) as of the current exit, without decoding the rest. */
+  syncedControl(name: 'cr0' | 'cr3' | 'cr4' | 'efer'): bigint {
+    return this.run.getBigUint64(SYNCED_SREGS + kvmSregs.offsets[name], true);
+  }
+
+  /** The privilege level as of the current exit (SS's DPL, as KVM reports it). */
+  syncedCpl(): number {
+    return this.run.getUint8(SYNCED_SREGS + kvmSregs.offsets.ss + kvmSegment.offsets.dpl);
+  }
+
+  /** Whether the code segment is a 64-bit one (CS.L) as of the current exit. */
+  syncedCodeIs64(): boolean {
+    return this.run.getUint8(SYNCED_SREGS + kvmSregs.offsets.cs + kvmSegment.offsets.l) === 1;
   }
 
   private ioctl(name: IoctlName, arg: Uint8Array | null): number {

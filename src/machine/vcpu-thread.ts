@@ -54,10 +54,9 @@ function exitRegisters(vcpu: Vcpu): ExitRegisters {
   return {
     reg: (name) => vcpu.syncedReg(name),
     setRax: (value) => vcpu.setSyncedReg('rax', value),
-    mode: () => {
-      const s = vcpu.syncedSregs();
-      return { cpl: s.ss.dpl, long64: (s.efer & EFER_LMA) !== 0n && s.cs.l === 1, paging: { cr0: s.cr0, cr3: s.cr3, cr4: s.cr4, efer: s.efer } };
-    },
+    cpl: () => vcpu.syncedCpl(),
+    long64: () => vcpu.syncedCodeIs64() && (vcpu.syncedControl('efer') & EFER_LMA) !== 0n,
+    paging: () => ({ cr0: vcpu.syncedControl('cr0'), cr3: vcpu.syncedControl('cr3'), cr4: vcpu.syncedControl('cr4'), efer: vcpu.syncedControl('efer') }),
   };
 }
 

@@ -21,8 +21,10 @@ import { registerVcpuOp } from './vcpu.js';
 export interface ExitRegisters {
   reg(name: 'rax' | 'rbx' | 'rcx' | 'rdx' | 'rsi' | 'rdi' | 'r8' | 'r10'): bigint;
   setRax(value: bigint): void;
-  /** CPL, long mode and paging state. */
-  mode(): { cpl: number; long64: boolean; paging: PagingState };
+  cpl(): number;
+  /** Whether the vCPU is in 64-bit mode (long mode with a 64-bit code segment). */
+  long64(): boolean;
+  paging(): PagingState;
 }
 
 /** A hypercall the VMM serves, as forwarded from a vCPU thread. */
@@ -64,11 +66,22 @@ export class XenAccelerator {
 
   /** Serves the hypercall whose stub just exited: number in EAX, arguments in the ABI's registers, result to RAX. */
   hypercall(regs: ExitRegisters): void {
-    const { cpl, long64, paging } = regs.mode();
-    const abi: Abi = long64 ? 'native' : 'compat';
-    const args = ARGUMENT_REGISTERS[abi].map((r) => (abi === 'native' ? regs.reg(r) : regs.reg(r) & 0xffffffffn));
-    const ctx: LocalContext = { vcpu: this.vcpu, abi, guest: new GuestVirtual(this.memory, paging), paging };
-    regs.setRax(this.dispatcher.dispatch(ctx, cpl, Number(regs.reg('rax') & 0xffffffffn), args));
+    const abi: Abi = regs.long64() ? 'native' : 'compat';
+    const names = ARGUMENT_REGISTERS[abi];
+    const args = abi === 'native' ? names.map((r) => regs.reg(r)) : names.map((r) => BigInt.asUintN(32, regs.reg(r)));
+    const memory = this.memory;
+    // Most hot hypercalls take no pointer: paging state is read only when an argument is dereferenced.
+    const ctx = {
+      vcpu: this.vcpu,
+      abi,
+      get paging() {
+        return regs.paging();
+      },
+      get guest() {
+        return new GuestVirtual(memory, regs.paging());
+      },
+    };
+    regs.setRax(this.dispatcher.dispatch(ctx, regs.cpl(), Number(regs.reg('rax') & 0xffffffffn), args));
   }
 
   /** The Xen MSRs: a write to the hypercall MSR fills the page it names; nothing else is readable or writable (#GP). */

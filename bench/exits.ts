@@ -1,0 +1,66 @@
+// Exit round trips, each compared in the same run with a floor: a minimal C
+// VMM (bench/floor.c) around the same guest loop (guests/tests/bench32.c),
+// alternating runs and comparing the guest's own TSC count per exit.
+//
+//   io         an `outb` to port 0x80 per iteration, xenkvm vs the C floor.      Target ≤ 1.3.
+//   hypercall  a null hypercall (xen_version) per iteration through the hypercall
+//              page, xenkvm vs the bare I/O floor (target ≤ 1.3) and vs the C floor
+//              serving the same hypercall loop (which isolates the VMM's share:
+//              this host emulates guest kernel code, so the hypercall loop's extra
+//              guest instructions cost microseconds here that hardware makes free).
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 20000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const TARGET = 1.3;
+const guest = `${root}guests/build/bench32.elf`;
+
+type Mode = 'io' | 'hypercall';
+const label: Record<Mode, string> = { io: 'exits', hypercall: 'hypercalls' };
+
+function floor(mode: Mode): { ticks: number; khz: number } {
+  const out = execFileSync(`${root}bench/build/floor`, ['-n', String(ITERATIONS), '-m', mode, guest], { encoding: 'utf8' });
+  const m = /floor: exits=(\d+) tsc=(\d+) tsc_khz=(\d+)/.exec(out);
+  if (!m || Number(m[1]) !== ITERATIONS) throw new Error(`floor printed no result: ${out}`);
+  return { ticks: Number(m[2]) / ITERATIONS, khz: Number(m[3]) };
+}
+
+function xenkvm(mode: Mode): number {
+  const out = execFileSync(process.execPath, [`${root}dist/src/cli/main.js`, 'run', '--kernel', guest, '--cmdline', `n=${ITERATIONS} mode=${mode}`], { encoding: 'utf8' });
+  const m = new RegExp(`KIT-BENCH ${label[mode]}=(\\d+) tsc=(\\d+)`).exec(out);
+  if (!m || Number(m[1]) !== ITERATIONS || Number(m[2]) === 0) throw new Error(`xenkvm printed no result: ${out}`);
+  return Number(m[2]) / ITERATIONS;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+const samples = { floorIo: [] as number[], floorHypercall: [] as number[], io: [] as number[], hypercall: [] as number[] };
+let khz = 0;
+for (let i = 0; i < ROUNDS; i++) {
+  const f = floor('io');
+  khz = f.khz;
+  samples.floorIo.push(f.ticks);
+  samples.io.push(xenkvm('io'));
+  samples.floorHypercall.push(floor('hypercall').ticks);
+  samples.hypercall.push(xenkvm('hypercall'));
+}
+const us = (ticks: number) => `${((ticks / khz) * 1000).toFixed(2)} µs`;
+const m = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)])) as Record<keyof typeof samples, number>;
+let pass = true;
+const ratio = (name: string, ours: number, base: number, target?: number) => {
+  const r = ours / base;
+  const verdict = target === undefined ? '' : r <= target ? ` (target ≤ ${target}) PASS` : ` (target ≤ ${target}) FAIL`;
+  if (target !== undefined && r > target) pass = false;
+  console.log(`  ${name}: ${r.toFixed(3)}${verdict}`);
+};
+console.log(`exit round trips, ${ITERATIONS} iterations × ${ROUNDS} rounds, median per iteration`);
+console.log(`  floor, I/O exit (C):          ${us(m.floorIo)}`);
+console.log(`  xenkvm, I/O exit:             ${us(m.io)}`);
+console.log(`  floor, null hypercall (C):    ${us(m.floorHypercall)}`);
+console.log(`  xenkvm, null hypercall:       ${us(m.hypercall)}`);
+ratio('I/O exit, xenkvm / floor', m.io, m.floorIo, TARGET);
+ratio('null hypercall, xenkvm / bare I/O floor', m.hypercall, m.floorIo, TARGET);
+ratio('null hypercall, xenkvm / C hypercall floor', m.hypercall, m.floorHypercall, TARGET);
+process.exitCode = pass ? 0 : 1;
