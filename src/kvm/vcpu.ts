@@ -148,6 +148,12 @@ export class Vcpu {
     this.update(kvmSregs, 'KVM_GET_SREGS', 'KVM_SET_SREGS', sregs);
   }
 
+  setMpState(state: number): void {
+    const buf = new Uint8Array(4);
+    new DataView(buf.buffer).setUint32(0, state, true);
+    this.ioctl('KVM_SET_MP_STATE', buf);
+  }
+
   setCpuid(entries: CpuidEntry[]): void {
     this.ioctl('KVM_SET_CPUID2', encodeCpuid(entries));
   }

@@ -204,6 +204,9 @@ export class Machine {
       });
       const xen = xenConfig(config, fds[0]);
       const domainState = DomainState.create(config.vcpus);
+      // The boot vCPU is up from the start; the others until SIPI or VCPUOP_up reach them.
+      domainState.setUp(0, true);
+      domainState.setInitialised(0);
       const vcpus = fds.map((fd, id) => {
         const control = new VcpuControl();
         // Held until every vCPU thread is up, so the boot vCPU's INIT/SIPI never races a thread still starting.
@@ -225,7 +228,10 @@ export class Machine {
         };
         return { control, init, channel: new VmmChannel(init.vmmChannel) };
       });
-      return new Machine(config, resources, vm, memory, memoryMap, vcpus, new XenVmm(xen, memory, memoryMap, domainState, memmap, log('xen')));
+      return new Machine(config, resources, vm, memory, memoryMap, vcpus, new XenVmm(xen, memory, memoryMap, domainState, memmap, {
+        run: (id) => vcpus[id].control.order(Command.Run),
+        down: (id) => vcpus[id].control.order(Command.Down),
+      }, log('xen')));
     } catch (e) {
       resources.dispose();
       throw e;
@@ -253,7 +259,7 @@ export class Machine {
 
   /** Holds every vCPU outside KVM_RUN, e.g. while memslots change; resolves when all are paused. */
   async pause(): Promise<void> {
-    for (const v of this.vcpus) v.control.order(Command.Pause);
+    for (const v of this.vcpus) if (v.control.command !== Command.Down) v.control.order(Command.Pause);
     await Promise.all(this.vcpus.map((v) => v.control.waitFor(VcpuState.Paused)));
   }
 

@@ -6,7 +6,8 @@
 // once. Either way the thread then reads the command.
 import { gettid, libc, SIG_BLOCK, SIGSET_BYTES, sigset } from '../kvm/libc.js';
 
-export const enum Command { Run = 0, Pause = 1, Stop = 2 }
+/** Down: held out of KVM_RUN by the guest (VCPUOP_down) until it is run again; pause and resume leave it alone. */
+export const enum Command { Run = 0, Pause = 1, Stop = 2, Down = 3 }
 export const enum VcpuState { Starting = 0, Running = 1, Paused = 2, Exited = 3 }
 
 const COMMAND = 0;
@@ -66,9 +67,9 @@ export class VcpuControl {
     Atomics.notify(this.words, STATE);
   }
 
-  /** vCPU thread: sleeps while the command is Pause. */
-  waitWhilePaused(): void {
-    while (this.command === Command.Pause) Atomics.wait(this.words, COMMAND, Command.Pause);
+  /** vCPU thread: sleeps while the command is Pause or Down. */
+  waitWhileHeld(): void {
+    for (let c = this.command; c === Command.Pause || c === Command.Down; c = this.command) Atomics.wait(this.words, COMMAND, c);
   }
 }
 

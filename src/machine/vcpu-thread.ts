@@ -2,7 +2,8 @@
 // exits until told to stop or the guest ends the run.
 import { parentPort, workerData } from 'node:worker_threads';
 import { configureLogging, log, type LogLevel } from '../common/log.js';
-import { caps } from '../kvm/abi.js';
+import { caps, mpStates } from '../kvm/abi.js';
+import { hvmContextToStart } from '../xen/vcpu-context.js';
 import type { CpuidEntry } from '../kvm/system.js';
 import { INTERRUPTED, Vcpu, type Regs, type Sregs } from '../kvm/vcpu.js';
 import { VcpuStats } from '../kvm/stats.js';
@@ -112,7 +113,8 @@ function main(init: VcpuThreadInit): void {
     }
     const channel = new VmmChannel(init.vmmChannel);
     const halted = () => stats.read('halt_wait_ns') + stats.read('halt_poll_success_ns') + stats.read('halt_poll_fail_ns');
-    const xen = new XenAccelerator(init.id, memory, init.xen, new DomainState(init.domainState), halted, logger, (call) =>
+    const domain = new DomainState(init.domainState);
+    const xen = new XenAccelerator(init.id, memory, init.xen, domain, halted, logger, (call) =>
       channel.call(() => {
         // Outside KVM_RUN while the main thread works: a pause must not wait for this vCPU.
         control.report(VcpuState.Paused);
@@ -125,18 +127,29 @@ function main(init: VcpuThreadInit): void {
     let started = false;
     const start = () => {
       started = true;
+      domain.setUp(init.id, true);
+      domain.setInitialised(init.id);
       xen.runstate.transition(RUNSTATE.running);
     };
     if (init.boot) start();
     for (;;) {
       const command = control.command;
       if (command === Command.Stop) break;
-      if (command === Command.Pause) {
-        if (started) xen.runstate.transition(RUNSTATE.runnable);
+      if (command === Command.Pause || command === Command.Down) {
+        if (started) xen.runstate.transition(command === Command.Down ? RUNSTATE.offline : RUNSTATE.runnable);
         control.report(VcpuState.Paused);
-        control.waitWhilePaused();
-        if (started) xen.runstate.transition(RUNSTATE.running);
+        control.waitWhileHeld();
+        if (started && control.command === Command.Run) xen.runstate.transition(RUNSTATE.running);
         continue;
+      }
+      // Brought up by VCPUOP_up with a VCPUOP_initialise context: load it and leave the wait for SIPI.
+      const startContext = domain.isUp(init.id) ? domain.takeStartContext(init.id) : undefined;
+      if (startContext) {
+        const state = hvmContextToStart(startContext.abi, startContext.context);
+        vcpu.setSregs(state.sregs);
+        vcpu.setRegs(state.regs);
+        vcpu.setMpState(mpStates.RUNNABLE);
+        if (!started) start();
       }
       control.running();
       const reason = vcpu.enter();

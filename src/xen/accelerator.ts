@@ -58,10 +58,10 @@ export class XenAccelerator {
     this.dispatcher = new HypercallDispatcher(logger);
     this.runstate = new RunstateAccount(vcpu, state, memory, () => monotonicNs() - config.bootMonotonicNs, haltedNs);
     registerVersion(this.dispatcher, config);
-    registerVcpuOp(this.dispatcher, { config, state, memory, self: { vcpu, runstate: this.runstate } });
-    for (const nr of FORWARDED) {
-      this.dispatcher.register(nr, (ctx, args) => forward({ vcpu, abi: ctx.abi, nr, args: [...args], paging: (ctx as LocalContext).paging }));
-    }
+    const forwardCall = (nr: number) => (ctx: HypercallContext, args: readonly bigint[]) =>
+      forward({ vcpu, abi: ctx.abi, nr, args: [...args], paging: (ctx as LocalContext).paging });
+    registerVcpuOp(this.dispatcher, { config, state, memory, self: { vcpu, runstate: this.runstate }, forward: forwardCall(HYPERCALL.vcpu_op) });
+    for (const nr of FORWARDED) this.dispatcher.register(nr, forwardCall(nr));
   }
 
   /** Serves the hypercall whose stub just exited: number in EAX, arguments in the ABI's registers, result to RAX. */

@@ -8,6 +8,9 @@ import type { Abi } from './abi/layout.js';
 
 const HEADER_WORDS = 4; // shinfo ABI, vm_assist bits, vCPU count, spare
 const RUNSTATE_WORDS = 7; // sequence, state, state_entry_time, time[4]
+const POWER_WORDS = 4; // up, initialised, start pending, context ABI
+/** Room for a vcpu_hvm_context in either ABI. */
+export const CONTEXT_BYTES = 128;
 const AREA_WORDS = 5; // layout (-1 none, 0 native, 1 compat), then up to two guest-physical pieces (address, length)
 
 /** Guest areas Xen updates on a vCPU's behalf, registered by guest-virtual address and kept as guest-physical pieces. */
@@ -27,6 +30,8 @@ export class DomainState {
   private readonly vcpuInfoGpa: Float64Array;
   private readonly runstates: BigInt64Array;
   private readonly areas: Float64Array;
+  private readonly power: Int32Array;
+  private readonly contexts: Uint8Array;
 
   constructor(readonly buffer: SharedArrayBuffer) {
     const vcpus = new Int32Array(buffer, 0, HEADER_WORDS)[2];
@@ -41,10 +46,14 @@ export class DomainState {
     this.areas = new Float64Array(buffer, off, vcpus * AREA_KINDS * AREA_WORDS);
     off += vcpus * AREA_KINDS * AREA_WORDS * 8;
     this.upcallVectors = new Int32Array(buffer, off, vcpus);
+    off += vcpus * 4;
+    this.power = new Int32Array(buffer, off, vcpus * POWER_WORDS);
+    off += vcpus * POWER_WORDS * 4;
+    this.contexts = new Uint8Array(buffer, off, vcpus * CONTEXT_BYTES);
   }
 
   static create(vcpus: number): DomainState {
-    const bytes = HEADER_WORDS * 4 + HVM_NR_PARAMS * 8 + vcpus * (RUNSTATE_WORDS * 8 + 8 + AREA_KINDS * AREA_WORDS * 8 + 4);
+    const bytes = HEADER_WORDS * 4 + HVM_NR_PARAMS * 8 + vcpus * (RUNSTATE_WORDS * 8 + 8 + AREA_KINDS * AREA_WORDS * 8 + 4 + POWER_WORDS * 4 + CONTEXT_BYTES);
     const buffer = new SharedArrayBuffer(Math.ceil(bytes / 8) * 8);
     new Int32Array(buffer, 0, HEADER_WORDS)[2] = vcpus;
     const state = new DomainState(buffer);
@@ -94,6 +103,38 @@ export class DomainState {
   }
   setVcpuInfoAddress(vcpu: number, gpa: number): void {
     this.vcpuInfoGpa[vcpu] = gpa;
+  }
+
+  /** Whether Xen would call the vCPU up (VCPUOP_is_up): started, and not brought down. */
+  isUp(vcpu: number): boolean {
+    return Atomics.load(this.power, vcpu * POWER_WORDS) === 1;
+  }
+  setUp(vcpu: number, up: boolean): void {
+    Atomics.store(this.power, vcpu * POWER_WORDS, up ? 1 : 0);
+  }
+
+  /** Whether the vCPU has a context: it was started (by SIPI or VCPUOP_up) or given one by VCPUOP_initialise. */
+  isInitialised(vcpu: number): boolean {
+    return Atomics.load(this.power, vcpu * POWER_WORDS + 1) === 1;
+  }
+  setInitialised(vcpu: number): void {
+    Atomics.store(this.power, vcpu * POWER_WORDS + 1, 1);
+  }
+
+  /** Stores the context VCPUOP_initialise gave, for the vCPU's thread to load when it is brought up. */
+  setStartContext(vcpu: number, abi: Abi, context: Uint8Array): void {
+    this.contexts.fill(0, vcpu * CONTEXT_BYTES, (vcpu + 1) * CONTEXT_BYTES);
+    this.contexts.set(context.subarray(0, CONTEXT_BYTES), vcpu * CONTEXT_BYTES);
+    Atomics.store(this.power, vcpu * POWER_WORDS + 3, abi === 'compat' ? 1 : 0);
+  }
+  requestStart(vcpu: number): void {
+    Atomics.store(this.power, vcpu * POWER_WORDS + 2, 1);
+  }
+  /** The vCPU's thread takes a pending start context, once. */
+  takeStartContext(vcpu: number): { abi: Abi; context: Uint8Array } | undefined {
+    if (Atomics.exchange(this.power, vcpu * POWER_WORDS + 2, 0) !== 1) return undefined;
+    const abi = Atomics.load(this.power, vcpu * POWER_WORDS + 3) === 1 ? 'compat' : 'native';
+    return { abi, context: this.contexts.slice(vcpu * CONTEXT_BYTES, (vcpu + 1) * CONTEXT_BYTES) };
   }
 
   /** Registered only by the vCPU threads, one registration at a time per area (the last one wins, as in Xen). */

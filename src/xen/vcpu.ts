@@ -7,7 +7,7 @@ import { GuestFaultError } from '../memory/guest-virtual.js';
 import { XEN_ERRNO } from './abi/errno.js';
 import { HYPERCALL } from './abi/hypercalls.js';
 import { sharedInfoLayout, vcpuInfo, vcpuTimeInfo } from './abi/shared-info.js';
-import { RUNSTATE, VCPUOP, vcpuRegisterRunstateMemoryArea, vcpuRegisterTimeMemoryArea, vcpuRegisterVcpuInfo, vcpuRunstateInfo } from './abi/vcpu.js';
+import { VCPUOP, vcpuRegisterRunstateMemoryArea, vcpuRegisterTimeMemoryArea, vcpuRegisterVcpuInfo, vcpuRunstateInfo } from './abi/vcpu.js';
 import { VMASST_CMD, VMASST_TYPE, XEN_LEGACY_MAX_VCPUS } from './abi/xen.js';
 import type { XenConfig } from './config.js';
 import { AreaKind, type DomainState } from './domain-state.js';
@@ -27,6 +27,8 @@ export interface VcpuOpDomain {
   memory: GuestMemory;
   /** The calling thread's own vCPU and its runstate account. */
   self: { vcpu: number; runstate: RunstateAccount };
+  /** Serves an op on the main thread (bringing vCPUs up and down needs their threads kicked). */
+  forward: (ctx: HypercallContext, args: readonly bigint[]) => bigint;
 }
 
 /** An area given by guest-virtual address in a registration struct (a 32-bit guest's address is the low half). */
@@ -98,7 +100,8 @@ function getRunstateInfo(ctx: HypercallContext, d: VcpuOpDomain, target: number,
 }
 
 export function registerVcpuOp(dispatcher: HypercallDispatcher, d: VcpuOpDomain): void {
-  dispatcher.register(HYPERCALL.vcpu_op, (ctx, [cmd, vcpuid, arg]) => {
+  dispatcher.register(HYPERCALL.vcpu_op, (ctx, args) => {
+    const [cmd, vcpuid, arg] = args;
     const op = Number(cmd & 0xffffffffn);
     const target = Number(vcpuid & 0xffffffffn);
     if (target >= d.state.vcpuCount) throw new XenError(XEN_ERRNO.ENOENT);
@@ -112,7 +115,11 @@ export function registerVcpuOp(dispatcher: HypercallDispatcher, d: VcpuOpDomain)
       case VCPUOP.get_runstate_info:
         return getRunstateInfo(ctx, d, target, arg);
       case VCPUOP.is_up:
-        return recordFromWords(d.state.runstate(target)).state === RUNSTATE.offline ? 0 : 1;
+        return d.state.isUp(target) ? 1 : 0;
+      case VCPUOP.initialise:
+      case VCPUOP.up:
+      case VCPUOP.down:
+        return d.forward(ctx, args);
       default:
         throw new XenError(XEN_ERRNO.ENOSYS);
     }

@@ -13,6 +13,8 @@ import type { XenConfig } from './config.js';
 import type { DomainState } from './domain-state.js';
 import { registerHvmOp } from './hvm.js';
 import { HypercallDispatcher } from './hypercall.js';
+import { HYPERCALL } from './abi/hypercalls.js';
+import { vcpuPowerOp, type VcpuPower } from './vcpu-power.js';
 import { registerMemoryOp } from './memory.js';
 import { bytesArea, SHARED_INFO_PAGE, VCPU_INFO_TIME_OFFSET, writeVcpuTime, writeWallclock } from './shared-info.js';
 import { monotonicNs } from './time.js';
@@ -26,6 +28,7 @@ export class XenVmm {
     memoryMap: MemoryMap,
     state: DomainState,
     e820: readonly { addr: number; size: number; type: number }[],
+    power: VcpuPower,
     logger: Logger,
   ) {
     this.dispatcher = new HypercallDispatcher(logger);
@@ -47,6 +50,7 @@ export class XenVmm {
     };
     registerMemoryOp(this.dispatcher, domain);
     registerHvmOp(this.dispatcher, domain);
+    this.dispatcher.register(HYPERCALL.vcpu_op, (ctx, args) => vcpuPowerOp(ctx, state, power, args));
   }
 
   /** Serves a forwarded hypercall; the CPL was checked on the vCPU thread. */
