@@ -6,7 +6,8 @@ import type { Logger } from 'pino';
 import { GuestFaultError, type GuestVirtual } from '../memory/guest-virtual.js';
 import { GuestMemoryError } from '../memory/guest-memory.js';
 import { XEN_ERRNO } from './abi/errno.js';
-import { hypercallName } from './abi/hypercalls.js';
+import { HYPERCALL, hypercallName } from './abi/hypercalls.js';
+import { nameOf } from './abi/layout.js';
 import type { Abi } from './abi/layout.js';
 import { XenError } from './errors.js';
 
@@ -43,7 +44,7 @@ export class HypercallDispatcher {
     if (cpl > 0) return BigInt(-XEN_ERRNO.EPERM);
     const handler = this.handlers.get(nr);
     if (!handler) {
-      this.once(`${nr}`, `guest called hypercall ${hypercallName(nr)} (${nr}), which xenkvm does not implement; -ENOSYS`);
+      this.once(`${nr}`, `guest called hypercall ${nr} (${nameOf(HYPERCALL, nr) ?? 'not a Xen hypercall'}), which xenkvm does not implement; -ENOSYS`);
       return BigInt(-XEN_ERRNO.ENOSYS);
     }
     try {
