@@ -83,6 +83,8 @@ void kit_trap(struct kit_frame *f)
 			kit_lapic_eoi();
 		return;
 	}
+	if (kit_user_trap(f))
+		return; /* not reached: kit_user_trap resumes kit_run_user */
 	uint64_t cr2 = read_cr2();
 	kit_last_exception.vector = v;
 	kit_last_exception.rip = f->rip;

@@ -165,22 +165,79 @@ kit_tramp_gdt_desc:
 	.long kit_gdt
 kit_tramp_end:
 
-	.section .rodata
+	/* Ring 3 round trip (BSP only, see user.c): kit_user_call(fn, arg,
+	 * user_stack_top) iretq's to fn(arg) at CPL 3 with IF=0. The user side
+	 * comes back with ud2 at kit_user_ud2 (software interrupts can't be used:
+	 * this host's KVM emulator refuses `int n` outside real mode); kit_trap
+	 * recognises that #UD and calls kit_user_resume(result) on the TSS rsp0
+	 * stack, which returns from kit_user_call with fn's result. */
+	.text
+	.code64
+	.globl kit_user_call, kit_user_resume, kit_user_ud2
+kit_user_call:
+	push %rbx
+	push %rbp
+	push %r12
+	push %r13
+	push %r14
+	push %r15
+	pushfq
+	mov %rsp, kit_user_saved_rsp(%rip)
+	cli
+	pushq $0x2b		/* ss: user data, RPL 3 */
+	pushq %rdx		/* rsp */
+	pushq $0x2		/* rflags: IF=0 */
+	pushq $0x33		/* cs: user code64, RPL 3 */
+	lea kit_user_tramp(%rip), %rax
+	pushq %rax
+	mov %rdi, %rax
+	mov %rsi, %rdi
+	iretq
+kit_user_tramp:			/* CPL 3 */
+	call *%rax
+	mov %rax, %rdi
+kit_user_ud2:
+	ud2
+kit_user_resume:		/* CPL 0, any stack; %rdi = result */
+	mov $0x20, %eax
+	mov %eax, %ds
+	mov %eax, %es
+	mov %eax, %ss
+	mov %eax, %fs
+	mov %eax, %gs
+	mov kit_user_saved_rsp(%rip), %rsp
+	mov %rdi, %rax
+	popfq
+	pop %r15
+	pop %r14
+	pop %r13
+	pop %r12
+	pop %rbp
+	pop %rbx
+	ret
+
+	/* Writable: ltr marks the TSS descriptor busy. */
+	.data
 	.p2align 4
+	.globl kit_gdt
 kit_gdt:
 	.quad 0
 	.quad 0x00cf9b000000ffff	/* 0x08 code32 */
 	.quad 0x00cf93000000ffff	/* 0x10 data */
 	.quad 0x00af9b000000ffff	/* 0x18 code64 */
 	.quad 0x00cf93000000ffff	/* 0x20 data */
+	.quad 0x00cff3000000ffff	/* 0x28 user data (DPL 3) */
+	.quad 0x00affb000000ffff	/* 0x30 user code64 (DPL 3) */
+	.quad 0, 0			/* 0x38 64-bit TSS, filled by kit_user_init */
 kit_gdt_end:
 kit_gdt_desc:
 	.word kit_gdt_end - kit_gdt - 1
 	.long kit_gdt
 
-	.data
-	.globl kit_start_info_paddr, kit_ap_stack_top
+	.globl kit_start_info_paddr, kit_ap_stack_top, kit_user_saved_rsp
 	.p2align 3
+kit_user_saved_rsp:
+	.quad 0
 kit_start_info_paddr:
 	.long 0
 	.long 0

@@ -41,6 +41,29 @@ typedef void (*kit_irq_fn)(struct kit_frame *f);
 /* Handler for a vector >= 32; the kit sends the LAPIC EOI after it returns. */
 void kit_set_irq_handler(int vector, kit_irq_fn fn);
 
+/* ---- paging (user.c) ----
+ * The boot identity map covers 0..4 GiB with 2 MiB pages. kit_map_page maps
+ * one 4 KiB page at va >= 4 GiB (below 2^47) to pa, writable and user
+ * accessible, allocating page tables from a small pool; false if va is in
+ * the identity map, not canonical, or the pool is exhausted. */
+#define KIT_IDENTITY_END 0x100000000ull
+/* Never mapped by the kit: hypercall arguments here must fail (-EFAULT). */
+#define KIT_UNMAPPED_VA 0x00007f0000000000ull
+bool kit_map_page(uint64_t va, uint64_t pa);
+void kit_unmap_page(uint64_t va);
+
+/* ---- ring 3 (user.c), BSP only ----
+ * kit_run_user runs fn(arg) at CPL 3 (IF=0, on a kit user stack) and returns
+ * its result. The first call makes the identity map user accessible (U bit;
+ * no SMEP/SMAP here) and loads a TSS (rsp0). fn returns to a ud2 that
+ * kit_trap hands to kit_user_trap (int n can't be used: this host's KVM
+ * emulator refuses software interrupts outside real mode). Code run at CPL 3
+ * must not print (port I/O faults). */
+void kit_user_init(void);
+uint64_t kit_run_user(uint64_t (*fn)(uint64_t), uint64_t arg);
+/* Called by kit_trap: resumes kit_run_user if f is its return #UD. */
+bool kit_user_trap(struct kit_frame *f);
+
 /* ---- local APIC (xAPIC MMIO) ---- */
 #define LAPIC_ID 0x20
 #define LAPIC_VER 0x30

@@ -25,13 +25,16 @@ function padded(s: string, size: number): Uint8Array {
   return out;
 }
 
-/** The feature bits of submap 0 for an HVM guest with a callback vector and a safe pvclock. */
+/** The feature bits of submap 0 for a translated (not direct-mapped) HVM guest with a callback vector and a safe pvclock. */
 export const HVM_FEATURES =
   (1 << XENFEAT.writable_page_tables) |
   (1 << XENFEAT.auto_translated_physmap) |
   (1 << XENFEAT.hvm_callback_vector) |
   (1 << XENFEAT.hvm_safe_pvclock) |
-  (1 << XENFEAT.memory_op_vnode_supported);
+  (1 << XENFEAT.memory_op_vnode_supported) |
+  (1 << XENFEAT.not_direct_mapped);
+
+const versionAtLeast = (c: XenConfig, major: number, minor: number) => c.version.major > major || (c.version.major === major && c.version.minor >= minor);
 
 export function registerVersion(dispatcher: HypercallDispatcher, config: XenConfig): void {
   dispatcher.register(HYPERCALL.xen_version, (ctx, [cmd, arg]) => xenVersion(ctx, config, Number(cmd & 0xffffffffn), arg));
@@ -40,7 +43,7 @@ export function registerVersion(dispatcher: HypercallDispatcher, config: XenConf
 export function xenVersion(ctx: HypercallContext, config: XenConfig, cmd: number, arg: bigint): number {
   switch (cmd) {
     case XENVER.version:
-      return (config.version.major << 16) | config.version.minor;
+      return ((config.version.major << 16) | config.version.minor) >>> 0;
     case XENVER.extraversion:
       ctx.guest.write(arg, padded('.0', XEN_EXTRAVERSION_LEN));
       return 0;
@@ -62,8 +65,13 @@ export function xenVersion(ctx: HypercallContext, config: XenConfig, cmd: number
       ctx.guest.write(arg, padded('unavailable', XEN_CHANGESET_INFO_LEN));
       return 0;
     case XENVER.platform_parameters:
-      // A 32-bit HVM caller gets 0: there is no compat hypervisor hole for HVM.
-      ctx.guest.write(arg, ctx.abi === 'native' ? xenPlatformParameters.native.encode({ virt_start: HYPERVISOR_VIRT_START }) : xenPlatformParameters.compat.encode({ virt_start: 0 }));
+      // An HVM guest has no hypervisor hole: a 32-bit caller gets 0, and so does a 64-bit one from Xen 4.18 on.
+      ctx.guest.write(
+        arg,
+        ctx.abi === 'native'
+          ? xenPlatformParameters.native.encode({ virt_start: versionAtLeast(config, 4, 18) ? 0n : HYPERVISOR_VIRT_START })
+          : xenPlatformParameters.compat.encode({ virt_start: 0 }),
+      );
       return 0;
     case XENVER.get_features: {
       const def = xenFeatureInfo[ctx.abi];

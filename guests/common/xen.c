@@ -1,0 +1,244 @@
+/* Xen guest library: detection, hypercall page, pvclock, wallclock. */
+#include "xen.h"
+
+struct xen_cpuid_info xen_cpuid;
+uint8_t xen_hypercall_page[XEN_PAGE_SIZE] __attribute__((aligned(4096)));
+
+static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
+
+static void xen_wrmsr(uint32_t msr, uint64_t v)
+{
+	__asm__ volatile("wrmsr" :: "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)) : "memory");
+}
+
+uint32_t xen_cpuid_scan(void)
+{
+	memset(&xen_cpuid, 0, sizeof xen_cpuid);
+	for (uint32_t n = 0; n <= 0xff; n++) {
+		uint32_t leaf = XEN_CPUID_FIRST + n * 0x100, a, b, c, d;
+		cpuid(leaf, 0, &a, &b, &c, &d);
+		if (b != XEN_CPUID_SIGNATURE_EBX || c != XEN_CPUID_SIGNATURE_ECX || d != XEN_CPUID_SIGNATURE_EDX)
+			continue;
+		if (a < leaf + 2)
+			continue;
+		xen_cpuid.base = leaf;
+		xen_cpuid.max_leaf = a;
+		cpuid(leaf + 1, 0, &a, &b, &c, &d);
+		xen_cpuid.version = a;
+		cpuid(leaf + 2, 0, &a, &b, &c, &d);
+		xen_cpuid.pages = a;
+		xen_cpuid.msr = b;
+		xen_cpuid.feat1 = c;
+		xen_cpuid.feat2 = d;
+		return leaf;
+	}
+	return 0;
+}
+
+void xen_install_hypercall_page(void)
+{
+	xen_wrmsr(xen_cpuid.msr, (uint64_t)(uintptr_t)xen_hypercall_page);
+}
+
+bool xen_hypercall_page_filled(void)
+{
+	/* Every stub must hold code: a zero stub would run `add %al,(%rax)`. */
+	for (unsigned nr = 0; nr < XEN_PAGE_SIZE / XEN_STUB_SIZE; nr++) {
+		const uint8_t *s = xen_hypercall_page + nr * XEN_STUB_SIZE;
+		bool any = false;
+		for (unsigned i = 0; i < XEN_STUB_SIZE; i++)
+			any |= s[i] != 0;
+		if (!any)
+			return false;
+	}
+	return true;
+}
+
+bool xen_setup(void)
+{
+	if (!xen_cpuid_scan()) {
+		kit_printf("KIT-XEN no Xen signature in CPUID 0x40000000..0x4000ff00\n");
+		return false;
+	}
+	kit_printf("KIT-XEN base=0x%x max=0x%x version=%u.%u pages=%u msr=0x%x\n", xen_cpuid.base, xen_cpuid.max_leaf,
+		   xen_cpuid.version >> 16, xen_cpuid.version & 0xffff, xen_cpuid.pages, xen_cpuid.msr);
+	if (xen_cpuid.pages < 1) {
+		kit_printf("KIT-XEN no hypercall pages offered\n");
+		return false;
+	}
+	xen_install_hypercall_page();
+	if (!xen_hypercall_page_filled()) {
+		kit_printf("KIT-XEN hypercall page not filled after wrmsr 0x%x\n", xen_cpuid.msr);
+		return false;
+	}
+	return true;
+}
+
+void xen_require(void)
+{
+	if (!xen_setup())
+		kit_abort("no usable Xen hypercall interface");
+}
+
+long xen_add_to_physmap(unsigned int space, unsigned long idx, unsigned long gfn)
+{
+	struct xen_add_to_physmap xatp;
+	memset(&xatp, 0, sizeof xatp);
+	xatp.domid = DOMID_SELF;
+	xatp.space = space;
+	xatp.idx = idx;
+	xatp.gpfn = gfn;
+	return HYPERVISOR_memory_op(XENMEM_add_to_physmap, &xatp);
+}
+
+long xen_hvm_get_param(uint32_t index, uint64_t *value)
+{
+	struct xen_hvm_param p;
+	memset(&p, 0, sizeof p);
+	p.domid = DOMID_SELF;
+	p.index = index;
+	long rc = HYPERVISOR_hvm_op(HVMOP_get_param, &p);
+	*value = p.value;
+	return rc;
+}
+
+long xen_hvm_set_param(uint32_t index, uint64_t value)
+{
+	struct xen_hvm_param p;
+	memset(&p, 0, sizeof p);
+	p.domid = DOMID_SELF;
+	p.index = index;
+	p.value = value;
+	return HYPERVISOR_hvm_op(HVMOP_set_param, &p);
+}
+
+/* ---- pvclock ---- */
+#define XEN_TIME_TRIES 100000
+
+bool xen_time_snapshot(const volatile struct vcpu_time_info *t, struct xen_time_snap *s)
+{
+	for (int i = 0; i < XEN_TIME_TRIES; i++) {
+		uint32_t v = t->version;
+		if (v & 1) {
+			cpu_relax();
+			continue;
+		}
+		barrier();
+		s->version = v;
+		s->tsc_timestamp = t->tsc_timestamp;
+		s->system_time = t->system_time;
+		s->mul = t->tsc_to_system_mul;
+		s->shift = t->tsc_shift;
+		s->flags = t->flags;
+		barrier();
+		if (t->version == v)
+			return true;
+	}
+	return false;
+}
+
+uint64_t xen_time_scale(uint64_t delta, uint32_t mul, int8_t shift)
+{
+	if (shift < 0)
+		delta >>= -shift;
+	else
+		delta <<= shift;
+	/* 64 x 32 -> 96-bit product, keep bits 32..95: two 32x32 multiplies. */
+	uint64_t lo = (uint64_t)(uint32_t)delta * mul;
+	uint64_t hi = (uint64_t)(uint32_t)(delta >> 32) * mul;
+	return hi + (lo >> 32);
+}
+
+uint64_t xen_time_at(const struct xen_time_snap *s, uint64_t tsc)
+{
+	return s->system_time + xen_time_scale(tsc - s->tsc_timestamp, s->mul, s->shift);
+}
+
+uint64_t xen_time_now(const volatile struct vcpu_time_info *t)
+{
+	for (int i = 0; i < XEN_TIME_TRIES; i++) {
+		uint32_t v = t->version;
+		if (v & 1) {
+			cpu_relax();
+			continue;
+		}
+		barrier();
+		struct xen_time_snap s;
+		s.tsc_timestamp = t->tsc_timestamp;
+		s.system_time = t->system_time;
+		s.mul = t->tsc_to_system_mul;
+		s.shift = t->tsc_shift;
+		uint64_t tsc = rdtsc();
+		barrier();
+		if (t->version == v)
+			return xen_time_at(&s, tsc);
+	}
+	return 0;
+}
+
+bool xen_wallclock(const volatile struct shared_info *s, uint32_t *version, uint64_t *sec, uint32_t *nsec)
+{
+	for (int i = 0; i < XEN_TIME_TRIES; i++) {
+		uint32_t v = s->wc_version;
+		if (v & 1) {
+			cpu_relax();
+			continue;
+		}
+		barrier();
+		uint32_t lo = s->wc_sec, ns = s->wc_nsec, hi = s->xen_wc_sec_hi;
+		barrier();
+		if (s->wc_version != v)
+			continue;
+		*version = v;
+		*sec = ((uint64_t)hi << 32) | lo;
+		*nsec = ns;
+		return true;
+	}
+	return false;
+}
+
+/* ---- helpers ---- */
+uint32_t xen_expected_version(void)
+{
+	char buf[16];
+	if (!kit_cmdline_get("expect-version", buf, sizeof buf))
+		return 0x00040011;
+	uint32_t major = 0, minor = 0;
+	const char *p = buf;
+	while (*p >= '0' && *p <= '9')
+		major = major * 10 + (uint32_t)(*p++ - '0');
+	if (*p == '.')
+		p++;
+	while (*p >= '0' && *p <= '9')
+		minor = minor * 10 + (uint32_t)(*p++ - '0');
+	return major << 16 | (minor & 0xffff);
+}
+
+long xen_find_not(const void *p, size_t n, uint8_t v)
+{
+	const volatile uint8_t *b = p;
+	for (size_t i = 0; i < n; i++)
+		if (b[i] != v)
+			return (long)i;
+	return -1;
+}
+
+const char *xen_errname(long rc)
+{
+	switch (rc) {
+	case 0: return "0";
+	case -XEN_EPERM: return "-EPERM";
+	case -XEN_ENOENT: return "-ENOENT";
+	case -XEN_ESRCH: return "-ESRCH";
+	case -XEN_EFAULT: return "-EFAULT";
+	case -XEN_EBUSY: return "-EBUSY";
+	case -XEN_EEXIST: return "-EEXIST";
+	case -XEN_EXDEV: return "-EXDEV";
+	case -XEN_EINVAL: return "-EINVAL";
+	case -XEN_ENOSYS: return "-ENOSYS";
+	case -XEN_EOPNOTSUPP: return "-EOPNOTSUPP";
+	case -XEN_ENOBUFS: return "-ENOBUFS";
+	case -XEN_EACCES: return "-EACCES";
+	default: return "?";
+	}
+}

@@ -1,0 +1,144 @@
+/* Xen guest library for both kits, written from Xen's public headers
+ * (/usr/include/xen, libxen-dev). Built -m64 the headers describe the native
+ * ABI, built -m32 the compat one: the same source tests both layouts.
+ *
+ * Hypercalls go through the hypercall page (CPUID leaf base+2 names the MSR
+ * that installs it): stub `nr` sits at page + nr * 32. Arguments:
+ *   64-bit: rdi, rsi, rdx, r10, r8; result rax
+ *   32-bit: ebx, ecx, edx, esi, edi; result eax
+ * The wrappers treat the argument registers as clobbered (as a debug Xen
+ * build does); xen-detect checks separately that they are preserved. */
+#ifndef KIT_XEN_H
+#define KIT_XEN_H
+
+#include "kitlib.h" /* gcc's freestanding <stdint.h> first */
+
+#define __XEN_INTERFACE_VERSION__ 0x00040e00
+#include <xen/xen.h>
+#include <xen/errno.h>
+#include <xen/version.h>
+#include <xen/features.h>
+#include <xen/memory.h>
+#include <xen/vcpu.h>
+#include <xen/hvm/hvm_op.h>
+#include <xen/hvm/params.h>
+#include <xen/arch-x86/cpuid.h>
+
+#define XEN_PAGE_SIZE 4096u
+#define XEN_STUB_SIZE 32u
+#define XEN_CPUID_FIRST 0x40000000u
+
+/* ---- detection (CPUID) ---- */
+struct xen_cpuid_info {
+	uint32_t base;     /* 0x40000000 + n * 0x100, 0 if no Xen signature */
+	uint32_t max_leaf; /* leaf base+0 EAX */
+	uint32_t version;  /* leaf base+1 EAX: major << 16 | minor */
+	uint32_t pages;    /* leaf base+2 EAX */
+	uint32_t msr;      /* leaf base+2 EBX */
+	uint32_t feat1, feat2;
+};
+extern struct xen_cpuid_info xen_cpuid;
+
+/* Scans 0x40000000 + n*0x100 (n = 0..0xff) for "XenVMMXenVMM" with
+ * EAX >= leaf + 2; fills xen_cpuid and returns the base, or 0. */
+uint32_t xen_cpuid_scan(void);
+
+/* ---- hypercall page ---- */
+extern uint8_t xen_hypercall_page[XEN_PAGE_SIZE];
+/* Writes the hypercall MSR with the page's address (needs xen_cpuid_scan). */
+void xen_install_hypercall_page(void);
+/* True when the page holds something (a stub for every call). */
+bool xen_hypercall_page_filled(void);
+/* Scan + install + check; prints KIT-XEN lines. On failure prints why and
+ * returns false. xen_require() turns that into kit_abort. */
+bool xen_setup(void);
+void xen_require(void);
+
+static inline long xen_hypercall(unsigned int nr, unsigned long a1, unsigned long a2, unsigned long a3,
+				 unsigned long a4, unsigned long a5)
+{
+	long ret;
+	void *stub = xen_hypercall_page + nr * XEN_STUB_SIZE;
+#ifdef __x86_64__
+	register unsigned long r10 __asm__("r10") = a4;
+	register unsigned long r8 __asm__("r8") = a5;
+	__asm__ volatile("call *%0"
+			 : "=a"(ret), "+D"(a1), "+S"(a2), "+d"(a3), "+r"(r10), "+r"(r8)
+			 : "0"(stub)
+			 : "memory", "cc");
+#else
+	__asm__ volatile("call *%0"
+			 : "=a"(ret), "+b"(a1), "+c"(a2), "+d"(a3), "+S"(a4), "+D"(a5)
+			 : "0"(stub)
+			 : "memory", "cc");
+#endif
+	return ret;
+}
+
+#define XEN_PTR(p) ((unsigned long)(uintptr_t)(p))
+/* printf a 64-bit value with %ll[xud] in both ABIs. */
+#define U64(x) ((unsigned long long)(x))
+
+static inline long HYPERVISOR_xen_version(int cmd, void *arg)
+{
+	return xen_hypercall(__HYPERVISOR_xen_version, (unsigned long)(unsigned int)cmd, XEN_PTR(arg), 0, 0, 0);
+}
+static inline long HYPERVISOR_memory_op(unsigned int cmd, void *arg)
+{
+	return xen_hypercall(__HYPERVISOR_memory_op, cmd, XEN_PTR(arg), 0, 0, 0);
+}
+static inline long HYPERVISOR_hvm_op(unsigned int op, void *arg)
+{
+	return xen_hypercall(__HYPERVISOR_hvm_op, op, XEN_PTR(arg), 0, 0, 0);
+}
+static inline long HYPERVISOR_vcpu_op(unsigned int cmd, unsigned int vcpu, void *arg)
+{
+	return xen_hypercall(__HYPERVISOR_vcpu_op, cmd, vcpu, XEN_PTR(arg), 0, 0);
+}
+static inline long HYPERVISOR_vm_assist(unsigned int cmd, unsigned int type)
+{
+	return xen_hypercall(__HYPERVISOR_vm_assist, cmd, type, 0, 0, 0);
+}
+
+/* ---- common operations ---- */
+/* XENMEM_add_to_physmap for DOMID_SELF. */
+long xen_add_to_physmap(unsigned int space, unsigned long idx, unsigned long gfn);
+long xen_hvm_get_param(uint32_t index, uint64_t *value);
+long xen_hvm_set_param(uint32_t index, uint64_t value);
+
+/* ---- time (pvclock) ---- */
+struct xen_time_snap {
+	uint32_t version;
+	uint64_t tsc_timestamp, system_time;
+	uint32_t mul;
+	int8_t shift;
+	uint8_t flags;
+};
+/* Consistent copy under the version protocol; false if the version stayed
+ * odd or kept changing (bounded retries). */
+bool xen_time_snapshot(const volatile struct vcpu_time_info *t, struct xen_time_snap *s);
+/* ((delta << shift or >> -shift) * mul) >> 32 without 64-bit division. */
+uint64_t xen_time_scale(uint64_t delta, uint32_t mul, int8_t shift);
+uint64_t xen_time_at(const struct xen_time_snap *s, uint64_t tsc);
+/* System time in ns now, or 0 if no consistent snapshot could be read. */
+uint64_t xen_time_now(const volatile struct vcpu_time_info *t);
+
+/* Wallclock from shared_info under wc_version; false if it never settled. */
+bool xen_wallclock(const volatile struct shared_info *s, uint32_t *version, uint64_t *sec, uint32_t *nsec);
+
+/* ---- e820 (XENMEM_memory_map entries, BIOS INT 15h E820 format) ---- */
+struct xen_e820_entry {
+	uint64_t addr, size;
+	uint32_t type;
+} __attribute__((packed));
+_Static_assert(sizeof(struct xen_e820_entry) == 20, "e820 entry layout");
+
+/* ---- helpers for tests ---- */
+/* cmdline expect-version=M.m -> M << 16 | m; default 4.17. */
+uint32_t xen_expected_version(void);
+/* All `n` bytes at p equal `v`? Returns the first differing index or -1. */
+long xen_find_not(const void *p, size_t n, uint8_t v);
+/* Name of a Xen errno value for messages ("-EINVAL"), "" if unknown. */
+const char *xen_errname(long rc);
+
+#endif

@@ -1,0 +1,87 @@
+// Guests written only from Xen's public headers (guests/tests/xen-*.c, built
+// against /usr/include/xen) exercise the Xen interface under KVM, 64-bit and
+// 32-bit (compat), on one and two vCPUs.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { describe, kitReport, kvmMissing, runGuest } from '../guest-runner.js';
+
+const opts = { skip: kvmMissing };
+
+const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: string; xenVersion?: string }[] = [
+  {
+    name: 'xen-detect',
+    vcpus: [2],
+    cases: ['signature', 'version-leaf', 'hypercall-leaf', 'hypercall-page', 'hvm-leaf', 'unimplemented', 'user-mode', 'args-preserved'],
+  },
+  {
+    name: 'xen-version',
+    vcpus: [1],
+    cases: ['version', 'extraversion', 'compile-info', 'capabilities', 'changeset', 'platform-parameters', 'get-features', 'pagesize', 'guest-handle', 'commandline', 'build-id', 'unknown-subop', 'bad-pointer'],
+  },
+  {
+    name: 'xen-shinfo',
+    vcpus: [1, 2],
+    cases: ['map-shared-info', 'wallclock', 'vcpu-time', 'move-shared-info', 'move-above-ram', 'bad-space', 'bad-idx', 'bad-arg', 'batch', 'memory-map', 'memory-map-pvh', 'memory-map-short', 'reservation'],
+  },
+  {
+    name: 'xen-hvmop',
+    vcpus: [1],
+    cases: ['callback-vector', 'callback-gsi', 'callback-pci-intx', 'callback-off', 'store-console-params', 'forbidden-params', 'bad-index', 'domid', 'upcall-vector', 'pagetable-dying', 'unknown-op'],
+  },
+  {
+    name: 'xen-vcpuinfo',
+    vcpus: [2],
+    cases: ['map-shared-info', 'run-all-vcpus', 'bad-arg', 'offset-crosses-page', 'not-ram-gfn', 'register-copies', 'register-time', 'register-again'],
+  },
+  {
+    name: 'xen-runstate',
+    vcpus: [2],
+    cases: ['vm-assist', 'runstate-info-self', 'other-vcpu-offline', 'bad-vcpu', 'runstate-crossing', 'runstate-crossing-update-flag', 'canary-pages', 'other-vcpu-up', 'ap-runstate-area'],
+  },
+  {
+    name: 'xen-time',
+    vcpus: [2],
+    cases: ['wallclock', 'start-vcpus', 'pvclock', 'pvclock-cross-vcpu', 'time-area', 'time-area-bad-arg'],
+  },
+  {
+    name: 'xen32-detect',
+    vcpus: [1],
+    cases: ['signature', 'version-leaf', 'hypercall-leaf', 'hvm-leaf', 'hypercall-page', 'version', 'get-features', 'strings', 'platform-parameters-compat', 'unimplemented', 'args-preserved'],
+  },
+  {
+    name: 'xen32-shinfo',
+    vcpus: [1],
+    cases: ['map-shared-info', 'wallclock-compat', 'vcpu-time', 'move-shared-info', 'bad-space-idx', 'batch', 'memory-map', 'reservation'],
+  },
+  {
+    name: 'xen32-vcpu',
+    vcpus: [1],
+    cases: ['map-shared-info', 'vcpu-info-compat', 'runstate-crossing', 'runstate-crossing-update-flag', 'runstate-info-compat', 'time-area-compat'],
+  },
+  {
+    name: 'xen32-hvmop',
+    vcpus: [1],
+    cases: ['callback-irq', 'store-console-params', 'refused', 'upcall-vector', 'unknown-op'],
+  },
+  { name: 'xen-version', vcpus: [1], xenVersion: '4.19', cmdline: 'expect-version=4.19', cases: ['version', 'platform-parameters', 'get-features'] },
+  { name: 'xen32-detect', vcpus: [1], xenVersion: '4.19', cmdline: 'expect-version=4.19', cases: ['version-leaf', 'version'] },
+];
+
+for (const p of programs) {
+  for (const vcpus of p.vcpus) {
+    const what = `${p.name} on ${vcpus} vCPU${vcpus > 1 ? 's' : ''}${p.xenVersion ? ` as Xen ${p.xenVersion}` : ''}`;
+    test(what, opts, async () => {
+      const r = await runGuest(p.name, { vcpus, cmdline: p.cmdline, xenVersion: p.xenVersion });
+      const report = kitReport(r.stdout);
+      assert.equal(r.status, 0, describe(r));
+      for (const c of p.cases) assert.equal(report.cases.get(c), 'ok', `case ${c}\n${describe(r)}`);
+      assert.deepEqual(report.summary, { passed: report.cases.size, failed: 0 }, describe(r));
+    });
+  }
+}
+
+test('an unimplemented hypercall is -ENOSYS to the guest and one line in the log', opts, async () => {
+  const r = await runGuest('xen-detect', { vcpus: 2 });
+  assert.equal(r.status, 0, describe(r));
+  assert.equal(r.stderr.split('\n').filter((l) => l.includes('hypercall 37 (kexec_op)')).length, 1, r.stderr);
+});
