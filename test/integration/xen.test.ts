@@ -44,6 +44,11 @@ const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: stri
     cases: ['wallclock', 'start-vcpus', 'pvclock', 'pvclock-cross-vcpu', 'time-area', 'time-area-bad-arg'],
   },
   {
+    name: 'xen-vcpu-up',
+    vcpus: [2],
+    cases: ['before', 'initialise', 'up', 'down-self', 'up-again'],
+  },
+  {
     name: 'xen32-detect',
     vcpus: [1],
     cases: ['signature', 'version-leaf', 'hypercall-leaf', 'hvm-leaf', 'hypercall-page', 'version', 'get-features', 'strings', 'platform-parameters-compat', 'unimplemented', 'args-preserved'],
