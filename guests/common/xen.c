@@ -242,3 +242,22 @@ const char *xen_errname(long rc)
 	default: return "?";
 	}
 }
+
+/* Consistent copy of a guest-memory runstate area: state_entry_time read
+ * before and after the copy must match and have XEN_RUNSTATE_UPDATE clear. */
+bool xen_read_runstate_area(const volatile void *p, struct vcpu_runstate_info *out)
+{
+	const volatile uint8_t *b = p;
+	for (int tries = 0; tries < 1000; tries++) {
+		uint64_t e1, e2;
+		memcpy(&e1, (const void *)(b + offsetof(struct vcpu_runstate_info, state_entry_time)), 8);
+		__asm__ volatile("" ::: "memory");
+		memcpy(out, (const void *)b, sizeof *out);
+		__asm__ volatile("" ::: "memory");
+		memcpy(&e2, (const void *)(b + offsetof(struct vcpu_runstate_info, state_entry_time)), 8);
+		if (e1 == e2 && !(e1 & XEN_RUNSTATE_UPDATE))
+			return true;
+		cpu_relax();
+	}
+	return false;
+}

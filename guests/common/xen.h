@@ -141,4 +141,7 @@ long xen_find_not(const void *p, size_t n, uint8_t v);
 /* Name of a Xen errno value for messages ("-EINVAL"), "" if unknown. */
 const char *xen_errname(long rc);
 
+/* A consistent copy of a runstate area (retries while Xen updates it). */
+bool xen_read_runstate_area(const volatile void *p, struct vcpu_runstate_info *out);
+
 #endif

@@ -39,23 +39,6 @@ static long register_area(unsigned int cpu, uint64_t va)
 
 /* Consistent copy of a guest-memory runstate area: state_entry_time read
  * before and after the copy must match and have XEN_RUNSTATE_UPDATE clear. */
-static bool read_area(const volatile void *p, struct vcpu_runstate_info *out)
-{
-	const volatile uint8_t *b = p;
-	for (int tries = 0; tries < 1000; tries++) {
-		uint64_t e1, e2;
-		memcpy(&e1, (const void *)(b + offsetof(struct vcpu_runstate_info, state_entry_time)), 8);
-		__asm__ volatile("" ::: "memory");
-		memcpy(out, (const void *)b, sizeof *out);
-		__asm__ volatile("" ::: "memory");
-		memcpy(&e2, (const void *)(b + offsetof(struct vcpu_runstate_info, state_entry_time)), 8);
-		if (e1 == e2 && !(e1 & XEN_RUNSTATE_UPDATE))
-			return true;
-		cpu_relax();
-	}
-	return false;
-}
-
 static void shinfo_case(void)
 {
 	long rc = xen_add_to_physmap(XENMAPSPACE_shared_info, 0, (unsigned long)((uintptr_t)shinfo_page >> 12));
@@ -181,7 +164,7 @@ static void sweep(bool flag)
 		rc = register_area(0, va);
 		KIT_CHECK(rc == 0, "offset %d: register = %ld %s", off, rc, xen_errname(rc));
 		struct vcpu_runstate_info ri;
-		KIT_CHECK(read_area((const volatile void *)(uintptr_t)va, &ri),
+		KIT_CHECK(xen_read_runstate_area((const volatile void *)(uintptr_t)va, &ri),
 			  "offset %d: state_entry_time unstable or XEN_RUNSTATE_UPDATE stuck", off);
 		uint64_t sum = ri.time[0] + ri.time[1] + ri.time[2] + ri.time[3];
 		if (off == -60 || off == -24 || off == 0)
@@ -250,7 +233,7 @@ static void ap_area_case(void)
 	KIT_CHECK(ap_registered, "AP did not run");
 	KIT_CHECK(ap_register_rc == 0, "AP register = %ld %s", ap_register_rc, xen_errname(ap_register_rc));
 	struct vcpu_runstate_info ri;
-	KIT_CHECK(read_area(ap_area_page + 64, &ri), "AP area unstable");
+	KIT_CHECK(xen_read_runstate_area(ap_area_page + 64, &ri), "AP area unstable");
 	uint64_t sum = ri.time[0] + ri.time[1] + ri.time[2] + ri.time[3];
 	kit_printf("KIT-XEN runstate-area cpu=1 state=%d entry=%llu sum=%llu\n", ri.state, U64(ri.state_entry_time),
 		   U64(sum));

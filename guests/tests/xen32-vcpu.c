@@ -81,22 +81,6 @@ static long register_area(uint32_t pa)
 	return HYPERVISOR_vcpu_op(VCPUOP_register_runstate_memory_area, 0, &a);
 }
 
-static bool read_area(const volatile uint8_t *b, struct vcpu_runstate_info *out)
-{
-	for (int tries = 0; tries < 1000; tries++) {
-		uint64_t e1, e2;
-		memcpy(&e1, (const void *)(b + offsetof(struct vcpu_runstate_info, state_entry_time)), 8);
-		__asm__ volatile("" ::: "memory");
-		memcpy(out, (const void *)b, sizeof *out);
-		__asm__ volatile("" ::: "memory");
-		memcpy(&e2, (const void *)(b + offsetof(struct vcpu_runstate_info, state_entry_time)), 8);
-		if (e1 == e2 && !(e1 & XEN_RUNSTATE_UPDATE))
-			return true;
-		cpu_relax();
-	}
-	return false;
-}
-
 static void sweep(bool flag)
 {
 	if (flag) {
@@ -115,7 +99,7 @@ static void sweep(bool flag)
 		rc = register_area((uint32_t)(uintptr_t)area);
 		KIT_CHECK(rc == 0, "offset %d: register = %ld %s", off, rc, xen_errname(rc));
 		struct vcpu_runstate_info ri;
-		KIT_CHECK(read_area(area, &ri), "offset %d: state_entry_time unstable or XEN_RUNSTATE_UPDATE stuck", off);
+		KIT_CHECK(xen_read_runstate_area(area, &ri), "offset %d: state_entry_time unstable or XEN_RUNSTATE_UPDATE stuck", off);
 		uint64_t sum = ri.time[0] + ri.time[1] + ri.time[2] + ri.time[3];
 		if (off == -60 || off == -24 || off == 0)
 			kit_printf("KIT-XEN runstate off=%d state=%d entry=%llu sum=%llu\n", off, ri.state,
