@@ -56,11 +56,12 @@ export class XenAccelerator {
     forward: (call: ForwardedHypercall) => bigint,
   ) {
     this.dispatcher = new HypercallDispatcher(logger);
-    this.runstate = new RunstateAccount(vcpu, state, memory, () => monotonicNs() - config.bootMonotonicNs, haltedNs);
+    const systemTime = () => monotonicNs() - config.bootMonotonicNs;
+    this.runstate = new RunstateAccount(vcpu, state, memory, systemTime, haltedNs);
     registerVersion(this.dispatcher, config);
     const forwardCall = (nr: number) => (ctx: HypercallContext, args: readonly bigint[]) =>
       forward({ vcpu, abi: ctx.abi, nr, args: [...args], paging: (ctx as LocalContext).paging });
-    registerVcpuOp(this.dispatcher, { config, state, memory, self: { vcpu, runstate: this.runstate }, forward: forwardCall(HYPERCALL.vcpu_op) });
+    registerVcpuOp(this.dispatcher, { config, state, memory, self: { vcpu, runstate: this.runstate }, systemTime, forward: forwardCall(HYPERCALL.vcpu_op) });
     for (const nr of FORWARDED) this.dispatcher.register(nr, forwardCall(nr));
   }
 

@@ -78,7 +78,8 @@ function addToPhysmapBatch(ctx: HypercallContext, domain: MemoryOpDomain, arg: b
   const def = xenAddToPhysmapBatch[ctx.abi];
   const b = def.decode(ctx.guest.read(arg, def.size));
   checkSelf(b.domid, domain.domid);
-  if (b.space === XENMAPSPACE.gmfn_range || b.foreign_domid !== 0) throw new XenError(XEN_ERRNO.EINVAL);
+  if (b.space === XENMAPSPACE.gmfn_range) throw new XenError(XEN_ERRNO.EOPNOTSUPP);
+  if (b.foreign_domid !== 0) throw new XenError(XEN_ERRNO.EINVAL);
   if (b.space !== XENMAPSPACE.shared_info) throw new XenError(b.space <= XENMAPSPACE.dev_mmio ? XEN_ERRNO.ENOSYS : XEN_ERRNO.EINVAL);
   const word = ctx.abi === 'native' ? 8 : 4;
   const idxs = new DataView(ctx.guest.read(BigInt(b.idxs), b.size * word).buffer);

@@ -27,6 +27,8 @@ export interface VcpuOpDomain {
   memory: GuestMemory;
   /** The calling thread's own vCPU and its runstate account. */
   self: { vcpu: number; runstate: RunstateAccount };
+  /** Current system time in ns. */
+  systemTime: () => bigint;
   /** Serves an op on the main thread (bringing vCPUs up and down needs their threads kicked). */
   forward: (ctx: HypercallContext, args: readonly bigint[]) => bigint;
 }
@@ -50,8 +52,9 @@ function registerVcpuInfo(ctx: HypercallContext, d: VcpuOpDomain, target: number
   const def = vcpuRegisterVcpuInfo[ctx.abi];
   const r = def.decode(ctx.guest.read(arg, def.size));
   if (r.offset > PAGE_SIZE - VCPU_INFO_SIZE) throw new XenError(XEN_ERRNO.EINVAL);
-  // Xen lets a vcpu_info be placed once; moving it is refused.
+  // Xen lets a vcpu_info be placed once; moving it is refused, and so is placing another running vCPU's.
   if (d.state.vcpuInfoAddress(target) !== undefined) throw new XenError(XEN_ERRNO.EINVAL);
+  if (target !== d.self.vcpu && d.state.isUp(target)) throw new XenError(XEN_ERRNO.EINVAL);
   if (r.mfn >= 1n << 40n) throw new XenError(XEN_ERRNO.EINVAL);
   const gpa = Number(r.mfn) * PAGE_SIZE + r.offset;
   if (!d.memory.isRam(gpa, VCPU_INFO_SIZE)) throw new XenError(XEN_ERRNO.EINVAL);
@@ -93,9 +96,16 @@ function registerTimeArea(ctx: HypercallContext, d: VcpuOpDomain, target: number
   return 0;
 }
 
+/** A vCPU's runstate up to now: the caller's own is refreshed; another's current state is extended to now, as Xen's vcpu_runstate_get does. */
 function getRunstateInfo(ctx: HypercallContext, d: VcpuOpDomain, target: number, arg: bigint): number {
   if (target === d.self.vcpu) d.self.runstate.refresh();
-  ctx.guest.write(arg, encodeRunstate(ctx.abi, recordFromWords(d.state.runstate(target))));
+  const r = recordFromWords(d.state.runstate(target));
+  const now = d.systemTime();
+  if (target !== d.self.vcpu && now > r.stateEntryTime) {
+    r.time[r.state] += now - r.stateEntryTime;
+    r.stateEntryTime = now;
+  }
+  ctx.guest.write(arg, encodeRunstate(ctx.abi, r));
   return 0;
 }
 
@@ -124,7 +134,8 @@ export function registerVcpuOp(dispatcher: HypercallDispatcher, d: VcpuOpDomain)
         throw new XenError(XEN_ERRNO.ENOSYS);
     }
   });
-  dispatcher.register(HYPERCALL.vm_assist, (_ctx, [cmd, type]) => {
+  dispatcher.register(HYPERCALL.vm_assist, (_ctx, [cmd, wide]) => {
+    const type = wide & 0xffffffffn; // an unsigned int in Xen's prototype
     if (type >= 64n || ((BigInt(HVM_VM_ASSISTS) >> type) & 1n) === 0n) throw new XenError(XEN_ERRNO.EINVAL);
     if (cmd === BigInt(VMASST_CMD.enable)) d.state.setVmAssist(Number(type), true);
     else if (cmd === BigInt(VMASST_CMD.disable)) d.state.setVmAssist(Number(type), false);

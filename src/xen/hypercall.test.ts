@@ -1,0 +1,173 @@
+// The hypercall dispatcher: CPL check, -ENOSYS with one warning per number
+// (and per sub-op), errno mapping, and no exception ever reaching the caller.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pino, type Logger } from 'pino';
+import { GuestMemoryError } from '../memory/guest-memory.js';
+import { GuestFaultError, type GuestVirtual } from '../memory/guest-virtual.js';
+import { XEN_ERRNO } from './abi/errno.js';
+import { HYPERCALL } from './abi/hypercalls.js';
+import { XenError } from './errors.js';
+import { ARGUMENT_REGISTERS, HypercallDispatcher, type HypercallContext } from './hypercall.js';
+
+interface LogLine {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
+const WARN = 40;
+const ERROR = 50;
+
+/** A real pino logger whose lines are captured, parsed. */
+function capturedLogger(): { logger: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const logger = pino({ level: 'trace' }, { write: (s: string) => void lines.push(JSON.parse(s)) });
+  return { logger, lines };
+}
+
+const noGuest = {} as GuestVirtual;
+const ctx = (abi: 'native' | 'compat' = 'native', vcpu = 0): HypercallContext => ({ vcpu, abi, guest: noGuest });
+const ARGS = [0n, 0n, 0n, 0n, 0n] as const;
+
+function setup() {
+  const { logger, lines } = capturedLogger();
+  const d = new HypercallDispatcher(logger);
+  return { d, lines, warns: () => lines.filter((l) => l.level === WARN), errors: () => lines.filter((l) => l.level === ERROR) };
+}
+
+test('ARGUMENT_REGISTERS: Xen x86 calling conventions', () => {
+  assert.deepEqual([...ARGUMENT_REGISTERS.native], ['rdi', 'rsi', 'rdx', 'r10', 'r8']);
+  assert.deepEqual([...ARGUMENT_REGISTERS.compat], ['rbx', 'rcx', 'rdx', 'rsi', 'rdi']);
+});
+
+test('a registered handler gets the context and arguments; its value is RAX', () => {
+  const { d, lines } = setup();
+  const seen: { ctx: HypercallContext; args: readonly bigint[] }[] = [];
+  d.register(HYPERCALL.xen_version, (c, args) => {
+    seen.push({ ctx: c, args });
+    return 0x4_0011;
+  });
+  d.register(HYPERCALL.memory_op, () => 0xffff_ffff_ffffn);
+  const c = ctx('compat', 3);
+  assert.equal(d.dispatch(c, 0, HYPERCALL.xen_version, [1n, 2n, 3n, 4n, 5n]), 0x4_0011n);
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0].ctx, c);
+  assert.deepEqual([...seen[0].args], [1n, 2n, 3n, 4n, 5n]);
+  assert.equal(d.dispatch(ctx(), 0, HYPERCALL.memory_op, ARGS), 0xffff_ffff_ffffn);
+  assert.equal(lines.length, 0);
+});
+
+test('CPL > 0: -EPERM without calling the handler', () => {
+  const { d, lines } = setup();
+  let calls = 0;
+  d.register(HYPERCALL.xen_version, () => ++calls);
+  for (const cpl of [1, 2, 3]) assert.equal(d.dispatch(ctx(), cpl, HYPERCALL.xen_version, ARGS), -1n);
+  // Even for a number nobody implements: the CPL check comes first, and nothing is logged.
+  assert.equal(d.dispatch(ctx(), 3, 44, ARGS), -1n);
+  assert.equal(calls, 0);
+  assert.equal(lines.length, 0);
+  assert.equal(d.dispatch(ctx(), 0, HYPERCALL.xen_version, ARGS), 1n);
+});
+
+test('unknown hypercall: -ENOSYS and exactly one warning per number', () => {
+  const { d, warns, errors } = setup();
+  for (let i = 0; i < 3; i++) {
+    assert.equal(d.dispatch(ctx(), 0, HYPERCALL.hvm_op, ARGS), -38n);
+    assert.equal(d.dispatch(ctx(), 0, 44, ARGS), -38n);
+    assert.equal(d.dispatch(ctx('compat'), 0, 0x7f, ARGS), -38n);
+  }
+  assert.equal(warns().length, 3);
+  assert.match(warns()[0].msg, /hvm_op/);
+  assert.match(warns()[1].msg, /44/);
+  assert.equal(errors().length, 0);
+});
+
+test('XenError(e) from a handler becomes -e', () => {
+  const { d, errors } = setup();
+  let errno = 0;
+  d.register(HYPERCALL.memory_op, () => {
+    throw new XenError(errno);
+  });
+  for (const name of ['EPERM', 'ENOENT', 'ESRCH', 'EFAULT', 'EEXIST', 'EINVAL', 'EOPNOTSUPP'] as const) {
+    errno = XEN_ERRNO[name];
+    assert.equal(d.dispatch(ctx(), 0, HYPERCALL.memory_op, ARGS), BigInt(-XEN_ERRNO[name]), name);
+  }
+  assert.equal(errors().length, 0);
+});
+
+test('-ENOSYS from a sub-op: one warning per (hypercall, sub-op)', () => {
+  const { d, warns, errors } = setup();
+  const nosys = () => {
+    throw new XenError(XEN_ERRNO.ENOSYS);
+  };
+  d.register(HYPERCALL.memory_op, nosys);
+  d.register(HYPERCALL.hvm_op, nosys);
+  const call = (nr: number, op: bigint) => d.dispatch(ctx(), 0, nr, [op, 0n, 0n, 0n, 0n]);
+  for (let i = 0; i < 3; i++) {
+    assert.equal(call(HYPERCALL.memory_op, 6n), -38n);
+    assert.equal(call(HYPERCALL.memory_op, 28n), -38n);
+    assert.equal(call(HYPERCALL.hvm_op, 6n), -38n);
+  }
+  assert.equal(warns().length, 3);
+  assert.match(warns()[0].msg, /memory_op.*\b6\b/);
+  assert.match(warns()[1].msg, /memory_op.*\b28\b/);
+  assert.match(warns()[2].msg, /hvm_op.*\b6\b/);
+  // The sub-op is the low 32 bits of the first argument.
+  call(HYPERCALL.memory_op, (1n << 32n) | 6n);
+  assert.equal(warns().length, 3);
+  // Other errnos are not logged.
+  assert.equal(errors().length, 0);
+});
+
+test('guest faults become -EFAULT, silently', () => {
+  const { d, lines } = setup();
+  d.register(HYPERCALL.memory_op, () => {
+    throw new GuestFaultError(0xdead_0000n, 16);
+  });
+  d.register(HYPERCALL.hvm_op, () => {
+    throw new GuestMemoryError(0x1234_0000, 8);
+  });
+  assert.equal(d.dispatch(ctx(), 0, HYPERCALL.memory_op, ARGS), -14n);
+  assert.equal(d.dispatch(ctx('compat'), 0, HYPERCALL.hvm_op, ARGS), -14n);
+  assert.equal(lines.length, 0);
+});
+
+test('any other exception: -EINVAL and an error log, never a throw', () => {
+  const { d, errors, warns } = setup();
+  d.register(HYPERCALL.memory_op, () => {
+    throw new TypeError('a bug in xenkvm');
+  });
+  d.register(HYPERCALL.hvm_op, () => {
+    throw new RangeError('another bug');
+  });
+  // A handler that returns something that is no integer fails inside the dispatcher's conversion.
+  d.register(HYPERCALL.vcpu_op, () => 1.5);
+  d.register(HYPERCALL.sched_op, () => {
+    throw new Error('plain');
+  });
+  assert.equal(d.dispatch(ctx(), 0, HYPERCALL.memory_op, ARGS), -22n);
+  assert.equal(d.dispatch(ctx('compat', 2), 0, HYPERCALL.hvm_op, ARGS), -22n);
+  assert.equal(d.dispatch(ctx(), 0, HYPERCALL.vcpu_op, ARGS), -22n);
+  assert.equal(d.dispatch(ctx(), 0, HYPERCALL.sched_op, ARGS), -22n);
+  assert.equal(errors().length, 4, 'every failure is logged');
+  assert.equal(errors()[0].err, 'a bug in xenkvm');
+  assert.equal(errors()[0].hypercall, 'memory_op');
+  assert.equal(errors()[1].vcpu, 2);
+  assert.equal(warns().length, 0);
+});
+
+test('registering a number twice throws', () => {
+  const { d } = setup();
+  d.register(HYPERCALL.xen_version, () => 0);
+  assert.throws(() => d.register(HYPERCALL.xen_version, () => 1), /twice/);
+  assert.equal(d.dispatch(ctx(), 0, HYPERCALL.xen_version, ARGS), 0n, 'the first handler stays');
+});
+
+test('dispatchers are independent: reported warnings are per dispatcher', () => {
+  const a = setup();
+  const b = setup();
+  a.d.dispatch(ctx(), 0, 44, ARGS);
+  b.d.dispatch(ctx(), 0, 44, ARGS);
+  assert.equal(a.warns().length, 1);
+  assert.equal(b.warns().length, 1);
+});

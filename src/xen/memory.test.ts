@@ -1,0 +1,361 @@
+// memory_op through a dispatcher, with real guest memory and memory map (and
+// a fake KVM behind it), and hypercall arguments in a fake guest window.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Logger } from 'pino';
+import { GuestMemory, PAGE_SIZE } from '../memory/guest-memory.js';
+import { GuestFaultError, type GuestVirtual } from '../memory/guest-virtual.js';
+import { MemoryMap, type MemslotSink } from '../memory/memory-map.js';
+import { HYPERCALL } from './abi/hypercalls.js';
+import type { Abi } from './abi/layout.js';
+import { XENMAPSPACE, XENMEM } from './abi/memory.js';
+import { sharedInfoLayout } from './abi/shared-info.js';
+import { DOMID } from './abi/xen.js';
+import { DomainState } from './domain-state.js';
+import { HypercallDispatcher } from './hypercall.js';
+import { checkSelf, latchSharedInfoAbi, registerMemoryOp, type MemoryOpDomain } from './memory.js';
+import { SHARED_INFO_PAGE, writeWallclock } from './shared-info.js';
+import { XenError } from './errors.js';
+
+const MiB = 1024 * 1024;
+const ARG = 0x40_0000n; // the fake guest window for arguments
+const DOMID_OWN = 1;
+const BOOT_WALL = 1_700_000_123_456_789_012n;
+const E820 = [
+  { addr: 0, size: 0x9_f000, type: 1 },
+  { addr: 0x9_f000, size: 0x1000, type: 2 },
+  { addr: 0x10_0000, size: 0x10_0000, type: 1 },
+];
+
+class FakeGuest {
+  readonly bytes: Uint8Array;
+  constructor(readonly base: bigint, size: number) {
+    this.bytes = new Uint8Array(size);
+  }
+  private at(gva: bigint, length: number): number {
+    if (length === 0) return 0;
+    if (gva < this.base || gva + BigInt(length) > this.base + BigInt(this.bytes.length)) throw new GuestFaultError(gva, length);
+    return Number(gva - this.base);
+  }
+  read(gva: bigint, length: number): Uint8Array {
+    const o = this.at(gva, length);
+    return this.bytes.slice(o, o + length);
+  }
+  write(gva: bigint, data: Uint8Array): void {
+    this.bytes.set(data, this.at(gva, data.length));
+  }
+  view(gva: bigint): DataView {
+    return new DataView(this.bytes.buffer, Number(gva - this.base));
+  }
+}
+
+/** Live KVM slots, as a fake VM would hold them. */
+class FakeKvm implements MemslotSink {
+  readonly live = new Map<number, { gpa: number; size: number; host: bigint }>();
+  setUserMemoryRegion(slot: number, gpa: number, size: number, host: bigint): void {
+    if (size === 0) this.live.delete(slot);
+    else {
+      assert.ok(!this.live.has(slot));
+      this.live.set(slot, { gpa, size, host });
+    }
+  }
+}
+
+function setup(t: { after(fn: () => void): void }) {
+  const mem = GuestMemory.create([{ gpa: 0, size: 2 * MiB }], 4);
+  t.after(() => mem.dispose());
+  const kvm = new FakeKvm();
+  const memoryMap = new MemoryMap(kvm, mem, 32);
+  const state = DomainState.create(2);
+  const sharedInfo = mem.overlayPage(SHARED_INFO_PAGE);
+  writeWallclock(sharedInfo, 'native', BOOT_WALL);
+  const domain: MemoryOpDomain = { domid: DOMID_OWN, memoryMap, state, sharedInfo, bootWallNs: BOOT_WALL, e820: E820, ramPages: 512 };
+  const errors: unknown[] = [];
+  const logger = { warn: () => {}, error: (...a: unknown[]) => errors.push(a) } as unknown as Logger;
+  const dispatcher = new HypercallDispatcher(logger);
+  registerMemoryOp(dispatcher, domain);
+  const guest = new FakeGuest(ARG, 0x4000);
+  const call = (abi: Abi, cmd: number | bigint, arg: bigint = ARG) =>
+    dispatcher.dispatch({ vcpu: 0, abi, guest: guest as unknown as GuestVirtual }, 0, HYPERCALL.memory_op, [BigInt(cmd), arg, 0n, 0n, 0n]);
+  /** Frames where overlay page 0 (shared_info) is mapped in KVM. */
+  const sharedInfoSlots = () => [...kvm.live.values()].filter((s) => s.host === mem.overlays.hostAddress).map((s) => s.gpa / PAGE_SIZE);
+  return { mem, kvm, memoryMap, state, sharedInfo, domain, guest, call, errors, sharedInfoSlots };
+}
+
+/** xen_add_to_physmap written field by field from the header layout (not through the ABI module). */
+function putAddToPhysmap(g: FakeGuest, abi: Abi, a: { domid: number; size?: number; space: number; idx: bigint; gpfn: bigint }, at = ARG) {
+  const v = g.view(at);
+  v.setUint16(0, a.domid, true);
+  v.setUint16(2, a.size ?? 0, true);
+  v.setUint32(4, a.space, true);
+  if (abi === 'native') {
+    v.setBigUint64(8, a.idx, true);
+    v.setBigUint64(16, a.gpfn, true);
+  } else {
+    v.setUint32(8, Number(a.idx), true);
+    v.setUint32(12, Number(a.gpfn), true);
+  }
+}
+
+const u32 = (b: Uint8Array, o: number) => new DataView(b.buffer, b.byteOffset).getUint32(o, true);
+
+test('checkSelf: DOMID_SELF and the own id pass, anything else is ESRCH', () => {
+  checkSelf(DOMID.SELF, 1);
+  checkSelf(1, 1);
+  for (const d of [0, 2, DOMID.IO, DOMID.XEN, 0xffff]) assert.throws(() => checkSelf(d, 1), (e: unknown) => e instanceof XenError && e.errno === 3);
+});
+
+test('add_to_physmap shared_info: mapped at the frame, moved, moved above RAM — exactly one mapping each time', (t) => {
+  const { mem, memoryMap, call, guest, sharedInfo, sharedInfoSlots, errors } = setup(t);
+  assert.equal(memoryMap.overlayFrame(0), undefined);
+  assert.deepEqual(sharedInfoSlots(), []);
+  sharedInfo[0] = 0x5a;
+  for (const [domid, gpfn] of [[DOMID.SELF, 0x100n], [DOMID_OWN, 0x180n], [DOMID.SELF, 0x1_0000n]] as const) {
+    putAddToPhysmap(guest, 'native', { domid, space: XENMAPSPACE.shared_info, idx: 0n, gpfn });
+    assert.equal(call('native', XENMEM.add_to_physmap), 0n, `gpfn 0x${gpfn.toString(16)}`);
+    assert.equal(memoryMap.overlayFrame(0), Number(gpfn));
+    assert.deepEqual(sharedInfoSlots(), [Number(gpfn)], 'exactly one mapping');
+    // Guest-physical accesses at the frame reach the shared_info page itself.
+    assert.equal(mem.readU8(Number(gpfn) * PAGE_SIZE), 0x5a);
+    mem.writeU8(Number(gpfn) * PAGE_SIZE + 1, 0x77);
+    assert.equal(sharedInfo[1], 0x77);
+  }
+  // The frames it left are RAM again.
+  assert.ok(mem.isRam(0x100 * PAGE_SIZE, PAGE_SIZE));
+  assert.ok(mem.isRam(0x180 * PAGE_SIZE, PAGE_SIZE));
+  // Mapping at the same frame again is harmless.
+  assert.equal(call('native', XENMEM.add_to_physmap), 0n);
+  assert.deepEqual(sharedInfoSlots(), [0x1_0000]);
+  assert.equal(errors.length, 0);
+});
+
+test('add_to_physmap: idx ≠ 0 is -EINVAL; nothing moves', (t) => {
+  const { memoryMap, call, guest } = setup(t);
+  for (const idx of [1n, 2n, 0x8000_0000n]) {
+    putAddToPhysmap(guest, 'native', { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, idx, gpfn: 0x100n });
+    assert.equal(call('native', XENMEM.add_to_physmap), -22n);
+  }
+  assert.equal(memoryMap.overlayFrame(0), undefined);
+});
+
+test('add_to_physmap: a frame out of range is -EINVAL', (t) => {
+  const { memoryMap, call, guest, errors } = setup(t);
+  for (const gpfn of [1n << 28n, 1n << 40n, (1n << 53n) + 1n, 0xffff_ffff_ffff_ffffn]) {
+    putAddToPhysmap(guest, 'native', { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, idx: 0n, gpfn });
+    assert.equal(call('native', XENMEM.add_to_physmap), -22n, `gpfn 0x${gpfn.toString(16)}`);
+  }
+  assert.equal(memoryMap.overlayFrame(0), undefined);
+  assert.equal(errors.length, 0, 'refused as a guest error, not as a failure inside xenkvm');
+});
+
+test('add_to_physmap: spaces not yet served are -ENOSYS, unknown spaces -EINVAL', (t) => {
+  const { call, guest } = setup(t);
+  for (const space of [XENMAPSPACE.grant_table, XENMAPSPACE.gmfn, XENMAPSPACE.gmfn_range, XENMAPSPACE.gmfn_foreign, XENMAPSPACE.dev_mmio]) {
+    putAddToPhysmap(guest, 'native', { domid: DOMID.SELF, space, idx: 0n, gpfn: 0x100n });
+    assert.equal(call('native', XENMEM.add_to_physmap), -38n, `space ${space}`);
+  }
+  for (const space of [6, 7, 0xffff, 0xffff_ffff]) {
+    putAddToPhysmap(guest, 'native', { domid: DOMID.SELF, space, idx: 0n, gpfn: 0x100n });
+    assert.equal(call('native', XENMEM.add_to_physmap), -22n, `space ${space}`);
+  }
+});
+
+test('add_to_physmap: another domain is -ESRCH', (t) => {
+  const { memoryMap, call, guest } = setup(t);
+  for (const domid of [0, 2, DOMID.IO, DOMID.XEN]) {
+    putAddToPhysmap(guest, 'native', { domid, space: XENMAPSPACE.shared_info, idx: 0n, gpfn: 0x100n });
+    assert.equal(call('native', XENMEM.add_to_physmap), -3n);
+  }
+  assert.equal(memoryMap.overlayFrame(0), undefined);
+});
+
+test('add_to_physmap: a bad argument pointer is -EFAULT', (t) => {
+  const { call } = setup(t);
+  assert.equal(call('native', XENMEM.add_to_physmap, 0n), -14n);
+  assert.equal(call('native', XENMEM.add_to_physmap, ARG + 0x4000n - 16n), -14n, 'native struct is 24 bytes');
+});
+
+test('add_to_physmap compat: 16-byte struct, idx at 8 and gpfn at 12 (4 bytes each)', (t) => {
+  const { memoryMap, call, guest } = setup(t);
+  // Fill what a native decode would read with garbage: a compat decode must not look there.
+  guest.view(ARG).setBigUint64(16, 0xdead_beef_dead_beefn, true);
+  putAddToPhysmap(guest, 'compat', { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, idx: 0n, gpfn: 0x1234n });
+  assert.equal(call('compat', XENMEM.add_to_physmap), 0n);
+  assert.equal(memoryMap.overlayFrame(0), 0x1234);
+  // A compat struct that ends 16 bytes before the window's end still fits.
+  putAddToPhysmap(guest, 'compat', { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, idx: 0n, gpfn: 0x155n }, ARG + 0x4000n - 16n);
+  assert.equal(call('compat', XENMEM.add_to_physmap, ARG + 0x4000n - 16n), 0n);
+  assert.equal(memoryMap.overlayFrame(0), 0x155);
+  putAddToPhysmap(guest, 'compat', { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, idx: 1n, gpfn: 0x100n });
+  assert.equal(call('compat', XENMEM.add_to_physmap), -22n);
+});
+
+test('add_to_physmap: mapping from a 32-bit caller latches the compat shared_info layout and rewrites the wallclock there', (t) => {
+  const { state, call, guest, sharedInfo } = setup(t);
+  const n = sharedInfoLayout.native;
+  const c = sharedInfoLayout.compat;
+  assert.equal(state.sharedInfoAbi, 'native');
+  assert.equal(u32(sharedInfo, c.wcVersion), 0);
+  putAddToPhysmap(guest, 'compat', { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, idx: 0n, gpfn: 0x100n });
+  assert.equal(call('compat', XENMEM.add_to_physmap), 0n);
+  assert.equal(state.sharedInfoAbi, 'compat');
+  assert.equal(u32(sharedInfo, c.wcVersion), 2);
+  assert.equal(u32(sharedInfo, c.wcSec), 1_700_000_123);
+  assert.equal(u32(sharedInfo, c.wcNsec), 456_789_012);
+  assert.equal(u32(sharedInfo, c.wcSecHi), 0);
+  // Latching the same layout again does not rewrite it.
+  assert.equal(call('compat', XENMEM.add_to_physmap), 0n);
+  assert.equal(u32(sharedInfo, c.wcVersion), 2);
+  // Back to native from a 64-bit caller: rewritten at the native offsets.
+  const before = u32(sharedInfo, n.wcVersion);
+  putAddToPhysmap(guest, 'native', { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, idx: 0n, gpfn: 0x100n });
+  assert.equal(call('native', XENMEM.add_to_physmap), 0n);
+  assert.equal(state.sharedInfoAbi, 'native');
+  assert.equal(u32(sharedInfo, n.wcVersion), before + 2);
+  assert.equal(u32(sharedInfo, n.wcSec), 1_700_000_123);
+});
+
+test('add_to_physmap: a refused mapping latches nothing', (t) => {
+  const { state, call, guest } = setup(t);
+  putAddToPhysmap(guest, 'compat', { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, idx: 1n, gpfn: 0x100n });
+  assert.equal(call('compat', XENMEM.add_to_physmap), -22n);
+  assert.equal(state.sharedInfoAbi, 'native');
+});
+
+test('latchSharedInfoAbi: no rewrite when the layout is unchanged', (t) => {
+  const { domain, sharedInfo } = setup(t);
+  const v = u32(sharedInfo, sharedInfoLayout.native.wcVersion);
+  latchSharedInfoAbi(domain, 'native');
+  assert.equal(u32(sharedInfo, sharedInfoLayout.native.wcVersion), v);
+  latchSharedInfoAbi(domain, 'compat');
+  assert.equal(u32(sharedInfo, sharedInfoLayout.compat.wcVersion), 2);
+});
+
+// ---- add_to_physmap_batch -------------------------------------------------
+
+/** xen_add_to_physmap_batch and its three arrays, laid out from the header. */
+function putBatch(g: FakeGuest, abi: Abi, b: { domid: number; space: number; foreign?: number; idxs: bigint[]; gpfns: bigint[] }) {
+  const word = abi === 'native' ? 8 : 4;
+  const IDXS = ARG + 0x1000n;
+  const GPFNS = ARG + 0x1800n;
+  const ERRS = ARG + 0x2000n;
+  const v = g.view(ARG);
+  v.setUint16(0, b.domid, true);
+  v.setUint16(2, b.space, true);
+  v.setUint16(4, b.idxs.length, true);
+  v.setUint16(6, b.foreign ?? 0, true);
+  const ptrs = [IDXS, GPFNS, ERRS];
+  ptrs.forEach((p, i) => (word === 8 ? v.setBigUint64(8 + 8 * i, p, true) : v.setUint32(8 + 4 * i, Number(p), true)));
+  b.idxs.forEach((x, i) => (word === 8 ? g.view(IDXS).setBigUint64(i * 8, x, true) : g.view(IDXS).setUint32(i * 4, Number(x), true)));
+  b.gpfns.forEach((x, i) => (word === 8 ? g.view(GPFNS).setBigUint64(i * 8, x, true) : g.view(GPFNS).setUint32(i * 4, Number(x), true)));
+  g.bytes.fill(0xee, Number(ERRS - ARG), Number(ERRS - ARG) + 64);
+  return { errs: (n: number) => Array.from({ length: n }, (_, i) => g.view(ERRS).getInt32(i * 4, true)), errByte: (i: number) => g.bytes[Number(ERRS - ARG) + i] };
+}
+
+for (const abi of ['native', 'compat'] as Abi[]) {
+  test(`add_to_physmap_batch (${abi}): each entry succeeds or fails on its own into errs[i]`, (t) => {
+    const { memoryMap, call, guest, sharedInfoSlots, state } = setup(t);
+    const b = putBatch(guest, abi, { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, idxs: [0n, 1n, 0n, 5n], gpfns: [0x100n, 0x101n, 0x102n, 0x103n] });
+    assert.equal(call(abi, XENMEM.add_to_physmap_batch), 0n);
+    assert.deepEqual(b.errs(4), [0, -22, 0, -22]);
+    assert.equal(b.errByte(16), 0xee, 'nothing past errs[size-1]');
+    assert.equal(memoryMap.overlayFrame(0), 0x102, 'the last successful entry wins');
+    assert.deepEqual(sharedInfoSlots(), [0x102]);
+    assert.equal(state.sharedInfoAbi, abi);
+  });
+
+  test(`add_to_physmap_batch (${abi}): whole-call refusals`, (t) => {
+    const { memoryMap, call, guest } = setup(t);
+    const one = { idxs: [0n], gpfns: [0x100n] };
+    putBatch(guest, abi, { domid: 2, space: XENMAPSPACE.shared_info, ...one });
+    assert.equal(call(abi, XENMEM.add_to_physmap_batch), -3n, 'another domain');
+    putBatch(guest, abi, { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, foreign: 3, ...one });
+    assert.equal(call(abi, XENMEM.add_to_physmap_batch), -22n, 'res0 must be 0');
+    putBatch(guest, abi, { domid: DOMID.SELF, space: XENMAPSPACE.grant_table, ...one });
+    assert.equal(call(abi, XENMEM.add_to_physmap_batch), -38n, 'grant_table not yet served');
+    putBatch(guest, abi, { domid: DOMID.SELF, space: 77, ...one });
+    assert.equal(call(abi, XENMEM.add_to_physmap_batch), -22n, 'unknown space');
+    assert.equal(memoryMap.overlayFrame(0), undefined);
+    // An empty batch is fine and writes nothing.
+    const e = putBatch(guest, abi, { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, idxs: [], gpfns: [] });
+    assert.equal(call(abi, XENMEM.add_to_physmap_batch), 0n);
+    assert.equal(e.errByte(0), 0xee);
+  });
+}
+
+test('add_to_physmap_batch: gmfn_range is refused (add_to_physmap only, memory.h)', (t) => {
+  const { call, guest } = setup(t);
+  putBatch(guest, 'native', { domid: DOMID.SELF, space: XENMAPSPACE.gmfn_range, idxs: [0n], gpfns: [0x100n] });
+  assert.ok(call('native', XENMEM.add_to_physmap_batch) < 0n);
+});
+
+test('add_to_physmap_batch: arrays outside guest memory are -EFAULT', (t) => {
+  const { call, guest } = setup(t);
+  putBatch(guest, 'native', { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, idxs: [0n], gpfns: [0x100n] });
+  guest.view(ARG).setBigUint64(8, 0xdead_0000n, true); // idxs
+  assert.equal(call('native', XENMEM.add_to_physmap_batch), -14n);
+});
+
+// ---- memory_map -----------------------------------------------------------
+
+function putMemoryMap(g: FakeGuest, abi: Abi, nr: number, buffer: bigint) {
+  const v = g.view(ARG);
+  v.setUint32(0, nr, true);
+  if (abi === 'native') v.setBigUint64(8, buffer, true);
+  else v.setUint32(4, Number(buffer), true);
+}
+
+for (const abi of ['native', 'compat'] as Abi[]) {
+  test(`memory_map (${abi}): copies min(nr_entries, e820 length) packed 20-byte entries and writes the count back`, (t) => {
+    const { call, guest } = setup(t);
+    const BUF = ARG + 0x1000n;
+    const entries = (n: number) =>
+      Array.from({ length: n }, (_, i) => {
+        const v = guest.view(BUF + BigInt(i * 20));
+        return { addr: Number(v.getBigUint64(0, true)), size: Number(v.getBigUint64(8, true)), type: v.getUint32(16, true) };
+      });
+    for (const nr of [0, 1, 2, 3, 4, 128]) {
+      guest.bytes.fill(0xcc, 0x1000, 0x2000);
+      putMemoryMap(guest, abi, nr, BUF);
+      assert.equal(call(abi, XENMEM.memory_map), 0n);
+      const n = Math.min(nr, E820.length);
+      assert.equal(guest.view(ARG).getUint32(0, true), n, `nr_entries for ${nr}`);
+      assert.deepEqual(entries(n), E820.slice(0, n));
+      assert.equal(guest.bytes[0x1000 + n * 20], 0xcc, 'nothing past the copied entries');
+    }
+  });
+}
+
+test('memory_map: a bad buffer is -EFAULT', (t) => {
+  const { call, guest } = setup(t);
+  putMemoryMap(guest, 'native', 3, 0xdead_0000n);
+  assert.equal(call('native', XENMEM.memory_map), -14n);
+});
+
+// ---- reservations and the rest ---------------------------------------------
+
+test('current and maximum reservation: the RAM pages, for DOMID_SELF or the own id only', (t) => {
+  const { call, guest } = setup(t);
+  for (const abi of ['native', 'compat'] as Abi[]) {
+    for (const cmd of [XENMEM.current_reservation, XENMEM.maximum_reservation]) {
+      guest.view(ARG).setUint16(0, DOMID.SELF, true);
+      assert.equal(call(abi, cmd), 512n);
+      guest.view(ARG).setUint16(0, DOMID_OWN, true);
+      assert.equal(call(abi, cmd), 512n);
+      guest.view(ARG).setUint16(0, 0, true);
+      assert.equal(call(abi, cmd), -3n);
+      assert.equal(call(abi, cmd, 0n), -14n);
+    }
+  }
+});
+
+test('other sub-ops are -ENOSYS; only the low 6 bits of cmd name the sub-op', (t) => {
+  const { call, guest, memoryMap } = setup(t);
+  for (const cmd of [XENMEM.increase_reservation, XENMEM.decrease_reservation, XENMEM.populate_physmap, XENMEM.remove_from_physmap,
+    XENMEM.acquire_resource, XENMEM.machine_memory_map, 63]) {
+    assert.equal(call('native', cmd), -38n, `cmd ${cmd}`);
+  }
+  putAddToPhysmap(guest, 'native', { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, idx: 0n, gpfn: 0x100n });
+  assert.equal(call('native', (1n << 6n) | BigInt(XENMEM.add_to_physmap)), 0n);
+  assert.equal(memoryMap.overlayFrame(0), 0x100);
+});
