@@ -93,8 +93,14 @@ static void down_case(void)
 	for (int i = 0; i < 200 && vcpu_op(VCPUOP_is_up, 1, NULL) != 0; i++)
 		kit_delay_ms(5);
 	KIT_CHECK(vcpu_op(VCPUOP_is_up, 1, NULL) == 0, "vCPU 1 still up after bringing itself down");
+	/* As in Xen, is_up follows VCPUOP_down at once; the runstate turns offline once the vCPU has stopped. */
 	struct vcpu_runstate_info rs;
-	KIT_CHECK(vcpu_op(VCPUOP_get_runstate_info, 1, &rs) == 0, "get_runstate_info");
+	for (int i = 0; i < 200; i++) {
+		KIT_CHECK(vcpu_op(VCPUOP_get_runstate_info, 1, &rs) == 0, "get_runstate_info");
+		if (rs.state == RUNSTATE_offline)
+			break;
+		kit_delay_ms(5);
+	}
 	KIT_CHECK(rs.state == RUNSTATE_offline, "vCPU 1 is in state %d while down, want offline", rs.state);
 	kit_delay_ms(20);
 	KIT_CHECK(!ap_resumed, "vCPU 1 went on while down");
