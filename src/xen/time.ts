@@ -46,7 +46,7 @@ export function wallclockAtSystemTime(wallNowNs: bigint, systemNowNs: bigint): {
   return { sec: boot / NS_PER_SEC, nsec: Number(boot % NS_PER_SEC) };
 }
 
-/** Nanoseconds on the host's monotonic clock. */
-export const monotonicNs = (): bigint => process.hrtime.bigint();
+/** Nanoseconds on the host clock system time is kept on. */
+export { monotonicRawNs as monotonicNs } from '../common/clock.js';
 /** Nanoseconds of host real time. */
 export const realtimeNs = (): bigint => BigInt(Date.now()) * 1_000_000n;
