@@ -101,8 +101,10 @@ function main(init: VcpuThreadInit): void {
   control.publishThread();
   const memory = GuestMemory.attach(init.memory);
   const vcpu = new Vcpu(init.vcpuFd, init.id, init.runSize);
-  const stats = VcpuStats.open(init.vcpuFd);
+  let stats: VcpuStats | undefined;
   try {
+    const haltStats = (stats = VcpuStats.open(init.vcpuFd));
+    const halted = () => haltStats.read('halt_wait_ns') + haltStats.read('halt_poll_success_ns') + haltStats.read('halt_poll_fail_ns');
     vcpu.setSignalMask(kvmRunMask);
     vcpu.setCpuid(init.cpuid);
     // KVM's own paravirtual MSRs must #GP like on Xen: no KVM feature leaves are advertised.
@@ -112,7 +114,6 @@ function main(init: VcpuThreadInit): void {
       vcpu.setRegs(init.boot.regs);
     }
     const channel = new VmmChannel(init.vmmChannel);
-    const halted = () => stats.read('halt_wait_ns') + stats.read('halt_poll_success_ns') + stats.read('halt_poll_fail_ns');
     const domain = new DomainState(init.domainState);
     const xen = new XenAccelerator(init.id, memory, init.xen, domain, halted, logger, (call) =>
       channel.call(() => {
@@ -167,7 +168,7 @@ function main(init: VcpuThreadInit): void {
   } finally {
     flush();
     if (stop) post({ type: 'stop', ...stop });
-    stats.close();
+    stats?.close();
     vcpu.unmap();
     memory.dispose();
     control.report(VcpuState.Exited);

@@ -71,6 +71,7 @@ export class XenAccelerator {
     const names = ARGUMENT_REGISTERS[abi];
     const args = abi === 'native' ? names.map((r) => regs.reg(r)) : names.map((r) => BigInt.asUintN(32, regs.reg(r)));
     const memory = this.memory;
+    let guest: GuestVirtual | undefined;
     // Most hot hypercalls take no pointer: paging state is read only when an argument is dereferenced.
     const ctx = {
       vcpu: this.vcpu,
@@ -79,7 +80,7 @@ export class XenAccelerator {
         return regs.paging();
       },
       get guest() {
-        return new GuestVirtual(memory, regs.paging());
+        return (guest ??= new GuestVirtual(memory, regs.paging()));
       },
     };
     regs.setRax(this.dispatcher.dispatch(ctx, regs.cpl(), Number(regs.reg('rax') & 0xffffffffn), args));
@@ -91,7 +92,8 @@ export class XenAccelerator {
     write: (_vcpu: number, index: number, value: bigint): boolean => {
       if (index !== HYPERCALL_MSR) return false;
       const gpa = hypercallPageTarget(value);
-      if (gpa === undefined || !this.memory.isBacked(gpa, this.page.length)) return false;
+      // Only ordinary RAM: the page must not land on shared_info or another overlay.
+      if (gpa === undefined || !this.memory.isRam(gpa, this.page.length)) return false;
       this.memory.write(gpa, this.page);
       return true;
     },
