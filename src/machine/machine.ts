@@ -266,7 +266,8 @@ export class Machine {
 
   /** Holds every vCPU outside KVM_RUN, e.g. while memslots change; resolves when all are paused. */
   async pause(): Promise<void> {
-    for (const v of this.vcpus) if (v.control.command !== Command.Down) v.control.order(Command.Pause);
+    // A vCPU told to stop, or brought down by the guest, is already held: its command stays.
+    for (const v of this.vcpus) if (v.control.command === Command.Run) v.control.order(Command.Pause);
     await Promise.all(this.vcpus.map((v) => v.control.waitFor(VcpuState.Paused)));
   }
 
