@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Logger } from 'pino';
 import { GuestMemory } from '../memory/guest-memory.js';
-import { GuestFaultError, type GuestVirtual } from '../memory/guest-virtual.js';
+import type { GuestVirtual } from '../memory/guest-virtual.js';
 import { MemoryMap } from '../memory/memory-map.js';
 import { HVM_NR_PARAMS, HVM_PARAM, HVMOP } from './abi/hvm.js';
 import { HYPERCALL } from './abi/hypercalls.js';
@@ -16,33 +16,13 @@ import { registerHvmOp, type HvmOpDomain } from './hvm.js';
 import { HypercallDispatcher } from './hypercall.js';
 import { registerMemoryOp } from './memory.js';
 import { SHARED_INFO_PAGE, writeWallclock } from './shared-info.js';
+import { FakeGuest } from './fake-guest.js';
 
 const MiB = 1024 * 1024;
 const ARG = 0x40_0000n;
 const BOOT_WALL = 1_700_000_123_456_789_012n;
 const ABIS: Abi[] = ['native', 'compat'];
 
-class FakeGuest {
-  readonly bytes: Uint8Array;
-  constructor(readonly base: bigint, size: number) {
-    this.bytes = new Uint8Array(size);
-  }
-  private at(gva: bigint, length: number): number {
-    if (length === 0) return 0;
-    if (gva < this.base || gva + BigInt(length) > this.base + BigInt(this.bytes.length)) throw new GuestFaultError(gva, length);
-    return Number(gva - this.base);
-  }
-  read(gva: bigint, length: number): Uint8Array {
-    const o = this.at(gva, length);
-    return this.bytes.slice(o, o + length);
-  }
-  write(gva: bigint, data: Uint8Array): void {
-    this.bytes.set(data, this.at(gva, data.length));
-  }
-  get view(): DataView {
-    return new DataView(this.bytes.buffer);
-  }
-}
 
 function setup(t: { after(fn: () => void): void }) {
   const mem = GuestMemory.create([{ gpa: 0, size: 2 * MiB }], 4);
@@ -67,9 +47,9 @@ function setup(t: { after(fn: () => void): void }) {
   /** xen_hvm_param: domid 0, pad 2, index 4, value 8 — 16 bytes in both ABIs. */
   const putParam = (index: number, value = 0n, domid: number = DOMID.SELF) => {
     guest.bytes.fill(0, 0, 16);
-    guest.view.setUint16(0, domid, true);
-    guest.view.setUint32(4, index, true);
-    guest.view.setBigUint64(8, value, true);
+    guest.view().setUint16(0, domid, true);
+    guest.view().setUint32(4, index, true);
+    guest.view().setBigUint64(8, value, true);
   };
   const set = (abi: Abi, index: number, value: bigint, domid?: number) => {
     putParam(index, value, domid);
@@ -78,7 +58,7 @@ function setup(t: { after(fn: () => void): void }) {
   const get = (abi: Abi, index: number, domid?: number) => {
     putParam(index, 0xdead_dead_dead_deadn, domid);
     const rc = call(abi, HVMOP.get_param);
-    return { rc, value: guest.view.getBigUint64(8, true) };
+    return { rc, value: guest.view().getBigUint64(8, true) };
   };
   return { mem, memoryMap, state, sharedInfo, domain, guest, call, set, get, errors, setNow: (v: bigint) => (now = v) };
 }
@@ -145,8 +125,8 @@ test('get_param: the readable parameters, written back into the struct', (t) => 
       const r = get(abi, index);
       assert.equal(r.rc, 0n, `param ${index}`);
       assert.equal(r.value, 0x1_0000_0000n + BigInt(index));
-      assert.equal(guest.view.getUint16(0, true), DOMID.SELF, 'domid kept');
-      assert.equal(guest.view.getUint32(4, true), index, 'index kept');
+      assert.equal(guest.view().getUint16(0, true), DOMID.SELF, 'domid kept');
+      assert.equal(guest.view().getUint32(4, true), index, 'index kept');
     }
   }
   // Negative (all-ones) values come back as the 64-bit pattern.
@@ -206,8 +186,8 @@ test('set_param CALLBACK_IRQ from a 32-bit caller latches the compat shared_info
 /** xen_hvm_evtchn_upcall_vector: vcpu (u32) at 0, vector (u8) at 4. */
 function putUpcall(g: FakeGuest, vcpu: number, vector: number) {
   g.bytes.fill(0, 0, 8);
-  g.view.setUint32(0, vcpu, true);
-  g.view.setUint8(4, vector);
+  g.view().setUint32(0, vcpu, true);
+  g.view().setUint8(4, vector);
 }
 
 test('set_evtchn_upcall_vector: per vCPU; vectors below 0x10 are -EINVAL, unknown vCPUs -ENOENT', (t) => {
@@ -239,10 +219,10 @@ test('set_evtchn_upcall_vector: per vCPU; vectors below 0x10 are -EINVAL, unknow
 test('pagetable_dying: -EINVAL with hardware paging; another domain -ESRCH', (t) => {
   const { call, guest } = setup(t);
   for (const abi of ABIS) {
-    guest.view.setUint16(0, DOMID.SELF, true);
-    guest.view.setBigUint64(8, 0x1000n, true);
+    guest.view().setUint16(0, DOMID.SELF, true);
+    guest.view().setBigUint64(8, 0x1000n, true);
     assert.equal(call(abi, HVMOP.pagetable_dying), -22n);
-    guest.view.setUint16(0, 5, true);
+    guest.view().setUint16(0, 5, true);
     assert.equal(call(abi, HVMOP.pagetable_dying), -3n);
   }
 });
@@ -253,7 +233,7 @@ test('get_time: the current system time, 8 bytes', (t) => {
     guest.bytes.fill(0xcc, 0, 16);
     setNow(987_654_321_000n);
     assert.equal(call(abi, HVMOP.get_time), 0n);
-    assert.equal(guest.view.getBigUint64(0, true), 987_654_321_000n);
+    assert.equal(guest.view().getBigUint64(0, true), 987_654_321_000n);
     assert.equal(guest.bytes[8], 0xcc);
   }
 });

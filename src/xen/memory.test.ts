@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Logger } from 'pino';
 import { GuestMemory, PAGE_SIZE } from '../memory/guest-memory.js';
-import { GuestFaultError, type GuestVirtual } from '../memory/guest-virtual.js';
+import type { GuestVirtual } from '../memory/guest-virtual.js';
 import { MemoryMap, type MemslotSink } from '../memory/memory-map.js';
 import { HYPERCALL } from './abi/hypercalls.js';
 import type { Abi } from './abi/layout.js';
@@ -16,6 +16,7 @@ import { HypercallDispatcher } from './hypercall.js';
 import { checkSelf, latchSharedInfoAbi, registerMemoryOp, type MemoryOpDomain } from './memory.js';
 import { SHARED_INFO_PAGE, writeWallclock } from './shared-info.js';
 import { XenError } from './errors.js';
+import { FakeGuest } from './fake-guest.js';
 
 const MiB = 1024 * 1024;
 const ARG = 0x40_0000n; // the fake guest window for arguments
@@ -27,27 +28,6 @@ const E820 = [
   { addr: 0x10_0000, size: 0x10_0000, type: 1 },
 ];
 
-class FakeGuest {
-  readonly bytes: Uint8Array;
-  constructor(readonly base: bigint, size: number) {
-    this.bytes = new Uint8Array(size);
-  }
-  private at(gva: bigint, length: number): number {
-    if (length === 0) return 0;
-    if (gva < this.base || gva + BigInt(length) > this.base + BigInt(this.bytes.length)) throw new GuestFaultError(gva, length);
-    return Number(gva - this.base);
-  }
-  read(gva: bigint, length: number): Uint8Array {
-    const o = this.at(gva, length);
-    return this.bytes.slice(o, o + length);
-  }
-  write(gva: bigint, data: Uint8Array): void {
-    this.bytes.set(data, this.at(gva, data.length));
-  }
-  view(gva: bigint): DataView {
-    return new DataView(this.bytes.buffer, Number(gva - this.base));
-  }
-}
 
 /** Live KVM slots, as a fake VM would hold them. */
 class FakeKvm implements MemslotSink {

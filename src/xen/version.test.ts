@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Logger } from 'pino';
-import { GuestFaultError, type GuestVirtual } from '../memory/guest-virtual.js';
+import type { GuestVirtual } from '../memory/guest-virtual.js';
 import { HYPERCALL } from './abi/hypercalls.js';
 import type { Abi } from './abi/layout.js';
 import { XENFEAT, XENVER } from './abi/version.js';
@@ -11,37 +11,13 @@ import type { XenConfig } from './config.js';
 import { XenError } from './errors.js';
 import { HypercallDispatcher, type HypercallContext } from './hypercall.js';
 import { HVM_FEATURES, registerVersion, xenVersion } from './version.js';
+import { FakeGuest } from './fake-guest.js';
 
 const ABIS: Abi[] = ['native', 'compat'];
 const FILL = 0xaa;
 const BASE = 0x7000_1000n;
 
 /** Guest-virtual bytes [base, base+size); anything else faults as an unmapped page would. */
-class FakeGuest {
-  readonly bytes: Uint8Array;
-  constructor(
-    readonly base: bigint,
-    size: number,
-    fill = FILL,
-  ) {
-    this.bytes = new Uint8Array(size).fill(fill);
-  }
-  private at(gva: bigint, length: number): number {
-    if (length === 0) return 0;
-    if (gva < this.base || gva + BigInt(length) > this.base + BigInt(this.bytes.length)) throw new GuestFaultError(gva, length);
-    return Number(gva - this.base);
-  }
-  read(gva: bigint, length: number): Uint8Array {
-    const o = this.at(gva, length);
-    return this.bytes.slice(o, o + length);
-  }
-  write(gva: bigint, data: Uint8Array): void {
-    this.bytes.set(data, this.at(gva, data.length));
-  }
-  physical(gva: bigint, length: number): never {
-    throw new GuestFaultError(gva, length);
-  }
-}
 
 const config = (over: Partial<XenConfig> = {}): XenConfig => ({
   version: { major: 4, minor: 17 },
@@ -55,7 +31,7 @@ const config = (over: Partial<XenConfig> = {}): XenConfig => ({
 });
 
 function setup(abi: Abi, cfg = config()) {
-  const guest = new FakeGuest(BASE, 4096);
+  const guest = new FakeGuest(BASE, 4096, FILL);
   const ctx: HypercallContext = { vcpu: 0, abi, guest: guest as unknown as GuestVirtual };
   const run = (cmd: number, arg: bigint = BASE) => xenVersion(ctx, cfg, cmd, arg);
   return { guest, ctx, run, cfg };
@@ -119,7 +95,7 @@ test('XENVER_compile_info: four NUL-padded strings at 0, 64, 80, 112 (144 bytes)
 
 test('XENVER_capabilities: the HVM capabilities, padded to 1024 bytes', () => {
   for (const abi of ABIS) {
-    const guest = new FakeGuest(BASE, 2048);
+    const guest = new FakeGuest(BASE, 2048, FILL);
     const ctx: HypercallContext = { vcpu: 0, abi, guest: guest as unknown as GuestVirtual };
     assert.equal(xenVersion(ctx, config(), XENVER.capabilities, BASE), 0);
     const s = cString(guest.bytes.subarray(0, 1024));
@@ -228,7 +204,7 @@ test('XENVER_guest_handle: the configured 16-byte handle', () => {
 
 test('XENVER_commandline: denied: just "<denied>" and its NUL, the rest of the buffer untouched', () => {
   for (const abi of ABIS) {
-    const guest = new FakeGuest(BASE, 2048);
+    const guest = new FakeGuest(BASE, 2048, FILL);
     const ctx: HypercallContext = { vcpu: 0, abi, guest: guest as unknown as GuestVirtual };
     assert.equal(xenVersion(ctx, config(), XENVER.commandline, BASE), 0);
     assert.deepEqual(guest.bytes.subarray(0, 9), new TextEncoder().encode('<denied>\0'));
@@ -252,7 +228,7 @@ test('through the dispatcher: values, errors and bad pointers (-EFAULT)', () => 
   const d = new HypercallDispatcher(logger);
   registerVersion(d, config());
   for (const abi of ABIS) {
-    const guest = new FakeGuest(BASE, 4096);
+    const guest = new FakeGuest(BASE, 4096, FILL);
     const ctx: HypercallContext = { vcpu: 0, abi, guest: guest as unknown as GuestVirtual };
     const call = (cmd: number | bigint, arg: bigint) => d.dispatch(ctx, 0, HYPERCALL.xen_version, [BigInt(cmd), arg, 0n, 0n, 0n]);
     assert.equal(call(XENVER.version, 0n), 0x4_0011n);
