@@ -51,6 +51,11 @@ export class VcpuControl {
     }
   }
 
+  /** vCPU thread: holds itself down (as VCPUOP_down would) until the main thread runs it again. */
+  holdSelf(): void {
+    Atomics.compareExchange(this.words, COMMAND, Command.Run, Command.Down);
+  }
+
   /** vCPU thread: publishes its tid; from here on kicks reach it. */
   publishThread(): void {
     Atomics.store(this.words, TID, gettid());

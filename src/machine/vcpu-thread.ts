@@ -146,11 +146,19 @@ function main(init: VcpuThreadInit): void {
       // Brought up by VCPUOP_up with a VCPUOP_initialise context: load it and leave the wait for SIPI.
       const startContext = domain.isUp(init.id) ? domain.takeStartContext(init.id) : undefined;
       if (startContext) {
-        const state = hvmContextToStart(startContext.abi, startContext.context);
-        vcpu.setSregs(state.sregs);
-        vcpu.setRegs(state.regs);
-        vcpu.setMpState(mpStates.RUNNABLE);
-        if (!started) start();
+        try {
+          const state = hvmContextToStart(startContext.abi, startContext.context);
+          vcpu.setSregs(state.sregs);
+          vcpu.setRegs(state.regs);
+          vcpu.setMpState(mpStates.RUNNABLE);
+          if (!started) start();
+        } catch (e) {
+          // A context Xen's checks let through but KVM refuses: the vCPU stays down rather than the VM stopping.
+          logger.warn({ vcpu: init.id, err: (e as Error).message }, 'KVM refused the VCPUOP_initialise context; vCPU stays down');
+          domain.setUp(init.id, false);
+          control.holdSelf();
+          continue;
+        }
       }
       control.running();
       const reason = vcpu.enter();
