@@ -111,6 +111,12 @@ function xenConfig(config: MachineConfig, bootVcpuFd: number): XenConfig {
   };
 }
 
+/** A range with [from, to) cut out of it: zero, one or two ranges. */
+function withoutRange(r: { start: number; end: number }, from: number, to: number): { start: number; end: number }[] {
+  if (to <= r.start || from >= r.end) return [r];
+  return [{ start: r.start, end: from }, { start: to, end: r.end }].filter((p) => p.end > p.start);
+}
+
 /** Owned resources, released in reverse order of acquisition. */
 class Resources {
   private readonly items: (() => void)[] = [];
@@ -143,7 +149,10 @@ export class Machine {
     const file = readKernel(config.kernel);
     const ramBytes = config.memoryMiB * MiB;
     const memmap = guestMemmap(ramBytes);
-    const ram = memmap.filter((e) => e.type === MEMMAP_TYPE_RAM).map((e) => ({ start: e.addr, end: e.addr + e.size }));
+    // The kernel may go anywhere in RAM except where start_info and the command line will be written.
+    const ram = memmap
+      .filter((e) => e.type === MEMMAP_TYPE_RAM)
+      .flatMap((e) => withoutRange({ start: e.addr, end: e.addr + e.size }, BOOT_INFO_BASE, BOOT_INFO_BASE + BOOT_INFO_SIZE));
     const kernel = loadPvhKernel(file, ram);
 
     const resources = new Resources();

@@ -57,6 +57,17 @@ SECTIONS {
 }
 `;
 
+test('a kernel whose segment would overlap start_info is refused with one line', { skip: kvmMissing }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-low-'));
+  writeFileSync(join(dir, 'k.S'), source);
+  writeFileSync(join(dir, 'k.ld'), script.replace('AT(0x200000)', 'AT(0x1800)'));
+  execFileSync('gcc', ['-c', '-o', join(dir, 'k.o'), join(dir, 'k.S')]);
+  execFileSync('ld', ['-m', 'elf_x86_64', '-T', join(dir, 'k.ld'), '-o', join(dir, 'k.elf'), join(dir, 'k.o')]);
+  const r = await xenkvm(['run', '--kernel', join(dir, 'k.elf')]);
+  assert.equal(r.status, 1, describe(r));
+  assert.match(r.stderr, /^xenkvm: kernel segment at 0x1800 .* lies outside guest RAM\n$/);
+});
+
 test('boots a PVH kernel built outside the kit, with virtual addresses high and the note only in section headers', { skip: kvmMissing }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'xenkvm-foreign-'));
   writeFileSync(join(dir, 'k.S'), source);
