@@ -2,12 +2,13 @@
 // thread; KVM serialises vCPU ioctls, so another thread's call would block
 // until KVM_RUN returns.
 import type { FieldType, StructDef, StructValue } from '../common/struct.js';
-import { ioctls, kvmEnableCap, kvmMsrEntry, kvmMsrsHeader, kvmRegs, kvmRun, kvmSegment, kvmSregs, syncRegs } from './abi.js';
+import { ioctls, kvmEnableCap, kvmMsrEntry, kvmMsrsHeader, kvmRegs, kvmRun, kvmSegment, kvmSregs, kvmVcpuEvents, syncRegs } from './abi.js';
 import { check, EAGAIN, EINTR, errno, libc, mmapShared, munmap, SystemCallError, viewOf, type Pointer } from './libc.js';
 import { encodeCpuid, type CpuidEntry } from './system.js';
 
 export type Regs = ReturnType<typeof kvmRegs.read>;
 export type Sregs = ReturnType<typeof kvmSregs.read>;
+export type VcpuEvents = ReturnType<typeof kvmVcpuEvents.read>;
 type IoctlName = keyof typeof ioctls;
 
 const SYNCED_SREGS = kvmRun.sync_regs + kvmRegs.size;
@@ -152,6 +153,19 @@ export class Vcpu {
     const buf = new Uint8Array(4);
     new DataView(buf.buffer).setUint32(0, state, true);
     this.ioctl('KVM_SET_MP_STATE', buf);
+  }
+
+  getEvents(): VcpuEvents {
+    return this.get(kvmVcpuEvents, 'KVM_GET_VCPU_EVENTS');
+  }
+
+  setEvents(events: Partial<VcpuEvents>): void {
+    this.update(kvmVcpuEvents, 'KVM_GET_VCPU_EVENTS', 'KVM_SET_VCPU_EVENTS', events);
+  }
+
+  /** Whether the guest had interrupts enabled (RFLAGS.IF) at the last exit. */
+  get interruptsEnabled(): boolean {
+    return this.run.getUint8(kvmRun.if_flag) !== 0;
   }
 
   setCpuid(entries: CpuidEntry[]): void {

@@ -13,6 +13,8 @@ import { libc } from '../kvm/libc.js';
 import { Kvm } from '../kvm/system.js';
 import { MSR_IA32_TSC, vcpuFd } from '../kvm/vcpu.js';
 import { DomainState } from '../xen/domain-state.js';
+import { PortTable } from '../xen/evtchn/ports.js';
+import { signalFixedMsi } from './msi.js';
 import { monotonicNs, realtimeNs, tscScale } from '../xen/time.js';
 import type { ForwardedHypercall } from '../xen/accelerator.js';
 import { DEFAULT_XEN_VERSION, DOMU_ID, type XenConfig } from '../xen/config.js';
@@ -220,11 +222,13 @@ export class Machine {
       });
       const xen = xenConfig(config, fds[0]);
       const domainState = DomainState.create(config.vcpus);
+      const evtchnPorts = PortTable.create();
       // The boot vCPU is up from the start; the others until SIPI or VCPUOP_up reach them.
       domainState.setUp(0, true);
       domainState.setInitialised(0);
+      const controls = fds.map(() => new VcpuControl());
       const vcpus = fds.map((fd, id) => {
-        const control = new VcpuControl();
+        const control = controls[id];
         // Held until every vCPU thread is up, so the boot vCPU's INIT/SIPI never races a thread still starting.
         control.order(Command.Pause);
         const init: VcpuThreadInit = {
@@ -234,20 +238,22 @@ export class Machine {
           runSize,
           memory: memory.handle,
           control: control.buffer,
+          controls: controls.map((c) => c.buffer),
           uartState,
           cpuid: vcpuCpuid(supported, id, xenCpuidLeaves(xen, id)),
           boot: id === 0 ? pvhBootState(kernel.entry, bootInfo.startInfoPaddr) : undefined,
           xen,
           domainState: domainState.buffer,
+          ports: evtchnPorts.buffer,
           vmmChannel: new VmmChannel().buffer,
           logLevel: config.logLevel ?? 'warn',
         };
         return { control, init, channel: new VmmChannel(init.vmmChannel) };
       });
-      return new Machine(config, resources, vm, memory, memoryMap, vcpus, new XenVmm(xen, memory, memoryMap, domainState, memmap, {
-        run: (id) => vcpus[id].control.order(Command.Run),
-        down: (id) => vcpus[id].control.order(Command.Down),
-      }, log('xen')));
+      const power = { run: (id: number) => vcpus[id].control.order(Command.Run), down: (id: number) => vcpus[id].control.order(Command.Down) };
+      const upcall = { signalMsi: (apicId: number, vector: number) => void signalFixedMsi(vm, apicId, vector), kick: (id: number) => vcpus[id].control.kick() };
+      const xenVmm = new XenVmm(xen, memory, memoryMap, domainState, memmap, power, evtchnPorts, upcall, log('xen'));
+      return new Machine(config, resources, vm, memory, memoryMap, vcpus, xenVmm);
     } catch (e) {
       resources.dispose();
       throw e;
@@ -268,9 +274,7 @@ export class Machine {
 
   /** Injects a fixed, edge-triggered MSI with `vector` at the LAPIC whose id is `apicId`; false if no LAPIC accepted it. */
   signalMsi(apicId: number, vector: number): boolean {
-    if (!Number.isInteger(vector) || vector < 16 || vector > 255) throw new RangeError(`MSI vector ${vector} is not 16–255`);
-    if (!Number.isInteger(apicId) || apicId < 0 || apicId > 255) throw new RangeError(`APIC id ${apicId} is not 0–255`);
-    return this.vm.signalMsi(BigInt(LAPIC_ADDRESS) | BigInt(apicId << 12), vector) > 0;
+    return signalFixedMsi(this.vm, apicId, vector);
   }
 
   /** Holds every vCPU outside KVM_RUN, e.g. while memslots change; resolves when all are paused. */

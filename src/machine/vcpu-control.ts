@@ -38,6 +38,11 @@ export class VcpuControl {
     Atomics.store(this.words, COMMAND, command);
     Atomics.notify(this.words, COMMAND);
     // A thread that has not published its tid has not yet read the command either.
+    this.kick();
+  }
+
+  /** Any thread: brings the vCPU thread out of KVM_RUN without changing its command. */
+  kick(): void {
     const tid = Atomics.load(this.words, TID);
     if (tid !== 0 && this.state !== VcpuState.Exited) libc().tgkill(process.pid, tid, KICK_SIGNAL);
   }

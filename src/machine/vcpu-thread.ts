@@ -19,6 +19,9 @@ import { PostCode } from './devices/post-code.js';
 import { Uart16550 } from './devices/uart16550.js';
 import { ExitHandler } from './exit-handler.js';
 import { VmmChannel } from './vmm-channel.js';
+import { signalFixedMsi } from './msi.js';
+import { PortTable } from '../xen/evtchn/ports.js';
+import { callbackVector } from '../xen/evtchn/upcall.js';
 import { XenAccelerator, type ExitRegisters, type ForwardedHypercall } from '../xen/accelerator.js';
 import type { XenConfig } from '../xen/config.js';
 import { HYPERCALL_PORT } from '../xen/hypercall-page.js';
@@ -32,12 +35,15 @@ export interface VcpuThreadInit {
   runSize: number;
   memory: GuestMemoryHandle;
   control: SharedArrayBuffer;
+  /** Every vCPU's control block, for kicking another vCPU when an event needs its thread. */
+  controls: SharedArrayBuffer[];
   uartState: SharedArrayBuffer;
   cpuid: CpuidEntry[];
   /** Register state for the boot vCPU; APs wait for INIT/SIPI in KVM. */
   boot?: { regs: Partial<Regs>; sregs: Partial<Sregs> };
   xen: XenConfig;
   domainState: SharedArrayBuffer;
+  ports: SharedArrayBuffer;
   /** Where this vCPU thread waits for hypercalls the main thread serves. */
   vmmChannel: SharedArrayBuffer;
   logLevel: LogLevel;
@@ -115,7 +121,9 @@ function main(init: VcpuThreadInit): void {
     }
     const channel = new VmmChannel(init.vmmChannel);
     const domain = new DomainState(init.domainState);
-    const xen = new XenAccelerator(init.id, memory, init.xen, domain, halted, logger, (call) =>
+    const controls = init.controls.map((b) => new VcpuControl(b));
+    const upcall = { signalMsi: (apicId: number, vector: number) => void signalFixedMsi(vm, apicId, vector), kick: (id: number) => controls[id].kick() };
+    const xen = new XenAccelerator(init.id, memory, init.xen, domain, new PortTable(init.ports), upcall, halted, logger, (call: ForwardedHypercall) =>
       channel.call(() => {
         // Outside KVM_RUN while the main thread works: a pause must not wait for this vCPU.
         control.report(VcpuState.Paused);
@@ -124,6 +132,16 @@ function main(init: VcpuThreadInit): void {
     );
     const regs = exitRegisters(vcpu);
     const handler = new ExitHandler(vcpu, bus, memory, logger, xen.msrs, { port: HYPERCALL_PORT, call: () => xen.hypercall(regs) });
+    // The HVM callback vector stays asserted while evtchn_upcall_pending is set, like a level-triggered
+    // line outside the LAPIC: injected directly whenever the guest can take an interrupt.
+    const injectCallback = () => {
+      const vector = callbackVector(domain);
+      if (vector === undefined || !xen.twoLevel.upcallPending(init.id)) return domain.setCallbackPending(init.id, false);
+      if (!vcpu.interruptsEnabled) return;
+      const e = vcpu.getEvents();
+      if (e.interrupt_injected || e.interrupt_shadow || e.exception_injected || e.nmi_injected) return;
+      vcpu.setEvents({ interrupt_injected: 1, interrupt_nr: vector, interrupt_soft: 0 });
+    };
     // The boot vCPU runs from the start; an AP is offline until it shows it runs (its first exit after SIPI).
     let started = false;
     const start = () => {
@@ -160,6 +178,7 @@ function main(init: VcpuThreadInit): void {
           continue;
         }
       }
+      if (domain.callbackPending(init.id)) injectCallback();
       control.running();
       const reason = vcpu.enter();
       if (reason === INTERRUPTED) {

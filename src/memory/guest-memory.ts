@@ -189,6 +189,18 @@ export class GuestMemory {
     this.write(gpa, tmp);
   }
 
+  /**
+   * The aligned 32-bit word at gpa as a one-element Int32Array over guest
+   * memory itself, for atomic bit operations the guest sees as atomic (x86
+   * keeps locked operations on overlapping words atomic); undefined when
+   * unaligned or unbacked.
+   */
+  int32At(gpa: number): Int32Array | undefined {
+    if (gpa % 4 !== 0) return undefined;
+    const bytes = this.pageBytes(gpa, 4);
+    return bytes && new Int32Array(bytes.buffer, bytes.byteOffset, 1);
+  }
+
   /** The page walker's view: page-table entries are aligned, so one page holds each; unbacked is undefined, not an exception. */
   forWalker(): PhysicalMemory {
     const entry = (gpa: number, size: number) => {

@@ -16,6 +16,10 @@ import type { DomainState } from './domain-state.js';
 import { RunstateAccount } from './runstate.js';
 import { monotonicNs } from './time.js';
 import { registerVcpuOp } from './vcpu.js';
+import { evtchnFastOp, registerEventChannelOp } from './evtchn/ops.js';
+import type { PortTable } from './evtchn/ports.js';
+import { TwoLevel } from './evtchn/two-level.js';
+import { makeUpcall, type UpcallHost } from './evtchn/upcall.js';
 
 /** The registers of the current exit, as KVM's synced register area gives them. */
 export interface ExitRegisters {
@@ -44,12 +48,15 @@ export class XenAccelerator {
   private readonly page = hypercallPage();
 
   readonly runstate: RunstateAccount;
+  readonly twoLevel: TwoLevel;
 
   constructor(
     readonly vcpu: number,
     private readonly memory: GuestMemory,
     config: XenConfig,
     state: DomainState,
+    ports: PortTable,
+    upcall: UpcallHost,
     /** Cumulative ns KVM has held this vCPU halted. */
     haltedNs: () => bigint,
     logger: Logger,
@@ -63,6 +70,11 @@ export class XenAccelerator {
       forward({ vcpu, abi: ctx.abi, nr, args: [...args], paging: (ctx as LocalContext).paging });
     registerVcpuOp(this.dispatcher, { config, state, memory, self: { vcpu, runstate: this.runstate }, systemTime, forward: forwardCall(HYPERCALL.vcpu_op) });
     for (const nr of FORWARDED) this.dispatcher.register(nr, forwardCall(nr));
+    this.twoLevel = new TwoLevel(memory, state, makeUpcall(state, upcall));
+    const evtchn = { domid: config.domid, state, ports, twoLevel: this.twoLevel };
+    const forwardEvtchn = forwardCall(HYPERCALL.event_channel_op);
+    // send and unmask are served here, the fast path; binding ops change the port table on the main thread.
+    registerEventChannelOp(this.dispatcher, (ctx, op, arg, args) => evtchnFastOp(ctx, evtchn, op, arg) ?? forwardEvtchn(ctx, args));
   }
 
   /** Serves the hypercall whose stub just exited: number in EAX, arguments in the ABI's registers, result to RAX. */

@@ -8,7 +8,7 @@ import type { Abi } from './abi/layout.js';
 
 const HEADER_WORDS = 4; // shinfo ABI, vm_assist bits, vCPU count, spare
 const RUNSTATE_WORDS = 7; // sequence, state, state_entry_time, time[4]
-const POWER_WORDS = 4; // up, initialised, start pending, context ABI
+const POWER_WORDS = 5; // up, initialised, start pending, context ABI, HVM callback vector pending
 /** Room for a vcpu_hvm_context in either ABI. */
 export const CONTEXT_BYTES = 128;
 const AREA_WORDS = 5; // layout (-1 none, 0 native, 1 compat), then up to two guest-physical pieces (address, length)
@@ -119,6 +119,14 @@ export class DomainState {
   }
   setInitialised(vcpu: number): void {
     Atomics.store(this.power, vcpu * POWER_WORDS + 1, 1);
+  }
+
+  /** The HVM callback vector is owed to this vCPU: its thread injects it once the guest can take it. */
+  setCallbackPending(vcpu: number, pending: boolean): void {
+    Atomics.store(this.power, vcpu * POWER_WORDS + 4, pending ? 1 : 0);
+  }
+  callbackPending(vcpu: number): boolean {
+    return Atomics.load(this.power, vcpu * POWER_WORDS + 4) === 1;
   }
 
   /** Stores the context VCPUOP_initialise gave, for the vCPU's thread to load when it is brought up. */

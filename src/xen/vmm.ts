@@ -15,6 +15,10 @@ import { registerHvmOp } from './hvm.js';
 import { HypercallDispatcher } from './hypercall.js';
 import { HYPERCALL } from './abi/hypercalls.js';
 import { vcpuPowerOp, type VcpuPower } from './vcpu-power.js';
+import { evtchnControlOp, evtchnFastOp, registerEventChannelOp } from './evtchn/ops.js';
+import type { PortTable } from './evtchn/ports.js';
+import { TwoLevel } from './evtchn/two-level.js';
+import { makeUpcall, type UpcallHost } from './evtchn/upcall.js';
 import { registerMemoryOp } from './memory.js';
 import { bytesArea, SHARED_INFO_PAGE, VCPU_INFO_TIME_OFFSET, writeVcpuTime, writeWallclock } from './shared-info.js';
 import { monotonicNs } from './time.js';
@@ -29,6 +33,8 @@ export class XenVmm {
     state: DomainState,
     e820: readonly { addr: number; size: number; type: number }[],
     power: VcpuPower,
+    ports: PortTable,
+    upcall: UpcallHost,
     logger: Logger,
   ) {
     this.dispatcher = new HypercallDispatcher(logger);
@@ -51,6 +57,8 @@ export class XenVmm {
     registerMemoryOp(this.dispatcher, domain);
     registerHvmOp(this.dispatcher, domain);
     this.dispatcher.register(HYPERCALL.vcpu_op, (ctx, args) => vcpuPowerOp(ctx, state, power, args));
+    const evtchn = { domid: config.domid, state, ports, twoLevel: new TwoLevel(memory, state, makeUpcall(state, upcall)) };
+    registerEventChannelOp(this.dispatcher, (ctx, op, arg) => evtchnFastOp(ctx, evtchn, op, arg) ?? evtchnControlOp(ctx, evtchn, op, arg));
   }
 
   /** Serves a forwarded hypercall; the CPL was checked on the vCPU thread. */

@@ -1,0 +1,99 @@
+// Delivery in the 2-level ABI, as Xen does it: set the port's bit in
+// shared_info's evtchn_pending; if it was clear and the port is not masked,
+// set the word's bit in the vCPU's evtchn_pending_sel; if that was clear, set
+// evtchn_upcall_pending; if that was clear, inject the upcall. Every step is
+// an atomic test-and-set on the guest's own words, so vCPUs changing the same
+// words concurrently never lose a bit.
+import type { GuestMemory } from '../../memory/guest-memory.js';
+import type { Abi } from '../abi/layout.js';
+import { sharedInfoLayout, vcpuInfo } from '../abi/shared-info.js';
+import { XEN_LEGACY_MAX_VCPUS } from '../abi/xen.js';
+import type { DomainState } from '../domain-state.js';
+import { SHARED_INFO_PAGE } from '../shared-info.js';
+
+/** Injects the upcall for a vCPU whose evtchn_upcall_pending just went from 0 to 1. */
+export type UpcallSink = (vcpu: number) => void;
+
+/** Ports the 2-level ABI addresses: (bits per word)². */
+export const twoLevelPorts = (abi: Abi) => (abi === 'native' ? 64 * 64 : 32 * 32);
+
+export class TwoLevel {
+  constructor(
+    private readonly memory: GuestMemory,
+    private readonly state: DomainState,
+    private readonly upcall: UpcallSink,
+  ) {}
+
+  private get abi(): Abi {
+    return this.state.sharedInfoAbi;
+  }
+
+  /** The 32-bit half-word of bitmap word `index` (bits per word: the ABI's) holding `bit`, in shared_info. */
+  private sharedWord(base: number, bitIndex: number): { word: Int32Array; mask: number } {
+    const page = this.memory.overlayPage(SHARED_INFO_PAGE);
+    const offset = base + Math.floor(bitIndex / 32) * 4;
+    return { word: new Int32Array(page.buffer, page.byteOffset + offset, 1), mask: 1 << bitIndex % 32 };
+  }
+
+  /** The vCPU's vcpu_info word at `offset` (0: upcall_pending; pending_sel's half holding `bit`), or undefined without a vcpu_info. */
+  private vcpuWord(vcpu: number, offset: number): Int32Array | undefined {
+    const gpa = this.state.vcpuInfoAddress(vcpu);
+    if (gpa !== undefined) return this.memory.int32At(gpa + offset);
+    if (vcpu >= XEN_LEGACY_MAX_VCPUS) return undefined; // no vcpu_info yet: Xen's dummy absorbs the event
+    const page = this.memory.overlayPage(SHARED_INFO_PAGE);
+    return new Int32Array(page.buffer, page.byteOffset + sharedInfoLayout[this.abi].vcpuInfo(vcpu) + offset, 1);
+  }
+
+  private static testAndSet(word: Int32Array | undefined, mask: number): boolean {
+    return word === undefined || (Atomics.or(word, 0, mask) & mask) !== 0;
+  }
+
+  isMasked(port: number): boolean {
+    const { word, mask } = this.sharedWord(sharedInfoLayout[this.abi].evtchnMask, port);
+    return (Atomics.load(word, 0) & mask) !== 0;
+  }
+
+  isPending(port: number): boolean {
+    const { word, mask } = this.sharedWord(sharedInfoLayout[this.abi].evtchnPending, port);
+    return (Atomics.load(word, 0) & mask) !== 0;
+  }
+
+  /** EVTCHN set_pending: the port's event for `vcpu`. */
+  setPending(port: number, vcpu: number): void {
+    const { word, mask } = this.sharedWord(sharedInfoLayout[this.abi].evtchnPending, port);
+    if ((Atomics.or(word, 0, mask) & mask) !== 0) return;
+    if (this.isMasked(port)) return;
+    this.markSelector(port, vcpu);
+  }
+
+  clearPending(port: number): void {
+    const { word, mask } = this.sharedWord(sharedInfoLayout[this.abi].evtchnPending, port);
+    Atomics.and(word, 0, ~mask);
+  }
+
+  /** EVTCHNOP_unmask: a port that was masked with an event pending raises it now. */
+  unmask(port: number, vcpu: number): void {
+    const { word, mask } = this.sharedWord(sharedInfoLayout[this.abi].evtchnMask, port);
+    if ((Atomics.and(word, 0, ~mask) & mask) !== 0 && this.isPending(port)) this.markSelector(port, vcpu);
+  }
+
+  private markSelector(port: number, vcpu: number): void {
+    const bits = sharedInfoLayout[this.abi].wordBits;
+    const selectorBit = Math.floor(port / bits);
+    const o = vcpuInfo[this.abi].offsets;
+    const sel = this.vcpuWord(vcpu, o.evtchn_pending_sel + Math.floor(selectorBit / 32) * 4);
+    if (TwoLevel.testAndSet(sel, 1 << selectorBit % 32)) return;
+    this.markEventsPending(vcpu);
+  }
+
+  /** vcpu_mark_events_pending: set evtchn_upcall_pending and, if it was clear, inject. */
+  markEventsPending(vcpu: number): void {
+    if (!TwoLevel.testAndSet(this.vcpuWord(vcpu, vcpuInfo[this.abi].offsets.evtchn_upcall_pending), 1)) this.upcall(vcpu);
+  }
+
+  /** Whether evtchn_upcall_pending is set (the HVM callback vector stays asserted while it is). */
+  upcallPending(vcpu: number): boolean {
+    const w = this.vcpuWord(vcpu, vcpuInfo[this.abi].offsets.evtchn_upcall_pending);
+    return w !== undefined && (Atomics.load(w, 0) & 1) !== 0;
+  }
+}
