@@ -68,9 +68,13 @@ export class XenAccelerator {
     registerVersion(this.dispatcher, config);
     const forwardCall = (nr: number) => (ctx: HypercallContext, args: readonly bigint[]) =>
       forward({ vcpu, abi: ctx.abi, nr, args: [...args], paging: (ctx as LocalContext).paging });
-    registerVcpuOp(this.dispatcher, { config, state, memory, self: { vcpu, runstate: this.runstate }, systemTime, forward: forwardCall(HYPERCALL.vcpu_op) });
-    for (const nr of FORWARDED) this.dispatcher.register(nr, forwardCall(nr));
     this.twoLevel = new TwoLevel(memory, state, makeUpcall(state, upcall));
+    registerVcpuOp(this.dispatcher, {
+      config, state, memory, self: { vcpu, runstate: this.runstate }, systemTime,
+      markEventsPending: (v) => this.twoLevel.markEventsPending(v),
+      forward: forwardCall(HYPERCALL.vcpu_op),
+    });
+    for (const nr of FORWARDED) this.dispatcher.register(nr, forwardCall(nr));
     const evtchn = { domid: config.domid, state, ports, twoLevel: this.twoLevel };
     const forwardEvtchn = forwardCall(HYPERCALL.event_channel_op);
     // send and unmask are served here, the fast path; binding ops change the port table on the main thread.

@@ -55,7 +55,14 @@ function setup(t: { after(fn: () => void): void }) {
     forwarded.push({ ctx, args: [...args] });
     return 0x77n;
   };
-  registerVcpuOp(dispatcher, { config, state, memory: mem, self: { vcpu: 0, runstate: self }, systemTime: () => clock.now, forward });
+  const marked: number[] = [];
+  // As Xen's vcpu_mark_events_pending: set upcall_pending where the vcpu_info now is.
+  const markEventsPending = (v: number) => {
+    marked.push(v);
+    const gpa = state.vcpuInfoAddress(v);
+    if (gpa !== undefined) mem.writeU8(gpa, 1);
+  };
+  registerVcpuOp(dispatcher, { config, state, memory: mem, self: { vcpu: 0, runstate: self }, systemTime: () => clock.now, markEventsPending, forward });
   t.after(() => assert.deepEqual(errors, [], 'no failure inside xenkvm'));
 
   // Page tables.

@@ -29,6 +29,8 @@ export interface VcpuOpDomain {
   self: { vcpu: number; runstate: RunstateAccount };
   /** Current system time in ns. */
   systemTime: () => bigint;
+  /** Sets evtchn_upcall_pending and injects the upcall if it was clear (Xen's vcpu_mark_events_pending). */
+  markEventsPending: (vcpu: number) => void;
   /** Serves an op on the main thread (bringing vCPUs up and down needs their threads kicked). */
   forward: (ctx: HypercallContext, args: readonly bigint[]) => bigint;
 }
@@ -67,12 +69,12 @@ function registerVcpuInfo(ctx: HypercallContext, d: VcpuOpDomain, target: number
   // The content moves with it; then every event is marked possibly pending, as Xen does, so none delivered meanwhile is lost.
   const view = new DataView(content.buffer);
   const o = vcpuInfo[abi].offsets;
-  view.setUint8(o.evtchn_upcall_pending, 1);
   if (abi === 'native') view.setBigUint64(o.evtchn_pending_sel, 0xffffffffffffffffn, true);
   else view.setUint32(o.evtchn_pending_sel, 0xffffffff, true);
   d.memory.write(gpa, content);
   d.state.setVcpuInfoAddress(target, gpa);
   writeVcpuTime(new GuestArea(d.memory, [{ gpa, length: VCPU_INFO_SIZE }]), VCPU_INFO_TIME_OFFSET, d.config.pvclock);
+  d.markEventsPending(target);
   return 0;
 }
 
