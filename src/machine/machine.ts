@@ -60,6 +60,9 @@ export interface RunOutcome {
   message: string;
 }
 
+/** How soon a vCPU that could not take the HVM callback vector is kicked to try again. */
+const REKICK_MS = 1;
+
 /** MSR ranges whose guest accesses exit to the VMM: Xen's (and Hyper-V's) at 0x40000000, KVM's own at 0x4b564d00. */
 const FILTERED_MSRS = [
   { base: 0x40000000, count: 0x3000 },
@@ -290,11 +293,12 @@ export class Machine {
 
   private async runWorkers(): Promise<RunOutcome> {
     const output = this.config.output ?? ((bytes: Uint8Array) => process.stdout.write(bytes));
-    const exited = this.vcpus.map(({ init, channel }) => {
+    const exited = this.vcpus.map(({ init, channel, control }) => {
       const worker = new Worker(new URL('./vcpu-thread.js', import.meta.url), { workerData: init });
       worker.on('message', (m: VcpuMessage) => {
         if (m.type === 'output') output(m.bytes);
         else if (m.type === 'hypercall') void this.serveHypercall(channel, m.call);
+        else if (m.type === 'rekick') setTimeout(() => control.kick(), REKICK_MS);
         else this.stop(m.reason, m.message);
       });
       worker.on('error', (e) => this.stop('vmm-error', `vCPU ${init.id} thread failed: ${e.message}`));

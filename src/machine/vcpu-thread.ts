@@ -52,7 +52,9 @@ export interface VcpuThreadInit {
 export type VcpuMessage =
   | { type: 'output'; bytes: Uint8Array }
   | { type: 'stop'; reason: StopReason; message: string }
-  | { type: 'hypercall'; call: ForwardedHypercall };
+  | { type: 'hypercall'; call: ForwardedHypercall }
+  /** Kick me again soon: I owe the guest an interrupt it cannot take yet. */
+  | { type: 'rekick' };
 
 const EFER_LMA = 1n << 10n;
 
@@ -137,11 +139,16 @@ function main(init: VcpuThreadInit): void {
     const injectCallback = () => {
       const vector = callbackVector(domain);
       if (vector === undefined || !xen.twoLevel.upcallPending(init.id)) return domain.setCallbackPending(init.id, false);
-      if (!vcpu.interruptsEnabled) return;
-      const e = vcpu.getEvents();
-      if (e.interrupt_injected || e.interrupt_shadow || e.exception_injected || e.nmi_injected) return;
+      const e = vcpu.interruptsEnabled ? vcpu.getEvents() : undefined;
+      if (!e || e.interrupt_injected || e.interrupt_shadow || e.exception_injected || e.nmi_injected) {
+        // Not now: KVM gives no exit when the guest re-enables interrupts, so ask to be kicked again shortly.
+        if (!rekickRequested) post({ type: 'rekick' });
+        rekickRequested = true;
+        return;
+      }
       vcpu.setEvents({ interrupt_injected: 1, interrupt_nr: vector, interrupt_soft: 0 });
     };
+    let rekickRequested = false;
     // The boot vCPU runs from the start; an AP is offline until it shows it runs (its first exit after SIPI).
     let started = false;
     const start = () => {
@@ -181,6 +188,7 @@ function main(init: VcpuThreadInit): void {
       if (domain.callbackPending(init.id)) injectCallback();
       control.running();
       const reason = vcpu.enter();
+      rekickRequested = false;
       if (reason === INTERRUPTED) {
         consumeKick();
         continue;

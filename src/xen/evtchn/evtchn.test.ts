@@ -113,7 +113,10 @@ test('binding errors are Xen errno values', (t) => {
   assert.equal(s.op(EVTCHNOP.bind_virq, VIRQ.TIMER, 1).rc, 0);
   assert.equal(s.op(EVTCHNOP.bind_virq, VIRQ.TIMER, 1).rc, -XEN_ERRNO.EEXIST);
   assert.equal(s.op(EVTCHNOP.send, 4096).rc, -XEN_ERRNO.EINVAL);
-  assert.equal(s.op(EVTCHNOP.alloc_unbound, 5 | (DOMID.SELF << 16)).rc, -XEN_ERRNO.ESRCH);
+  assert.equal(s.op(EVTCHNOP.alloc_unbound, 5 | (DOMID.SELF << 16)).rc, -XEN_ERRNO.ESRCH, 'only for itself');
+  const forDom7 = s.op(EVTCHNOP.alloc_unbound, DOMID.SELF | (7 << 16));
+  assert.equal(forDom7.rc, 0, 'any remote domain is recorded');
+  assert.equal(s.op(EVTCHNOP.bind_interdomain, DOMID.SELF, forDom7.word(1)).rc, -XEN_ERRNO.EINVAL, 'reserved for domain 7');
   assert.equal(s.op(EVTCHNOP.bind_interdomain, DOMID.SELF, 7).rc, -XEN_ERRNO.EINVAL, 'not an unbound port');
   assert.equal(s.op(99).rc, -XEN_ERRNO.ENOSYS);
 });

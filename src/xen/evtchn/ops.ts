@@ -21,8 +21,8 @@ export interface EvtchnDomain {
   twoLevel: TwoLevel;
 }
 
-/** VIRQs bound once per domain, on vCPU 0; the rest are per vCPU. */
-const PER_VCPU_VIRQS = new Set<number>([VIRQ.TIMER, VIRQ.DEBUG, VIRQ.XENOPROF, VIRQ.XENPMU, VIRQ.ARCH_1, VIRQ.ARCH_2, VIRQ.ARCH_3, VIRQ.ARCH_4, VIRQ.ARCH_5, VIRQ.ARCH_6, VIRQ.ARCH_7]);
+/** VIRQs bound on each vCPU; the rest (the arch ones included, on x86) are global, bound once on vCPU 0. */
+const PER_VCPU_VIRQS = new Set<number>([VIRQ.TIMER, VIRQ.DEBUG, VIRQ.XENOPROF, VIRQ.XENPMU]);
 const virqIsGlobal = (virq: number) => !PER_VCPU_VIRQS.has(virq);
 
 function read<T>(ctx: HypercallContext, def: { size: number; decode(b: Uint8Array): T }, arg: bigint): T {
@@ -65,10 +65,9 @@ export function evtchnControlOp(ctx: HypercallContext, d: EvtchnDomain, op: numb
     case EVTCHNOP.alloc_unbound: {
       const a = read(ctx, evtchnAllocUnbound[ctx.abi], arg);
       if (!self(d, a.dom)) throw new XenError(XEN_ERRNO.ESRCH);
-      // Only this domain can bind to it for now: the backends' domain 0 arrives with them.
-      if (!self(d, a.remote_dom)) throw new XenError(XEN_ERRNO.ESRCH);
+      // Xen records the remote domain without looking it up: only that domain may bind the port later.
       const port = d.ports.allocate(limit);
-      d.ports.set(port, { state: PortState.Unbound, vcpu: 0, peer: d.domid, remoteDom: 0 });
+      d.ports.set(port, { state: PortState.Unbound, vcpu: 0, peer: self(d, a.remote_dom) ? d.domid : a.remote_dom, remoteDom: 0 });
       writePort(ctx, arg, evtchnAllocUnbound[ctx.abi].offsets.port, port);
       return 0;
     }
@@ -150,7 +149,7 @@ export function evtchnControlOp(ctx: HypercallContext, d: EvtchnDomain, op: numb
     case EVTCHNOP.reset: {
       const a = read(ctx, evtchnReset[ctx.abi], arg);
       if (!self(d, a.dom)) throw new XenError(XEN_ERRNO.ESRCH);
-      for (let port = 1; port < limit; port++) if (d.ports.get(port).state !== PortState.Free) closePort(d, port);
+      for (let port = 1; port < Math.min(limit, d.ports.validLimit); port++) if (d.ports.get(port).state !== PortState.Free) closePort(d, port);
       return 0;
     }
     default:

@@ -11,6 +11,9 @@ export const enum PortState { Free = 0, Reserved = 1, Unbound = 2, Interdomain =
 const FIELDS = 4; // state, notify vCPU, peer (remote domain for unbound, remote port for interdomain, virq number), remote domain
 /** The most ports any ABI here addresses (the native 2-level ABI: 64 × 64). */
 export const MAX_PORTS = 4096;
+/** Xen makes ports valid a bucket at a time, as it first needs them; a port beyond the last bucket is -EINVAL. */
+export const PORTS_PER_BUCKET = 64;
+const VALID_LIMIT = MAX_PORTS * FIELDS;
 
 export interface Port {
   state: PortState;
@@ -29,16 +32,22 @@ export class PortTable {
   }
 
   static create(): PortTable {
-    const table = new PortTable(new SharedArrayBuffer(MAX_PORTS * FIELDS * 4));
+    const table = new PortTable(new SharedArrayBuffer((MAX_PORTS * FIELDS + 1) * 4));
+    Atomics.store(table.words, VALID_LIMIT, PORTS_PER_BUCKET);
     // Port 0 is never handed out, as in Xen.
     table.set(0, { state: PortState.Reserved, vcpu: 0, peer: 0, remoteDom: 0 });
     return table;
   }
 
-  /** A port number the guest passed: in range for the ABI, else -EINVAL. */
+  /** Ports below this are valid (allocated buckets). */
+  get validLimit(): number {
+    return Atomics.load(this.words, VALID_LIMIT);
+  }
+
+  /** A port number the guest passed: in a bucket Xen has made valid and in range for the ABI, else -EINVAL. */
   check(port: number | bigint, limit: number): number {
     if (typeof port === 'bigint') port = port > BigInt(limit) ? limit : Number(port);
-    if (!Number.isInteger(port) || port < 0 || port >= Math.min(limit, MAX_PORTS)) throw new XenError(XEN_ERRNO.EINVAL);
+    if (!Number.isInteger(port) || port < 0 || port >= Math.min(limit, this.validLimit)) throw new XenError(XEN_ERRNO.EINVAL);
     return port;
   }
 
@@ -59,9 +68,14 @@ export class PortTable {
     this.set(port, { state: PortState.Free, vcpu: 0, peer: 0, remoteDom: 0 });
   }
 
-  /** The lowest free port below `limit`, or -ENOSPC. */
+  /** The lowest free port below `limit`, making another bucket valid when the valid ones are full, or -ENOSPC. */
   allocate(limit: number): number {
-    for (let port = 1; port < Math.min(limit, MAX_PORTS); port++) if (this.get(port).state === PortState.Free) return port;
+    const end = Math.min(limit, MAX_PORTS);
+    for (let port = 1; port < end; port++) {
+      if (this.get(port).state !== PortState.Free) continue;
+      if (port >= this.validLimit) Atomics.store(this.words, VALID_LIMIT, Math.min(MAX_PORTS, (Math.floor(port / PORTS_PER_BUCKET) + 1) * PORTS_PER_BUCKET));
+      return port;
+    }
     throw new XenError(XEN_ERRNO.ENOSPC);
   }
 
