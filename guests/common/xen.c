@@ -112,6 +112,122 @@ long xen_hvm_set_param(uint32_t index, uint64_t value)
 	return HYPERVISOR_hvm_op(HVMOP_set_param, &p);
 }
 
+/* ---- event channels ---- */
+long xen_evtchn_alloc_unbound(domid_t dom, domid_t remote_dom, evtchn_port_t *port)
+{
+	struct evtchn_alloc_unbound a;
+	memset(&a, 0, sizeof a);
+	a.dom = dom;
+	a.remote_dom = remote_dom;
+	long rc = HYPERVISOR_event_channel_op(EVTCHNOP_alloc_unbound, &a);
+	if (rc == 0)
+		*port = a.port;
+	return rc;
+}
+
+long xen_evtchn_bind_interdomain(domid_t remote_dom, evtchn_port_t remote_port, evtchn_port_t *local_port)
+{
+	struct evtchn_bind_interdomain b;
+	memset(&b, 0, sizeof b);
+	b.remote_dom = remote_dom;
+	b.remote_port = remote_port;
+	long rc = HYPERVISOR_event_channel_op(EVTCHNOP_bind_interdomain, &b);
+	if (rc == 0)
+		*local_port = b.local_port;
+	return rc;
+}
+
+long xen_evtchn_bind_virq(uint32_t virq, uint32_t vcpu, evtchn_port_t *port)
+{
+	struct evtchn_bind_virq b;
+	memset(&b, 0, sizeof b);
+	b.virq = virq;
+	b.vcpu = vcpu;
+	long rc = HYPERVISOR_event_channel_op(EVTCHNOP_bind_virq, &b);
+	if (rc == 0)
+		*port = b.port;
+	return rc;
+}
+
+long xen_evtchn_bind_ipi(uint32_t vcpu, evtchn_port_t *port)
+{
+	struct evtchn_bind_ipi b;
+	memset(&b, 0, sizeof b);
+	b.vcpu = vcpu;
+	long rc = HYPERVISOR_event_channel_op(EVTCHNOP_bind_ipi, &b);
+	if (rc == 0)
+		*port = b.port;
+	return rc;
+}
+
+long xen_evtchn_bind_vcpu(evtchn_port_t port, uint32_t vcpu)
+{
+	struct evtchn_bind_vcpu b;
+	memset(&b, 0, sizeof b);
+	b.port = port;
+	b.vcpu = vcpu;
+	return HYPERVISOR_event_channel_op(EVTCHNOP_bind_vcpu, &b);
+}
+
+long xen_evtchn_send(evtchn_port_t port)
+{
+	struct evtchn_send s;
+	s.port = port;
+	return HYPERVISOR_event_channel_op(EVTCHNOP_send, &s);
+}
+
+long xen_evtchn_close(evtchn_port_t port)
+{
+	struct evtchn_close c;
+	c.port = port;
+	return HYPERVISOR_event_channel_op(EVTCHNOP_close, &c);
+}
+
+long xen_evtchn_unmask(evtchn_port_t port)
+{
+	struct evtchn_unmask u;
+	u.port = port;
+	return HYPERVISOR_event_channel_op(EVTCHNOP_unmask, &u);
+}
+
+long xen_evtchn_reset(domid_t dom)
+{
+	struct evtchn_reset r;
+	memset(&r, 0, sizeof r);
+	r.dom = dom;
+	return HYPERVISOR_event_channel_op(EVTCHNOP_reset, &r);
+}
+
+long xen_evtchn_status(domid_t dom, evtchn_port_t port, struct evtchn_status *st)
+{
+	memset(st, 0, sizeof *st);
+	st->dom = dom;
+	st->port = port;
+	return HYPERVISOR_event_channel_op(EVTCHNOP_status, st);
+}
+
+const char *xen_evtchn_stat_name(uint32_t status)
+{
+	switch (status) {
+	case EVTCHNSTAT_closed: return "closed";
+	case EVTCHNSTAT_unbound: return "unbound";
+	case EVTCHNSTAT_interdomain: return "interdomain";
+	case EVTCHNSTAT_pirq: return "pirq";
+	case EVTCHNSTAT_virq: return "virq";
+	case EVTCHNSTAT_ipi: return "ipi";
+	default: return "?";
+	}
+}
+
+long xen_own_domid(void)
+{
+	if (!xen_cpuid.base || xen_cpuid.max_leaf < xen_cpuid.base + 4)
+		return -1;
+	uint32_t a, b, c, d;
+	cpuid(xen_cpuid.base + 4, 0, &a, &b, &c, &d);
+	return (a & XEN_HVM_CPUID_DOMID_PRESENT) ? (long)(c & 0xffff) : -1;
+}
+
 /* ---- pvclock ---- */
 #define XEN_TIME_TRIES 100000
 

@@ -22,6 +22,7 @@
 #include <xen/vcpu.h>
 #include <xen/hvm/hvm_op.h>
 #include <xen/hvm/params.h>
+#include <xen/event_channel.h>
 #include <xen/arch-x86/cpuid.h>
 
 #define XEN_PAGE_SIZE 4096u
@@ -99,12 +100,72 @@ static inline long HYPERVISOR_vm_assist(unsigned int cmd, unsigned int type)
 {
 	return xen_hypercall(__HYPERVISOR_vm_assist, cmd, type, 0, 0, 0);
 }
+static inline long HYPERVISOR_event_channel_op(int cmd, void *arg)
+{
+	return xen_hypercall(__HYPERVISOR_event_channel_op, (unsigned long)(unsigned int)cmd, XEN_PTR(arg), 0, 0, 0);
+}
 
 /* ---- common operations ---- */
 /* XENMEM_add_to_physmap for DOMID_SELF. */
 long xen_add_to_physmap(unsigned int space, unsigned long idx, unsigned long gfn);
 long xen_hvm_get_param(uint32_t index, uint64_t *value);
 long xen_hvm_set_param(uint32_t index, uint64_t value);
+
+/* ---- event channels (2-level ABI) ----
+ * Wrappers for EVTCHNOP_*: each returns Xen's result; OUT ports are written
+ * only on success. The shared_info bitmaps are arrays of xen_ulong_t: 64-bit
+ * words natively (4096 ports), 32-bit words in the compat layout (1024). */
+#define XEN_EVTCHN_WORD_BITS ((unsigned)(sizeof(xen_ulong_t) * 8))
+#define XEN_EVTCHN_2L_PORTS (XEN_EVTCHN_WORD_BITS * XEN_EVTCHN_WORD_BITS)
+long xen_evtchn_alloc_unbound(domid_t dom, domid_t remote_dom, evtchn_port_t *port);
+long xen_evtchn_bind_interdomain(domid_t remote_dom, evtchn_port_t remote_port, evtchn_port_t *local_port);
+long xen_evtchn_bind_virq(uint32_t virq, uint32_t vcpu, evtchn_port_t *port);
+long xen_evtchn_bind_ipi(uint32_t vcpu, evtchn_port_t *port);
+long xen_evtchn_bind_vcpu(evtchn_port_t port, uint32_t vcpu);
+long xen_evtchn_send(evtchn_port_t port);
+long xen_evtchn_close(evtchn_port_t port);
+long xen_evtchn_unmask(evtchn_port_t port);
+long xen_evtchn_reset(domid_t dom);
+/* EVTCHNOP_status into *st (zeroed first; dom and port filled in). */
+long xen_evtchn_status(domid_t dom, evtchn_port_t port, struct evtchn_status *st);
+/* "closed", "unbound", ... for EVTCHNSTAT_*, "?" otherwise. */
+const char *xen_evtchn_stat_name(uint32_t status);
+
+/* Bit `port` of a shared_info bitmap (evtchn_pending, evtchn_mask) or of a
+ * selector; set/clear are atomic (lock or/and). */
+static inline bool xen_evtchn_test(const volatile xen_ulong_t *map, unsigned int port)
+{
+	return (map[port / XEN_EVTCHN_WORD_BITS] >> (port % XEN_EVTCHN_WORD_BITS)) & 1;
+}
+static inline void xen_evtchn_set(volatile xen_ulong_t *map, unsigned int port)
+{
+	__atomic_fetch_or((xen_ulong_t *)&map[port / XEN_EVTCHN_WORD_BITS],
+			  (xen_ulong_t)1 << (port % XEN_EVTCHN_WORD_BITS), __ATOMIC_SEQ_CST);
+}
+static inline void xen_evtchn_clear(volatile xen_ulong_t *map, unsigned int port)
+{
+	__atomic_fetch_and((xen_ulong_t *)&map[port / XEN_EVTCHN_WORD_BITS],
+			   ~((xen_ulong_t)1 << (port % XEN_EVTCHN_WORD_BITS)), __ATOMIC_SEQ_CST);
+}
+/* Index of the lowest set bit of x != 0, without bsf/tzcnt (kept simple for
+ * this host's instruction emulator). */
+static inline unsigned int xen_lowest_bit(xen_ulong_t x)
+{
+	unsigned int n = 0;
+#ifdef __x86_64__
+	if (!(x & 0xffffffffu)) { n += 32; x >>= 32; }
+#endif
+	if (!(x & 0xffffu)) { n += 16; x >>= 16; }
+	if (!(x & 0xffu)) { n += 8; x >>= 8; }
+	if (!(x & 0xfu)) { n += 4; x >>= 4; }
+	if (!(x & 0x3u)) { n += 2; x >>= 2; }
+	if (!(x & 0x1u)) n += 1;
+	return n;
+}
+
+/* The domain id from CPUID leaf base+4 (needs xen_cpuid_scan), or -1 when
+ * the leaf doesn't offer it. */
+long xen_own_domid(void);
 
 /* ---- time (pvclock) ---- */
 struct xen_time_snap {

@@ -137,8 +137,12 @@ function main(init: VcpuThreadInit): void {
     // The HVM callback vector stays asserted while evtchn_upcall_pending is set, like a level-triggered
     // line outside the LAPIC: injected directly whenever the guest can take an interrupt.
     const injectCallback = () => {
+      // Cleared before upcall_pending is read, so an event raised meanwhile sets it again and is never missed;
+      // set again while upcall_pending stays set, so the vector is re-injected as a level-triggered line would be.
+      domain.setCallbackPending(init.id, false);
       const vector = callbackVector(domain);
-      if (vector === undefined || !xen.twoLevel.upcallPending(init.id)) return domain.setCallbackPending(init.id, false);
+      if (vector === undefined || !xen.twoLevel.upcallPending(init.id)) return;
+      domain.setCallbackPending(init.id, true);
       const e = vcpu.interruptsEnabled ? vcpu.getEvents() : undefined;
       if (!e || e.interrupt_injected || e.interrupt_shadow || e.exception_injected || e.nmi_injected) {
         // Not now: KVM gives no exit when the guest re-enables interrupts, so ask to be kicked again shortly.

@@ -32,9 +32,11 @@ function setup(t: { after(fn: () => void): void }) {
   const sharedInfo = mem.overlayPage(SHARED_INFO_PAGE);
   writeWallclock(sharedInfo, 'native', BOOT_WALL);
   let now = 123_456_789n;
+  const routeChanges: number[] = [];
   const domain: HvmOpDomain = {
     domid: 1, memoryMap, state, sharedInfo, bootWallNs: BOOT_WALL, e820: [], ramPages: 512,
     systemTime: () => now,
+    upcallRouteChanged: (v) => routeChanges.push(v),
   };
   const errors: unknown[] = [];
   const logger = { warn: () => {}, error: (...a: unknown[]) => errors.push(a) } as unknown as Logger;
@@ -60,8 +62,20 @@ function setup(t: { after(fn: () => void): void }) {
     const rc = call(abi, HVMOP.get_param);
     return { rc, value: guest.view().getBigUint64(8, true) };
   };
-  return { mem, memoryMap, state, sharedInfo, domain, guest, call, set, get, errors, setNow: (v: bigint) => (now = v) };
+  return { mem, memoryMap, state, sharedInfo, domain, guest, call, set, get, errors, routeChanges, setNow: (v: bigint) => (now = v) };
 }
+
+test('a new callback or upcall vector re-examines the pending upcalls of the vCPUs it routes', (t) => {
+  const s = setup(t);
+  assert.equal(s.set('native', HVM_PARAM.CALLBACK_IRQ, (2n << 56n) | 0xf3n), 0n);
+  assert.deepEqual(s.routeChanges, [0, 1], 'every vCPU, for the domain-wide callback');
+  s.routeChanges.length = 0;
+  s.guest.bytes.fill(0, 0, 8);
+  s.guest.view().setUint32(0, 1, true);
+  s.guest.view().setUint8(4, 0xf4);
+  assert.equal(s.call('native', HVMOP.set_evtchn_upcall_vector), 0n);
+  assert.deepEqual(s.routeChanges, [1], 'just that vCPU, for its own vector');
+});
 
 const SETTABLE = [
   HVM_PARAM.CALLBACK_IRQ, HVM_PARAM.VM86_TSS, HVM_PARAM.VM86_TSS_SIZED, HVM_PARAM.ACPI_IOPORTS_LOCATION,

@@ -31,6 +31,8 @@ export interface HvmOpDomain extends MemoryOpDomain {
   state: DomainState;
   /** Current system time in ns (HVMOP_get_time). */
   systemTime(): bigint;
+  /** The upcall route of a vCPU changed: an upcall already pending goes out the new way, as Xen does. */
+  upcallRouteChanged(vcpu: number): void;
 }
 
 function readParam(ctx: HypercallContext, arg: bigint) {
@@ -49,8 +51,11 @@ function setParam(ctx: HypercallContext, domain: HvmOpDomain, arg: bigint): numb
     throw new XenError(XEN_ERRNO.EPERM);
   }
   domain.state.setParam(a.index, a.value);
-  // Setting the callback is one of the first things PV drivers do: Xen latches the shared_info layout here too.
-  if (a.index === HVM_PARAM.CALLBACK_IRQ) latchSharedInfoAbi(domain, ctx.abi);
+  if (a.index === HVM_PARAM.CALLBACK_IRQ) {
+    // Setting the callback is one of the first things PV drivers do: Xen latches the shared_info layout here too.
+    latchSharedInfoAbi(domain, ctx.abi);
+    for (let v = 0; v < domain.state.vcpuCount; v++) domain.upcallRouteChanged(v);
+  }
   return 0;
 }
 
@@ -69,6 +74,7 @@ function setUpcallVector(ctx: HypercallContext, domain: HvmOpDomain, arg: bigint
   if (op.vector < MIN_UPCALL_VECTOR) throw new XenError(XEN_ERRNO.EINVAL);
   if (op.vcpu >= domain.state.vcpuCount) throw new XenError(XEN_ERRNO.ENOENT);
   domain.state.setUpcallVector(op.vcpu, op.vector);
+  domain.upcallRouteChanged(op.vcpu);
   return 0;
 }
 

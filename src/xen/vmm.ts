@@ -44,7 +44,12 @@ export class XenVmm {
     for (let vcpu = 0; vcpu < Math.min(state.vcpuCount, XEN_LEGACY_MAX_VCPUS); vcpu++) {
       writeVcpuTime(bytesArea(sharedInfo), sharedInfoLayout[state.sharedInfoAbi].vcpuInfo(vcpu) + VCPU_INFO_TIME_OFFSET, config.pvclock);
     }
+    const upcallTo = makeUpcall(state, upcall);
+    const twoLevel = new TwoLevel(memory, state, upcallTo);
     const domain = {
+      upcallRouteChanged: (v: number) => {
+        if (twoLevel.upcallPending(v)) upcallTo(v);
+      },
       domid: config.domid,
       memoryMap,
       state,
@@ -57,7 +62,7 @@ export class XenVmm {
     registerMemoryOp(this.dispatcher, domain);
     registerHvmOp(this.dispatcher, domain);
     this.dispatcher.register(HYPERCALL.vcpu_op, (ctx, args) => vcpuPowerOp(ctx, state, power, args));
-    const evtchn = { domid: config.domid, state, ports, twoLevel: new TwoLevel(memory, state, makeUpcall(state, upcall)) };
+    const evtchn = { domid: config.domid, state, ports, twoLevel };
     registerEventChannelOp(this.dispatcher, (ctx, op, arg) => evtchnFastOp(ctx, evtchn, op, arg) ?? evtchnControlOp(ctx, evtchn, op, arg));
   }
 

@@ -68,6 +68,16 @@ const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: stri
     vcpus: [1],
     cases: ['callback-irq', 'store-console-params', 'refused', 'upcall-vector', 'unknown-op'],
   },
+  {
+    name: 'xen-evtchn',
+    vcpus: [2],
+    cases: ['map-shared-info', 'start-vcpus', 'alloc-unbound', 'callback-vector', 'upcall-vector', 'loopback', 'bind-ipi', 'masked', 'bind-vcpu', 'bind-virq', 'close', 'errors', 'storm', 'reset'],
+  },
+  {
+    name: 'xen32-evtchn',
+    vcpus: [1],
+    cases: ['map-shared-info', 'alloc-unbound', 'loopback-compat', 'status', 'masked-compat', 'close', 'errors'],
+  },
   { name: 'xen-version', vcpus: [1], xenVersion: '4.19', cmdline: 'expect-version=4.19', cases: ['version', 'platform-parameters', 'get-features'] },
   { name: 'xen32-detect', vcpus: [1], xenVersion: '4.19', cmdline: 'expect-version=4.19', cases: ['version-leaf', 'version'] },
 ];
