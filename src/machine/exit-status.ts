@@ -9,4 +9,6 @@ export const exitStatus: Record<StopReason, number> = {
   'triple-fault': 3,
   'vcpu-error': 4,
   stopped: 5,
+  crash: 6,
+  suspended: 7,
 };

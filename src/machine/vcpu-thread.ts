@@ -22,6 +22,7 @@ import { VmmChannel } from './vmm-channel.js';
 import { signalFixedMsi } from './msi.js';
 import { PortTable } from '../xen/evtchn/ports.js';
 import { callbackVector } from '../xen/evtchn/upcall.js';
+import type { ShutdownKind } from '../xen/sched.js';
 import { XenAccelerator, type ExitRegisters, type ForwardedHypercall } from '../xen/accelerator.js';
 import type { XenConfig } from '../xen/config.js';
 import { HYPERCALL_PORT } from '../xen/hypercall-page.js';
@@ -125,7 +126,9 @@ function main(init: VcpuThreadInit): void {
     const domain = new DomainState(init.domainState);
     const controls = init.controls.map((b) => new VcpuControl(b));
     const upcall = { signalMsi: (apicId: number, vector: number) => void signalFixedMsi(vm, apicId, vector), kick: (id: number) => controls[id].kick() };
-    const xen = new XenAccelerator(init.id, memory, init.xen, domain, new PortTable(init.ports), upcall, halted, logger, (call: ForwardedHypercall) =>
+    const shutdown = (kind: ShutdownKind, message: string) =>
+      platform.requestStop(kind === 'reboot' ? 'reset' : kind === 'suspend' ? 'suspended' : kind, message);
+    const xen = new XenAccelerator(init.id, memory, init.xen, domain, new PortTable(init.ports), upcall, shutdown, halted, logger, (call: ForwardedHypercall) =>
       channel.call(() => {
         // Outside KVM_RUN while the main thread works: a pause must not wait for this vCPU.
         control.report(VcpuState.Paused);

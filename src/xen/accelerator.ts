@@ -16,6 +16,7 @@ import type { DomainState } from './domain-state.js';
 import { RunstateAccount } from './runstate.js';
 import { monotonicNs } from './time.js';
 import { registerVcpuOp } from './vcpu.js';
+import { registerSchedOp, type SchedDomain } from './sched.js';
 import { evtchnFastOp, registerEventChannelOp } from './evtchn/ops.js';
 import type { PortTable } from './evtchn/ports.js';
 import { TwoLevel } from './evtchn/two-level.js';
@@ -57,6 +58,7 @@ export class XenAccelerator {
     state: DomainState,
     ports: PortTable,
     upcall: UpcallHost,
+    shutdown: SchedDomain['shutdown'],
     /** Cumulative ns KVM has held this vCPU halted. */
     haltedNs: () => bigint,
     logger: Logger,
@@ -75,6 +77,11 @@ export class XenAccelerator {
       forward: forwardCall(HYPERCALL.vcpu_op),
     });
     for (const nr of FORWARDED) this.dispatcher.register(nr, forwardCall(nr));
+    registerSchedOp(this.dispatcher, {
+      shutdown,
+      shutdownCode: () => state.shutdownCode,
+      setShutdownCode: (code) => (state.shutdownCode = code),
+    });
     const evtchn = { domid: config.domid, state, ports, twoLevel: this.twoLevel };
     const forwardEvtchn = forwardCall(HYPERCALL.event_channel_op);
     // send and unmask are served here, the fast path; binding ops change the port table on the main thread.

@@ -100,3 +100,30 @@ test('an unimplemented hypercall is -ENOSYS to the guest and one line in the log
   assert.equal(r.status, 0, describe(r));
   assert.equal(r.stderr.split('\n').filter((l) => l.includes('hypercall 37 (kexec_op)')).length, 1, r.stderr);
 });
+
+const shutdowns: [action: string, status: number, stderr?: RegExp][] = [
+  ['poweroff', 0],
+  ['reboot', 2, /reason 1: reboot/],
+  ['crash', 6, /reason 3: crash/],
+  ['watchdog', 6, /reason 4: crash/],
+  ['suspend', 7, /reason 2: suspend/],
+  ['unknown', 6, /reason 99: crash/],
+  ['code', 6, /reason 3: crash/],
+];
+for (const [action, status, stderr] of shutdowns) {
+  test(`SCHEDOP_shutdown ${action} ends the run with exit status ${status}`, opts, async () => {
+    const r = await runGuest('xen-sched', { cmdline: `action=${action}` });
+    assert.equal(r.status, status, describe(r));
+    assert.match(r.stdout, /^KIT-SCHED shutdown reason=\d+$/m);
+    if (stderr) assert.match(r.stderr, stderr);
+    else assert.equal(r.stderr, '');
+  });
+}
+
+for (const action of ['yield', 'soft-reset']) {
+  test(`SCHEDOP ${action} returns to the guest as Xen answers it`, opts, async () => {
+    const r = await runGuest('xen-sched', { cmdline: `action=${action}` });
+    assert.equal(r.status, 0, describe(r));
+    assert.deepEqual(kitReport(r.stdout).summary, { passed: 1, failed: 0 }, describe(r));
+  });
+}

@@ -1,0 +1,54 @@
+// sched_op, served on the calling vCPU's thread: yield, and shutdown as the
+// toolstack sees it (power-off, reboot, crash; a watchdog expiring is a
+// crash; suspend ends the run, there being no save yet). The code set by
+// SCHEDOP_shutdown_code, if any, overrides the reason, as in Xen.
+import { XEN_ERRNO } from './abi/errno.js';
+import { HYPERCALL } from './abi/hypercalls.js';
+import { SCHEDOP, SHUTDOWN, schedShutdown } from './abi/sched.js';
+import { XenError } from './errors.js';
+import type { HypercallContext, HypercallDispatcher } from './hypercall.js';
+
+export type ShutdownKind = 'poweroff' | 'reboot' | 'crash' | 'suspend';
+
+export interface SchedDomain {
+  /** Ends the run the way the shutdown reason says. */
+  shutdown(kind: ShutdownKind, message: string): void;
+  shutdownCode(): number | undefined;
+  setShutdownCode(code: number): void;
+}
+
+const REASONS: Record<number, ShutdownKind> = {
+  [SHUTDOWN.poweroff]: 'poweroff',
+  [SHUTDOWN.reboot]: 'reboot',
+  [SHUTDOWN.crash]: 'crash',
+  [SHUTDOWN.watchdog]: 'crash',
+  [SHUTDOWN.suspend]: 'suspend',
+};
+
+function reasonOf(ctx: HypercallContext, arg: bigint): number {
+  const def = schedShutdown[ctx.abi];
+  // Xen takes the reason as a byte.
+  return def.decode(ctx.guest.read(arg, def.size)).reason & 0xff;
+}
+
+export function registerSchedOp(dispatcher: HypercallDispatcher, d: SchedDomain): void {
+  dispatcher.register(HYPERCALL.sched_op, (ctx, [cmd, arg]) => {
+    switch (Number(cmd & 0xffffffffn)) {
+      case SCHEDOP.yield:
+        return 0;
+      case SCHEDOP.shutdown: {
+        const reason = d.shutdownCode() ?? reasonOf(ctx, arg);
+        if (reason === SHUTDOWN.soft_reset) throw new XenError(XEN_ERRNO.ENOSYS);
+        // A reason the toolstack does not know ends the domain as a crash would.
+        const kind = REASONS[reason] ?? 'crash';
+        d.shutdown(kind, `guest vCPU ${ctx.vcpu} shut the domain down (SCHEDOP_shutdown, reason ${reason}: ${kind})`);
+        return 0;
+      }
+      case SCHEDOP.shutdown_code:
+        d.setShutdownCode(reasonOf(ctx, arg));
+        return 0;
+      default:
+        throw new XenError(XEN_ERRNO.ENOSYS);
+    }
+  });
+}
