@@ -14,6 +14,8 @@ import { Kvm } from '../kvm/system.js';
 import { MSR_IA32_TSC, vcpuFd } from '../kvm/vcpu.js';
 import { DomainState } from '../xen/domain-state.js';
 import { PortTable } from '../xen/evtchn/ports.js';
+import { TimerState } from '../xen/timers.js';
+import type { TimerThreadInit } from './timer-thread.js';
 import { signalFixedMsi } from './msi.js';
 import { monotonicNs, realtimeNs, tscScale } from '../xen/time.js';
 import type { ForwardedHypercall } from '../xen/accelerator.js';
@@ -147,6 +149,7 @@ export class Machine {
     readonly memoryMap: MemoryMap,
     private readonly vcpus: { control: VcpuControl; init: VcpuThreadInit; channel: VmmChannel }[],
     private readonly xen: XenVmm,
+    private readonly timers: { state: TimerState; init: TimerThreadInit },
   ) {}
 
   static create(config: MachineConfig): Machine {
@@ -226,6 +229,7 @@ export class Machine {
       const xen = xenConfig(config, fds[0]);
       const domainState = DomainState.create(config.vcpus);
       const evtchnPorts = PortTable.create();
+      const timers = TimerState.create(config.vcpus);
       // The boot vCPU is up from the start; the others until SIPI or VCPUOP_up reach them.
       domainState.setUp(0, true);
       domainState.setInitialised(0);
@@ -248,6 +252,7 @@ export class Machine {
           xen,
           domainState: domainState.buffer,
           ports: evtchnPorts.buffer,
+          timers: timers.buffer,
           vmmChannel: new VmmChannel().buffer,
           logLevel: config.logLevel ?? 'warn',
         };
@@ -256,7 +261,11 @@ export class Machine {
       const power = { run: (id: number) => vcpus[id].control.order(Command.Run), down: (id: number) => vcpus[id].control.order(Command.Down) };
       const upcall = { signalMsi: (apicId: number, vector: number) => void signalFixedMsi(vm, apicId, vector), kick: (id: number) => vcpus[id].control.kick() };
       const xenVmm = new XenVmm(xen, memory, memoryMap, domainState, memmap, power, evtchnPorts, upcall, log('xen'));
-      return new Machine(config, resources, vm, memory, memoryMap, vcpus, xenVmm);
+      const timerInit: TimerThreadInit = {
+        memory: memory.handle, domainState: domainState.buffer, ports: evtchnPorts.buffer, timers: timers.buffer,
+        controls: controls.map((c) => c.buffer), vmFd: vm.fd, bootMonotonicNs: xen.bootMonotonicNs, logLevel: config.logLevel ?? 'warn',
+      };
+      return new Machine(config, resources, vm, memory, memoryMap, vcpus, xenVmm, { state: timers, init: timerInit });
     } catch (e) {
       resources.dispose();
       throw e;
@@ -304,9 +313,14 @@ export class Machine {
       worker.on('error', (e) => this.stop('vmm-error', `vCPU ${init.id} thread failed: ${e.message}`));
       return new Promise<void>((resolve) => worker.once('exit', () => resolve()));
     });
+    const timerThread = new Worker(new URL('./timer-thread.js', import.meta.url), { workerData: this.timers.init });
+    timerThread.on('error', (e) => this.stop('vmm-error', `timer thread failed: ${e.message}`));
+    const timerExited = new Promise<void>((resolve) => timerThread.once('exit', () => resolve()));
     await Promise.race([Promise.all(this.vcpus.map((v) => v.control.waitFor(VcpuState.Paused))), Promise.all(exited)]);
     if (!this.outcome) this.resume();
     await Promise.all(exited);
+    this.timers.state.stop();
+    await timerExited;
     this.resources.dispose();
     const { reason, message } = this.outcome ?? { reason: 'vmm-error' as const, message: 'every vCPU thread ended without a reason' };
     this.logger.debug({ reason }, message);

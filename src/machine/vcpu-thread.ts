@@ -23,6 +23,7 @@ import { signalFixedMsi } from './msi.js';
 import { PortTable } from '../xen/evtchn/ports.js';
 import { callbackVector } from '../xen/evtchn/upcall.js';
 import type { ShutdownKind } from '../xen/sched.js';
+import { TimerState } from '../xen/timers.js';
 import { XenAccelerator, type ExitRegisters, type ForwardedHypercall } from '../xen/accelerator.js';
 import type { XenConfig } from '../xen/config.js';
 import { HYPERCALL_PORT } from '../xen/hypercall-page.js';
@@ -45,6 +46,7 @@ export interface VcpuThreadInit {
   xen: XenConfig;
   domainState: SharedArrayBuffer;
   ports: SharedArrayBuffer;
+  timers: SharedArrayBuffer;
   /** Where this vCPU thread waits for hypercalls the main thread serves. */
   vmmChannel: SharedArrayBuffer;
   logLevel: LogLevel;
@@ -128,7 +130,7 @@ function main(init: VcpuThreadInit): void {
     const upcall = { signalMsi: (apicId: number, vector: number) => void signalFixedMsi(vm, apicId, vector), kick: (id: number) => controls[id].kick() };
     const shutdown = (kind: ShutdownKind, message: string) =>
       platform.requestStop(kind === 'reboot' ? 'reset' : kind === 'suspend' ? 'suspended' : kind, message);
-    const xen = new XenAccelerator(init.id, memory, init.xen, domain, new PortTable(init.ports), upcall, shutdown, halted, logger, (call: ForwardedHypercall) =>
+    const xen = new XenAccelerator(init.id, memory, init.xen, domain, new PortTable(init.ports), upcall, shutdown, new TimerState(init.timers), halted, logger, (call: ForwardedHypercall) =>
       channel.call(() => {
         // Outside KVM_RUN while the main thread works: a pause must not wait for this vCPU.
         control.report(VcpuState.Paused);

@@ -17,6 +17,7 @@ import { RunstateAccount } from './runstate.js';
 import { monotonicNs } from './time.js';
 import { registerVcpuOp } from './vcpu.js';
 import { registerSchedOp, type SchedDomain } from './sched.js';
+import type { TimerState } from './timers.js';
 import { evtchnFastOp, registerEventChannelOp } from './evtchn/ops.js';
 import type { PortTable } from './evtchn/ports.js';
 import { TwoLevel } from './evtchn/two-level.js';
@@ -59,6 +60,7 @@ export class XenAccelerator {
     ports: PortTable,
     upcall: UpcallHost,
     shutdown: SchedDomain['shutdown'],
+    timers: TimerState,
     /** Cumulative ns KVM has held this vCPU halted. */
     haltedNs: () => bigint,
     logger: Logger,
@@ -74,6 +76,7 @@ export class XenAccelerator {
     registerVcpuOp(this.dispatcher, {
       config, state, memory, self: { vcpu, runstate: this.runstate }, systemTime,
       markEventsPending: (v) => this.twoLevel.markEventsPending(v),
+      timers,
       forward: forwardCall(HYPERCALL.vcpu_op),
     });
     for (const nr of FORWARDED) this.dispatcher.register(nr, forwardCall(nr));

@@ -20,6 +20,7 @@ import { encodeRunstate, recordFromWords, RunstateAccount } from './runstate.js'
 import { bytesArea, SHARED_INFO_PAGE, writeVcpuTime } from './shared-info.js';
 import type { PvclockParams } from './time.js';
 import { registerVcpuOp } from './vcpu.js';
+import { TimerState } from './timers.js';
 
 const MiB = 1024 * 1024;
 const PAGE = 4096;
@@ -62,7 +63,7 @@ function setup(t: { after(fn: () => void): void }) {
     const gpa = state.vcpuInfoAddress(v);
     if (gpa !== undefined) mem.writeU8(gpa, 1);
   };
-  registerVcpuOp(dispatcher, { config, state, memory: mem, self: { vcpu: 0, runstate: self }, systemTime: () => clock.now, markEventsPending, forward });
+  registerVcpuOp(dispatcher, { config, state, memory: mem, self: { vcpu: 0, runstate: self }, systemTime: () => clock.now, markEventsPending, timers: TimerState.create(2), forward });
   t.after(() => assert.deepEqual(errors, [], 'no failure inside xenkvm'));
 
   // Page tables.
@@ -487,7 +488,7 @@ test('a vCPU id out of range is -ENOENT for every sub-op', (t) => {
 
 test('unknown vcpu_op sub-ops are -ENOSYS', (t) => {
   const { vcpuOp } = setup(t);
-  for (const op of [VCPUOP.set_periodic_timer, VCPUOP.send_nmi, 14, 99, 0x7fff_ffff]) assert.equal(vcpuOp('native', op, 0), -38n, `op ${op}`);
+  for (const op of [VCPUOP.send_nmi, 14, 99, 0x7fff_ffff]) assert.equal(vcpuOp('native', op, 0), -38n, `op ${op}`);
 });
 
 // ---- vm_assist ----------------------------------------------------------------

@@ -7,9 +7,10 @@ import { GuestFaultError } from '../memory/guest-virtual.js';
 import { XEN_ERRNO } from './abi/errno.js';
 import { HYPERCALL } from './abi/hypercalls.js';
 import { sharedInfoLayout, vcpuInfo, vcpuTimeInfo } from './abi/shared-info.js';
-import { VCPUOP, vcpuRegisterRunstateMemoryArea, vcpuRegisterTimeMemoryArea, vcpuRegisterVcpuInfo, vcpuRunstateInfo } from './abi/vcpu.js';
+import { VCPU_SSHOTTMR_future, VCPUOP, vcpuRegisterRunstateMemoryArea, vcpuSetPeriodicTimer, vcpuSetSingleshotTimer, vcpuRegisterTimeMemoryArea, vcpuRegisterVcpuInfo, vcpuRunstateInfo } from './abi/vcpu.js';
 import { VMASST_CMD, VMASST_TYPE, XEN_LEGACY_MAX_VCPUS } from './abi/xen.js';
 import type { XenConfig } from './config.js';
+import type { TimerState } from './timers.js';
 import { AreaKind, type DomainState } from './domain-state.js';
 import { XenError } from './errors.js';
 import type { HypercallContext, HypercallDispatcher } from './hypercall.js';
@@ -17,6 +18,9 @@ import { encodeRunstate, recordFromWords, type RunstateAccount, writeRunstateAre
 import { SHARED_INFO_PAGE, VCPU_INFO_TIME_OFFSET, writeVcpuTime } from './shared-info.js';
 
 const PAGE_SIZE = 4096;
+/** Xen refuses periodic timers faster than 1 ms, and periods beyond a signed 64-bit time. */
+const MIN_PERIOD_NS = 1_000_000n;
+const STIME_DELTA_MAX = (1n << 63n) - 1n;
 const VCPU_INFO_SIZE = vcpuInfo.native.size;
 /** VM assists an HVM guest may turn on. */
 const HVM_VM_ASSISTS = 1 << VMASST_TYPE.runstate_update_flag;
@@ -31,6 +35,7 @@ export interface VcpuOpDomain {
   systemTime: () => bigint;
   /** Sets evtchn_upcall_pending and injects the upcall if it was clear (Xen's vcpu_mark_events_pending). */
   markEventsPending: (vcpu: number) => void;
+  timers: TimerState;
   /** Serves an op on the main thread (bringing vCPUs up and down needs their threads kicked). */
   forward: (ctx: HypercallContext, args: readonly bigint[]) => bigint;
 }
@@ -132,9 +137,45 @@ export function registerVcpuOp(dispatcher: HypercallDispatcher, d: VcpuOpDomain)
       case VCPUOP.up:
       case VCPUOP.down:
         return d.forward(ctx, args);
+      case VCPUOP.set_singleshot_timer: {
+        // Only for the calling vCPU, as in Xen.
+        if (target !== d.self.vcpu) throw new XenError(XEN_ERRNO.EINVAL);
+        const def = vcpuSetSingleshotTimer[ctx.abi];
+        const set = def.decode(ctx.guest.read(arg, def.size));
+        const deadline = BigInt.asIntN(64, set.timeout_abs_ns);
+        if (set.flags & VCPU_SSHOTTMR_future && deadline < d.systemTime()) throw new XenError(XEN_ERRNO.ETIME);
+        d.timers.setSingleshot(target, deadline > 0n ? deadline : 1n);
+        return 0;
+      }
+      case VCPUOP.stop_singleshot_timer:
+        if (target !== d.self.vcpu) throw new XenError(XEN_ERRNO.EINVAL);
+        d.timers.stopSingleshot(target);
+        return 0;
+      case VCPUOP.set_periodic_timer: {
+        const def = vcpuSetPeriodicTimer[ctx.abi];
+        const period = def.decode(ctx.guest.read(arg, def.size)).period_ns;
+        if (period < MIN_PERIOD_NS || period > STIME_DELTA_MAX) throw new XenError(XEN_ERRNO.EINVAL);
+        d.timers.setPeriodic(target, period, d.systemTime());
+        return 0;
+      }
+      case VCPUOP.stop_periodic_timer:
+        d.timers.stopPeriodic(target);
+        return 0;
       default:
         throw new XenError(XEN_ERRNO.ENOSYS);
     }
+  });
+  // set_timer_op: the singleshot timer by absolute deadline; a 32-bit guest passes it as two halves.
+  dispatcher.register(HYPERCALL.set_timer_op, (ctx, [lo, hi]) => {
+    const timeout = BigInt.asIntN(64, ctx.abi === 'native' ? lo : (hi << 32n) | lo);
+    if (timeout === 0n) d.timers.stopSingleshot(d.self.vcpu);
+    else {
+      const now = d.systemTime();
+      // Xen's guard against wrapped or absurdly far deadlines: a timer event in 100 ms instead.
+      const absurd = timeout < 0n || timeout - now >= 1n << 50n;
+      d.timers.setSingleshot(d.self.vcpu, absurd ? now + 100_000_000n : timeout);
+    }
+    return 0;
   });
   dispatcher.register(HYPERCALL.vm_assist, (_ctx, [cmd, wide]) => {
     const type = wide & 0xffffffffn; // an unsigned int in Xen's prototype

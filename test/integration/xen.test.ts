@@ -74,6 +74,11 @@ const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: stri
     cases: ['map-shared-info', 'start-vcpus', 'alloc-unbound', 'callback-vector', 'upcall-vector', 'loopback', 'bind-ipi', 'masked', 'bind-vcpu', 'bind-virq', 'close', 'errors', 'storm', 'reset'],
   },
   {
+    name: 'xen-timer',
+    vcpus: [2],
+    cases: ['setup', 'singleshot', 'future-flag', 'stop', 'periodic', 'ap-timer'],
+  },
+  {
     name: 'xen32-evtchn',
     vcpus: [1],
     cases: ['map-shared-info', 'alloc-unbound', 'loopback-compat', 'status', 'masked-compat', 'close', 'errors'],

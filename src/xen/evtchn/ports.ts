@@ -14,6 +14,10 @@ export const MAX_PORTS = 4096;
 /** Xen makes ports valid a bucket at a time, as it first needs them; a port beyond the last bucket is -EINVAL. */
 export const PORTS_PER_BUCKET = 64;
 const VALID_LIMIT = MAX_PORTS * FIELDS;
+/** Per vCPU and VIRQ, the bound port (0: none): timers raise VIRQ_TIMER without scanning the table. */
+const VIRQ_MAP = VALID_LIMIT + 1;
+const MAP_VCPUS = 64;
+const MAP_VIRQS = 24;
 
 export interface Port {
   state: PortState;
@@ -32,7 +36,7 @@ export class PortTable {
   }
 
   static create(): PortTable {
-    const table = new PortTable(new SharedArrayBuffer((MAX_PORTS * FIELDS + 1) * 4));
+    const table = new PortTable(new SharedArrayBuffer((VIRQ_MAP + MAP_VCPUS * MAP_VIRQS) * 4));
     Atomics.store(table.words, VALID_LIMIT, PORTS_PER_BUCKET);
     // Port 0 is never handed out, as in Xen.
     table.set(0, { state: PortState.Reserved, vcpu: 0, peer: 0, remoteDom: 0 });
@@ -58,6 +62,9 @@ export class PortTable {
 
   set(port: number, p: Port): void {
     const b = port * FIELDS;
+    const old = this.get(port);
+    if (old.state === PortState.Virq) Atomics.store(this.words, VIRQ_MAP + old.vcpu * MAP_VIRQS + old.peer, 0);
+    if (p.state === PortState.Virq) Atomics.store(this.words, VIRQ_MAP + p.vcpu * MAP_VIRQS + p.peer, port);
     Atomics.store(this.words, b + 1, p.vcpu);
     Atomics.store(this.words, b + 2, p.peer);
     Atomics.store(this.words, b + 3, p.remoteDom);
@@ -81,10 +88,7 @@ export class PortTable {
 
   /** The port bound to `virq` on `vcpu`, if any. */
   virqPort(virq: number, vcpu: number): number | undefined {
-    for (let port = 1; port < MAX_PORTS; port++) {
-      const p = this.get(port);
-      if (p.state === PortState.Virq && p.peer === virq && p.vcpu === vcpu) return port;
-    }
-    return undefined;
+    const port = Atomics.load(this.words, VIRQ_MAP + vcpu * MAP_VIRQS + virq);
+    return port === 0 ? undefined : port;
   }
 }

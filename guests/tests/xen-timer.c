@@ -1,0 +1,193 @@
+/* Xen timers raising VIRQ_TIMER, on 2 vCPUs, with per-vCPU upcall vectors:
+ * the singleshot timer (VCPUOP and set_timer_op, VCPU_SSHOTTMR_future,
+ * stopping), the periodic timer, and a timer on the AP. Every tick's
+ * lateness against its deadline is measured with the pvclock; the summary
+ * line `KIT-TIMER samples=<n> max-late-ns=<x> mean-late-ns=<y>` is what
+ * `npm run bench` reports. Run with --vcpus 2. */
+#include "../kit/kit.h"
+#include "../common/xen.h"
+
+#define UPCALL_VECTOR 0xe0
+#define WAKE_VECTOR 0x50
+#define NCPU 2
+#define MS 1000000ull
+
+static uint8_t shinfo_page[4096] __attribute__((aligned(4096)));
+static volatile struct shared_info *sh;
+static volatile uint32_t ticks[NCPU];
+static volatile evtchn_port_t timer_port[NCPU];
+static volatile uint64_t deadline[NCPU], last_tick_at[NCPU];
+static volatile int early[NCPU];
+static uint64_t late_max, late_sum, late_n;
+
+static uint64_t now(int cpu) { return xen_time_now(&sh->vcpu_info[cpu].time); }
+
+static void on_upcall(struct kit_frame *f)
+{
+	(void)f;
+	int cpu = kit_cpu_index();
+	if (cpu >= NCPU)
+		return;
+	volatile struct vcpu_info *vi = &sh->vcpu_info[cpu];
+	vi->evtchn_upcall_pending = 0;
+	__atomic_exchange_n((xen_ulong_t *)&vi->evtchn_pending_sel, 0, __ATOMIC_SEQ_CST);
+	evtchn_port_t p = timer_port[cpu];
+	if (p && xen_evtchn_test(sh->evtchn_pending, p)) {
+		xen_evtchn_clear(sh->evtchn_pending, p);
+		uint64_t t = now(cpu);
+		if (deadline[cpu] && t < deadline[cpu])
+			early[cpu] = 1;
+		last_tick_at[cpu] = t;
+		ticks[cpu]++;
+	}
+}
+
+static long singleshot(int cpu, uint64_t at, uint32_t flags)
+{
+	struct vcpu_set_singleshot_timer s = { .timeout_abs_ns = at, .flags = flags };
+	deadline[cpu] = at;
+	return HYPERVISOR_vcpu_op(VCPUOP_set_singleshot_timer, cpu, &s);
+}
+
+static bool wait_ticks(int cpu, uint32_t want, uint32_t ms)
+{
+	for (uint32_t i = 0; i < ms * 10 && ticks[cpu] < want; i++) {
+		sti_hlt();
+		cli();
+		kit_delay_ms(0);
+	}
+	return ticks[cpu] >= want;
+}
+
+static void ap_main(int cpu);
+
+static void setup_case(void)
+{
+	KIT_CHECK(xen_add_to_physmap(XENMAPSPACE_shared_info, 0, (uintptr_t)shinfo_page >> 12) == 0, "map shared_info");
+	sh = (volatile struct shared_info *)shinfo_page;
+	KIT_CHECK(kit_smp_start(ap_main) == NCPU, "need 2 vCPUs");
+	for (int cpu = 0; cpu < NCPU; cpu++) {
+		struct xen_hvm_evtchn_upcall_vector u = { .vcpu = cpu, .vector = UPCALL_VECTOR };
+		KIT_CHECK(HYPERVISOR_hvm_op(HVMOP_set_evtchn_upcall_vector, &u) == 0, "upcall vector for vCPU %d", cpu);
+		evtchn_port_t port;
+		long rc = xen_evtchn_bind_virq(VIRQ_TIMER, cpu, &port);
+		KIT_CHECK(rc == 0, "bind VIRQ_TIMER on vCPU %d: %ld", cpu, rc);
+		timer_port[cpu] = port;
+	}
+}
+
+static void sample(int cpu)
+{
+	uint64_t late = last_tick_at[cpu] - deadline[cpu];
+	late_sum += late;
+	late_n++;
+	if (late > late_max)
+		late_max = late;
+}
+
+static void singleshot_case(void)
+{
+	for (int i = 0; i < 10; i++) {
+		uint32_t before = ticks[0];
+		KIT_CHECK(singleshot(0, now(0) + 1 * MS, 0) == 0, "set_singleshot_timer");
+		KIT_CHECK(wait_ticks(0, before + 1, 100), "no tick from a 1 ms singleshot timer");
+		kit_delay_ms(2);
+		KIT_CHECK(ticks[0] == before + 1, "%u ticks from one singleshot timer", ticks[0] - before);
+		KIT_CHECK(!early[0], "a tick came before its deadline");
+		sample(0);
+	}
+}
+
+static void future_case(void)
+{
+	long rc = singleshot(0, now(0) - 1 * MS, VCPU_SSHOTTMR_future);
+	KIT_CHECK(rc == -XEN_ETIME, "past deadline with VCPU_SSHOTTMR_future: %ld, want -ETIME", rc);
+	uint32_t before = ticks[0];
+	deadline[0] = 0;
+	struct vcpu_set_singleshot_timer s = { .timeout_abs_ns = now(0) - 1 * MS, .flags = 0 };
+	KIT_CHECK(HYPERVISOR_vcpu_op(VCPUOP_set_singleshot_timer, 0, &s) == 0, "past deadline without the flag");
+	KIT_CHECK(wait_ticks(0, before + 1, 50), "a deadline in the past did not fire at once");
+	struct vcpu_set_singleshot_timer o = { .timeout_abs_ns = now(0) + MS };
+	rc = HYPERVISOR_vcpu_op(VCPUOP_set_singleshot_timer, 1, &o);
+	KIT_CHECK(rc == -XEN_EINVAL, "singleshot timer of another vCPU: %ld, want -EINVAL", rc);
+}
+
+static void stop_case(void)
+{
+	uint32_t before = ticks[0];
+	KIT_CHECK(singleshot(0, now(0) + 3 * MS, 0) == 0, "set");
+	KIT_CHECK(HYPERVISOR_vcpu_op(VCPUOP_stop_singleshot_timer, 0, NULL) == 0, "stop");
+	kit_delay_ms(8);
+	KIT_CHECK(ticks[0] == before, "a stopped timer fired");
+	KIT_CHECK(xen_hypercall(__HYPERVISOR_set_timer_op, now(0) + 3 * MS, 0, 0, 0, 0) == 0, "set_timer_op");
+	KIT_CHECK(xen_hypercall(__HYPERVISOR_set_timer_op, 0, 0, 0, 0, 0) == 0, "set_timer_op(0)");
+	kit_delay_ms(8);
+	KIT_CHECK(ticks[0] == before, "set_timer_op(0) did not stop the timer");
+	deadline[0] = now(0) + 1 * MS;
+	KIT_CHECK(xen_hypercall(__HYPERVISOR_set_timer_op, deadline[0], 0, 0, 0, 0) == 0, "set_timer_op");
+	KIT_CHECK(wait_ticks(0, before + 1, 100), "no tick from set_timer_op");
+	sample(0);
+}
+
+static void periodic_case(void)
+{
+	struct vcpu_set_periodic_timer p = { .period_ns = MS / 2 };
+	long rc = HYPERVISOR_vcpu_op(VCPUOP_set_periodic_timer, 0, &p);
+	KIT_CHECK(rc == -XEN_EINVAL, "period 0.5 ms: %ld, want -EINVAL", rc);
+	deadline[0] = 0;
+	uint32_t before = ticks[0];
+	p.period_ns = 2 * MS;
+	KIT_CHECK(HYPERVISOR_vcpu_op(VCPUOP_set_periodic_timer, 0, &p) == 0, "period 2 ms");
+	KIT_CHECK(wait_ticks(0, before + 4, 200), "fewer than 4 periodic ticks (%u)", ticks[0] - before);
+	KIT_CHECK(HYPERVISOR_vcpu_op(VCPUOP_stop_periodic_timer, 0, NULL) == 0, "stop periodic");
+	kit_delay_ms(3);
+	uint32_t stopped = ticks[0];
+	kit_delay_ms(8);
+	KIT_CHECK(ticks[0] == stopped, "periodic ticks after stop_periodic_timer");
+}
+
+static volatile int ap_go, ap_done;
+static volatile long ap_rc = 1;
+
+/* vCPU 1 waits for the BSP's go, sets its own singleshot timer, then idles taking upcalls. */
+static void ap_main(int cpu)
+{
+	(void)cpu;
+	kit_lapic_enable(); /* the upcall vector is a LAPIC interrupt */
+	while (!ap_go) /* halted, not spinning, so the BSP's timings are not disturbed; the BSP's IPI wakes it */
+		sti_hlt();
+	cli();
+	ap_rc = singleshot(1, now(1) + 1 * MS, 0);
+	ap_done = 1;
+}
+
+static void ap_case(void)
+{
+	uint32_t before = ticks[1];
+	ap_go = 1;
+	kit_lapic_send_ipi(kit_cpu_apic[1], WAKE_VECTOR);
+	KIT_CHECK(kit_wait_flag(&ap_done, 1000) && ap_rc == 0, "vCPU 1 set_singleshot_timer: %ld", ap_rc);
+	for (int i = 0; i < 2000 && ticks[1] == before; i++)
+		kit_delay_ms(1);
+	KIT_CHECK(ticks[1] == before + 1, "vCPU 1 got %u ticks", ticks[1] - before);
+	KIT_CHECK(!early[1], "vCPU 1's tick came early");
+	sample(1);
+}
+
+static void on_wake(struct kit_frame *f) { (void)f; }
+
+void kit_main(void)
+{
+	xen_require();
+	kit_set_irq_handler(UPCALL_VECTOR, on_upcall);
+	kit_set_irq_handler(WAKE_VECTOR, on_wake);
+	kit_lapic_enable();
+	kit_case("setup", setup_case);
+	kit_case("singleshot", singleshot_case);
+	kit_case("future-flag", future_case);
+	kit_case("stop", stop_case);
+	kit_case("periodic", periodic_case);
+	kit_case("ap-timer", ap_case);
+	kit_printf("KIT-TIMER samples=%llu max-late-ns=%llu mean-late-ns=%llu\n", U64(late_n), U64(late_max),
+		   U64(late_n ? late_sum / late_n : 0));
+}

@@ -1,0 +1,52 @@
+// The timer thread: sleeps until the earliest Xen timer of any vCPU and
+// raises VIRQ_TIMER on that vCPU when it expires, delivering the event
+// itself (2-level ABI, upcall by MSI or a kick) without the main thread.
+import { parentPort, workerData } from 'node:worker_threads';
+import { configureLogging, type LogLevel } from '../common/log.js';
+import { Vm } from '../kvm/vm.js';
+import { GuestMemory, type GuestMemoryHandle } from '../memory/guest-memory.js';
+import { VIRQ } from '../xen/abi/event-channel.js';
+import { DomainState } from '../xen/domain-state.js';
+import { PortTable } from '../xen/evtchn/ports.js';
+import { TwoLevel } from '../xen/evtchn/two-level.js';
+import { makeUpcall } from '../xen/evtchn/upcall.js';
+import { monotonicNs } from '../xen/time.js';
+import { TimerState } from '../xen/timers.js';
+import { signalFixedMsi } from './msi.js';
+import { VcpuControl } from './vcpu-control.js';
+
+export interface TimerThreadInit {
+  memory: GuestMemoryHandle;
+  domainState: SharedArrayBuffer;
+  ports: SharedArrayBuffer;
+  timers: SharedArrayBuffer;
+  controls: SharedArrayBuffer[];
+  vmFd: number;
+  bootMonotonicNs: bigint;
+  logLevel: LogLevel;
+}
+
+function main(init: TimerThreadInit): void {
+  configureLogging(init.logLevel);
+  const memory = GuestMemory.attach(init.memory);
+  try {
+    const vm = new Vm(init.vmFd);
+    const state = new DomainState(init.domainState);
+    const ports = new PortTable(init.ports);
+    const controls = init.controls.map((b) => new VcpuControl(b));
+    const upcall = makeUpcall(state, { signalMsi: (apic, vector) => void signalFixedMsi(vm, apic, vector), kick: (v) => controls[v].kick() });
+    const twoLevel = new TwoLevel(memory, state, upcall);
+    new TimerState(init.timers).run(
+      () => monotonicNs() - init.bootMonotonicNs,
+      (vcpu) => {
+        const port = ports.virqPort(VIRQ.TIMER, vcpu);
+        if (port !== undefined) twoLevel.setPending(port, vcpu);
+      },
+    );
+  } finally {
+    memory.dispose();
+    parentPort?.close();
+  }
+}
+
+main(workerData as TimerThreadInit);

@@ -1,0 +1,43 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { TimerState } from './timers.js';
+
+test('the timer loop fires singleshot timers once and periodic ones every period, each on its vCPU', () => {
+  const timers = TimerState.create(2);
+  let now = 1_000n;
+  const fired: [number, bigint][] = [];
+  timers.setSingleshot(0, 5_000n);
+  timers.setSingleshot(1, 500n); // already in the past: fires at once
+  timers.setPeriodic(1, 2_000n, now); // 3000, then a period after each expiry
+  timers.run(
+    () => (now += 700n), // time moves on each look at the clock, so the loop never waits long
+    (vcpu) => {
+      fired.push([vcpu, now]);
+      if (fired.length === 6) timers.stop();
+    },
+  );
+  assert.deepEqual(fired.map(([v]) => v).sort(), [0, 1, 1, 1, 1, 1]);
+  assert.equal(fired.filter(([v]) => v === 0).length, 1, 'the singleshot timer fired once');
+  assert.ok(fired[0][1] <= 2_000n && fired[0][0] === 1, 'the past deadline fired first');
+  assert.ok(fired.find(([v]) => v === 0)![1] >= 5_000n, 'never early');
+});
+
+test('stopping timers: a stopped singleshot or periodic timer does not fire', () => {
+  const timers = TimerState.create(1);
+  let now = 0n;
+  let fired = 0;
+  timers.setSingleshot(0, 100n);
+  timers.stopSingleshot(0);
+  timers.setPeriodic(0, 1_000_000n, 0n);
+  timers.stopPeriodic(0);
+  timers.setSingleshot(0, 10_000n); // the one that does fire, ending the test
+  timers.run(
+    () => (now += 1_000n),
+    () => {
+      fired++;
+      timers.stop();
+    },
+  );
+  assert.equal(fired, 1);
+  assert.ok(now >= 10_000n);
+});

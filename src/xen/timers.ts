@@ -1,0 +1,90 @@
+// Xen's per-vCPU timers: the singleshot timer (VCPUOP_set_singleshot_timer,
+// set_timer_op) and the periodic timer (VCPUOP_set_periodic_timer), each
+// raising VIRQ_TIMER on its vCPU when it expires. The deadlines live in a
+// SharedArrayBuffer the vCPU threads write; one timer thread sleeps until the
+// earliest (Atomics.wait, finer than Node's millisecond timers) and fires.
+
+const WORDS = 3; // singleshot deadline (0: none), period (0: none), next periodic expiry
+const GENERATION = 0;
+const STOP = 1;
+/** The last stretch before a deadline that the timer thread spends watching the clock instead of sleeping. */
+const SPIN_MS = 0.6;
+
+export class TimerState {
+  private readonly header: Int32Array;
+  private readonly timers: BigInt64Array;
+
+  constructor(readonly buffer: SharedArrayBuffer) {
+    this.header = new Int32Array(buffer, 0, 2);
+    this.timers = new BigInt64Array(buffer, 8);
+  }
+
+  static create(vcpus: number): TimerState {
+    return new TimerState(new SharedArrayBuffer(8 + vcpus * WORDS * 8));
+  }
+
+  get vcpuCount(): number {
+    return this.timers.length / WORDS;
+  }
+
+  private changed(): void {
+    Atomics.add(this.header, GENERATION, 1);
+    Atomics.notify(this.header, GENERATION);
+  }
+
+  setSingleshot(vcpu: number, deadline: bigint): void {
+    Atomics.store(this.timers, vcpu * WORDS, deadline);
+    this.changed();
+  }
+
+  stopSingleshot(vcpu: number): void {
+    this.setSingleshot(vcpu, 0n);
+  }
+
+  setPeriodic(vcpu: number, period: bigint, now: bigint): void {
+    Atomics.store(this.timers, vcpu * WORDS + 2, now + period);
+    Atomics.store(this.timers, vcpu * WORDS + 1, period);
+    this.changed();
+  }
+
+  stopPeriodic(vcpu: number): void {
+    Atomics.store(this.timers, vcpu * WORDS + 1, 0n);
+    this.changed();
+  }
+
+  stop(): void {
+    Atomics.store(this.header, STOP, 1);
+    this.changed();
+  }
+
+  /**
+   * The timer thread's loop: fires every expired timer, then sleeps until the
+   * next deadline or a change, until stop().
+   */
+  run(now: () => bigint, fire: (vcpu: number) => void): void {
+    while (Atomics.load(this.header, STOP) === 0) {
+      const generation = Atomics.load(this.header, GENERATION);
+      const t = now();
+      let earliest: bigint | undefined;
+      for (let v = 0; v < this.vcpuCount; v++) {
+        const single = Atomics.load(this.timers, v * WORDS);
+        if (single !== 0n && single <= t && Atomics.compareExchange(this.timers, v * WORDS, single, 0n) === single) fire(v);
+        else if (single !== 0n && (earliest === undefined || single < earliest)) earliest = single;
+        const period = Atomics.load(this.timers, v * WORDS + 1);
+        if (period === 0n) continue;
+        let next = Atomics.load(this.timers, v * WORDS + 2);
+        if (next <= t) {
+          fire(v);
+          // Missed periods are not made up, as in Xen: the next one is a period from now.
+          next = t + period;
+          Atomics.store(this.timers, v * WORDS + 2, next);
+        }
+        if (earliest === undefined || next < earliest) earliest = next;
+      }
+      const waitMs = earliest === undefined ? Infinity : Number(earliest - now()) / 1e6;
+      // The host wakes a sleeping thread up to a few tenths of a millisecond late: sleep until just
+      // before the deadline, then watch the clock for the rest.
+      if (waitMs > SPIN_MS) Atomics.wait(this.header, GENERATION, generation, waitMs - SPIN_MS);
+    }
+  }
+}
