@@ -6,6 +6,7 @@
  * `npm run bench` reports. Run with --vcpus 2. */
 #include "../kit/kit.h"
 #include "../common/xen.h"
+#include <xen/sched.h>
 
 #define UPCALL_VECTOR 0xe0
 #define WAKE_VECTOR 0x50
@@ -146,6 +147,54 @@ static void periodic_case(void)
 	KIT_CHECK(ticks[0] == stopped, "periodic ticks after stop_periodic_timer");
 }
 
+static long sched_op(int cmd, void *arg) { return xen_hypercall(__HYPERVISOR_sched_op, cmd, XEN_PTR(arg), 0, 0, 0); }
+
+/* SCHEDOP_block with interrupts off: returns once the timer's event is pending; the upcall follows sti. */
+static void block_case(void)
+{
+	uint32_t before = ticks[0];
+	uint64_t at = now(0) + 2 * MS;
+	cli();
+	KIT_CHECK(singleshot(0, at, 0) == 0, "set");
+	long rc = sched_op(SCHEDOP_block, NULL);
+	uint64_t woke = now(0);
+	KIT_CHECK(rc == 0, "block: %ld", rc);
+	KIT_CHECK(woke >= at, "block returned %llu ns before the timer", U64(at - woke));
+	KIT_CHECK(sh->vcpu_info[0].evtchn_upcall_pending, "block returned without an upcall pending");
+	KIT_CHECK(wait_ticks(0, before + 1, 50), "no tick after sti");
+	sample(0);
+}
+
+/* SCHEDOP_poll: woken by a port turning pending (masked here), or by its timeout. */
+static void poll_case(void)
+{
+	evtchn_port_t port = timer_port[0];
+	struct sched_poll p = { .nr_ports = 1, .timeout = 0 };
+	set_xen_guest_handle(p.ports, &port);
+	xen_evtchn_set(sh->evtchn_mask, port);
+	uint64_t at = now(0) + 2 * MS;
+	KIT_CHECK(singleshot(0, at, 0) == 0, "set");
+	p.timeout = now(0) + 200 * MS;
+	long rc = sched_op(SCHEDOP_poll, &p);
+	uint64_t woke = now(0);
+	KIT_CHECK(rc == 0, "poll: %ld", rc);
+	KIT_CHECK(woke >= at && woke < p.timeout, "poll woke at %lld ns from the timer", (long long)(woke - at));
+	KIT_CHECK(xen_evtchn_test(sh->evtchn_pending, port), "the polled port is not pending");
+	xen_evtchn_clear(sh->evtchn_pending, port);
+	p.timeout = now(0) + 3 * MS;
+	rc = sched_op(SCHEDOP_poll, &p);
+	KIT_CHECK(rc == 0 && now(0) >= p.timeout, "poll with only a timeout: %ld, woke %lld ns early", rc, (long long)(p.timeout - now(0)));
+	xen_evtchn_clear(sh->evtchn_mask, port);
+	p.nr_ports = 129;
+	rc = sched_op(SCHEDOP_poll, &p);
+	KIT_CHECK(rc == -XEN_EINVAL, "129 ports: %ld, want -EINVAL", rc);
+	evtchn_port_t bad = 4095;
+	set_xen_guest_handle(p.ports, &bad);
+	p.nr_ports = 1;
+	rc = sched_op(SCHEDOP_poll, &p);
+	KIT_CHECK(rc == -XEN_EINVAL, "an invalid port: %ld, want -EINVAL", rc);
+}
+
 static volatile int ap_go, ap_done;
 static volatile long ap_rc = 1;
 
@@ -188,6 +237,8 @@ void kit_main(void)
 	kit_case("stop", stop_case);
 	kit_case("periodic", periodic_case);
 	kit_case("ap-timer", ap_case);
+	kit_case("block", block_case);
+	kit_case("poll", poll_case);
 	kit_printf("KIT-TIMER samples=%llu max-late-ns=%llu mean-late-ns=%llu\n", U64(late_n), U64(late_max),
 		   U64(late_n ? late_sum / late_n : 0));
 }

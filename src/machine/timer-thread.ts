@@ -8,8 +8,7 @@ import { GuestMemory, type GuestMemoryHandle } from '../memory/guest-memory.js';
 import { VIRQ } from '../xen/abi/event-channel.js';
 import { DomainState } from '../xen/domain-state.js';
 import { PortTable } from '../xen/evtchn/ports.js';
-import { TwoLevel } from '../xen/evtchn/two-level.js';
-import { makeUpcall } from '../xen/evtchn/upcall.js';
+import { makeTwoLevel } from '../xen/evtchn/upcall.js';
 import { monotonicNs } from '../xen/time.js';
 import { TimerState } from '../xen/timers.js';
 import { signalFixedMsi } from './msi.js';
@@ -34,8 +33,11 @@ function main(init: TimerThreadInit): void {
     const state = new DomainState(init.domainState);
     const ports = new PortTable(init.ports);
     const controls = init.controls.map((b) => new VcpuControl(b));
-    const upcall = makeUpcall(state, { signalMsi: (apic, vector) => void signalFixedMsi(vm, apic, vector), kick: (v) => controls[v].kick() });
-    const twoLevel = new TwoLevel(memory, state, upcall);
+    const twoLevel = makeTwoLevel(memory, state, {
+      signalMsi: (apic, vector) => void signalFixedMsi(vm, apic, vector),
+      kick: (v) => controls[v].kick(),
+      wake: (v) => controls[v].wake(),
+    });
     new TimerState(init.timers).run(
       () => monotonicNs() - init.bootMonotonicNs,
       (vcpu) => {

@@ -13,7 +13,9 @@ export const enum VcpuState { Starting = 0, Running = 1, Paused = 2, Exited = 3 
 const COMMAND = 0;
 const STATE = 1;
 const TID = 2;
-const WORDS = 3;
+/** Bumped whenever a vCPU thread sleeping outside KVM_RUN (SCHEDOP_block, poll) should look again. */
+const WAKE = 3;
+const WORDS = 4;
 
 /** A real-time signal nothing else in Node uses. */
 export const KICK_SIGNAL = 40;
@@ -33,12 +35,29 @@ export class VcpuControl {
     return Atomics.load(this.words, STATE);
   }
 
-  /** Main thread: sets the command and kicks the thread out of KVM_RUN. */
+  /** Main thread: sets the command and kicks the thread out of KVM_RUN (or out of a block or poll). */
   order(command: Command): void {
     Atomics.store(this.words, COMMAND, command);
     Atomics.notify(this.words, COMMAND);
+    this.wake();
     // A thread that has not published its tid has not yet read the command either.
     this.kick();
+  }
+
+  /** Any thread: wakes the vCPU thread if it sleeps in SCHEDOP_block or poll. */
+  wake(): void {
+    Atomics.add(this.words, WAKE, 1);
+    Atomics.notify(this.words, WAKE);
+  }
+
+  /** vCPU thread: the wake count to sleep on, read before checking the condition. */
+  get wakeCount(): number {
+    return Atomics.load(this.words, WAKE);
+  }
+
+  /** vCPU thread: sleeps until woken after `count` was read, or `timeoutMs`. */
+  sleep(count: number, timeoutMs: number): void {
+    Atomics.wait(this.words, WAKE, count, timeoutMs);
   }
 
   /** Any thread: brings the vCPU thread out of KVM_RUN without changing its command. */

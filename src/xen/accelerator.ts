@@ -17,11 +17,13 @@ import { RunstateAccount } from './runstate.js';
 import { monotonicNs } from './time.js';
 import { registerVcpuOp } from './vcpu.js';
 import { registerSchedOp, type SchedDomain } from './sched.js';
+import { RUNSTATE } from './abi/vcpu.js';
+import { twoLevelPorts } from './evtchn/two-level.js';
 import type { TimerState } from './timers.js';
 import { evtchnFastOp, registerEventChannelOp } from './evtchn/ops.js';
 import type { PortTable } from './evtchn/ports.js';
-import { TwoLevel } from './evtchn/two-level.js';
-import { makeUpcall, type UpcallHost } from './evtchn/upcall.js';
+import type { TwoLevel } from './evtchn/two-level.js';
+import { makeTwoLevel, makeUpcall, type UpcallHost } from './evtchn/upcall.js';
 
 /** The registers of the current exit, as KVM's synced register area gives them. */
 export interface ExitRegisters {
@@ -51,6 +53,7 @@ export class XenAccelerator {
 
   readonly runstate: RunstateAccount;
   readonly twoLevel: TwoLevel;
+  private readonly state: DomainState;
 
   constructor(
     readonly vcpu: number,
@@ -61,18 +64,20 @@ export class XenAccelerator {
     upcall: UpcallHost,
     shutdown: SchedDomain['shutdown'],
     timers: TimerState,
+    thread: VcpuSleep,
     /** Cumulative ns KVM has held this vCPU halted. */
     haltedNs: () => bigint,
     logger: Logger,
     forward: (call: ForwardedHypercall) => bigint,
   ) {
     this.dispatcher = new HypercallDispatcher(logger);
+    this.state = state;
     const systemTime = () => monotonicNs() - config.bootMonotonicNs;
     this.runstate = new RunstateAccount(vcpu, state, memory, systemTime, haltedNs);
     registerVersion(this.dispatcher, config);
     const forwardCall = (nr: number) => (ctx: HypercallContext, args: readonly bigint[]) =>
       forward({ vcpu, abi: ctx.abi, nr, args: [...args], paging: (ctx as LocalContext).paging });
-    this.twoLevel = new TwoLevel(memory, state, makeUpcall(state, upcall));
+    this.twoLevel = makeTwoLevel(memory, state, upcall);
     registerVcpuOp(this.dispatcher, {
       config, state, memory, self: { vcpu, runstate: this.runstate }, systemTime,
       markEventsPending: (v) => this.twoLevel.markEventsPending(v),
@@ -84,11 +89,39 @@ export class XenAccelerator {
       shutdown,
       shutdownCode: () => state.shutdownCode,
       setShutdownCode: (code) => (state.shutdownCode = code),
+      sleep: (done, options) => this.sleep(thread, systemTime, done, options),
+      eventsPendingWithDeliveryEnabled: () => this.twoLevel.enableDeliveryAndCheck(vcpu),
+      checkPort: (port) => ports.check(port, twoLevelPorts(state.sharedInfoAbi)),
+      isPending: (port) => this.twoLevel.isPending(port),
     });
     const evtchn = { domid: config.domid, state, ports, twoLevel: this.twoLevel };
     const forwardEvtchn = forwardCall(HYPERCALL.event_channel_op);
     // send and unmask are served here, the fast path; binding ops change the port table on the main thread.
     registerEventChannelOp(this.dispatcher, (ctx, op, arg, args) => evtchnFastOp(ctx, evtchn, op, arg) ?? forwardEvtchn(ctx, args));
+  }
+
+  /** SCHEDOP_block and poll: the vCPU thread sleeps outside KVM_RUN, its runstate blocked, until woken. */
+  private sleep(thread: VcpuSleep, now: () => bigint, done: () => boolean, options: { deadline?: bigint; once?: boolean }): void {
+    // SCHEDOP_poll (not once) wants waking by any newly pending port, masked or not.
+    const polling = !options.once;
+    if (polling) this.state.setPolling(true);
+    this.runstate.transition(RUNSTATE.blocked);
+    try {
+      for (let slices = 0; ; slices++) {
+        const count = thread.wakeCount();
+        if (done() || thread.needed() || (options.once && slices > 0)) return;
+        let ms = SLEEP_SLICE_MS;
+        if (options.deadline !== undefined) {
+          const left = options.deadline - now();
+          if (left <= 0n) return;
+          ms = Math.min(ms, Number(left) / 1e6);
+        }
+        thread.sleep(count, ms);
+      }
+    } finally {
+      if (polling) this.state.setPolling(false);
+      this.runstate.transition(RUNSTATE.running);
+    }
   }
 
   /** Serves the hypercall whose stub just exited: number in EAX, arguments in the ABI's registers, result to RAX. */
@@ -125,6 +158,17 @@ export class XenAccelerator {
     },
   };
 }
+
+/** How the vCPU thread sleeps in SCHEDOP_block and poll. */
+export interface VcpuSleep {
+  wakeCount(): number;
+  sleep(count: number, timeoutMs: number): void;
+  /** Whether the VMM needs the thread back (pause, stop, down). */
+  needed(): boolean;
+}
+
+/** A blocked vCPU looks again at least this often (a LAPIC interrupt may be waiting for it in KVM). */
+const SLEEP_SLICE_MS = 10;
 
 interface LocalContext extends HypercallContext {
   readonly paging: PagingState;

@@ -6,7 +6,7 @@
 import { HVM_NR_PARAMS } from './abi/hvm.js';
 import type { Abi } from './abi/layout.js';
 
-const HEADER_WORDS = 4; // shinfo ABI, vm_assist bits, vCPU count, shutdown code + 1 (0: none)
+const HEADER_WORDS = 6; // shinfo ABI, vm_assist bits, vCPU count, shutdown code + 1 (0: none), vCPUs polling, spare
 const RUNSTATE_WORDS = 7; // sequence, state, state_entry_time, time[4]
 const POWER_WORDS = 5; // up, initialised, start pending, context ABI, HVM callback vector pending
 /** Room for a vcpu_hvm_context in either ABI. */
@@ -72,6 +72,14 @@ export class DomainState {
   }
   set sharedInfoAbi(abi: Abi) {
     Atomics.store(this.header, 0, abi === 'compat' ? 1 : 0);
+  }
+
+  /** How many vCPUs sleep in SCHEDOP_poll. */
+  get pollers(): number {
+    return Atomics.load(this.header, 4);
+  }
+  setPolling(on: boolean): void {
+    Atomics.add(this.header, 4, on ? 1 : -1);
   }
 
   /** The code SCHEDOP_shutdown_code set, if any. */

@@ -4,7 +4,7 @@
 // SCHEDOP_shutdown_code, if any, overrides the reason, as in Xen.
 import { XEN_ERRNO } from './abi/errno.js';
 import { HYPERCALL } from './abi/hypercalls.js';
-import { SCHEDOP, SHUTDOWN, schedShutdown } from './abi/sched.js';
+import { SCHEDOP, SHUTDOWN, schedPoll, schedShutdown } from './abi/sched.js';
 import { XenError } from './errors.js';
 import type { HypercallContext, HypercallDispatcher } from './hypercall.js';
 
@@ -15,7 +15,21 @@ export interface SchedDomain {
   shutdown(kind: ShutdownKind, message: string): void;
   shutdownCode(): number | undefined;
   setShutdownCode(code: number): void;
+  /**
+   * Puts the calling vCPU to sleep (runstate blocked) until `done()`, an
+   * absolute system-time deadline, or the VMM needing its thread; with
+   * `once`, also after one short slice (a LAPIC interrupt may be waiting).
+   */
+  sleep(done: () => boolean, options: { deadline?: bigint; once?: boolean }): void;
+  /** Whether the calling vCPU has evtchn_upcall_pending set; clears its upcall mask first, as SCHEDOP_block does. */
+  eventsPendingWithDeliveryEnabled(): boolean;
+  /** A port the guest named: -EINVAL unless valid. */
+  checkPort(port: number): number;
+  isPending(port: number): boolean;
 }
+
+/** At most this many ports in one SCHEDOP_poll. */
+const MAX_POLL_PORTS = 128;
 
 const REASONS: Record<number, ShutdownKind> = {
   [SHUTDOWN.poweroff]: 'poweroff',
@@ -47,6 +61,19 @@ export function registerSchedOp(dispatcher: HypercallDispatcher, d: SchedDomain)
       case SCHEDOP.shutdown_code:
         d.setShutdownCode(reasonOf(ctx, arg));
         return 0;
+      case SCHEDOP.block:
+        d.sleep(() => d.eventsPendingWithDeliveryEnabled(), { once: true });
+        return 0;
+      case SCHEDOP.poll: {
+        const def = schedPoll[ctx.abi];
+        const poll = def.decode(ctx.guest.read(arg, def.size));
+        if (poll.nr_ports > MAX_POLL_PORTS) throw new XenError(XEN_ERRNO.EINVAL);
+        const raw = new DataView(ctx.guest.read(BigInt(poll.ports), poll.nr_ports * 4).buffer);
+        const ports = Array.from({ length: poll.nr_ports }, (_, i) => d.checkPort(raw.getUint32(i * 4, true)));
+        const timeout = BigInt.asIntN(64, BigInt(poll.timeout));
+        d.sleep(() => ports.some((p) => d.isPending(p)), timeout === 0n ? {} : { deadline: timeout });
+        return 0;
+      }
       default:
         throw new XenError(XEN_ERRNO.ENOSYS);
     }

@@ -17,8 +17,7 @@ import { HYPERCALL } from './abi/hypercalls.js';
 import { vcpuPowerOp, type VcpuPower } from './vcpu-power.js';
 import { evtchnControlOp, evtchnFastOp, registerEventChannelOp } from './evtchn/ops.js';
 import type { PortTable } from './evtchn/ports.js';
-import { TwoLevel } from './evtchn/two-level.js';
-import { makeUpcall, type UpcallHost } from './evtchn/upcall.js';
+import { makeTwoLevel, makeUpcall, type UpcallHost } from './evtchn/upcall.js';
 import { registerMemoryOp } from './memory.js';
 import { bytesArea, SHARED_INFO_PAGE, VCPU_INFO_TIME_OFFSET, writeVcpuTime, writeWallclock } from './shared-info.js';
 import { monotonicNs } from './time.js';
@@ -45,7 +44,7 @@ export class XenVmm {
       writeVcpuTime(bytesArea(sharedInfo), sharedInfoLayout[state.sharedInfoAbi].vcpuInfo(vcpu) + VCPU_INFO_TIME_OFFSET, config.pvclock);
     }
     const upcallTo = makeUpcall(state, upcall);
-    const twoLevel = new TwoLevel(memory, state, upcallTo);
+    const twoLevel = makeTwoLevel(memory, state, upcall);
     const domain = {
       upcallRouteChanged: (v: number) => {
         if (twoLevel.upcallPending(v)) upcallTo(v);

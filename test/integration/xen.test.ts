@@ -76,7 +76,7 @@ const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: stri
   {
     name: 'xen-timer',
     vcpus: [2],
-    cases: ['setup', 'singleshot', 'future-flag', 'stop', 'periodic', 'ap-timer'],
+    cases: ['setup', 'singleshot', 'future-flag', 'stop', 'periodic', 'ap-timer', 'block', 'poll'],
   },
   {
     name: 'xen32-evtchn',

@@ -22,6 +22,8 @@ export class TwoLevel {
     private readonly memory: GuestMemory,
     private readonly state: DomainState,
     private readonly upcall: UpcallSink,
+    /** Wakes the vCPUs sleeping in SCHEDOP_poll: a newly pending port may be theirs, masked or not. */
+    private readonly wakePollers: () => void = () => {},
   ) {}
 
   private get abi(): Abi {
@@ -62,6 +64,7 @@ export class TwoLevel {
   setPending(port: number, vcpu: number): void {
     const { word, mask } = this.sharedWord(sharedInfoLayout[this.abi].evtchnPending, port);
     if ((Atomics.or(word, 0, mask) & mask) !== 0) return;
+    this.wakePollers();
     if (this.isMasked(port)) return;
     this.markSelector(port, vcpu);
   }
@@ -89,6 +92,16 @@ export class TwoLevel {
   /** vcpu_mark_events_pending: set evtchn_upcall_pending and, if it was clear, inject. */
   markEventsPending(vcpu: number): void {
     if (!TwoLevel.testAndSet(this.vcpuWord(vcpu, vcpuInfo[this.abi].offsets.evtchn_upcall_pending), 1)) this.upcall(vcpu);
+  }
+
+  /** SCHEDOP_block's first step: clear evtchn_upcall_mask, then say whether an upcall is pending. */
+  enableDeliveryAndCheck(vcpu: number): boolean {
+    const o = vcpuInfo[this.abi].offsets;
+    // upcall_pending and upcall_mask are bytes 0 and 1 of the same word.
+    const w = this.vcpuWord(vcpu, o.evtchn_upcall_pending);
+    if (!w) return false;
+    Atomics.and(w, 0, ~(0xff << (8 * o.evtchn_upcall_mask)));
+    return (Atomics.load(w, 0) & 1) !== 0;
   }
 
   /** Whether evtchn_upcall_pending is set (the HVM callback vector stays asserted while it is). */

@@ -4,17 +4,22 @@
 // (HVM_PARAM_CALLBACK_IRQ type vector), which never touches the LAPIC: the
 // target vCPU's own thread injects it directly when the guest can take it.
 import { decodeCallbackIrq, HVM_PARAM } from '../abi/hvm.js';
+import type { GuestMemory } from '../../memory/guest-memory.js';
 import type { DomainState } from '../domain-state.js';
+import { TwoLevel } from './two-level.js';
 
 export interface UpcallHost {
   /** A fixed, edge-triggered MSI at a LAPIC. */
   signalMsi(apicId: number, vector: number): void;
   /** Brings a vCPU out of KVM_RUN so its thread looks at what it owes the guest. */
   kick(vcpu: number): void;
+  /** Wakes a vCPU thread sleeping in SCHEDOP_block or SCHEDOP_poll. */
+  wake(vcpu: number): void;
 }
 
 export function makeUpcall(state: DomainState, host: UpcallHost): (vcpu: number) => void {
   return (vcpu) => {
+    host.wake(vcpu);
     const vector = state.upcallVector(vcpu);
     if (vector !== 0) return host.signalMsi(vcpu, vector);
     const callback = decodeCallbackIrq(state.param(HVM_PARAM.CALLBACK_IRQ));
@@ -24,6 +29,14 @@ export function makeUpcall(state: DomainState, host: UpcallHost): (vcpu: number)
     }
     // GSI and PCI INTx callbacks are not wired to the IOAPIC: the guest sees the event only when it polls.
   };
+}
+
+/** 2-level delivery for a thread: upcalls through `host`, and pollers woken when a port turns pending. */
+export function makeTwoLevel(memory: GuestMemory, state: DomainState, host: UpcallHost): TwoLevel {
+  const wakePollers = () => {
+    if (state.pollers > 0) for (let v = 0; v < state.vcpuCount; v++) host.wake(v);
+  };
+  return new TwoLevel(memory, state, makeUpcall(state, host), wakePollers);
 }
 
 /** The callback vector, if the guest chose one. */
