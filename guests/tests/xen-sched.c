@@ -2,7 +2,8 @@
  * cmdline action=yield (then the kit's ACPI power-off), poweroff, reboot,
  * crash, watchdog, suspend, unknown (reason 99), soft-reset (not supported:
  * -ENOSYS, then ACPI power-off), code (SCHEDOP_shutdown_code crash, then a
- * poweroff request, which the code overrides). */
+ * poweroff request, which the code overrides), watchdog-timer (claims and
+ * feeds watchdogs, then lets watchdog 1 expire: the domain crashes). */
 #include "../kit/kit.h"
 #include "../common/xen.h"
 #include <xen/sched.h>
@@ -30,6 +31,24 @@ static void soft_reset_case(void)
 	KIT_CHECK(rc == -XEN_ENOSYS, "soft_reset: %ld, want -ENOSYS", rc);
 }
 
+/* SCHEDOP_watchdog: two watchdogs can be claimed, the third is -ENOSPC; then the guest stops
+ * feeding watchdog 1 and waits for the domain to be crashed by it. */
+static void watchdog_case(void)
+{
+	struct sched_watchdog w = { .id = 0, .timeout = 1 };
+	long a = sched_op(SCHEDOP_watchdog, &w), b = sched_op(SCHEDOP_watchdog, &w), c = sched_op(SCHEDOP_watchdog, &w);
+	KIT_CHECK(a == 1 && b == 2 && c == -XEN_ENOSPC, "claims: %ld %ld %ld, want 1 2 -ENOSPC", a, b, c);
+	w.id = 2;
+	w.timeout = 0;
+	KIT_CHECK(sched_op(SCHEDOP_watchdog, &w) == 0, "freeing watchdog 2");
+	w.id = 5;
+	w.timeout = 1;
+	long rc = sched_op(SCHEDOP_watchdog, &w);
+	KIT_CHECK(rc == -XEN_EINVAL, "watchdog 5: %ld, want -EINVAL", rc);
+	w.id = 1;
+	KIT_CHECK(sched_op(SCHEDOP_watchdog, &w) == 0, "feeding watchdog 1");
+}
+
 void kit_main(void)
 {
 	char action[16] = "yield";
@@ -42,6 +61,12 @@ void kit_main(void)
 	if (!strcmp(action, "soft-reset")) {
 		kit_case("soft-reset", soft_reset_case);
 		return;
+	}
+	if (!strcmp(action, "watchdog-timer")) {
+		kit_case("watchdog-timer", watchdog_case);
+		kit_printf("KIT-SCHED waiting for the watchdog\n");
+		for (;;)
+			sti_hlt();
 	}
 	if (!strcmp(action, "code")) {
 		struct sched_shutdown s = { .reason = SHUTDOWN_crash };

@@ -15,7 +15,7 @@ import { MSR_IA32_TSC, vcpuFd } from '../kvm/vcpu.js';
 import { DomainState } from '../xen/domain-state.js';
 import { PortTable } from '../xen/evtchn/ports.js';
 import { TimerState } from '../xen/timers.js';
-import type { TimerThreadInit } from './timer-thread.js';
+import type { TimerMessage, TimerThreadInit } from './timer-thread.js';
 import { signalFixedMsi } from './msi.js';
 import { monotonicNs, realtimeNs, tscScale } from '../xen/time.js';
 import type { ForwardedHypercall } from '../xen/accelerator.js';
@@ -315,6 +315,7 @@ export class Machine {
     });
     const timerThread = new Worker(new URL('./timer-thread.js', import.meta.url), { workerData: this.timers.init });
     timerThread.on('error', (e) => this.stop('vmm-error', `timer thread failed: ${e.message}`));
+    timerThread.on('message', (m: TimerMessage) => this.stop('crash', `the guest's watchdog ${m.id} expired (SCHEDOP_watchdog)`));
     const timerExited = new Promise<void>((resolve) => timerThread.once('exit', () => resolve()));
     await Promise.race([Promise.all(this.vcpus.map((v) => v.control.waitFor(VcpuState.Paused))), Promise.all(exited)]);
     if (!this.outcome) this.resume();

@@ -14,6 +14,9 @@ import { TimerState } from '../xen/timers.js';
 import { signalFixedMsi } from './msi.js';
 import { VcpuControl } from './vcpu-control.js';
 
+/** A domain watchdog expired: the domain has crashed, as Xen's toolstack sees it. */
+export type TimerMessage = { type: 'watchdog'; id: number };
+
 export interface TimerThreadInit {
   memory: GuestMemoryHandle;
   domainState: SharedArrayBuffer;
@@ -44,10 +47,10 @@ function main(init: TimerThreadInit): void {
         const port = ports.virqPort(VIRQ.TIMER, vcpu);
         if (port !== undefined) twoLevel.setPending(port, vcpu);
       },
+      (watchdog) => parentPort?.postMessage({ type: 'watchdog', id: watchdog + 1 } satisfies TimerMessage),
     );
   } finally {
     memory.dispose();
-    parentPort?.close();
   }
 }
 

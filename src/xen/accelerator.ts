@@ -93,6 +93,8 @@ export class XenAccelerator {
       eventsPendingWithDeliveryEnabled: () => this.twoLevel.enableDeliveryAndCheck(vcpu),
       checkPort: (port) => ports.check(port, twoLevelPorts(state.sharedInfoAbi)),
       isPending: (port) => this.twoLevel.isPending(port),
+      timers,
+      systemTime,
     });
     const evtchn = { domid: config.domid, state, ports, twoLevel: this.twoLevel };
     const forwardEvtchn = forwardCall(HYPERCALL.event_channel_op);

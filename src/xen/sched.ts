@@ -4,7 +4,8 @@
 // SCHEDOP_shutdown_code, if any, overrides the reason, as in Xen.
 import { XEN_ERRNO } from './abi/errno.js';
 import { HYPERCALL } from './abi/hypercalls.js';
-import { SCHEDOP, SHUTDOWN, schedPoll, schedShutdown } from './abi/sched.js';
+import { SCHEDOP, SHUTDOWN, schedPoll, schedShutdown, schedWatchdog } from './abi/sched.js';
+import { WATCHDOGS, type TimerState } from './timers.js';
 import { XenError } from './errors.js';
 import type { HypercallContext, HypercallDispatcher } from './hypercall.js';
 
@@ -26,6 +27,8 @@ export interface SchedDomain {
   /** A port the guest named: -EINVAL unless valid. */
   checkPort(port: number): number;
   isPending(port: number): boolean;
+  timers: TimerState;
+  systemTime(): bigint;
 }
 
 /** At most this many ports in one SCHEDOP_poll. */
@@ -74,8 +77,26 @@ export function registerSchedOp(dispatcher: HypercallDispatcher, d: SchedDomain)
         d.sleep(() => ports.some((p) => d.isPending(p)), timeout === 0n ? {} : { deadline: timeout });
         return 0;
       }
+      case SCHEDOP.watchdog:
+        return watchdog(ctx, d, arg);
       default:
         throw new XenError(XEN_ERRNO.ENOSYS);
     }
   });
+}
+
+/** SCHEDOP_watchdog: id 0 claims a watchdog (its id is returned), another id re-arms it, timeout 0 frees it; expiry is a crash. */
+function watchdog(ctx: HypercallContext, d: SchedDomain, arg: bigint): number {
+  const def = schedWatchdog[ctx.abi];
+  const w = def.decode(ctx.guest.read(arg, def.size));
+  const deadline = d.systemTime() + BigInt(w.timeout) * 1_000_000_000n;
+  if (w.id === 0) {
+    const id = d.timers.claimWatchdog(deadline > 0n ? deadline : 1n);
+    if (id === undefined) throw new XenError(XEN_ERRNO.ENOSPC);
+    return id + 1;
+  }
+  const id = w.id - 1;
+  if (id >= WATCHDOGS || !d.timers.watchdogInUse(id)) throw new XenError(XEN_ERRNO.EINVAL);
+  d.timers.setWatchdog(id, w.timeout === 0 ? undefined : deadline);
+  return 0;
 }

@@ -7,6 +7,8 @@
 const WORDS = 3; // singleshot deadline (0: none), period (0: none), next periodic expiry
 const GENERATION = 0;
 const STOP = 1;
+/** SCHEDOP_watchdog: the domain's watchdog timers, after the vCPUs' words (deadline, 0: not in use). */
+export const WATCHDOGS = 2;
 /** The last stretch before a deadline that the timer thread spends watching the clock instead of sleeping. */
 const SPIN_MS = 0.6;
 
@@ -20,11 +22,36 @@ export class TimerState {
   }
 
   static create(vcpus: number): TimerState {
-    return new TimerState(new SharedArrayBuffer(8 + vcpus * WORDS * 8));
+    return new TimerState(new SharedArrayBuffer(8 + (vcpus * WORDS + WATCHDOGS) * 8));
   }
 
   get vcpuCount(): number {
-    return this.timers.length / WORDS;
+    return (this.timers.length - WATCHDOGS) / WORDS;
+  }
+
+  private watchdogIndex(id: number): number {
+    return this.vcpuCount * WORDS + id;
+  }
+
+  /** Claims a free watchdog and arms it; its index, or undefined when all are in use. */
+  claimWatchdog(deadline: bigint): number | undefined {
+    for (let id = 0; id < WATCHDOGS; id++) {
+      if (Atomics.compareExchange(this.timers, this.watchdogIndex(id), 0n, deadline) === 0n) {
+        this.changed();
+        return id;
+      }
+    }
+    return undefined;
+  }
+
+  watchdogInUse(id: number): boolean {
+    return Atomics.load(this.timers, this.watchdogIndex(id)) !== 0n;
+  }
+
+  /** Re-arms a watchdog in use, or frees it (deadline undefined). */
+  setWatchdog(id: number, deadline: bigint | undefined): void {
+    Atomics.store(this.timers, this.watchdogIndex(id), deadline ?? 0n);
+    this.changed();
   }
 
   private changed(): void {
@@ -61,7 +88,7 @@ export class TimerState {
    * The timer thread's loop: fires every expired timer, then sleeps until the
    * next deadline or a change, until stop().
    */
-  run(now: () => bigint, fire: (vcpu: number) => void): void {
+  run(now: () => bigint, fire: (vcpu: number) => void, expired: (watchdog: number) => void = () => {}): void {
     while (Atomics.load(this.header, STOP) === 0) {
       const generation = Atomics.load(this.header, GENERATION);
       const t = now();
@@ -80,6 +107,12 @@ export class TimerState {
           Atomics.store(this.timers, v * WORDS + 2, next);
         }
         if (earliest === undefined || next < earliest) earliest = next;
+      }
+      for (let id = 0; id < WATCHDOGS; id++) {
+        const at = Atomics.load(this.timers, this.watchdogIndex(id));
+        if (at !== 0n && at <= t) {
+          if (Atomics.compareExchange(this.timers, this.watchdogIndex(id), at, 0n) === at) expired(id);
+        } else if (at !== 0n && (earliest === undefined || at < earliest)) earliest = at;
       }
       const waitMs = earliest === undefined ? Infinity : Number(earliest - now()) / 1e6;
       // The host wakes a sleeping thread up to a few tenths of a millisecond late: sleep until just

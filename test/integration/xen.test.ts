@@ -125,6 +125,13 @@ for (const [action, status, stderr] of shutdowns) {
   });
 }
 
+test('an expired SCHEDOP_watchdog crashes the domain (exit status 6)', opts, async () => {
+  const r = await runGuest('xen-sched', { cmdline: 'action=watchdog-timer' });
+  assert.equal(r.status, 6, describe(r));
+  assert.match(r.stdout, /^KIT-CASE watchdog-timer ok$/m);
+  assert.match(r.stderr, /watchdog 1 expired/);
+});
+
 for (const action of ['yield', 'soft-reset']) {
   test(`SCHEDOP ${action} returns to the guest as Xen answers it`, opts, async () => {
     const r = await runGuest('xen-sched', { cmdline: `action=${action}` });
