@@ -45,7 +45,11 @@ function main(init: TimerThreadInit): void {
       () => monotonicNs() - init.bootMonotonicNs,
       (vcpu) => {
         const port = ports.virqPort(VIRQ.TIMER, vcpu);
-        if (port !== undefined) twoLevel.setPending(port, vcpu);
+        if (port === undefined) return;
+        twoLevel.setPending(port, vcpu);
+        // This thread is not held while the main thread rebinds ports: if the port was closed
+        // meanwhile, take back the event so a later binding does not start with it.
+        if (ports.virqPort(VIRQ.TIMER, vcpu) !== port) twoLevel.clearPending(port);
       },
       (watchdog) => parentPort?.postMessage({ type: 'watchdog', id: watchdog + 1 } satisfies TimerMessage),
     );
