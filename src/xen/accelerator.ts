@@ -23,7 +23,7 @@ import type { TimerState } from './timers.js';
 import { evtchnFastOp, registerEventChannelOp } from './evtchn/ops.js';
 import type { PortTable } from './evtchn/ports.js';
 import type { TwoLevel } from './evtchn/two-level.js';
-import { makeTwoLevel, makeUpcall, type UpcallHost } from './evtchn/upcall.js';
+import { makeTwoLevel, type UpcallHost } from './evtchn/upcall.js';
 
 /** The registers of the current exit, as KVM's synced register area gives them. */
 export interface ExitRegisters {
