@@ -259,7 +259,7 @@ export class Machine {
         return { control, init, channel: new VmmChannel(init.vmmChannel) };
       });
       const power = { run: (id: number) => vcpus[id].control.order(Command.Run), down: (id: number) => vcpus[id].control.order(Command.Down) };
-      const upcall = { signalMsi: (apicId: number, vector: number) => void signalFixedMsi(vm, apicId, vector), kick: (id: number) => vcpus[id].control.kick(), wake: (id: number) => vcpus[id].control.wake() };
+      const upcall = { signalMsi: (apicId: number, vector: number) => void signalFixedMsi(vm, apicId, vector), kick: (id: number) => vcpus[id].control.kick(), wake: (id: number) => vcpus[id].control.wake(), setGsi: (gsi: number, level: boolean) => vm.irqLine(gsi, level) };
       const xenVmm = new XenVmm(xen, memory, memoryMap, domainState, memmap, power, evtchnPorts, upcall, log('xen'));
       const timerInit: TimerThreadInit = {
         memory: memory.handle, domainState: domainState.buffer, ports: evtchnPorts.buffer, timers: timers.buffer,

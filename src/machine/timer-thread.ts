@@ -40,6 +40,7 @@ function main(init: TimerThreadInit): void {
       signalMsi: (apic, vector) => void signalFixedMsi(vm, apic, vector),
       kick: (v) => controls[v].kick(),
       wake: (v) => controls[v].wake(),
+      setGsi: (gsi, level) => vm.irqLine(gsi, level),
     });
     new TimerState(init.timers).run(
       () => monotonicNs() - init.bootMonotonicNs,

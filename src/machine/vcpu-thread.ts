@@ -127,7 +127,7 @@ function main(init: VcpuThreadInit): void {
     const channel = new VmmChannel(init.vmmChannel);
     const domain = new DomainState(init.domainState);
     const controls = init.controls.map((b) => new VcpuControl(b));
-    const upcall = { signalMsi: (apicId: number, vector: number) => void signalFixedMsi(vm, apicId, vector), kick: (id: number) => controls[id].kick(), wake: (id: number) => controls[id].wake() };
+    const upcall = { signalMsi: (apicId: number, vector: number) => void signalFixedMsi(vm, apicId, vector), kick: (id: number) => controls[id].kick(), wake: (id: number) => controls[id].wake(), setGsi: (gsi: number, level: boolean) => vm.irqLine(gsi, level) };
     const shutdown = (kind: ShutdownKind, message: string) =>
       platform.requestStop(kind === 'reboot' ? 'reset' : kind === 'suspend' ? 'suspended' : kind, message);
     const xen = new XenAccelerator(init.id, memory, init.xen, domain, new PortTable(init.ports), upcall, shutdown, new TimerState(init.timers), {
@@ -199,6 +199,15 @@ function main(init: VcpuThreadInit): void {
         }
       }
       if (domain.callbackPending(init.id)) injectCallback();
+      // vCPU 0 lowers an asserted GSI callback once its upcall_pending is clear, as Xen does on resume.
+      if (init.id === 0 && domain.callbackGsiAsserted && !xen.twoLevel.upcallPending(0)) {
+        const gsi = domain.releaseCallbackGsi();
+        if (gsi !== undefined) {
+          vm.irqLine(gsi, false);
+          // An event that came between the check and the release found the line still claimed: raise it again.
+          if (xen.twoLevel.upcallPending(0) && domain.claimCallbackGsi(gsi)) vm.irqLine(gsi, true);
+        }
+      }
       control.running();
       const reason = vcpu.enter();
       rekickRequested = false;

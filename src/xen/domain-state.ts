@@ -6,7 +6,7 @@
 import { HVM_NR_PARAMS } from './abi/hvm.js';
 import type { Abi } from './abi/layout.js';
 
-const HEADER_WORDS = 6; // shinfo ABI, vm_assist bits, vCPU count, shutdown code + 1 (0: none), vCPUs polling, spare
+const HEADER_WORDS = 6; // shinfo ABI, vm_assist bits, vCPU count, shutdown code + 1 (0: none), vCPUs polling, asserted callback GSI (0: none)
 const RUNSTATE_WORDS = 7; // sequence, state, state_entry_time, time[4]
 const POWER_WORDS = 5; // up, initialised, start pending, context ABI, HVM callback vector pending
 /** Room for a vcpu_hvm_context in either ABI. */
@@ -72,6 +72,19 @@ export class DomainState {
   }
   set sharedInfoAbi(abi: Abi) {
     Atomics.store(this.header, 0, abi === 'compat' ? 1 : 0);
+  }
+
+  /** Marks the callback GSI asserted; false if it already was. */
+  claimCallbackGsi(gsi: number): boolean {
+    return Atomics.compareExchange(this.header, 5, 0, gsi) === 0;
+  }
+  /** The asserted callback GSI, taken (so it is lowered once), or undefined. */
+  releaseCallbackGsi(): number | undefined {
+    const gsi = Atomics.exchange(this.header, 5, 0);
+    return gsi === 0 ? undefined : gsi;
+  }
+  get callbackGsiAsserted(): boolean {
+    return Atomics.load(this.header, 5) !== 0;
   }
 
   /** How many vCPUs sleep in SCHEDOP_poll. */

@@ -15,7 +15,12 @@ export interface UpcallHost {
   kick(vcpu: number): void;
   /** Wakes a vCPU thread sleeping in SCHEDOP_block or SCHEDOP_poll. */
   wake(vcpu: number): void;
+  /** Drives a GSI of the in-kernel IOAPIC. */
+  setGsi(gsi: number, level: boolean): void;
 }
+
+/** GSIs the in-kernel IOAPIC has pins for. */
+export const IOAPIC_PINS = 24;
 
 export function makeUpcall(state: DomainState, host: UpcallHost): (vcpu: number) => void {
   return (vcpu) => {
@@ -26,8 +31,12 @@ export function makeUpcall(state: DomainState, host: UpcallHost): (vcpu: number)
     if (callback.type === 'vector') {
       state.setCallbackPending(vcpu, true);
       host.kick(vcpu);
+    } else if (callback.type === 'gsi' && vcpu === 0 && callback.gsi > 0 && callback.gsi < IOAPIC_PINS) {
+      // As Xen: a GSI callback is a level-triggered line for vCPU 0's upcall_pending; vCPU 0's thread lowers it.
+      if (state.claimCallbackGsi(callback.gsi)) host.setGsi(callback.gsi, true);
+      host.kick(0);
     }
-    // GSI and PCI INTx callbacks are not wired to the IOAPIC: the guest sees the event only when it polls.
+    // A PCI INTx callback needs a PCI bus, which xenkvm does not have: the guest sees events only when it polls.
   };
 }
 
