@@ -327,9 +327,9 @@ static void storm_case(void)
 	for (int i = 0; i < nmoves; i++)
 		kit_printf("KIT-XEN move %s rc=%ld%s\n", moves[i].what, moves[i].rc,
 			   moves[i].quiesced ? "" : " (vCPU 1 stayed in its handler)");
-	kit_printf("KIT-XEN storm: to vCPU0 sent %u got %u, to vCPU1 sent %u got %u, crossed %u,%u, send errors %ld@%d,%ld@%d, upcalls %u,%u (empty %u,%u), handler stalls %u,%u, %llu Mcycles\n",
-		   sent[0], got[0][port[0]], sent[1], got[1][port[1]], got[1][port[0]], got[0][port[1]], send_err[1],
-		   stuck_at[1], send_err[0], stuck_at[0], upcalls[0], upcalls[1], empty_upcalls[0], empty_upcalls[1],
+	kit_printf("KIT-XEN storm: to vCPU0 sent %u got %u, to vCPU1 sent %u got %u, crossed %u,%u, sender errors vCPU0 %ld@%d vCPU1 %ld@%d, upcalls %u,%u (empty %u,%u), handler stalls %u,%u, %llu Mcycles\n",
+		   sent[0], got[0][port[0]], sent[1], got[1][port[1]], got[1][port[0]], got[0][port[1]], send_err[0],
+		   stuck_at[0], send_err[1], stuck_at[1], upcalls[0], upcalls[1], empty_upcalls[0], empty_upcalls[1],
 		   stalls[0], stalls[1], U64((t1 - t0) / 1000000));
 	KIT_CHECK(started && finished, "vCPU 1 did not finish its sends");
 	for (int i = 0; i < nmoves; i++)

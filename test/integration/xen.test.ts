@@ -74,6 +74,7 @@ const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: stri
     cases: ['map-shared-info', 'start-vcpus', 'alloc-unbound', 'callback-vector', 'upcall-vector', 'loopback', 'bind-ipi', 'masked', 'bind-vcpu', 'bind-virq', 'close', 'errors', 'storm', 'reset'],
   },
   { name: 'xen-evtchn-gsi', vcpus: [1], cases: ['setup', 'events'] },
+  { name: 'xen-evtchn-moves', vcpus: [2], cases: ['setup', 'storm', 'after-moves'] },
   {
     name: 'xen-timer',
     vcpus: [2],
