@@ -6,10 +6,23 @@
  *     with xenkvm's stubs; this VMM answers each with the version in RAX
  *     through KVM's synced registers, and nothing else (no dispatcher).
  *   usage: floor [-n count] [-m io|hypercall] [path/to/bench32.elf]
- *   prints: floor: exits=<n> tsc=<delta> tsc_khz=<khz>  (exits and tsc from the guest) */
+ *   prints: floor: exits=<n> tsc=<delta> tsc_khz=<khz>  (exits and tsc from the guest)
+ *
+ * -m ipi: the floor of bench/ipi.ts around guests/build/bench-ipi.elf (64-bit
+ *   kit, cmdline "n=<count> mode=floor cpus=2"; count defaults to 300). Two
+ *   vCPUs, one thread each; the in-kernel LAPIC does the guest's INIT/SIPI.
+ *   Each `outb $0x81` of vCPU 0 is answered with KVM_SIGNAL_MSI: a fixed MSI
+ *   at APIC id 1 with the guest's vector, and nothing else.
+ * -m ipi-hypercall: the same, but the guest (mode=floor-hypercall) makes each
+ *   send a hypercall (event_channel_op) through a hypercall page with
+ *   xenkvm's stubs, as in -m hypercall; this VMM answers it with the MSI and
+ *   RAX = 0, nothing else: the floor for the guest's path to a Xen send.
+ *   usage: floor -m ipi|ipi-hypercall [-n count] [path/to/bench-ipi.elf]
+ *   prints: floor: ipi median-tsc=<t> rounds=<n> events-tsc=<total> tsc_khz=<khz> */
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <linux/kvm.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +40,10 @@
 #define XEN_MSR 0x40000000u
 #define HYPERCALL_PORT 0xe2
 #define XEN_VERSION_4_17 0x00040011u
+#define IPI_PORT 0x81
+#define IPI_APIC 1
+#define IPI_VECTOR 0xe0 /* VECTOR in guests/tests/bench-ipi.c */
+#define HYPERVISOR_EVENT_CHANNEL_OP 32
 
 /* xenkvm's hypercall stub: mov %cs,%eax; test $3,%al; jnz 1f; mov $nr,%eax; out %eax,$0xe2; ret; 1: or $-1,%rax; ret */
 static void fill_hypercall_page(uint8_t *page)
@@ -101,6 +118,44 @@ static uint32_t load_elf(const char *path, uint8_t *mem)
 	return entry;
 }
 
+/* Guest console (port 0xe9), shared by the vCPU threads of -m ipi. */
+static char out[4096];
+static size_t outlen;
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void console(const uint8_t *data, size_t n)
+{
+	pthread_mutex_lock(&out_lock);
+	for (size_t i = 0; i < n && outlen + 1 < sizeof out; i++)
+		out[outlen++] = (char)data[i];
+	pthread_mutex_unlock(&out_lock);
+}
+
+/* -m ipi: vCPU 1 waits in the kernel for INIT/SIPI, then takes the MSIs and
+ * halts in the kernel; it leaves KVM_RUN only to print. */
+struct ap { int fd; struct kvm_run *run; };
+
+static void *ap_thread(void *arg)
+{
+	struct ap *ap = arg;
+	for (;;) {
+		if (ioctl(ap->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			fail("KVM_RUN (vCPU 1)");
+		}
+		struct kvm_run *run = ap->run;
+		if (run->exit_reason == KVM_EXIT_IO && run->io.port == 0xe9 && run->io.direction == KVM_EXIT_IO_OUT) {
+			console((uint8_t *)run + run->io.data_offset, (size_t)run->io.size * run->io.count);
+			continue;
+		}
+		fprintf(stderr, "floor: vCPU 1: unexpected exit %u (port 0x%x)\n", run->exit_reason,
+			run->exit_reason == KVM_EXIT_IO ? run->io.port : 0);
+		exit(1);
+	}
+	return NULL;
+}
+
 static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
@@ -108,15 +163,23 @@ int main(int argc, char **argv)
 {
 	unsigned long count = 100000;
 	const char *elf = "guests/build/bench32.elf";
-	int hypercall = 0;
+	int hypercall = 0, ipi = 0, ipi_hcall = 0, count_given = 0;
 	int opt;
 	while ((opt = getopt(argc, argv, "n:m:")) != -1) {
 		if (opt == 'n')
-			count = strtoul(optarg, NULL, 0);
-		else if (opt == 'm' && (!strcmp(optarg, "io") || !strcmp(optarg, "hypercall")))
+			count = strtoul(optarg, NULL, 0), count_given = 1;
+		else if (opt == 'm' && (!strcmp(optarg, "io") || !strcmp(optarg, "hypercall") || !strcmp(optarg, "ipi") ||
+					!strcmp(optarg, "ipi-hypercall"))) {
 			hypercall = !strcmp(optarg, "hypercall");
-		else
-			failx("usage: floor [-n count] [-m io|hypercall] [bench32.elf]");
+			ipi_hcall = !strcmp(optarg, "ipi-hypercall");
+			ipi = ipi_hcall || !strcmp(optarg, "ipi");
+		} else
+			failx("usage: floor [-n count] [-m io|hypercall|ipi|ipi-hypercall] [bench32.elf | bench-ipi.elf]");
+	}
+	if (ipi) {
+		elf = "guests/build/bench-ipi.elf";
+		if (!count_given)
+			count = 300;
 	}
 	if (optind < argc)
 		elf = argv[optind];
@@ -153,8 +216,11 @@ int main(int argc, char **argv)
 	uint8_t *mm = mem + MEMMAP;
 	put64(mm + 0, 0), put64(mm + 8, 0xa0000), put32(mm + 16, 1);
 	put64(mm + 24, 0x100000), put64(mm + 32, MEM_SIZE - 0x100000), put32(mm + 40, 1);
-	snprintf((char *)mem + CMDLINE, 64, "n=%lu mode=%s", count, hypercall ? "hypercall" : "io");
-	if (hypercall) {
+	if (ipi)
+		snprintf((char *)mem + CMDLINE, 64, "n=%lu mode=%s cpus=2", count, ipi_hcall ? "floor-hypercall" : "floor");
+	else
+		snprintf((char *)mem + CMDLINE, 64, "n=%lu mode=%s", count, hypercall ? "hypercall" : "io");
+	if (hypercall || ipi_hcall) {
 		/* Guest writes to the Xen MSR come here; host accesses are never filtered. */
 		struct kvm_enable_cap cap = { .cap = KVM_CAP_X86_USER_SPACE_MSR, .args[0] = KVM_MSR_EXIT_REASON_FILTER };
 		static uint8_t deny[1];
@@ -177,7 +243,7 @@ int main(int argc, char **argv)
 	} cpuid = { .c.nent = 128 };
 	if (ioctl(kvm, KVM_GET_SUPPORTED_CPUID, &cpuid) < 0)
 		fail("KVM_GET_SUPPORTED_CPUID");
-	if (hypercall) {
+	if (hypercall || ipi_hcall) {
 		/* The guest finds the hypercall MSR in leaf 0x40000002. */
 		unsigned n = 0;
 		for (unsigned i = 0; i < cpuid.c.nent; i++)
@@ -191,6 +257,18 @@ int main(int argc, char **argv)
 	}
 	if (ioctl(vcpu, KVM_SET_CPUID2, &cpuid) < 0)
 		fail("KVM_SET_CPUID2");
+	static struct ap ap;
+	if (ipi) {
+		/* vCPU 1 (APIC id 1): an AP waiting for INIT/SIPI */
+		ap.fd = ioctl(vm, KVM_CREATE_VCPU, 1);
+		if (ap.fd < 0)
+			fail("KVM_CREATE_VCPU 1");
+		ap.run = mmap(NULL, runsz, PROT_READ | PROT_WRITE, MAP_SHARED, ap.fd, 0);
+		if (ap.run == MAP_FAILED)
+			fail("mmap kvm_run 1");
+		if (ioctl(ap.fd, KVM_SET_CPUID2, &cpuid) < 0)
+			fail("KVM_SET_CPUID2 (vCPU 1)");
+	}
 
 	/* PVH: 32-bit flat protected mode, paging off, %ebx = start_info */
 	struct kvm_sregs s;
@@ -214,8 +292,12 @@ int main(int argc, char **argv)
 	if (ioctl(vcpu, KVM_SET_REGS, &r) < 0)
 		fail("KVM_SET_REGS");
 
-	char out[4096];
-	size_t outlen = 0;
+	if (ipi) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, ap_thread, &ap))
+			failx("pthread_create");
+	}
+	struct kvm_msi msi = { .address_lo = 0xfee00000u | (IPI_APIC << 12), .data = IPI_VECTOR };
 	unsigned long exits_seen = 0;
 	for (;;) {
 		if (ioctl(vcpu, KVM_RUN, 0) < 0) {
@@ -241,18 +323,53 @@ int main(int argc, char **argv)
 		}
 		if (run->io.port == 0x80) { /* the I/O loop */
 			exits_seen += run->io.count;
+		} else if (run->io.port == HYPERCALL_PORT && ipi_hcall) {
+			if (*(uint32_t *)data != HYPERVISOR_EVENT_CHANNEL_OP)
+				failx("guest made a hypercall other than event_channel_op");
+			if (ioctl(vm, KVM_SIGNAL_MSI, &msi) <= 0)
+				fail("KVM_SIGNAL_MSI (not delivered)");
+			run->s.regs.regs.rax = 0;
+			run->kvm_dirty_regs = KVM_SYNC_X86_REGS;
+			exits_seen++;
 		} else if (run->io.port == HYPERCALL_PORT) {
 			run->s.regs.regs.rax = XEN_VERSION_4_17;
 			run->kvm_dirty_regs = KVM_SYNC_X86_REGS;
 			exits_seen++;
+		} else if (run->io.port == IPI_PORT && ipi) {
+			if (ioctl(vm, KVM_SIGNAL_MSI, &msi) <= 0)
+				fail("KVM_SIGNAL_MSI (not delivered)");
+			exits_seen++;
 		} else if (run->io.port == 0xe9) {
-			for (unsigned i = 0; i < run->io.count * run->io.size && outlen + 1 < sizeof out; i++)
-				out[outlen++] = (char)data[i];
+			console(data, (size_t)run->io.count * run->io.size);
 		} else if (run->io.port == 0xf4) {
 			break;
 		}
 	}
+	pthread_mutex_lock(&out_lock);
 	out[outlen] = 0;
+	pthread_mutex_unlock(&out_lock);
+
+	if (ipi) {
+		unsigned long long med, total;
+		unsigned long rounds, acks;
+		const char *d = strstr(out, "KIT-BENCH ipi-detail "), *l = strstr(out, "KIT-BENCH ipi median-tsc=");
+		const char *a = d ? strstr(d, " acks=") : NULL;
+		if (!l || !a || sscanf(l, "KIT-BENCH ipi median-tsc=%llu rounds=%lu events-tsc=%llu", &med, &rounds, &total) != 3 ||
+		    sscanf(a, " acks=%lu", &acks) != 1 || !total) {
+			fprintf(stderr, "floor: no KIT-BENCH ipi line in guest output:\n%s", out);
+			return 1;
+		}
+		if (rounds != count || acks != exits_seen) {
+			fprintf(stderr, "floor: guest says %lu rounds and %lu acks; sent %lu MSIs, asked %lu rounds\n", rounds, acks,
+				exits_seen, count);
+			return 1;
+		}
+		int khz = ioctl(vcpu, KVM_GET_TSC_KHZ, 0);
+		if (khz < 0)
+			fail("KVM_GET_TSC_KHZ");
+		printf("floor: ipi median-tsc=%llu rounds=%lu events-tsc=%llu tsc_khz=%d\n", med, rounds, total, khz);
+		return 0;
+	}
 
 	unsigned long exits;
 	unsigned long long tsc;

@@ -141,3 +141,11 @@ for (const action of ['yield', 'soft-reset']) {
     assert.deepEqual(kitReport(r.stdout).summary, { passed: 1, failed: 0 }, describe(r));
   });
 }
+
+test('the IPI benchmark guest: every EVTCHNOP_send reaches vCPU 1 once', opts, async () => {
+  const r = await runGuest('bench-ipi', { vcpus: 2, cmdline: 'n=40 warmup=20 mode=xen' });
+  assert.equal(r.status, 0, describe(r));
+  // warm-up, timed rounds and the back-to-back run: 20 + 40 + 40 events
+  assert.match(r.stdout, /^KIT-BENCH ipi-detail mode=xen .* acks=100 spurious=0$/m, describe(r));
+  assert.match(r.stdout, /^KIT-BENCH ipi median-tsc=\d+ rounds=40 events-tsc=\d+$/m, describe(r));
+});
