@@ -9,8 +9,6 @@ const GENERATION = 0;
 const STOP = 1;
 /** SCHEDOP_watchdog: the domain's watchdog timers, after the vCPUs' words (deadline, 0: not in use). */
 export const WATCHDOGS = 2;
-/** The last stretch before a deadline that the timer thread spends watching the clock instead of sleeping. */
-const SPIN_MS = 0.6;
 
 export class TimerState {
   private readonly header: Int32Array;
@@ -114,10 +112,10 @@ export class TimerState {
           if (Atomics.compareExchange(this.timers, this.watchdogIndex(id), at, 0n) === at) expired(id);
         } else if (at !== 0n && (earliest === undefined || at < earliest)) earliest = at;
       }
+      // Sleep right up to the deadline: a thread spinning on the clock instead competes with the
+      // vCPU threads for the cores and, preempted, fires a whole scheduler slice late.
       const waitMs = earliest === undefined ? Infinity : Number(earliest - now()) / 1e6;
-      // The host wakes a sleeping thread up to a few tenths of a millisecond late: sleep until just
-      // before the deadline, then watch the clock for the rest.
-      if (waitMs > SPIN_MS) Atomics.wait(this.header, GENERATION, generation, waitMs - SPIN_MS);
+      if (waitMs > 0) Atomics.wait(this.header, GENERATION, generation, waitMs);
     }
   }
 }
