@@ -29,6 +29,15 @@ static inline void *kit_phys(uint64_t pa) { return (void *)(uintptr_t)pa; }
 
 /* Timeouts are measured with the TSC, assuming roughly 2 GHz (bounds only). */
 #define KIT_TSC_PER_MS 2000000ull
+/* Spins until cond holds or ms pass; the value is whether cond held. */
+#define KIT_WAIT_FOR(cond, ms)                                                     \
+	({                                                                         \
+		uint64_t end_ = rdtsc() + (uint64_t)(ms) * KIT_TSC_PER_MS;         \
+		bool ok_;                                                          \
+		while (!(ok_ = (cond)) && rdtsc() < end_)                          \
+			cpu_relax();                                               \
+		ok_;                                                               \
+	})
 bool kit_wait_flag(volatile int *flag, uint32_t ms); /* spin until *flag != 0 or timeout */
 void kit_delay_ms(uint32_t ms);
 

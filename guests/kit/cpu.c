@@ -212,3 +212,52 @@ void kit_start64(void)
 	kit_main();
 	kit_finish();
 }
+
+static volatile kit_ap_call_fn call_fn;
+static volatile long call_arg, call_ret;
+static volatile int call_posted, call_done, ap_serving;
+static bool ap_dead;
+
+void kit_ap_serve(void)
+{
+	__atomic_store_n(&ap_serving, 1, __ATOMIC_SEQ_CST);
+	for (;;) {
+		int n;
+		while ((n = __atomic_load_n(&call_posted, __ATOMIC_SEQ_CST)) == call_done)
+			cpu_relax();
+		call_ret = call_fn(call_arg);
+		__atomic_store_n(&call_done, n, __ATOMIC_SEQ_CST);
+	}
+}
+
+bool kit_ap_serving(uint32_t ms)
+{
+	return kit_wait_flag(&ap_serving, ms);
+}
+
+bool kit_ap_start(kit_ap_call_fn fn, long arg)
+{
+	if (!ap_serving || ap_dead)
+		return false;
+	call_fn = fn;
+	call_arg = arg;
+	__atomic_add_fetch(&call_posted, 1, __ATOMIC_SEQ_CST);
+	return true;
+}
+
+bool kit_ap_wait(uint32_t ms, long *ret)
+{
+	int n = call_posted;
+	if (!KIT_WAIT_FOR(__atomic_load_n(&call_done, __ATOMIC_SEQ_CST) == n, ms)) {
+		ap_dead = true;
+		return false;
+	}
+	if (ret)
+		*ret = call_ret;
+	return true;
+}
+
+bool kit_ap_call(kit_ap_call_fn fn, long arg, long *ret)
+{
+	return kit_ap_start(fn, arg) && kit_ap_wait(3000, ret);
+}

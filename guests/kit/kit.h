@@ -98,4 +98,16 @@ int kit_ncpus(void);             /* from the MADT (1 if none) */
 extern volatile int kit_cpu_online[KIT_MAX_CPUS];
 extern volatile uint32_t kit_cpu_apic[KIT_MAX_CPUS]; /* by cpu index, set by kit_smp_start */
 
+/* ---- running functions on an AP (cpu.c) ----
+ * An AP that calls kit_ap_serve (it never returns) runs each function the
+ * BSP posts with kit_ap_start, one at a time, and hands back its result to
+ * kit_ap_wait. An AP that doesn't finish in the time given is taken as dead:
+ * every later kit_ap_start fails at once instead of waiting again. */
+typedef long (*kit_ap_call_fn)(long arg);
+void kit_ap_serve(void);
+bool kit_ap_serving(uint32_t ms); /* waits up to ms for an AP to call kit_ap_serve */
+bool kit_ap_start(kit_ap_call_fn fn, long arg);
+bool kit_ap_wait(uint32_t ms, long *ret); /* ret may be NULL */
+bool kit_ap_call(kit_ap_call_fn fn, long arg, long *ret); /* start, and wait up to 3 s */
+
 #endif

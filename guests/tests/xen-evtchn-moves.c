@@ -51,14 +51,6 @@ static volatile xen_ulong_t mine[NCPU][NWORDS];
 static int online;
 static evtchn_port_t port[NCPU];
 
-#define WAIT_FOR(cond, ms)                                                         \
-	({                                                                         \
-		uint64_t end_ = rdtsc() + (uint64_t)(ms) * KIT_TSC_PER_MS;         \
-		bool ok_;                                                          \
-		while (!(ok_ = (cond)) && rdtsc() < end_)                          \
-			cpu_relax();                                               \
-		ok_;                                                               \
-	})
 #define ERR(rc) (rc), xen_errname(rc)
 
 /* Full-barrier store (xchg: no mfence needed). */
@@ -109,7 +101,7 @@ static void on_upcall(struct kit_frame *f)
 	while (load_sc(&sh_seq) & 1) {
 		/* shared_info is moving: step aside until it has landed. */
 		store_sc(&in_handler[cpu], 0);
-		if (!WAIT_FOR(!(load_sc(&sh_seq) & 1), 2000)) {
+		if (!KIT_WAIT_FOR(!(load_sc(&sh_seq) & 1), 2000)) {
 			stalls[cpu]++;
 			return;
 		}
@@ -136,48 +128,13 @@ static bool pending_now(evtchn_port_t p)
 }
 
 /* ---- the AP: runs functions the BSP hands it, with IF=1 ---- */
-typedef long (*ap_fn_t)(long);
-static volatile ap_fn_t ap_fn;
-static volatile long ap_arg, ap_ret;
-static volatile int ap_seq, ap_done, ap_ready;
-static bool ap_dead;
-
 static void ap_main(int cpu)
 {
 	if (cpu != 1)
 		return;
 	kit_lapic_enable();
 	sti();
-	store_sc(&ap_ready, 1);
-	for (;;) {
-		int s;
-		while ((s = load_sc(&ap_seq)) == ap_done)
-			cpu_relax();
-		ap_ret = ap_fn(ap_arg);
-		store_sc(&ap_done, s);
-	}
-}
-
-static bool ap_start(ap_fn_t fn, long arg)
-{
-	if (online < 2 || ap_dead)
-		return false;
-	ap_fn = fn;
-	ap_arg = arg;
-	__atomic_add_fetch(&ap_seq, 1, __ATOMIC_SEQ_CST);
-	return true;
-}
-
-static bool ap_wait(uint32_t ms, long *ret)
-{
-	int s = ap_seq;
-	if (!WAIT_FOR(load_sc(&ap_done) == s, ms)) {
-		ap_dead = true;
-		return false;
-	}
-	if (ret)
-		*ret = ap_ret;
-	return true;
+	kit_ap_serve();
 }
 
 static long set_own_vector(long cpu)
@@ -220,7 +177,7 @@ static void move_shared_info(uint8_t *to, const char *what)
 	m->what = what;
 	cli();
 	store_sc(&sh_seq, sh_seq + 1); /* odd */
-	m->quiesced = WAIT_FOR(!load_sc(&in_handler[1]), 2000);
+	m->quiesced = KIT_WAIT_FOR(!load_sc(&in_handler[1]), 2000);
 	m->rc = xen_add_to_physmap(XENMAPSPACE_shared_info, 0, (unsigned long)((uintptr_t)to >> 12));
 	if (m->rc == 0) {
 		volatile struct shared_info *n = (volatile struct shared_info *)to;
@@ -251,7 +208,7 @@ static long storm_side(long cpu)
 				move_shared_info(frame_c, "shared_info->C");
 		}
 		/* Xen merges a send onto a port still pending: wait for the last one. */
-		if (!WAIT_FOR(!pending_now(to), 2000)) {
+		if (!KIT_WAIT_FOR(!pending_now(to), 2000)) {
 			stuck_at[cpu] = i;
 			send_err[cpu] = 1;
 			break;
@@ -286,10 +243,10 @@ static void setup_case(void)
 		   (unsigned long)((uintptr_t)frame_c >> 12), (unsigned long)((uintptr_t)frame_v >> 12), VCPU_INFO_OFF);
 	online = kit_smp_start(ap_main);
 	KIT_CHECK(online >= 2, "only %d vCPU(s) online: run with --vcpus 2", online);
-	KIT_CHECK(kit_wait_flag(&ap_ready, 3000), "vCPU 1 did not get ready");
+	KIT_CHECK(kit_ap_serving(3000), "vCPU 1 did not get ready");
 	rc = set_own_vector(0);
 	KIT_CHECK(rc == 0, "set_evtchn_upcall_vector(vcpu 0) = %ld %s", ERR(rc));
-	KIT_CHECK(ap_start(set_own_vector, 1) && ap_wait(3000, &rc), "vCPU 1 did not answer");
+	KIT_CHECK(kit_ap_start(set_own_vector, 1) && kit_ap_wait(3000, &rc), "vCPU 1 did not answer");
 	KIT_CHECK(rc == 0, "vCPU 1: set_evtchn_upcall_vector(vcpu 1) = %ld %s", ERR(rc));
 	for (int cpu = 0; cpu < NCPU; cpu++) {
 		cli();
@@ -310,18 +267,18 @@ static void setup_case(void)
 	kit_printf("KIT-XEN ipi ports %u (vCPU 0), %u (vCPU 1)\n", port[0], port[1]);
 }
 
-static bool ready(void) { return online >= 2 && port[0] && port[1] && !ap_dead; }
+static bool ready(void) { return online >= 2 && port[0] && port[1]; }
 
 static void storm_case(void)
 {
 	KIT_CHECK(ready(), "setup failed");
 	uint64_t t0 = rdtsc();
-	bool started = ap_start(storm_side, 1);
+	bool started = kit_ap_start(storm_side, 1);
 	storm_side(0);
-	bool finished = started && ap_wait(20000, NULL);
+	bool finished = started && kit_ap_wait(20000, NULL);
 	/* Wait (bounded) for everything sent to arrive, then a settle time for
 	 * duplicates and strays. */
-	WAIT_FOR(got[0][port[0]] >= sent[0] && got[1][port[1]] >= sent[1], 3000);
+	KIT_WAIT_FOR(got[0][port[0]] >= sent[0] && got[1][port[1]] >= sent[1], 3000);
 	uint64_t t1 = rdtsc();
 	kit_delay_ms(SETTLE_MS);
 	for (int i = 0; i < nmoves; i++)
@@ -356,18 +313,18 @@ static void after_moves_case(void)
 	KIT_CHECK(sh == (volatile struct shared_info *)frame_c && vinfo[0] == (volatile struct vcpu_info *)(frame_v + VCPU_INFO_OFF),
 		  "pointers not switched");
 	/* Whatever the storm left behind is settled: start from what arrived. */
-	KIT_CHECK(WAIT_FOR(!xen_evtchn_test(sh->evtchn_pending, port[0]) && !xen_evtchn_test(sh->evtchn_pending, port[1]),
+	KIT_CHECK(KIT_WAIT_FOR(!xen_evtchn_test(sh->evtchn_pending, port[0]) && !xen_evtchn_test(sh->evtchn_pending, port[1]),
 			   1000),
 		  "a storm event is still pending in shared_info at C (ports %u: %d, %u: %d)", port[0],
 		  xen_evtchn_test(sh->evtchn_pending, port[0]), port[1], xen_evtchn_test(sh->evtchn_pending, port[1]));
 	uint32_t g0 = got[0][port[0]], g1 = got[1][port[1]], u0 = upcalls[0], u1 = upcalls[1];
 	long rc = xen_evtchn_send(port[1]);
 	KIT_CHECK(rc == 0, "send(%u) to vCPU 1 = %ld %s", port[1], ERR(rc));
-	bool a1 = WAIT_FOR(got[1][port[1]] > g1, 1000);
+	bool a1 = KIT_WAIT_FOR(got[1][port[1]] > g1, 1000);
 	long r = 0;
-	KIT_CHECK(ap_start(ap_send, port[0]) && ap_wait(3000, &r), "vCPU 1 did not answer");
+	KIT_CHECK(kit_ap_start(ap_send, port[0]) && kit_ap_wait(3000, &r), "vCPU 1 did not answer");
 	KIT_CHECK(r == 0, "vCPU 1: send(%u) to vCPU 0 = %ld %s", port[0], ERR(r));
-	bool a0 = WAIT_FOR(got[0][port[0]] > g0, 1000);
+	bool a0 = KIT_WAIT_FOR(got[0][port[0]] > g0, 1000);
 	kit_delay_ms(SETTLE_MS);
 	kit_printf("KIT-XEN after moves: vCPU 0 got %u (upcalls +%u), vCPU 1 got %u (upcalls +%u)\n", got[0][port[0]] - g0,
 		   upcalls[0] - u0, got[1][port[1]] - g1, upcalls[1] - u1);

@@ -39,14 +39,6 @@ static volatile uint32_t got[NCPU][NPORTS];
 static volatile uint32_t upcalls[NCPU], callbacks[NCPU], ticks[NCPU];
 static volatile xen_ulong_t mine[NCPU][NWORDS];
 
-#define WAIT_FOR(cond, ms)                                                         \
-	({                                                                         \
-		uint64_t end_ = rdtsc() + (uint64_t)(ms) * KIT_TSC_PER_MS;         \
-		bool ok_;                                                          \
-		while (!(ok_ = (cond)) && rdtsc() < end_)                          \
-			cpu_relax();                                               \
-		ok_;                                                               \
-	})
 #define ERR(rc) (rc), xen_errname(rc)
 
 /* ---- upcall handling ---- */
@@ -211,7 +203,7 @@ static long loopback(evtchn_port_t *a, evtchn_port_t *b, uint32_t *bind_events, 
 		disown(*a);
 		return rc;
 	}
-	WAIT_FOR(got[0][*b] >= 1, 300);
+	KIT_WAIT_FOR(got[0][*b] >= 1, 300);
 	kit_delay_ms(SETTLE_MS);
 	if (bind_events)
 		*bind_events = got[0][*b] + got[1][*b];
@@ -228,53 +220,13 @@ static long close_port(evtchn_port_t p)
 }
 
 /* ---- the AP: runs functions the BSP hands it, with IF=1 ---- */
-typedef long (*ap_fn_t)(long);
-static volatile ap_fn_t ap_fn;
-static volatile long ap_arg, ap_ret;
-static volatile int ap_seq, ap_done, ap_ready;
-static bool ap_dead;
-
 static void ap_main(int cpu)
 {
 	if (cpu != 1)
 		return;
 	kit_lapic_enable();
 	sti();
-	__atomic_store_n(&ap_ready, 1, __ATOMIC_SEQ_CST);
-	for (;;) {
-		int s;
-		while ((s = __atomic_load_n(&ap_seq, __ATOMIC_SEQ_CST)) == ap_done)
-			cpu_relax();
-		ap_ret = ap_fn(ap_arg);
-		__atomic_store_n(&ap_done, s, __ATOMIC_SEQ_CST);
-	}
-}
-
-static bool ap_start(ap_fn_t fn, long arg)
-{
-	if (online < 2 || ap_dead)
-		return false;
-	ap_fn = fn;
-	ap_arg = arg;
-	__atomic_add_fetch(&ap_seq, 1, __ATOMIC_SEQ_CST);
-	return true;
-}
-
-static bool ap_wait(uint32_t ms, long *ret)
-{
-	int s = ap_seq;
-	if (!WAIT_FOR(__atomic_load_n(&ap_done, __ATOMIC_SEQ_CST) == s, ms)) {
-		ap_dead = true;
-		return false;
-	}
-	if (ret)
-		*ret = ap_ret;
-	return true;
-}
-
-static bool ap_call(ap_fn_t fn, long arg, long *ret)
-{
-	return ap_start(fn, arg) && ap_wait(3000, ret);
+	kit_ap_serve();
 }
 
 static long ap_send(long port) { return xen_evtchn_send((evtchn_port_t)port); }
@@ -295,7 +247,7 @@ static long timer_check(long cpu)
 	bool stuck = lapic_in_service(CALLBACK_VECTOR);
 	uint32_t before = ticks[cpu];
 	kit_lapic_timer_oneshot(TIMER_VECTOR, 100000);
-	bool fired = WAIT_FOR(ticks[cpu] != before, 1000);
+	bool fired = KIT_WAIT_FOR(ticks[cpu] != before, 1000);
 	return fired ? (stuck ? 2 : 1) : 0;
 }
 
@@ -357,7 +309,7 @@ static void start_case(void)
 {
 	online = kit_smp_start(ap_main);
 	KIT_CHECK(online >= 2, "only %d vCPU(s) online: run with --vcpus 2", online);
-	KIT_CHECK(kit_wait_flag(&ap_ready, 3000), "vCPU 1 did not get ready");
+	KIT_CHECK(kit_ap_serving(3000), "vCPU 1 did not get ready");
 }
 
 static void alloc_unbound_case(void)
@@ -455,7 +407,7 @@ static void callback_body(evtchn_port_t *p0, evtchn_port_t *p1)
 	rc = xen_hvm_set_param(HVM_PARAM_CALLBACK_IRQ,
 			       ((uint64_t)HVM_PARAM_CALLBACK_TYPE_VECTOR << 56) | CALLBACK_VECTOR);
 	KIT_CHECK(rc == 0, "set HVM_PARAM_CALLBACK_IRQ vector 0x%x = %ld %s", CALLBACK_VECTOR, ERR(rc));
-	bool e0 = WAIT_FOR(got[0][*p0] >= 1, 500), e1 = WAIT_FOR(got[1][*p1] >= 1, 500);
+	bool e0 = KIT_WAIT_FOR(got[0][*p0] >= 1, 500), e1 = KIT_WAIT_FOR(got[1][*p1] >= 1, 500);
 	if (!e0)
 		take_by_hand(*p0, 0);
 	if (!e1)
@@ -469,7 +421,7 @@ static void callback_body(evtchn_port_t *p0, evtchn_port_t *p1)
 		for (uint32_t i = 1; i <= CALLBACK_EVENTS; i++) {
 			rc = xen_evtchn_send(p);
 			KIT_CHECK(rc == 0, "send(%u) #%u = %ld %s", p, i, ERR(rc));
-			KIT_CHECK(WAIT_FOR(got[cpu][p] >= i, 1000),
+			KIT_CHECK(KIT_WAIT_FOR(got[cpu][p] >= i, 1000),
 				  "vCPU %d: event %u of %u (port %u) not delivered; %u callback upcalls, pending %d, sel 0x%llx, upcall_pending %u",
 				  cpu, i, CALLBACK_EVENTS, p, callbacks[cpu], xen_evtchn_test(sh->evtchn_pending, p),
 				  U64(sh->vcpu_info[cpu].evtchn_pending_sel), sh->vcpu_info[cpu].evtchn_upcall_pending);
@@ -491,7 +443,7 @@ static void callback_body(evtchn_port_t *p0, evtchn_port_t *p1)
 	KIT_CHECK(t != 2, "vCPU 0: vector 0x%x in the LAPIC ISR after the callbacks (injected through the LAPIC?)",
 		  CALLBACK_VECTOR);
 	KIT_CHECK(t == 1, "vCPU 0: LAPIC timer at vector 0x%x blocked after the callbacks", TIMER_VECTOR);
-	KIT_CHECK(ap_call(timer_check, 1, &t), "vCPU 1 did not answer");
+	KIT_CHECK(kit_ap_call(timer_check, 1, &t), "vCPU 1 did not answer");
 	KIT_CHECK(t != 2, "vCPU 1: vector 0x%x in the LAPIC ISR after the callbacks (injected through the LAPIC?)",
 		  CALLBACK_VECTOR);
 	KIT_CHECK(t == 1, "vCPU 1: LAPIC timer at vector 0x%x blocked after the callbacks", TIMER_VECTOR);
@@ -529,7 +481,7 @@ static long set_both_vectors(void)
 		kit_fail("set_evtchn_upcall_vector(vcpu 0, 0x%x) = %ld %s", UPCALL_VECTOR, ERR(rc));
 		return rc;
 	}
-	if (!ap_call(ap_set_upcall_vector, UPCALL_VECTOR, &rc)) {
+	if (!kit_ap_call(ap_set_upcall_vector, UPCALL_VECTOR, &rc)) {
 		kit_fail("vCPU 1 did not answer");
 		return -1;
 	}
@@ -551,7 +503,7 @@ static void upcall_vector_body(evtchn_port_t *p0, evtchn_port_t *p1)
 		return;
 	if (set_both_vectors())
 		return;
-	bool e0 = WAIT_FOR(got[0][*p0] >= 1, 500), e1 = WAIT_FOR(got[1][*p1] >= 1, 500);
+	bool e0 = KIT_WAIT_FOR(got[0][*p0] >= 1, 500), e1 = KIT_WAIT_FOR(got[1][*p1] >= 1, 500);
 	if (!e0)
 		take_by_hand(*p0, 0);
 	if (!e1)
@@ -601,16 +553,16 @@ static void loopback_body(evtchn_port_t *a, evtchn_port_t *b)
 		  *a);
 
 	EXPECT_RC(xen_evtchn_send(*a), 0, "send(a=%u)", *a);
-	KIT_CHECK(WAIT_FOR(got[0][*b] >= 1, 1000), "send on a: nothing arrived on b (vCPU 0); pending %d",
+	KIT_CHECK(KIT_WAIT_FOR(got[0][*b] >= 1, 1000), "send on a: nothing arrived on b (vCPU 0); pending %d",
 		  xen_evtchn_test(sh->evtchn_pending, *b));
 	EXPECT_RC(xen_evtchn_send(*b), 0, "send(b=%u)", *b);
-	KIT_CHECK(WAIT_FOR(got[0][*a] >= 1, 1000), "send on b: nothing arrived on a (vCPU 0); pending %d",
+	KIT_CHECK(KIT_WAIT_FOR(got[0][*a] >= 1, 1000), "send on b: nothing arrived on a (vCPU 0); pending %d",
 		  xen_evtchn_test(sh->evtchn_pending, *a));
 	/* The other direction from vCPU 1: still arrives on vCPU 0 (the port's). */
 	long r = 0;
-	KIT_CHECK(ap_call(ap_send, *a, &r), "vCPU 1 did not answer");
+	KIT_CHECK(kit_ap_call(ap_send, *a, &r), "vCPU 1 did not answer");
 	KIT_CHECK(r == 0, "vCPU 1: send(a) = %ld %s", ERR(r));
-	KIT_CHECK(WAIT_FOR(got[0][*b] >= 2, 1000), "vCPU 1's send on a: nothing arrived on b (vCPU 0)");
+	KIT_CHECK(KIT_WAIT_FOR(got[0][*b] >= 2, 1000), "vCPU 1's send on a: nothing arrived on b (vCPU 0)");
 	kit_delay_ms(SETTLE_MS);
 	KIT_CHECK(got[0][*a] == 1 && got[0][*b] == 2 && got[1][*a] == 0 && got[1][*b] == 0,
 		  "counts vCPU0 a=%u b=%u, vCPU1 a=%u b=%u; expected 1, 2, 0, 0", got[0][*a], got[0][*b], got[1][*a],
@@ -646,11 +598,11 @@ static void ipi_body(evtchn_port_t *p0, evtchn_port_t *p1)
 		return;
 	KIT_CHECK(st.vcpu == 1, "status(%u).vcpu %u, expected 1", *p1, st.vcpu);
 	EXPECT_RC(xen_evtchn_send(*p1), 0, "send(%u)", *p1);
-	KIT_CHECK(WAIT_FOR(got[1][*p1] >= 1, 1000), "BSP -> AP: nothing arrived on vCPU 1 (pending %d, got on vCPU 0 %u)",
+	KIT_CHECK(KIT_WAIT_FOR(got[1][*p1] >= 1, 1000), "BSP -> AP: nothing arrived on vCPU 1 (pending %d, got on vCPU 0 %u)",
 		  xen_evtchn_test(sh->evtchn_pending, *p1), got[0][*p1]);
-	KIT_CHECK(ap_call(ap_send, *p0, &rc), "vCPU 1 did not answer");
+	KIT_CHECK(kit_ap_call(ap_send, *p0, &rc), "vCPU 1 did not answer");
 	KIT_CHECK(rc == 0, "vCPU 1: send(%u) = %ld %s", *p0, ERR(rc));
-	KIT_CHECK(WAIT_FOR(got[0][*p0] >= 1, 1000), "AP -> BSP: nothing arrived on vCPU 0 (pending %d)",
+	KIT_CHECK(KIT_WAIT_FOR(got[0][*p0] >= 1, 1000), "AP -> BSP: nothing arrived on vCPU 0 (pending %d)",
 		  xen_evtchn_test(sh->evtchn_pending, *p0));
 	kit_delay_ms(SETTLE_MS);
 	KIT_CHECK(got[1][*p1] == 1 && got[0][*p0] == 1 && got[0][*p1] == 0 && got[1][*p0] == 0,
@@ -688,7 +640,7 @@ static void masked_one(evtchn_port_t p, int cpu)
 		  "masked port %u: selector bit %u = %d, upcall_pending %u on vCPU %d; Xen leaves both alone", p, w, selbit,
 		  vi->evtchn_upcall_pending, cpu);
 	EXPECT_RC(xen_evtchn_unmask(p), 0, "unmask(%u)", p);
-	KIT_CHECK(WAIT_FOR(got[cpu][p] >= 1, 1000), "unmask(%u): no upcall on vCPU %d (pending %d, mask %d)", p, cpu,
+	KIT_CHECK(KIT_WAIT_FOR(got[cpu][p] >= 1, 1000), "unmask(%u): no upcall on vCPU %d (pending %d, mask %d)", p, cpu,
 		  xen_evtchn_test(sh->evtchn_pending, p), xen_evtchn_test(sh->evtchn_mask, p));
 	KIT_CHECK(!xen_evtchn_test(sh->evtchn_mask, p), "unmask(%u) left the mask bit set", p);
 	/* Unmasking an unmasked port delivers nothing. */
@@ -739,11 +691,11 @@ static void bind_vcpu_body(evtchn_port_t *ports)
 		return;
 	KIT_CHECK(st.vcpu == 1, "status(%u).vcpu %u after bind_vcpu 1", *b, st.vcpu);
 	EXPECT_RC(xen_evtchn_send(*a), 0, "send(%u)", *a);
-	KIT_CHECK(WAIT_FOR(got[1][*b] >= 1, 1000), "event on %u did not arrive on vCPU 1 (vCPU 0 got %u, pending %d)", *b,
+	KIT_CHECK(KIT_WAIT_FOR(got[1][*b] >= 1, 1000), "event on %u did not arrive on vCPU 1 (vCPU 0 got %u, pending %d)", *b,
 		  got[0][*b], xen_evtchn_test(sh->evtchn_pending, *b));
-	KIT_CHECK(ap_call(ap_send, *b, &rc), "vCPU 1 did not answer");
+	KIT_CHECK(kit_ap_call(ap_send, *b, &rc), "vCPU 1 did not answer");
 	KIT_CHECK(rc == 0, "vCPU 1: send(%u) = %ld %s", *b, ERR(rc));
-	KIT_CHECK(WAIT_FOR(got[0][*a] >= 1, 1000), "event on %u (still vCPU 0) did not arrive", *a);
+	KIT_CHECK(KIT_WAIT_FOR(got[0][*a] >= 1, 1000), "event on %u (still vCPU 0) did not arrive", *a);
 	kit_delay_ms(SETTLE_MS);
 	KIT_CHECK(got[1][*b] == 1 && got[0][*b] == 0 && got[0][*a] == 1 && got[1][*a] == 0,
 		  "counts b: vCPU1 %u vCPU0 %u, a: vCPU0 %u vCPU1 %u; expected 1 0 1 0", got[1][*b], got[0][*b],
@@ -972,7 +924,7 @@ static long storm_side(long cpu)
 {
 	evtchn_port_t to = storm_port[1 - cpu], me = storm_port[cpu];
 	for (int i = 0; i < STORM; i++) {
-		if (!WAIT_FOR(!xen_evtchn_test(sh->evtchn_pending, to), 2000)) {
+		if (!KIT_WAIT_FOR(!xen_evtchn_test(sh->evtchn_pending, to), 2000)) {
 			storm_err[cpu] = 1;
 			break;
 		}
@@ -983,7 +935,7 @@ static long storm_side(long cpu)
 		}
 		storm_sent[cpu]++;
 	}
-	WAIT_FOR(got[cpu][me] >= STORM, 5000);
+	KIT_WAIT_FOR(got[cpu][me] >= STORM, 5000);
 	return 0;
 }
 
@@ -1000,9 +952,9 @@ static void storm_case(void)
 	}
 	evtchn_port_t p0 = storm_port[0], p1 = storm_port[1];
 	uint64_t t0 = rdtsc();
-	bool started = ap_start(storm_side, 1);
+	bool started = kit_ap_start(storm_side, 1);
 	storm_side(0);
-	bool finished = started && ap_wait(15000, NULL);
+	bool finished = started && kit_ap_wait(15000, NULL);
 	uint64_t t1 = rdtsc();
 	kit_delay_ms(SETTLE_MS);
 	kit_printf("KIT-XEN storm: vCPU0 sent %u got %u, vCPU1 sent %u got %u, crossed %u,%u, errors %ld,%ld, %llu Mcycles\n",
