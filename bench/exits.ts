@@ -28,7 +28,7 @@ function floor(mode: Mode): { ticks: number; khz: number } {
 }
 
 function xenkvm(mode: Mode): number {
-  const out = execFileSync(process.execPath, [`${root}dist/src/cli/main.js`, 'run', '--kernel', guest, '--cmdline', `n=${ITERATIONS} mode=${mode}`], { encoding: 'utf8' });
+  const out = execFileSync(`${root}bin/xenkvm`, ['run', '--kernel', guest, '--cmdline', `n=${ITERATIONS} mode=${mode}`], { encoding: 'utf8' });
   const m = new RegExp(`KIT-BENCH ${label[mode]}=(\\d+) tsc=(\\d+)`).exec(out);
   if (!m || Number(m[1]) !== ITERATIONS || Number(m[2]) === 0) throw new Error(`xenkvm printed no result: ${out}`);
   return Number(m[2]) / ITERATIONS;

@@ -39,7 +39,7 @@ function floor(mode: 'ipi' | 'ipi-hypercall'): Sample & { khz: number } {
 }
 
 function xenkvm(): Sample {
-  const out = execFileSync(process.execPath, [`${root}dist/src/cli/main.js`, 'run', '--kernel', guest, '--vcpus', '2', '--cmdline', `n=${EVENTS} mode=xen`], { encoding: 'utf8' });
+  const out = execFileSync(`${root}bin/xenkvm`, ['run', '--kernel', guest, '--vcpus', '2', '--cmdline', `n=${EVENTS} mode=xen`], { encoding: 'utf8' });
   return parse(out, 'KIT-BENCH ', 'xenkvm');
 }
 

@@ -27,7 +27,7 @@ timers.run(monotonicRawNs, () => {
 lateness.sort((a, b) => a - b);
 const pct = (p: number) => lateness[Math.min(lateness.length - 1, Math.floor((p / 100) * lateness.length))];
 
-const out = execFileSync(process.execPath, [`${root}dist/src/cli/main.js`, 'run', '--kernel', `${root}guests/build/xen-timer.elf`, '--vcpus', '2'], { encoding: 'utf8' });
+const out = execFileSync(`${root}bin/xenkvm`, ['run', '--kernel', `${root}guests/build/xen-timer.elf`, '--vcpus', '2'], { encoding: 'utf8' });
 const guest = /KIT-TIMER samples=(\d+) max-late-ns=(\d+) mean-late-ns=(\d+)/.exec(out);
 if (!guest) throw new Error(`xen-timer printed no KIT-TIMER line:\n${out}`);
 

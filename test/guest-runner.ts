@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 
 export const root = fileURLToPath(new URL('../../', import.meta.url));
 export const cli = `${root}dist/src/cli/main.js`;
+/** How users run xenkvm: the launcher gives node its flags. */
+export const launcher = `${root}bin/xenkvm`;
 export const guest = (name: string) => `${root}guests/build/${name}.elf`;
 
 /** Why KVM tests cannot run here, or undefined when they can. */
@@ -26,7 +28,7 @@ export interface RunResult {
 
 export function xenkvm(args: string[], options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; signalAfter?: { text: string; signal: NodeJS.Signals } } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(launcher, args, { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let signalled = false;
