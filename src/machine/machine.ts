@@ -16,7 +16,7 @@ import { DomainState } from '../xen/domain-state.js';
 import { PortTable } from '../xen/evtchn/ports.js';
 import { TimerState } from '../xen/timers.js';
 import type { TimerMessage, TimerThreadInit } from './timer-thread.js';
-import { signalFixedMsi } from './msi.js';
+import { signalFixedMsi, upcallHost } from './msi.js';
 import { monotonicNs, realtimeNs, tscScale } from '../xen/time.js';
 import type { ForwardedHypercall } from '../xen/accelerator.js';
 import { DEFAULT_XEN_VERSION, DOMU_ID, type XenConfig } from '../xen/config.js';
@@ -259,8 +259,7 @@ export class Machine {
         return { control, init, channel: new VmmChannel(init.vmmChannel) };
       });
       const power = { run: (id: number) => vcpus[id].control.order(Command.Run), down: (id: number) => vcpus[id].control.order(Command.Down) };
-      const upcall = { signalMsi: (apicId: number, vector: number) => void signalFixedMsi(vm, apicId, vector), kick: (id: number) => vcpus[id].control.kick(), wake: (id: number) => vcpus[id].control.wake(), setGsi: (gsi: number, level: boolean) => vm.irqLine(gsi, level) };
-      const xenVmm = new XenVmm(xen, memory, memoryMap, domainState, memmap, power, evtchnPorts, upcall, log('xen'));
+      const xenVmm = new XenVmm(xen, memory, memoryMap, domainState, memmap, power, evtchnPorts, upcallHost(vm, controls), log('xen'));
       const timerInit: TimerThreadInit = {
         memory: memory.handle, domainState: domainState.buffer, ports: evtchnPorts.buffer, timers: timers.buffer,
         controls: controls.map((c) => c.buffer), vmFd: vm.fd, bootMonotonicNs: xen.bootMonotonicNs, logLevel: config.logLevel ?? 'warn',

@@ -1,5 +1,6 @@
 // MSIs into the in-kernel LAPICs, from any thread.
 import type { Vm } from '../kvm/vm.js';
+import type { UpcallHost } from '../xen/evtchn/upcall.js';
 import { LAPIC_ADDRESS } from './layout.js';
 
 /** A fixed, edge-triggered MSI with `vector` at the LAPIC whose id is `apicId` (physical destination); false if no LAPIC took it. */
@@ -7,4 +8,14 @@ export function signalFixedMsi(vm: Vm, apicId: number, vector: number): boolean 
   if (!Number.isInteger(vector) || vector < 16 || vector > 255) throw new RangeError(`MSI vector ${vector} is not 16–255`);
   if (!Number.isInteger(apicId) || apicId < 0 || apicId > 255) throw new RangeError(`APIC id ${apicId} is not 0–255`);
   return vm.signalMsi(BigInt(LAPIC_ADDRESS) | BigInt(apicId << 12), vector) > 0;
+}
+
+/** Event upcalls from any thread: MSIs and IOAPIC lines through the VM, kicks and wake-ups through each vCPU's control block. */
+export function upcallHost(vm: Vm, controls: readonly { kick(): void; wake(): void }[]): UpcallHost {
+  return {
+    signalMsi: (apicId, vector) => void signalFixedMsi(vm, apicId, vector),
+    kick: (vcpu) => controls[vcpu].kick(),
+    wake: (vcpu) => controls[vcpu].wake(),
+    setGsi: (gsi, level) => vm.irqLine(gsi, level),
+  };
 }

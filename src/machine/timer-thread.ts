@@ -9,9 +9,9 @@ import { VIRQ } from '../xen/abi/event-channel.js';
 import { DomainState } from '../xen/domain-state.js';
 import { PortTable } from '../xen/evtchn/ports.js';
 import { makeTwoLevel } from '../xen/evtchn/upcall.js';
-import { monotonicNs } from '../xen/time.js';
+import { systemTimeClock } from '../xen/time.js';
 import { TimerState } from '../xen/timers.js';
-import { signalFixedMsi } from './msi.js';
+import { upcallHost } from './msi.js';
 import { VcpuControl } from './vcpu-control.js';
 
 /** A domain watchdog expired: the domain has crashed, as Xen's toolstack sees it. */
@@ -36,14 +36,9 @@ function main(init: TimerThreadInit): void {
     const state = new DomainState(init.domainState);
     const ports = new PortTable(init.ports);
     const controls = init.controls.map((b) => new VcpuControl(b));
-    const twoLevel = makeTwoLevel(memory, state, {
-      signalMsi: (apic, vector) => void signalFixedMsi(vm, apic, vector),
-      kick: (v) => controls[v].kick(),
-      wake: (v) => controls[v].wake(),
-      setGsi: (gsi, level) => vm.irqLine(gsi, level),
-    });
+    const twoLevel = makeTwoLevel(memory, state, upcallHost(vm, controls));
     new TimerState(init.timers).run(
-      () => monotonicNs() - init.bootMonotonicNs,
+      systemTimeClock(init.bootMonotonicNs),
       (vcpu) => {
         const port = ports.virqPort(VIRQ.TIMER, vcpu);
         if (port === undefined) return;

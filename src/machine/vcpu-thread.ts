@@ -19,7 +19,7 @@ import { PostCode } from './devices/post-code.js';
 import { Uart16550 } from './devices/uart16550.js';
 import { ExitHandler } from './exit-handler.js';
 import { VmmChannel } from './vmm-channel.js';
-import { signalFixedMsi } from './msi.js';
+import { upcallHost } from './msi.js';
 import { PortTable } from '../xen/evtchn/ports.js';
 import { callbackVector } from '../xen/evtchn/upcall.js';
 import type { ShutdownKind } from '../xen/sched.js';
@@ -127,7 +127,7 @@ function main(init: VcpuThreadInit): void {
     const channel = new VmmChannel(init.vmmChannel);
     const domain = new DomainState(init.domainState);
     const controls = init.controls.map((b) => new VcpuControl(b));
-    const upcall = { signalMsi: (apicId: number, vector: number) => void signalFixedMsi(vm, apicId, vector), kick: (id: number) => controls[id].kick(), wake: (id: number) => controls[id].wake(), setGsi: (gsi: number, level: boolean) => vm.irqLine(gsi, level) };
+    const upcall = upcallHost(vm, controls);
     const shutdown = (kind: ShutdownKind, message: string) =>
       platform.requestStop(kind === 'reboot' ? 'reset' : kind === 'suspend' ? 'suspended' : kind, message);
     const xen = new XenAccelerator(init.id, memory, init.xen, domain, new PortTable(init.ports), upcall, shutdown, new TimerState(init.timers), {

@@ -14,7 +14,7 @@ import { HYPERCALL_MSR, hypercallPage, hypercallPageTarget } from './hypercall-p
 import { registerVersion } from './version.js';
 import type { DomainState } from './domain-state.js';
 import { RunstateAccount } from './runstate.js';
-import { monotonicNs } from './time.js';
+import { systemTimeClock } from './time.js';
 import { registerVcpuOp } from './vcpu.js';
 import { registerSchedOp, type SchedDomain } from './sched.js';
 import { RUNSTATE } from './abi/vcpu.js';
@@ -72,7 +72,7 @@ export class XenAccelerator {
   ) {
     this.dispatcher = new HypercallDispatcher(logger);
     this.state = state;
-    const systemTime = () => monotonicNs() - config.bootMonotonicNs;
+    const systemTime = systemTimeClock(config.bootMonotonicNs);
     this.runstate = new RunstateAccount(vcpu, state, memory, systemTime, haltedNs);
     registerVersion(this.dispatcher, config);
     const forwardCall = (nr: number) => (ctx: HypercallContext, args: readonly bigint[]) =>

@@ -5,7 +5,7 @@ import { HVM_NR_PARAMS, HVM_PARAM, HVMOP, xenHvmEvtchnUpcallVector, xenHvmGetTim
 import { HYPERCALL } from './abi/hypercalls.js';
 import type { DomainState } from './domain-state.js';
 import { XenError } from './errors.js';
-import type { HypercallContext, HypercallDispatcher } from './hypercall.js';
+import { readArg, type HypercallContext, type HypercallDispatcher } from './hypercall.js';
 import { checkSelf, latchSharedInfoAbi, type MemoryOpDomain } from './memory.js';
 
 /** Parameters a domain may set on itself. */
@@ -37,7 +37,7 @@ export interface HvmOpDomain extends MemoryOpDomain {
 
 function readParam(ctx: HypercallContext, arg: bigint) {
   const def = xenHvmParam[ctx.abi];
-  return def.decode(ctx.guest.read(arg, def.size));
+  return readArg(ctx, def, arg);
 }
 
 function setParam(ctx: HypercallContext, domain: HvmOpDomain, arg: bigint): number {
@@ -70,7 +70,7 @@ function getParam(ctx: HypercallContext, domain: HvmOpDomain, arg: bigint): numb
 
 function setUpcallVector(ctx: HypercallContext, domain: HvmOpDomain, arg: bigint): number {
   const def = xenHvmEvtchnUpcallVector[ctx.abi];
-  const op = def.decode(ctx.guest.read(arg, def.size));
+  const op = readArg(ctx, def, arg);
   if (op.vector < MIN_UPCALL_VECTOR) throw new XenError(XEN_ERRNO.EINVAL);
   if (op.vcpu >= domain.state.vcpuCount) throw new XenError(XEN_ERRNO.ENOENT);
   domain.state.setUpcallVector(op.vcpu, op.vector);
@@ -81,7 +81,7 @@ function setUpcallVector(ctx: HypercallContext, domain: HvmOpDomain, arg: bigint
 /** Only meaningful with shadow paging; with hardware-assisted paging Xen refuses it. */
 function pagetableDying(ctx: HypercallContext, domain: HvmOpDomain, arg: bigint): number {
   const def = xenHvmPagetableDying[ctx.abi];
-  const a = def.decode(ctx.guest.read(arg, def.size));
+  const a = readArg(ctx, def, arg);
   checkSelf(a.domid, domain.domid);
   throw new XenError(XEN_ERRNO.EINVAL);
 }

@@ -19,6 +19,18 @@ export interface HypercallContext {
   readonly guest: GuestVirtual;
 }
 
+/** The struct a pointer argument addresses, copied in from the caller's memory. */
+export function readArg<D extends { size: number; decode(bytes: Uint8Array): unknown }>(ctx: HypercallContext, def: D, arg: bigint): ReturnType<D['decode']> {
+  return def.decode(ctx.guest.read(arg, def.size)) as ReturnType<D['decode']>;
+}
+
+/** Writes an output field of 32 bits (a port, a count) into the caller's memory. */
+export function writeArgU32(ctx: HypercallContext, gva: bigint, value: number): void {
+  const bytes = new Uint8Array(4);
+  new DataView(bytes.buffer).setUint32(0, value, true);
+  ctx.guest.write(gva, bytes);
+}
+
 /** Returns the value for RAX (≥ 0) or throws XenError. */
 export type HypercallHandler = (ctx: HypercallContext, args: readonly bigint[]) => number | bigint;
 

@@ -10,7 +10,7 @@ import { e820Entry, XENMAPSPACE, XENMEM, xenAddToPhysmap, xenAddToPhysmapBatch, 
 import { DOMID } from './abi/xen.js';
 import type { DomainState } from './domain-state.js';
 import { XenError } from './errors.js';
-import type { HypercallContext, HypercallDispatcher } from './hypercall.js';
+import { readArg, writeArgU32, type HypercallContext, type HypercallDispatcher } from './hypercall.js';
 import { SHARED_INFO_PAGE, writeWallclock } from './shared-info.js';
 
 export interface MemoryOpDomain {
@@ -56,7 +56,7 @@ function mapSharedInfo(domain: MemoryOpDomain, abi: Abi, idx: bigint, gpfn: bigi
 
 function addToPhysmap(ctx: HypercallContext, domain: MemoryOpDomain, arg: bigint): number {
   const def = xenAddToPhysmap[ctx.abi];
-  const a = def.decode(ctx.guest.read(arg, def.size));
+  const a = readArg(ctx, def, arg);
   checkSelf(a.domid, domain.domid);
   switch (a.space) {
     case XENMAPSPACE.shared_info:
@@ -76,7 +76,7 @@ function addToPhysmap(ctx: HypercallContext, domain: MemoryOpDomain, arg: bigint
 /** Each entry succeeds or fails on its own; its result goes to errs[i]. */
 function addToPhysmapBatch(ctx: HypercallContext, domain: MemoryOpDomain, arg: bigint): number {
   const def = xenAddToPhysmapBatch[ctx.abi];
-  const b = def.decode(ctx.guest.read(arg, def.size));
+  const b = readArg(ctx, def, arg);
   checkSelf(b.domid, domain.domid);
   if (b.space === XENMAPSPACE.gmfn_range) throw new XenError(XEN_ERRNO.EOPNOTSUPP);
   if (b.foreign_domid !== 0) throw new XenError(XEN_ERRNO.EINVAL);
@@ -101,15 +101,13 @@ function addToPhysmapBatch(ctx: HypercallContext, domain: MemoryOpDomain, arg: b
 /** Copies as many e820 entries as the guest's buffer holds and says how many. */
 function memoryMap(ctx: HypercallContext, domain: MemoryOpDomain, arg: bigint): number {
   const def = xenMemoryMap[ctx.abi];
-  const m = def.decode(ctx.guest.read(arg, def.size));
+  const m = readArg(ctx, def, arg);
   const n = Math.min(m.nr_entries, domain.e820.length);
   const entry = e820Entry.native; // packed, the same in both ABIs
   const out = new Uint8Array(n * entry.size);
   domain.e820.slice(0, n).forEach((e, i) => out.set(entry.encode({ addr: BigInt(e.addr), size: BigInt(e.size), type: e.type }), i * entry.size));
   ctx.guest.write(BigInt(m.buffer), out);
-  const count = new Uint8Array(4);
-  new DataView(count.buffer).setUint32(0, n, true);
-  ctx.guest.write(arg + BigInt(def.offsets.nr_entries), count);
+  writeArgU32(ctx, arg + BigInt(def.offsets.nr_entries), n);
   return 0;
 }
 

@@ -7,7 +7,7 @@ import { HYPERCALL } from './abi/hypercalls.js';
 import { SCHEDOP, SHUTDOWN, schedPoll, schedShutdown, schedWatchdog } from './abi/sched.js';
 import { WATCHDOGS, type TimerState } from './timers.js';
 import { XenError } from './errors.js';
-import type { HypercallContext, HypercallDispatcher } from './hypercall.js';
+import { readArg, type HypercallContext, type HypercallDispatcher } from './hypercall.js';
 
 export type ShutdownKind = 'poweroff' | 'reboot' | 'crash' | 'suspend';
 
@@ -45,7 +45,7 @@ const REASONS: Record<number, ShutdownKind> = {
 function reasonOf(ctx: HypercallContext, arg: bigint): number {
   const def = schedShutdown[ctx.abi];
   // Xen takes the reason as a byte.
-  return def.decode(ctx.guest.read(arg, def.size)).reason & 0xff;
+  return readArg(ctx, def, arg).reason & 0xff;
 }
 
 export function registerSchedOp(dispatcher: HypercallDispatcher, d: SchedDomain): void {
@@ -69,7 +69,7 @@ export function registerSchedOp(dispatcher: HypercallDispatcher, d: SchedDomain)
         return 0;
       case SCHEDOP.poll: {
         const def = schedPoll[ctx.abi];
-        const poll = def.decode(ctx.guest.read(arg, def.size));
+        const poll = readArg(ctx, def, arg);
         if (poll.nr_ports > MAX_POLL_PORTS) throw new XenError(XEN_ERRNO.EINVAL);
         const raw = new DataView(ctx.guest.read(BigInt(poll.ports), poll.nr_ports * 4).buffer);
         const ports = Array.from({ length: poll.nr_ports }, (_, i) => d.checkPort(raw.getUint32(i * 4, true)));
@@ -88,7 +88,7 @@ export function registerSchedOp(dispatcher: HypercallDispatcher, d: SchedDomain)
 /** SCHEDOP_watchdog: id 0 claims a watchdog (its id is returned), another id re-arms it, timeout 0 frees it; expiry is a crash. */
 function watchdog(ctx: HypercallContext, d: SchedDomain, arg: bigint): number {
   const def = schedWatchdog[ctx.abi];
-  const w = def.decode(ctx.guest.read(arg, def.size));
+  const w = readArg(ctx, def, arg);
   const deadline = d.systemTime() + BigInt(w.timeout) * 1_000_000_000n;
   if (w.id === 0) {
     const id = d.timers.claimWatchdog(deadline > 0n ? deadline : 1n);

@@ -48,5 +48,9 @@ export function wallclockAtSystemTime(wallNowNs: bigint, systemNowNs: bigint): {
 
 /** Nanoseconds on the host clock system time is kept on. */
 export { monotonicRawNs as monotonicNs } from '../common/clock.js';
+import { monotonicRawNs } from '../common/clock.js';
+
+/** The VMM's clock of Xen system time: host monotonic nanoseconds since the VM's boot reading. */
+export const systemTimeClock = (bootMonotonicNs: bigint) => (): bigint => monotonicRawNs() - bootMonotonicNs;
 /** Nanoseconds of host real time. */
 export const realtimeNs = (): bigint => BigInt(Date.now()) * 1_000_000n;

@@ -13,7 +13,7 @@ import type { XenConfig } from './config.js';
 import type { TimerState } from './timers.js';
 import { AreaKind, type DomainState } from './domain-state.js';
 import { XenError } from './errors.js';
-import type { HypercallContext, HypercallDispatcher } from './hypercall.js';
+import { readArg, type HypercallContext, type HypercallDispatcher } from './hypercall.js';
 import { encodeRunstate, recordFromWords, type RunstateAccount, writeRunstateArea } from './runstate.js';
 import { SHARED_INFO_PAGE, VCPU_INFO_TIME_OFFSET, writeVcpuTime } from './shared-info.js';
 
@@ -57,7 +57,7 @@ function translateArea(ctx: HypercallContext, gva: bigint, length: number) {
 
 function registerVcpuInfo(ctx: HypercallContext, d: VcpuOpDomain, target: number, arg: bigint): number {
   const def = vcpuRegisterVcpuInfo[ctx.abi];
-  const r = def.decode(ctx.guest.read(arg, def.size));
+  const r = readArg(ctx, def, arg);
   if (r.offset > PAGE_SIZE - VCPU_INFO_SIZE) throw new XenError(XEN_ERRNO.EINVAL);
   // Xen lets a vcpu_info be placed once; moving it is refused, and so is placing another running vCPU's.
   if (d.state.vcpuInfoAddress(target) !== undefined) throw new XenError(XEN_ERRNO.EINVAL);
@@ -85,7 +85,7 @@ function registerVcpuInfo(ctx: HypercallContext, d: VcpuOpDomain, target: number
 
 function registerRunstateArea(ctx: HypercallContext, d: VcpuOpDomain, target: number, arg: bigint): number {
   const def = vcpuRegisterRunstateMemoryArea[ctx.abi];
-  const gva = areaAddress(ctx, def.decode(ctx.guest.read(arg, def.size)).addr);
+  const gva = areaAddress(ctx, readArg(ctx, def, arg).addr);
   const pieces = gva === 0n ? undefined : translateArea(ctx, gva, vcpuRunstateInfo[ctx.abi].size);
   d.state.setArea(target, AreaKind.Runstate, pieces && { abi: ctx.abi, pieces });
   // Xen fills the area at once: the caller's own record is brought up to now first.
@@ -96,7 +96,7 @@ function registerRunstateArea(ctx: HypercallContext, d: VcpuOpDomain, target: nu
 
 function registerTimeArea(ctx: HypercallContext, d: VcpuOpDomain, target: number, arg: bigint): number {
   const def = vcpuRegisterTimeMemoryArea[ctx.abi];
-  const gva = areaAddress(ctx, def.decode(ctx.guest.read(arg, def.size)).addr);
+  const gva = areaAddress(ctx, readArg(ctx, def, arg).addr);
   const pieces = gva === 0n ? undefined : translateArea(ctx, gva, vcpuTimeInfo[ctx.abi].size);
   d.state.setArea(target, AreaKind.Time, pieces && { abi: ctx.abi, pieces });
   if (pieces) writeVcpuTime(new GuestArea(d.memory, pieces), 0, d.config.pvclock);
@@ -141,7 +141,7 @@ export function registerVcpuOp(dispatcher: HypercallDispatcher, d: VcpuOpDomain)
         // Only for the calling vCPU, as in Xen.
         if (target !== d.self.vcpu) throw new XenError(XEN_ERRNO.EINVAL);
         const def = vcpuSetSingleshotTimer[ctx.abi];
-        const set = def.decode(ctx.guest.read(arg, def.size));
+        const set = readArg(ctx, def, arg);
         const deadline = BigInt.asIntN(64, set.timeout_abs_ns);
         if (set.flags & VCPU_SSHOTTMR_future && deadline < d.systemTime()) throw new XenError(XEN_ERRNO.ETIME);
         d.timers.setSingleshot(target, deadline > 0n ? deadline : 1n);
@@ -153,7 +153,7 @@ export function registerVcpuOp(dispatcher: HypercallDispatcher, d: VcpuOpDomain)
         return 0;
       case VCPUOP.set_periodic_timer: {
         const def = vcpuSetPeriodicTimer[ctx.abi];
-        const period = def.decode(ctx.guest.read(arg, def.size)).period_ns;
+        const period = readArg(ctx, def, arg).period_ns;
         if (period < MIN_PERIOD_NS || period > STIME_DELTA_MAX) throw new XenError(XEN_ERRNO.EINVAL);
         d.timers.setPeriodic(target, period, d.systemTime());
         return 0;

@@ -9,7 +9,7 @@ import {
 } from './abi/version.js';
 import type { XenConfig } from './config.js';
 import { XenError } from './errors.js';
-import type { HypercallDispatcher, HypercallContext } from './hypercall.js';
+import { readArg, type HypercallDispatcher, type HypercallContext } from './hypercall.js';
 
 const PAGE_SIZE = 4096;
 /** What Xen copies out for a sub-op the caller may not see. */
@@ -75,7 +75,7 @@ export function xenVersion(ctx: HypercallContext, config: XenConfig, cmd: number
       return 0;
     case XENVER.get_features: {
       const def = xenFeatureInfo[ctx.abi];
-      const fi = def.decode(ctx.guest.read(arg, def.size));
+      const fi = readArg(ctx, def, arg);
       if (fi.submap_idx !== 0) throw new XenError(XEN_ERRNO.EINVAL);
       ctx.guest.write(arg, def.encode({ submap_idx: 0, submap: HVM_FEATURES >>> 0 }));
       return 0;

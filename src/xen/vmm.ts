@@ -20,7 +20,7 @@ import type { PortTable } from './evtchn/ports.js';
 import { makeTwoLevel, makeUpcall, type UpcallHost } from './evtchn/upcall.js';
 import { registerMemoryOp } from './memory.js';
 import { bytesArea, SHARED_INFO_PAGE, VCPU_INFO_TIME_OFFSET, writeVcpuTime, writeWallclock } from './shared-info.js';
-import { monotonicNs } from './time.js';
+import { systemTimeClock } from './time.js';
 
 export class XenVmm {
   private readonly dispatcher: HypercallDispatcher;
@@ -56,7 +56,7 @@ export class XenVmm {
       bootWallNs: config.bootWallNs,
       e820,
       ramPages: memory.regions.reduce((n, r) => n + r.size / 4096, 0),
-      systemTime: () => monotonicNs() - config.bootMonotonicNs,
+      systemTime: systemTimeClock(config.bootMonotonicNs),
     };
     registerMemoryOp(this.dispatcher, domain);
     registerHvmOp(this.dispatcher, domain);

@@ -10,7 +10,7 @@ import { HYPERCALL } from '../abi/hypercalls.js';
 import { DOMID } from '../abi/xen.js';
 import type { DomainState } from '../domain-state.js';
 import { XenError } from '../errors.js';
-import type { HypercallContext, HypercallDispatcher } from '../hypercall.js';
+import { readArg, writeArgU32, type HypercallContext, type HypercallDispatcher } from '../hypercall.js';
 import { PortState, type PortTable } from './ports.js';
 import { twoLevelPorts, type TwoLevel } from './two-level.js';
 
@@ -24,17 +24,6 @@ export interface EvtchnDomain {
 /** VIRQs bound on each vCPU; the rest (the arch ones included, on x86) are global, bound once on vCPU 0. */
 const PER_VCPU_VIRQS = new Set<number>([VIRQ.TIMER, VIRQ.DEBUG, VIRQ.XENOPROF, VIRQ.XENPMU]);
 const virqIsGlobal = (virq: number) => !PER_VCPU_VIRQS.has(virq);
-
-function read<T>(ctx: HypercallContext, def: { size: number; decode(b: Uint8Array): T }, arg: bigint): T {
-  return def.decode(ctx.guest.read(arg, def.size));
-}
-
-/** Writes back the port a bind op chose, in the field `port` of the caller's struct. */
-function writePort(ctx: HypercallContext, arg: bigint, offset: number, port: number): void {
-  const b = new Uint8Array(4);
-  new DataView(b.buffer).setUint32(0, port, true);
-  ctx.guest.write(arg + BigInt(offset), b);
-}
 
 function self(d: EvtchnDomain, dom: number): boolean {
   return dom === DOMID.SELF || dom === d.domid;
@@ -63,16 +52,16 @@ export function evtchnControlOp(ctx: HypercallContext, d: EvtchnDomain, op: numb
   const limit = twoLevelPorts(d.state.sharedInfoAbi);
   switch (op) {
     case EVTCHNOP.alloc_unbound: {
-      const a = read(ctx, evtchnAllocUnbound[ctx.abi], arg);
+      const a = readArg(ctx, evtchnAllocUnbound[ctx.abi], arg);
       if (!self(d, a.dom)) throw new XenError(XEN_ERRNO.ESRCH);
       // Xen records the remote domain without looking it up: only that domain may bind the port later.
       const port = d.ports.allocate(limit);
       d.ports.set(port, { state: PortState.Unbound, vcpu: 0, peer: self(d, a.remote_dom) ? d.domid : a.remote_dom, remoteDom: 0 });
-      writePort(ctx, arg, evtchnAllocUnbound[ctx.abi].offsets.port, port);
+      writeArgU32(ctx, arg + BigInt(evtchnAllocUnbound[ctx.abi].offsets.port), port);
       return 0;
     }
     case EVTCHNOP.bind_interdomain: {
-      const a = read(ctx, evtchnBindInterdomain[ctx.abi], arg);
+      const a = readArg(ctx, evtchnBindInterdomain[ctx.abi], arg);
       if (!self(d, a.remote_dom)) throw new XenError(XEN_ERRNO.ESRCH);
       const remote = d.ports.check(a.remote_port, limit);
       const r = d.ports.get(remote);
@@ -80,32 +69,32 @@ export function evtchnControlOp(ctx: HypercallContext, d: EvtchnDomain, op: numb
       const local = d.ports.allocate(limit);
       d.ports.set(local, { state: PortState.Interdomain, vcpu: 0, peer: remote, remoteDom: d.domid });
       d.ports.set(remote, { ...r, state: PortState.Interdomain, peer: local, remoteDom: d.domid });
-      writePort(ctx, arg, evtchnBindInterdomain[ctx.abi].offsets.local_port, local);
+      writeArgU32(ctx, arg + BigInt(evtchnBindInterdomain[ctx.abi].offsets.local_port), local);
       // As Xen does: the new port starts pending, so nothing sent while it was unbound is lost.
       d.twoLevel.setPending(local, 0);
       return 0;
     }
     case EVTCHNOP.bind_virq: {
-      const a = read(ctx, evtchnBindVirq[ctx.abi], arg);
+      const a = readArg(ctx, evtchnBindVirq[ctx.abi], arg);
       if (a.virq >= NR_VIRQS) throw new XenError(XEN_ERRNO.EINVAL);
       if (virqIsGlobal(a.virq) && a.vcpu !== 0) throw new XenError(XEN_ERRNO.EINVAL);
       const vcpu = checkVcpu(d, a.vcpu);
       if (d.ports.virqPort(a.virq, vcpu) !== undefined) throw new XenError(XEN_ERRNO.EEXIST);
       const port = d.ports.allocate(limit);
       d.ports.set(port, { state: PortState.Virq, vcpu, peer: a.virq, remoteDom: 0 });
-      writePort(ctx, arg, evtchnBindVirq[ctx.abi].offsets.port, port);
+      writeArgU32(ctx, arg + BigInt(evtchnBindVirq[ctx.abi].offsets.port), port);
       return 0;
     }
     case EVTCHNOP.bind_ipi: {
-      const a = read(ctx, evtchnBindIpi[ctx.abi], arg);
+      const a = readArg(ctx, evtchnBindIpi[ctx.abi], arg);
       const vcpu = checkVcpu(d, a.vcpu);
       const port = d.ports.allocate(limit);
       d.ports.set(port, { state: PortState.Ipi, vcpu, peer: 0, remoteDom: 0 });
-      writePort(ctx, arg, evtchnBindIpi[ctx.abi].offsets.port, port);
+      writeArgU32(ctx, arg + BigInt(evtchnBindIpi[ctx.abi].offsets.port), port);
       return 0;
     }
     case EVTCHNOP.bind_vcpu: {
-      const a = read(ctx, evtchnBindVcpu[ctx.abi], arg);
+      const a = readArg(ctx, evtchnBindVcpu[ctx.abi], arg);
       const vcpu = checkVcpu(d, a.vcpu);
       const port = d.ports.check(a.port, limit);
       const p = d.ports.get(port);
@@ -115,12 +104,12 @@ export function evtchnControlOp(ctx: HypercallContext, d: EvtchnDomain, op: numb
       return 0;
     }
     case EVTCHNOP.close: {
-      closePort(d, d.ports.check(read(ctx, evtchnClose[ctx.abi], arg).port, limit));
+      closePort(d, d.ports.check(readArg(ctx, evtchnClose[ctx.abi], arg).port, limit));
       return 0;
     }
     case EVTCHNOP.status: {
       const def = evtchnStatus[ctx.abi];
-      const s = read(ctx, def, arg);
+      const s = readArg(ctx, def, arg);
       if (!self(d, s.dom)) throw new XenError(XEN_ERRNO.ESRCH);
       const port = d.ports.check(s.port, limit);
       const p = d.ports.get(port);
@@ -147,7 +136,7 @@ export function evtchnControlOp(ctx: HypercallContext, d: EvtchnDomain, op: numb
       return 0;
     }
     case EVTCHNOP.reset: {
-      const a = read(ctx, evtchnReset[ctx.abi], arg);
+      const a = readArg(ctx, evtchnReset[ctx.abi], arg);
       if (!self(d, a.dom)) throw new XenError(XEN_ERRNO.ESRCH);
       for (let port = 1; port < Math.min(limit, d.ports.validLimit); port++) if (d.ports.get(port).state !== PortState.Free) closePort(d, port);
       return 0;
@@ -162,7 +151,7 @@ export function evtchnFastOp(ctx: HypercallContext, d: EvtchnDomain, op: number,
   const limit = twoLevelPorts(d.state.sharedInfoAbi);
   switch (op) {
     case EVTCHNOP.send: {
-      const port = d.ports.check(read(ctx, evtchnSend[ctx.abi], arg).port, limit);
+      const port = d.ports.check(readArg(ctx, evtchnSend[ctx.abi], arg).port, limit);
       const p = d.ports.get(port);
       switch (p.state) {
         case PortState.Interdomain: {
@@ -180,7 +169,7 @@ export function evtchnFastOp(ctx: HypercallContext, d: EvtchnDomain, op: number,
       }
     }
     case EVTCHNOP.unmask: {
-      const port = d.ports.check(read(ctx, evtchnUnmask[ctx.abi], arg).port, limit);
+      const port = d.ports.check(readArg(ctx, evtchnUnmask[ctx.abi], arg).port, limit);
       d.twoLevel.unmask(port, d.ports.get(port).vcpu);
       return 0;
     }
