@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
+import { capturedLogger } from '../common/captured-logger.js';
 import { exitReasons, kvmRegs, kvmRun, kvmSregs, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT } from '../kvm/abi.js';
 import type { KvmExit } from '../kvm/exits.js';
 import type { Regs, Sregs } from '../kvm/vcpu.js';
@@ -57,12 +58,12 @@ class Recorder implements PortDevice {
   }
 }
 
-function setup(t: { after(fn: () => void): void }, msrs?: MsrHandler) {
+function setup(t: { after(fn: () => void): void }, msrs?: MsrHandler, logger: Logger = pino({ level: 'silent' })) {
   const memory = GuestMemory.create([{ gpa: 0, size: 64 * KiB }], 1);
   t.after(() => memory.dispose());
   const bus = new IoBus();
   const vcpu = new FakeVcpu();
-  const handler = new ExitHandler(vcpu, bus, memory, pino({ level: 'silent' }), msrs);
+  const handler = new ExitHandler(vcpu, bus, memory, logger, msrs);
   return { memory, bus, vcpu, handler };
 }
 
@@ -319,14 +320,17 @@ test('unreadable registers do not make handle throw', (t) => {
   assert.equal(u?.stop, 'vcpu-error');
 });
 
-test('many unhandled accesses do not throw (guest log is rate-limited)', (t) => {
-  const { vcpu, handler } = setup(t);
+test('many unhandled accesses do not throw, and the guest log is rate-limited per kind', (t) => {
+  const log = capturedLogger();
+  const { vcpu, handler } = setup(t, undefined, log.logger);
   for (let i = 0; i < 100; i++) {
     handler.handle(io('in', 0x300, 1));
     handler.handle({ kind: 'mmio', gpa: 0xe0000000, len: 1, isWrite: true, data: Uint8Array.of(0) });
     handler.handle({ kind: 'rdmsr', index: 0x123, reason: 4 });
   }
   assert.equal(vcpu.msrResults.length, 100);
+  // 10 lines per kind (I/O, MMIO, MSR) in the window, the other 270 dropped
+  assert.equal(log.warns().length, 30);
 });
 
 /** Fills kvm_run for an I/O exit, as KVM would. */

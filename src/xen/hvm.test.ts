@@ -2,7 +2,7 @@
 // domain acting on itself, the upcall vector, pagetable_dying and get_time.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Logger } from 'pino';
+import { capturedLogger } from '../common/captured-logger.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import type { GuestVirtual } from '../memory/guest-virtual.js';
 import { MemoryMap } from '../memory/memory-map.js';
@@ -38,8 +38,7 @@ function setup(t: { after(fn: () => void): void }) {
     systemTime: () => now,
     upcallRouteChanged: (v) => routeChanges.push(v),
   };
-  const errors: unknown[] = [];
-  const logger = { warn: () => {}, error: (...a: unknown[]) => errors.push(a) } as unknown as Logger;
+  const { logger, errors } = capturedLogger();
   const dispatcher = new HypercallDispatcher(logger);
   registerMemoryOp(dispatcher, domain);
   registerHvmOp(dispatcher, domain);
@@ -99,7 +98,7 @@ test('set_param: the guest-settable parameters can be set and changed freely', (
       assert.equal(state.param(index), 0x20n);
     }
   }
-  assert.equal(errors.length, 0);
+  assert.equal(errors().length, 0);
 });
 
 test('set_param: set-once parameters take one non-zero value; a different one is -EEXIST', (t) => {
@@ -261,5 +260,5 @@ test('unknown sub-ops are -ENOSYS; bad pointers -EFAULT', (t) => {
       assert.equal(call(abi, op, ARG + 0x1000n - 4n), -14n, `op ${op} across the end`);
     }
   }
-  assert.equal(errors.length, 0);
+  assert.equal(errors().length, 0);
 });

@@ -2,7 +2,7 @@
 // (and per sub-op), errno mapping, and no exception ever reaching the caller.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pino, type Logger } from 'pino';
+import { capturedLogger } from '../common/captured-logger.js';
 import { GuestMemoryError } from '../memory/guest-memory.js';
 import { GuestFaultError, type GuestVirtual } from '../memory/guest-virtual.js';
 import { XEN_ERRNO } from './abi/errno.js';
@@ -10,29 +10,13 @@ import { HYPERCALL } from './abi/hypercalls.js';
 import { XenError } from './errors.js';
 import { ARGUMENT_REGISTERS, HypercallDispatcher, type HypercallContext } from './hypercall.js';
 
-interface LogLine {
-  level: number;
-  msg: string;
-  [k: string]: unknown;
-}
-const WARN = 40;
-const ERROR = 50;
-
-/** A real pino logger whose lines are captured, parsed. */
-function capturedLogger(): { logger: Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const logger = pino({ level: 'trace' }, { write: (s: string) => void lines.push(JSON.parse(s)) });
-  return { logger, lines };
-}
-
 const noGuest = {} as GuestVirtual;
 const ctx = (abi: 'native' | 'compat' = 'native', vcpu = 0): HypercallContext => ({ vcpu, abi, guest: noGuest });
 const ARGS = [0n, 0n, 0n, 0n, 0n] as const;
 
 function setup() {
-  const { logger, lines } = capturedLogger();
-  const d = new HypercallDispatcher(logger);
-  return { d, lines, warns: () => lines.filter((l) => l.level === WARN), errors: () => lines.filter((l) => l.level === ERROR) };
+  const { logger, ...log } = capturedLogger();
+  return { d: new HypercallDispatcher(logger), ...log };
 }
 
 test('ARGUMENT_REGISTERS: Xen x86 calling conventions', () => {

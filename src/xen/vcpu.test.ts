@@ -3,7 +3,7 @@
 // 32-bit non-PAE for compat) that map two non-adjacent frames adjacently.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Logger } from 'pino';
+import { capturedLogger } from '../common/captured-logger.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { GuestVirtual } from '../memory/guest-virtual.js';
 import { MemoryMap } from '../memory/memory-map.js';
@@ -48,8 +48,7 @@ function setup(t: { after(fn: () => void): void }) {
   const config: XenConfig = {
     version: { major: 4, minor: 17 }, domid: 1, handle: new Uint8Array(16), tscKhz: 2_000_000, pvclock: P, bootWallNs: 0n, bootMonotonicNs: 0n,
   };
-  const errors: unknown[] = [];
-  const logger = { warn: () => {}, error: (...a: unknown[]) => errors.push(a) } as unknown as Logger;
+  const { logger, errors } = capturedLogger();
   const dispatcher = new HypercallDispatcher(logger);
   const forwarded: { ctx: HypercallContext; args: bigint[] }[] = [];
   const forward = (ctx: HypercallContext, args: readonly bigint[]) => {
@@ -64,7 +63,7 @@ function setup(t: { after(fn: () => void): void }) {
     if (gpa !== undefined) mem.writeU8(gpa, 1);
   };
   registerVcpuOp(dispatcher, { config, state, memory: mem, self: { vcpu: 0, runstate: self }, systemTime: () => clock.now, markEventsPending, timers: TimerState.create(2), forward });
-  t.after(() => assert.deepEqual(errors, [], 'no failure inside xenkvm'));
+  t.after(() => assert.deepEqual(errors(), [], 'no failure inside xenkvm'));
 
   // Page tables.
   let next = TABLES;

@@ -2,7 +2,7 @@
 // fake guest: a window of bytes at a guest-virtual address, faulting outside.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Logger } from 'pino';
+import { capturedLogger } from '../common/captured-logger.js';
 import type { GuestVirtual } from '../memory/guest-virtual.js';
 import { HYPERCALL } from './abi/hypercalls.js';
 import type { Abi } from './abi/layout.js';
@@ -37,11 +37,6 @@ function setup(abi: Abi, cfg = config()) {
   return { guest, ctx, run, cfg };
 }
 
-function quietLogger(): { logger: Logger; errors: unknown[] } {
-  const errors: unknown[] = [];
-  const logger = { warn: () => {}, error: (...a: unknown[]) => errors.push(a) } as unknown as Logger;
-  return { logger, errors };
-}
 
 /** The C string at the start of `bytes`, and whether everything after its NUL is NUL too. */
 function cString(bytes: Uint8Array): { text: string; padded: boolean } {
@@ -224,7 +219,7 @@ test('XENVER_build_id: -EPERM; unknown sub-ops: -ENOSYS', () => {
 });
 
 test('through the dispatcher: values, errors and bad pointers (-EFAULT)', () => {
-  const { logger, errors } = quietLogger();
+  const { logger, errors } = capturedLogger();
   const d = new HypercallDispatcher(logger);
   registerVersion(d, config());
   for (const abi of ABIS) {
@@ -248,5 +243,5 @@ test('through the dispatcher: values, errors and bad pointers (-EFAULT)', () => 
     // A CPL 3 caller gets -EPERM for everything.
     assert.equal(d.dispatch(ctx, 3, HYPERCALL.xen_version, [BigInt(XENVER.version), 0n, 0n, 0n, 0n]), -1n);
   }
-  assert.equal(errors.length, 0, 'no failure inside xenkvm');
+  assert.equal(errors().length, 0, 'no failure inside xenkvm');
 });
