@@ -8,12 +8,9 @@
 //              serving the same hypercall loop (which isolates the VMM's share:
 //              this host emulates guest kernel code, so the hypercall loop's extra
 //              guest instructions cost microseconds here that hardware makes free).
-import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { medians, micros, root, ROUNDS, runFloor, runXenkvm } from './common.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 20000);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const TARGET = 1.3;
 const guest = `${root}guests/build/bench32.elf`;
 
@@ -21,20 +18,18 @@ type Mode = 'io' | 'hypercall';
 const label: Record<Mode, string> = { io: 'exits', hypercall: 'hypercalls' };
 
 function floor(mode: Mode): { ticks: number; khz: number } {
-  const out = execFileSync(`${root}bench/build/floor`, ['-n', String(ITERATIONS), '-m', mode, guest], { encoding: 'utf8' });
+  const out = runFloor(['-n', String(ITERATIONS), '-m', mode, guest]);
   const m = /floor: exits=(\d+) tsc=(\d+) tsc_khz=(\d+)/.exec(out);
   if (!m || Number(m[1]) !== ITERATIONS) throw new Error(`floor printed no result: ${out}`);
   return { ticks: Number(m[2]) / ITERATIONS, khz: Number(m[3]) };
 }
 
 function xenkvm(mode: Mode): number {
-  const out = execFileSync(`${root}bin/xenkvm`, ['run', '--kernel', guest, '--cmdline', `n=${ITERATIONS} mode=${mode}`], { encoding: 'utf8' });
+  const out = runXenkvm(['--kernel', guest, '--cmdline', `n=${ITERATIONS} mode=${mode}`]);
   const m = new RegExp(`KIT-BENCH ${label[mode]}=(\\d+) tsc=(\\d+)`).exec(out);
   if (!m || Number(m[1]) !== ITERATIONS || Number(m[2]) === 0) throw new Error(`xenkvm printed no result: ${out}`);
   return Number(m[2]) / ITERATIONS;
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const samples = { floorIo: [] as number[], floorHypercall: [] as number[], io: [] as number[], hypercall: [] as number[] };
 let khz = 0;
@@ -46,8 +41,8 @@ for (let i = 0; i < ROUNDS; i++) {
   samples.floorHypercall.push(floor('hypercall').ticks);
   samples.hypercall.push(xenkvm('hypercall'));
 }
-const us = (ticks: number) => `${((ticks / khz) * 1000).toFixed(2)} µs`;
-const m = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)])) as Record<keyof typeof samples, number>;
+const us = micros(khz);
+const m = medians(samples);
 let pass = true;
 const ratio = (name: string, ours: number, base: number, target?: number) => {
   const r = ours / base;

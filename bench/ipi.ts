@@ -15,12 +15,9 @@
 // ipi-hypercall). This host emulates guest kernel code at about a
 // microsecond per instruction, so the stub's extra instructions alone cost
 // microseconds here; xenkvm against that floor is the VMM's own share.
-import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { medians, micros, root, ROUNDS, runFloor, runXenkvm } from './common.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
 const EVENTS = Number(process.env.BENCH_IPI_EVENTS ?? 300);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const TARGET = 1.5;
 const guest = `${root}guests/build/bench-ipi.elf`;
 
@@ -33,17 +30,15 @@ function parse(out: string, prefix: string, who: string): Sample & { khz?: numbe
 }
 
 function floor(mode: 'ipi' | 'ipi-hypercall'): Sample & { khz: number } {
-  const out = execFileSync(`${root}bench/build/floor`, ['-m', mode, '-n', String(EVENTS), guest], { encoding: 'utf8' });
+  const out = runFloor(['-m', mode, '-n', String(EVENTS), guest]);
   const s = parse(out, 'floor: ', 'floor');
   return { ...s, khz: s.khz! };
 }
 
 function xenkvm(): Sample {
-  const out = execFileSync(`${root}bin/xenkvm`, ['run', '--kernel', guest, '--vcpus', '2', '--cmdline', `n=${EVENTS} mode=xen`], { encoding: 'utf8' });
+  const out = runXenkvm(['--kernel', guest, '--vcpus', '2', '--cmdline', `n=${EVENTS} mode=xen`]);
   return parse(out, 'KIT-BENCH ', 'xenkvm');
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const samples = {
   floorLatency: [] as number[], floorTotal: [] as number[],
@@ -63,8 +58,8 @@ for (let i = 0; i < ROUNDS; i++) {
   samples.hcallLatency.push(h.latency);
   samples.hcallTotal.push(h.total);
 }
-const m = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)])) as Record<keyof typeof samples, number>;
-const us = (ticks: number) => `${((ticks / khz) * 1000).toFixed(2)} µs`;
+const m = medians(samples);
+const us = micros(khz);
 const perSecond = (total: number) => (EVENTS * khz * 1000) / total;
 const latencyRatio = m.latency / m.floorLatency;
 const pass = latencyRatio <= TARGET;

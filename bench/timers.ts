@@ -5,12 +5,10 @@
 //   guest — the same as seen by a guest (guests/tests/xen-timer.c): deadline
 //           to the guest's upcall handler reading its pvclock, which adds
 //           event delivery and, on this host, emulated guest instructions.
-import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { monotonicRawNs } from '../src/common/clock.js';
 import { TimerState } from '../src/xen/timers.js';
+import { root, runXenkvm } from './common.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
 const TARGET_MS = 0.5;
 const SAMPLES = 200;
 
@@ -27,7 +25,7 @@ timers.run(monotonicRawNs, () => {
 lateness.sort((a, b) => a - b);
 const pct = (p: number) => lateness[Math.min(lateness.length - 1, Math.floor((p / 100) * lateness.length))];
 
-const out = execFileSync(`${root}bin/xenkvm`, ['run', '--kernel', `${root}guests/build/xen-timer.elf`, '--vcpus', '2'], { encoding: 'utf8' });
+const out = runXenkvm(['--kernel', `${root}guests/build/xen-timer.elf`, '--vcpus', '2']);
 const guest = /KIT-TIMER samples=(\d+) max-late-ns=(\d+) mean-late-ns=(\d+)/.exec(out);
 if (!guest) throw new Error(`xen-timer printed no KIT-TIMER line:\n${out}`);
 
