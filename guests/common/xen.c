@@ -112,6 +112,15 @@ long xen_hvm_set_param(uint32_t index, uint64_t value)
 	return HYPERVISOR_hvm_op(HVMOP_set_param, &p);
 }
 
+long xen_set_upcall_vector(uint32_t vcpu, uint8_t vector)
+{
+	struct xen_hvm_evtchn_upcall_vector u;
+	memset(&u, 0, sizeof u);
+	u.vcpu = vcpu;
+	u.vector = vector;
+	return HYPERVISOR_hvm_op(HVMOP_set_evtchn_upcall_vector, &u);
+}
+
 /* ---- event channels ---- */
 long xen_evtchn_alloc_unbound(domid_t dom, domid_t remote_dom, evtchn_port_t *port)
 {
@@ -204,6 +213,35 @@ long xen_evtchn_status(domid_t dom, evtchn_port_t port, struct evtchn_status *st
 	st->dom = dom;
 	st->port = port;
 	return HYPERVISOR_event_channel_op(EVTCHNOP_status, st);
+}
+
+uint32_t xen_evtchn_2l_scan(volatile struct shared_info *s, volatile struct vcpu_info *vi,
+			    const volatile xen_ulong_t *mine, volatile uint32_t *got)
+{
+	uint32_t taken = 0;
+	for (int round = 0; round < 8; round++) {
+		vi->evtchn_upcall_pending = 0;
+		xen_ulong_t sel = __atomic_exchange_n((xen_ulong_t *)&vi->evtchn_pending_sel, 0, __ATOMIC_SEQ_CST);
+		while (sel) {
+			unsigned int w = xen_lowest_bit(sel);
+			sel &= sel - 1;
+			xen_ulong_t bits = s->evtchn_pending[w] & ~s->evtchn_mask[w] & mine[w];
+			while (bits) {
+				unsigned int b = xen_lowest_bit(bits);
+				bits &= bits - 1;
+				xen_ulong_t m = (xen_ulong_t)1 << b;
+				xen_ulong_t old = __atomic_fetch_and((xen_ulong_t *)&s->evtchn_pending[w], ~m,
+								     __ATOMIC_SEQ_CST);
+				if (old & m) {
+					got[w * XEN_EVTCHN_WORD_BITS + b]++;
+					taken++;
+				}
+			}
+		}
+		if (!vi->evtchn_upcall_pending)
+			break;
+	}
+	return taken;
 }
 
 const char *xen_evtchn_stat_name(uint32_t status)

@@ -110,6 +110,8 @@ static inline long HYPERVISOR_event_channel_op(int cmd, void *arg)
 long xen_add_to_physmap(unsigned int space, unsigned long idx, unsigned long gfn);
 long xen_hvm_get_param(uint32_t index, uint64_t *value);
 long xen_hvm_set_param(uint32_t index, uint64_t value);
+/* HVMOP_set_evtchn_upcall_vector: `vcpu`'s own upcall vector. */
+long xen_set_upcall_vector(uint32_t vcpu, uint8_t vector);
 
 /* ---- event channels (2-level ABI) ----
  * Wrappers for EVTCHNOP_*: each returns Xen's result; OUT ports are written
@@ -162,6 +164,14 @@ static inline unsigned int xen_lowest_bit(xen_ulong_t x)
 	if (!(x & 0x1u)) n += 1;
 	return n;
 }
+
+/* What a kernel's 2-level upcall handler does on one vCPU: clear
+ * evtchn_upcall_pending, take the selector, then take (atomically clear) each
+ * pending, unmasked port that is in `mine`, the bitmap of ports bound to this
+ * vCPU, counting it in got[port]; again while upcall_pending was set anew, at
+ * most 8 rounds. Returns how many events it took. */
+uint32_t xen_evtchn_2l_scan(volatile struct shared_info *s, volatile struct vcpu_info *vi,
+			    const volatile xen_ulong_t *mine, volatile uint32_t *got);
 
 /* The domain id from CPUID leaf base+4 (needs xen_cpuid_scan), or -1 when
  * the leaf doesn't offer it. */

@@ -30,12 +30,21 @@ static struct idt_entry idt[256] __attribute__((aligned(4096)));
 static struct __attribute__((packed)) { uint16_t limit; uint64_t base; } idt_desc;
 static kit_irq_fn irq_handlers[256];
 
+/* present, DPL 0, 64-bit interrupt gate into the kit's code segment */
+static void set_gate(int v, uint64_t h)
+{
+	idt[v] = (struct idt_entry){ (uint16_t)h, 0x18, 0x8e00, (uint16_t)(h >> 16), (uint32_t)(h >> 32), 0 };
+}
+
+void kit_set_idt_gate(int vector, void (*stub)(void))
+{
+	set_gate(vector, (uint64_t)(uintptr_t)stub);
+}
+
 static void idt_init(void)
 {
-	for (int v = 0; v < 256; v++) {
-		uint64_t h = (uint64_t)(uintptr_t)(kit_isr_stubs + 16 * v);
-		idt[v] = (struct idt_entry){ (uint16_t)h, 0x18, 0x8e00, (uint16_t)(h >> 16), (uint32_t)(h >> 32), 0 };
-	}
+	for (int v = 0; v < 256; v++)
+		set_gate(v, (uint64_t)(uintptr_t)(kit_isr_stubs + 16 * v));
 	idt_desc.limit = sizeof idt - 1;
 	idt_desc.base = (uint64_t)(uintptr_t)idt;
 }

@@ -40,6 +40,9 @@ extern volatile struct kit_exception_info kit_last_exception;
 typedef void (*kit_irq_fn)(struct kit_frame *f);
 /* Handler for a vector >= 32; the kit sends the LAPIC EOI after it returns. */
 void kit_set_irq_handler(int vector, kit_irq_fn fn);
+/* Points `vector` straight at the test's own entry stub, bypassing the kit's
+ * (which saves registers, calls the handler and sends the EOI). */
+void kit_set_idt_gate(int vector, void (*stub)(void));
 
 /* ---- paging (user.c) ----
  * The boot identity map covers 0..4 GiB with 2 MiB pages. kit_map_page maps

@@ -81,32 +81,9 @@ __asm__(".text\n"
 	"pop %rdx\npop %rax\n"
 	"iretq\n");
 
-static void install_gate(int vector, void (*stub)(void))
-{
-	struct __attribute__((packed)) {
-		uint16_t limit;
-		uint64_t base;
-	} d;
-	uint16_t cs;
-	__asm__ volatile("sidt %0" : "=m"(d));
-	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
-	volatile uint16_t *g = (volatile uint16_t *)(uintptr_t)(d.base + 16 * (uint64_t)vector);
-	uint64_t h = (uint64_t)(uintptr_t)stub;
-	g[0] = (uint16_t)h;
-	g[1] = cs;
-	g[2] = 0x8e00; /* present, DPL 0, 64-bit interrupt gate */
-	g[3] = (uint16_t)(h >> 16);
-	*(volatile uint32_t *)(g + 4) = (uint32_t)(h >> 32);
-	*(volatile uint32_t *)(g + 6) = 0;
-}
-
 static long set_upcall_vector(uint32_t vcpu)
 {
-	struct xen_hvm_evtchn_upcall_vector u;
-	memset(&u, 0, sizeof u);
-	u.vcpu = vcpu;
-	u.vector = VECTOR;
-	return HYPERVISOR_hvm_op(HVMOP_set_evtchn_upcall_vector, &u);
+	return xen_set_upcall_vector(vcpu, VECTOR);
 }
 
 static void ap_main(int cpu)
@@ -218,7 +195,7 @@ void kit_main(void)
 		cpuid(0x40000002, 0, &a, &msr, &c, &d);
 		wrmsr(msr, (uint64_t)(uintptr_t)xen_hypercall_page);
 	}
-	install_gate(VECTOR, bench_ipi_stub);
+	kit_set_idt_gate(VECTOR, bench_ipi_stub);
 	int online = kit_smp_start(ap_main);
 	if (online < 2)
 		fail("%d vCPU(s) online, needs 2 (xenkvm --vcpus 2; floor: cmdline cpus=2)", online);

@@ -60,34 +60,10 @@ static inline int load_sc(volatile int *p) { return __atomic_load_n((int *)p, __
 /* ---- upcall handler ---- */
 static uint32_t scan(int cpu)
 {
+	/* one read of each pointer: the BSP switches them as it moves things */
 	volatile struct shared_info *s = sh;
 	volatile struct vcpu_info *vi = vinfo[cpu];
-	uint32_t found = 0;
-	if (!s || !vi)
-		return 0;
-	for (int round = 0; round < 8; round++) {
-		vi->evtchn_upcall_pending = 0;
-		xen_ulong_t sel = __atomic_exchange_n((xen_ulong_t *)&vi->evtchn_pending_sel, 0, __ATOMIC_SEQ_CST);
-		while (sel) {
-			unsigned int w = xen_lowest_bit(sel);
-			sel &= sel - 1;
-			xen_ulong_t bits = s->evtchn_pending[w] & ~s->evtchn_mask[w] & mine[cpu][w];
-			while (bits) {
-				unsigned int b = xen_lowest_bit(bits);
-				bits &= bits - 1;
-				xen_ulong_t m = (xen_ulong_t)1 << b;
-				xen_ulong_t old = __atomic_fetch_and((xen_ulong_t *)&s->evtchn_pending[w], ~m,
-								     __ATOMIC_SEQ_CST);
-				if (old & m) {
-					got[cpu][w * NWORDS + b]++;
-					found++;
-				}
-			}
-		}
-		if (!vi->evtchn_upcall_pending)
-			break;
-	}
-	return found;
+	return s && vi ? xen_evtchn_2l_scan(s, vi, mine[cpu], got[cpu]) : 0;
 }
 
 static void on_upcall(struct kit_frame *f)
@@ -139,11 +115,7 @@ static void ap_main(int cpu)
 
 static long set_own_vector(long cpu)
 {
-	struct xen_hvm_evtchn_upcall_vector u;
-	memset(&u, 0, sizeof u);
-	u.vcpu = (uint32_t)cpu;
-	u.vector = UPCALL_VECTOR;
-	return HYPERVISOR_hvm_op(HVMOP_set_evtchn_upcall_vector, &u);
+	return xen_set_upcall_vector((uint32_t)cpu, UPCALL_VECTOR);
 }
 
 /* ---- moves (vCPU 0, IF=0 throughout) ---- */

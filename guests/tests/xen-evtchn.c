@@ -44,29 +44,8 @@ static volatile xen_ulong_t mine[NCPU][NWORDS];
 /* ---- upcall handling ---- */
 static void scan(int cpu)
 {
-	if (!sh || cpu >= NCPU)
-		return;
-	volatile struct vcpu_info *vi = &sh->vcpu_info[cpu];
-	for (int round = 0; round < 8; round++) {
-		vi->evtchn_upcall_pending = 0;
-		xen_ulong_t sel = __atomic_exchange_n((xen_ulong_t *)&vi->evtchn_pending_sel, 0, __ATOMIC_SEQ_CST);
-		while (sel) {
-			unsigned int w = xen_lowest_bit(sel);
-			sel &= sel - 1;
-			xen_ulong_t bits = sh->evtchn_pending[w] & ~sh->evtchn_mask[w] & mine[cpu][w];
-			while (bits) {
-				unsigned int b = xen_lowest_bit(bits);
-				bits &= bits - 1;
-				xen_ulong_t m = (xen_ulong_t)1 << b;
-				xen_ulong_t old = __atomic_fetch_and((xen_ulong_t *)&sh->evtchn_pending[w], ~m,
-								     __ATOMIC_SEQ_CST);
-				if (old & m)
-					got[cpu][w * NWORDS + b]++;
-			}
-		}
-		if (!vi->evtchn_upcall_pending)
-			break;
-	}
+	if (sh && cpu < NCPU)
+		xen_evtchn_2l_scan(sh, &sh->vcpu_info[cpu], mine[cpu], got[cpu]);
 }
 
 static void on_upcall(struct kit_frame *f)
@@ -99,30 +78,6 @@ __asm__(".text\n"
 	"pop %r11\npop %r10\npop %r9\npop %r8\n"
 	"pop %rdi\npop %rsi\npop %rdx\npop %rcx\npop %rax\n"
 	"iretq\n");
-
-struct idt_gate {
-	uint16_t off0, sel, flags, off1;
-	uint32_t off2, zero;
-};
-
-static void install_gate(int vector, void (*stub)(void))
-{
-	struct __attribute__((packed)) {
-		uint16_t limit;
-		uint64_t base;
-	} d;
-	uint16_t cs;
-	__asm__ volatile("sidt %0" : "=m"(d));
-	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
-	volatile struct idt_gate *g = (volatile struct idt_gate *)(uintptr_t)d.base + vector;
-	uint64_t h = (uint64_t)(uintptr_t)stub;
-	g->off0 = (uint16_t)h;
-	g->sel = cs;
-	g->flags = 0x8e00; /* present, DPL 0, 64-bit interrupt gate */
-	g->off1 = (uint16_t)(h >> 16);
-	g->off2 = (uint32_t)(h >> 32);
-	g->zero = 0;
-}
 
 static void on_timer(struct kit_frame *f)
 {
@@ -233,11 +188,7 @@ static long ap_send(long port) { return xen_evtchn_send((evtchn_port_t)port); }
 
 static long ap_set_upcall_vector(long vector)
 {
-	struct xen_hvm_evtchn_upcall_vector u;
-	memset(&u, 0, sizeof u);
-	u.vcpu = 1;
-	u.vector = (uint8_t)vector;
-	return HYPERVISOR_hvm_op(HVMOP_set_evtchn_upcall_vector, &u);
+	return xen_set_upcall_vector(1, (uint8_t)vector);
 }
 
 /* Arms this vCPU's LAPIC timer; 1 if it fired, 2 if also the callback vector
@@ -472,11 +423,7 @@ static bool vectors_set;
 
 static long set_both_vectors(void)
 {
-	struct xen_hvm_evtchn_upcall_vector u;
-	memset(&u, 0, sizeof u);
-	u.vcpu = 0;
-	u.vector = UPCALL_VECTOR;
-	long rc = HYPERVISOR_hvm_op(HVMOP_set_evtchn_upcall_vector, &u);
+	long rc = xen_set_upcall_vector(0, UPCALL_VECTOR);
 	if (rc) {
 		kit_fail("set_evtchn_upcall_vector(vcpu 0, 0x%x) = %ld %s", UPCALL_VECTOR, ERR(rc));
 		return rc;
@@ -1025,7 +972,7 @@ void kit_main(void)
 	xen_require();
 	kit_set_irq_handler(UPCALL_VECTOR, on_upcall);
 	kit_set_irq_handler(TIMER_VECTOR, on_timer);
-	install_gate(CALLBACK_VECTOR, kit_evtchn_callback_stub);
+	kit_set_idt_gate(CALLBACK_VECTOR, kit_evtchn_callback_stub);
 	uint64_t n;
 	if (kit_cmdline_u64("callback-events", &n) && n >= 1 && n <= 100000)
 		callback_events = (uint32_t)n;

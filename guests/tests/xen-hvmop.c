@@ -123,26 +123,17 @@ static void domid_case(void)
 	KIT_CHECK(rc == -XEN_EFAULT, "get_param(bad pointer) = %ld %s, expected -EFAULT", rc, xen_errname(rc));
 }
 
-static long upcall_vector(uint32_t vcpu, uint8_t vector)
-{
-	struct xen_hvm_evtchn_upcall_vector u;
-	memset(&u, 0, sizeof u);
-	u.vcpu = vcpu;
-	u.vector = vector;
-	return HYPERVISOR_hvm_op(HVMOP_set_evtchn_upcall_vector, &u);
-}
-
 /* hvmop_set_evtchn_upcall_vector: vector < 0x10 is -EINVAL (checked first),
  * then a vCPU that doesn't exist is -ENOENT. */
 static void upcall_vector_case(void)
 {
-	long rc = upcall_vector(0, UPCALL_VECTOR);
+	long rc = xen_set_upcall_vector(0, UPCALL_VECTOR);
 	KIT_CHECK(rc == 0, "vcpu 0 vector 0x%x = %ld %s", UPCALL_VECTOR, rc, xen_errname(rc));
-	rc = upcall_vector(0, 0x0f);
+	rc = xen_set_upcall_vector(0, 0x0f);
 	KIT_CHECK(rc == -XEN_EINVAL, "vector 0x0f = %ld %s, expected -EINVAL", rc, xen_errname(rc));
-	rc = upcall_vector(99, UPCALL_VECTOR);
+	rc = xen_set_upcall_vector(99, UPCALL_VECTOR);
 	KIT_CHECK(rc == -XEN_ENOENT, "vcpu 99 = %ld %s, expected -ENOENT", rc, xen_errname(rc));
-	rc = upcall_vector((uint32_t)kit_ncpus(), UPCALL_VECTOR);
+	rc = xen_set_upcall_vector((uint32_t)kit_ncpus(), UPCALL_VECTOR);
 	KIT_CHECK(rc == -XEN_ENOENT, "vcpu %d (= nr vCPUs) = %ld %s, expected -ENOENT", kit_ncpus(), rc,
 		  xen_errname(rc));
 }

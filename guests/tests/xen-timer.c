@@ -68,8 +68,7 @@ static void setup_case(void)
 	sh = (volatile struct shared_info *)shinfo_page;
 	KIT_CHECK(kit_smp_start(ap_main) == NCPU, "need 2 vCPUs");
 	for (int cpu = 0; cpu < NCPU; cpu++) {
-		struct xen_hvm_evtchn_upcall_vector u = { .vcpu = cpu, .vector = UPCALL_VECTOR };
-		KIT_CHECK(HYPERVISOR_hvm_op(HVMOP_set_evtchn_upcall_vector, &u) == 0, "upcall vector for vCPU %d", cpu);
+		KIT_CHECK(xen_set_upcall_vector(cpu, UPCALL_VECTOR) == 0, "upcall vector for vCPU %d", cpu);
 		evtchn_port_t port;
 		long rc = xen_evtchn_bind_virq(VIRQ_TIMER, cpu, &port);
 		KIT_CHECK(rc == 0, "bind VIRQ_TIMER on vCPU %d: %ld", cpu, rc);

@@ -62,18 +62,11 @@ static void refused_case(void)
 
 static void upcall_vector_case(void)
 {
-	struct xen_hvm_evtchn_upcall_vector u;
-	memset(&u, 0, sizeof u);
-	u.vcpu = 0;
-	u.vector = 0xf3;
-	long rc = HYPERVISOR_hvm_op(HVMOP_set_evtchn_upcall_vector, &u);
+	long rc = xen_set_upcall_vector(0, 0xf3);
 	KIT_CHECK(rc == 0, "vcpu 0 vector 0xf3 = %ld %s", rc, xen_errname(rc));
-	u.vector = 0x0f;
-	rc = HYPERVISOR_hvm_op(HVMOP_set_evtchn_upcall_vector, &u);
+	rc = xen_set_upcall_vector(0, 0x0f);
 	KIT_CHECK(rc == -XEN_EINVAL, "vector 0x0f = %ld %s, expected -EINVAL", rc, xen_errname(rc));
-	u.vector = 0xf3;
-	u.vcpu = 99;
-	rc = HYPERVISOR_hvm_op(HVMOP_set_evtchn_upcall_vector, &u);
+	rc = xen_set_upcall_vector(99, 0xf3);
 	KIT_CHECK(rc == -XEN_ENOENT, "vcpu 99 = %ld %s, expected -ENOENT", rc, xen_errname(rc));
 }
 
