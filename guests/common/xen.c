@@ -244,6 +244,21 @@ uint32_t xen_evtchn_2l_scan(volatile struct shared_info *s, volatile struct vcpu
 	return taken;
 }
 
+bool xen_evtchn_status_is(evtchn_port_t port, uint32_t status, struct evtchn_status *st)
+{
+	long rc = xen_evtchn_status(DOMID_SELF, port, st);
+	if (rc) {
+		kit_fail("status(port %u) = %ld %s", port, XEN_ERR(rc));
+		return false;
+	}
+	if (st->status != status) {
+		kit_fail("status(port %u) is %s, expected %s", port, xen_evtchn_stat_name(st->status),
+			 xen_evtchn_stat_name(status));
+		return false;
+	}
+	return true;
+}
+
 const char *xen_evtchn_stat_name(uint32_t status)
 {
 	switch (status) {

@@ -132,6 +132,8 @@ long xen_evtchn_reset(domid_t dom);
 long xen_evtchn_status(domid_t dom, evtchn_port_t port, struct evtchn_status *st);
 /* "closed", "unbound", ... for EVTCHNSTAT_*, "?" otherwise. */
 const char *xen_evtchn_stat_name(uint32_t status);
+/* EVTCHNOP_status of our own port into *st; false (the case failed) on an error or another status. */
+bool xen_evtchn_status_is(evtchn_port_t port, uint32_t status, struct evtchn_status *st);
 
 /* Bit `port` of a shared_info bitmap (evtchn_pending, evtchn_mask) or of a
  * selector; set/clear are atomic (lock or/and). */
@@ -211,6 +213,21 @@ uint32_t xen_expected_version(void);
 long xen_find_not(const void *p, size_t n, uint8_t v);
 /* Name of a Xen errno value for messages ("-EINVAL"), "" if unknown. */
 const char *xen_errname(long rc);
+/* A return code for "%ld %s": the number and its Xen errno name. */
+#define XEN_ERR(rc) (rc), xen_errname(rc)
+/* In a void case function: fail the case and return unless expr == want;
+ * the rest is a printf description of the call. */
+#define XEN_EXPECT_RC(expr, want, ...)                                                           \
+	do {                                                                                     \
+		long rc_ = (expr);                                                               \
+		if (rc_ != (want)) {                                                             \
+			char what_[96];                                                          \
+			kit_snprintf(what_, sizeof what_, __VA_ARGS__);                          \
+			kit_fail("%s = %ld %s, expected %ld %s", what_, XEN_ERR(rc_), (long)(want), \
+				 xen_errname(want));                                             \
+			return;                                                                  \
+		}                                                                                \
+	} while (0)
 
 /* A consistent copy of a runstate area (retries while Xen updates it). */
 bool xen_read_runstate_area(const volatile void *p, struct vcpu_runstate_info *out);

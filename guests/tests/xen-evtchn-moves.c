@@ -51,8 +51,6 @@ static volatile xen_ulong_t mine[NCPU][NWORDS];
 static int online;
 static evtchn_port_t port[NCPU];
 
-#define ERR(rc) (rc), xen_errname(rc)
-
 /* Full-barrier store (xchg: no mfence needed). */
 static inline void store_sc(volatile int *p, int v) { __atomic_exchange_n((int *)p, v, __ATOMIC_SEQ_CST); }
 static inline int load_sc(volatile int *p) { return __atomic_load_n((int *)p, __ATOMIC_SEQ_CST); }
@@ -206,7 +204,7 @@ static void own(evtchn_port_t p, int cpu)
 static void setup_case(void)
 {
 	long rc = xen_add_to_physmap(XENMAPSPACE_shared_info, 0, (unsigned long)((uintptr_t)frame_a >> 12));
-	KIT_CHECK(rc == 0, "add_to_physmap(shared_info, frame A) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "add_to_physmap(shared_info, frame A) = %ld %s", XEN_ERR(rc));
 	vinfo[0] = &((volatile struct shared_info *)frame_a)->vcpu_info[0];
 	vinfo[1] = &((volatile struct shared_info *)frame_a)->vcpu_info[1];
 	sh = (volatile struct shared_info *)frame_a;
@@ -217,16 +215,16 @@ static void setup_case(void)
 	KIT_CHECK(online >= 2, "only %d vCPU(s) online: run with --vcpus 2", online);
 	KIT_CHECK(kit_ap_serving(3000), "vCPU 1 did not get ready");
 	rc = set_own_vector(0);
-	KIT_CHECK(rc == 0, "set_evtchn_upcall_vector(vcpu 0) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "set_evtchn_upcall_vector(vcpu 0) = %ld %s", XEN_ERR(rc));
 	KIT_CHECK(kit_ap_start(set_own_vector, 1) && kit_ap_wait(3000, &rc), "vCPU 1 did not answer");
-	KIT_CHECK(rc == 0, "vCPU 1: set_evtchn_upcall_vector(vcpu 1) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "vCPU 1: set_evtchn_upcall_vector(vcpu 1) = %ld %s", XEN_ERR(rc));
 	for (int cpu = 0; cpu < NCPU; cpu++) {
 		cli();
 		rc = xen_evtchn_bind_ipi((uint32_t)cpu, &port[cpu]);
 		if (rc == 0)
 			own(port[cpu], cpu);
 		sti();
-		KIT_CHECK(rc == 0, "bind_ipi(vcpu %d) = %ld %s", cpu, ERR(rc));
+		KIT_CHECK(rc == 0, "bind_ipi(vcpu %d) = %ld %s", cpu, XEN_ERR(rc));
 		KIT_CHECK(port[cpu] >= 1 && port[cpu] < NPORTS, "bind_ipi(vcpu %d) gave port %u", cpu, port[cpu]);
 	}
 	struct evtchn_status st;
@@ -262,7 +260,7 @@ static void storm_case(void)
 		   stalls[0], stalls[1], U64((t1 - t0) / 1000000));
 	KIT_CHECK(started && finished, "vCPU 1 did not finish its sends");
 	for (int i = 0; i < nmoves; i++)
-		KIT_CHECK(moves[i].rc == 0, "move %s = %ld %s", moves[i].what, ERR(moves[i].rc));
+		KIT_CHECK(moves[i].rc == 0, "move %s = %ld %s", moves[i].what, XEN_ERR(moves[i].rc));
 	KIT_CHECK(nmoves == 3, "%d of 3 moves made", nmoves);
 	KIT_CHECK(got[0][port[0]] == sent[0] && got[1][port[1]] == sent[1],
 		  "vCPU 0 got %u of %u on port %u, vCPU 1 got %u of %u on port %u", got[0][port[0]], sent[0], port[0],
@@ -291,11 +289,11 @@ static void after_moves_case(void)
 		  xen_evtchn_test(sh->evtchn_pending, port[0]), port[1], xen_evtchn_test(sh->evtchn_pending, port[1]));
 	uint32_t g0 = got[0][port[0]], g1 = got[1][port[1]], u0 = upcalls[0], u1 = upcalls[1];
 	long rc = xen_evtchn_send(port[1]);
-	KIT_CHECK(rc == 0, "send(%u) to vCPU 1 = %ld %s", port[1], ERR(rc));
+	KIT_CHECK(rc == 0, "send(%u) to vCPU 1 = %ld %s", port[1], XEN_ERR(rc));
 	bool a1 = KIT_WAIT_FOR(got[1][port[1]] > g1, 1000);
 	long r = 0;
 	KIT_CHECK(kit_ap_start(ap_send, port[0]) && kit_ap_wait(3000, &r), "vCPU 1 did not answer");
-	KIT_CHECK(r == 0, "vCPU 1: send(%u) to vCPU 0 = %ld %s", port[0], ERR(r));
+	KIT_CHECK(r == 0, "vCPU 1: send(%u) to vCPU 0 = %ld %s", port[0], XEN_ERR(r));
 	bool a0 = KIT_WAIT_FOR(got[0][port[0]] > g0, 1000);
 	kit_delay_ms(SETTLE_MS);
 	kit_printf("KIT-XEN after moves: vCPU 0 got %u (upcalls +%u), vCPU 1 got %u (upcalls +%u)\n", got[0][port[0]] - g0,

@@ -39,8 +39,6 @@ static volatile uint32_t got[NCPU][NPORTS];
 static volatile uint32_t upcalls[NCPU], callbacks[NCPU], ticks[NCPU];
 static volatile xen_ulong_t mine[NCPU][NWORDS];
 
-#define ERR(rc) (rc), xen_errname(rc)
-
 /* ---- upcall handling ---- */
 static void scan(int cpu)
 {
@@ -203,21 +201,6 @@ static long timer_check(long cpu)
 }
 
 /* ---- checks ---- */
-static bool status_is(evtchn_port_t p, uint32_t status, struct evtchn_status *st)
-{
-	long rc = xen_evtchn_status(DOMID_SELF, p, st);
-	if (rc) {
-		kit_fail("status(port %u) = %ld %s", p, ERR(rc));
-		return false;
-	}
-	if (st->status != status) {
-		kit_fail("status(port %u) is %s, expected %s", p, xen_evtchn_stat_name(st->status),
-			 xen_evtchn_stat_name(status));
-		return false;
-	}
-	return true;
-}
-
 static bool own_domid_is(uint16_t dom, const char *what)
 {
 	if (own_domid >= 0 && dom != own_domid) {
@@ -231,23 +214,11 @@ static bool own_domid_is(uint16_t dom, const char *what)
 	return true;
 }
 
-#define EXPECT_RC(expr, want, ...)                                                               \
-	do {                                                                                     \
-		long rc_ = (expr);                                                               \
-		if (rc_ != (want)) {                                                             \
-			char what_[96];                                                          \
-			kit_snprintf(what_, sizeof what_, __VA_ARGS__);                          \
-			kit_fail("%s = %ld %s, expected %ld %s", what_, ERR(rc_), (long)(want),  \
-				 xen_errname(want));                                             \
-			return;                                                                  \
-		}                                                                                \
-	} while (0)
-
 /* ---- cases ---- */
 static void shinfo_case(void)
 {
 	long rc = xen_add_to_physmap(XENMAPSPACE_shared_info, 0, (unsigned long)((uintptr_t)shinfo_page >> 12));
-	KIT_CHECK(rc == 0, "add_to_physmap(shared_info) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "add_to_physmap(shared_info) = %ld %s", XEN_ERR(rc));
 	sh = (volatile struct shared_info *)shinfo_page;
 	own_domid = xen_own_domid();
 	if (own_domid == other_domid)
@@ -270,13 +241,13 @@ static void alloc_unbound_case(void)
 	struct evtchn_status st;
 	/* remote DOMID_SELF is stored as the caller's own id (Xen). */
 	long rc = xen_evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF, &p);
-	KIT_CHECK(rc == 0, "alloc_unbound(DOMID_SELF, remote DOMID_SELF) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "alloc_unbound(DOMID_SELF, remote DOMID_SELF) = %ld %s", XEN_ERR(rc));
 	kit_printf("KIT-XEN alloc_unbound port %u\n", p);
 	if (p < 1 || p >= NPORTS) {
 		kit_fail("alloc_unbound gave port %u, expected 1..%u (port 0 is reserved)", p, NPORTS - 1);
 		goto out;
 	}
-	if (!status_is(p, EVTCHNSTAT_unbound, &st) || !own_domid_is(st.u.unbound.dom, "unbound remote"))
+	if (!xen_evtchn_status_is(p, EVTCHNSTAT_unbound, &st) || !own_domid_is(st.u.unbound.dom, "unbound remote"))
 		goto out;
 	if (st.vcpu != 0) {
 		kit_fail("status(%u).vcpu %u, expected 0", p, st.vcpu);
@@ -286,24 +257,24 @@ static void alloc_unbound_case(void)
 	if (own_domid >= 0) {
 		rc = xen_evtchn_alloc_unbound((domid_t)own_domid, DOMID_SELF, &q);
 		if (rc) {
-			kit_fail("alloc_unbound(dom %ld = own id, remote DOMID_SELF) = %ld %s", own_domid, ERR(rc));
+			kit_fail("alloc_unbound(dom %ld = own id, remote DOMID_SELF) = %ld %s", own_domid, XEN_ERR(rc));
 			goto out;
 		}
 		if (q == p || q < 1 || q >= NPORTS) {
 			kit_fail("second alloc_unbound gave port %u (first %u)", q, p);
 			goto out;
 		}
-		if (!status_is(q, EVTCHNSTAT_unbound, &st) || !own_domid_is(st.u.unbound.dom, "unbound remote"))
+		if (!xen_evtchn_status_is(q, EVTCHNSTAT_unbound, &st) || !own_domid_is(st.u.unbound.dom, "unbound remote"))
 			goto out;
 	}
 	/* Xen doesn't look the remote domain up: a port may be offered to a
 	 * domain that doesn't exist yet, e.g. to dom0 for a backend. */
 	rc = xen_evtchn_alloc_unbound(DOMID_SELF, 0, &r);
 	if (rc) {
-		kit_fail("alloc_unbound(DOMID_SELF, remote 0) = %ld %s, expected 0 (Xen doesn't check remote_dom)", ERR(rc));
+		kit_fail("alloc_unbound(DOMID_SELF, remote 0) = %ld %s, expected 0 (Xen doesn't check remote_dom)", XEN_ERR(rc));
 		goto out;
 	}
-	if (status_is(r, EVTCHNSTAT_unbound, &st) && st.u.unbound.dom != 0)
+	if (xen_evtchn_status_is(r, EVTCHNSTAT_unbound, &st) && st.u.unbound.dom != 0)
 		kit_fail("status(%u): unbound dom %u, expected 0", r, st.u.unbound.dom);
 out:
 	if (p)
@@ -320,7 +291,7 @@ static bool pend_quietly(evtchn_port_t p, int cpu)
 {
 	long rc = xen_evtchn_send(p);
 	if (rc) {
-		kit_fail("send(%u) = %ld %s", p, ERR(rc));
+		kit_fail("send(%u) = %ld %s", p, XEN_ERR(rc));
 		return false;
 	}
 	volatile struct vcpu_info *vi = &sh->vcpu_info[cpu];
@@ -347,9 +318,9 @@ static void take_by_hand(evtchn_port_t p, int cpu)
 static void callback_body(evtchn_port_t *p0, evtchn_port_t *p1)
 {
 	long rc = bind_ipi_on(0, p0);
-	KIT_CHECK(rc == 0, "bind_ipi(vcpu 0) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "bind_ipi(vcpu 0) = %ld %s", XEN_ERR(rc));
 	rc = bind_ipi_on(1, p1);
-	KIT_CHECK(rc == 0, "bind_ipi(vcpu 1) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "bind_ipi(vcpu 1) = %ld %s", XEN_ERR(rc));
 	/* One event each, pending before the callback exists: the callback is
 	 * level-triggered on evtchn_upcall_pending (Xen checks it at every VM
 	 * entry), so setting it delivers them. */
@@ -357,7 +328,7 @@ static void callback_body(evtchn_port_t *p0, evtchn_port_t *p1)
 		return;
 	rc = xen_hvm_set_param(HVM_PARAM_CALLBACK_IRQ,
 			       ((uint64_t)HVM_PARAM_CALLBACK_TYPE_VECTOR << 56) | CALLBACK_VECTOR);
-	KIT_CHECK(rc == 0, "set HVM_PARAM_CALLBACK_IRQ vector 0x%x = %ld %s", CALLBACK_VECTOR, ERR(rc));
+	KIT_CHECK(rc == 0, "set HVM_PARAM_CALLBACK_IRQ vector 0x%x = %ld %s", CALLBACK_VECTOR, XEN_ERR(rc));
 	bool e0 = KIT_WAIT_FOR(got[0][*p0] >= 1, 500), e1 = KIT_WAIT_FOR(got[1][*p1] >= 1, 500);
 	if (!e0)
 		take_by_hand(*p0, 0);
@@ -371,7 +342,7 @@ static void callback_body(evtchn_port_t *p0, evtchn_port_t *p1)
 		evtchn_port_t p = cpu ? *p1 : *p0;
 		for (uint32_t i = 1; i <= CALLBACK_EVENTS; i++) {
 			rc = xen_evtchn_send(p);
-			KIT_CHECK(rc == 0, "send(%u) #%u = %ld %s", p, i, ERR(rc));
+			KIT_CHECK(rc == 0, "send(%u) #%u = %ld %s", p, i, XEN_ERR(rc));
 			KIT_CHECK(KIT_WAIT_FOR(got[cpu][p] >= i, 1000),
 				  "vCPU %d: event %u of %u (port %u) not delivered; %u callback upcalls, pending %d, sel 0x%llx, upcall_pending %u",
 				  cpu, i, CALLBACK_EVENTS, p, callbacks[cpu], xen_evtchn_test(sh->evtchn_pending, p),
@@ -414,7 +385,7 @@ static void callback_case(void)
 		close_port(p0);
 	if (p1)
 		close_port(p1);
-	KIT_CHECK(rc == 0, "set HVM_PARAM_CALLBACK_IRQ 0 = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "set HVM_PARAM_CALLBACK_IRQ 0 = %ld %s", XEN_ERR(rc));
 }
 
 /* Each vCPU sets its own vector (as Linux does). An event already pending
@@ -425,7 +396,7 @@ static long set_both_vectors(void)
 {
 	long rc = xen_set_upcall_vector(0, UPCALL_VECTOR);
 	if (rc) {
-		kit_fail("set_evtchn_upcall_vector(vcpu 0, 0x%x) = %ld %s", UPCALL_VECTOR, ERR(rc));
+		kit_fail("set_evtchn_upcall_vector(vcpu 0, 0x%x) = %ld %s", UPCALL_VECTOR, XEN_ERR(rc));
 		return rc;
 	}
 	if (!kit_ap_call(ap_set_upcall_vector, UPCALL_VECTOR, &rc)) {
@@ -433,7 +404,7 @@ static long set_both_vectors(void)
 		return -1;
 	}
 	if (rc) {
-		kit_fail("vCPU 1: set_evtchn_upcall_vector(vcpu 1, 0x%x) = %ld %s", UPCALL_VECTOR, ERR(rc));
+		kit_fail("vCPU 1: set_evtchn_upcall_vector(vcpu 1, 0x%x) = %ld %s", UPCALL_VECTOR, XEN_ERR(rc));
 		return rc;
 	}
 	vectors_set = true;
@@ -443,9 +414,9 @@ static long set_both_vectors(void)
 static void upcall_vector_body(evtchn_port_t *p0, evtchn_port_t *p1)
 {
 	long rc = bind_ipi_on(0, p0);
-	KIT_CHECK(rc == 0, "bind_ipi(vcpu 0) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "bind_ipi(vcpu 0) = %ld %s", XEN_ERR(rc));
 	rc = bind_ipi_on(1, p1);
-	KIT_CHECK(rc == 0, "bind_ipi(vcpu 1) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "bind_ipi(vcpu 1) = %ld %s", XEN_ERR(rc));
 	if (!pend_quietly(*p0, 0) || !pend_quietly(*p1, 1))
 		return;
 	if (set_both_vectors())
@@ -483,32 +454,32 @@ static void loopback_body(evtchn_port_t *a, evtchn_port_t *b)
 	const char *what = "";
 	struct evtchn_status st;
 	long rc = loopback(a, b, &bind_events, &what);
-	KIT_CHECK(rc == 0, "%s = %ld %s", what, ERR(rc));
+	KIT_CHECK(rc == 0, "%s = %ld %s", what, XEN_ERR(rc));
 	kit_printf("KIT-XEN loopback ports a=%u b=%u, %u event(s) at bind\n", *a, *b, bind_events);
 	KIT_CHECK(*a != *b && *b >= 1 && *b < NPORTS, "ports %u and %u", *a, *b);
-	if (!status_is(*a, EVTCHNSTAT_interdomain, &st) || !own_domid_is(st.u.interdomain.dom, "status(a) interdomain"))
+	if (!xen_evtchn_status_is(*a, EVTCHNSTAT_interdomain, &st) || !own_domid_is(st.u.interdomain.dom, "status(a) interdomain"))
 		return;
 	KIT_CHECK(st.u.interdomain.port == *b && st.vcpu == 0, "status(a): peer port %u vcpu %u, expected %u and 0",
 		  st.u.interdomain.port, st.vcpu, *b);
-	if (!status_is(*b, EVTCHNSTAT_interdomain, &st) || !own_domid_is(st.u.interdomain.dom, "status(b) interdomain"))
+	if (!xen_evtchn_status_is(*b, EVTCHNSTAT_interdomain, &st) || !own_domid_is(st.u.interdomain.dom, "status(b) interdomain"))
 		return;
 	KIT_CHECK(st.u.interdomain.port == *a && st.vcpu == 0, "status(b): peer port %u vcpu %u, expected %u and 0",
 		  st.u.interdomain.port, st.vcpu, *a);
 	/* a is connected now: it can't be bound to again. */
 	evtchn_port_t c;
-	EXPECT_RC(xen_evtchn_bind_interdomain(DOMID_SELF, *a, &c), -XEN_EINVAL, "bind_interdomain to connected port %u",
+	XEN_EXPECT_RC(xen_evtchn_bind_interdomain(DOMID_SELF, *a, &c), -XEN_EINVAL, "bind_interdomain to connected port %u",
 		  *a);
 
-	EXPECT_RC(xen_evtchn_send(*a), 0, "send(a=%u)", *a);
+	XEN_EXPECT_RC(xen_evtchn_send(*a), 0, "send(a=%u)", *a);
 	KIT_CHECK(KIT_WAIT_FOR(got[0][*b] >= 1, 1000), "send on a: nothing arrived on b (vCPU 0); pending %d",
 		  xen_evtchn_test(sh->evtchn_pending, *b));
-	EXPECT_RC(xen_evtchn_send(*b), 0, "send(b=%u)", *b);
+	XEN_EXPECT_RC(xen_evtchn_send(*b), 0, "send(b=%u)", *b);
 	KIT_CHECK(KIT_WAIT_FOR(got[0][*a] >= 1, 1000), "send on b: nothing arrived on a (vCPU 0); pending %d",
 		  xen_evtchn_test(sh->evtchn_pending, *a));
 	/* The other direction from vCPU 1: still arrives on vCPU 0 (the port's). */
 	long r = 0;
 	KIT_CHECK(kit_ap_call(ap_send, *a, &r), "vCPU 1 did not answer");
-	KIT_CHECK(r == 0, "vCPU 1: send(a) = %ld %s", ERR(r));
+	KIT_CHECK(r == 0, "vCPU 1: send(a) = %ld %s", XEN_ERR(r));
 	KIT_CHECK(KIT_WAIT_FOR(got[0][*b] >= 2, 1000), "vCPU 1's send on a: nothing arrived on b (vCPU 0)");
 	kit_delay_ms(SETTLE_MS);
 	KIT_CHECK(got[0][*a] == 1 && got[0][*b] == 2 && got[1][*a] == 0 && got[1][*b] == 0,
@@ -534,21 +505,21 @@ static void ipi_body(evtchn_port_t *p0, evtchn_port_t *p1)
 {
 	struct evtchn_status st;
 	long rc = bind_ipi_on(0, p0);
-	KIT_CHECK(rc == 0, "bind_ipi(vcpu 0) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "bind_ipi(vcpu 0) = %ld %s", XEN_ERR(rc));
 	rc = bind_ipi_on(1, p1);
-	KIT_CHECK(rc == 0, "bind_ipi(vcpu 1) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "bind_ipi(vcpu 1) = %ld %s", XEN_ERR(rc));
 	kit_printf("KIT-XEN ipi ports %u (vCPU 0), %u (vCPU 1)\n", *p0, *p1);
-	if (!status_is(*p0, EVTCHNSTAT_ipi, &st))
+	if (!xen_evtchn_status_is(*p0, EVTCHNSTAT_ipi, &st))
 		return;
 	KIT_CHECK(st.vcpu == 0, "status(%u).vcpu %u, expected 0", *p0, st.vcpu);
-	if (!status_is(*p1, EVTCHNSTAT_ipi, &st))
+	if (!xen_evtchn_status_is(*p1, EVTCHNSTAT_ipi, &st))
 		return;
 	KIT_CHECK(st.vcpu == 1, "status(%u).vcpu %u, expected 1", *p1, st.vcpu);
-	EXPECT_RC(xen_evtchn_send(*p1), 0, "send(%u)", *p1);
+	XEN_EXPECT_RC(xen_evtchn_send(*p1), 0, "send(%u)", *p1);
 	KIT_CHECK(KIT_WAIT_FOR(got[1][*p1] >= 1, 1000), "BSP -> AP: nothing arrived on vCPU 1 (pending %d, got on vCPU 0 %u)",
 		  xen_evtchn_test(sh->evtchn_pending, *p1), got[0][*p1]);
 	KIT_CHECK(kit_ap_call(ap_send, *p0, &rc), "vCPU 1 did not answer");
-	KIT_CHECK(rc == 0, "vCPU 1: send(%u) = %ld %s", *p0, ERR(rc));
+	KIT_CHECK(rc == 0, "vCPU 1: send(%u) = %ld %s", *p0, XEN_ERR(rc));
 	KIT_CHECK(KIT_WAIT_FOR(got[0][*p0] >= 1, 1000), "AP -> BSP: nothing arrived on vCPU 0 (pending %d)",
 		  xen_evtchn_test(sh->evtchn_pending, *p0));
 	kit_delay_ms(SETTLE_MS);
@@ -576,7 +547,7 @@ static void masked_one(evtchn_port_t p, int cpu)
 	unsigned int w = p / NWORDS;
 	xen_evtchn_set(sh->evtchn_mask, p);
 	uint32_t u0 = upcalls[cpu];
-	EXPECT_RC(xen_evtchn_send(p), 0, "send(masked %u)", p);
+	XEN_EXPECT_RC(xen_evtchn_send(p), 0, "send(masked %u)", p);
 	kit_delay_ms(20);
 	bool pend = xen_evtchn_test(sh->evtchn_pending, p);
 	bool selbit = (vi->evtchn_pending_sel >> w) & 1;
@@ -586,12 +557,12 @@ static void masked_one(evtchn_port_t p, int cpu)
 	KIT_CHECK(!selbit && !vi->evtchn_upcall_pending,
 		  "masked port %u: selector bit %u = %d, upcall_pending %u on vCPU %d; Xen leaves both alone", p, w, selbit,
 		  vi->evtchn_upcall_pending, cpu);
-	EXPECT_RC(xen_evtchn_unmask(p), 0, "unmask(%u)", p);
+	XEN_EXPECT_RC(xen_evtchn_unmask(p), 0, "unmask(%u)", p);
 	KIT_CHECK(KIT_WAIT_FOR(got[cpu][p] >= 1, 1000), "unmask(%u): no upcall on vCPU %d (pending %d, mask %d)", p, cpu,
 		  xen_evtchn_test(sh->evtchn_pending, p), xen_evtchn_test(sh->evtchn_mask, p));
 	KIT_CHECK(!xen_evtchn_test(sh->evtchn_mask, p), "unmask(%u) left the mask bit set", p);
 	/* Unmasking an unmasked port delivers nothing. */
-	EXPECT_RC(xen_evtchn_unmask(p), 0, "second unmask(%u)", p);
+	XEN_EXPECT_RC(xen_evtchn_unmask(p), 0, "second unmask(%u)", p);
 	kit_delay_ms(SETTLE_MS);
 	KIT_CHECK(got[cpu][p] == 1 && got[1 - cpu][p] == 0, "port %u: vCPU %d got %u, vCPU %d got %u; expected 1 and 0",
 		  p, cpu, got[cpu][p], 1 - cpu, got[1 - cpu][p]);
@@ -605,14 +576,14 @@ static void masked_case(void)
 	if (rc == 0)
 		masked_one(p, 0);
 	else
-		kit_fail("bind_ipi(vcpu 0) = %ld %s", ERR(rc));
+		kit_fail("bind_ipi(vcpu 0) = %ld %s", XEN_ERR(rc));
 	/* The BSP unmasks a port of vCPU 1: the upcall goes to vCPU 1. */
 	if (online >= 2 && rc == 0) {
 		rc = bind_ipi_on(1, &q);
 		if (rc == 0)
 			masked_one(q, 1);
 		else
-			kit_fail("bind_ipi(vcpu 1) = %ld %s", ERR(rc));
+			kit_fail("bind_ipi(vcpu 1) = %ld %s", XEN_ERR(rc));
 	}
 	evtchn_port_t ports[2] = { p, q };
 	for (int i = 0; i < 2; i++)
@@ -628,20 +599,20 @@ static void bind_vcpu_body(evtchn_port_t *ports)
 	const char *what = "";
 	struct evtchn_status st;
 	long rc = loopback(a, b, NULL, &what);
-	KIT_CHECK(rc == 0, "%s = %ld %s", what, ERR(rc));
+	KIT_CHECK(rc == 0, "%s = %ld %s", what, XEN_ERR(rc));
 	/* Move b to vCPU 1: both vCPUs may take it for a moment. */
 	xen_evtchn_set(mine[1], *b);
 	rc = xen_evtchn_bind_vcpu(*b, 1);
-	KIT_CHECK(rc == 0, "bind_vcpu(loopback port %u, 1) = %ld %s", *b, ERR(rc));
+	KIT_CHECK(rc == 0, "bind_vcpu(loopback port %u, 1) = %ld %s", *b, XEN_ERR(rc));
 	own(*b, 1);
-	if (!status_is(*b, EVTCHNSTAT_interdomain, &st))
+	if (!xen_evtchn_status_is(*b, EVTCHNSTAT_interdomain, &st))
 		return;
 	KIT_CHECK(st.vcpu == 1, "status(%u).vcpu %u after bind_vcpu 1", *b, st.vcpu);
-	EXPECT_RC(xen_evtchn_send(*a), 0, "send(%u)", *a);
+	XEN_EXPECT_RC(xen_evtchn_send(*a), 0, "send(%u)", *a);
 	KIT_CHECK(KIT_WAIT_FOR(got[1][*b] >= 1, 1000), "event on %u did not arrive on vCPU 1 (vCPU 0 got %u, pending %d)", *b,
 		  got[0][*b], xen_evtchn_test(sh->evtchn_pending, *b));
 	KIT_CHECK(kit_ap_call(ap_send, *b, &rc), "vCPU 1 did not answer");
-	KIT_CHECK(rc == 0, "vCPU 1: send(%u) = %ld %s", *b, ERR(rc));
+	KIT_CHECK(rc == 0, "vCPU 1: send(%u) = %ld %s", *b, XEN_ERR(rc));
 	KIT_CHECK(KIT_WAIT_FOR(got[0][*a] >= 1, 1000), "event on %u (still vCPU 0) did not arrive", *a);
 	kit_delay_ms(SETTLE_MS);
 	KIT_CHECK(got[1][*b] == 1 && got[0][*b] == 0 && got[0][*a] == 1 && got[1][*a] == 0,
@@ -649,19 +620,19 @@ static void bind_vcpu_body(evtchn_port_t *ports)
 		  got[0][*a], got[1][*a]);
 	/* An IPI port stays on its vCPU. */
 	rc = bind_ipi_on(0, ipi);
-	KIT_CHECK(rc == 0, "bind_ipi(vcpu 0) = %ld %s", ERR(rc));
-	EXPECT_RC(xen_evtchn_bind_vcpu(*ipi, 1), -XEN_EINVAL, "bind_vcpu(IPI port %u, 1)", *ipi);
-	if (!status_is(*ipi, EVTCHNSTAT_ipi, &st))
+	KIT_CHECK(rc == 0, "bind_ipi(vcpu 0) = %ld %s", XEN_ERR(rc));
+	XEN_EXPECT_RC(xen_evtchn_bind_vcpu(*ipi, 1), -XEN_EINVAL, "bind_vcpu(IPI port %u, 1)", *ipi);
+	if (!xen_evtchn_status_is(*ipi, EVTCHNSTAT_ipi, &st))
 		return;
 	KIT_CHECK(st.vcpu == 0, "IPI port %u moved to vCPU %u by a refused bind_vcpu", *ipi, st.vcpu);
-	EXPECT_RC(xen_evtchn_bind_vcpu(*a, 99), -XEN_ENOENT, "bind_vcpu(%u, vcpu 99)", *a);
-	EXPECT_RC(xen_evtchn_bind_vcpu(*a, (uint32_t)kit_ncpus()), -XEN_ENOENT, "bind_vcpu(%u, vcpu %d = nr_vcpus)", *a,
+	XEN_EXPECT_RC(xen_evtchn_bind_vcpu(*a, 99), -XEN_ENOENT, "bind_vcpu(%u, vcpu 99)", *a);
+	XEN_EXPECT_RC(xen_evtchn_bind_vcpu(*a, (uint32_t)kit_ncpus()), -XEN_ENOENT, "bind_vcpu(%u, vcpu %d = nr_vcpus)", *a,
 		  kit_ncpus());
 	/* An unbound port can be moved too. */
 	rc = xen_evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF, u);
-	KIT_CHECK(rc == 0, "alloc_unbound = %ld %s", ERR(rc));
-	EXPECT_RC(xen_evtchn_bind_vcpu(*u, 1), 0, "bind_vcpu(unbound port %u, 1)", *u);
-	if (!status_is(*u, EVTCHNSTAT_unbound, &st))
+	KIT_CHECK(rc == 0, "alloc_unbound = %ld %s", XEN_ERR(rc));
+	XEN_EXPECT_RC(xen_evtchn_bind_vcpu(*u, 1), 0, "bind_vcpu(unbound port %u, 1)", *u);
+	if (!xen_evtchn_status_is(*u, EVTCHNSTAT_unbound, &st))
 		return;
 	KIT_CHECK(st.vcpu == 1, "unbound port %u: status vcpu %u after bind_vcpu 1", *u, st.vcpu);
 }
@@ -681,47 +652,47 @@ static void virq_body(evtchn_port_t *ports)
 {
 	evtchn_port_t *t0 = &ports[0], *t1 = &ports[1], *c = &ports[2];
 	struct evtchn_status st;
-	EXPECT_RC(xen_evtchn_bind_virq(VIRQ_TIMER, 0, t0), 0, "bind_virq(VIRQ_TIMER, vcpu 0)");
-	EXPECT_RC(xen_evtchn_bind_virq(VIRQ_TIMER, 1, t1), 0, "bind_virq(VIRQ_TIMER, vcpu 1)");
+	XEN_EXPECT_RC(xen_evtchn_bind_virq(VIRQ_TIMER, 0, t0), 0, "bind_virq(VIRQ_TIMER, vcpu 0)");
+	XEN_EXPECT_RC(xen_evtchn_bind_virq(VIRQ_TIMER, 1, t1), 0, "bind_virq(VIRQ_TIMER, vcpu 1)");
 	kit_printf("KIT-XEN VIRQ_TIMER ports %u (vCPU 0), %u (vCPU 1)\n", *t0, *t1);
 	KIT_CHECK(*t0 != *t1, "both VIRQ_TIMER bindings got port %u", *t0);
 	evtchn_port_t dummy;
-	EXPECT_RC(xen_evtchn_bind_virq(VIRQ_TIMER, 0, &dummy), -XEN_EEXIST, "second bind_virq(VIRQ_TIMER, vcpu 0)");
-	EXPECT_RC(xen_evtchn_bind_virq(VIRQ_CONSOLE, 1, &dummy), -XEN_EINVAL, "bind_virq(VIRQ_CONSOLE (global), vcpu 1)");
-	EXPECT_RC(xen_evtchn_bind_virq(NR_VIRQS, 0, &dummy), -XEN_EINVAL, "bind_virq(%u = NR_VIRQS)", NR_VIRQS);
-	EXPECT_RC(xen_evtchn_bind_virq(0xffffffffu, 0, &dummy), -XEN_EINVAL, "bind_virq(0xffffffff)");
-	EXPECT_RC(xen_evtchn_bind_virq(VIRQ_TIMER, 99, &dummy), -XEN_ENOENT, "bind_virq(VIRQ_TIMER, vcpu 99)");
+	XEN_EXPECT_RC(xen_evtchn_bind_virq(VIRQ_TIMER, 0, &dummy), -XEN_EEXIST, "second bind_virq(VIRQ_TIMER, vcpu 0)");
+	XEN_EXPECT_RC(xen_evtchn_bind_virq(VIRQ_CONSOLE, 1, &dummy), -XEN_EINVAL, "bind_virq(VIRQ_CONSOLE (global), vcpu 1)");
+	XEN_EXPECT_RC(xen_evtchn_bind_virq(NR_VIRQS, 0, &dummy), -XEN_EINVAL, "bind_virq(%u = NR_VIRQS)", NR_VIRQS);
+	XEN_EXPECT_RC(xen_evtchn_bind_virq(0xffffffffu, 0, &dummy), -XEN_EINVAL, "bind_virq(0xffffffff)");
+	XEN_EXPECT_RC(xen_evtchn_bind_virq(VIRQ_TIMER, 99, &dummy), -XEN_ENOENT, "bind_virq(VIRQ_TIMER, vcpu 99)");
 	for (int i = 0; i < 2; i++) {
 		evtchn_port_t p = i ? *t1 : *t0;
-		if (!status_is(p, EVTCHNSTAT_virq, &st))
+		if (!xen_evtchn_status_is(p, EVTCHNSTAT_virq, &st))
 			return;
 		KIT_CHECK(st.u.virq == VIRQ_TIMER && st.vcpu == (uint32_t)i, "status(%u): virq %u vcpu %u, expected %u and %d",
 			  p, st.u.virq, st.vcpu, VIRQ_TIMER, i);
 	}
 	/* A global VIRQ binds on vCPU 0 once, and may then be moved. */
-	EXPECT_RC(xen_evtchn_bind_virq(VIRQ_CONSOLE, 0, c), 0, "bind_virq(VIRQ_CONSOLE, vcpu 0)");
-	EXPECT_RC(xen_evtchn_bind_virq(VIRQ_CONSOLE, 0, &dummy), -XEN_EEXIST, "second bind_virq(VIRQ_CONSOLE, vcpu 0)");
-	if (!status_is(*c, EVTCHNSTAT_virq, &st))
+	XEN_EXPECT_RC(xen_evtchn_bind_virq(VIRQ_CONSOLE, 0, c), 0, "bind_virq(VIRQ_CONSOLE, vcpu 0)");
+	XEN_EXPECT_RC(xen_evtchn_bind_virq(VIRQ_CONSOLE, 0, &dummy), -XEN_EEXIST, "second bind_virq(VIRQ_CONSOLE, vcpu 0)");
+	if (!xen_evtchn_status_is(*c, EVTCHNSTAT_virq, &st))
 		return;
 	KIT_CHECK(st.u.virq == VIRQ_CONSOLE && st.vcpu == 0, "status(%u): virq %u vcpu %u, expected %u and 0", *c,
 		  st.u.virq, st.vcpu, VIRQ_CONSOLE);
-	EXPECT_RC(xen_evtchn_bind_vcpu(*c, 1), 0, "bind_vcpu(VIRQ_CONSOLE port %u, 1)", *c);
-	if (!status_is(*c, EVTCHNSTAT_virq, &st))
+	XEN_EXPECT_RC(xen_evtchn_bind_vcpu(*c, 1), 0, "bind_vcpu(VIRQ_CONSOLE port %u, 1)", *c);
+	if (!xen_evtchn_status_is(*c, EVTCHNSTAT_virq, &st))
 		return;
 	KIT_CHECK(st.vcpu == 1, "VIRQ_CONSOLE port %u: vcpu %u after bind_vcpu 1", *c, st.vcpu);
-	EXPECT_RC(xen_evtchn_bind_vcpu(*t0, 1), -XEN_EINVAL, "bind_vcpu(VIRQ_TIMER port %u, 1)", *t0);
-	EXPECT_RC(xen_evtchn_send(*t0), -XEN_EINVAL, "send(VIRQ port %u)", *t0);
+	XEN_EXPECT_RC(xen_evtchn_bind_vcpu(*t0, 1), -XEN_EINVAL, "bind_vcpu(VIRQ_TIMER port %u, 1)", *t0);
+	XEN_EXPECT_RC(xen_evtchn_send(*t0), -XEN_EINVAL, "send(VIRQ port %u)", *t0);
 	/* Closing frees the VIRQ for binding again. */
 	evtchn_port_t old = *t0;
 	*t0 = 0;
-	EXPECT_RC(xen_evtchn_close(old), 0, "close(VIRQ_TIMER port %u)", old);
-	EXPECT_RC(xen_evtchn_bind_virq(VIRQ_TIMER, 0, t0), 0, "bind_virq(VIRQ_TIMER, vcpu 0) after closing its port");
+	XEN_EXPECT_RC(xen_evtchn_close(old), 0, "close(VIRQ_TIMER port %u)", old);
+	XEN_EXPECT_RC(xen_evtchn_bind_virq(VIRQ_TIMER, 0, t0), 0, "bind_virq(VIRQ_TIMER, vcpu 0) after closing its port");
 	/* Last: on x86 every VIRQ_ARCH_* is global (arch_virq_is_global). */
 	long rc = xen_evtchn_bind_virq(VIRQ_ARCH_1, 1, &dummy);
 	if (rc == 0)
 		xen_evtchn_close(dummy);
 	KIT_CHECK(rc == -XEN_EINVAL, "bind_virq(VIRQ_ARCH_1, vcpu 1) = %ld %s, expected -EINVAL (x86: ARCH VIRQs are global)",
-		  ERR(rc));
+		  XEN_ERR(rc));
 }
 
 static void virq_case(void)
@@ -741,40 +712,40 @@ static void close_body(evtchn_port_t *ports)
 	const char *what = "";
 	struct evtchn_status st;
 	long rc = loopback(a, b, NULL, &what);
-	KIT_CHECK(rc == 0, "%s = %ld %s", what, ERR(rc));
-	EXPECT_RC(close_port(*a), 0, "close(%u)", *a);
+	KIT_CHECK(rc == 0, "%s = %ld %s", what, XEN_ERR(rc));
+	XEN_EXPECT_RC(close_port(*a), 0, "close(%u)", *a);
 	evtchn_port_t closed = *a;
 	*a = 0;
-	if (!status_is(closed, EVTCHNSTAT_closed, &st))
+	if (!xen_evtchn_status_is(closed, EVTCHNSTAT_closed, &st))
 		return;
 	/* The peer goes back to unbound, for us. */
-	if (!status_is(*b, EVTCHNSTAT_unbound, &st) || !own_domid_is(st.u.unbound.dom, "peer's unbound remote"))
+	if (!xen_evtchn_status_is(*b, EVTCHNSTAT_unbound, &st) || !own_domid_is(st.u.unbound.dom, "peer's unbound remote"))
 		return;
-	EXPECT_RC(xen_evtchn_send(closed), -XEN_EINVAL, "send(closed %u)", closed);
-	EXPECT_RC(xen_evtchn_close(closed), -XEN_EINVAL, "second close(%u)", closed);
+	XEN_EXPECT_RC(xen_evtchn_send(closed), -XEN_EINVAL, "send(closed %u)", closed);
+	XEN_EXPECT_RC(xen_evtchn_close(closed), -XEN_EINVAL, "second close(%u)", closed);
 	/* Sending on the unbound peer is accepted and dropped. */
-	EXPECT_RC(xen_evtchn_send(*b), 0, "send(unbound %u)", *b);
+	XEN_EXPECT_RC(xen_evtchn_send(*b), 0, "send(unbound %u)", *b);
 	kit_delay_ms(SETTLE_MS);
 	KIT_CHECK(got[0][*b] + got[1][*b] + got[0][closed] + got[1][closed] == 0 &&
 			  !xen_evtchn_test(sh->evtchn_pending, *b) && !xen_evtchn_test(sh->evtchn_pending, closed),
 		  "send on an unbound port delivered something");
 	/* A closed port in range: unmask answers 0 (Xen checks only the range). */
-	EXPECT_RC(xen_evtchn_unmask(closed), 0, "unmask(closed %u)", closed);
+	XEN_EXPECT_RC(xen_evtchn_unmask(closed), 0, "unmask(closed %u)", closed);
 	/* Closing clears a pending event. */
 	rc = bind_ipi_on(0, p);
-	KIT_CHECK(rc == 0, "bind_ipi(vcpu 0) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "bind_ipi(vcpu 0) = %ld %s", XEN_ERR(rc));
 	xen_evtchn_set(sh->evtchn_mask, *p);
-	EXPECT_RC(xen_evtchn_send(*p), 0, "send(masked %u)", *p);
+	XEN_EXPECT_RC(xen_evtchn_send(*p), 0, "send(masked %u)", *p);
 	KIT_CHECK(xen_evtchn_test(sh->evtchn_pending, *p), "masked port %u not pending after send", *p);
 	evtchn_port_t q = *p;
-	EXPECT_RC(close_port(q), 0, "close(pending %u)", q);
+	XEN_EXPECT_RC(close_port(q), 0, "close(pending %u)", q);
 	*p = 0;
 	xen_evtchn_clear(sh->evtchn_mask, q);
 	KIT_CHECK(!xen_evtchn_test(sh->evtchn_pending, q), "close(%u) left its pending bit set", q);
-	EXPECT_RC(close_port(*b), 0, "close(%u)", *b);
+	XEN_EXPECT_RC(close_port(*b), 0, "close(%u)", *b);
 	q = *b;
 	*b = 0;
-	status_is(q, EVTCHNSTAT_closed, &st);
+	xen_evtchn_status_is(q, EVTCHNSTAT_closed, &st);
 }
 
 static void close_case(void)
@@ -795,58 +766,58 @@ static void errors_body(evtchn_port_t *ports)
 	evtchn_port_t dummy;
 	/* Port 0 is valid but reserved: reported closed, refused elsewhere;
 	 * unmask checks only that the port is valid. */
-	if (!status_is(0, EVTCHNSTAT_closed, &st))
+	if (!xen_evtchn_status_is(0, EVTCHNSTAT_closed, &st))
 		return;
-	EXPECT_RC(xen_evtchn_send(0), -XEN_EINVAL, "send(0)");
-	EXPECT_RC(xen_evtchn_close(0), -XEN_EINVAL, "close(0)");
-	EXPECT_RC(xen_evtchn_bind_vcpu(0, 0), -XEN_EINVAL, "bind_vcpu(0, 0)");
-	EXPECT_RC(xen_evtchn_unmask(0), 0, "unmask(0)");
+	XEN_EXPECT_RC(xen_evtchn_send(0), -XEN_EINVAL, "send(0)");
+	XEN_EXPECT_RC(xen_evtchn_close(0), -XEN_EINVAL, "close(0)");
+	XEN_EXPECT_RC(xen_evtchn_bind_vcpu(0, 0), -XEN_EINVAL, "bind_vcpu(0, 0)");
+	XEN_EXPECT_RC(xen_evtchn_unmask(0), 0, "unmask(0)");
 	/* Out of range for the 2-level ABI. */
 	static const evtchn_port_t bad[] = { NPORTS, NPORTS + 1, 0x10000, 0xffffffffu };
 	for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		evtchn_port_t p = bad[i];
-		EXPECT_RC(xen_evtchn_status(DOMID_SELF, p, &st), -XEN_EINVAL, "status(%u)", p);
-		EXPECT_RC(xen_evtchn_send(p), -XEN_EINVAL, "send(%u)", p);
-		EXPECT_RC(xen_evtchn_unmask(p), -XEN_EINVAL, "unmask(%u)", p);
-		EXPECT_RC(xen_evtchn_close(p), -XEN_EINVAL, "close(%u)", p);
-		EXPECT_RC(xen_evtchn_bind_vcpu(p, 0), -XEN_EINVAL, "bind_vcpu(%u, 0)", p);
-		EXPECT_RC(xen_evtchn_bind_interdomain(DOMID_SELF, p, &dummy), -XEN_EINVAL, "bind_interdomain(self, %u)", p);
+		XEN_EXPECT_RC(xen_evtchn_status(DOMID_SELF, p, &st), -XEN_EINVAL, "status(%u)", p);
+		XEN_EXPECT_RC(xen_evtchn_send(p), -XEN_EINVAL, "send(%u)", p);
+		XEN_EXPECT_RC(xen_evtchn_unmask(p), -XEN_EINVAL, "unmask(%u)", p);
+		XEN_EXPECT_RC(xen_evtchn_close(p), -XEN_EINVAL, "close(%u)", p);
+		XEN_EXPECT_RC(xen_evtchn_bind_vcpu(p, 0), -XEN_EINVAL, "bind_vcpu(%u, 0)", p);
+		XEN_EXPECT_RC(xen_evtchn_bind_interdomain(DOMID_SELF, p, &dummy), -XEN_EINVAL, "bind_interdomain(self, %u)", p);
 	}
-	EXPECT_RC(xen_evtchn_bind_ipi(99, &dummy), -XEN_ENOENT, "bind_ipi(vcpu 99)");
-	EXPECT_RC(xen_evtchn_bind_ipi((uint32_t)kit_ncpus(), &dummy), -XEN_ENOENT, "bind_ipi(vcpu %d = nr_vcpus)",
+	XEN_EXPECT_RC(xen_evtchn_bind_ipi(99, &dummy), -XEN_ENOENT, "bind_ipi(vcpu 99)");
+	XEN_EXPECT_RC(xen_evtchn_bind_ipi((uint32_t)kit_ncpus(), &dummy), -XEN_ENOENT, "bind_ipi(vcpu %d = nr_vcpus)",
 		  kit_ncpus());
 	/* Other domains: none exist. */
-	EXPECT_RC(xen_evtchn_alloc_unbound(other_domid, DOMID_SELF, &dummy), -XEN_ESRCH, "alloc_unbound(dom %u)",
+	XEN_EXPECT_RC(xen_evtchn_alloc_unbound(other_domid, DOMID_SELF, &dummy), -XEN_ESRCH, "alloc_unbound(dom %u)",
 		  other_domid);
-	EXPECT_RC(xen_evtchn_status(other_domid, 1, &st), -XEN_ESRCH, "status(dom %u, port 1)", other_domid);
-	EXPECT_RC(xen_evtchn_reset(other_domid), -XEN_ESRCH, "reset(dom %u)", other_domid);
-	EXPECT_RC(xen_evtchn_bind_interdomain(other_domid, 1, &dummy), -XEN_ESRCH, "bind_interdomain(dom %u)",
+	XEN_EXPECT_RC(xen_evtchn_status(other_domid, 1, &st), -XEN_ESRCH, "status(dom %u, port 1)", other_domid);
+	XEN_EXPECT_RC(xen_evtchn_reset(other_domid), -XEN_ESRCH, "reset(dom %u)", other_domid);
+	XEN_EXPECT_RC(xen_evtchn_bind_interdomain(other_domid, 1, &dummy), -XEN_ESRCH, "bind_interdomain(dom %u)",
 		  other_domid);
 	/* bind_interdomain needs an unbound port. */
-	EXPECT_RC(xen_evtchn_bind_ipi(0, &ports[0]), 0, "bind_ipi(vcpu 0)");
-	EXPECT_RC(xen_evtchn_bind_interdomain(DOMID_SELF, ports[0], &dummy), -XEN_EINVAL, "bind_interdomain(IPI port %u)",
+	XEN_EXPECT_RC(xen_evtchn_bind_ipi(0, &ports[0]), 0, "bind_ipi(vcpu 0)");
+	XEN_EXPECT_RC(xen_evtchn_bind_interdomain(DOMID_SELF, ports[0], &dummy), -XEN_EINVAL, "bind_interdomain(IPI port %u)",
 		  ports[0]);
 	/* Argument pointers that don't translate. */
 	static const int cmds[] = { EVTCHNOP_bind_interdomain, EVTCHNOP_bind_virq, EVTCHNOP_close, EVTCHNOP_send,
 				    EVTCHNOP_status, EVTCHNOP_alloc_unbound, EVTCHNOP_bind_ipi, EVTCHNOP_bind_vcpu,
 				    EVTCHNOP_unmask, EVTCHNOP_reset };
 	for (unsigned i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-		EXPECT_RC(xen_hypercall(__HYPERVISOR_event_channel_op, (unsigned)cmds[i], KIT_UNMAPPED_VA, 0, 0, 0),
+		XEN_EXPECT_RC(xen_hypercall(__HYPERVISOR_event_channel_op, (unsigned)cmds[i], KIT_UNMAPPED_VA, 0, 0, 0),
 			  -XEN_EFAULT, "event_channel_op(%d, unmapped)", cmds[i]);
-	EXPECT_RC(HYPERVISOR_event_channel_op(100, &st), -XEN_ENOSYS, "event_channel_op(100)");
+	XEN_EXPECT_RC(HYPERVISOR_event_channel_op(100, &st), -XEN_ENOSYS, "event_channel_op(100)");
 	/* ... and one offered to another domain (alloc-unbound checks that Xen
 	 * accepts remote 0; skipped here if it doesn't). */
 	if (own_domid != 0 && xen_evtchn_alloc_unbound(DOMID_SELF, 0, &ports[1]) == 0)
-		EXPECT_RC(xen_evtchn_bind_interdomain(DOMID_SELF, ports[1], &dummy), -XEN_EINVAL,
+		XEN_EXPECT_RC(xen_evtchn_bind_interdomain(DOMID_SELF, ports[1], &dummy), -XEN_EINVAL,
 			  "bind_interdomain(port %u offered to dom 0)", ports[1]);
 	/* Last: a port in range that was never allocated. Xen's table grows in
 	 * buckets of a few dozen ports as they are allocated; a port beyond
 	 * them isn't valid: -EINVAL for every op (status included). */
 	evtchn_port_t p = NPORTS - 1;
-	EXPECT_RC(xen_evtchn_status(DOMID_SELF, p, &st), -XEN_EINVAL, "status(never allocated %u)", p);
-	EXPECT_RC(xen_evtchn_send(p), -XEN_EINVAL, "send(never allocated %u)", p);
-	EXPECT_RC(xen_evtchn_unmask(p), -XEN_EINVAL, "unmask(never allocated %u)", p);
-	EXPECT_RC(xen_evtchn_close(p), -XEN_EINVAL, "close(never allocated %u)", p);
+	XEN_EXPECT_RC(xen_evtchn_status(DOMID_SELF, p, &st), -XEN_EINVAL, "status(never allocated %u)", p);
+	XEN_EXPECT_RC(xen_evtchn_send(p), -XEN_EINVAL, "send(never allocated %u)", p);
+	XEN_EXPECT_RC(xen_evtchn_unmask(p), -XEN_EINVAL, "unmask(never allocated %u)", p);
+	XEN_EXPECT_RC(xen_evtchn_close(p), -XEN_EINVAL, "close(never allocated %u)", p);
 }
 
 static void errors_case(void)
@@ -891,11 +862,11 @@ static void storm_case(void)
 	KIT_CHECK(sh, "shared_info not mapped");
 	KIT_CHECK(online >= 2, "needs 2 vCPUs");
 	long rc = bind_ipi_on(0, &storm_port[0]);
-	KIT_CHECK(rc == 0, "bind_ipi(vcpu 0) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "bind_ipi(vcpu 0) = %ld %s", XEN_ERR(rc));
 	rc = bind_ipi_on(1, &storm_port[1]);
 	if (rc) {
 		close_port(storm_port[0]);
-		KIT_CHECK(false, "bind_ipi(vcpu 1) = %ld %s", ERR(rc));
+		KIT_CHECK(false, "bind_ipi(vcpu 1) = %ld %s", XEN_ERR(rc));
 	}
 	evtchn_port_t p0 = storm_port[0], p1 = storm_port[1];
 	uint64_t t0 = rdtsc();
@@ -925,44 +896,44 @@ static void reset_case(void)
 	int n = 0;
 	const char *what = "";
 	long rc = loopback(&p[0], &p[1], NULL, &what);
-	KIT_CHECK(rc == 0, "%s = %ld %s", what, ERR(rc));
+	KIT_CHECK(rc == 0, "%s = %ld %s", what, XEN_ERR(rc));
 	n = 2;
 	rc = bind_ipi_on(0, &p[n]);
-	KIT_CHECK(rc == 0, "bind_ipi(0) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "bind_ipi(0) = %ld %s", XEN_ERR(rc));
 	n++;
 	if (online >= 2) {
 		rc = bind_ipi_on(1, &p[n]);
-		KIT_CHECK(rc == 0, "bind_ipi(1) = %ld %s", ERR(rc));
+		KIT_CHECK(rc == 0, "bind_ipi(1) = %ld %s", XEN_ERR(rc));
 		n++;
 	}
 	rc = xen_evtchn_bind_virq(VIRQ_TIMER, 0, &p[n]);
-	KIT_CHECK(rc == 0, "bind_virq(VIRQ_TIMER, 0) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "bind_virq(VIRQ_TIMER, 0) = %ld %s", XEN_ERR(rc));
 	n++;
 	rc = xen_evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF, &p[n]);
-	KIT_CHECK(rc == 0, "alloc_unbound = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "alloc_unbound = %ld %s", XEN_ERR(rc));
 	n++;
 	/* One left pending (masked): reset closes it, which clears it. */
 	xen_evtchn_set(sh->evtchn_mask, p[2]);
-	EXPECT_RC(xen_evtchn_send(p[2]), 0, "send(masked %u)", p[2]);
+	XEN_EXPECT_RC(xen_evtchn_send(p[2]), 0, "send(masked %u)", p[2]);
 	rc = xen_evtchn_reset(DOMID_SELF);
 	xen_evtchn_clear(sh->evtchn_mask, p[2]);
 	for (int i = 0; i < n; i++)
 		disown(p[i]);
-	KIT_CHECK(rc == 0, "reset(DOMID_SELF) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "reset(DOMID_SELF) = %ld %s", XEN_ERR(rc));
 	struct evtchn_status st;
 	for (int i = 0; i < n; i++)
-		if (!status_is(p[i], EVTCHNSTAT_closed, &st))
+		if (!xen_evtchn_status_is(p[i], EVTCHNSTAT_closed, &st))
 			return;
 	KIT_CHECK(!xen_evtchn_test(sh->evtchn_pending, p[2]), "reset left port %u pending", p[2]);
-	if (!status_is(0, EVTCHNSTAT_closed, &st))
+	if (!xen_evtchn_status_is(0, EVTCHNSTAT_closed, &st))
 		return;
 	/* Everything can be bound again, the VIRQ included. */
 	evtchn_port_t v = 0, u = 0;
 	rc = xen_evtchn_bind_virq(VIRQ_TIMER, 0, &v);
-	KIT_CHECK(rc == 0, "bind_virq(VIRQ_TIMER, 0) after reset = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "bind_virq(VIRQ_TIMER, 0) after reset = %ld %s", XEN_ERR(rc));
 	rc = xen_evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF, &u);
 	xen_evtchn_close(v);
-	KIT_CHECK(rc == 0, "alloc_unbound after reset = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "alloc_unbound after reset = %ld %s", XEN_ERR(rc));
 	xen_evtchn_close(u);
 	KIT_CHECK(u >= 1, "alloc_unbound after reset gave port %u", u);
 }

@@ -20,34 +20,6 @@ static volatile struct vcpu_info *vi;
 static long own_domid = -1;
 static evtchn_port_t pa, pb; /* loopback pair, both >= MIN_PORT */
 
-#define ERR(rc) (rc), xen_errname(rc)
-#define EXPECT_RC(expr, want, ...)                                                               \
-	do {                                                                                     \
-		long rc_ = (expr);                                                               \
-		if (rc_ != (want)) {                                                             \
-			char what_[96];                                                          \
-			kit_snprintf(what_, sizeof what_, __VA_ARGS__);                          \
-			kit_fail("%s = %ld %s, expected %ld %s", what_, ERR(rc_), (long)(want),  \
-				 xen_errname(want));                                             \
-			return;                                                                  \
-		}                                                                                \
-	} while (0)
-
-static bool status_is(evtchn_port_t p, uint32_t status, struct evtchn_status *st)
-{
-	long rc = xen_evtchn_status(DOMID_SELF, p, st);
-	if (rc) {
-		kit_fail("status(port %u) = %ld %s", p, ERR(rc));
-		return false;
-	}
-	if (st->status != status) {
-		kit_fail("status(port %u) is %s, expected %s", p, xen_evtchn_stat_name(st->status),
-			 xen_evtchn_stat_name(status));
-		return false;
-	}
-	return true;
-}
-
 /* Forget every event: pending bits, selector, upcall_pending. */
 static void clear_events(void)
 {
@@ -81,7 +53,7 @@ static bool delivered(evtchn_port_t p, const char *what)
 static void shinfo_case(void)
 {
 	long rc = xen_add_to_physmap(XENMAPSPACE_shared_info, 0, (unsigned long)((uintptr_t)shinfo_page >> 12));
-	KIT_CHECK(rc == 0, "add_to_physmap(shared_info) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "add_to_physmap(shared_info) = %ld %s", XEN_ERR(rc));
 	sh = (volatile struct shared_info *)shinfo_page;
 	vi = &sh->vcpu_info[0];
 	own_domid = xen_own_domid();
@@ -94,15 +66,15 @@ static void alloc_unbound_case(void)
 	evtchn_port_t p = 0, q = 0;
 	struct evtchn_status st;
 	long rc = xen_evtchn_alloc_unbound(DOMID_SELF, 0, &p);
-	KIT_CHECK(rc == 0, "alloc_unbound(DOMID_SELF, remote 0) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "alloc_unbound(DOMID_SELF, remote 0) = %ld %s", XEN_ERR(rc));
 	rc = xen_evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF, &q);
 	if (rc)
-		kit_fail("alloc_unbound(DOMID_SELF, remote DOMID_SELF) = %ld %s", ERR(rc));
+		kit_fail("alloc_unbound(DOMID_SELF, remote DOMID_SELF) = %ld %s", XEN_ERR(rc));
 	else if (p < 1 || p >= XEN_EVTCHN_2L_PORTS || q < 1 || q >= XEN_EVTCHN_2L_PORTS || p == q)
 		kit_fail("ports %u and %u", p, q);
-	else if (status_is(p, EVTCHNSTAT_unbound, &st) && st.u.unbound.dom != 0)
+	else if (xen_evtchn_status_is(p, EVTCHNSTAT_unbound, &st) && st.u.unbound.dom != 0)
 		kit_fail("status(%u): unbound dom %u, expected 0", p, st.u.unbound.dom);
-	else if (status_is(q, EVTCHNSTAT_unbound, &st) &&
+	else if (xen_evtchn_status_is(q, EVTCHNSTAT_unbound, &st) &&
 		 (st.u.unbound.dom == DOMID_SELF || (own_domid >= 0 && st.u.unbound.dom != own_domid)))
 		kit_fail("status(%u): unbound dom %u, expected our own domid %ld", q, st.u.unbound.dom, own_domid);
 	xen_evtchn_close(p);
@@ -117,7 +89,7 @@ static void loopback_body(evtchn_port_t *fill, int *nfill)
 	long rc;
 	while (*nfill < MAX_FILLERS) {
 		rc = xen_evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF, &p);
-		KIT_CHECK(rc == 0, "alloc_unbound(DOMID_SELF, DOMID_SELF) = %ld %s", ERR(rc));
+		KIT_CHECK(rc == 0, "alloc_unbound(DOMID_SELF, DOMID_SELF) = %ld %s", XEN_ERR(rc));
 		if (p >= MIN_PORT && p < XEN_EVTCHN_2L_PORTS)
 			break;
 		fill[(*nfill)++] = p;
@@ -126,24 +98,24 @@ static void loopback_body(evtchn_port_t *fill, int *nfill)
 	pa = p;
 	clear_events();
 	rc = xen_evtchn_bind_interdomain(DOMID_SELF, pa, &pb);
-	KIT_CHECK(rc == 0, "bind_interdomain(DOMID_SELF, %u) = %ld %s", pa, ERR(rc));
+	KIT_CHECK(rc == 0, "bind_interdomain(DOMID_SELF, %u) = %ld %s", pa, XEN_ERR(rc));
 	kit_printf("KIT-XEN loopback ports a=%u b=%u\n", pa, pb);
 	KIT_CHECK(pb != pa && pb < XEN_EVTCHN_2L_PORTS, "bind_interdomain gave port %u", pb);
 	/* Xen marks the new port pending when binding. */
 	if (!delivered(pb, "after bind_interdomain"))
 		return;
 	clear_events();
-	EXPECT_RC(xen_evtchn_send(pa), 0, "send(%u)", pa);
+	XEN_EXPECT_RC(xen_evtchn_send(pa), 0, "send(%u)", pa);
 	if (!delivered(pb, "send on a"))
 		return;
 	clear_events();
-	EXPECT_RC(xen_evtchn_send(pb), 0, "send(%u)", pb);
+	XEN_EXPECT_RC(xen_evtchn_send(pb), 0, "send(%u)", pb);
 	if (!delivered(pa, "send on b"))
 		return;
 	/* A second send while pending changes nothing. */
 	vi->evtchn_pending_sel = 0;
 	vi->evtchn_upcall_pending = 0;
-	EXPECT_RC(xen_evtchn_send(pb), 0, "send(%u) while pending", pb);
+	XEN_EXPECT_RC(xen_evtchn_send(pb), 0, "send(%u) while pending", pb);
 	KIT_CHECK(vi->evtchn_pending_sel == 0 && vi->evtchn_upcall_pending == 0,
 		  "send on an already pending port set selector 0x%x upcall_pending %u", (unsigned)vi->evtchn_pending_sel,
 		  vi->evtchn_upcall_pending);
@@ -166,7 +138,7 @@ static void status_case(void)
 	struct evtchn_status st;
 	for (int i = 0; i < 2; i++) {
 		evtchn_port_t p = i ? pb : pa, peer = i ? pa : pb;
-		if (!status_is(p, EVTCHNSTAT_interdomain, &st))
+		if (!xen_evtchn_status_is(p, EVTCHNSTAT_interdomain, &st))
 			return;
 		KIT_CHECK(st.u.interdomain.port == peer && st.vcpu == 0 && st.u.interdomain.dom != DOMID_SELF &&
 				  (own_domid < 0 || st.u.interdomain.dom == own_domid),
@@ -175,13 +147,13 @@ static void status_case(void)
 	}
 	evtchn_port_t ipi = 0, virq = 0;
 	long rc = xen_evtchn_bind_ipi(0, &ipi);
-	KIT_CHECK(rc == 0, "bind_ipi(0) = %ld %s", ERR(rc));
+	KIT_CHECK(rc == 0, "bind_ipi(0) = %ld %s", XEN_ERR(rc));
 	rc = xen_evtchn_bind_virq(VIRQ_TIMER, 0, &virq);
 	if (rc)
-		kit_fail("bind_virq(VIRQ_TIMER, 0) = %ld %s", ERR(rc));
-	else if (status_is(ipi, EVTCHNSTAT_ipi, &st) && st.vcpu != 0)
+		kit_fail("bind_virq(VIRQ_TIMER, 0) = %ld %s", XEN_ERR(rc));
+	else if (xen_evtchn_status_is(ipi, EVTCHNSTAT_ipi, &st) && st.vcpu != 0)
 		kit_fail("status(IPI %u).vcpu %u", ipi, st.vcpu);
-	else if (status_is(virq, EVTCHNSTAT_virq, &st) && (st.u.virq != VIRQ_TIMER || st.vcpu != 0))
+	else if (xen_evtchn_status_is(virq, EVTCHNSTAT_virq, &st) && (st.u.virq != VIRQ_TIMER || st.vcpu != 0))
 		kit_fail("status(VIRQ %u): virq %u vcpu %u", virq, st.u.virq, st.vcpu);
 	xen_evtchn_close(ipi);
 	if (virq)
@@ -199,20 +171,20 @@ static void masked_case(void)
 	clear_events();
 	xen_evtchn_set(sh->evtchn_mask, pb);
 	KIT_CHECK(((volatile uint32_t *)(shinfo_page + 0x880))[w] & bit, "mask bit not at 0x880 + 4 * %u", w);
-	EXPECT_RC(xen_evtchn_send(pa), 0, "send(%u) to masked %u", pa, pb);
+	XEN_EXPECT_RC(xen_evtchn_send(pa), 0, "send(%u) to masked %u", pa, pb);
 	KIT_CHECK(sh->evtchn_pending[w] == bit, "masked: evtchn_pending[%u] = 0x%x, expected 0x%x", w,
 		  (unsigned)sh->evtchn_pending[w], bit);
 	KIT_CHECK(vi->evtchn_pending_sel == 0 && vi->evtchn_upcall_pending == 0,
 		  "masked: selector 0x%x upcall_pending %u, expected 0 and 0", (unsigned)vi->evtchn_pending_sel,
 		  vi->evtchn_upcall_pending);
-	EXPECT_RC(xen_evtchn_unmask(pb), 0, "unmask(%u)", pb);
+	XEN_EXPECT_RC(xen_evtchn_unmask(pb), 0, "unmask(%u)", pb);
 	KIT_CHECK(!(sh->evtchn_mask[w] & bit), "unmask left evtchn_mask[%u] = 0x%x", w, (unsigned)sh->evtchn_mask[w]);
 	if (!delivered(pb, "after unmask"))
 		return;
 	/* Unmasking a port that isn't masked does nothing. */
 	vi->evtchn_pending_sel = 0;
 	vi->evtchn_upcall_pending = 0;
-	EXPECT_RC(xen_evtchn_unmask(pb), 0, "second unmask(%u)", pb);
+	XEN_EXPECT_RC(xen_evtchn_unmask(pb), 0, "second unmask(%u)", pb);
 	KIT_CHECK(vi->evtchn_pending_sel == 0 && vi->evtchn_upcall_pending == 0,
 		  "unmask of an unmasked port set selector 0x%x upcall_pending %u", (unsigned)vi->evtchn_pending_sel,
 		  vi->evtchn_upcall_pending);
@@ -224,25 +196,25 @@ static void close_case(void)
 	KIT_CHECK(pa && pb, "no loopback pair");
 	struct evtchn_status st;
 	clear_events();
-	EXPECT_RC(xen_evtchn_send(pa), 0, "send(%u)", pa);
+	XEN_EXPECT_RC(xen_evtchn_send(pa), 0, "send(%u)", pa);
 	KIT_CHECK(xen_evtchn_test(sh->evtchn_pending, pb), "port %u not pending", pb);
 	evtchn_port_t b = pb;
 	pb = 0;
-	EXPECT_RC(xen_evtchn_close(b), 0, "close(%u)", b);
+	XEN_EXPECT_RC(xen_evtchn_close(b), 0, "close(%u)", b);
 	KIT_CHECK(!xen_evtchn_test(sh->evtchn_pending, b), "close(%u) left it pending", b);
-	if (!status_is(b, EVTCHNSTAT_closed, &st) || !status_is(pa, EVTCHNSTAT_unbound, &st))
+	if (!xen_evtchn_status_is(b, EVTCHNSTAT_closed, &st) || !xen_evtchn_status_is(pa, EVTCHNSTAT_unbound, &st))
 		return;
 	KIT_CHECK(st.u.unbound.dom != DOMID_SELF && (own_domid < 0 || st.u.unbound.dom == own_domid),
 		  "peer %u unbound for dom %u, expected %ld", pa, st.u.unbound.dom, own_domid);
-	EXPECT_RC(xen_evtchn_send(b), -XEN_EINVAL, "send(closed %u)", b);
-	EXPECT_RC(xen_evtchn_close(b), -XEN_EINVAL, "second close(%u)", b);
-	EXPECT_RC(xen_evtchn_send(pa), 0, "send(unbound %u)", pa);
+	XEN_EXPECT_RC(xen_evtchn_send(b), -XEN_EINVAL, "send(closed %u)", b);
+	XEN_EXPECT_RC(xen_evtchn_close(b), -XEN_EINVAL, "second close(%u)", b);
+	XEN_EXPECT_RC(xen_evtchn_send(pa), 0, "send(unbound %u)", pa);
 	KIT_CHECK(!xen_evtchn_test(sh->evtchn_pending, pa) && !xen_evtchn_test(sh->evtchn_pending, b),
 		  "send on an unbound port made something pending");
 	evtchn_port_t a = pa;
 	pa = 0;
-	EXPECT_RC(xen_evtchn_close(a), 0, "close(%u)", a);
-	status_is(a, EVTCHNSTAT_closed, &st);
+	XEN_EXPECT_RC(xen_evtchn_close(a), 0, "close(%u)", a);
+	xen_evtchn_status_is(a, EVTCHNSTAT_closed, &st);
 	clear_events();
 }
 
@@ -254,20 +226,20 @@ static void errors_case(void)
 	static const evtchn_port_t bad[] = { 1024, 1025, 4095, 4096, 0xffffffffu };
 	for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		evtchn_port_t p = bad[i];
-		EXPECT_RC(xen_evtchn_status(DOMID_SELF, p, &st), -XEN_EINVAL, "status(%u)", p);
-		EXPECT_RC(xen_evtchn_send(p), -XEN_EINVAL, "send(%u)", p);
-		EXPECT_RC(xen_evtchn_unmask(p), -XEN_EINVAL, "unmask(%u)", p);
-		EXPECT_RC(xen_evtchn_close(p), -XEN_EINVAL, "close(%u)", p);
-		EXPECT_RC(xen_evtchn_bind_vcpu(p, 0), -XEN_EINVAL, "bind_vcpu(%u, 0)", p);
+		XEN_EXPECT_RC(xen_evtchn_status(DOMID_SELF, p, &st), -XEN_EINVAL, "status(%u)", p);
+		XEN_EXPECT_RC(xen_evtchn_send(p), -XEN_EINVAL, "send(%u)", p);
+		XEN_EXPECT_RC(xen_evtchn_unmask(p), -XEN_EINVAL, "unmask(%u)", p);
+		XEN_EXPECT_RC(xen_evtchn_close(p), -XEN_EINVAL, "close(%u)", p);
+		XEN_EXPECT_RC(xen_evtchn_bind_vcpu(p, 0), -XEN_EINVAL, "bind_vcpu(%u, 0)", p);
 	}
-	if (!status_is(0, EVTCHNSTAT_closed, &st))
+	if (!xen_evtchn_status_is(0, EVTCHNSTAT_closed, &st))
 		return;
-	EXPECT_RC(xen_evtchn_send(0), -XEN_EINVAL, "send(0)");
-	EXPECT_RC(xen_evtchn_close(0), -XEN_EINVAL, "close(0)");
-	EXPECT_RC(xen_evtchn_bind_ipi(1, &dummy), -XEN_ENOENT, "bind_ipi(vcpu 1 of 1)");
-	EXPECT_RC(xen_evtchn_bind_virq(VIRQ_CONSOLE, 1, &dummy), -XEN_EINVAL, "bind_virq(VIRQ_CONSOLE, vcpu 1)");
-	EXPECT_RC(xen_evtchn_bind_virq(NR_VIRQS, 0, &dummy), -XEN_EINVAL, "bind_virq(NR_VIRQS)");
-	EXPECT_RC(HYPERVISOR_event_channel_op(100, &st), -XEN_ENOSYS, "event_channel_op(100)");
+	XEN_EXPECT_RC(xen_evtchn_send(0), -XEN_EINVAL, "send(0)");
+	XEN_EXPECT_RC(xen_evtchn_close(0), -XEN_EINVAL, "close(0)");
+	XEN_EXPECT_RC(xen_evtchn_bind_ipi(1, &dummy), -XEN_ENOENT, "bind_ipi(vcpu 1 of 1)");
+	XEN_EXPECT_RC(xen_evtchn_bind_virq(VIRQ_CONSOLE, 1, &dummy), -XEN_EINVAL, "bind_virq(VIRQ_CONSOLE, vcpu 1)");
+	XEN_EXPECT_RC(xen_evtchn_bind_virq(NR_VIRQS, 0, &dummy), -XEN_EINVAL, "bind_virq(NR_VIRQS)");
+	XEN_EXPECT_RC(HYPERVISOR_event_channel_op(100, &st), -XEN_ENOSYS, "event_channel_op(100)");
 }
 
 void kit_main(void)
