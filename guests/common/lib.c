@@ -98,11 +98,5 @@ void kit_delay_ms(uint32_t ms)
 
 bool kit_wait_flag(volatile int *flag, uint32_t ms)
 {
-	uint64_t end = rdtsc() + ms * KIT_TSC_PER_MS;
-	while (!*flag) {
-		if (rdtsc() > end)
-			return *flag != 0;
-		cpu_relax();
-	}
-	return true;
+	return KIT_WAIT_FOR(*flag != 0, ms);
 }

@@ -299,6 +299,7 @@ bool xen_time_snapshot(const volatile struct vcpu_time_info *t, struct xen_time_
 		s->mul = t->tsc_to_system_mul;
 		s->shift = t->tsc_shift;
 		s->flags = t->flags;
+		s->tsc = rdtsc();
 		barrier();
 		if (t->version == v)
 			return true;
@@ -325,24 +326,8 @@ uint64_t xen_time_at(const struct xen_time_snap *s, uint64_t tsc)
 
 uint64_t xen_time_now(const volatile struct vcpu_time_info *t)
 {
-	for (int i = 0; i < XEN_TIME_TRIES; i++) {
-		uint32_t v = t->version;
-		if (v & 1) {
-			cpu_relax();
-			continue;
-		}
-		barrier();
-		struct xen_time_snap s;
-		s.tsc_timestamp = t->tsc_timestamp;
-		s.system_time = t->system_time;
-		s.mul = t->tsc_to_system_mul;
-		s.shift = t->tsc_shift;
-		uint64_t tsc = rdtsc();
-		barrier();
-		if (t->version == v)
-			return xen_time_at(&s, tsc);
-	}
-	return 0;
+	struct xen_time_snap s;
+	return xen_time_snapshot(t, &s) ? xen_time_at(&s, s.tsc) : 0;
 }
 
 bool xen_wallclock(const volatile struct shared_info *s, uint32_t *version, uint64_t *sec, uint32_t *nsec)

@@ -186,9 +186,10 @@ struct xen_time_snap {
 	uint32_t mul;
 	int8_t shift;
 	uint8_t flags;
+	uint64_t tsc; /* read inside the same version window */
 };
-/* Consistent copy under the version protocol; false if the version stayed
- * odd or kept changing (bounded retries). */
+/* Consistent copy under the version protocol, with the TSC at that moment;
+ * false if the version stayed odd or kept changing (bounded retries). */
 bool xen_time_snapshot(const volatile struct vcpu_time_info *t, struct xen_time_snap *s);
 /* ((delta << shift or >> -shift) * mul) >> 32 without 64-bit division. */
 uint64_t xen_time_scale(uint64_t delta, uint32_t mul, int8_t shift);

@@ -120,12 +120,8 @@ static inline void send(void)
 
 static void wait_ack(uint32_t before, uint32_t round)
 {
-	uint64_t end = rdtsc() + ACK_TIMEOUT_MS * KIT_TSC_PER_MS;
-	while (__atomic_load_n(&acks, __ATOMIC_ACQUIRE) == before) {
-		if (rdtsc() > end)
-			fail("no ack for round %u (acks %u, spurious upcalls %u)", round, before, spurious);
-		cpu_relax();
-	}
+	if (!KIT_WAIT_FOR(__atomic_load_n(&acks, __ATOMIC_ACQUIRE) != before, ACK_TIMEOUT_MS))
+		fail("no ack for round %u (acks %u, spurious upcalls %u)", round, before, spurious);
 }
 
 /* k-th smallest of a[0..n) (reorders a). */

@@ -102,11 +102,7 @@ static void pp_check(int cpu, int round, uint64_t now)
 
 static bool wait_seq(uint32_t want)
 {
-	uint64_t end = rdtsc() + 3000 * KIT_TSC_PER_MS;
-	while (__atomic_load_n(&seq, __ATOMIC_ACQUIRE) != want)
-		if (rdtsc() > end)
-			return false;
-	return true;
+	return KIT_WAIT_FOR(__atomic_load_n(&seq, __ATOMIC_ACQUIRE) == want, 3000);
 }
 
 static void ap_main(int cpu)

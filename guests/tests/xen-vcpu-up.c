@@ -32,21 +32,12 @@ void ap_main(void)
 	ap_resumed = 1;
 }
 
-static long vcpu_op(int op, unsigned int vcpu, void *arg) { return HYPERVISOR_vcpu_op(op, vcpu, arg); }
-
-static bool wait_for(volatile int *flag)
-{
-	for (int i = 0; i < 200 && !*flag; i++)
-		kit_delay_ms(5);
-	return *flag;
-}
-
 static void before_case(void)
 {
-	KIT_CHECK(vcpu_op(VCPUOP_is_up, 1, NULL) == 0, "vCPU 1 is up before anything started it");
-	long rc = vcpu_op(VCPUOP_up, 1, NULL);
+	KIT_CHECK(HYPERVISOR_vcpu_op(VCPUOP_is_up, 1, NULL) == 0, "vCPU 1 is up before anything started it");
+	long rc = HYPERVISOR_vcpu_op(VCPUOP_up, 1, NULL);
 	KIT_CHECK(rc == -XEN_EINVAL, "up without a context: %ld, want -EINVAL", rc);
-	rc = vcpu_op(VCPUOP_up, 99, NULL);
+	rc = HYPERVISOR_vcpu_op(VCPUOP_up, 99, NULL);
 	KIT_CHECK(rc == -XEN_ENOENT, "up of vCPU 99: %ld, want -ENOENT", rc);
 }
 
@@ -57,7 +48,7 @@ static void initialise_case(void)
 	ap_gdt_desc.base = (uintptr_t)kit_gdt;
 	memset(&ctx, 0, sizeof ctx);
 	ctx.mode = 7;
-	long rc = vcpu_op(VCPUOP_initialise, 1, &ctx);
+	long rc = HYPERVISOR_vcpu_op(VCPUOP_initialise, 1, &ctx);
 	KIT_CHECK(rc == -XEN_EINVAL, "initialise with mode 7: %ld, want -EINVAL", rc);
 	ctx.mode = VCPU_HVM_MODE_64B;
 	uint64_t cr0, cr3, cr4;
@@ -66,37 +57,37 @@ static void initialise_case(void)
 	ctx.cpu_regs.x86_64.cr3 = cr3;
 	ctx.cpu_regs.x86_64.cr4 = cr4;
 	ctx.cpu_regs.x86_64.efer = rdmsr(0xc0000080);
-	rc = vcpu_op(VCPUOP_initialise, 1, &ctx);
+	rc = HYPERVISOR_vcpu_op(VCPUOP_initialise, 1, &ctx);
 	KIT_CHECK(rc == -XEN_EINVAL, "64-bit context without paging: %ld, want -EINVAL", rc);
 	ctx.cpu_regs.x86_64.cr0 = cr0;
 	ctx.cpu_regs.x86_64.rip = (uintptr_t)ap_start;
 	ctx.cpu_regs.x86_64.rsp = (uintptr_t)(ap_stack + sizeof ap_stack);
 	ctx.cpu_regs.x86_64.rflags = 2;
-	rc = vcpu_op(VCPUOP_initialise, 1, &ctx);
+	rc = HYPERVISOR_vcpu_op(VCPUOP_initialise, 1, &ctx);
 	KIT_CHECK(rc == 0, "initialise: %ld", rc);
 	KIT_CHECK(!ap_ran, "vCPU 1 ran before VCPUOP_up");
-	rc = vcpu_op(VCPUOP_initialise, 1, &ctx);
+	rc = HYPERVISOR_vcpu_op(VCPUOP_initialise, 1, &ctx);
 	KIT_CHECK(rc == -XEN_EEXIST, "second initialise: %ld, want -EEXIST", rc);
-	rc = vcpu_op(VCPUOP_initialise, 1, (void *)KIT_UNMAPPED_VA);
+	rc = HYPERVISOR_vcpu_op(VCPUOP_initialise, 1, (void *)KIT_UNMAPPED_VA);
 	KIT_CHECK(rc == -XEN_EFAULT, "initialise from an unmapped context: %ld, want -EFAULT", rc);
 }
 
 static void up_case(void)
 {
-	long rc = vcpu_op(VCPUOP_up, 1, NULL);
+	long rc = HYPERVISOR_vcpu_op(VCPUOP_up, 1, NULL);
 	KIT_CHECK(rc == 0, "up: %ld", rc);
-	KIT_CHECK(wait_for(&ap_ran), "vCPU 1 never ran from its context");
+	KIT_CHECK(kit_wait_flag(&ap_ran, 1000), "vCPU 1 never ran from its context");
 }
 
 static void down_case(void)
 {
-	for (int i = 0; i < 200 && vcpu_op(VCPUOP_is_up, 1, NULL) != 0; i++)
+	for (int i = 0; i < 200 && HYPERVISOR_vcpu_op(VCPUOP_is_up, 1, NULL) != 0; i++)
 		kit_delay_ms(5);
-	KIT_CHECK(vcpu_op(VCPUOP_is_up, 1, NULL) == 0, "vCPU 1 still up after bringing itself down");
+	KIT_CHECK(HYPERVISOR_vcpu_op(VCPUOP_is_up, 1, NULL) == 0, "vCPU 1 still up after bringing itself down");
 	/* As in Xen, is_up follows VCPUOP_down at once; the runstate turns offline once the vCPU has stopped. */
 	struct vcpu_runstate_info rs;
 	for (int i = 0; i < 200; i++) {
-		KIT_CHECK(vcpu_op(VCPUOP_get_runstate_info, 1, &rs) == 0, "get_runstate_info");
+		KIT_CHECK(HYPERVISOR_vcpu_op(VCPUOP_get_runstate_info, 1, &rs) == 0, "get_runstate_info");
 		if (rs.state == RUNSTATE_offline)
 			break;
 		kit_delay_ms(5);
@@ -108,11 +99,11 @@ static void down_case(void)
 
 static void up_again_case(void)
 {
-	long rc = vcpu_op(VCPUOP_up, 1, NULL);
+	long rc = HYPERVISOR_vcpu_op(VCPUOP_up, 1, NULL);
 	KIT_CHECK(rc == 0, "up again: %ld", rc);
-	KIT_CHECK(wait_for(&ap_resumed), "vCPU 1 did not resume after up");
+	KIT_CHECK(kit_wait_flag(&ap_resumed, 1000), "vCPU 1 did not resume after up");
 	KIT_CHECK(ap_down_rc == 0, "VCPUOP_down on itself returned %ld", ap_down_rc);
-	KIT_CHECK(vcpu_op(VCPUOP_is_up, 1, NULL) == 1, "vCPU 1 not up after up");
+	KIT_CHECK(HYPERVISOR_vcpu_op(VCPUOP_is_up, 1, NULL) == 1, "vCPU 1 not up after up");
 }
 
 void kit_main(void)
