@@ -156,6 +156,18 @@ static void *ap_thread(void *arg)
 	return NULL;
 }
 
+/* A vCPU (`id` is its APIC id) with its kvm_run mapped. */
+static int new_vcpu(int vm, int id, int runsz, struct kvm_run **run)
+{
+	int fd = ioctl(vm, KVM_CREATE_VCPU, id);
+	if (fd < 0)
+		fail(id ? "KVM_CREATE_VCPU 1" : "KVM_CREATE_VCPU");
+	*run = mmap(NULL, runsz, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (*run == MAP_FAILED)
+		fail(id ? "mmap kvm_run 1" : "mmap kvm_run");
+	return fd;
+}
+
 static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
@@ -230,13 +242,9 @@ int main(int argc, char **argv)
 			fail("MSR filter");
 	}
 
-	int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
-	if (vcpu < 0)
-		fail("KVM_CREATE_VCPU");
 	int runsz = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
-	struct kvm_run *run = mmap(NULL, runsz, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
-	if (run == MAP_FAILED)
-		fail("mmap kvm_run");
+	struct kvm_run *run;
+	int vcpu = new_vcpu(vm, 0, runsz, &run);
 	struct {
 		struct kvm_cpuid2 c;
 		struct kvm_cpuid_entry2 e[128];
@@ -260,12 +268,7 @@ int main(int argc, char **argv)
 	static struct ap ap;
 	if (ipi) {
 		/* vCPU 1 (APIC id 1): an AP waiting for INIT/SIPI */
-		ap.fd = ioctl(vm, KVM_CREATE_VCPU, 1);
-		if (ap.fd < 0)
-			fail("KVM_CREATE_VCPU 1");
-		ap.run = mmap(NULL, runsz, PROT_READ | PROT_WRITE, MAP_SHARED, ap.fd, 0);
-		if (ap.run == MAP_FAILED)
-			fail("mmap kvm_run 1");
+		ap.fd = new_vcpu(vm, IPI_APIC, runsz, &ap.run);
 		if (ioctl(ap.fd, KVM_SET_CPUID2, &cpuid) < 0)
 			fail("KVM_SET_CPUID2 (vCPU 1)");
 	}
@@ -348,6 +351,9 @@ int main(int argc, char **argv)
 	pthread_mutex_lock(&out_lock);
 	out[outlen] = 0;
 	pthread_mutex_unlock(&out_lock);
+	int khz = ioctl(vcpu, KVM_GET_TSC_KHZ, 0);
+	if (khz < 0)
+		fail("KVM_GET_TSC_KHZ");
 
 	if (ipi) {
 		unsigned long long med, total;
@@ -364,9 +370,6 @@ int main(int argc, char **argv)
 				exits_seen, count);
 			return 1;
 		}
-		int khz = ioctl(vcpu, KVM_GET_TSC_KHZ, 0);
-		if (khz < 0)
-			fail("KVM_GET_TSC_KHZ");
 		printf("floor: ipi median-tsc=%llu rounds=%lu events-tsc=%llu tsc_khz=%d\n", med, rounds, total, khz);
 		return 0;
 	}
@@ -382,9 +385,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "floor: guest says %lu exits, saw %lu, asked %lu\n", exits, exits_seen, count);
 		return 1;
 	}
-	int khz = ioctl(vcpu, KVM_GET_TSC_KHZ, 0);
-	if (khz < 0)
-		fail("KVM_GET_TSC_KHZ");
 	printf("floor: exits=%lu tsc=%llu tsc_khz=%d\n", exits, tsc, khz);
 	return 0;
 }
