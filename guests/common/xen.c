@@ -91,6 +91,11 @@ long xen_add_to_physmap(unsigned int space, unsigned long idx, unsigned long gfn
 	return HYPERVISOR_memory_op(XENMEM_add_to_physmap, &xatp);
 }
 
+long xen_map_shared_info(const void *page)
+{
+	return xen_add_to_physmap(XENMAPSPACE_shared_info, 0, (unsigned long)((uintptr_t)page >> 12));
+}
+
 long xen_hvm_get_param(uint32_t index, uint64_t *value)
 {
 	struct xen_hvm_param p;

@@ -108,6 +108,8 @@ static inline long HYPERVISOR_event_channel_op(int cmd, void *arg)
 /* ---- common operations ---- */
 /* XENMEM_add_to_physmap for DOMID_SELF. */
 long xen_add_to_physmap(unsigned int space, unsigned long idx, unsigned long gfn);
+/* Maps (or moves) shared_info at the page-aligned `page` of our RAM. */
+long xen_map_shared_info(const void *page);
 long xen_hvm_get_param(uint32_t index, uint64_t *value);
 long xen_hvm_set_param(uint32_t index, uint64_t value);
 /* HVMOP_set_evtchn_upcall_vector: `vcpu`'s own upcall vector. */

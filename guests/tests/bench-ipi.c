@@ -156,7 +156,7 @@ static void setup_xen(void)
 {
 	if (!xen_setup())
 		fail("no Xen");
-	long rc = xen_add_to_physmap(XENMAPSPACE_shared_info, 0, (unsigned long)((uintptr_t)shinfo_page >> 12));
+	long rc = xen_map_shared_info(shinfo_page);
 	if (rc)
 		fail("add_to_physmap(shared_info) = %ld", rc);
 	sh = (volatile struct shared_info *)shinfo_page;

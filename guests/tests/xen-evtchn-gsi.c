@@ -39,7 +39,7 @@ static void on_gsi(struct kit_frame *f)
 
 static void setup_case(void)
 {
-	KIT_CHECK(xen_add_to_physmap(XENMAPSPACE_shared_info, 0, (uintptr_t)shinfo_page >> 12) == 0, "map shared_info");
+	KIT_CHECK(xen_map_shared_info(shinfo_page) == 0, "map shared_info");
 	sh = (volatile struct shared_info *)shinfo_page;
 	outb(0x21, 0xff); /* legacy PIC fully masked, as a kernel using the IOAPIC leaves it */
 	outb(0xa1, 0xff);

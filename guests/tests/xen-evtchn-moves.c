@@ -148,7 +148,7 @@ static void move_shared_info(uint8_t *to, const char *what)
 	cli();
 	store_sc(&sh_seq, sh_seq + 1); /* odd */
 	m->quiesced = KIT_WAIT_FOR(!load_sc(&in_handler[1]), 2000);
-	m->rc = xen_add_to_physmap(XENMAPSPACE_shared_info, 0, (unsigned long)((uintptr_t)to >> 12));
+	m->rc = xen_map_shared_info(to);
 	if (m->rc == 0) {
 		volatile struct shared_info *n = (volatile struct shared_info *)to;
 		sh = n;
@@ -203,7 +203,7 @@ static void own(evtchn_port_t p, int cpu)
 
 static void setup_case(void)
 {
-	long rc = xen_add_to_physmap(XENMAPSPACE_shared_info, 0, (unsigned long)((uintptr_t)frame_a >> 12));
+	long rc = xen_map_shared_info(frame_a);
 	KIT_CHECK(rc == 0, "add_to_physmap(shared_info, frame A) = %ld %s", XEN_ERR(rc));
 	vinfo[0] = &((volatile struct shared_info *)frame_a)->vcpu_info[0];
 	vinfo[1] = &((volatile struct shared_info *)frame_a)->vcpu_info[1];

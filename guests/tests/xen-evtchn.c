@@ -217,7 +217,7 @@ static bool own_domid_is(uint16_t dom, const char *what)
 /* ---- cases ---- */
 static void shinfo_case(void)
 {
-	long rc = xen_add_to_physmap(XENMAPSPACE_shared_info, 0, (unsigned long)((uintptr_t)shinfo_page >> 12));
+	long rc = xen_map_shared_info(shinfo_page);
 	KIT_CHECK(rc == 0, "add_to_physmap(shared_info) = %ld %s", XEN_ERR(rc));
 	sh = (volatile struct shared_info *)shinfo_page;
 	own_domid = xen_own_domid();

@@ -64,7 +64,7 @@ static void ap_main(int cpu);
 
 static void setup_case(void)
 {
-	KIT_CHECK(xen_add_to_physmap(XENMAPSPACE_shared_info, 0, (uintptr_t)shinfo_page >> 12) == 0, "map shared_info");
+	KIT_CHECK(xen_map_shared_info(shinfo_page) == 0, "map shared_info");
 	sh = (volatile struct shared_info *)shinfo_page;
 	KIT_CHECK(kit_smp_start(ap_main) == NCPU, "need 2 vCPUs");
 	for (int cpu = 0; cpu < NCPU; cpu++) {

@@ -86,7 +86,7 @@ static void ap_main(int cpu)
 
 static void shinfo_case(void)
 {
-	long rc = xen_add_to_physmap(XENMAPSPACE_shared_info, 0, (unsigned long)((uintptr_t)shinfo_page >> 12));
+	long rc = xen_map_shared_info(shinfo_page);
 	KIT_CHECK(rc == 0, "add_to_physmap(shared_info) = %ld %s", rc, xen_errname(rc));
 	shinfo = (volatile struct shared_info *)shinfo_page;
 }

@@ -52,7 +52,7 @@ static bool delivered(evtchn_port_t p, const char *what)
 
 static void shinfo_case(void)
 {
-	long rc = xen_add_to_physmap(XENMAPSPACE_shared_info, 0, (unsigned long)((uintptr_t)shinfo_page >> 12));
+	long rc = xen_map_shared_info(shinfo_page);
 	KIT_CHECK(rc == 0, "add_to_physmap(shared_info) = %ld %s", XEN_ERR(rc));
 	sh = (volatile struct shared_info *)shinfo_page;
 	vi = &sh->vcpu_info[0];
