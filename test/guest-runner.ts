@@ -1,5 +1,6 @@
 // Runs xenkvm on kit guests for the integration tests and reads the kit's
 // machine-readable lines (KIT-CASE, KIT-SUMMARY, KIT-EXCEPTION).
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -83,4 +84,17 @@ export function kitReport(stdout: string): KitReport {
 /** Asserts-friendly description of a run for failure messages. */
 export function describe(r: RunResult): string {
   return `status ${r.status}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
+}
+
+/**
+ * The kit guest powered off with every expected case ok, no case failed, a
+ * summary that agrees, and at least `minCases` cases run.
+ */
+export function assertKitPassed(r: RunResult, expectedCases: readonly string[] = [], minCases = 0): void {
+  const report = kitReport(r.stdout);
+  assert.equal(r.status, 0, describe(r));
+  for (const c of expectedCases) assert.equal(report.cases.get(c), 'ok', `case ${c}\n${describe(r)}`);
+  for (const [c, result] of report.cases) assert.equal(result, 'ok', `case ${c}\n${describe(r)}`);
+  assert.ok(report.cases.size >= minCases, describe(r));
+  assert.deepEqual(report.summary, { passed: report.cases.size, failed: 0 }, describe(r));
 }
