@@ -4,7 +4,6 @@ import { kvmMissing } from '../../test/guest-runner.js';
 import { caps } from './abi.js';
 import { decodeCpuid, encodeCpuid, Kvm, KvmUnavailableError } from './system.js';
 
-
 test('a missing KVM device is one actionable error', () => {
   assert.throws(() => Kvm.open('/nonexistent/kvm'), (e: Error) => e instanceof KvmUnavailableError && /^\/nonexistent\/kvm does not exist: this host has no KVM/.test(e.message));
 });

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GuestMemory, PAGE_SIZE, type RamRegion } from './guest-memory.js';
-import { MAX_OVERLAY_GFN, MemoryMap, planSlots, type MemslotSink, type SlotSpec } from './memory-map.js';
+import { FakeKvm } from './fake-kvm.js';
+import { MAX_OVERLAY_GFN, MemoryMap, planSlots, type SlotSpec } from './memory-map.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -123,38 +124,6 @@ test('planSlots: many overlays scattered over several regions', () => {
 });
 
 // ---- MemoryMap -----------------------------------------------------------
-
-interface Live {
-  gpa: number;
-  size: number;
-  host: bigint;
-}
-
-/** A MemslotSink that enforces KVM's rules on every call and records them. */
-class FakeKvm implements MemslotSink {
-  readonly live = new Map<number, Live>();
-  readonly calls: { slot: number; gpa: number; size: number; host: bigint }[] = [];
-  onCall: (() => void) | undefined;
-
-  setUserMemoryRegion(slot: number, gpa: number, size: number, host: bigint): void {
-    this.calls.push({ slot, gpa, size, host });
-    assert.ok(Number.isInteger(slot) && slot >= 0, `bad slot ${slot}`);
-    if (size === 0) {
-      assert.ok(this.live.has(slot), `slot ${slot} deleted but not live`);
-      this.live.delete(slot);
-    } else {
-      assert.ok(!this.live.has(slot), `slot ${slot} reused without being deleted first`);
-      assert.equal(gpa % PAGE_SIZE, 0);
-      assert.equal(size % PAGE_SIZE, 0);
-      assert.equal(host % BigInt(PAGE_SIZE), 0n);
-      for (const [other, s] of this.live) {
-        assert.ok(gpa + size <= s.gpa || s.gpa + s.size <= gpa, `slot ${slot} 0x${gpa.toString(16)}+0x${size.toString(16)} overlaps slot ${other}`);
-      }
-      this.live.set(slot, { gpa, size, host });
-    }
-    this.onCall?.();
-  }
-}
 
 function setup(t: { after(fn: () => void): void }, maxSlots = 32) {
   const mem = GuestMemory.create([{ gpa: 0, size: MiB }, { gpa: 4 * GiB, size: 64 * KiB }], 4);

@@ -23,7 +23,6 @@ const ARG = 0x40_0000n;
 const BOOT_WALL = 1_700_000_123_456_789_012n;
 const ABIS: Abi[] = ['native', 'compat'];
 
-
 function setup(t: { after(fn: () => void): void }) {
   const mem = GuestMemory.create([{ gpa: 0, size: 2 * MiB }], 4);
   t.after(() => mem.dispose());

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { capturedLogger } from '../common/captured-logger.js';
 import { GuestMemory, PAGE_SIZE } from '../memory/guest-memory.js';
 import type { GuestVirtual } from '../memory/guest-virtual.js';
-import { MemoryMap, type MemslotSink } from '../memory/memory-map.js';
+import { FakeKvm } from '../memory/fake-kvm.js';
+import { MemoryMap } from '../memory/memory-map.js';
 import { HYPERCALL } from './abi/hypercalls.js';
 import type { Abi } from './abi/layout.js';
 import { XENMAPSPACE, XENMEM } from './abi/memory.js';
@@ -28,19 +29,6 @@ const E820 = [
   { addr: 0x9_f000, size: 0x1000, type: 2 },
   { addr: 0x10_0000, size: 0x10_0000, type: 1 },
 ];
-
-
-/** Live KVM slots, as a fake VM would hold them. */
-class FakeKvm implements MemslotSink {
-  readonly live = new Map<number, { gpa: number; size: number; host: bigint }>();
-  setUserMemoryRegion(slot: number, gpa: number, size: number, host: bigint): void {
-    if (size === 0) this.live.delete(slot);
-    else {
-      assert.ok(!this.live.has(slot));
-      this.live.set(slot, { gpa, size, host });
-    }
-  }
-}
 
 function setup(t: { after(fn: () => void): void }) {
   const mem = GuestMemory.create([{ gpa: 0, size: 2 * MiB }], 4);

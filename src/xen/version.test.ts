@@ -17,8 +17,6 @@ const ABIS: Abi[] = ['native', 'compat'];
 const FILL = 0xaa;
 const BASE = 0x7000_1000n;
 
-/** Guest-virtual bytes [base, base+size); anything else faults as an unmapped page would. */
-
 const config = (over: Partial<XenConfig> = {}): XenConfig => ({
   version: { major: 4, minor: 17 },
   domid: 1,
@@ -36,7 +34,6 @@ function setup(abi: Abi, cfg = config()) {
   const run = (cmd: number, arg: bigint = BASE) => xenVersion(ctx, cfg, cmd, arg);
   return { guest, ctx, run, cfg };
 }
-
 
 /** The C string at the start of `bytes`, and whether everything after its NUL is NUL too. */
 function cString(bytes: Uint8Array): { text: string; padded: boolean } {
