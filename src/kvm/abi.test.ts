@@ -29,7 +29,6 @@ const structs: [string, { size: number; offsets: Record<string, number> }][] = [
 
 // Fields whose C name differs from the flattened TS name.
 const cField: Record<string, Record<string, string>> = {
-  kvm_msrs: { pad: 'pad' },
   kvm_vcpu_events: {
     exception_injected: 'exception.injected', exception_nr: 'exception.nr', exception_has_error_code: 'exception.has_error_code',
     exception_pending: 'exception.pending', exception_error_code: 'exception.error_code', interrupt_injected: 'interrupt.injected',
@@ -41,8 +40,7 @@ const cField: Record<string, Record<string, string>> = {
 function kvmRunOffsets(): [string, number][] {
   const out: [string, number][] = [];
   for (const [k, v] of Object.entries(abi.kvmRun)) {
-    if (k === 'size') continue;
-    if (k === 'exit' || k === 'sync_regs') continue;
+    if (k === 'size' || k === 'exit' || k === 'sync_regs') continue;
     if (typeof v === 'number') out.push([k, v]);
     else for (const [f, off] of Object.entries(v)) out.push([`${k}.${f}`, off]);
   }
@@ -58,16 +56,11 @@ function systemValues(): Map<string, number> {
   for (const [name, t] of [...structs, ['kvm_vcpu_events', abi.kvmVcpuEvents] as const]) {
     lines.push(`P("size.${name}", sizeof(struct ${name}));`);
     for (const f of Object.keys(t.offsets)) {
-      const c = cField[name]?.[f] ?? f;
-      if (name === 'kvm_msr_filter' && f === 'ranges') lines.push(`P("off.${name}.${f}", offsetof(struct ${name}, ranges));`);
-      else lines.push(`P("off.${name}.${f}", offsetof(struct ${name}, ${c}));`);
+      lines.push(`P("off.${name}.${f}", offsetof(struct ${name}, ${cField[name]?.[f] ?? f}));`);
     }
   }
   lines.push('P("size.kvm_run", sizeof(struct kvm_run));');
-  for (const [f] of kvmRunOffsets()) {
-    const c = f === 'immediate_exit' ? 'immediate_exit' : f === 'sync_regs' ? 's' : f;
-    lines.push(`P("run.${f}", offsetof(struct kvm_run, ${c}));`);
-  }
+  for (const [f] of kvmRunOffsets()) lines.push(`P("run.${f}", offsetof(struct kvm_run, ${f}));`);
   lines.push('P("run.sync_regs", offsetof(struct kvm_run, s));');
   const src = `#include <stdio.h>\n#include <stddef.h>\n#include <linux/kvm.h>\n#define P(n, v) printf("%s %lu\\n", n, (unsigned long)(v))\nint main(void) {\n${lines.join('\n')}\nreturn 0; }\n`;
   const dir = mkdtempSync(join(tmpdir(), 'xenkvm-abi-'));
