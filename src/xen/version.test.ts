@@ -28,8 +28,8 @@ const config = (over: Partial<XenConfig> = {}): XenConfig => ({
   ...over,
 });
 
-function setup(abi: Abi, cfg = config()) {
-  const guest = new FakeGuest(BASE, 4096, FILL);
+function setup(abi: Abi, cfg = config(), size = 4096) {
+  const guest = new FakeGuest(BASE, size, FILL);
   const ctx: HypercallContext = { vcpu: 0, abi, guest: guest as unknown as GuestVirtual };
   const run = (cmd: number, arg: bigint = BASE) => xenVersion(ctx, cfg, cmd, arg);
   return { guest, ctx, run, cfg };
@@ -87,9 +87,8 @@ test('XENVER_compile_info: four NUL-padded strings at 0, 64, 80, 112 (144 bytes)
 
 test('XENVER_capabilities: the HVM capabilities, padded to 1024 bytes', () => {
   for (const abi of ABIS) {
-    const guest = new FakeGuest(BASE, 2048, FILL);
-    const ctx: HypercallContext = { vcpu: 0, abi, guest: guest as unknown as GuestVirtual };
-    assert.equal(xenVersion(ctx, config(), XENVER.capabilities, BASE), 0);
+    const { guest, run } = setup(abi, config(), 2048);
+    assert.equal(run(XENVER.capabilities), 0);
     const s = cString(guest.bytes.subarray(0, 1024));
     assert.deepEqual(s.text.split(' '), ['hvm-3.0-x86_32', 'hvm-3.0-x86_32p', 'hvm-3.0-x86_64']);
     assert.ok(s.padded);
@@ -196,9 +195,8 @@ test('XENVER_guest_handle: the configured 16-byte handle', () => {
 
 test('XENVER_commandline: denied: just "<denied>" and its NUL, the rest of the buffer untouched', () => {
   for (const abi of ABIS) {
-    const guest = new FakeGuest(BASE, 2048, FILL);
-    const ctx: HypercallContext = { vcpu: 0, abi, guest: guest as unknown as GuestVirtual };
-    assert.equal(xenVersion(ctx, config(), XENVER.commandline, BASE), 0);
+    const { guest, run } = setup(abi, config(), 2048);
+    assert.equal(run(XENVER.commandline), 0);
     assert.deepEqual(guest.bytes.subarray(0, 9), new TextEncoder().encode('<denied>\0'));
     assert.ok(guest.bytes.subarray(9).every((b) => b === FILL), 'only 9 bytes written');
   }
@@ -220,8 +218,7 @@ test('through the dispatcher: values, errors and bad pointers (-EFAULT)', () => 
   const d = new HypercallDispatcher(logger);
   registerVersion(d, config());
   for (const abi of ABIS) {
-    const guest = new FakeGuest(BASE, 4096, FILL);
-    const ctx: HypercallContext = { vcpu: 0, abi, guest: guest as unknown as GuestVirtual };
+    const { ctx } = setup(abi);
     const call = (cmd: number | bigint, arg: bigint) => d.dispatch(ctx, 0, HYPERCALL.xen_version, [BigInt(cmd), arg, 0n, 0n, 0n]);
     assert.equal(call(XENVER.version, 0n), 0x4_0011n);
     // The sub-op is the low 32 bits of the first argument.
