@@ -68,9 +68,7 @@ test('a new callback or upcall vector re-examines the pending upcalls of the vCP
   assert.equal(s.set('native', HVM_PARAM.CALLBACK_IRQ, (2n << 56n) | 0xf3n), 0n);
   assert.deepEqual(s.routeChanges, [0, 1], 'every vCPU, for the domain-wide callback');
   s.routeChanges.length = 0;
-  s.guest.bytes.fill(0, 0, 8);
-  s.guest.view().setUint32(0, 1, true);
-  s.guest.view().setUint8(4, 0xf4);
+  putUpcall(s.guest, 1, 0xf4);
   assert.equal(s.call('native', HVMOP.set_evtchn_upcall_vector), 0n);
   assert.deepEqual(s.routeChanges, [1], 'just that vCPU, for its own vector');
 });
