@@ -8,7 +8,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 
-#define KIT_MAX_CPUS 16
+#include "kit-layout.h"
 #define KIT_NORETURN __attribute__((noreturn))
 #define KIT_PRINTF(a, b) __attribute__((format(printf, a, b)))
 

@@ -1,8 +1,6 @@
 /* 64-bit kit: boot in C, IDT and traps, local APIC, AP bring-up. */
 #include "kit.h"
 
-#define KIT_STACK_SIZE 8192
-#define TRAMP_BASE 0x8000
 #define SIPI_PAGE (TRAMP_BASE >> 12)
 
 extern uint32_t kit_start_info_paddr;

@@ -1,10 +1,7 @@
 /* 64-bit kit: PVH entry (32-bit flat, paging off), switch to long mode with
  * an identity map of 4 GiB (2 MiB pages); interrupt stubs; AP trampoline. */
 
-#define KIT_STACK_SIZE 8192
-#define KIT_MAX_CPUS 16
-#define TRAMP_BASE 0x8000
-
+#include "../common/kit-layout.h"
 #include "../common/pvh-entry.h"
 
 	PVH_ENTRY_NOTE(kit_pvh_start)

@@ -1,0 +1,9 @@
+/* Sizes and addresses the kits' C and assembly must agree on (no C here). */
+#ifndef KIT_LAYOUT_H
+#define KIT_LAYOUT_H
+
+#define KIT_MAX_CPUS 16
+#define KIT_STACK_SIZE 8192 /* per CPU */
+#define TRAMP_BASE 0x8000   /* the 64-bit kit's AP trampoline, the SIPI page */
+
+#endif
