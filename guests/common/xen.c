@@ -6,11 +6,6 @@ uint8_t xen_hypercall_page[XEN_PAGE_SIZE] __attribute__((aligned(4096)));
 
 static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
 
-static void xen_wrmsr(uint32_t msr, uint64_t v)
-{
-	__asm__ volatile("wrmsr" :: "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)) : "memory");
-}
-
 uint32_t xen_cpuid_scan(void)
 {
 	memset(&xen_cpuid, 0, sizeof xen_cpuid);
@@ -37,7 +32,7 @@ uint32_t xen_cpuid_scan(void)
 
 void xen_install_hypercall_page(void)
 {
-	xen_wrmsr(xen_cpuid.msr, (uint64_t)(uintptr_t)xen_hypercall_page);
+	wrmsr(xen_cpuid.msr, (uint64_t)(uintptr_t)xen_hypercall_page);
 }
 
 bool xen_hypercall_page_filled(void)

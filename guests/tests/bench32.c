@@ -20,7 +20,7 @@ static uint64_t bench_hypercall(uint32_t count)
 	uint32_t a, b, c, d;
 	cpuid(0x40000002, 0, &a, &b, &c, &d); /* ebx: the hypercall MSR */
 	uint32_t page = (uint32_t)(uintptr_t)hypercall_page;
-	__asm__ volatile("wrmsr" :: "c"(b), "a"(page), "d"(0) : "memory");
+	wrmsr(b, page);
 	void *xen_version = hypercall_page + 17 * 32;
 	uint32_t ret = 0;
 	uint64_t t0 = rdtsc();
