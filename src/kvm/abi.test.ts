@@ -2,7 +2,7 @@
 // system's own <linux/kvm.h>, compiled here with gcc.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -64,9 +64,14 @@ function systemValues(): Map<string, number> {
   lines.push('P("run.sync_regs", offsetof(struct kvm_run, s));');
   const src = `#include <stdio.h>\n#include <stddef.h>\n#include <linux/kvm.h>\n#define P(n, v) printf("%s %lu\\n", n, (unsigned long)(v))\nint main(void) {\n${lines.join('\n')}\nreturn 0; }\n`;
   const dir = mkdtempSync(join(tmpdir(), 'xenkvm-abi-'));
-  writeFileSync(join(dir, 'abi.c'), src);
-  execFileSync('gcc', ['-o', join(dir, 'abi'), join(dir, 'abi.c')]);
-  const out = execFileSync(join(dir, 'abi'), { encoding: 'utf8' });
+  let out: string;
+  try {
+    writeFileSync(join(dir, 'abi.c'), src);
+    execFileSync('gcc', ['-o', join(dir, 'abi'), join(dir, 'abi.c')]);
+    out = execFileSync(join(dir, 'abi'), { encoding: 'utf8' });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   return new Map(out.trim().split('\n').map((l) => { const [k, v] = l.split(' '); return [k, Number(v)]; }));
 }
 

@@ -1,7 +1,7 @@
 // What a person sees when xenkvm cannot run: one line and a non-zero status.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -34,8 +34,9 @@ test('a kernel that is not ELF', async () => {
   assertOneLineError(await xenkvm(['run', '--kernel', join(root, 'package.json')]), /^xenkvm: kernel is not an ELF file/);
 });
 
-test('an ELF kernel without a PVH entry point', async () => {
+test('an ELF kernel without a PVH entry point', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'xenkvm-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'nopvh.S'), '.globl _start\n_start: hlt\n');
   execFileSync('gcc', ['-nostdlib', '-static', '-Wl,-Ttext=0x100000', '-o', join(dir, 'nopvh'), join(dir, 'nopvh.S')]);
   assertOneLineError(await xenkvm(['run', '--kernel', join(dir, 'nopvh')]), /^xenkvm: kernel has no PVH entry point/);

@@ -3,10 +3,10 @@
 // PVH note only in the section headers (not in a PT_NOTE segment).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { describe, kvmMissing, xenkvm } from '../guest-runner.js';
 
 const source = `
@@ -57,28 +57,30 @@ SECTIONS {
 }
 `;
 
-test('a kernel whose segment would overlap start_info is refused with one line', { skip: kvmMissing }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-low-'));
+/** Assembles the kernel and links it with `ldScript` in a directory removed after the test; the ELF's path. */
+function buildKernel(t: TestContext, ldScript: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-foreign-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'k.S'), source);
-  writeFileSync(join(dir, 'k.ld'), script.replace('AT(0x200000)', 'AT(0x1800)'));
+  writeFileSync(join(dir, 'k.ld'), ldScript);
   execFileSync('gcc', ['-c', '-o', join(dir, 'k.o'), join(dir, 'k.S')]);
   execFileSync('ld', ['-m', 'elf_x86_64', '-T', join(dir, 'k.ld'), '-o', join(dir, 'k.elf'), join(dir, 'k.o')]);
-  const r = await xenkvm(['run', '--kernel', join(dir, 'k.elf')]);
+  return join(dir, 'k.elf');
+}
+
+test('a kernel whose segment would overlap start_info is refused with one line', { skip: kvmMissing }, async (t) => {
+  const r = await xenkvm(['run', '--kernel', buildKernel(t, script.replace('AT(0x200000)', 'AT(0x1800)'))]);
   assert.equal(r.status, 1, describe(r));
   assert.match(r.stderr, /^xenkvm: kernel segment at 0x1800 .* lies outside guest RAM\n$/);
 });
 
-test('boots a PVH kernel built outside the kit, with virtual addresses high and the note only in section headers', { skip: kvmMissing }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-foreign-'));
-  writeFileSync(join(dir, 'k.S'), source);
-  writeFileSync(join(dir, 'k.ld'), script);
-  execFileSync('gcc', ['-c', '-o', join(dir, 'k.o'), join(dir, 'k.S')]);
-  execFileSync('ld', ['-m', 'elf_x86_64', '-T', join(dir, 'k.ld'), '-o', join(dir, 'k.elf'), join(dir, 'k.o')]);
-  const phdrs = execFileSync('readelf', ['-lW', join(dir, 'k.elf')], { encoding: 'utf8' });
+test('boots a PVH kernel built outside the kit, with virtual addresses high and the note only in section headers', { skip: kvmMissing }, async (t) => {
+  const kernel = buildKernel(t, script);
+  const phdrs = execFileSync('readelf', ['-lW', kernel], { encoding: 'utf8' });
   assert.doesNotMatch(phdrs, /\bNOTE\b/, 'the test kernel must not have a PT_NOTE segment');
   assert.match(phdrs, /LOAD\s+\S+\s+0xffffffff80200000\s+0x0*200000/, phdrs);
 
-  const r = await xenkvm(['run', '--kernel', join(dir, 'k.elf'), '--cmdline', 'root=/dev/xvda ro', '--vcpus', '2']);
+  const r = await xenkvm(['run', '--kernel', kernel, '--cmdline', 'root=/dev/xvda ro', '--vcpus', '2']);
   assert.equal(r.status, 2, describe(r));
   assert.equal(r.stdout, 'FOREIGN-PVH cmdline=root=/dev/xvda ro\n', describe(r));
 });
