@@ -14,27 +14,34 @@ import { SHARED_INFO_PAGE } from '../shared-info.js';
 /** Injects the upcall for a vCPU whose evtchn_upcall_pending just went from 0 to 1. */
 export type UpcallSink = (vcpu: number) => void;
 
+/** Bit `bit` of a bitmap, within its 32-bit word. */
+const bitMask = (bit: number) => 1 << (bit & 31);
+
 /** Ports the 2-level ABI addresses: (bits per word)². */
 export const twoLevelPorts = (abi: Abi) => (abi === 'native' ? 64 * 64 : 32 * 32);
 
 export class TwoLevel {
+  /** shared_info as 32-bit words, viewed once: its overlay page has a fixed host address wherever the guest maps it. */
+  private readonly shared: Int32Array;
+
   constructor(
     private readonly memory: GuestMemory,
     private readonly state: DomainState,
     private readonly upcall: UpcallSink,
     /** Wakes the vCPUs sleeping in SCHEDOP_poll: a newly pending port may be theirs, masked or not. */
     private readonly wakePollers: () => void = () => {},
-  ) {}
+  ) {
+    const page = memory.overlayPage(SHARED_INFO_PAGE);
+    this.shared = new Int32Array(page.buffer, page.byteOffset, page.length / 4);
+  }
 
   private get abi(): Abi {
     return this.state.sharedInfoAbi;
   }
 
-  /** The 32-bit half-word of bitmap word `index` (bits per word: the ABI's) holding `bit`, in shared_info. */
-  private sharedWord(base: number, bitIndex: number): { word: Int32Array; mask: number } {
-    const page = this.memory.overlayPage(SHARED_INFO_PAGE);
-    const offset = base + Math.floor(bitIndex / 32) * 4;
-    return { word: new Int32Array(page.buffer, page.byteOffset + offset, 1), mask: 1 << bitIndex % 32 };
+  /** The index in `shared` of the 32-bit word of the bitmap at byte offset `base` that holds `bit`. */
+  private static wordIndex(base: number, bit: number): number {
+    return base / 4 + (bit >>> 5);
   }
 
   /** The vCPU's vcpu_info word at `offset` (0: upcall_pending; pending_sel's half holding `bit`), or undefined without a vcpu_info. */
@@ -42,8 +49,8 @@ export class TwoLevel {
     const gpa = this.state.vcpuInfoAddress(vcpu);
     if (gpa !== undefined) return this.memory.int32At(gpa + offset);
     if (vcpu >= XEN_LEGACY_MAX_VCPUS) return undefined; // no vcpu_info yet: Xen's dummy absorbs the event
-    const page = this.memory.overlayPage(SHARED_INFO_PAGE);
-    return new Int32Array(page.buffer, page.byteOffset + sharedInfoLayout[this.abi].vcpuInfo(vcpu) + offset, 1);
+    const i = (sharedInfoLayout[this.abi].vcpuInfo(vcpu) + offset) / 4;
+    return this.shared.subarray(i, i + 1);
   }
 
   private static testAndSet(word: Int32Array | undefined, mask: number): boolean {
@@ -51,33 +58,31 @@ export class TwoLevel {
   }
 
   isMasked(port: number): boolean {
-    const { word, mask } = this.sharedWord(sharedInfoLayout[this.abi].evtchnMask, port);
-    return (Atomics.load(word, 0) & mask) !== 0;
+    return (Atomics.load(this.shared, TwoLevel.wordIndex(sharedInfoLayout[this.abi].evtchnMask, port)) & bitMask(port)) !== 0;
   }
 
   isPending(port: number): boolean {
-    const { word, mask } = this.sharedWord(sharedInfoLayout[this.abi].evtchnPending, port);
-    return (Atomics.load(word, 0) & mask) !== 0;
+    return (Atomics.load(this.shared, TwoLevel.wordIndex(sharedInfoLayout[this.abi].evtchnPending, port)) & bitMask(port)) !== 0;
   }
 
   /** EVTCHN set_pending: the port's event for `vcpu`. */
   setPending(port: number, vcpu: number): void {
-    const { word, mask } = this.sharedWord(sharedInfoLayout[this.abi].evtchnPending, port);
-    if ((Atomics.or(word, 0, mask) & mask) !== 0) return;
+    const mask = bitMask(port);
+    if ((Atomics.or(this.shared, TwoLevel.wordIndex(sharedInfoLayout[this.abi].evtchnPending, port), mask) & mask) !== 0) return;
     this.wakePollers();
     if (this.isMasked(port)) return;
     this.markSelector(port, vcpu);
   }
 
   clearPending(port: number): void {
-    const { word, mask } = this.sharedWord(sharedInfoLayout[this.abi].evtchnPending, port);
-    Atomics.and(word, 0, ~mask);
+    Atomics.and(this.shared, TwoLevel.wordIndex(sharedInfoLayout[this.abi].evtchnPending, port), ~bitMask(port));
   }
 
   /** EVTCHNOP_unmask: a port that was masked with an event pending raises it now. */
   unmask(port: number, vcpu: number): void {
-    const { word, mask } = this.sharedWord(sharedInfoLayout[this.abi].evtchnMask, port);
-    if ((Atomics.and(word, 0, ~mask) & mask) !== 0 && this.isPending(port)) this.markSelector(port, vcpu);
+    const mask = bitMask(port);
+    const was = Atomics.and(this.shared, TwoLevel.wordIndex(sharedInfoLayout[this.abi].evtchnMask, port), ~mask);
+    if ((was & mask) !== 0 && this.isPending(port)) this.markSelector(port, vcpu);
   }
 
   private markSelector(port: number, vcpu: number): void {
@@ -85,7 +90,7 @@ export class TwoLevel {
     const selectorBit = Math.floor(port / bits);
     const o = vcpuInfo[this.abi].offsets;
     const sel = this.vcpuWord(vcpu, o.evtchn_pending_sel + Math.floor(selectorBit / 32) * 4);
-    if (TwoLevel.testAndSet(sel, 1 << selectorBit % 32)) return;
+    if (TwoLevel.testAndSet(sel, bitMask(selectorBit))) return;
     this.markEventsPending(vcpu);
   }
 
