@@ -11,6 +11,27 @@ function page(reason: number): { view: DataView; bytes: Uint8Array } {
   return { view, bytes };
 }
 
+/** An I/O exit as KVM lays it out. */
+function ioPage(direction: number, size: number, port: number, count: number, dataOffset: bigint): DataView {
+  const { view } = page(exitReasons.IO);
+  view.setUint8(kvmRun.io.direction, direction);
+  view.setUint8(kvmRun.io.size, size);
+  view.setUint16(kvmRun.io.port, port, true);
+  view.setUint32(kvmRun.io.count, count, true);
+  view.setBigUint64(kvmRun.io.data_offset, dataOffset, true);
+  return view;
+}
+
+/** An MMIO exit as KVM lays it out, with 8 data bytes. */
+function mmioPage(gpa: bigint, data: number[], len: number, isWrite: boolean): { view: DataView; bytes: Uint8Array } {
+  const p = page(exitReasons.MMIO);
+  p.view.setBigUint64(kvmRun.mmio.phys_addr, gpa, true);
+  p.bytes.set(data, kvmRun.mmio.data);
+  p.view.setUint32(kvmRun.mmio.len, len, true);
+  p.view.setUint8(kvmRun.mmio.is_write, isWrite ? 1 : 0);
+  return p;
+}
+
 function oneLine(exit: KvmExit, ...needles: string[]): string {
   const line = describeExit(exit);
   assert.ok(!line.includes('\n'), `multi-line description: ${line}`);
@@ -20,46 +41,24 @@ function oneLine(exit: KvmExit, ...needles: string[]): string {
 }
 
 test('io out', () => {
-  const { view } = page(exitReasons.IO);
-  view.setUint8(kvmRun.io.direction, KVM_EXIT_IO_OUT);
-  view.setUint8(kvmRun.io.size, 2);
-  view.setUint16(kvmRun.io.port, 0x3f8, true);
-  view.setUint32(kvmRun.io.count, 1, true);
-  view.setBigUint64(kvmRun.io.data_offset, 0x1000n, true);
-  const exit = decodeExit(view);
+  const exit = decodeExit(ioPage(KVM_EXIT_IO_OUT, 2, 0x3f8, 1, 0x1000n));
   assert.deepEqual(exit, { kind: 'io', direction: 'out', port: 0x3f8, size: 2, count: 1, dataOffset: 0x1000 });
   oneLine(exit, 'I/O', 'out', '0x3f8', 'size 2', 'count 1');
 });
 
 test('io in, string I/O', () => {
-  const { view } = page(exitReasons.IO);
-  view.setUint8(kvmRun.io.direction, KVM_EXIT_IO_IN);
-  view.setUint8(kvmRun.io.size, 4);
-  view.setUint16(kvmRun.io.port, 0xcf9, true);
-  view.setUint32(kvmRun.io.count, 3, true);
-  view.setBigUint64(kvmRun.io.data_offset, 0x2000n, true);
-  const exit = decodeExit(view);
+  const exit = decodeExit(ioPage(KVM_EXIT_IO_IN, 4, 0xcf9, 3, 0x2000n));
   assert.deepEqual(exit, { kind: 'io', direction: 'in', port: 0xcf9, size: 4, count: 3, dataOffset: 0x2000 });
   oneLine(exit, 'in', '0xcf9', 'size 4', 'count 3');
 });
 
 test('io with a 16-bit port at the top of the range', () => {
-  const { view } = page(exitReasons.IO);
-  view.setUint8(kvmRun.io.direction, KVM_EXIT_IO_IN);
-  view.setUint8(kvmRun.io.size, 1);
-  view.setUint16(kvmRun.io.port, 0xffff, true);
-  view.setUint32(kvmRun.io.count, 1, true);
-  view.setBigUint64(kvmRun.io.data_offset, 0x1000n, true);
-  const exit = decodeExit(view);
+  const exit = decodeExit(ioPage(KVM_EXIT_IO_IN, 1, 0xffff, 1, 0x1000n));
   assert.equal(exit.kind === 'io' && exit.port, 0xffff);
 });
 
 test('mmio write copies the data', () => {
-  const { view, bytes } = page(exitReasons.MMIO);
-  view.setBigUint64(kvmRun.mmio.phys_addr, 0xfed00010n, true);
-  bytes.set([1, 2, 3, 4, 5, 6, 7, 8], kvmRun.mmio.data);
-  view.setUint32(kvmRun.mmio.len, 4, true);
-  view.setUint8(kvmRun.mmio.is_write, 1);
+  const { view, bytes } = mmioPage(0xfed00010n, [1, 2, 3, 4, 5, 6, 7, 8], 4, true);
   const exit = decodeExit(view);
   assert.equal(exit.kind, 'mmio');
   if (exit.kind !== 'mmio') return;
@@ -74,11 +73,7 @@ test('mmio write copies the data', () => {
 });
 
 test('mmio read, len clamped to 8, gpa above 4 GiB', () => {
-  const { view, bytes } = page(exitReasons.MMIO);
-  view.setBigUint64(kvmRun.mmio.phys_addr, 0x1_0000_0000n, true);
-  bytes.set([9, 8, 7, 6, 5, 4, 3, 2], kvmRun.mmio.data);
-  view.setUint32(kvmRun.mmio.len, 4096, true);
-  view.setUint8(kvmRun.mmio.is_write, 0);
+  const { view } = mmioPage(0x1_0000_0000n, [9, 8, 7, 6, 5, 4, 3, 2], 4096, false);
   const exit = decodeExit(view);
   assert.equal(exit.kind, 'mmio');
   if (exit.kind !== 'mmio') return;
