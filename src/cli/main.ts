@@ -8,6 +8,7 @@ import { KvmUnavailableError } from '../kvm/system.js';
 import { exitStatus } from '../machine/exit-status.js';
 import { ConfigError, Machine } from '../machine/machine.js';
 import { DEFAULT_XEN_VERSION, parseXenVersion } from '../xen/config.js';
+import { DEFAULT_PORT_COUNT } from '../xen/evtchn/ports.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -30,6 +31,8 @@ async function run(opts: {
   memory: number;
   vcpus: number;
   xenVersion: { major: number; minor: number };
+  maxEvtchnPort: number;
+  evtchnFastPath: boolean;
   logLevel: LogLevel;
 }): Promise<number> {
   configureLogging(opts.logLevel);
@@ -39,6 +42,8 @@ async function run(opts: {
     memoryMiB: opts.memory,
     vcpus: opts.vcpus,
     xenVersion: opts.xenVersion,
+    maxEvtchnPort: opts.maxEvtchnPort,
+    evtchnFastPath: opts.evtchnFastPath,
     logLevel: opts.logLevel,
   });
   const onSignal = (signal: string) => machine.stop('stopped', `stopped by ${signal}`);
@@ -70,6 +75,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('-m, --memory <MiB>', 'guest RAM in MiB', wholeNumber('memory'), 256)
     .option('-n, --vcpus <count>', 'number of vCPUs', wholeNumber('vCPU count'), 1)
     .option('--xen-version <major.minor>', 'Xen version the guest sees', xenVersion, DEFAULT_XEN_VERSION)
+    .option('--max-evtchn-port <port>', 'highest event-channel port the guest may bind (xl: max_event_channels)', wholeNumber('highest event-channel port'), DEFAULT_PORT_COUNT - 1)
+    .option('--no-evtchn-fast-path', 'send every event through the main thread instead of serving IPI and loopback sends on the vCPU thread')
     .addOption(new Option('--log-level <level>', 'log detail on stderr').choices(LOG_LEVELS).default('warn').env('XENKVM_LOG'))
     .addHelpText(
       'after',

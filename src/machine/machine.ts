@@ -13,7 +13,8 @@ import { libc } from '../kvm/libc.js';
 import { Kvm } from '../kvm/system.js';
 import { MSR_IA32_TSC, vcpuFd } from '../kvm/vcpu.js';
 import { DomainState } from '../xen/domain-state.js';
-import { PortTable } from '../xen/evtchn/ports.js';
+import { DEFAULT_PORT_COUNT, PortTable } from '../xen/evtchn/ports.js';
+import { EVTCHN_FIFO } from '../xen/abi/event-channel.js';
 import { TimerState } from '../xen/timers.js';
 import type { TimerMessage, TimerThreadInit } from './timer-thread.js';
 import { signalFixedMsi, upcallHost } from './msi.js';
@@ -49,6 +50,10 @@ export interface MachineConfig {
   output?: (bytes: Uint8Array) => void;
   /** The Xen version the guest sees (default 4.17). */
   xenVersion?: { major: number; minor: number };
+  /** The highest event-channel port the guest may bind (xl's max_event_channels; default 4095). */
+  maxEvtchnPort?: number;
+  /** Serve IPI and loopback sends on the sending vCPU's thread (default); off, every send goes through the main thread. */
+  evtchnFastPath?: boolean;
 }
 
 /** A configuration a person must fix: the message says what and how. */
@@ -71,12 +76,16 @@ const FILTERED_MSRS = [
   { base: 0x4b564d00, count: 0x100 },
 ];
 
-function validateConfig(c: Pick<MachineConfig, 'memoryMiB' | 'vcpus'>): void {
+function validateConfig(c: Pick<MachineConfig, 'memoryMiB' | 'vcpus' | 'maxEvtchnPort'>): void {
   if (!Number.isInteger(c.memoryMiB) || c.memoryMiB < MIN_MEMORY_MIB || c.memoryMiB > MAX_MEMORY_MIB) {
     throw new ConfigError(`memory must be a whole number of MiB from ${MIN_MEMORY_MIB} to ${MAX_MEMORY_MIB}, not ${c.memoryMiB}`);
   }
   if (!Number.isInteger(c.vcpus) || c.vcpus < 1 || c.vcpus > MAX_VCPUS) {
     throw new ConfigError(`vCPU count must be a whole number from 1 to ${MAX_VCPUS}, not ${c.vcpus}`);
+  }
+  const maxPort = c.maxEvtchnPort ?? DEFAULT_PORT_COUNT - 1;
+  if (!Number.isInteger(maxPort) || maxPort < 1 || maxPort >= EVTCHN_FIFO.NR_CHANNELS) {
+    throw new ConfigError(`the highest event-channel port must be a whole number from 1 to ${EVTCHN_FIFO.NR_CHANNELS - 1}, not ${maxPort}`);
   }
 }
 
@@ -115,6 +124,7 @@ function xenConfig(config: MachineConfig, bootVcpuFd: number): XenConfig {
     pvclock: { tscTimestamp: tsc, systemTime: 0n, ...tscScale(tscKhz * 1000) },
     bootWallNs: realtimeNs() - (monotonicNs() - bootMonotonicNs),
     bootMonotonicNs,
+    evtchnFastPath: config.evtchnFastPath ?? true,
   };
 }
 
@@ -228,7 +238,7 @@ export class Machine {
       });
       const xen = xenConfig(config, fds[0]);
       const domainState = DomainState.create(config.vcpus);
-      const evtchnPorts = PortTable.create();
+      const evtchnPorts = PortTable.create((config.maxEvtchnPort ?? DEFAULT_PORT_COUNT - 1) + 1);
       const timers = TimerState.create(config.vcpus);
       // The boot vCPU is up from the start; the others until SIPI or VCPUOP_up reach them.
       domainState.setUp(0, true);

@@ -1,6 +1,6 @@
 // The timer thread: sleeps until the earliest Xen timer of any vCPU and
 // raises VIRQ_TIMER on that vCPU when it expires, delivering the event
-// itself (2-level ABI, upcall by MSI or a kick) without the main thread.
+// itself (either ABI, upcall by MSI or a kick) without the main thread.
 import { parentPort, workerData } from 'node:worker_threads';
 import { configureLogging, type LogLevel } from '../common/log.js';
 import { Vm } from '../kvm/vm.js';
@@ -8,7 +8,7 @@ import { GuestMemory, type GuestMemoryHandle } from '../memory/guest-memory.js';
 import { VIRQ } from '../xen/abi/event-channel.js';
 import { DomainState } from '../xen/domain-state.js';
 import { PortTable } from '../xen/evtchn/ports.js';
-import { makeTwoLevel } from '../xen/evtchn/upcall.js';
+import { makeEventDelivery } from '../xen/evtchn/upcall.js';
 import { systemTimeClock } from '../xen/time.js';
 import { TimerState } from '../xen/timers.js';
 import { upcallHost } from './msi.js';
@@ -36,16 +36,15 @@ function main(init: TimerThreadInit): void {
     const state = new DomainState(init.domainState);
     const ports = new PortTable(init.ports);
     const controls = init.controls.map((b) => new VcpuControl(b));
-    const twoLevel = makeTwoLevel(memory, state, upcallHost(vm, controls));
+    const events = makeEventDelivery(memory, state, ports, upcallHost(vm, controls));
     new TimerState(init.timers).run(
       systemTimeClock(init.bootMonotonicNs),
       (vcpu) => {
-        const port = ports.virqPort(VIRQ.TIMER, vcpu);
-        if (port === undefined) return;
-        twoLevel.setPending(port, vcpu);
-        // This thread is not held while the main thread rebinds ports: if the port was closed
-        // meanwhile, take back the event so a later binding does not start with it.
-        if (ports.virqPort(VIRQ.TIMER, vcpu) !== port) twoLevel.clearPending(port);
+        // Under the table's lock: this thread is not held while the main thread rebinds ports.
+        ports.locked(() => {
+          const port = ports.virqPort(VIRQ.TIMER, vcpu);
+          if (port !== undefined) events.setPending(port, vcpu);
+        });
       },
       (watchdog) => parentPort?.postMessage({ type: 'watchdog', id: watchdog + 1 } satisfies TimerMessage),
     );

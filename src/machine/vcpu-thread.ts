@@ -150,7 +150,7 @@ function main(init: VcpuThreadInit): void {
       // set again while upcall_pending stays set, so the vector is re-injected as a level-triggered line would be.
       domain.setCallbackPending(init.id, false);
       const vector = callbackVector(domain);
-      if (vector === undefined || !xen.twoLevel.upcallPending(init.id)) return;
+      if (vector === undefined || !xen.events.upcallPending(init.id)) return;
       domain.setCallbackPending(init.id, true);
       const e = vcpu.interruptsEnabled ? vcpu.getEvents() : undefined;
       if (!e || e.interrupt_injected || e.interrupt_shadow || e.exception_injected || e.nmi_injected) {
@@ -200,12 +200,12 @@ function main(init: VcpuThreadInit): void {
       }
       if (domain.callbackPending(init.id)) injectCallback();
       // vCPU 0 lowers an asserted GSI callback once its upcall_pending is clear, as Xen does on resume.
-      if (init.id === 0 && domain.callbackGsiAsserted && !xen.twoLevel.upcallPending(0)) {
+      if (init.id === 0 && domain.callbackGsiAsserted && !xen.events.upcallPending(0)) {
         const gsi = domain.releaseCallbackGsi();
         if (gsi !== undefined) {
           vm.irqLine(gsi, false);
           // An event that came between the check and the release found the line still claimed: raise it again.
-          if (xen.twoLevel.upcallPending(0) && domain.claimCallbackGsi(gsi)) vm.irqLine(gsi, true);
+          if (xen.events.upcallPending(0) && domain.claimCallbackGsi(gsi)) vm.irqLine(gsi, true);
         }
       }
       control.running();

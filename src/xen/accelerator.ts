@@ -18,12 +18,11 @@ import { systemTimeClock } from './time.js';
 import { registerVcpuOp } from './vcpu.js';
 import { registerSchedOp, type SchedDomain } from './sched.js';
 import { RUNSTATE } from './abi/vcpu.js';
-import { twoLevelPorts } from './evtchn/two-level.js';
 import type { TimerState } from './timers.js';
-import { evtchnFastOp, registerEventChannelOp } from './evtchn/ops.js';
+import type { EventDelivery } from './evtchn/delivery.js';
+import { evtchnFastOp, portLimit, registerEventChannelOp } from './evtchn/ops.js';
 import type { PortTable } from './evtchn/ports.js';
-import type { TwoLevel } from './evtchn/two-level.js';
-import { makeTwoLevel, type UpcallHost } from './evtchn/upcall.js';
+import { makeEventDelivery, type UpcallHost } from './evtchn/upcall.js';
 
 /** The registers of the current exit, as KVM's synced register area gives them. */
 export interface ExitRegisters {
@@ -52,7 +51,7 @@ export class XenAccelerator {
   private readonly page = hypercallPage();
 
   readonly runstate: RunstateAccount;
-  readonly twoLevel: TwoLevel;
+  readonly events: EventDelivery;
   private readonly state: DomainState;
 
   constructor(
@@ -77,10 +76,10 @@ export class XenAccelerator {
     registerVersion(this.dispatcher, config);
     const forwardCall = (nr: number) => (ctx: HypercallContext, args: readonly bigint[]) =>
       forward({ vcpu, abi: ctx.abi, nr, args: [...args], paging: (ctx as LocalContext).paging });
-    this.twoLevel = makeTwoLevel(memory, state, upcall);
+    this.events = makeEventDelivery(memory, state, ports, upcall);
     registerVcpuOp(this.dispatcher, {
       config, state, memory, self: { vcpu, runstate: this.runstate }, systemTime,
-      markEventsPending: (v) => this.twoLevel.markEventsPending(v),
+      markEventsPending: (v) => this.events.markEventsPending(v),
       timers,
       forward: forwardCall(HYPERCALL.vcpu_op),
     });
@@ -90,15 +89,15 @@ export class XenAccelerator {
       shutdownCode: () => state.shutdownCode,
       setShutdownCode: (code) => (state.shutdownCode = code),
       sleep: (done, options) => this.sleep(thread, systemTime, done, options),
-      eventsPendingWithDeliveryEnabled: () => this.twoLevel.enableDeliveryAndCheck(vcpu),
-      checkPort: (port) => ports.check(port, twoLevelPorts(state.sharedInfoAbi)),
-      isPending: (port) => this.twoLevel.isPending(port),
+      eventsPendingWithDeliveryEnabled: () => this.events.enableDeliveryAndCheck(vcpu),
+      checkPort: (port) => ports.check(port, portLimit(ports, state)),
+      isPending: (port) => this.events.isPending(port),
       timers,
       systemTime,
     });
-    const evtchn = { domid: config.domid, state, ports, twoLevel: this.twoLevel };
+    const evtchn = { domid: config.domid, state, ports, events: this.events };
     const forwardEvtchn = forwardCall(HYPERCALL.event_channel_op);
-    // send and unmask are served here, the fast path; binding ops change the port table on the main thread.
+    // Sends on registered ports and unmasks are served here, the fast path; the rest changes the port table on the main thread.
     registerEventChannelOp(this.dispatcher, (ctx, op, arg, args) => evtchnFastOp(ctx, evtchn, op, arg) ?? forwardEvtchn(ctx, args));
   }
 

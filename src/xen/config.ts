@@ -16,6 +16,8 @@ export interface XenConfig {
   bootWallNs: bigint;
   /** Host monotonic time (process.hrtime) at system time 0. */
   bootMonotonicNs: bigint;
+  /** Whether the VMM registers IPI and loopback ports with the accelerator, so their sends skip the main thread. */
+  evtchnFastPath: boolean;
 }
 
 export const DEFAULT_XEN_VERSION = { major: 4, minor: 17 };

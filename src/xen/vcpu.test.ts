@@ -46,7 +46,7 @@ function setup(t: { after(fn: () => void): void }) {
   const other = new RunstateAccount(1, state, mem, () => clock.now, () => clock.halted);
   self.transition(RUNSTATE.running); // the caller is running
   const config: XenConfig = {
-    version: { major: 4, minor: 17 }, domid: 1, handle: new Uint8Array(16), tscKhz: 2_000_000, pvclock: P, bootWallNs: 0n, bootMonotonicNs: 0n,
+    version: { major: 4, minor: 17 }, domid: 1, handle: new Uint8Array(16), tscKhz: 2_000_000, pvclock: P, bootWallNs: 0n, bootMonotonicNs: 0n, evtchnFastPath: true,
   };
   const { logger, errors } = capturedLogger();
   const dispatcher = new HypercallDispatcher(logger);

@@ -25,6 +25,7 @@ const config = (over: Partial<XenConfig> = {}): XenConfig => ({
   pvclock: { tscTimestamp: 0n, systemTime: 0n, mul: 2 ** 31, shift: 0 },
   bootWallNs: 0n,
   bootMonotonicNs: 0n,
+  evtchnFastPath: true,
   ...over,
 });
 

@@ -15,15 +15,21 @@ import { registerHvmOp } from './hvm.js';
 import { HypercallDispatcher } from './hypercall.js';
 import { HYPERCALL } from './abi/hypercalls.js';
 import { vcpuPowerOp, type VcpuPower } from './vcpu-power.js';
-import { evtchnControlOp, evtchnFastOp, registerEventChannelOp } from './evtchn/ops.js';
+import { BackendPorts } from './evtchn/backend.js';
+import type { EventDelivery } from './evtchn/delivery.js';
+import { evtchnControlOp, evtchnFastOp, portLimit, registerEventChannelOp } from './evtchn/ops.js';
 import type { PortTable } from './evtchn/ports.js';
-import { makeTwoLevel, makeUpcall, type UpcallHost } from './evtchn/upcall.js';
+import { makeEventDelivery, makeUpcall, type UpcallHost } from './evtchn/upcall.js';
 import { registerMemoryOp } from './memory.js';
 import { bytesArea, SHARED_INFO_PAGE, VCPU_INFO_TIME_OFFSET, writeVcpuTime, writeWallclock } from './shared-info.js';
 import { systemTimeClock } from './time.js';
 
 export class XenVmm {
   private readonly dispatcher: HypercallDispatcher;
+  /** Event delivery from the main thread. */
+  readonly events: EventDelivery;
+  /** Domain 0's ends of event channels, for the VMM's backends. */
+  readonly backends: BackendPorts;
 
   constructor(
     readonly config: XenConfig,
@@ -44,10 +50,11 @@ export class XenVmm {
       writeVcpuTime(bytesArea(sharedInfo), sharedInfoLayout[state.sharedInfoAbi].vcpuInfo(vcpu) + VCPU_INFO_TIME_OFFSET, config.pvclock);
     }
     const upcallTo = makeUpcall(state, upcall);
-    const twoLevel = makeTwoLevel(memory, state, upcall);
+    const events = makeEventDelivery(memory, state, ports, upcall);
+    this.events = events;
     const domain = {
       upcallRouteChanged: (v: number) => {
-        if (twoLevel.upcallPending(v)) upcallTo(v);
+        if (events.upcallPending(v)) upcallTo(v);
       },
       domid: config.domid,
       memoryMap,
@@ -61,7 +68,8 @@ export class XenVmm {
     registerMemoryOp(this.dispatcher, domain);
     registerHvmOp(this.dispatcher, domain);
     this.dispatcher.register(HYPERCALL.vcpu_op, (ctx, args) => vcpuPowerOp(ctx, state, power, args));
-    const evtchn = { domid: config.domid, state, ports, twoLevel };
+    this.backends = new BackendPorts(ports, events, () => portLimit(ports, state));
+    const evtchn = { domid: config.domid, state, ports, events, backends: this.backends, fastPath: config.evtchnFastPath };
     registerEventChannelOp(this.dispatcher, (ctx, op, arg) => evtchnFastOp(ctx, evtchn, op, arg) ?? evtchnControlOp(ctx, evtchn, op, arg));
   }
 

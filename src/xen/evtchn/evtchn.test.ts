@@ -1,55 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { pino } from 'pino';
-import { GuestMemory } from '../../memory/guest-memory.js';
 import { EVTCHNOP, EVTCHNSTAT, VIRQ } from '../abi/event-channel.js';
 import { XEN_ERRNO } from '../abi/errno.js';
-import type { Abi } from '../abi/layout.js';
-import { sharedInfoLayout, vcpuInfo } from '../abi/shared-info.js';
 import { DOMID } from '../abi/xen.js';
-import { DomainState } from '../domain-state.js';
-import { FakeGuest } from '../fake-guest.js';
-import { HypercallDispatcher } from '../hypercall.js';
-import { SHARED_INFO_PAGE } from '../shared-info.js';
-import { evtchnControlOp, evtchnFastOp, registerEventChannelOp } from './ops.js';
-import { PortTable } from './ports.js';
-import { TwoLevel } from './two-level.js';
+import { evtchnTestDomain } from './fake-domain.js';
 
-const ARG = 0x1000n;
-
-function setup(t: { after(fn: () => void): void }, abi: Abi = 'native') {
-  const memory = GuestMemory.create([{ gpa: 0, size: 1 << 20 }], 2);
-  t.after(() => memory.dispose());
-  const state = DomainState.create(2);
-  state.sharedInfoAbi = abi;
-  const upcalls: number[] = [];
-  const twoLevel = new TwoLevel(memory, state, (v) => upcalls.push(v));
-  const ports = PortTable.create();
-  const d = { domid: 1, state, ports, twoLevel };
-  const dispatcher = new HypercallDispatcher(pino({ level: 'silent' }));
-  registerEventChannelOp(dispatcher, (ctx, op, arg) => evtchnFastOp(ctx, d, op, arg) ?? evtchnControlOp(ctx, d, op, arg));
-  const guest = new FakeGuest(ARG, 64);
-  const ctx = { vcpu: 0, abi, guest: guest as never };
-  /** Runs an op with 32-bit words at the argument and returns rc and the words after. */
-  const op = (cmd: number, ...words: number[]) => {
-    guest.bytes.fill(0);
-    words.forEach((w, i) => guest.view().setUint32(i * 4, w >>> 0, true));
-    const rc = Number(dispatcher.dispatch(ctx, 0, 32, [BigInt(cmd), ARG, 0n, 0n, 0n]));
-    return { rc, word: (i: number) => guest.view().getUint32(i * 4, true) };
-  };
-  const page = memory.overlayPage(SHARED_INFO_PAGE);
-  const l = sharedInfoLayout[abi];
-  const bit = (base: number, n: number) => (page[base + (n >> 3)] >> (n & 7)) & 1;
-  const info = (v: number) => l.vcpuInfo(v);
-  return {
-    d, op, upcalls, page,
-    pending: (port: number) => bit(l.evtchnPending, port),
-    setMask: (port: number, on: boolean) => { page[l.evtchnMask + (port >> 3)] = on ? page[l.evtchnMask + (port >> 3)] | (1 << (port & 7)) : page[l.evtchnMask + (port >> 3)] & ~(1 << (port & 7)); },
-    upcallPending: (v: number) => page[info(v) + vcpuInfo[abi].offsets.evtchn_upcall_pending],
-    selector: (v: number, n: number) => bit(info(v) + vcpuInfo[abi].offsets.evtchn_pending_sel, n),
-    clearUpcall: (v: number) => { page[info(v) + vcpuInfo[abi].offsets.evtchn_upcall_pending] = 0; },
-  };
-}
+const setup = evtchnTestDomain;
 
 // Struct words: alloc_unbound {dom u16, remote_dom u16 | port}, bind_interdomain {remote_dom | remote_port | local_port},
 // bind_ipi {vcpu | port}, bind_virq {virq | vcpu | port}, status {dom | port | status | vcpu | u...}.

@@ -1,24 +1,40 @@
-// event_channel_op on the 2-level ABI. Binding, closing, status and reset
-// change the port table and run on the main thread (all vCPUs held); send and
-// unmask only read it and run on the calling vCPU's thread (the fast path).
+// event_channel_op for both ABIs. Binding, closing, status, reset and the
+// FIFO setup change the port table and run on the main thread (all vCPUs
+// held) under the table's lock. Sends on the ports the VMM registered, and
+// unmasks, run on the calling vCPU's thread (the fast path); a send on any
+// other port goes to the main thread.
 import { XEN_ERRNO } from '../abi/errno.js';
 import {
-  EVTCHNOP, EVTCHNSTAT, NR_VIRQS, VIRQ, evtchnAllocUnbound, evtchnBindInterdomain, evtchnBindIpi, evtchnBindVcpu, evtchnBindVirq,
-  evtchnClose, evtchnReset, evtchnSend, evtchnStatus, evtchnStatusU, evtchnUnmask,
+  EVTCHN_FIFO, EVTCHNOP, EVTCHNSTAT, NR_VIRQS, VIRQ, evtchnAllocUnbound, evtchnBindInterdomain, evtchnBindIpi, evtchnBindVcpu,
+  evtchnBindVirq, evtchnClose, evtchnExpandArray, evtchnInitControl, evtchnReset, evtchnSend, evtchnSetPriority, evtchnStatus,
+  evtchnStatusU, evtchnUnmask,
 } from '../abi/event-channel.js';
 import { HYPERCALL } from '../abi/hypercalls.js';
 import { DOMID } from '../abi/xen.js';
 import type { DomainState } from '../domain-state.js';
 import { XenError } from '../errors.js';
 import { readArg, writeArgU32, type HypercallContext, type HypercallDispatcher } from '../hypercall.js';
-import { PortState, type PortTable } from './ports.js';
-import { twoLevelPorts, type TwoLevel } from './two-level.js';
+import { BACKEND_DOMID, backendNotifier, type BackendPorts } from './backend.js';
+import type { EventDelivery } from './delivery.js';
+import { PortFlag, PortState, type PortTable } from './ports.js';
+import { twoLevelPorts } from './two-level.js';
 
 export interface EvtchnDomain {
   domid: number;
   state: DomainState;
   ports: PortTable;
-  twoLevel: TwoLevel;
+  events: EventDelivery;
+}
+
+/** The main thread's view: domain 0's ports, and whether the VMM registers ports with the accelerator. */
+export interface EvtchnVmmDomain extends EvtchnDomain {
+  backends: BackendPorts;
+  fastPath: boolean;
+}
+
+/** Ports the domain can address now: the ABI's reach, within the table (max_evtchn_port + 1). */
+export function portLimit(ports: PortTable, state: DomainState): number {
+  return ports.fifoActive ? ports.capacity : Math.min(ports.capacity, twoLevelPorts(state.sharedInfoAbi));
 }
 
 /** VIRQs bound on each vCPU; the rest (the arch ones included, on x86) are global, bound once on vCPU 0. */
@@ -35,43 +51,77 @@ function checkVcpu(d: EvtchnDomain, vcpu: number): number {
 }
 
 /** Frees a port; the far end of an interdomain pair goes back to unbound, waiting for this domain. */
-function closePort(d: EvtchnDomain, port: number): void {
+function closePort(d: EvtchnVmmDomain, port: number): void {
   const p = d.ports.get(port);
   if (p.state === PortState.Free || p.state === PortState.Reserved) throw new XenError(XEN_ERRNO.EINVAL);
   if (p.state === PortState.Interdomain && p.remoteDom === d.domid) {
-    const peer = d.ports.get(p.peer);
-    d.ports.set(p.peer, { ...peer, state: PortState.Unbound, peer: d.domid, remoteDom: 0 });
+    d.ports.changeBinding(p.peer, { ...d.ports.get(p.peer), state: PortState.Unbound, peer: d.domid, remoteDom: 0 });
+  } else if (p.state === PortState.Interdomain) {
+    d.backends.guestClosed(p.peer);
   }
   // A port re-bound later must not start with a stale event.
-  d.twoLevel.clearPending(port);
+  d.events.clearPending(port);
   d.ports.free(port);
 }
 
-/** Served on the main thread. */
-export function evtchnControlOp(ctx: HypercallContext, d: EvtchnDomain, op: number, arg: bigint): number {
-  const limit = twoLevelPorts(d.state.sharedInfoAbi);
+/** EVTCHNOP_reset: every port closed, and the domain back on the 2-level ABI (Xen drops the FIFO control blocks and array). */
+export function resetPorts(d: EvtchnVmmDomain): void {
+  d.ports.locked(() => {
+    for (let port = 1; port < d.ports.validLimit; port++) if (d.ports.state(port) !== PortState.Free) closePort(d, port);
+    d.ports.dropFifo();
+  });
+}
+
+/** Registers a port the accelerator may serve sends on, if the VMM uses the fast path at all. */
+function registerFastPath(d: EvtchnVmmDomain, port: number): void {
+  if (d.fastPath) d.ports.setFlag(port, PortFlag.FastPath, true);
+}
+
+function allocate(d: EvtchnVmmDomain, limit: number): number {
+  return d.ports.allocate(limit, (port) => d.events.isBusy(port));
+}
+
+/** Served on the main thread, under the port table's lock. */
+export function evtchnControlOp(ctx: HypercallContext, d: EvtchnVmmDomain, op: number, arg: bigint): number {
+  return d.ports.locked(() => controlOp(ctx, d, op, arg));
+}
+
+function controlOp(ctx: HypercallContext, d: EvtchnVmmDomain, op: number, arg: bigint): number {
+  const limit = portLimit(d.ports, d.state);
   switch (op) {
+    case EVTCHNOP.send:
+      return send(d, d.ports.check(readArg(ctx, evtchnSend[ctx.abi], arg).port, limit));
     case EVTCHNOP.alloc_unbound: {
       const a = readArg(ctx, evtchnAllocUnbound[ctx.abi], arg);
       if (!self(d, a.dom)) throw new XenError(XEN_ERRNO.ESRCH);
       // Xen records the remote domain without looking it up: only that domain may bind the port later.
-      const port = d.ports.allocate(limit);
+      const port = allocate(d, limit);
       d.ports.set(port, { state: PortState.Unbound, vcpu: 0, peer: self(d, a.remote_dom) ? d.domid : a.remote_dom, remoteDom: 0 });
       writeArgU32(ctx, arg + BigInt(evtchnAllocUnbound[ctx.abi].offsets.port), port);
       return 0;
     }
     case EVTCHNOP.bind_interdomain: {
       const a = readArg(ctx, evtchnBindInterdomain[ctx.abi], arg);
-      if (!self(d, a.remote_dom)) throw new XenError(XEN_ERRNO.ESRCH);
-      const remote = d.ports.check(a.remote_port, limit);
-      const r = d.ports.get(remote);
-      if (r.state !== PortState.Unbound || r.peer !== d.domid) throw new XenError(XEN_ERRNO.EINVAL);
-      const local = d.ports.allocate(limit);
-      d.ports.set(local, { state: PortState.Interdomain, vcpu: 0, peer: remote, remoteDom: d.domid });
-      d.ports.set(remote, { ...r, state: PortState.Interdomain, peer: local, remoteDom: d.domid });
+      let local: number;
+      if (self(d, a.remote_dom)) {
+        const remote = d.ports.check(a.remote_port, limit);
+        const r = d.ports.get(remote);
+        if (r.state !== PortState.Unbound || r.peer !== d.domid) throw new XenError(XEN_ERRNO.EINVAL);
+        local = allocate(d, limit);
+        d.ports.set(local, { state: PortState.Interdomain, vcpu: 0, peer: remote, remoteDom: d.domid });
+        d.ports.changeBinding(remote, { ...r, state: PortState.Interdomain, peer: local, remoteDom: d.domid });
+        registerFastPath(d, remote);
+        registerFastPath(d, local);
+      } else if (a.remote_dom === BACKEND_DOMID) {
+        local = allocate(d, limit);
+        d.backends.guestBinds(a.remote_port, local);
+        d.ports.set(local, { state: PortState.Interdomain, vcpu: 0, peer: a.remote_port, remoteDom: BACKEND_DOMID });
+      } else {
+        throw new XenError(XEN_ERRNO.ESRCH);
+      }
       writeArgU32(ctx, arg + BigInt(evtchnBindInterdomain[ctx.abi].offsets.local_port), local);
       // As Xen does: the new port starts pending, so nothing sent while it was unbound is lost.
-      d.twoLevel.setPending(local, 0);
+      d.events.setPending(local, 0);
       return 0;
     }
     case EVTCHNOP.bind_virq: {
@@ -80,7 +130,7 @@ export function evtchnControlOp(ctx: HypercallContext, d: EvtchnDomain, op: numb
       if (virqIsGlobal(a.virq) && a.vcpu !== 0) throw new XenError(XEN_ERRNO.EINVAL);
       const vcpu = checkVcpu(d, a.vcpu);
       if (d.ports.virqPort(a.virq, vcpu) !== undefined) throw new XenError(XEN_ERRNO.EEXIST);
-      const port = d.ports.allocate(limit);
+      const port = allocate(d, limit);
       d.ports.set(port, { state: PortState.Virq, vcpu, peer: a.virq, remoteDom: 0 });
       writeArgU32(ctx, arg + BigInt(evtchnBindVirq[ctx.abi].offsets.port), port);
       return 0;
@@ -88,8 +138,9 @@ export function evtchnControlOp(ctx: HypercallContext, d: EvtchnDomain, op: numb
     case EVTCHNOP.bind_ipi: {
       const a = readArg(ctx, evtchnBindIpi[ctx.abi], arg);
       const vcpu = checkVcpu(d, a.vcpu);
-      const port = d.ports.allocate(limit);
+      const port = allocate(d, limit);
       d.ports.set(port, { state: PortState.Ipi, vcpu, peer: 0, remoteDom: 0 });
+      registerFastPath(d, port);
       writeArgU32(ctx, arg + BigInt(evtchnBindIpi[ctx.abi].offsets.port), port);
       return 0;
     }
@@ -100,7 +151,7 @@ export function evtchnControlOp(ctx: HypercallContext, d: EvtchnDomain, op: numb
       const p = d.ports.get(port);
       const movable = p.state === PortState.Unbound || p.state === PortState.Interdomain || (p.state === PortState.Virq && virqIsGlobal(p.peer));
       if (!movable) throw new XenError(XEN_ERRNO.EINVAL);
-      d.ports.set(port, { ...p, vcpu });
+      d.ports.setVcpu(port, vcpu);
       return 0;
     }
     case EVTCHNOP.close: {
@@ -138,7 +189,26 @@ export function evtchnControlOp(ctx: HypercallContext, d: EvtchnDomain, op: numb
     case EVTCHNOP.reset: {
       const a = readArg(ctx, evtchnReset[ctx.abi], arg);
       if (!self(d, a.dom)) throw new XenError(XEN_ERRNO.ESRCH);
-      for (let port = 1; port < Math.min(limit, d.ports.validLimit); port++) if (d.ports.get(port).state !== PortState.Free) closePort(d, port);
+      resetPorts(d);
+      return 0;
+    }
+    case EVTCHNOP.init_control: {
+      const def = evtchnInitControl[ctx.abi];
+      const a = readArg(ctx, def, arg);
+      const vcpu = checkVcpu(d, a.vcpu);
+      d.events.fifo.initControl(vcpu, a.control_gfn, a.offset, (port) => d.events.twoLevel.isPending(port));
+      ctx.guest.write(arg + BigInt(def.offsets.link_bits), Uint8Array.of(EVTCHN_FIFO.LINK_BITS));
+      return 0;
+    }
+    case EVTCHNOP.expand_array:
+      d.events.fifo.expandArray(readArg(ctx, evtchnExpandArray[ctx.abi], arg).array_gfn);
+      return 0;
+    case EVTCHNOP.set_priority: {
+      const a = readArg(ctx, evtchnSetPriority[ctx.abi], arg);
+      const port = d.ports.check(a.port, limit);
+      if (!d.ports.fifoActive) throw new XenError(XEN_ERRNO.ENOSYS);
+      if (a.priority > EVTCHN_FIFO.PRIORITY_MIN) throw new XenError(XEN_ERRNO.EINVAL);
+      d.ports.setPriority(port, a.priority);
       return 0;
     }
     default:
@@ -146,31 +216,39 @@ export function evtchnControlOp(ctx: HypercallContext, d: EvtchnDomain, op: numb
   }
 }
 
-/** Served on the calling vCPU's thread: the table only changes while every vCPU is held. */
+/** EVTCHNOP_send on a valid port, under the table's lock. A send to domain 0 wakes its backend's notifier. */
+function send(d: EvtchnDomain, port: number): number {
+  switch (d.ports.state(port)) {
+    case PortState.Interdomain: {
+      const peer = d.ports.peer(port);
+      if (d.ports.remoteDom(port) === BACKEND_DOMID) backendNotifier(d.ports, port).notify();
+      else d.events.setPending(peer, d.ports.vcpu(peer));
+      return 0;
+    }
+    case PortState.Ipi:
+      d.events.setPending(port, d.ports.vcpu(port));
+      return 0;
+    case PortState.Unbound:
+      return 0; // nobody listens yet: dropped, as in Xen
+    default:
+      throw new XenError(XEN_ERRNO.EINVAL);
+  }
+}
+
+/**
+ * Served on the calling vCPU's thread: sends on ports the VMM registered (undefined sends the call
+ * on to the VMM), and unmasks, which only touch the guest's own words.
+ */
 export function evtchnFastOp(ctx: HypercallContext, d: EvtchnDomain, op: number, arg: bigint): number | undefined {
-  const limit = twoLevelPorts(d.state.sharedInfoAbi);
   switch (op) {
     case EVTCHNOP.send: {
-      const port = d.ports.check(readArg(ctx, evtchnSend[ctx.abi], arg).port, limit);
-      const p = d.ports.get(port);
-      switch (p.state) {
-        case PortState.Interdomain: {
-          const peer = d.ports.get(p.peer);
-          d.twoLevel.setPending(p.peer, peer.vcpu);
-          return 0;
-        }
-        case PortState.Ipi:
-          d.twoLevel.setPending(port, p.vcpu);
-          return 0;
-        case PortState.Unbound:
-          return 0; // nobody listens yet: dropped, as in Xen
-        default:
-          throw new XenError(XEN_ERRNO.EINVAL);
-      }
+      const port = d.ports.check(readArg(ctx, evtchnSend[ctx.abi], arg).port, portLimit(d.ports, d.state));
+      if (!d.ports.hasFlag(port, PortFlag.FastPath)) return undefined;
+      return d.ports.locked(() => (d.ports.hasFlag(port, PortFlag.FastPath) ? send(d, port) : undefined));
     }
     case EVTCHNOP.unmask: {
-      const port = d.ports.check(readArg(ctx, evtchnUnmask[ctx.abi], arg).port, limit);
-      d.twoLevel.unmask(port, d.ports.get(port).vcpu);
+      const port = d.ports.check(readArg(ctx, evtchnUnmask[ctx.abi], arg).port, portLimit(d.ports, d.state));
+      d.events.unmask(port, d.ports.vcpu(port));
       return 0;
     }
     default:

@@ -6,7 +6,8 @@
 import { decodeCallbackIrq, HVM_PARAM } from '../abi/hvm.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import type { DomainState } from '../domain-state.js';
-import { TwoLevel } from './two-level.js';
+import { EventDelivery } from './delivery.js';
+import type { PortTable } from './ports.js';
 
 export interface UpcallHost {
   /** A fixed, edge-triggered MSI at a LAPIC. */
@@ -40,12 +41,12 @@ export function makeUpcall(state: DomainState, host: UpcallHost): (vcpu: number)
   };
 }
 
-/** 2-level delivery for a thread: upcalls through `host`, and pollers woken when a port turns pending. */
-export function makeTwoLevel(memory: GuestMemory, state: DomainState, host: UpcallHost): TwoLevel {
+/** Event delivery for a thread: upcalls through `host`, and pollers woken when a port turns pending. */
+export function makeEventDelivery(memory: GuestMemory, state: DomainState, ports: PortTable, host: UpcallHost): EventDelivery {
   const wakePollers = () => {
     if (state.pollers > 0) for (let v = 0; v < state.vcpuCount; v++) host.wake(v);
   };
-  return new TwoLevel(memory, state, makeUpcall(state, host), wakePollers);
+  return new EventDelivery(memory, state, ports, makeUpcall(state, host), wakePollers);
 }
 
 /** The callback vector, if the guest chose one. */
