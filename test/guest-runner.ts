@@ -53,11 +53,12 @@ export function xenkvm(args: string[], options: { timeoutMs?: number; env?: Node
   });
 }
 
-export function runGuest(name: string, opts: { vcpus?: number; cmdline?: string; memory?: number; xenVersion?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+export function runGuest(name: string, opts: { vcpus?: number; cmdline?: string; memory?: number; xenVersion?: string; args?: string[]; timeoutMs?: number } = {}): Promise<RunResult> {
   const args = ['run', '--kernel', guest(name), '--vcpus', String(opts.vcpus ?? 1)];
   if (opts.xenVersion !== undefined) args.push('--xen-version', opts.xenVersion);
   if (opts.cmdline !== undefined) args.push('--cmdline', opts.cmdline);
   if (opts.memory !== undefined) args.push('--memory', String(opts.memory));
+  args.push(...(opts.args ?? []));
   return xenkvm(args, { timeoutMs: opts.timeoutMs });
 }
 

@@ -207,6 +207,34 @@ long xen_evtchn_reset(domid_t dom)
 	return HYPERVISOR_event_channel_op(EVTCHNOP_reset, &r);
 }
 
+long xen_evtchn_init_control(uint64_t gfn, uint32_t offset, uint32_t vcpu, uint8_t *link_bits)
+{
+	struct evtchn_init_control c;
+	memset(&c, 0, sizeof c);
+	c.control_gfn = gfn;
+	c.offset = offset;
+	c.vcpu = vcpu;
+	long rc = HYPERVISOR_event_channel_op(EVTCHNOP_init_control, &c);
+	if (link_bits)
+		*link_bits = c.link_bits;
+	return rc;
+}
+
+long xen_evtchn_expand_array(uint64_t gfn)
+{
+	struct evtchn_expand_array e;
+	e.array_gfn = gfn;
+	return HYPERVISOR_event_channel_op(EVTCHNOP_expand_array, &e);
+}
+
+long xen_evtchn_set_priority(evtchn_port_t port, uint32_t priority)
+{
+	struct evtchn_set_priority p;
+	p.port = port;
+	p.priority = priority;
+	return HYPERVISOR_event_channel_op(EVTCHNOP_set_priority, &p);
+}
+
 long xen_evtchn_status(domid_t dom, evtchn_port_t port, struct evtchn_status *st)
 {
 	memset(st, 0, sizeof *st);

@@ -130,6 +130,10 @@ long xen_evtchn_send(evtchn_port_t port);
 long xen_evtchn_close(evtchn_port_t port);
 long xen_evtchn_unmask(evtchn_port_t port);
 long xen_evtchn_reset(domid_t dom);
+/* FIFO ABI: control block of `vcpu` at frame:offset (link_bits may be NULL), one more event-array page, a priority. */
+long xen_evtchn_init_control(uint64_t gfn, uint32_t offset, uint32_t vcpu, uint8_t *link_bits);
+long xen_evtchn_expand_array(uint64_t gfn);
+long xen_evtchn_set_priority(evtchn_port_t port, uint32_t priority);
 /* EVTCHNOP_status into *st (zeroed first; dom and port filled in). */
 long xen_evtchn_status(domid_t dom, evtchn_port_t port, struct evtchn_status *st);
 /* "closed", "unbound", ... for EVTCHNSTAT_*, "?" otherwise. */

@@ -5,8 +5,9 @@ export class XenError extends Error {
   constructor(
     /** Positive Xen errno (xen/errno.h). */
     readonly errno: number,
-    message?: string,
+    /** Why, when Xen itself gives this answer; without one, -ENOSYS means xenkvm lacks the operation. */
+    readonly reason?: string,
   ) {
-    super(message ?? `Xen errno ${errno}`);
+    super(reason ?? `Xen errno ${errno}`);
   }
 }

@@ -63,7 +63,7 @@ export class HypercallDispatcher {
       return BigInt(handler(ctx, args));
     } catch (e) {
       if (e instanceof XenError) {
-        if (e.errno === XEN_ERRNO.ENOSYS) {
+        if (e.errno === XEN_ERRNO.ENOSYS && e.reason === undefined) {
           const op = Number(args[0] & 0xffffffffn);
           this.once(`${nr}/${op}`, `guest called ${hypercallName(nr)} sub-op ${op}, which xenkvm does not implement; -ENOSYS`);
         }

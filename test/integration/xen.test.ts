@@ -7,7 +7,7 @@ import { assertKitPassed, describe, kitReport, kvmMissing, runGuest } from '../g
 
 const opts = { skip: kvmMissing };
 
-const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: string; xenVersion?: string; log?: (stderr: string) => void }[] = [
+const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: string; xenVersion?: string; args?: string[]; log?: (stderr: string) => void }[] = [
   {
     name: 'xen-detect',
     vcpus: [2],
@@ -77,6 +77,10 @@ const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: stri
   },
   { name: 'xen-evtchn-gsi', vcpus: [1], cases: ['setup', 'events'] },
   { name: 'xen-evtchn-moves', vcpus: [2], cases: ['setup', 'storm', 'after-moves'] },
+  // Without the fast path every send goes through the main thread: same events, same order.
+  { name: 'xen-evtchn-moves', vcpus: [2], args: ['--no-evtchn-fast-path'], cases: ['setup', 'storm', 'after-moves'] },
+  { name: 'xen-fifo', vcpus: [2], cases: ['setup', 'switch', 'ipi', 'priorities', 'masked', 'storm', 'timer', 'errors', 'reset'] },
+  { name: 'xen-fifo', vcpus: [2], args: ['--no-evtchn-fast-path'], cases: ['setup', 'switch', 'ipi', 'priorities', 'masked', 'storm', 'timer', 'errors', 'reset'] },
   {
     name: 'xen-timer',
     vcpus: [2],
@@ -93,9 +97,9 @@ const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: stri
 
 for (const p of programs) {
   for (const vcpus of p.vcpus) {
-    const what = `${p.name} on ${vcpus} vCPU${vcpus > 1 ? 's' : ''}${p.xenVersion ? ` as Xen ${p.xenVersion}` : ''}`;
+    const what = `${p.name} on ${vcpus} vCPU${vcpus > 1 ? 's' : ''}${p.xenVersion ? ` as Xen ${p.xenVersion}` : ''}${p.args ? ` with ${p.args.join(' ')}` : ''}`;
     test(what, opts, async () => {
-      const r = await runGuest(p.name, { vcpus, cmdline: p.cmdline, xenVersion: p.xenVersion });
+      const r = await runGuest(p.name, { vcpus, cmdline: p.cmdline, xenVersion: p.xenVersion, args: p.args });
       assertKitPassed(r, p.cases);
       p.log?.(r.stderr);
     });

@@ -145,3 +145,22 @@ test('property: random binding sequences agree with a simple model of the port t
     }
   }
 });
+
+test('a smaller max_evtchn_port caps both ABIs: -ENOSPC past it, -EINVAL beyond it', (t) => {
+  const s = setup(t, 'native', { portCount: 100 });
+  for (let i = 1; i < 100; i++) assert.equal(s.op(EVTCHNOP.bind_ipi, 0).word(1), i);
+  assert.equal(s.op(EVTCHNOP.bind_ipi, 0).rc, -XEN_ERRNO.ENOSPC);
+  assert.equal(s.op(EVTCHNOP.send, 100).rc, -XEN_ERRNO.EINVAL);
+  assert.equal(s.op(EVTCHNOP.init_control, 0x10, 0, 0, 0).rc, 0);
+  assert.equal(s.op(EVTCHNOP.bind_ipi, 0).rc, -XEN_ERRNO.ENOSPC, 'FIFO reaches 2^17 ports, but not past the domain\'s limit');
+});
+
+test('FIFO lets a domain allowed more ports bind past the 2-level ABI\'s 4096', (t) => {
+  const s = setup(t, 'native', { portCount: 5000 });
+  assert.equal(s.op(EVTCHNOP.init_control, 0x10, 0, 0, 0).rc, 0);
+  let port = 0;
+  for (let i = 1; i < 5000; i++) port = s.op(EVTCHNOP.bind_ipi, 0).word(1);
+  assert.equal(port, 4999);
+  assert.equal(s.op(EVTCHNOP.bind_ipi, 0).rc, -XEN_ERRNO.ENOSPC);
+  assert.equal(s.op(EVTCHNOP.status, DOMID.SELF, 4999).word(2), EVTCHNSTAT.ipi);
+});

@@ -206,7 +206,7 @@ function controlOp(ctx: HypercallContext, d: EvtchnVmmDomain, op: number, arg: b
     case EVTCHNOP.set_priority: {
       const a = readArg(ctx, evtchnSetPriority[ctx.abi], arg);
       const port = d.ports.check(a.port, limit);
-      if (!d.ports.fifoActive) throw new XenError(XEN_ERRNO.ENOSYS);
+      if (!d.ports.fifoActive) throw new XenError(XEN_ERRNO.ENOSYS, 'the 2-level ABI has no priorities');
       if (a.priority > EVTCHN_FIFO.PRIORITY_MIN) throw new XenError(XEN_ERRNO.EINVAL);
       d.ports.setPriority(port, a.priority);
       return 0;
