@@ -3,6 +3,7 @@
 // forwarded from the vCPU threads. The caller holds every vCPU paused while
 // one of these runs, so memslot changes never race a running vCPU.
 import type { Logger } from 'pino';
+import { RateLimitedLog } from '../common/log.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { GuestVirtual } from '../memory/guest-virtual.js';
 import type { MemoryMap } from '../memory/memory-map.js';
@@ -57,6 +58,7 @@ export class XenVmm {
       e820,
       ramPages: memory.regions.reduce((n, r) => n + r.size / 4096, 0),
       systemTime: systemTimeClock(config.bootMonotonicNs),
+      guestLog: new RateLimitedLog(logger),
     };
     registerMemoryOp(this.dispatcher, domain);
     registerHvmOp(this.dispatcher, domain);

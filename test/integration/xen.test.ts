@@ -29,6 +29,8 @@ const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: stri
     name: 'xen-hvmop',
     vcpus: [1],
     cases: ['callback-vector', 'callback-gsi', 'callback-pci-intx', 'callback-off', 'store-console-params', 'forbidden-params', 'bad-index', 'domid', 'upcall-vector', 'pagetable-dying', 'unknown-op'],
+    // the refused PCI INTx callback (case callback-pci-intx) is one line in the log
+    log: (stderr) => assert.equal(stderr.split('\n').filter((l) => l.includes('PCI INTx event callback')).length, 1, stderr),
   },
   {
     name: 'xen-vcpuinfo',
