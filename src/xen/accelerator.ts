@@ -95,6 +95,7 @@ export class XenAccelerator {
       isPending: (port) => this.twoLevel.isPending(port),
       timers,
       systemTime,
+      softReset: forwardCall(HYPERCALL.sched_op),
     });
     const evtchn = { domid: config.domid, state, ports, twoLevel: this.twoLevel };
     const forwardEvtchn = forwardCall(HYPERCALL.event_channel_op);

@@ -1,7 +1,8 @@
 // The Xen half on the main thread: state the whole domain shares (the
-// shared_info overlay, HVM parameters) and the hypercalls that change it,
-// forwarded from the vCPU threads. The caller holds every vCPU paused while
-// one of these runs, so memslot changes never race a running vCPU.
+// shared_info overlay, HVM parameters, event-channel bindings) and the
+// hypercalls that change it, soft reset included, forwarded from the vCPU
+// threads. The caller holds every vCPU paused while one of these runs, so
+// memslot changes never race a running vCPU.
 import type { Logger } from 'pino';
 import { RateLimitedLog } from '../common/log.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
@@ -20,6 +21,7 @@ import { evtchnControlOp, evtchnFastOp, registerEventChannelOp } from './evtchn/
 import type { PortTable } from './evtchn/ports.js';
 import { makeTwoLevel, makeUpcall, type UpcallHost } from './evtchn/upcall.js';
 import { registerMemoryOp } from './memory.js';
+import { registerSoftReset } from './soft-reset.js';
 import { bytesArea, SHARED_INFO_PAGE, VCPU_INFO_TIME_OFFSET, writeVcpuTime, writeWallclock } from './shared-info.js';
 import { systemTimeClock } from './time.js';
 
@@ -65,6 +67,7 @@ export class XenVmm {
     this.dispatcher.register(HYPERCALL.vcpu_op, (ctx, args) => vcpuPowerOp(ctx, state, power, args));
     const evtchn = { domid: config.domid, state, ports, twoLevel };
     registerEventChannelOp(this.dispatcher, (ctx, op, arg) => evtchnFastOp(ctx, evtchn, op, arg) ?? evtchnControlOp(ctx, evtchn, op, arg));
+    registerSoftReset(this.dispatcher, { state, memory, memoryMap, evtchn }, logger);
   }
 
   /** Serves a forwarded hypercall; the CPL was checked on the vCPU thread. */

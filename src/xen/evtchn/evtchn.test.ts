@@ -11,8 +11,8 @@ import { DomainState } from '../domain-state.js';
 import { FakeGuest } from '../fake-guest.js';
 import { HypercallDispatcher } from '../hypercall.js';
 import { SHARED_INFO_PAGE } from '../shared-info.js';
-import { evtchnControlOp, evtchnFastOp, registerEventChannelOp } from './ops.js';
-import { PortTable } from './ports.js';
+import { evtchnControlOp, evtchnFastOp, registerEventChannelOp, resetPorts } from './ops.js';
+import { PortState, PortTable } from './ports.js';
 import { TwoLevel } from './two-level.js';
 
 const ARG = 0x1000n;
@@ -102,6 +102,26 @@ test('status, bind_vcpu, close and reset follow Xen', (t) => {
   assert.equal(s.op(EVTCHNOP.status, DOMID.SELF, 0).word(2), EVTCHNSTAT.closed);
   assert.equal(s.op(EVTCHNOP.reset, DOMID.SELF).rc, 0);
   for (const p of [a, ipi]) assert.equal(s.op(EVTCHNOP.status, DOMID.SELF, p).word(2), EVTCHNSTAT.closed);
+});
+
+test('resetPorts closes every kind of port, clears their events and frees their VIRQs', (t) => {
+  const s = setup(t);
+  const a = s.op(EVTCHNOP.alloc_unbound, SELF).word(1);
+  const b = s.op(EVTCHNOP.bind_interdomain, DOMID.SELF, a).word(2);
+  const ipi = s.op(EVTCHNOP.bind_ipi, 1).word(1);
+  const timer = s.op(EVTCHNOP.bind_virq, VIRQ.TIMER, 0).word(2);
+  const spare = s.op(EVTCHNOP.alloc_unbound, SELF).word(1);
+  s.setMask(ipi, true);
+  assert.equal(s.op(EVTCHNOP.send, ipi).rc, 0);
+  assert.deepEqual([s.pending(b), s.pending(ipi)], [1, 1]);
+  resetPorts(s.d);
+  for (const p of [a, b, ipi, timer, spare]) {
+    assert.equal(s.op(EVTCHNOP.status, DOMID.SELF, p).word(2), EVTCHNSTAT.closed, `port ${p}`);
+    assert.equal(s.pending(p), 0, `port ${p} pending`);
+  }
+  assert.equal(s.d.ports.get(0).state, PortState.Reserved);
+  assert.equal(s.op(EVTCHNOP.bind_virq, VIRQ.TIMER, 0).rc, 0, 'VIRQ_TIMER binds again');
+  assert.equal(s.op(EVTCHNOP.bind_ipi, 0).word(1), 2, 'ports are handed out from the lowest again');
 });
 
 test('binding errors are Xen errno values', (t) => {

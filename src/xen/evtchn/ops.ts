@@ -47,6 +47,12 @@ function closePort(d: EvtchnDomain, port: number): void {
   d.ports.free(port);
 }
 
+/** Closes every port of the domain, as Xen's evtchn_reset does for EVTCHNOP_reset and a soft reset. Main thread only. */
+export function resetPorts(d: EvtchnDomain): void {
+  const limit = Math.min(twoLevelPorts(d.state.sharedInfoAbi), d.ports.validLimit);
+  for (let port = 1; port < limit; port++) if (d.ports.get(port).state !== PortState.Free) closePort(d, port);
+}
+
 /** Served on the main thread. */
 export function evtchnControlOp(ctx: HypercallContext, d: EvtchnDomain, op: number, arg: bigint): number {
   const limit = twoLevelPorts(d.state.sharedInfoAbi);
@@ -138,7 +144,7 @@ export function evtchnControlOp(ctx: HypercallContext, d: EvtchnDomain, op: numb
     case EVTCHNOP.reset: {
       const a = readArg(ctx, evtchnReset[ctx.abi], arg);
       if (!self(d, a.dom)) throw new XenError(XEN_ERRNO.ESRCH);
-      for (let port = 1; port < Math.min(limit, d.ports.validLimit); port++) if (d.ports.get(port).state !== PortState.Free) closePort(d, port);
+      resetPorts(d);
       return 0;
     }
     default:
