@@ -1,5 +1,6 @@
 /* HYPERVISOR_hvm_op as a domU sees it: HVM params (CALLBACK_IRQ in each
- * form, the XenStore/console params, what a guest may not set or read),
+ * form, PCI INTx refused by xenkvm, the XenStore/console params, what a guest
+ * may not set or read),
  * per-vCPU upcall vectors, pagetable_dying, unknown ops. */
 #include "../kit/kit.h"
 #include "../common/xen.h"
@@ -40,8 +41,17 @@ static void set_get(uint64_t value, const char *form)
 
 static void callback_vector_case(void) { set_get(CB_TYPE(HVM_PARAM_CALLBACK_TYPE_VECTOR) | UPCALL_VECTOR, "vector"); }
 static void callback_gsi_case(void) { set_get(CB_TYPE(HVM_PARAM_CALLBACK_TYPE_GSI) | 11, "gsi"); }
-/* Domain 0, bus 0, device 3 function 0 (devfn 0x18 in bits 15:8), INTA. */
-static void callback_intx_case(void) { set_get(CB_TYPE(HVM_PARAM_CALLBACK_TYPE_PCI_INTX) | 0x18 << 8 | 0, "pci-intx"); }
+/* Domain 0, bus 0, device 3 function 0 (devfn 0x18 in bits 15:8), INTA. Xen takes it; xenkvm, with no PCI
+ * bus to raise the line on, refuses it and keeps the callback it had (here the GSI one). */
+static void callback_intx_case(void)
+{
+	uint64_t before = ~0ull, after = ~0ull;
+	XEN_EXPECT_RC(xen_hvm_get_param(HVM_PARAM_CALLBACK_IRQ, &before), 0, "get CALLBACK_IRQ");
+	XEN_EXPECT_RC(xen_hvm_set_param(HVM_PARAM_CALLBACK_IRQ, CB_TYPE(HVM_PARAM_CALLBACK_TYPE_PCI_INTX) | 0x18 << 8),
+		      -XEN_EINVAL, "set CALLBACK_IRQ pci-intx");
+	XEN_EXPECT_RC(xen_hvm_get_param(HVM_PARAM_CALLBACK_IRQ, &after), 0, "get CALLBACK_IRQ");
+	KIT_CHECK(after == before, "CALLBACK_IRQ changed from 0x%llx to 0x%llx by a refused set", U64(before), U64(after));
+}
 static void callback_off_case(void) { set_get(0, "off"); }
 
 static void xs_params_case(void)

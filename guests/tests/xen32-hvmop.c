@@ -22,16 +22,27 @@ static long param_op(unsigned int op, domid_t dom, uint32_t index, uint64_t *val
 	return rc;
 }
 
+/* Vector, GSI 11 and off are taken; PCI INTx (00:03.0 INTA) is refused by
+ * xenkvm, which has no PCI bus, and leaves the GSI callback in place. */
 static void callback_case(void)
 {
-	static const uint64_t values[] = { CB_VECTOR, 11, (uint64_t)HVM_PARAM_CALLBACK_TYPE_PCI_INTX << 56 | 0x1800, 0 };
-	for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
-		long rc = xen_hvm_set_param(HVM_PARAM_CALLBACK_IRQ, values[i]);
-		KIT_CHECK(rc == 0, "set CALLBACK_IRQ 0x%llx = %ld %s", U64(values[i]), rc, xen_errname(rc));
+	static const struct {
+		uint64_t value;
+		long rc;
+		uint64_t after;
+	} steps[] = {
+		{ CB_VECTOR, 0, CB_VECTOR },
+		{ 11, 0, 11 },
+		{ (uint64_t)HVM_PARAM_CALLBACK_TYPE_PCI_INTX << 56 | 0x1800, -XEN_EINVAL, 11 },
+		{ 0, 0, 0 },
+	};
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		XEN_EXPECT_RC(xen_hvm_set_param(HVM_PARAM_CALLBACK_IRQ, steps[i].value), steps[i].rc, "set CALLBACK_IRQ 0x%llx",
+			      U64(steps[i].value));
 		uint64_t got = ~0ull;
-		rc = xen_hvm_get_param(HVM_PARAM_CALLBACK_IRQ, &got);
-		KIT_CHECK(rc == 0 && got == values[i], "CALLBACK_IRQ: set 0x%llx, read 0x%llx (rc %ld)", U64(values[i]),
-			  U64(got), rc);
+		long rc = xen_hvm_get_param(HVM_PARAM_CALLBACK_IRQ, &got);
+		KIT_CHECK(rc == 0 && got == steps[i].after, "CALLBACK_IRQ after setting 0x%llx: 0x%llx (rc %ld), expected 0x%llx",
+			  U64(steps[i].value), U64(got), rc, U64(steps[i].after));
 	}
 }
 

@@ -94,6 +94,7 @@ export class XenAccelerator {
       isPending: (port) => this.events.isPending(port),
       timers,
       systemTime,
+      softReset: forwardCall(HYPERCALL.sched_op),
     });
     const evtchn = { domid: config.domid, state, ports, events: this.events };
     const forwardEvtchn = forwardCall(HYPERCALL.event_channel_op);

@@ -1,8 +1,9 @@
 // Xen state of the domain that every thread reads: the shared_info layout in
 // force, VM assists, HVM parameters, and per-vCPU upcall vectors, vcpu_info
 // placement and runstate. It lives in one SharedArrayBuffer; each field has
-// one writer (the main thread for domain-wide fields, a vCPU's own thread for
-// its per-vCPU fields), and readers use Atomics.
+// one writer at a time (the main thread for domain-wide fields, a vCPU's own
+// thread for its per-vCPU fields, or the main thread with every vCPU held), and
+// readers use Atomics.
 import { HVM_NR_PARAMS } from './abi/hvm.js';
 import type { Abi } from './abi/layout.js';
 
@@ -131,8 +132,9 @@ export class DomainState {
     const gpa = this.vcpuInfoGpa[vcpu];
     return gpa >= 0 ? gpa : undefined;
   }
-  setVcpuInfoAddress(vcpu: number, gpa: number): void {
-    this.vcpuInfoGpa[vcpu] = gpa;
+  /** Undefined puts it back in shared_info (or nowhere, for vCPUs beyond shared_info's 32). */
+  setVcpuInfoAddress(vcpu: number, gpa: number | undefined): void {
+    this.vcpuInfoGpa[vcpu] = gpa ?? -1;
   }
 
   /** Whether Xen would call the vCPU up (VCPUOP_is_up): started, and not brought down. */
@@ -175,7 +177,11 @@ export class DomainState {
     return { abi, context: this.contexts.slice(vcpu * CONTEXT_BYTES, (vcpu + 1) * CONTEXT_BYTES) };
   }
 
-  /** Registered only by the vCPU threads, one registration at a time per area (the last one wins, as in Xen). */
+  /**
+   * Registered by the vCPU threads, one registration at a time per area (the
+   * last one wins, as in Xen); a soft reset clears them on the main thread
+   * while every vCPU is held.
+   */
   area(vcpu: number, kind: AreaKind): AreaRegistration | undefined {
     const base = (vcpu * AREA_KINDS + kind) * AREA_WORDS;
     const layout = this.areas[base];

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { capturedLogger } from '../common/captured-logger.js';
+import { RateLimitedLog } from '../common/log.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import type { GuestVirtual } from '../memory/guest-virtual.js';
 import { MemoryMap } from '../memory/memory-map.js';
@@ -32,12 +33,13 @@ function setup(t: { after(fn: () => void): void }) {
   writeWallclock(sharedInfo, 'native', BOOT_WALL);
   let now = 123_456_789n;
   const routeChanges: number[] = [];
+  const { logger, errors, warns } = capturedLogger();
   const domain: HvmOpDomain = {
     domid: 1, memoryMap, state, sharedInfo, bootWallNs: BOOT_WALL, e820: [], ramPages: 512,
     systemTime: () => now,
     upcallRouteChanged: (v) => routeChanges.push(v),
+    guestLog: new RateLimitedLog(logger),
   };
-  const { logger, errors } = capturedLogger();
   const dispatcher = new HypercallDispatcher(logger);
   registerMemoryOp(dispatcher, domain);
   registerHvmOp(dispatcher, domain);
@@ -60,7 +62,7 @@ function setup(t: { after(fn: () => void): void }) {
     const rc = call(abi, HVMOP.get_param);
     return { rc, value: guest.view().getBigUint64(8, true) };
   };
-  return { mem, memoryMap, state, sharedInfo, domain, guest, call, set, get, errors, routeChanges, setNow: (v: bigint) => (now = v) };
+  return { mem, memoryMap, state, sharedInfo, domain, guest, call, set, get, errors, warns, routeChanges, setNow: (v: bigint) => (now = v) };
 }
 
 test('a new callback or upcall vector re-examines the pending upcalls of the vCPUs it routes', (t) => {
@@ -191,6 +193,32 @@ test('set_param CALLBACK_IRQ from a 32-bit caller latches the compat shared_info
   assert.equal(state.sharedInfoAbi, 'compat');
   assert.equal(set('native', HVM_PARAM.CALLBACK_IRQ, 0n), 0n);
   assert.equal(state.sharedInfoAbi, 'native');
+});
+
+test('set_param CALLBACK_IRQ: the PCI INTx type is -EINVAL, leaves the callback as it was, and is logged at a limited rate', (t) => {
+  const { set, get, state, routeChanges, warns } = setup(t);
+  const vector = (2n << 56n) | 0xf3n;
+  assert.equal(set('native', HVM_PARAM.CALLBACK_IRQ, vector), 0n);
+  routeChanges.length = 0;
+  // 00:03.0 INTA, then another device, bus, pin and PCI domain, from either ABI.
+  for (const intx of [(1n << 56n) | 0x1800n, (1n << 56n) | (7n << 32n) | 0x02_21_03n]) {
+    for (const abi of ABIS) {
+      assert.equal(set(abi, HVM_PARAM.CALLBACK_IRQ, intx), -22n, `0x${intx.toString(16)} (${abi})`);
+      assert.equal(state.param(HVM_PARAM.CALLBACK_IRQ), vector);
+      assert.equal(get(abi, HVM_PARAM.CALLBACK_IRQ).value, vector);
+    }
+  }
+  assert.deepEqual(routeChanges, [], 'no upcall re-examined for a refused callback');
+  assert.equal(state.sharedInfoAbi, 'native', 'a refused callback latches no layout');
+  assert.equal(warns().length, 4);
+  assert.match(warns()[0].msg, /PCI INTx.*-EINVAL/);
+  for (let i = 0; i < 100; i++) set('native', HVM_PARAM.CALLBACK_IRQ, (1n << 56n) | 0x1800n);
+  assert.equal(warns().length, 10, 'a guest repeating it cannot flood the log');
+  // The other types are still taken.
+  for (const value of [11n, (2n << 56n) | 0x40n, 0n]) {
+    assert.equal(set('native', HVM_PARAM.CALLBACK_IRQ, value), 0n);
+    assert.equal(state.param(HVM_PARAM.CALLBACK_IRQ), value);
+  }
 });
 
 /** xen_hvm_evtchn_upcall_vector: vcpu (u32) at 0, vector (u8) at 4. */

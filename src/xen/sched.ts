@@ -1,6 +1,7 @@
 // sched_op, served on the calling vCPU's thread: yield, and shutdown as the
 // toolstack sees it (power-off, reboot, crash; a watchdog expiring is a
-// crash; suspend ends the run, there being no save yet). The code set by
+// crash; suspend ends the run, there being no save yet; a soft reset is
+// forwarded to the main thread and the guest runs on). The code set by
 // SCHEDOP_shutdown_code, if any, overrides the reason, as in Xen.
 import { XEN_ERRNO } from './abi/errno.js';
 import { HYPERCALL } from './abi/hypercalls.js';
@@ -29,6 +30,8 @@ export interface SchedDomain {
   isPending(port: number): boolean;
   timers: TimerState;
   systemTime(): bigint;
+  /** Has the main thread soft-reset the domain (soft-reset.ts); returns the value for the caller's RAX. */
+  softReset(ctx: HypercallContext, args: readonly bigint[]): number | bigint;
 }
 
 /** At most this many ports in one SCHEDOP_poll. */
@@ -49,13 +52,14 @@ function reasonOf(ctx: HypercallContext, arg: bigint): number {
 }
 
 export function registerSchedOp(dispatcher: HypercallDispatcher, d: SchedDomain): void {
-  dispatcher.register(HYPERCALL.sched_op, (ctx, [cmd, arg]) => {
+  dispatcher.register(HYPERCALL.sched_op, (ctx, args) => {
+    const [cmd, arg] = args;
     switch (Number(cmd & 0xffffffffn)) {
       case SCHEDOP.yield:
         return 0;
       case SCHEDOP.shutdown: {
         const reason = d.shutdownCode() ?? reasonOf(ctx, arg);
-        if (reason === SHUTDOWN.soft_reset) throw new XenError(XEN_ERRNO.ENOSYS);
+        if (reason === SHUTDOWN.soft_reset) return d.softReset(ctx, args);
         // A reason the toolstack does not know ends the domain as a crash would.
         const kind = REASONS[reason] ?? 'crash';
         d.shutdown(kind, `guest vCPU ${ctx.vcpu} shut the domain down (SCHEDOP_shutdown, reason ${reason}: ${kind})`);

@@ -1,8 +1,10 @@
 // The Xen half on the main thread: state the whole domain shares (the
-// shared_info overlay, HVM parameters) and the hypercalls that change it,
-// forwarded from the vCPU threads. The caller holds every vCPU paused while
-// one of these runs, so memslot changes never race a running vCPU.
+// shared_info overlay, HVM parameters, event-channel bindings) and the
+// hypercalls that change it, soft reset included, forwarded from the vCPU
+// threads. The caller holds every vCPU paused while one of these runs, so
+// memslot changes never race a running vCPU.
 import type { Logger } from 'pino';
+import { RateLimitedLog } from '../common/log.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { GuestVirtual } from '../memory/guest-virtual.js';
 import type { MemoryMap } from '../memory/memory-map.js';
@@ -21,6 +23,7 @@ import { evtchnControlOp, evtchnFastOp, portLimit, registerEventChannelOp } from
 import type { PortTable } from './evtchn/ports.js';
 import { makeEventDelivery, makeUpcall, type UpcallHost } from './evtchn/upcall.js';
 import { registerMemoryOp } from './memory.js';
+import { registerSoftReset } from './soft-reset.js';
 import { bytesArea, SHARED_INFO_PAGE, VCPU_INFO_TIME_OFFSET, writeVcpuTime, writeWallclock } from './shared-info.js';
 import { systemTimeClock } from './time.js';
 
@@ -64,6 +67,7 @@ export class XenVmm {
       e820,
       ramPages: memory.regions.reduce((n, r) => n + r.size / 4096, 0),
       systemTime: systemTimeClock(config.bootMonotonicNs),
+      guestLog: new RateLimitedLog(logger),
     };
     registerMemoryOp(this.dispatcher, domain);
     registerHvmOp(this.dispatcher, domain);
@@ -71,6 +75,7 @@ export class XenVmm {
     this.backends = new BackendPorts(ports, events, () => portLimit(ports, state));
     const evtchn = { domid: config.domid, state, ports, events, backends: this.backends, fastPath: config.evtchnFastPath };
     registerEventChannelOp(this.dispatcher, (ctx, op, arg) => evtchnFastOp(ctx, evtchn, op, arg) ?? evtchnControlOp(ctx, evtchn, op, arg));
+    registerSoftReset(this.dispatcher, { state, memory, memoryMap, evtchn }, logger);
   }
 
   /** Serves a forwarded hypercall; the CPL was checked on the vCPU thread. */

@@ -4,6 +4,8 @@ import { EVTCHNOP, EVTCHNSTAT, VIRQ } from '../abi/event-channel.js';
 import { XEN_ERRNO } from '../abi/errno.js';
 import { DOMID } from '../abi/xen.js';
 import { evtchnTestDomain } from './fake-domain.js';
+import { resetPorts } from './ops.js';
+import { PortState } from './ports.js';
 
 const setup = evtchnTestDomain;
 
@@ -58,6 +60,26 @@ test('status, bind_vcpu, close and reset follow Xen', (t) => {
   assert.equal(s.op(EVTCHNOP.status, DOMID.SELF, 0).word(2), EVTCHNSTAT.closed);
   assert.equal(s.op(EVTCHNOP.reset, DOMID.SELF).rc, 0);
   for (const p of [a, ipi]) assert.equal(s.op(EVTCHNOP.status, DOMID.SELF, p).word(2), EVTCHNSTAT.closed);
+});
+
+test('resetPorts closes every kind of port, clears their events and frees their VIRQs', (t) => {
+  const s = setup(t);
+  const a = s.op(EVTCHNOP.alloc_unbound, SELF).word(1);
+  const b = s.op(EVTCHNOP.bind_interdomain, DOMID.SELF, a).word(2);
+  const ipi = s.op(EVTCHNOP.bind_ipi, 1).word(1);
+  const timer = s.op(EVTCHNOP.bind_virq, VIRQ.TIMER, 0).word(2);
+  const spare = s.op(EVTCHNOP.alloc_unbound, SELF).word(1);
+  s.setMask(ipi, true);
+  assert.equal(s.op(EVTCHNOP.send, ipi).rc, 0);
+  assert.deepEqual([s.pending(b), s.pending(ipi)], [1, 1]);
+  resetPorts(s.d);
+  for (const p of [a, b, ipi, timer, spare]) {
+    assert.equal(s.op(EVTCHNOP.status, DOMID.SELF, p).word(2), EVTCHNSTAT.closed, `port ${p}`);
+    assert.equal(s.pending(p), 0, `port ${p} pending`);
+  }
+  assert.equal(s.d.ports.get(0).state, PortState.Reserved);
+  assert.equal(s.op(EVTCHNOP.bind_virq, VIRQ.TIMER, 0).rc, 0, 'VIRQ_TIMER binds again');
+  assert.equal(s.op(EVTCHNOP.bind_ipi, 0).word(1), 2, 'ports are handed out from the lowest again');
 });
 
 test('binding errors are Xen errno values', (t) => {

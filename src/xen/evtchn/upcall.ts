@@ -37,7 +37,7 @@ export function makeUpcall(state: DomainState, host: UpcallHost): (vcpu: number)
       if (state.claimCallbackGsi(callback.gsi)) host.setGsi(callback.gsi, true);
       host.kick(0);
     }
-    // A PCI INTx callback needs a PCI bus, which xenkvm does not have: the guest sees events only when it polls.
+    // A PCI INTx callback never gets here: HVMOP_set_param refuses it, xenkvm having no PCI bus.
   };
 }
 
