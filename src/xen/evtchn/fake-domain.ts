@@ -1,7 +1,7 @@
 // For the event-channel unit tests: a domain of two vCPUs over real guest
 // memory (1 MiB of RAM and the shared_info overlay), serving event_channel_op
 // through the dispatcher as a guest's hypercalls would reach it.
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import type { Abi } from '../abi/layout.js';
 import { sharedInfoLayout, vcpuInfo } from '../abi/shared-info.js';
@@ -16,7 +16,7 @@ import { PortTable } from './ports.js';
 
 const ARG = 0x1000n;
 
-export function evtchnTestDomain(t: { after(fn: () => void): void }, abi: Abi = 'native', options: { portCount?: number; fastPath?: boolean } = {}) {
+export function evtchnTestDomain(t: { after(fn: () => void): void }, abi: Abi = 'native', options: { portCount?: number; fastPath?: boolean; logger?: Logger } = {}) {
   const memory = GuestMemory.create([{ gpa: 0, size: 1 << 20 }], 2);
   t.after(() => memory.dispose());
   const state = DomainState.create(2);
@@ -26,7 +26,7 @@ export function evtchnTestDomain(t: { after(fn: () => void): void }, abi: Abi = 
   const events = new EventDelivery(memory, state, ports, (v) => upcalls.push(v));
   const backends = new BackendPorts(ports, events, () => portLimit(ports, state));
   const d = { domid: 1, state, ports, events, backends, fastPath: options.fastPath ?? true };
-  const dispatcher = new HypercallDispatcher(pino({ level: 'silent' }));
+  const dispatcher = new HypercallDispatcher(options.logger ?? pino({ level: 'silent' }));
   registerEventChannelOp(dispatcher, (ctx, op, arg) => evtchnFastOp(ctx, d, op, arg) ?? evtchnControlOp(ctx, d, op, arg));
   const guest = new FakeGuest(ARG, 64);
   const ctx = { vcpu: 0, abi, guest: guest as never };

@@ -5,7 +5,8 @@ import { XEN_ERRNO } from '../abi/errno.js';
 import type { Abi } from '../abi/layout.js';
 import { DOMID } from '../abi/xen.js';
 import { evtchnTestDomain } from './fake-domain.js';
-import { PortFlag } from './ports.js';
+import { PortFlag, PortState } from './ports.js';
+import { capturedLogger } from '../../common/captured-logger.js';
 
 const PAGE = 4096;
 const CONTROL_GFN = 0x10;
@@ -270,5 +271,44 @@ test('property: random sends, masks, priority and vCPU moves under FIFO lose and
   for (const p of ports) {
     assert.equal(owed.get(p) ?? false, false, `port ${p}: an event was lost`);
     assert.equal(handled.get(p) ?? 0, sent.get(p) ?? 0, `port ${p}`);
+  }
+});
+
+test('fuzz: any sequence of event_channel_op calls with any arguments leaves a consistent table and no error inside xenkvm', (t) => {
+  const log = capturedLogger();
+  const s = evtchnTestDomain(t, 'native', { logger: log.logger, portCount: 2048 });
+  let seed = 99;
+  // xorshift32: the low bits of an LCG repeat too soon to mix ops and arguments.
+  const rand = (n: number) => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  // Mostly small values, sometimes anything: ports, vCPUs, domains, frames and offsets near their edges.
+  const value = () => [rand(2), rand(8), rand(70), DOMID.SELF, 0, 0x10 + rand(0x110), rand(4097) & ~7, rand(4097), 0xffffffff, rand(0x7fffffff)][rand(10)];
+  const succeeded = new Set<number>();
+  let sawFifo = false;
+  for (let step = 0; step < 20000; step++) {
+    // Resets are rare, so bindings pile up and the FIFO ABI, once set up, lasts a while.
+    const op = rand(200) === 0 ? EVTCHNOP.reset : [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14][rand(14)];
+    // alloc_unbound's first word holds two domains; its remote one is often the domain itself or domain 0.
+    const first = op === EVTCHNOP.alloc_unbound ? value() | ([0, DOMID.SELF, value()][rand(3)] << 16) : value();
+    if (s.op(op, first, value(), value(), value(), value()).rc === 0) succeeded.add(op);
+    if (rand(50) === 0) s.d.events.setPending(1 + rand(200), rand(2));
+    sawFifo ||= s.d.ports.fifoActive;
+  }
+  assert.deepEqual(log.errors(), []);
+  assert.ok(sawFifo, 'the fuzz reached the FIFO ABI');
+  assert.deepEqual([...succeeded].sort((a, b) => a - b), [0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13], 'every op but bind_pirq and 14 succeeded sometimes');
+  const { ports } = s.d;
+  for (let port = 1; port < ports.validLimit; port++) {
+    const p = ports.get(port);
+    assert.ok(p.vcpu === 0 || p.vcpu === 1, `port ${port} on vCPU ${p.vcpu}`);
+    if (p.state === PortState.Interdomain && p.remoteDom === s.d.domid) {
+      const peer = ports.get(p.peer);
+      assert.deepEqual([peer.state, peer.peer], [PortState.Interdomain, port], `port ${port}'s peer ${p.peer} points back`);
+    }
+    if (p.state === PortState.Virq) assert.equal(ports.virqPort(p.peer, p.vcpu), port);
   }
 });
