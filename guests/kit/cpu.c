@@ -237,6 +237,15 @@ void kit_ap_serve(void)
 	}
 }
 
+void kit_ap_serve_interruptible(int cpu)
+{
+	if (cpu != 1)
+		return;
+	kit_lapic_enable();
+	sti();
+	kit_ap_serve();
+}
+
 bool kit_ap_serving(uint32_t ms)
 {
 	return kit_wait_flag(&ap_serving, ms);

@@ -98,6 +98,9 @@ extern volatile uint32_t kit_cpu_apic[KIT_MAX_CPUS]; /* by cpu index, set by kit
  * every later kit_ap_start fails at once instead of waiting again. */
 typedef long (*kit_ap_call_fn)(long arg);
 void kit_ap_serve(void);
+/* An AP entry for kit_smp_start: vCPU 1 enables its LAPIC and interrupts and
+ * serves the mailbox; any other AP returns (and halts). */
+void kit_ap_serve_interruptible(int cpu);
 bool kit_ap_serving(uint32_t ms); /* waits up to ms for an AP to call kit_ap_serve */
 bool kit_ap_start(kit_ap_call_fn fn, long arg);
 bool kit_ap_wait(uint32_t ms, long *ret); /* ret may be NULL */

@@ -101,16 +101,6 @@ static bool pending_now(evtchn_port_t p)
 	}
 }
 
-/* ---- the AP: runs functions the BSP hands it, with IF=1 ---- */
-static void ap_main(int cpu)
-{
-	if (cpu != 1)
-		return;
-	kit_lapic_enable();
-	sti();
-	kit_ap_serve();
-}
-
 static long set_own_vector(long cpu)
 {
 	return xen_set_upcall_vector((uint32_t)cpu, UPCALL_VECTOR);
@@ -211,7 +201,7 @@ static void setup_case(void)
 	kit_printf("KIT-XEN frames A=0x%lx B=0x%lx C=0x%lx vcpu_info=0x%lx+0x%x\n",
 		   (unsigned long)((uintptr_t)frame_a >> 12), (unsigned long)((uintptr_t)frame_b >> 12),
 		   (unsigned long)((uintptr_t)frame_c >> 12), (unsigned long)((uintptr_t)frame_v >> 12), VCPU_INFO_OFF);
-	online = kit_smp_start(ap_main);
+	online = kit_smp_start(kit_ap_serve_interruptible);
 	KIT_CHECK(online >= 2, "only %d vCPU(s) online: run with --vcpus 2", online);
 	KIT_CHECK(kit_ap_serving(3000), "vCPU 1 did not get ready");
 	rc = set_own_vector(0);

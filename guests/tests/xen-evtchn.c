@@ -172,16 +172,6 @@ static long close_port(evtchn_port_t p)
 	return rc;
 }
 
-/* ---- the AP: runs functions the BSP hands it, with IF=1 ---- */
-static void ap_main(int cpu)
-{
-	if (cpu != 1)
-		return;
-	kit_lapic_enable();
-	sti();
-	kit_ap_serve();
-}
-
 static long ap_send(long port) { return xen_evtchn_send((evtchn_port_t)port); }
 
 static long ap_set_upcall_vector(long vector)
@@ -229,7 +219,7 @@ static void shinfo_case(void)
 
 static void start_case(void)
 {
-	online = kit_smp_start(ap_main);
+	online = kit_smp_start(kit_ap_serve_interruptible);
 	KIT_CHECK(online >= 2, "only %d vCPU(s) online: run with --vcpus 2", online);
 	KIT_CHECK(kit_ap_serving(3000), "vCPU 1 did not get ready");
 }

@@ -99,16 +99,6 @@ static long unmask(evtchn_port_t p)
 	return (events[p] & W_PENDING) ? xen_evtchn_unmask(p) : 0;
 }
 
-/* ---- the AP ---- */
-static void ap_main(int cpu)
-{
-	if (cpu != 1)
-		return;
-	kit_lapic_enable();
-	sti();
-	kit_ap_serve();
-}
-
 static long set_own_vector(long cpu) { return xen_set_upcall_vector((uint32_t)cpu, UPCALL_VECTOR); }
 
 /* ---- cases ---- */
@@ -116,7 +106,7 @@ static void setup_case(void)
 {
 	KIT_CHECK(xen_map_shared_info(shinfo_page) == 0, "map shared_info");
 	sh = (volatile struct shared_info *)shinfo_page;
-	KIT_CHECK(kit_smp_start(ap_main) >= NCPU, "need 2 vCPUs");
+	KIT_CHECK(kit_smp_start(kit_ap_serve_interruptible) >= NCPU, "need 2 vCPUs");
 	KIT_CHECK(kit_ap_serving(3000), "vCPU 1 did not get ready");
 	long rc = 0;
 	XEN_EXPECT_RC(set_own_vector(0), 0, "upcall vector of vCPU 0");
