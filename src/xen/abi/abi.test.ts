@@ -44,7 +44,7 @@ for (const [name, v] of Object.entries(abi)) {
 
 test('every export is a struct pair, a constant, or one of the known helpers', () => {
   assert.deepEqual(others.sort(), [
-    'ABIS', 'XEN_CPUID_SIGNATURE', 'XEN_ERRNO_INTERNAL', 'both', 'decodeCallbackIrq', 'encodeCallbackIrq',
+    'ABIS', 'XEN_CPUID_SIGNATURE', 'XEN_ERRNO_INTERNAL', 'XSD_ERRORS', 'both', 'decodeCallbackIrq', 'encodeCallbackIrq',
     'handle', 'hypercallName', 'nameOf', 'pfn', 'sharedInfoLayout', 'ulong', 'xenError', 'xenmemfGetAddressBits',
     'xenmemfGetNode', 'xstruct',
   ]);
@@ -181,6 +181,15 @@ const pinned: Record<string, PerAbi<string>> = {
   },
   xenPlatformParameters: { native: '8/8: virt_start@0', compat: '4/4: virt_start@0' },
   xenRemoveFromPhysmap: { native: '16/8: domid@0 gpfn@8', compat: '8/4: domid@0 gpfn@4' },
+  xenconsInterface: {
+    native: '3088/4: in@0 out@1024 in_cons@3072 in_prod@3076 out_cons@3080 out_prod@3084',
+    compat: '3088/4: in@0 out@1024 in_cons@3072 in_prod@3076 out_cons@3080 out_prod@3084',
+  },
+  xenstoreDomainInterface: {
+    native: '2076/4: req@0 rsp@1024 req_cons@2048 req_prod@2052 rsp_cons@2056 rsp_prod@2060 server_features@2064 connection@2068 error@2072',
+    compat: '2076/4: req@0 rsp@1024 req_cons@2048 req_prod@2052 rsp_cons@2056 rsp_prod@2060 server_features@2064 connection@2068 error@2072',
+  },
+  xsdSockmsg: { native: '16/4: type@0 req_id@4 tx_id@8 len@12', compat: '16/4: type@0 req_id@4 tx_id@8 len@12' },
 };
 
 function describe(def: AnyDef): string {
@@ -297,6 +306,11 @@ const prefix: Record<string, string> = {
   GNTCOPY: 'GNTCOPY_',
   GNTTAB_CACHE: 'GNTTAB_CACHE_',
   GNTST: 'GNTST_',
+  XS: 'XS_',
+  XS_WATCH: 'XS_WATCH_',
+  XENSTORE_SERVER_FEATURE: 'XENSTORE_SERVER_FEATURE_',
+  XENSTORE_CONNECTION: 'XENSTORE_',
+  XENSTORE_ERROR: 'XENSTORE_ERROR_',
 };
 
 /** Constants whose C spelling is an expression rather than their own name. */
@@ -413,7 +427,7 @@ function checks(): Check[] {
 
 const HEADERS = [
   'xen.h', 'version.h', 'features.h', 'memory.h', 'vcpu.h', 'sched.h', 'event_channel.h', 'grant_table.h',
-  'hvm/hvm_op.h', 'hvm/params.h', 'hvm/hvm_vcpu.h', 'arch-x86/cpuid.h', 'arch-x86/xen-mca.h',
+  'hvm/hvm_op.h', 'hvm/params.h', 'hvm/hvm_vcpu.h', 'arch-x86/cpuid.h', 'arch-x86/xen-mca.h', 'io/xs_wire.h', 'io/console.h',
 ];
 
 function cSource(list: Check[], a: Abi): string {

@@ -14,3 +14,5 @@ export * from './shared-info.js';
 export * from './sched.js';
 export * from './event-channel.js';
 export * from './grant-table.js';
+export * from './xenstore.js';
+export * from './console.js';
