@@ -27,9 +27,14 @@ export interface RunResult {
   stderr: string;
 }
 
-export function xenkvm(args: string[], options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; signalAfter?: { text: string; signal: NodeJS.Signals } } = {}): Promise<RunResult> {
+export function xenkvm(
+  args: string[],
+  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; signalAfter?: { text: string; signal: NodeJS.Signals }; input?: Uint8Array } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(launcher, args, { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(launcher, args, { env: options.env ?? process.env, stdio: [options.input ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    // Written and left open: the guest's console input, as a terminal would type it.
+    if (options.input) child.stdin!.write(options.input);
     let stdout = '';
     let stderr = '';
     let signalled = false;
@@ -37,14 +42,14 @@ export function xenkvm(args: string[], options: { timeoutMs?: number; env?: Node
       child.kill('SIGKILL');
       reject(new Error(`xenkvm ${args.join(' ')} did not finish in ${options.timeoutMs ?? 60000} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
     }, options.timeoutMs ?? 60000);
-    child.stdout.on('data', (d) => {
+    child.stdout!.on('data', (d) => {
       stdout += d;
       if (options.signalAfter && !signalled && stdout.includes(options.signalAfter.text)) {
         signalled = true;
         child.kill(options.signalAfter.signal);
       }
     });
-    child.stderr.on('data', (d) => (stderr += d));
+    child.stderr!.on('data', (d) => (stderr += d));
     child.on('error', reject);
     child.on('close', (status) => {
       clearTimeout(timer);
@@ -53,13 +58,16 @@ export function xenkvm(args: string[], options: { timeoutMs?: number; env?: Node
   });
 }
 
-export function runGuest(name: string, opts: { vcpus?: number; cmdline?: string; memory?: number; xenVersion?: string; args?: string[]; timeoutMs?: number } = {}): Promise<RunResult> {
+export function runGuest(
+  name: string,
+  opts: { vcpus?: number; cmdline?: string; memory?: number; xenVersion?: string; args?: string[]; input?: Uint8Array; timeoutMs?: number } = {},
+): Promise<RunResult> {
   const args = ['run', '--kernel', guest(name), '--vcpus', String(opts.vcpus ?? 1)];
   if (opts.xenVersion !== undefined) args.push('--xen-version', opts.xenVersion);
   if (opts.cmdline !== undefined) args.push('--cmdline', opts.cmdline);
   if (opts.memory !== undefined) args.push('--memory', String(opts.memory));
   args.push(...(opts.args ?? []));
-  return xenkvm(args, { timeoutMs: opts.timeoutMs });
+  return xenkvm(args, { timeoutMs: opts.timeoutMs, input: opts.input });
 }
 
 export interface KitReport {

@@ -22,6 +22,8 @@
 #include <xen/vcpu.h>
 #include <xen/hvm/hvm_op.h>
 #include <xen/hvm/params.h>
+#include <xen/io/console.h>
+#include <xen/io/xs_wire.h>
 #include <xen/event_channel.h>
 #include <xen/arch-x86/cpuid.h>
 
@@ -103,6 +105,14 @@ static inline long HYPERVISOR_vm_assist(unsigned int cmd, unsigned int type)
 static inline long HYPERVISOR_event_channel_op(int cmd, void *arg)
 {
 	return xen_hypercall(__HYPERVISOR_event_channel_op, (unsigned long)(unsigned int)cmd, XEN_PTR(arg), 0, 0, 0);
+}
+static inline long HYPERVISOR_sched_op(int cmd, void *arg)
+{
+	return xen_hypercall(__HYPERVISOR_sched_op, (unsigned long)(unsigned int)cmd, XEN_PTR(arg), 0, 0, 0);
+}
+static inline long HYPERVISOR_console_io(int cmd, unsigned int count, void *buffer)
+{
+	return xen_hypercall(__HYPERVISOR_console_io, (unsigned long)(unsigned int)cmd, count, XEN_PTR(buffer), 0, 0);
 }
 
 /* ---- common operations ---- */

@@ -49,11 +49,42 @@ async function run(opts: {
   const onSignal = (signal: string) => machine.stop('stopped', `stopped by ${signal}`);
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  const detach = attachConsole(machine);
   const outcome = await machine.run();
+  detach();
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   if (outcome.reason !== 'poweroff') process.stderr.write(`xenkvm: ${outcome.message} (exit status ${outcome.status})\n`);
   return outcome.status;
+}
+
+/** Ctrl-]: what `xl console` uses to let go of a guest's console; here it stops the guest. */
+const CONSOLE_ESCAPE = 0x1d;
+
+/**
+ * The terminal becomes the guest's console: keystrokes go to the guest raw (Ctrl-C included), and
+ * Ctrl-] stops it. Input from a pipe or file is passed on as it is. Returns the undoing.
+ */
+function attachConsole(machine: Machine): () => void {
+  const stdin = process.stdin;
+  const tty = stdin.isTTY === true;
+  if (tty) {
+    stdin.setRawMode(true);
+    process.stderr.write('xenkvm: the terminal is the guest console; Ctrl-] stops the guest\n');
+  }
+  const onData = (chunk: Buffer) => {
+    const escape = tty ? chunk.indexOf(CONSOLE_ESCAPE) : -1;
+    if (escape >= 0) {
+      machine.consoleIn(chunk.subarray(0, escape));
+      machine.stop('stopped', 'stopped from the console (Ctrl-])');
+    } else machine.consoleIn(chunk);
+  };
+  stdin.on('data', onData);
+  return () => {
+    stdin.off('data', onData);
+    if (tty) stdin.setRawMode(false);
+    stdin.destroy();
+  };
 }
 
 function fail(message: string): number {

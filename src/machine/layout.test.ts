@@ -8,6 +8,8 @@ import {
   BOOT_INFO_SIZE,
   GiB,
   guestMemmap,
+  XENSTORE_GFN,
+  CONSOLE_GFN,
   HIGH_RAM_START,
   IOAPIC_ADDRESS,
   KVM_IDENTITY_MAP_ADDRESS,
@@ -74,8 +76,8 @@ for (const bytes of SIZES) {
       // Every RAM entry is backed by one of the RAM ranges.
       assert.ok(ramRanges(bytes).some((g) => e.addr >= g.gpa && e.addr + e.size <= g.gpa + g.size), `RAM entry 0x${e.addr.toString(16)} is backed`);
     }
-    // The IOAPIC and LAPIC pages, and the ACPI tables, are reported reserved.
-    for (const addr of [IOAPIC_ADDRESS, LAPIC_ADDRESS]) {
+    // The IOAPIC and LAPIC pages, Xen's special pages and the ACPI tables are reported reserved.
+    for (const addr of [IOAPIC_ADDRESS, LAPIC_ADDRESS, XENSTORE_GFN * 0x1000, CONSOLE_GFN * 0x1000]) {
       assert.ok(map.some((e) => e.type === MEMMAP_TYPE_RESERVED && e.addr <= addr && addr + 0x1000 <= e.addr + e.size));
     }
     assert.ok(map.some((e) => e.type === MEMMAP_TYPE_RESERVED && e.addr <= ACPI_BASE && ACPI_BASE + ACPI_SIZE <= e.addr + e.size));
@@ -95,7 +97,8 @@ test('exact layouts', () => {
     { addr: 0x100000, size: 15 * MiB, type: MEMMAP_TYPE_RAM },
     { addr: 0xfec00000, size: 0x1000, type: MEMMAP_TYPE_RESERVED },
     { addr: 0xfee00000, size: 0x1000, type: MEMMAP_TYPE_RESERVED },
+    { addr: 0xfeff8000, size: 0x8000, type: MEMMAP_TYPE_RESERVED },
   ]);
   assert.deepEqual(guestMemmap(8 * GiB).at(-1), { addr: 4 * GiB, size: 5 * GiB, type: MEMMAP_TYPE_RAM });
-  assert.equal(guestMemmap(3 * GiB).length, 5, 'no high entry when all RAM fits below 3 GiB');
+  assert.equal(guestMemmap(3 * GiB).length, 6, 'no high entry when all RAM fits below 3 GiB');
 });

@@ -44,6 +44,18 @@ export const S5_SLEEP_TYPE = 5;
 
 /** Overlay pages available to the Xen layer (shared_info, grant frames, rings). */
 export const OVERLAY_PAGES = 64;
+/** Overlay pages the toolstack places for the guest; page 0 is shared_info (src/xen/shared-info.ts). */
+export const XENSTORE_OVERLAY_PAGE = 1;
+export const CONSOLE_OVERLAY_PAGE = 2;
+
+/**
+ * Xen's special pages for an HVM or PVH domU: eight frames ending at 0xff000000 (libxc's special
+ * region), the XenStore ring fifth and the console ring last, reserved in the memory map.
+ */
+export const SPECIAL_PAGES_GFN = 0xfeff8;
+export const SPECIAL_PAGES = 8;
+export const XENSTORE_GFN = SPECIAL_PAGES_GFN + 4;
+export const CONSOLE_GFN = SPECIAL_PAGES_GFN + 7;
 
 export const MIN_MEMORY_MIB = 16;
 export const MAX_MEMORY_MIB = 64 * 1024;
@@ -73,6 +85,7 @@ export function guestMemmap(bytes: number): MemmapEntry[] {
   map.push({ addr: 0x100000, size: low - 0x100000, type: MEMMAP_TYPE_RAM });
   map.push({ addr: IOAPIC_ADDRESS, size: 0x1000, type: MEMMAP_TYPE_RESERVED });
   map.push({ addr: LAPIC_ADDRESS, size: 0x1000, type: MEMMAP_TYPE_RESERVED });
+  map.push({ addr: SPECIAL_PAGES_GFN * 0x1000, size: SPECIAL_PAGES * 0x1000, type: MEMMAP_TYPE_RESERVED });
   if (bytes > low) map.push({ addr: HIGH_RAM_START, size: bytes - low, type: MEMMAP_TYPE_RAM });
   return map;
 }

@@ -16,6 +16,8 @@ import { DomainState } from '../xen/domain-state.js';
 import { DEFAULT_PORT_COUNT, PortTable } from '../xen/evtchn/ports.js';
 import { EVTCHN_FIFO } from '../xen/abi/event-channel.js';
 import { TimerState } from '../xen/timers.js';
+import { ConsoleInput } from '../backends/console.js';
+import { Toolstack } from './toolstack.js';
 import type { TimerMessage, TimerThreadInit } from './timer-thread.js';
 import { signalFixedMsi, upcallHost } from './msi.js';
 import { monotonicNs, realtimeNs, tscScale } from '../xen/time.js';
@@ -66,6 +68,8 @@ export interface RunOutcome {
   status: number;
   message: string;
 }
+
+const writeStdout = (bytes: Uint8Array) => void process.stdout.write(bytes);
 
 /** How soon a vCPU that could not take the HVM callback vector is kicked to try again. */
 const REKICK_MS = 1;
@@ -160,6 +164,8 @@ export class Machine {
     private readonly vcpus: { control: VcpuControl; init: VcpuThreadInit; channel: VmmChannel }[],
     private readonly xen: XenVmm,
     private readonly timers: { state: TimerState; init: TimerThreadInit },
+    private readonly toolstack: Toolstack,
+    private readonly consoleInput: ConsoleInput,
   ) {}
 
   static create(config: MachineConfig): Machine {
@@ -269,12 +275,14 @@ export class Machine {
         return { control, init, channel: new VmmChannel(init.vmmChannel) };
       });
       const power = { run: (id: number) => vcpus[id].control.order(Command.Run), down: (id: number) => vcpus[id].control.order(Command.Down) };
-      const xenVmm = new XenVmm(xen, memory, memoryMap, domainState, memmap, power, evtchnPorts, upcallHost(vm, controls), log('xen'));
+      const consoleInput = new ConsoleInput();
+      const xenVmm = new XenVmm(xen, memory, memoryMap, domainState, memmap, power, evtchnPorts, upcallHost(vm, controls), consoleInput, log('xen'));
+      const toolstack = new Toolstack(memory, memoryMap, domainState, xenVmm, config.output ?? writeStdout, consoleInput, log('toolstack'));
       const timerInit: TimerThreadInit = {
         memory: memory.handle, domainState: domainState.buffer, ports: evtchnPorts.buffer, timers: timers.buffer,
         controls: controls.map((c) => c.buffer), vmFd: vm.fd, bootMonotonicNs: xen.bootMonotonicNs, logLevel: config.logLevel ?? 'warn',
       };
-      return new Machine(config, resources, vm, memory, memoryMap, vcpus, xenVmm, { state: timers, init: timerInit });
+      return new Machine(config, resources, vm, memory, memoryMap, vcpus, xenVmm, { state: timers, init: timerInit }, toolstack, consoleInput);
     } catch (e) {
       resources.dispose();
       throw e;
@@ -285,6 +293,11 @@ export class Machine {
   run(): Promise<RunOutcome> {
     this.running ??= this.runWorkers();
     return this.running;
+  }
+
+  /** Bytes typed at the guest's console: its PV console ring, or CONSOLEIO_read. */
+  consoleIn(bytes: Uint8Array): void {
+    this.consoleInput.push(bytes);
   }
 
   /** Ends the run from outside (for example on SIGINT). */
@@ -310,7 +323,8 @@ export class Machine {
   }
 
   private async runWorkers(): Promise<RunOutcome> {
-    const output = this.config.output ?? ((bytes: Uint8Array) => process.stdout.write(bytes));
+    const output = this.config.output ?? writeStdout;
+    this.toolstack.start();
     const exited = this.vcpus.map(({ init, channel, control }) => {
       const worker = new Worker(new URL('./vcpu-thread.js', import.meta.url), { workerData: init });
       worker.on('message', (m: VcpuMessage) => {
@@ -331,6 +345,7 @@ export class Machine {
     await Promise.all(exited);
     this.timers.state.stop();
     await timerExited;
+    await this.toolstack.stop();
     this.resources.dispose();
     const { reason, message } = this.outcome ?? { reason: 'vmm-error' as const, message: 'every vCPU thread ended without a reason' };
     this.logger.debug({ reason }, message);

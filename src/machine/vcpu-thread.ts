@@ -134,7 +134,7 @@ function main(init: VcpuThreadInit): void {
       wakeCount: () => control.wakeCount,
       sleep: (count, ms) => control.sleep(count, ms),
       needed: () => control.command !== Command.Run,
-    }, halted, logger, (call: ForwardedHypercall) =>
+    }, halted, logger, platform.consoleOutput, (call: ForwardedHypercall) =>
       channel.call(() => {
         // Outside KVM_RUN while the main thread works: a pause must not wait for this vCPU.
         control.report(VcpuState.Paused);

@@ -12,6 +12,8 @@ import type { XenConfig } from './config.js';
 import { ARGUMENT_REGISTERS, HypercallDispatcher, type HypercallContext } from './hypercall.js';
 import { HYPERCALL_MSR, hypercallPage, hypercallPageTarget } from './hypercall-page.js';
 import { registerVersion } from './version.js';
+import { CONSOLEIO_WRITE_MAX, registerConsoleIo } from './console-io.js';
+import { RateLimitedLog } from '../common/log.js';
 import type { DomainState } from './domain-state.js';
 import { RunstateAccount } from './runstate.js';
 import { systemTimeClock } from './time.js';
@@ -67,6 +69,8 @@ export class XenAccelerator {
     /** Cumulative ns KVM has held this vCPU halted. */
     haltedNs: () => bigint,
     logger: Logger,
+    /** Guest console output (console_io writes), to the same place as the guest's other consoles. */
+    consoleOutput: (bytes: Uint8Array) => void,
     forward: (call: ForwardedHypercall) => bigint,
   ) {
     this.dispatcher = new HypercallDispatcher(logger);
@@ -84,6 +88,13 @@ export class XenAccelerator {
       forward: forwardCall(HYPERCALL.vcpu_op),
     });
     for (const nr of FORWARDED) this.dispatcher.register(nr, forwardCall(nr));
+    const guestLog = new RateLimitedLog(logger);
+    registerConsoleIo(this.dispatcher, {
+      output: {
+        write: consoleOutput,
+        truncated: (count) => guestLog.warn('console_io', { vcpu, count }, `guest console_io write of ${count} bytes cut at ${CONSOLEIO_WRITE_MAX}`),
+      },
+    }, forwardCall(HYPERCALL.console_io));
     registerSchedOp(this.dispatcher, {
       shutdown,
       shutdownCode: () => state.shutdownCode,

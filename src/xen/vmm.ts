@@ -24,6 +24,9 @@ import type { PortTable } from './evtchn/ports.js';
 import { makeEventDelivery, makeUpcall, type UpcallHost } from './evtchn/upcall.js';
 import { registerMemoryOp } from './memory.js';
 import { registerSoftReset } from './soft-reset.js';
+import { registerConsoleIo, type ConsoleIoDomain } from './console-io.js';
+import { XenError } from './errors.js';
+import { XEN_ERRNO } from './abi/errno.js';
 import { bytesArea, SHARED_INFO_PAGE, VCPU_INFO_TIME_OFFSET, writeVcpuTime, writeWallclock } from './shared-info.js';
 import { systemTimeClock } from './time.js';
 
@@ -43,6 +46,8 @@ export class XenVmm {
     power: VcpuPower,
     ports: PortTable,
     upcall: UpcallHost,
+    /** Console input, for CONSOLEIO_read. */
+    consoleInput: NonNullable<ConsoleIoDomain['input']>,
     logger: Logger,
   ) {
     this.dispatcher = new HypercallDispatcher(logger);
@@ -76,6 +81,9 @@ export class XenVmm {
     const evtchn = { domid: config.domid, state, ports, events, backends: this.backends, fastPath: config.evtchnFastPath };
     registerEventChannelOp(this.dispatcher, (ctx, op, arg) => evtchnFastOp(ctx, evtchn, op, arg) ?? evtchnControlOp(ctx, evtchn, op, arg));
     registerSoftReset(this.dispatcher, { state, memory, memoryMap, evtchn }, logger);
+    registerConsoleIo(this.dispatcher, { input: consoleInput }, () => {
+      throw new XenError(XEN_ERRNO.ENOSYS);
+    });
   }
 
   /** Serves a forwarded hypercall; the CPL was checked on the vCPU thread. */

@@ -127,6 +127,16 @@ for (const [action, status, stderr] of shutdowns) {
   });
 }
 
+test('the PV console ring and console_io reach stdout, and stdin reaches the guest', opts, async () => {
+  const input = new Uint8Array([...new Uint8Array(1024).fill(0x69), ...new TextEncoder().encode('CONSOLEIO!')]);
+  const r = await runGuest('xen-console', { input });
+  assertKitPassed(r, ['setup', 'output', 'console-io', 'input']);
+  const lines = r.stdout.split('\n').filter((l) => l.startsWith('KIT-CONSOLE ring line'));
+  assert.deepEqual(lines, Array.from({ length: 120 }, (_, i) => `KIT-CONSOLE ring line ${i + 1} of 120`), 'every line, in order');
+  assert.match(r.stdout, /^KIT-CONSOLE console_io line$/m);
+  assert.equal(r.stderr, '', 'nothing logged');
+});
+
 test('an expired SCHEDOP_watchdog crashes the domain (exit status 6)', opts, async () => {
   const r = await runGuest('xen-sched', { cmdline: 'action=watchdog-timer' });
   assert.equal(r.status, 6, describe(r));
