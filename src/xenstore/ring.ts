@@ -1,0 +1,191 @@
+// The guest's XenStore connection: the XenStore page (requests from the
+// guest, replies and watch events to it, each a byte ring of 1024 with
+// free-running indexes) and its event channel to domain 0. The guest owns
+// req_prod and rsp_cons, the server req_cons and rsp_prod, and keeps its own
+// copies of the indexes it owns. Served on the main thread whenever the
+// guest notifies. The server offers the reconnection and error features: a
+// guest asks for a fresh connection by setting `connection` to RECONNECT,
+// and a ring the guest broke (an index beyond the ring, a message over the
+// payload limit) is marked in `error` and left alone until then.
+import type { RateLimitedLog } from '../common/log.js';
+import {
+  XENSTORE_CONNECTION, XENSTORE_ERROR, XENSTORE_RING_SIZE, XENSTORE_SERVER_FEATURE, XS, xenstoreDomainInterface,
+} from '../xen/abi/xenstore.js';
+import type { BackendChannel } from '../xen/evtchn/backend.js';
+import { encodeMessage, MessageFramer, XsProtocolError, type XsMessage } from './wire.js';
+
+const LAYOUT = xenstoreDomainInterface.native;
+type IndexName = 'req_cons' | 'req_prod' | 'rsp_cons' | 'rsp_prod' | 'server_features' | 'connection' | 'error';
+
+/** What a transport needs of the store. */
+export interface StoreService<C> {
+  connect(domid: number, send: (m: XsMessage) => void): C;
+  disconnect(conn: C): void;
+  handle(conn: C, m: XsMessage): void;
+}
+
+/**
+ * xenstored's quota of outstanding requests per domain: replies and watch events queued for a guest
+ * that is not reading its ring. At the limit the server reads no more requests, and drops watch
+ * events (xenstored does the same) with a rate-limited log line.
+ */
+export const OUTSTANDING_MAX = 20;
+
+export class XenStoreRing<C> {
+  private readonly words: Uint32Array;
+  private conn: C;
+  private framer = new MessageFramer();
+  private reqCons = 0;
+  private rspProd = 0;
+  /** Whole messages waiting for room in the response ring, the first possibly part-written. */
+  private output: Uint8Array[] = [];
+  private outputOffset = 0;
+  private stopped = false;
+  private servicing = false;
+
+  constructor(
+    private readonly page: Uint8Array,
+    private readonly channel: BackendChannel,
+    private readonly store: StoreService<C>,
+    private readonly domid: number,
+    private readonly guestLog: RateLimitedLog,
+  ) {
+    this.words = new Uint32Array(page.buffer, page.byteOffset, page.length / 4);
+    this.conn = store.connect(domid, (m) => this.queue(m));
+    this.reset();
+    this.set('server_features', XENSTORE_SERVER_FEATURE.RECONNECTION | XENSTORE_SERVER_FEATURE.ERROR);
+  }
+
+  private get(name: IndexName): number {
+    return Atomics.load(this.words, LAYOUT.offsets[name] / 4);
+  }
+
+  private set(name: IndexName, value: number): void {
+    Atomics.store(this.words, LAYOUT.offsets[name] / 4, value >>> 0);
+  }
+
+  /** Indexes at zero, nothing buffered, connected: a new session on the same page. */
+  private reset(): void {
+    this.framer = new MessageFramer();
+    this.output = [];
+    this.outputOffset = 0;
+    this.reqCons = 0;
+    this.rspProd = 0;
+    for (const name of ['req_cons', 'req_prod', 'rsp_cons', 'rsp_prod', 'error'] as const) this.set(name, 0);
+    this.set('connection', XENSTORE_CONNECTION.CONNECTED);
+  }
+
+  private queue(m: XsMessage): void {
+    if (m.type === XS.WATCH_EVENT && this.output.length >= OUTSTANDING_MAX) {
+      this.guestLog.warn('xenstore-events', { domid: this.domid }, 'guest does not read its XenStore ring; watch event dropped');
+      return;
+    }
+    this.output.push(encodeMessage(m));
+    // A watch event from a change made elsewhere (the socket, the VMM): the serving loop sends it.
+    if (!this.servicing) this.channel.notifier.notify();
+  }
+
+  private fail(error: number, why: string): void {
+    this.guestLog.warn('xenstore-ring', { domid: this.domid, why }, 'guest broke its XenStore ring; it stays stopped until the guest reconnects');
+    this.set('error', error);
+  }
+
+  /** Takes the guest's requests off the ring (while few replies wait) and serves them; bytes taken. */
+  private readRequests(): number {
+    const prod = this.get('req_prod');
+    const avail = (prod - this.reqCons) >>> 0;
+    if (avail > XENSTORE_RING_SIZE) {
+      this.fail(XENSTORE_ERROR.RINGIDX, `req_prod ${prod} is more than a ring past req_cons ${this.reqCons}`);
+      return 0;
+    }
+    let taken = 0;
+    while (taken < avail && this.output.length < OUTSTANDING_MAX) {
+      const at = (this.reqCons + taken) % XENSTORE_RING_SIZE;
+      const n = Math.min(avail - taken, XENSTORE_RING_SIZE - at);
+      const bytes = this.page.slice(LAYOUT.offsets.req + at, LAYOUT.offsets.req + at + n);
+      taken += n;
+      let messages: XsMessage[];
+      try {
+        messages = this.framer.push(bytes);
+      } catch (e) {
+        if (!(e instanceof XsProtocolError)) throw e;
+        this.fail(XENSTORE_ERROR.PROTO, e.message);
+        break;
+      }
+      for (const m of messages) this.store.handle(this.conn, m);
+    }
+    this.reqCons = (this.reqCons + taken) >>> 0;
+    this.set('req_cons', this.reqCons);
+    return taken;
+  }
+
+  /** Copies queued replies and events into the response ring as far as the guest left room; bytes given. */
+  private writeResponses(): number {
+    const cons = this.get('rsp_cons');
+    const used = (this.rspProd - cons) >>> 0;
+    if (used > XENSTORE_RING_SIZE) {
+      this.fail(XENSTORE_ERROR.RINGIDX, `rsp_cons ${cons} is past rsp_prod ${this.rspProd}`);
+      return 0;
+    }
+    let room = XENSTORE_RING_SIZE - used;
+    let given = 0;
+    while (room > 0 && this.output.length > 0) {
+      const msg = this.output[0];
+      const n = Math.min(room, msg.length - this.outputOffset);
+      for (let i = 0; i < n; i++) this.page[LAYOUT.offsets.rsp + ((this.rspProd + given + i) % XENSTORE_RING_SIZE)] = msg[this.outputOffset + i];
+      given += n;
+      room -= n;
+      this.outputOffset += n;
+      if (this.outputOffset === msg.length) {
+        this.output.shift();
+        this.outputOffset = 0;
+      }
+    }
+    this.rspProd = (this.rspProd + given) >>> 0;
+    // The bytes are in place before the index says so: Atomics.store is sequentially consistent.
+    this.set('rsp_prod', this.rspProd);
+    return given;
+  }
+
+  /** One pass: a reconnection asked for, requests in, replies out, the guest told if anything moved. */
+  service(): void {
+    this.servicing = true;
+    try {
+      this.serviceOnce();
+    } finally {
+      this.servicing = false;
+    }
+  }
+
+  private serviceOnce(): void {
+    if (this.get('connection') === XENSTORE_CONNECTION.RECONNECT) {
+      this.store.disconnect(this.conn);
+      this.conn = this.store.connect(this.domid, (m) => this.queue(m));
+      this.reset();
+      this.channel.notifyGuest();
+      return;
+    }
+    if (this.get('error') !== XENSTORE_ERROR.NONE) return;
+    let moved = 0;
+    for (;;) {
+      const step = this.readRequests() + this.writeResponses();
+      if (step === 0 || this.get('error') !== XENSTORE_ERROR.NONE) break;
+      moved += step;
+    }
+    if (moved > 0) this.channel.notifyGuest();
+  }
+
+  /** Serves the ring whenever the guest notifies, until stop(). */
+  async run(): Promise<void> {
+    let seen = this.channel.notifier.count;
+    while (!this.stopped) {
+      this.service();
+      seen = await this.channel.notifier.next(seen);
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.channel.notifier.notify();
+  }
+}
