@@ -26,7 +26,7 @@ export interface StoreService<C> {
 
 /**
  * xenstored's quota of outstanding requests per domain: replies and watch events queued for a guest
- * that is not reading its ring. At the limit the server reads no more requests, and drops watch
+ * that is not reading its ring. At the limit the server serves no more requests, and drops watch
  * events (xenstored does the same) with a rate-limited log line.
  */
 export const OUTSTANDING_MAX = 20;
@@ -37,6 +37,8 @@ export class XenStoreRing<C> {
   private framer = new MessageFramer();
   private reqCons = 0;
   private rspProd = 0;
+  /** Requests taken off the ring, waiting while too many replies do. */
+  private requests: XsMessage[] = [];
   /** Whole messages waiting for room in the response ring, the first possibly part-written. */
   private output: Uint8Array[] = [];
   private outputOffset = 0;
@@ -67,6 +69,7 @@ export class XenStoreRing<C> {
   /** Indexes at zero, nothing buffered, connected: a new session on the same page. */
   private reset(): void {
     this.framer = new MessageFramer();
+    this.requests = [];
     this.output = [];
     this.outputOffset = 0;
     this.reqCons = 0;
@@ -90,7 +93,10 @@ export class XenStoreRing<C> {
     this.set('error', error);
   }
 
-  /** Takes the guest's requests off the ring (while few replies wait) and serves them; bytes taken. */
+  /**
+   * Takes the guest's requests off the ring and serves them while fewer than OUTSTANDING_MAX replies
+   * wait; the rest wait here (at most a ring's worth) and are served as replies drain. Bytes taken.
+   */
   private readRequests(): number {
     const prod = this.get('req_prod');
     const avail = (prod - this.reqCons) >>> 0;
@@ -98,25 +104,21 @@ export class XenStoreRing<C> {
       this.fail(XENSTORE_ERROR.RINGIDX, `req_prod ${prod} is more than a ring past req_cons ${this.reqCons}`);
       return 0;
     }
-    let taken = 0;
-    while (taken < avail && this.output.length < OUTSTANDING_MAX) {
-      const at = (this.reqCons + taken) % XENSTORE_RING_SIZE;
-      const n = Math.min(avail - taken, XENSTORE_RING_SIZE - at);
-      const bytes = this.page.slice(LAYOUT.offsets.req + at, LAYOUT.offsets.req + at + n);
-      taken += n;
-      let messages: XsMessage[];
-      try {
-        messages = this.framer.push(bytes);
-      } catch (e) {
-        if (!(e instanceof XsProtocolError)) throw e;
-        this.fail(XENSTORE_ERROR.PROTO, e.message);
-        break;
-      }
-      for (const m of messages) this.store.handle(this.conn, m);
-    }
-    this.reqCons = (this.reqCons + taken) >>> 0;
+    // Not taken while requests already wait: a guest cannot grow the backlog past one ring.
+    const take = this.requests.length === 0 ? avail : 0;
+    const bytes = new Uint8Array(take);
+    for (let i = 0; i < take; i++) bytes[i] = this.page[LAYOUT.offsets.req + ((this.reqCons + i) % XENSTORE_RING_SIZE)];
+    this.reqCons = (this.reqCons + take) >>> 0;
     this.set('req_cons', this.reqCons);
-    return taken;
+    try {
+      this.requests.push(...this.framer.push(bytes));
+    } catch (e) {
+      if (!(e instanceof XsProtocolError)) throw e;
+      this.fail(XENSTORE_ERROR.PROTO, e.message);
+      return take;
+    }
+    while (this.requests.length > 0 && this.output.length < OUTSTANDING_MAX) this.store.handle(this.conn, this.requests.shift()!);
+    return take;
   }
 
   /** Copies queued replies and events into the response ring as far as the guest left room; bytes given. */
@@ -168,8 +170,9 @@ export class XenStoreRing<C> {
     if (this.get('error') !== XENSTORE_ERROR.NONE) return;
     let moved = 0;
     for (;;) {
+      const before = this.requests.length;
       const step = this.readRequests() + this.writeResponses();
-      if (step === 0 || this.get('error') !== XENSTORE_ERROR.NONE) break;
+      if ((step === 0 && this.requests.length === before) || this.get('error') !== XENSTORE_ERROR.NONE) break;
       moved += step;
     }
     if (moved > 0) this.channel.notifyGuest();

@@ -1,0 +1,159 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { capturedLogger } from '../common/captured-logger.js';
+import { RateLimitedLog } from '../common/log.js';
+import { XENSTORE_CONNECTION, XENSTORE_ERROR, XENSTORE_SERVER_FEATURE, XS, xenstoreDomainInterface } from '../xen/abi/xenstore.js';
+import { evtchnTestDomain } from '../xen/evtchn/fake-domain.js';
+import { OUTSTANDING_MAX, XenStoreRing, type StoreService } from './ring.js';
+import { encodeMessage, MessageFramer, stringsPayload, type XsMessage } from './wire.js';
+
+const L = xenstoreDomainInterface.native;
+type Index = 'req_cons' | 'req_prod' | 'rsp_cons' | 'rsp_prod' | 'server_features' | 'connection' | 'error';
+
+/** A store that answers every request with its own payload, and can push watch events. */
+class EchoStore implements StoreService<number> {
+  sends = new Map<number, (m: XsMessage) => void>();
+  handled: XsMessage[] = [];
+  disconnected: number[] = [];
+  private next = 1;
+  connect(_domid: number, send: (m: XsMessage) => void): number {
+    const id = this.next++;
+    this.sends.set(id, send);
+    return id;
+  }
+  disconnect(conn: number): void {
+    this.disconnected.push(conn);
+    this.sends.delete(conn);
+  }
+  handle(conn: number, m: XsMessage): void {
+    this.handled.push(m);
+    this.sends.get(conn)!(m);
+  }
+  event(path: string): void {
+    for (const send of this.sends.values()) send({ type: XS.WATCH_EVENT, reqId: 0, txId: 0, payload: stringsPayload(path, 'tok') });
+  }
+}
+
+function setup(t: { after(fn: () => void): void }) {
+  const s = evtchnTestDomain(t);
+  const channel = s.d.backends.create();
+  const page = new Uint8Array(4096);
+  const view = new DataView(page.buffer);
+  const store = new EchoStore();
+  const log = capturedLogger();
+  const ring = new XenStoreRing(page, channel, store, 1, new RateLimitedLog(log.logger));
+  const idx = (n: Index) => view.getUint32(L.offsets[n], true);
+  const setIdx = (n: Index, v: number) => view.setUint32(L.offsets[n], v >>> 0, true);
+  const framer = new MessageFramer();
+  /** The guest: puts bytes in the request ring as room allows; returns how many went in. */
+  const send = (bytes: Uint8Array) => {
+    let prod = idx('req_prod');
+    const room = 1024 - (prod - idx('req_cons'));
+    const n = Math.min(room, bytes.length);
+    for (let i = 0; i < n; i++) page[L.offsets.req + (prod++ % 1024)] = bytes[i];
+    setIdx('req_prod', prod);
+    return n;
+  };
+  /** The guest: takes everything in the response ring. */
+  const receive = () => {
+    const bytes: number[] = [];
+    let cons = idx('rsp_cons');
+    while (cons !== idx('rsp_prod')) bytes.push(page[L.offsets.rsp + (cons++ % 1024)]);
+    setIdx('rsp_cons', cons);
+    return framer.push(Uint8Array.from(bytes));
+  };
+  return { s, channel, page, store, log, ring, idx, setIdx, send, receive };
+}
+
+const request = (i: number, size = 10) => ({ type: XS.WRITE, reqId: i, txId: 0, payload: new Uint8Array(size).fill(0x41 + (i % 26)) });
+
+test('the server offers reconnection and error reporting, and starts connected', (t) => {
+  const r = setup(t);
+  assert.equal(r.idx('server_features'), XENSTORE_SERVER_FEATURE.RECONNECTION | XENSTORE_SERVER_FEATURE.ERROR);
+  assert.equal(r.idx('connection'), XENSTORE_CONNECTION.CONNECTED);
+});
+
+test('requests and replies cross the rings whole, in order, through many wraps, with the guest told', (t) => {
+  const r = setup(t);
+  const sent = Array.from({ length: 200 }, (_, i) => request(i, 1 + ((i * 37) % 900)));
+  const got: XsMessage[] = [];
+  let pending = Uint8Array.from(sent.flatMap((m) => [...encodeMessage(m)]));
+  while (pending.length > 0 || got.length < sent.length) {
+    pending = pending.subarray(r.send(pending));
+    r.ring.service();
+    got.push(...r.receive());
+  }
+  assert.deepEqual(r.store.handled, sent);
+  assert.deepEqual(got, sent);
+  assert.equal(r.s.pending(r.channel.guestPort), 1);
+});
+
+test('a guest that does not read its replies: serving stops at the outstanding limit and resumes, watch events are dropped', (t) => {
+  const r = setup(t);
+  // Replies of 116 bytes: eight fill the response ring.
+  let pending = Uint8Array.from(Array.from({ length: 60 }, (_, i) => [...encodeMessage(request(i, 100))]).flat());
+  for (let i = 0; i < 20; i++) {
+    pending = pending.subarray(r.send(pending));
+    r.ring.service();
+  }
+  assert.equal(r.store.handled.length, 8 + OUTSTANDING_MAX, 'eight replies in the ring, twenty queued, no more served');
+  for (let i = 0; i < OUTSTANDING_MAX + 5; i++) r.store.event(`/e${i}`);
+  const lines = r.log.warns().length;
+  assert.ok(lines >= 1 && lines <= 10, `${lines} log lines for 25 dropped events (rate-limited)`);
+  const got: XsMessage[] = [];
+  while (got.filter((m) => m.type !== XS.WATCH_EVENT).length < 60) {
+    pending = pending.subarray(r.send(pending));
+    r.ring.service();
+    got.push(...r.receive());
+  }
+  assert.deepEqual(got.filter((m) => m.type !== XS.WATCH_EVENT).map((m) => m.reqId), Array.from({ length: 60 }, (_, i) => i), 'every reply, in order');
+});
+
+test('a reconnection drops the old session and starts the rings afresh', (t) => {
+  const r = setup(t);
+  r.send(encodeMessage(request(1)).subarray(0, 20)); // half a message
+  r.ring.service();
+  r.setIdx('connection', XENSTORE_CONNECTION.RECONNECT);
+  r.ring.service();
+  assert.deepEqual(r.store.disconnected, [1]);
+  assert.deepEqual(['req_cons', 'req_prod', 'rsp_cons', 'rsp_prod', 'connection'].map((n) => r.idx(n as Index)), [0, 0, 0, 0, XENSTORE_CONNECTION.CONNECTED]);
+  r.send(encodeMessage(request(2)));
+  r.ring.service();
+  assert.deepEqual(r.receive().map((m) => m.reqId), [2], 'the half message is forgotten');
+});
+
+test('a broken ring is marked and left alone until the guest reconnects', (t) => {
+  for (const breakIt of [
+    (r: ReturnType<typeof setup>) => r.setIdx('req_prod', 5000),
+    (r: ReturnType<typeof setup>) => {
+      const big = encodeMessage(request(1, 0));
+      new DataView(big.buffer).setUint32(12, 5000, true);
+      r.send(big);
+    },
+  ]) {
+    const r = setup(t);
+    breakIt(r);
+    r.ring.service();
+    assert.notEqual(r.idx('error'), XENSTORE_ERROR.NONE);
+    r.setIdx('req_prod', r.idx('req_cons'));
+    r.send(encodeMessage(request(3)));
+    r.ring.service();
+    assert.deepEqual(r.store.handled.map((m) => m.reqId).filter((id) => id === 3), [], 'nothing served while broken');
+    r.setIdx('connection', XENSTORE_CONNECTION.RECONNECT);
+    r.ring.service();
+    assert.equal(r.idx('error'), XENSTORE_ERROR.NONE);
+    r.send(encodeMessage(request(4)));
+    r.ring.service();
+    assert.deepEqual(r.receive().map((m) => m.reqId), [4]);
+  }
+});
+
+test('a watch event from elsewhere wakes the serving loop and reaches the guest', async (t) => {
+  const r = setup(t);
+  const running = r.ring.run();
+  r.store.event('/x');
+  await new Promise((res) => setTimeout(res, 10));
+  assert.deepEqual(r.receive().map((m) => m.type), [XS.WATCH_EVENT]);
+  r.ring.stop();
+  await running;
+});
