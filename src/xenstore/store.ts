@@ -115,8 +115,8 @@ const IGNORE_TRANSACTION: ReadonlySet<number> = new Set([XS.WATCH, XS.UNWATCH]);
 const OK = nulTerminated(['OK']);
 const ERROR_PAYLOADS = new Map<XsdError, Uint8Array>();
 const EMPTY = new Uint8Array(0);
-/** The special nodes' permissions until domain 0 sets others: owned by domain 0, no access for anyone else. */
-const SPECIAL_DEFAULT: readonly Perm[] = [{ domid: 0, access: 'n' }];
+/** Owned by domain 0, no access for anyone else: the initial nodes, and the special ones until domain 0 sets others. */
+const DOMAIN0_ONLY: readonly Perm[] = [{ domid: 0, access: 'n' }];
 
 function errorPayload(code: XsdError): Uint8Array {
   let p = ERROR_PAYLOADS.get(code);
@@ -142,8 +142,8 @@ export class XenStore {
   private readonly introduced = new Map<number, { shutDown: boolean }>();
   private readonly targets = new Map<number, number>();
   private readonly specialPerms = new Map<string, readonly Perm[]>([
-    [SPECIAL_INTRODUCE, SPECIAL_DEFAULT],
-    [SPECIAL_RELEASE, SPECIAL_DEFAULT],
+    [SPECIAL_INTRODUCE, DOMAIN0_ONLY],
+    [SPECIAL_RELEASE, DOMAIN0_ONLY],
   ]);
   private outbox: Event[] = [];
   private flushing = false;
@@ -162,11 +162,10 @@ export class XenStore {
   constructor(options: StoreOptions = {}) {
     this.quotas = { ...DEFAULT_QUOTAS, ...options.quotas };
     this.hooks = options.hooks ?? {};
-    // xenstored's initial tree (setup_structure): /, /tool and /tool/xenstored, domain 0's, unreadable to others.
-    const perms = SPECIAL_DEFAULT;
+    // xenstored's initial tree (setup_structure): /, /tool and /tool/xenstored.
     const made: [string, string[]][] = [['/', ['tool']], ['/tool', ['xenstored']], ['/tool/xenstored', []]];
     for (const [path, children] of made) {
-      this.tree.set(path, makeNode(this.tree.nextGeneration(), EMPTY, perms, children));
+      this.tree.set(path, makeNode(this.tree.nextGeneration(), EMPTY, DOMAIN0_ONLY, children));
     }
     this.owned.set(0, made.length);
   }
