@@ -31,10 +31,16 @@ function drive(path: string): number {
 }
 
 async function against(what: string, command: string, args: string[], path: string): Promise<number> {
-  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  // Its stderr is shown only if it fails: stopping it at the end is not news.
+  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
   try {
     await waitFor(what, () => existsSync(path), child);
     return drive(path);
+  } catch (e) {
+    process.stderr.write(stderr);
+    throw e;
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => (child.exitCode === null ? child.once('exit', r) : r(undefined)));

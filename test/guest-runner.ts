@@ -29,7 +29,7 @@ export interface RunResult {
 
 export function xenkvm(
   args: string[],
-  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; signalAfter?: { text: string; signal: NodeJS.Signals }; input?: Uint8Array } = {},
+  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; signalAfter?: { text: string; signal: NodeJS.Signals }; input?: Uint8Array; onStdout?: (stdout: string) => void } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(launcher, args, { env: options.env ?? process.env, stdio: [options.input ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
@@ -44,6 +44,7 @@ export function xenkvm(
     }, options.timeoutMs ?? 60000);
     child.stdout!.on('data', (d) => {
       stdout += d;
+      options.onStdout?.(stdout);
       if (options.signalAfter && !signalled && stdout.includes(options.signalAfter.text)) {
         signalled = true;
         child.kill(options.signalAfter.signal);

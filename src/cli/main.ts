@@ -9,6 +9,7 @@ import { exitStatus } from '../machine/exit-status.js';
 import { ConfigError, Machine } from '../machine/machine.js';
 import { DEFAULT_XEN_VERSION, parseXenVersion } from '../xen/config.js';
 import { DEFAULT_PORT_COUNT } from '../xen/evtchn/ports.js';
+import { defaultSocketPath, SocketPathError } from '../xenstore/socket.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -33,6 +34,8 @@ async function run(opts: {
   xenVersion: { major: number; minor: number };
   maxEvtchnPort: number;
   evtchnFastPath: boolean;
+  name?: string;
+  xenstoreSocket?: string;
   logLevel: LogLevel;
 }): Promise<number> {
   configureLogging(opts.logLevel);
@@ -44,6 +47,8 @@ async function run(opts: {
     xenVersion: opts.xenVersion,
     maxEvtchnPort: opts.maxEvtchnPort,
     evtchnFastPath: opts.evtchnFastPath,
+    name: opts.name,
+    xenstoreSocket: opts.xenstoreSocket,
     logLevel: opts.logLevel,
   });
   const onSignal = (signal: string) => machine.stop('stopped', `stopped by ${signal}`);
@@ -107,6 +112,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('-n, --vcpus <count>', 'number of vCPUs', wholeNumber('vCPU count'), 1)
     .option('--xen-version <major.minor>', 'Xen version the guest sees', xenVersion, DEFAULT_XEN_VERSION)
     .option('--max-evtchn-port <port>', 'highest event-channel port the guest may bind (xl: max_event_channels)', wholeNumber('highest event-channel port'), DEFAULT_PORT_COUNT - 1)
+    .option('--name <name>', "the guest's name in XenStore (default: the kernel file's name)")
+    .option('--xenstore-socket <path>', `Unix socket for Xen's xenstore tools (XENSTORED_PATH); default ${defaultSocketPath(process.env, 0).replace('xenkvm-0', 'xenkvm-<pid>')}`)
     .option('--no-evtchn-fast-path', 'send every event through the main thread instead of serving IPI and loopback sends on the vCPU thread')
     .addOption(new Option('--log-level <level>', 'log detail on stderr').choices(LOG_LEVELS).default('warn').env('XENKVM_LOG'))
     .addHelpText(
@@ -120,7 +127,7 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return status;
   } catch (e) {
-    if (e instanceof ConfigError || e instanceof BootError || e instanceof KvmUnavailableError || e instanceof SystemCallError) return fail(e.message);
+    if (e instanceof ConfigError || e instanceof BootError || e instanceof KvmUnavailableError || e instanceof SystemCallError || e instanceof SocketPathError) return fail(e.message);
     return fail(`internal error: ${(e as Error).message} (please report this; XENKVM_LOG=debug shows more)`);
   }
 }

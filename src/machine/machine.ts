@@ -18,6 +18,8 @@ import { EVTCHN_FIFO } from '../xen/abi/event-channel.js';
 import { TimerState } from '../xen/timers.js';
 import { ConsoleInput } from '../backends/console.js';
 import { Toolstack } from './toolstack.js';
+import { defaultSocketPath } from '../xenstore/socket.js';
+import { basename } from 'node:path';
 import type { TimerMessage, TimerThreadInit } from './timer-thread.js';
 import { signalFixedMsi, upcallHost } from './msi.js';
 import { monotonicNs, realtimeNs, tscScale } from '../xen/time.js';
@@ -56,6 +58,10 @@ export interface MachineConfig {
   maxEvtchnPort?: number;
   /** Serve IPI and loopback sends on the sending vCPU's thread (default); off, every send goes through the main thread. */
   evtchnFastPath?: boolean;
+  /** The guest's name in XenStore (default: the kernel file's name without its extension). */
+  name?: string;
+  /** Where the XenStore socket goes (default: defaultSocketPath()). */
+  xenstoreSocket?: string;
 }
 
 /** A configuration a person must fix: the message says what and how. */
@@ -70,6 +76,12 @@ export interface RunOutcome {
 }
 
 const writeStdout = (bytes: Uint8Array) => void process.stdout.write(bytes);
+
+/** 16 bytes as a UUID string (8-4-4-4-12 hex digits). */
+function uuidString(bytes: Uint8Array): string {
+  const hex = Buffer.from(bytes).toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
 
 /** How soon a vCPU that could not take the HVM callback vector is kicked to try again. */
 const REKICK_MS = 1;
@@ -277,7 +289,15 @@ export class Machine {
       const power = { run: (id: number) => vcpus[id].control.order(Command.Run), down: (id: number) => vcpus[id].control.order(Command.Down) };
       const consoleInput = new ConsoleInput();
       const xenVmm = new XenVmm(xen, memory, memoryMap, domainState, memmap, power, evtchnPorts, upcallHost(vm, controls), consoleInput, log('xen'));
-      const toolstack = new Toolstack(memory, memoryMap, domainState, xenVmm, config.output ?? writeStdout, consoleInput, log('toolstack'));
+      const guest = {
+        domid: xen.domid,
+        name: config.name ?? basename(config.kernel).replace(/\.[^.]*$/, ''),
+        uuid: uuidString(xen.handle),
+        memoryKiB: config.memoryMiB * 1024,
+        vcpus: config.vcpus,
+      };
+      const socketPath = config.xenstoreSocket ?? defaultSocketPath();
+      const toolstack = new Toolstack(memory, memoryMap, domainState, xenVmm, guest, config.output ?? writeStdout, consoleInput, socketPath, log('toolstack'));
       const timerInit: TimerThreadInit = {
         memory: memory.handle, domainState: domainState.buffer, ports: evtchnPorts.buffer, timers: timers.buffer,
         controls: controls.map((c) => c.buffer), vmFd: vm.fd, bootMonotonicNs: xen.bootMonotonicNs, logLevel: config.logLevel ?? 'warn',
@@ -324,7 +344,12 @@ export class Machine {
 
   private async runWorkers(): Promise<RunOutcome> {
     const output = this.config.output ?? writeStdout;
-    this.toolstack.start();
+    try {
+      await this.toolstack.start();
+    } catch (e) {
+      this.resources.dispose();
+      throw e;
+    }
     const exited = this.vcpus.map(({ init, channel, control }) => {
       const worker = new Worker(new URL('./vcpu-thread.js', import.meta.url), { workerData: init });
       worker.on('message', (m: VcpuMessage) => {

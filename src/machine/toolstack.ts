@@ -1,8 +1,9 @@
 // What Xen's toolstack (libxl, xenconsoled, xenstored) does for a domU,
 // done by the VMM for its one guest: the XenStore and console pages at Xen's
 // special frames, their event channels bound to domain 0, the HVM parameters
-// that tell the guest where they are, and the console backend serving the
-// ring while the guest runs.
+// that tell the guest where they are, the store with the nodes libxl writes
+// for a domU, and the backends serving the store (the guest's ring and a
+// host socket for Xen's tools) and the console ring while the guest runs.
 import type { Logger } from 'pino';
 import { ConsoleRing, type ConsoleInput } from '../backends/console.js';
 import { RateLimitedLog } from '../common/log.js';
@@ -11,10 +12,26 @@ import type { MemoryMap } from '../memory/memory-map.js';
 import { HVM_PARAM } from '../xen/abi/hvm.js';
 import type { DomainState } from '../xen/domain-state.js';
 import type { XenVmm } from '../xen/vmm.js';
+import { writeDomainTree } from '../xenstore/domain-tree.js';
+import { XenStoreRing } from '../xenstore/ring.js';
+import { XenStoreSocket } from '../xenstore/socket.js';
+import { XenStore, type StoreConnection } from '../xenstore/store.js';
 import { CONSOLE_GFN, CONSOLE_OVERLAY_PAGE, XENSTORE_GFN, XENSTORE_OVERLAY_PAGE } from './layout.js';
 
+/** Who the guest is, for the nodes the toolstack writes. */
+export interface GuestIdentity {
+  domid: number;
+  name: string;
+  uuid: string;
+  memoryKiB: number;
+  vcpus: number;
+}
+
 export class Toolstack {
+  readonly store = new XenStore();
   private readonly console: ConsoleRing;
+  private readonly storeRing: XenStoreRing<StoreConnection>;
+  private socket: XenStoreSocket<StoreConnection> | undefined;
   private running: Promise<void>[] = [];
 
   constructor(
@@ -22,9 +39,11 @@ export class Toolstack {
     memoryMap: MemoryMap,
     state: DomainState,
     xen: XenVmm,
+    guest: GuestIdentity,
     output: (bytes: Uint8Array) => void,
     consoleInput: ConsoleInput,
-    logger: Logger,
+    private readonly socketPath: string,
+    private readonly logger: Logger,
   ) {
     memoryMap.mapOverlay(XENSTORE_OVERLAY_PAGE, XENSTORE_GFN);
     memoryMap.mapOverlay(CONSOLE_OVERLAY_PAGE, CONSOLE_GFN);
@@ -34,18 +53,31 @@ export class Toolstack {
     state.setParam(HVM_PARAM.STORE_EVTCHN, BigInt(store.guestPort));
     state.setParam(HVM_PARAM.CONSOLE_PFN, BigInt(CONSOLE_GFN));
     state.setParam(HVM_PARAM.CONSOLE_EVTCHN, BigInt(console.guestPort));
-    // Guest sends on the console port wake the backend straight from the vCPU thread.
+    // Guest sends on these ports wake their backends straight from the vCPU thread.
     console.setFastPath(true);
-    this.console = new ConsoleRing(memory.overlayPage(CONSOLE_OVERLAY_PAGE), console, output, consoleInput, new RateLimitedLog(logger));
+    store.setFastPath(true);
+    const guestLog = new RateLimitedLog(logger);
+    this.console = new ConsoleRing(memory.overlayPage(CONSOLE_OVERLAY_PAGE), console, output, consoleInput, guestLog);
+    writeDomainTree(this.store, {
+      ...guest,
+      store: { gfn: XENSTORE_GFN, port: store.guestPort },
+      console: { gfn: CONSOLE_GFN, port: console.guestPort },
+      startTime: Date.now() / 1000,
+    });
+    this.store.introduce(guest.domid);
+    this.storeRing = new XenStoreRing(memory.overlayPage(XENSTORE_OVERLAY_PAGE), store, this.store, guest.domid, guestLog);
   }
 
-  /** Starts the backends; they serve until stop(). */
-  start(): void {
-    this.running = [this.console.run()];
+  /** Starts the backends and the store's socket; they serve until stop(). */
+  async start(): Promise<void> {
+    this.socket = await XenStoreSocket.listen(this.socketPath, this.store, this.logger);
+    this.running = [this.console.run(), this.storeRing.run()];
   }
 
   async stop(): Promise<void> {
     this.console.stop();
+    this.storeRing.stop();
     await Promise.all(this.running);
+    await this.socket?.close();
   }
 }

@@ -311,6 +311,7 @@ const prefix: Record<string, string> = {
   XENSTORE_SERVER_FEATURE: 'XENSTORE_SERVER_FEATURE_',
   XENSTORE_CONNECTION: 'XENSTORE_',
   XENSTORE_ERROR: 'XENSTORE_ERROR_',
+  XenbusState: 'XenbusState',
 };
 
 /** Constants whose C spelling is an expression rather than their own name. */
@@ -427,7 +428,7 @@ function checks(): Check[] {
 
 const HEADERS = [
   'xen.h', 'version.h', 'features.h', 'memory.h', 'vcpu.h', 'sched.h', 'event_channel.h', 'grant_table.h',
-  'hvm/hvm_op.h', 'hvm/params.h', 'hvm/hvm_vcpu.h', 'arch-x86/cpuid.h', 'arch-x86/xen-mca.h', 'io/xs_wire.h', 'io/console.h',
+  'hvm/hvm_op.h', 'hvm/params.h', 'hvm/hvm_vcpu.h', 'arch-x86/cpuid.h', 'arch-x86/xen-mca.h', 'io/xs_wire.h', 'io/console.h', 'io/xenbus.h',
 ];
 
 function cSource(list: Check[], a: Abi): string {

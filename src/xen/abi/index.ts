@@ -16,3 +16,4 @@ export * from './event-channel.js';
 export * from './grant-table.js';
 export * from './xenstore.js';
 export * from './console.js';
+export * from './xenbus.js';
