@@ -8,7 +8,9 @@
 // dropped, with a rate-limited log line.
 import type { RateLimitedLog } from '../common/log.js';
 import { xenconsInterface } from '../xen/abi/console.js';
-import type { BackendChannel } from '../xen/evtchn/backend.js';
+import type { BackendChannel, BackendPorts } from '../xen/evtchn/backend.js';
+import { XenError } from '../xen/errors.js';
+import { DeviceError, type DeviceHooks, type GrantedPages, type XenbusDevice } from './xenbus.js';
 
 const LAYOUT = xenconsInterface.native;
 const IN_SIZE = LAYOUT.offsets.out - LAYOUT.offsets.in;
@@ -133,5 +135,59 @@ export class ConsoleRing {
   stop(): void {
     this.stopped = true;
     this.channel.notifier.notify();
+  }
+}
+
+/** A frontend node that must hold a whole number. */
+function numberNode(device: XenbusDevice, key: string): number {
+  const text = device.readFrontend(key);
+  const n = text === undefined || !/^\d+$/.test(text) ? NaN : Number(text);
+  if (!Number.isSafeInteger(n)) throw new DeviceError(`${device.frontend}/${key} is ${text === undefined ? 'missing' : `"${text}"`}, not a number`);
+  return n;
+}
+
+/**
+ * A secondary console (device/console/N, N ≥ 1): its frontend shares a ring page by grant
+ * reference and offers an unbound event channel to domain 0; the backend maps the page, binds
+ * the channel and serves the ring as the primary console's. Output goes where the primary's does;
+ * secondary consoles take no input.
+ */
+export class SecondaryConsole implements DeviceHooks {
+  private ring: ConsoleRing | undefined;
+  private channel: BackendChannel | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly backends: BackendPorts,
+    private readonly grants: GrantedPages,
+    private readonly output: (bytes: Uint8Array) => void,
+    private readonly guestLog: RateLimitedLog,
+  ) {}
+
+  connect(device: XenbusDevice): void {
+    const ref = numberNode(device, 'ring-ref');
+    const port = numberNode(device, 'port');
+    const page = this.grants.map(device.spec.frontDomid, ref);
+    try {
+      this.channel = this.backends.bind(port);
+    } catch (e) {
+      if (!(e instanceof XenError)) throw e;
+      throw new DeviceError(`cannot bind event channel ${port} of the frontend (Xen errno ${e.errno})`);
+    }
+    this.channel.setFastPath(true);
+    this.ring = new ConsoleRing(page, this.channel, this.output, new ConsoleInput(), this.guestLog);
+    this.running = this.ring.run();
+  }
+
+  disconnect(): void {
+    this.ring?.stop();
+    if (this.channel) this.backends.close(this.channel.backendPort);
+    this.ring = undefined;
+    this.channel = undefined;
+  }
+
+  /** Resolves once the ring has stopped serving. */
+  async stopped(): Promise<void> {
+    await this.running;
   }
 }

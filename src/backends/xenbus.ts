@@ -24,6 +24,12 @@ export interface XenbusStore {
   watch(path: string, token: string, fire: (path: string, token: string) => void): () => void;
 }
 
+/** Pages a guest shares with domain 0 by grant reference. */
+export interface GrantedPages {
+  /** The page `ref` of domain `domid` grants; throws DeviceError when it cannot be had. */
+  map(domid: number, ref: number): Uint8Array;
+}
+
 /** A device the backend cannot connect: the device fails, as xenbus_dev_fatal makes it. */
 export class DeviceError extends Error {
   override name = 'DeviceError';

@@ -36,6 +36,7 @@ async function run(opts: {
   evtchnFastPath: boolean;
   name?: string;
   xenstoreSocket?: string;
+  secondaryConsoles: number;
   logLevel: LogLevel;
 }): Promise<number> {
   configureLogging(opts.logLevel);
@@ -49,6 +50,7 @@ async function run(opts: {
     evtchnFastPath: opts.evtchnFastPath,
     name: opts.name,
     xenstoreSocket: opts.xenstoreSocket,
+    secondaryConsoles: opts.secondaryConsoles,
     logLevel: opts.logLevel,
   });
   const onSignal = (signal: string) => machine.stop('stopped', `stopped by ${signal}`);
@@ -114,6 +116,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--max-evtchn-port <port>', 'highest event-channel port the guest may bind (xl: max_event_channels)', wholeNumber('highest event-channel port'), DEFAULT_PORT_COUNT - 1)
     .option('--name <name>', "the guest's name in XenStore (default: the kernel file's name)")
     .option('--xenstore-socket <path>', `Unix socket for Xen's xenstore tools (XENSTORED_PATH); default ${defaultSocketPath(process.env, 0).replace('xenkvm-0', 'xenkvm-<pid>')}`)
+    .option('--secondary-consoles <count>', 'secondary PV consoles to offer (xenbus console devices 1 …); they need grant tables, not there yet', wholeNumber('secondary console count'), 0)
     .option('--no-evtchn-fast-path', 'send every event through the main thread instead of serving IPI and loopback sends on the vCPU thread')
     .addOption(new Option('--log-level <level>', 'log detail on stderr').choices(LOG_LEVELS).default('warn').env('XENKVM_LOG'))
     .addHelpText(

@@ -62,6 +62,8 @@ export interface MachineConfig {
   name?: string;
   /** Where the XenStore socket goes (default: defaultSocketPath()). */
   xenstoreSocket?: string;
+  /** Secondary PV consoles offered to the guest (xenbus devices console/1 …); default none. */
+  secondaryConsoles?: number;
 }
 
 /** A configuration a person must fix: the message says what and how. */
@@ -83,6 +85,8 @@ function uuidString(bytes: Uint8Array): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
+const MAX_SECONDARY_CONSOLES = 16;
+
 /** How soon a vCPU that could not take the HVM callback vector is kicked to try again. */
 const REKICK_MS = 1;
 
@@ -92,12 +96,16 @@ const FILTERED_MSRS = [
   { base: 0x4b564d00, count: 0x100 },
 ];
 
-function validateConfig(c: Pick<MachineConfig, 'memoryMiB' | 'vcpus' | 'maxEvtchnPort'>): void {
+function validateConfig(c: Pick<MachineConfig, 'memoryMiB' | 'vcpus' | 'maxEvtchnPort' | 'secondaryConsoles'>): void {
   if (!Number.isInteger(c.memoryMiB) || c.memoryMiB < MIN_MEMORY_MIB || c.memoryMiB > MAX_MEMORY_MIB) {
     throw new ConfigError(`memory must be a whole number of MiB from ${MIN_MEMORY_MIB} to ${MAX_MEMORY_MIB}, not ${c.memoryMiB}`);
   }
   if (!Number.isInteger(c.vcpus) || c.vcpus < 1 || c.vcpus > MAX_VCPUS) {
     throw new ConfigError(`vCPU count must be a whole number from 1 to ${MAX_VCPUS}, not ${c.vcpus}`);
+  }
+  const consoles = c.secondaryConsoles ?? 0;
+  if (!Number.isInteger(consoles) || consoles < 0 || consoles > MAX_SECONDARY_CONSOLES) {
+    throw new ConfigError(`secondary console count must be a whole number from 0 to ${MAX_SECONDARY_CONSOLES}, not ${consoles}`);
   }
   const maxPort = c.maxEvtchnPort ?? DEFAULT_PORT_COUNT - 1;
   if (!Number.isInteger(maxPort) || maxPort < 1 || maxPort >= EVTCHN_FIFO.NR_CHANNELS) {
@@ -295,6 +303,7 @@ export class Machine {
         uuid: uuidString(xen.handle),
         memoryKiB: config.memoryMiB * 1024,
         vcpus: config.vcpus,
+        secondaryConsoles: config.secondaryConsoles ?? 0,
       };
       const socketPath = config.xenstoreSocket ?? defaultSocketPath();
       const toolstack = new Toolstack(memory, memoryMap, domainState, xenVmm, guest, config.output ?? writeStdout, consoleInput, socketPath, log('toolstack'));

@@ -5,7 +5,8 @@
 // for a domU, and the backends serving the store (the guest's ring and a
 // host socket for Xen's tools) and the console ring while the guest runs.
 import type { Logger } from 'pino';
-import { ConsoleRing, type ConsoleInput } from '../backends/console.js';
+import { ConsoleRing, SecondaryConsole, type ConsoleInput } from '../backends/console.js';
+import { DeviceError, XenbusDevice, type GrantedPages } from '../backends/xenbus.js';
 import { RateLimitedLog } from '../common/log.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { MemoryMap } from '../memory/memory-map.js';
@@ -25,13 +26,23 @@ export interface GuestIdentity {
   uuid: string;
   memoryKiB: number;
   vcpus: number;
+  /** Secondary consoles to offer (device/console/1 …). */
+  secondaryConsoles: number;
 }
+
+/** Until grant tables exist, a page shared by grant reference cannot be mapped. */
+const noGrantTables: GrantedPages = {
+  map: () => {
+    throw new DeviceError('grant tables are not implemented yet: xenkvm cannot map a page the guest grants');
+  },
+};
 
 export class Toolstack {
   readonly store = new XenStore();
   private readonly console: ConsoleRing;
   private readonly storeRing: XenStoreRing<StoreConnection>;
   private socket: XenStoreSocket<StoreConnection> | undefined;
+  private readonly devices: XenbusDevice[] = [];
   private running: Promise<void>[] = [];
 
   constructor(
@@ -66,6 +77,16 @@ export class Toolstack {
     });
     this.store.introduce(guest.domid);
     this.storeRing = new XenStoreRing(memory.overlayPage(XENSTORE_OVERLAY_PAGE), store, this.store, guest.domid, guestLog);
+    for (let devid = 1; devid <= guest.secondaryConsoles; devid++) {
+      const device = new XenbusDevice(
+        this.store,
+        { type: 'console', devid, frontDomid: guest.domid, backendNodes: { protocol: 'vt100' }, frontendNodes: { type: 'xenconsoled', limit: '1048576' } },
+        new SecondaryConsole(xen.backends, noGrantTables, output, guestLog),
+        logger,
+      );
+      device.plug();
+      this.devices.push(device);
+    }
   }
 
   /** Starts the backends and the store's socket; they serve until stop(). */
@@ -75,6 +96,7 @@ export class Toolstack {
   }
 
   async stop(): Promise<void> {
+    for (const d of this.devices) d.destroy();
     this.console.stop();
     this.storeRing.stop();
     await Promise.all(this.running);

@@ -130,3 +130,19 @@ test('--xenstore-socket on a path that is not a socket is one clear error', opts
   assert.equal(r.status, 1);
   assert.equal(r.stderr, `xenkvm: ${file} exists and is not a socket; choose another --xenstore-socket\n`);
 });
+
+test('secondary consoles are xenbus devices waiting for their frontend; without grant tables a frontend is told why it cannot connect', opts, async (t) => {
+  const path = join(tempDir(t), 'xs.sock');
+  await idleVm(t, path, ['--secondary-consoles', '2']);
+  const xs = tool(path);
+  for (const devid of [1, 2]) {
+    assert.equal(await xs('xenstore-read', `/local/domain/1/device/console/${devid}/backend`), `/local/domain/0/backend/console/1/${devid}\n`);
+    assert.equal(await xs('xenstore-read', `/local/domain/0/backend/console/1/${devid}/state`), '2\n', 'InitWait');
+  }
+  // Domain 0 through the socket plays the frontend: a ring reference and a port, then Initialised.
+  await xs('xenstore-write', '/local/domain/1/device/console/1/ring-ref', '8', '/local/domain/1/device/console/1/port', '5');
+  await xs('xenstore-write', '/local/domain/1/device/console/1/state', '3');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(await xs('xenstore-read', '/local/domain/0/backend/console/1/1/state'), '5\n', 'Closing');
+  assert.match(await xs('xenstore-read', '/local/domain/0/error/backend/console/1/1/error'), /grant tables are not implemented yet/);
+});
