@@ -1,6 +1,6 @@
 // The xenkvm command.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { BootError } from '../boot/elf.js';
 import { configureLogging, LOG_LEVELS, type LogLevel } from '../common/log.js';
 import { SystemCallError } from '../kvm/libc.js';
@@ -37,9 +37,11 @@ async function run(opts: {
   name?: string;
   xenstoreSocket?: string;
   secondaryConsoles: number;
+  consoleLog?: string;
   logLevel: LogLevel;
 }): Promise<number> {
   configureLogging(opts.logLevel);
+  const output = consoleOutput(opts.consoleLog);
   const machine = Machine.create({
     kernel: opts.kernel,
     cmdline: opts.cmdline,
@@ -51,6 +53,7 @@ async function run(opts: {
     name: opts.name,
     xenstoreSocket: opts.xenstoreSocket,
     secondaryConsoles: opts.secondaryConsoles,
+    output: output.write,
     logLevel: opts.logLevel,
   });
   const onSignal = (signal: string) => machine.stop('stopped', `stopped by ${signal}`);
@@ -61,8 +64,30 @@ async function run(opts: {
   detach();
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
+  output.close();
   if (outcome.reason !== 'poweroff') process.stderr.write(`xenkvm: ${outcome.message} (exit status ${outcome.status})\n`);
   return outcome.status;
+}
+
+/** Guest console output to stdout and, with --console-log, appended to that file too. */
+function consoleOutput(logFile: string | undefined): { write: (bytes: Uint8Array) => void; close: () => void } {
+  let fd: number | undefined;
+  if (logFile !== undefined) {
+    try {
+      fd = openSync(logFile, 'a');
+    } catch (e) {
+      throw new ConfigError(`cannot open console log ${logFile}: ${(e as Error).message}`);
+    }
+  }
+  return {
+    write: (bytes) => {
+      process.stdout.write(bytes);
+      if (fd !== undefined) writeSync(fd, bytes);
+    },
+    close: () => {
+      if (fd !== undefined) closeSync(fd);
+    },
+  };
 }
 
 /** Ctrl-]: what `xl console` uses to let go of a guest's console; here it stops the guest. */
@@ -116,6 +141,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--max-evtchn-port <port>', 'highest event-channel port the guest may bind (xl: max_event_channels)', wholeNumber('highest event-channel port'), DEFAULT_PORT_COUNT - 1)
     .option('--name <name>', "the guest's name in XenStore (default: the kernel file's name)")
     .option('--xenstore-socket <path>', `Unix socket for Xen's xenstore tools (XENSTORED_PATH); default ${defaultSocketPath(process.env, 0).replace('xenkvm-0', 'xenkvm-<pid>')}`)
+    .option('--console-log <file>', 'also append everything the guest writes to its consoles to this file')
     .option('--secondary-consoles <count>', 'secondary PV consoles to offer (xenbus console devices 1 …); they need grant tables, not there yet', wholeNumber('secondary console count'), 0)
     .option('--no-evtchn-fast-path', 'send every event through the main thread instead of serving IPI and loopback sends on the vCPU thread')
     .addOption(new Option('--log-level <level>', 'log detail on stderr').choices(LOG_LEVELS).default('warn').env('XENKVM_LOG'))

@@ -2,6 +2,9 @@
 // against /usr/include/xen) exercise the Xen interface under KVM, 64-bit and
 // 32-bit (compat), on one and two vCPUs.
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { assertKitPassed, describe, kitReport, kvmMissing, runGuest } from '../guest-runner.js';
 
@@ -127,9 +130,14 @@ for (const [action, status, stderr] of shutdowns) {
   });
 }
 
-test('the PV console ring and console_io reach stdout, and stdin reaches the guest', opts, async () => {
+test('the PV console ring and console_io reach stdout and the console log, and stdin reaches the guest', opts, async () => {
   const input = new Uint8Array([...new Uint8Array(1024).fill(0x69), ...new TextEncoder().encode('CONSOLEIO!')]);
-  const r = await runGuest('xen-console', { input });
+  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-console-'));
+  const logFile = join(dir, 'console.log');
+  const r = await runGuest('xen-console', { input, args: ['--console-log', logFile] });
+  const logged = readFileSync(logFile, 'utf8');
+  rmSync(dir, { recursive: true, force: true });
+  assert.equal(logged, r.stdout, 'the log holds exactly what the guest printed');
   assertKitPassed(r, ['setup', 'output', 'console-io', 'input']);
   const lines = r.stdout.split('\n').filter((l) => l.startsWith('KIT-CONSOLE ring line'));
   assert.deepEqual(lines, Array.from({ length: 120 }, (_, i) => `KIT-CONSOLE ring line ${i + 1} of 120`), 'every line, in order');
