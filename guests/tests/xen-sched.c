@@ -7,7 +7,7 @@
  * overrides), watchdog-timer (claims and feeds watchdogs, then lets watchdog
  * 1 expire: the domain crashes). */
 #include "../kit/kit.h"
-#include "../common/xen.h"
+#include "../common/xenstore.h"
 #include <xen/sched.h>
 
 static long sched_op(int cmd, void *arg) { return xen_hypercall(__HYPERVISOR_sched_op, cmd, XEN_PTR(arg), 0, 0, 0); }
@@ -221,6 +221,26 @@ static void vcpu_info_again_case(void)
 	XEN_EXPECT_RC(register_vcpu_info(0), 0, "register_vcpu_info(0) after the reset");
 }
 
+/* The toolstack gave the store and the console new channels, as libxl does after a soft reset:
+ * the parameters name ports bound to domain 0 again, and the store answers over its ring. */
+static void toolstack_again_case(void)
+{
+	KIT_CHECK(sr.reset, "no soft reset");
+	XEN_EXPECT_RC(xs_init(), 0, "store params after the reset");
+	struct evtchn_status st;
+	KIT_CHECK(xen_evtchn_status_is(xs_port(), EVTCHNSTAT_interdomain, &st) && st.u.interdomain.dom == 0,
+		  "STORE_EVTCHN %u is not bound to domain 0", xs_port());
+	uint64_t console = 0;
+	XEN_EXPECT_RC(xen_hvm_get_param(HVM_PARAM_CONSOLE_EVTCHN, &console), 0, "get CONSOLE_EVTCHN");
+	KIT_CHECK(xen_evtchn_status_is((evtchn_port_t)console, EVTCHNSTAT_interdomain, &st) && st.u.interdomain.dom == 0,
+		  "CONSOLE_EVTCHN %llu is not bound to domain 0", U64(console));
+	static struct xs_reply r;
+	KIT_CHECK(xs_read(0, "store/port", &r), "read store/port: %s", r.type == XS_ERROR ? r.data : "no reply");
+	char want[12];
+	kit_snprintf(want, sizeof want, "%u", xs_port());
+	KIT_CHECK(!strcmp(r.data, want), "store/port \"%s\", STORE_EVTCHN %s", r.data, want);
+}
+
 /* vCPU 1 was up and serving during the reset: it runs on, and its vcpu_info was unregistered too. */
 static void other_vcpu_case(void)
 {
@@ -267,6 +287,7 @@ void kit_main(void)
 		kit_case("map-again", map_again_case);
 		kit_case("events-to-shared-info", events_case);
 		kit_case("vcpu-info-again", vcpu_info_again_case);
+		kit_case("toolstack-again", toolstack_again_case);
 		if (sr.cpus >= 2)
 			kit_case("other-vcpu", other_vcpu_case);
 		return;

@@ -60,7 +60,7 @@ export class ConsoleRing {
 
   constructor(
     private readonly page: Uint8Array,
-    private readonly channel: BackendChannel,
+    private channel: BackendChannel,
     private readonly output: (bytes: Uint8Array) => void,
     private readonly input: ConsoleInput,
     private readonly guestLog: RateLimitedLog,
@@ -121,15 +121,25 @@ export class ConsoleRing {
   async run(): Promise<void> {
     const offInput = this.input.onInput(() => this.channel.notifier.notify());
     try {
-      let seen = this.channel.notifier.count;
       while (!this.stopped) {
+        const notifier = this.channel.notifier;
+        const seen = notifier.count;
         this.service();
-        seen = await this.channel.notifier.next(seen);
+        await notifier.next(seen);
       }
       this.service();
     } finally {
       offInput();
     }
+  }
+
+  /** Serves the same page over a new channel (after a soft reset), from the indexes the page holds. */
+  rebind(channel: BackendChannel): void {
+    const old = this.channel;
+    this.channel = channel;
+    this.outCons = this.index('out_cons');
+    this.inProd = this.index('in_prod');
+    old.notifier.notify();
   }
 
   stop(): void {

@@ -13,7 +13,8 @@ import type { MemoryMap } from '../memory/memory-map.js';
 import { HVM_PARAM } from '../xen/abi/hvm.js';
 import type { DomainState } from '../xen/domain-state.js';
 import type { XenVmm } from '../xen/vmm.js';
-import { writeDomainTree } from '../xenstore/domain-tree.js';
+import { domainPath, writeDomainTree } from '../xenstore/domain-tree.js';
+import type { BackendChannel } from '../xen/evtchn/backend.js';
 import { XenStoreRing } from '../xenstore/ring.js';
 import { XenStoreSocket } from '../xenstore/socket.js';
 import { XenStore, type StoreConnection } from '../xenstore/store.js';
@@ -45,12 +46,15 @@ export class Toolstack {
   private readonly devices: XenbusDevice[] = [];
   private running: Promise<void>[] = [];
 
+  private storeChannel: BackendChannel;
+  private consoleChannel: BackendChannel;
+
   constructor(
     memory: GuestMemory,
     memoryMap: MemoryMap,
-    state: DomainState,
-    xen: XenVmm,
-    guest: GuestIdentity,
+    private readonly state: DomainState,
+    private readonly xen: XenVmm,
+    private readonly guest: GuestIdentity,
     output: (bytes: Uint8Array) => void,
     consoleInput: ConsoleInput,
     private readonly socketPath: string,
@@ -58,15 +62,9 @@ export class Toolstack {
   ) {
     memoryMap.mapOverlay(XENSTORE_OVERLAY_PAGE, XENSTORE_GFN);
     memoryMap.mapOverlay(CONSOLE_OVERLAY_PAGE, CONSOLE_GFN);
-    const store = xen.backends.create();
-    const console = xen.backends.create();
     state.setParam(HVM_PARAM.STORE_PFN, BigInt(XENSTORE_GFN));
-    state.setParam(HVM_PARAM.STORE_EVTCHN, BigInt(store.guestPort));
     state.setParam(HVM_PARAM.CONSOLE_PFN, BigInt(CONSOLE_GFN));
-    state.setParam(HVM_PARAM.CONSOLE_EVTCHN, BigInt(console.guestPort));
-    // Guest sends on these ports wake their backends straight from the vCPU thread.
-    console.setFastPath(true);
-    store.setFastPath(true);
+    const { store, console } = this.channels();
     const guestLog = new RateLimitedLog(logger);
     this.console = new ConsoleRing(memory.overlayPage(CONSOLE_OVERLAY_PAGE), console, output, consoleInput, guestLog);
     writeDomainTree(this.store, {
@@ -76,7 +74,10 @@ export class Toolstack {
       startTime: Date.now() / 1000,
     });
     this.store.introduce(guest.domid);
+    this.storeChannel = store;
+    this.consoleChannel = console;
     this.storeRing = new XenStoreRing(memory.overlayPage(XENSTORE_OVERLAY_PAGE), store, this.store, guest.domid, guestLog);
+    xen.onSoftReset(() => this.rebuildAfterSoftReset());
     for (let devid = 1; devid <= guest.secondaryConsoles; devid++) {
       const device = new XenbusDevice(
         this.store,
@@ -87,6 +88,38 @@ export class Toolstack {
       device.plug();
       this.devices.push(device);
     }
+  }
+
+  /**
+   * The store's and the console's event channels, bound to domain 0, registered for the fast path
+   * (guest sends wake their backends straight from the vCPU thread) and named in the HVM parameters.
+   */
+  private channels(): { store: BackendChannel; console: BackendChannel } {
+    const store = this.xen.backends.create();
+    const console = this.xen.backends.create();
+    store.setFastPath(true);
+    console.setFastPath(true);
+    this.state.setParam(HVM_PARAM.STORE_EVTCHN, BigInt(store.guestPort));
+    this.state.setParam(HVM_PARAM.CONSOLE_EVTCHN, BigInt(console.guestPort));
+    return { store, console };
+  }
+
+  /**
+   * After a soft reset, as libxl does: the reset closed every port, so the store and the console get
+   * new channels, their nodes say so, and the domain is introduced again (a fresh store session).
+   */
+  private rebuildAfterSoftReset(): void {
+    const { store, console } = this.channels();
+    this.xen.backends.close(this.storeChannel.backendPort);
+    this.xen.backends.close(this.consoleChannel.backendPort);
+    this.storeChannel = store;
+    this.consoleChannel = console;
+    const dom = domainPath(this.guest.domid);
+    this.store.write(`${dom}/store/port`, String(store.guestPort));
+    this.store.write(`${dom}/console/port`, String(console.guestPort));
+    this.storeRing.rebind(store);
+    this.console.rebind(console);
+    this.store.introduce(this.guest.domid);
   }
 
   /** Starts the backends and the store's socket; they serve until stop(). */

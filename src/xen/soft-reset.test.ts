@@ -105,17 +105,22 @@ test('soft reset with shared_info never mapped, or mapped above RAM, changes no 
   assert.ok(s.memory.read(0, 2 * MiB).every((b) => b === 0x77));
 });
 
-test('sched_op on the main thread is the soft reset: 0 to the guest and one info line', (t) => {
+test('sched_op on the main thread is the soft reset, then the toolstack\'s part: 0 to the guest and one info line', (t) => {
   const s = setup(t);
   s.memoryMap.mapOverlay(SHARED_INFO_PAGE, SHINFO_GFN);
   s.ports.set(1, { state: PortState.Ipi, vcpu: 0, peer: 0, remoteDom: 0 });
   const { logger, lines, errors } = capturedLogger();
   const dispatcher = new HypercallDispatcher(logger);
-  registerSoftReset(dispatcher, s.domain, logger);
+  let toolstackRuns = 0;
+  registerSoftReset(dispatcher, s.domain, logger, () => {
+    assert.equal(s.ports.get(1).state, PortState.Free, 'the toolstack runs after the reset');
+    toolstackRuns++;
+  });
   const ctx = { vcpu: 1, abi: 'native' as const, guest: new FakeGuest(0x1000n, 16) as unknown as GuestVirtual };
   assert.equal(dispatcher.dispatch(ctx, 0, HYPERCALL.sched_op, [BigInt(SCHEDOP.shutdown), 0x1000n, 0n, 0n, 0n]), 0n);
   assert.equal(s.ports.get(1).state, PortState.Free);
   assert.equal(s.memoryMap.overlayFrame(SHARED_INFO_PAGE), undefined);
+  assert.equal(toolstackRuns, 1);
   const info = lines.filter((l) => l.level === 30);
   assert.equal(info.length, 1);
   assert.equal(info[0].vcpu, 1);

@@ -48,9 +48,11 @@ export function softReset(d: SoftResetDomain): void {
  * the shutdown reason and forwards nothing else (reading it again here could
  * see another value, written meanwhile by another vCPU).
  */
-export function registerSoftReset(dispatcher: HypercallDispatcher, d: SoftResetDomain, logger: Logger): void {
+export function registerSoftReset(dispatcher: HypercallDispatcher, d: SoftResetDomain, logger: Logger, toolstack: () => void): void {
   dispatcher.register(HYPERCALL.sched_op, (ctx) => {
     softReset(d);
+    // Then the toolstack's part, as libxl's after xc_domain_soft_reset: new store and console channels.
+    toolstack();
     logger.info({ vcpu: ctx.vcpu }, 'guest soft-reset the domain (SCHEDOP_shutdown soft_reset): event channels closed, vcpu_info, runstate and time areas unregistered, shared_info unmapped');
     return 0;
   });

@@ -36,6 +36,7 @@ export class XenVmm {
   readonly events: EventDelivery;
   /** Domain 0's ends of event channels, for the VMM's backends. */
   readonly backends: BackendPorts;
+  private readonly softResetListeners: (() => void)[] = [];
 
   constructor(
     readonly config: XenConfig,
@@ -80,10 +81,17 @@ export class XenVmm {
     this.backends = new BackendPorts(ports, events, () => portLimit(ports, state));
     const evtchn = { domid: config.domid, state, ports, events, backends: this.backends, fastPath: config.evtchnFastPath };
     registerEventChannelOp(this.dispatcher, (ctx, op, arg) => evtchnFastOp(ctx, evtchn, op, arg) ?? evtchnControlOp(ctx, evtchn, op, arg));
-    registerSoftReset(this.dispatcher, { state, memory, memoryMap, evtchn }, logger);
+    registerSoftReset(this.dispatcher, { state, memory, memoryMap, evtchn }, logger, () => {
+      for (const listener of this.softResetListeners) listener();
+    });
     registerConsoleIo(this.dispatcher, { input: consoleInput }, () => {
       throw new XenError(XEN_ERRNO.ENOSYS);
     });
+  }
+
+  /** Runs `listener` after each soft reset, on the main thread with every vCPU still held. */
+  onSoftReset(listener: () => void): void {
+    this.softResetListeners.push(listener);
   }
 
   /** Serves a forwarded hypercall; the CPL was checked on the vCPU thread. */

@@ -157,3 +157,23 @@ test('a watch event from elsewhere wakes the serving loop and reaches the guest'
   r.ring.stop();
   await running;
 });
+
+test('rebind: a new channel and a new session, and the serving loop follows the new channel', async (t) => {
+  const r = setup(t);
+  const running = r.ring.run();
+  r.send(encodeMessage(request(1)));
+  r.channel.notifier.notify();
+  await new Promise((res) => setTimeout(res, 10));
+  assert.deepEqual(r.receive().map((m) => m.reqId), [1]);
+  const fresh = r.s.d.backends.create();
+  r.ring.rebind(fresh);
+  assert.deepEqual(r.store.disconnected, [1], 'the old session is gone');
+  assert.equal(r.idx('req_prod'), 0);
+  r.send(encodeMessage(request(2)));
+  fresh.notifier.notify();
+  await new Promise((res) => setTimeout(res, 10));
+  assert.deepEqual(r.receive().map((m) => m.reqId), [2], 'served on a notification of the new channel');
+  assert.equal(r.s.pending(fresh.guestPort), 1, 'and the guest is told on the new port');
+  r.ring.stop();
+  await running;
+});

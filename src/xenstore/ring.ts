@@ -47,7 +47,7 @@ export class XenStoreRing<C> {
 
   constructor(
     private readonly page: Uint8Array,
-    private readonly channel: BackendChannel,
+    private channel: BackendChannel,
     private readonly store: StoreService<C>,
     private readonly domid: number,
     private readonly guestLog: RateLimitedLog,
@@ -180,11 +180,22 @@ export class XenStoreRing<C> {
 
   /** Serves the ring whenever the guest notifies, until stop(). */
   async run(): Promise<void> {
-    let seen = this.channel.notifier.count;
     while (!this.stopped) {
+      const notifier = this.channel.notifier;
+      const seen = notifier.count;
       this.service();
-      seen = await this.channel.notifier.next(seen);
+      await notifier.next(seen);
     }
+  }
+
+  /** A new session over a new channel (after a soft reset): the old connection's watches and transactions go. */
+  rebind(channel: BackendChannel): void {
+    const old = this.channel;
+    this.channel = channel;
+    this.store.disconnect(this.conn);
+    this.conn = this.store.connect(this.domid, (m) => this.queue(m));
+    this.reset();
+    old.notifier.notify();
   }
 
   stop(): void {

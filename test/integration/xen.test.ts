@@ -158,7 +158,7 @@ test('SCHEDOP yield returns to the guest as Xen answers it', opts, async () => {
   assert.deepEqual(kitReport(r.stdout).summary, { passed: 1, failed: 0 }, describe(r));
 });
 
-const softResetCases = ['setup', 'soft-reset', 'ports-closed', 'virq-rebind', 'runstate-stopped', 'old-frame-is-ram', 'map-again', 'events-to-shared-info', 'vcpu-info-again'];
+const softResetCases = ['setup', 'soft-reset', 'ports-closed', 'virq-rebind', 'runstate-stopped', 'old-frame-is-ram', 'map-again', 'events-to-shared-info', 'vcpu-info-again', 'toolstack-again'];
 for (const vcpus of [1, 2]) {
   test(`SCHEDOP_shutdown soft_reset on ${vcpus} vCPU${vcpus > 1 ? 's' : ''}: the domain is soft-reset and the guest runs on`, opts, async () => {
     const r = await runGuest('xen-sched', { vcpus, cmdline: 'action=soft-reset' });
