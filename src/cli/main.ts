@@ -147,7 +147,7 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(new Option('--log-level <level>', 'log detail on stderr').choices(LOG_LEVELS).default('warn').env('XENKVM_LOG'))
     .addHelpText(
       'after',
-      '\nExit status: 0 guest powered off, 1 xenkvm failed, 2 guest reset or rebooted, 3 guest triple-faulted,\n4 a vCPU stopped on an error KVM reported, 5 stopped from the host (SIGINT/SIGTERM),\n6 guest crashed, 7 guest suspended itself.',
+      '\nExit status: 0 guest powered off, 1 xenkvm failed, 2 guest reset or rebooted, 3 guest triple-faulted,\n4 a vCPU stopped on an error KVM reported, 5 stopped from the host (SIGINT/SIGTERM, Ctrl-] at the console),\n6 guest crashed, 7 guest suspended itself.',
     )
     .action(async (opts) => {
       status = await run(opts);
