@@ -1,11 +1,12 @@
 // What a person sees when xenkvm cannot run: one line and a non-zero status.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { cli, describe, guest, kvmMissing, root, xenkvm, type RunResult } from '../guest-runner.js';
+import { promisify } from 'node:util';
+import { cli, describe, guest, kvmMissing, launcher, root, xenkvm, type RunResult } from '../guest-runner.js';
 
 function assertOneLineError(r: RunResult, pattern: RegExp): void {
   assert.equal(r.status, 1, describe(r));
@@ -64,4 +65,11 @@ test('/dev/kvm not permitted for the user', { skip: kvmMissing ?? (process.getui
     );
   });
   assertOneLineError(out, /^xenkvm: \/dev\/kvm is not accessible to this user: add yourself to the kvm group or run as root$/);
+});
+
+test('at a terminal, keys go to the guest raw (Ctrl-C does not stop it) and Ctrl-] stops it with status 5', { skip: kvmMissing }, async () => {
+  const { stdout } = await promisify(execFile)('python3', [`${root}test/console-pty.py`, 'KIT-POWER action=halt', launcher, 'run', '--kernel', guest('power'), '--cmdline', 'action=halt'], { timeout: 60000 });
+  assert.match(stdout, /xenkvm: the terminal is the guest console; Ctrl-\] stops the guest/);
+  assert.match(stdout, /xenkvm: stopped from the console \(Ctrl-\]\) \(exit status 5\)/);
+  assert.match(stdout, /\nEXIT 5\n$/);
 });
