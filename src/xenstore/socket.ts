@@ -5,7 +5,7 @@
 // A client that breaks the framing is disconnected; nothing it sends can
 // take the store down.
 import { existsSync, lstatSync, mkdirSync, rmdirSync, unlinkSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -15,6 +15,18 @@ import { encodeMessage, MessageFramer, XsProtocolError } from './wire.js';
 /** Where the socket goes without --xenstore-socket: one per xenkvm process. */
 export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env, pid = process.pid): string {
   return join(env.XDG_RUNTIME_DIR || tmpdir(), `xenkvm-${pid}`, 'xenstored.sock');
+}
+
+/** Whether something listens on the socket at `path`. */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
 }
 
 /** A socket path a person must fix (exists and is not a socket, or cannot be created). */
@@ -44,6 +56,7 @@ export class XenStoreSocket<C> {
     }
     if (existsSync(path)) {
       if (!lstatSync(path).isSocket()) throw new SocketPathError(`${path} exists and is not a socket; choose another --xenstore-socket`);
+      if (await answers(path)) throw new SocketPathError(`${path} is in use by another XenStore server; choose another --xenstore-socket`);
       unlinkSync(path); // a socket left by a run that did not clean up
     }
     const server = createServer();

@@ -25,9 +25,20 @@ async function idleVm(t: { after(fn: () => Promise<void> | void): void }, path: 
       await new Promise((r) => child.once('exit', r));
     }
   });
-  for (let i = 0; i < 200 && !existsSync(path); i++) await new Promise((r) => setTimeout(r, 50));
-  assert.ok(existsSync(path), `no socket at ${path}`);
+  for (let i = 0; i < 200 && !(await answers(path)); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(await answers(path), `nothing answers at ${path}`);
   return child;
+}
+
+/** Whether a server accepts connections on the socket at `path`. */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
 }
 
 function tempDir(t: { after(fn: () => void): void }): string {
@@ -145,4 +156,20 @@ test('secondary consoles are xenbus devices waiting for their frontend; without 
   await new Promise((r) => setTimeout(r, 200));
   assert.equal(await xs('xenstore-read', '/local/domain/0/backend/console/1/1/state'), '5\n', 'Closing');
   assert.match(await xs('xenstore-read', '/local/domain/0/error/backend/console/1/1/error'), /grant tables are not implemented yet/);
+});
+
+test('a second xenkvm cannot take over a socket in use; a stale one is replaced', opts, async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'xs.sock');
+  await idleVm(t, path);
+  const r = await xenkvm(['run', '--kernel', guest('power'), '--cmdline', 'action=halt', '--xenstore-socket', path]);
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr, `xenkvm: ${path} is in use by another XenStore server; choose another --xenstore-socket\n`);
+  assert.equal(await tool(path)('xenstore-read', '/local/domain/1/domid'), '1\n', 'the first one still serves');
+  // A socket nobody listens on, as a killed run leaves it: bound, and the process gone.
+  const stale = join(dir, 'stale.sock');
+  await run('python3', ['-c', 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', stale]);
+  assert.ok(existsSync(stale));
+  await idleVm(t, stale);
+  assert.equal(await tool(stale)('xenstore-read', '/local/domain/1/domid'), '1\n');
 });
