@@ -6,6 +6,7 @@ import { XENSTORE_CONNECTION, XENSTORE_ERROR, XENSTORE_SERVER_FEATURE, XS, xenst
 import { evtchnTestDomain } from '../xen/evtchn/fake-domain.js';
 import { OUTSTANDING_MAX, XenStoreRing, type StoreService } from './ring.js';
 import { encodeMessage, MessageFramer, stringsPayload, type XsMessage } from './wire.js';
+import { XenStore } from './store.js';
 
 const L = xenstoreDomainInterface.native;
 type Index = 'req_cons' | 'req_prod' | 'rsp_cons' | 'rsp_prod' | 'server_features' | 'connection' | 'error';
@@ -176,4 +177,50 @@ test('rebind: a new channel and a new session, and the serving loop follows the 
   assert.equal(r.s.pending(fresh.guestPort), 1, 'and the guest is told on the new port');
   r.ring.stop();
   await running;
+});
+
+test('fuzz: a guest scribbling over its XenStore page never breaks the real store, and a reconnection always recovers', (t) => {
+  const s = evtchnTestDomain(t);
+  const channel = s.d.backends.create();
+  const page = new Uint8Array(4096);
+  const view = new DataView(page.buffer);
+  const store = new XenStore();
+  store.introduce(1);
+  const log = capturedLogger();
+  const ring = new XenStoreRing(page, channel, store, 1, new RateLimitedLog(log.logger));
+  let seed = 7;
+  const rand = (n: number) => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const fields = ['req_cons', 'req_prod', 'rsp_cons', 'rsp_prod', 'connection', 'error'] as const;
+  for (let step = 0; step < 3000; step++) {
+    switch (rand(4)) {
+      case 0: // random bytes, or a well-formed request with a random type and payload, into the request ring
+        for (const b of rand(2) ? encodeMessage({ type: rand(30), reqId: step, txId: rand(3), payload: new Uint8Array(rand(64)).map(() => rand(256)) }) : new Uint8Array(rand(40)).map(() => rand(256))) {
+          const prod = view.getUint32(L.offsets.req_prod, true);
+          page[L.offsets.req + (prod % 1024)] = b;
+          view.setUint32(L.offsets.req_prod, prod + 1, true);
+        }
+        break;
+      case 1:
+        view.setUint32(L.offsets[fields[rand(fields.length)]], rand(3) ? rand(4096) : rand(0x100000000), true);
+        break;
+      case 2:
+        view.setUint32(L.offsets.rsp_cons, view.getUint32(L.offsets.rsp_prod, true), true);
+        break;
+    }
+    ring.service();
+  }
+  assert.deepEqual(log.errors(), []);
+  view.setUint32(L.offsets.connection, XENSTORE_CONNECTION.RECONNECT, true);
+  ring.service();
+  const request = encodeMessage({ type: XS.GET_DOMAIN_PATH, reqId: 99, txId: 0, payload: stringsPayload('1') });
+  page.set(request, L.offsets.req);
+  view.setUint32(L.offsets.req_prod, request.length, true);
+  ring.service();
+  const reply = new MessageFramer().push(page.slice(L.offsets.rsp, L.offsets.rsp + view.getUint32(L.offsets.rsp_prod, true)));
+  assert.deepEqual(reply.map((m) => [m.reqId, new TextDecoder().decode(m.payload)]), [[99, '/local/domain/1\0']]);
 });
