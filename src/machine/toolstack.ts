@@ -13,7 +13,7 @@ import type { MemoryMap } from '../memory/memory-map.js';
 import { HVM_PARAM } from '../xen/abi/hvm.js';
 import type { DomainState } from '../xen/domain-state.js';
 import type { XenVmm } from '../xen/vmm.js';
-import { domainPath, writeDomainTree } from '../xenstore/domain-tree.js';
+import { CONSOLE_LIMIT, domainPath, writeDomainTree } from '../xenstore/domain-tree.js';
 import type { BackendChannel } from '../xen/evtchn/backend.js';
 import { XenStoreRing } from '../xenstore/ring.js';
 import { XenStoreSocket } from '../xenstore/socket.js';
@@ -81,7 +81,7 @@ export class Toolstack {
     for (let devid = 1; devid <= guest.secondaryConsoles; devid++) {
       const device = new XenbusDevice(
         this.store,
-        { type: 'console', devid, frontDomid: guest.domid, backendNodes: { protocol: 'vt100' }, frontendNodes: { type: 'xenconsoled', limit: '1048576' } },
+        { type: 'console', devid, frontDomid: guest.domid, backendNodes: { protocol: 'vt100' }, frontendNodes: { type: 'xenconsoled', limit: String(CONSOLE_LIMIT) } },
         new SecondaryConsole(xen.backends, noGrantTables, output, guestLog),
         logger,
       );

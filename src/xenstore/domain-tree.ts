@@ -27,7 +27,7 @@ export interface DomainInfo {
 }
 
 /** xenconsoled's default cap on buffered console output (libxl's console limit). */
-const CONSOLE_LIMIT = 1048576;
+export const CONSOLE_LIMIT = 1048576;
 
 export function domainPath(domid: number): string {
   return `/local/domain/${domid}`;
