@@ -31,6 +31,9 @@ export interface StoreService<C> {
  */
 export const OUTSTANDING_MAX = 20;
 
+/** Passes over the rings one service makes at most (each moves up to a ring's worth each way). */
+const MAX_PASSES = 16;
+
 export class XenStoreRing<C> {
   private readonly words: Uint32Array;
   private conn: C;
@@ -169,7 +172,13 @@ export class XenStoreRing<C> {
     }
     if (this.get('error') !== XENSTORE_ERROR.NONE) return;
     let moved = 0;
-    for (;;) {
+    for (let pass = 0; ; pass++) {
+      if (pass === MAX_PASSES) {
+        // A guest refilling its ring as fast as it is served gets the rest on a later turn of the
+        // main thread's event loop, which also serves the other vCPUs' forwarded hypercalls.
+        this.channel.notifier.notify();
+        break;
+      }
       const before = this.requests.length;
       const step = this.readRequests() + this.writeResponses();
       if ((step === 0 && this.requests.length === before) || this.get('error') !== XENSTORE_ERROR.NONE) break;

@@ -36,10 +36,15 @@ export class EventNotifier {
     return this.count;
   }
 
-  /** The main thread's wait: resolves with the count once it differs from `seen`. */
+  /**
+   * The main thread's wait: resolves with the count once it differs from `seen`, always on a later
+   * turn of the event loop, so a guest notifying without pause cannot keep the main thread's other
+   * work (forwarded hypercalls, sockets) from running.
+   */
   async next(seen: number): Promise<number> {
     const w = Atomics.waitAsync(this.words, this.index, seen);
     if (w.async) await w.value;
+    else await new Promise((resolve) => setImmediate(resolve));
     return this.count;
   }
 }
