@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { BootError } from '../boot/elf.js';
 import { configureLogging, LOG_LEVELS, type LogLevel } from '../common/log.js';
-import { SystemCallError } from '../kvm/libc.js';
+import { inForeground, SystemCallError } from '../kvm/libc.js';
 import { KvmUnavailableError } from '../kvm/system.js';
 import { exitStatus } from '../machine/exit-status.js';
 import { ConfigError, Machine } from '../machine/machine.js';
@@ -94,12 +94,15 @@ function consoleOutput(logFile: string | undefined): { write: (bytes: Uint8Array
 const CONSOLE_ESCAPE = 0x1d;
 
 /**
- * The terminal becomes the guest's console: keystrokes go to the guest raw (Ctrl-C included), and
- * Ctrl-] stops it. Input from a pipe or file is passed on as it is. Returns the undoing.
+ * The terminal becomes the guest's console when xenkvm runs in its foreground: keystrokes go to the
+ * guest raw (Ctrl-C included), and Ctrl-] stops it. Input from a pipe or file is passed on as it
+ * is. Returns the undoing.
  */
 function attachConsole(machine: Machine): () => void {
   const stdin = process.stdin;
   const tty = stdin.isTTY === true;
+  // A background job (`xenkvm run … &`) leaves the terminal alone: reading it would stop the job.
+  if (tty && !inForeground(0)) return () => {};
   if (tty) {
     stdin.setRawMode(true);
     process.stderr.write('xenkvm: the terminal is the guest console; Ctrl-] stops the guest\n');

@@ -1,4 +1,4 @@
-// The libc calls the KVM layer and guest memory need, through koffi. Loaded
+// The libc calls the KVM layer and guest memory need (and the CLI's terminal check), through koffi. Loaded
 // once per thread (koffi binds per isolate). Every failure becomes a
 // SystemCallError carrying the call and errno; nothing here is guest-visible.
 import koffi from 'koffi';
@@ -57,6 +57,8 @@ interface Libc {
   pthread_sigmask(how: number, set: Uint8Array | null, old: Uint8Array | null): number;
   sigtimedwait(set: Uint8Array, info: Uint8Array | null, timeout: Uint8Array): number;
   strerror(errno: number): string;
+  tcgetpgrp(fd: number): number;
+  getpgrp(): number;
 }
 
 let bound: Libc | undefined;
@@ -80,6 +82,8 @@ export function libc(): Libc {
     pthread_sigmask: lib.func('int pthread_sigmask(int how, const void *set, void *old)'),
     sigtimedwait: lib.func('int sigtimedwait(const void *set, void *info, const void *timeout)'),
     strerror: lib.func('const char *strerror(int errnum)'),
+    tcgetpgrp: lib.func('int tcgetpgrp(int fd)'),
+    getpgrp: lib.func('int getpgrp()'),
   };
   return bound;
 }
@@ -122,4 +126,9 @@ export function sigset(...signals: number[]): Uint8Array {
   const set = new Uint8Array(SIGSET_BYTES);
   for (const s of signals) set[(s - 1) >> 3] |= 1 << ((s - 1) & 7);
   return set;
+}
+
+/** Whether this process is in the foreground of the terminal on `fd` (a background job that reads it is stopped). */
+export function inForeground(fd: number): boolean {
+  return libc().tcgetpgrp(fd) === libc().getpgrp();
 }

@@ -68,8 +68,16 @@ test('/dev/kvm not permitted for the user', { skip: kvmMissing ?? (process.getui
 });
 
 test('at a terminal, keys go to the guest raw (Ctrl-C does not stop it) and Ctrl-] stops it with status 5', { skip: kvmMissing }, async () => {
-  const { stdout } = await promisify(execFile)('python3', [`${root}test/console-pty.py`, 'KIT-POWER action=halt', launcher, 'run', '--kernel', guest('power'), '--cmdline', 'action=halt'], { timeout: 60000 });
+  const { stdout } = await promisify(execFile)('python3', [`${root}test/console-pty.py`, 'keys', 'KIT-POWER action=halt', launcher, 'run', '--kernel', guest('power'), '--cmdline', 'action=halt'], { timeout: 60000 });
   assert.match(stdout, /xenkvm: the terminal is the guest console; Ctrl-\] stops the guest/);
   assert.match(stdout, /xenkvm: stopped from the console \(Ctrl-\]\) \(exit status 5\)/);
   assert.match(stdout, /\nEXIT 5\n$/);
+});
+
+test('run as a background job on a terminal, xenkvm leaves the terminal alone instead of being stopped by it', { skip: kvmMissing }, async () => {
+  const { stdout } = await promisify(execFile)('python3', [`${root}test/console-pty.py`, 'background', launcher, 'run', '--kernel', guest('demo'), '--vcpus', '2'], { timeout: 90000 });
+  // Through the terminal, lines end in CR LF.
+  assert.match(stdout, /^KIT-SUMMARY passed=1 failed=0\r$/m);
+  assert.doesNotMatch(stdout, /the terminal is the guest console/);
+  assert.match(stdout, /\nEXIT 0\r?\n$/);
 });
