@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { BootError } from '../boot/elf.js';
-import { configureLogging, LOG_LEVELS, type LogLevel } from '../common/log.js';
+import { configureLogging, log, LOG_LEVELS, RateLimitedLog, type LogLevel } from '../common/log.js';
 import { inForeground, SystemCallError } from '../kvm/libc.js';
 import { KvmUnavailableError } from '../kvm/system.js';
 import { exitStatus } from '../machine/exit-status.js';
@@ -69,6 +69,12 @@ async function run(opts: {
   return outcome.status;
 }
 
+/**
+ * Bytes of guest output stdout may hold unwritten: a reader that stops (a paused pager, a full pipe)
+ * must not let a guest that keeps printing grow xenkvm's memory without bound.
+ */
+const STDOUT_BACKLOG_MAX = 4 * 1024 * 1024;
+
 /** Guest console output to stdout and, with --console-log, appended to that file too. */
 function consoleOutput(logFile: string | undefined): { write: (bytes: Uint8Array) => void; close: () => void } {
   let fd: number | undefined;
@@ -79,9 +85,11 @@ function consoleOutput(logFile: string | undefined): { write: (bytes: Uint8Array
       throw new ConfigError(`cannot open console log ${logFile}: ${(e as Error).message}`);
     }
   }
+  const dropped = new RateLimitedLog(log('console'));
   return {
     write: (bytes) => {
-      process.stdout.write(bytes);
+      if (process.stdout.writableLength < STDOUT_BACKLOG_MAX) process.stdout.write(bytes);
+      else dropped.warn('stdout', { bytes: bytes.length }, 'guest console output dropped: nothing is reading stdout');
       if (fd !== undefined) writeSync(fd, bytes);
     },
     close: () => {
