@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { seededRandom } from '../common/seeded-random.js';
 import { test } from 'node:test';
 import { capturedLogger } from '../common/captured-logger.js';
 import { RateLimitedLog } from '../common/log.js';
@@ -188,13 +189,7 @@ test('fuzz: a guest scribbling over its XenStore page never breaks the real stor
   store.introduce(1);
   const log = capturedLogger();
   const ring = new XenStoreRing(page, channel, store, 1, new RateLimitedLog(log.logger));
-  let seed = 7;
-  const rand = (n: number) => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) % n;
-  };
+  const rand = seededRandom(7);
   const fields = ['req_cons', 'req_prod', 'rsp_cons', 'rsp_prod', 'connection', 'error'] as const;
   for (let step = 0; step < 3000; step++) {
     switch (rand(4)) {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { seededRandom } from '../../common/seeded-random.js';
 import { test } from 'node:test';
 import { EVTCHN_FIFO, EVTCHNOP, EVTCHNSTAT } from '../abi/event-channel.js';
 import { XEN_ERRNO } from '../abi/errno.js';
@@ -277,14 +278,7 @@ test('property: random sends, masks, priority and vCPU moves under FIFO lose and
 test('fuzz: any sequence of event_channel_op calls with any arguments leaves a consistent table and no error inside xenkvm', (t) => {
   const log = capturedLogger();
   const s = evtchnTestDomain(t, 'native', { logger: log.logger, portCount: 2048 });
-  let seed = 99;
-  // xorshift32: the low bits of an LCG repeat too soon to mix ops and arguments.
-  const rand = (n: number) => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) % n;
-  };
+  const rand = seededRandom(99);
   // Mostly small values, sometimes anything: ports, vCPUs, domains, frames and offsets near their edges.
   const value = () => [rand(2), rand(8), rand(70), DOMID.SELF, 0, 0x10 + rand(0x110), rand(4097) & ~7, rand(4097), 0xffffffff, rand(0x7fffffff)][rand(10)];
   const succeeded = new Set<number>();
