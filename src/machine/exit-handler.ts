@@ -151,7 +151,7 @@ export class ExitHandler {
   }
 
   private fetchInstruction(linear: bigint, sregs: Sregs): Uint8Array | undefined {
-    const t = translateRange(this.memory.forWalker(), sregs, linear, MAX_INSTRUCTION, { fetch: true });
+    const t = translateRange(this.memory.walkerView, sregs, linear, MAX_INSTRUCTION, { fetch: true });
     if (!t.ok) return undefined;
     const out: number[] = [];
     for (const p of t.pieces) {

@@ -201,27 +201,33 @@ export class GuestMemory {
     return bytes && new Int32Array(bytes.buffer, bytes.byteOffset, 1);
   }
 
-  /** The page walker's view: page-table entries are aligned, so one page holds each; unbacked is undefined, not an exception. */
-  forWalker(): PhysicalMemory {
-    const entry = (gpa: number, size: number) => {
-      const bytes = gpa % size === 0 ? this.pageBytes(gpa, size) : undefined;
-      return bytes && new DataView(bytes.buffer, bytes.byteOffset, size);
-    };
-    return {
-      readU32: (gpa) => entry(gpa, 4)?.getUint32(0, true),
-      readU64: (gpa) => entry(gpa, 8)?.getBigUint64(0, true),
-      writeU32: (gpa, v) => {
-        const d = entry(gpa, 4);
-        d?.setUint32(0, v, true);
-        return d !== undefined;
-      },
-      writeU64: (gpa, v) => {
-        const d = entry(gpa, 8);
-        d?.setBigUint64(0, v, true);
-        return d !== undefined;
-      },
-    };
+  /**
+   * Where the aligned word at gpa lives (an offset into RAM, or into the overlay pool as −offset − 1),
+   * or undefined when unbacked or unaligned. Page walks read many words: no view is made per word.
+   */
+  private wordOffset(gpa: number): number | undefined {
+    if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa % 4 !== 0) return undefined;
+    const gfn = Math.floor(gpa / PAGE_SIZE);
+    const overlay = this.placement.pageAt(gfn);
+    if (overlay >= 0) return -(overlay * PAGE_SIZE + (gpa - gfn * PAGE_SIZE)) - 1;
+    for (const r of this.regions) if (gpa >= r.gpa && gpa + 4 <= r.gpa + r.size) return r.offset + gpa - r.gpa;
+    return undefined;
   }
+
+  /** The page walker's view: aligned words, unbacked as undefined rather than an exception. */
+  readonly walkerView: PhysicalMemory = {
+    readU32: (gpa) => {
+      const at = this.wordOffset(gpa);
+      return at === undefined ? undefined : at >= 0 ? this.ram.u32(at) : this.overlays.u32(-at - 1);
+    },
+    writeU32: (gpa, v) => {
+      const at = this.wordOffset(gpa);
+      if (at === undefined) return false;
+      if (at >= 0) this.ram.setU32(at, v);
+      else this.overlays.setU32(-at - 1, v);
+      return true;
+    },
+  };
 
   dispose(): void {
     this.ram.dispose();

@@ -26,7 +26,7 @@ export class GuestVirtual {
 
   private pieces(gva: bigint, length: number, write: boolean): { gpa: number; length: number }[] {
     if (!Number.isSafeInteger(length) || length < 0 || length > 1 << 24) throw new GuestFaultError(gva, length);
-    const t = translateRange(this.memory.forWalker(), this.paging, gva, length, { write, user: this.user });
+    const t = translateRange(this.memory.walkerView, this.paging, gva, length, { write, user: this.user });
     if (!t.ok || !t.pieces.every((p) => this.memory.isBacked(p.gpa, p.length))) throw new GuestFaultError(gva, length);
     return t.pieces;
   }

@@ -37,7 +37,6 @@ class FakeMem implements PhysicalMemory {
     return gpa + n <= this.buf.length;
   }
   readU32(gpa: number) { return this.ok(gpa, 4) ? this.dv.getUint32(gpa, true) : undefined; }
-  readU64(gpa: number) { return this.ok(gpa, 8) ? this.dv.getBigUint64(gpa, true) : undefined; }
   writeU32(gpa: number, v: number) {
     if (!this.ok(gpa, 4)) return false;
     this.dv.setUint32(gpa, v, true);
@@ -60,7 +59,7 @@ class FakeMem implements PhysicalMemory {
   get32(a: number) { return this.dv.getUint32(a, true); }
   set32(a: number, v: number) { this.dv.setUint32(a, v, true); }
   readOnly(): PhysicalMemory {
-    return { readU32: (g) => this.readU32(g), readU64: (g) => this.readU64(g) };
+    return { readU32: (g) => this.readU32(g) };
   }
 }
 
@@ -389,7 +388,7 @@ test('A/D bits: set on success only, D only on leaf for writes, only with writer
   const m2 = new FakeMem();
   const l2 = long(m2);
   const a2 = l2.map(0x1000n, 1, NX | 0x9000n | DEF);
-  const only32: PhysicalMemory = { readU32: (g) => m2.readU32(g), readU64: (g) => m2.readU64(g), writeU32: (g, v) => m2.writeU32(g, v) };
+  const only32: PhysicalMemory = { readU32: (g) => m2.readU32(g), writeU32: (g, v) => m2.writeU32(g, v) };
   translate(only32, l2.s, 0x1000, { write: true });
   assert.equal(m2.get64(a2[3]), NX | 0x9000n | DEF | A | D);
 });

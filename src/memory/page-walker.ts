@@ -13,9 +13,8 @@ export interface PagingState {
 }
 
 export interface PhysicalMemory {
-  /** undefined = not backed by RAM */
+  /** An aligned 32-bit word (64-bit entries are read as two); undefined = not backed by RAM. */
   readU32(gpa: number): number | undefined;
-  readU64(gpa: number): bigint | undefined;
   /** Optional; used only to set Accessed/Dirty bits. */
   writeU32?(gpa: number, v: number): boolean;
   writeU64?(gpa: number, v: bigint): boolean;
@@ -56,29 +55,36 @@ export const PFEC_USER = 1 << 2;
 export const PFEC_RSVD = 1 << 3;
 export const PFEC_INSN = 1 << 4;
 
-const CR0_WP = 1n << 16n;
-const CR0_PG = 1n << 31n;
-const CR4_PSE = 1n << 4n;
-const CR4_PAE = 1n << 5n;
-const CR4_LA57 = 1n << 12n;
-const EFER_LMA = 1n << 10n;
-const EFER_NXE = 1n << 11n;
+// Control-register bits (all in the low 32 bits) and entry bits, as numbers: the walk runs on
+// 32-bit halves of every 64-bit quantity, since BigInt arithmetic costs microseconds per walk here.
+const CR0_WP = 1 << 16;
+const CR0_PG = 1 << 31;
+const CR4_PSE = 1 << 4;
+const CR4_PAE = 1 << 5;
+const CR4_LA57 = 1 << 12;
+const EFER_LMA = 1 << 10;
+const EFER_NXE = 1 << 11;
 
-const PTE_P = 1n << 0n;
-const PTE_RW = 1n << 1n;
-const PTE_US = 1n << 2n;
-const PTE_A = 1n << 5n;
-const PTE_D = 1n << 6n;
-const PTE_PS = 1n << 7n;
-const PTE_NX = 1n << 63n;
+const PTE_P = 1 << 0;
+const PTE_RW = 1 << 1;
+const PTE_US = 1 << 2;
+const PTE_A = 1 << 5;
+const PTE_D = 1 << 6;
+const PTE_PS = 1 << 7;
+/** NX is bit 63: bit 31 of an entry's high half. */
+const PTE_NX_HI = 1 << 31;
 
 const MASK32 = 0xffff_ffffn;
 const MASK64 = (1n << 64n) - 1n;
+const TWO32 = 2 ** 32;
+/** Physical addresses are at most 52 bits: exact as numbers. */
+const PHYS_MASK = (1n << 52n) - 1n;
 
-/** Bits lo..hi inclusive (0n when the range is empty). */
-function bits(lo: number, hi: number): bigint {
-  if (hi < lo) return 0n;
-  return ((1n << BigInt(hi - lo + 1)) - 1n) << BigInt(lo);
+/** Bits lo..hi inclusive of a 32-bit half (0 when the range is empty). */
+function bits32(lo: number, hi: number): number {
+  if (hi < lo) return 0;
+  const width = hi - lo + 1;
+  return (width >= 32 ? 0xffff_ffff : ((1 << width) - 1) << lo) >>> 0;
 }
 
 function toU64(v: bigint | number): bigint {
@@ -88,6 +94,12 @@ function toU64(v: bigint | number): bigint {
   return BigInt.asUintN(64, BigInt(v));
 }
 
+/** The low 32 bits of a register, where every control bit the walk tests lives. */
+function low32(v: bigint | number): number {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v < TWO32) return v;
+  return Number(toU64(v) & MASK32);
+}
+
 function physBits(s: PagingState): number {
   const m = s.maxPhysAddrBits;
   if (m === undefined || !Number.isFinite(m)) return 52;
@@ -95,15 +107,17 @@ function physBits(s: PagingState): number {
 }
 
 interface Regs {
-  cr0: bigint;
-  cr3: bigint;
-  cr4: bigint;
-  efer: bigint;
+  cr0: number;
+  /** CR3 up to bit 51, exact as a number. */
+  cr3: number;
+  cr4: number;
+  efer: number;
   m: number;
 }
 
 function regs(s: PagingState): Regs {
-  return { cr0: toU64(s.cr0), cr3: toU64(s.cr3), cr4: toU64(s.cr4), efer: toU64(s.efer), m: physBits(s) };
+  const cr3 = typeof s.cr3 === 'number' && Number.isSafeInteger(s.cr3) && s.cr3 >= 0 ? s.cr3 % 2 ** 52 : Number(toU64(s.cr3) & PHYS_MASK);
+  return { cr0: low32(s.cr0), cr3, cr4: low32(s.cr4), efer: low32(s.efer), m: physBits(s) };
 }
 
 function modeOf(r: Regs): PagingMode {
@@ -117,16 +131,32 @@ export function pagingMode(s: PagingState): PagingMode {
   return modeOf(regs(s));
 }
 
+/** A linear address as two 32-bit halves. */
+interface Va {
+  lo: number;
+  hi: number;
+}
+
+/** The 9-bit (or, with 32-bit paging, 10-bit) table index at bit `shift` of the address. */
+function index(va: Va, shift: number, width = 9): number {
+  const mask = (1 << width) - 1;
+  if (shift >= 32) return (va.hi >>> (shift - 32)) & mask;
+  if (shift + width <= 32) return (va.lo >>> shift) & mask;
+  return ((va.lo >>> shift) | (va.hi << (32 - shift))) & mask;
+}
+
 /** An entry consulted during the walk, remembered for A/D updates. */
 interface Step {
   addr: number;
-  entry: bigint;
+  lo: number;
+  hi: number;
   wide: boolean; // 64-bit entry
   hasA: boolean; // PAE PDPTEs have no Accessed bit
 }
 
 interface Leaf {
-  base: bigint;
+  /** Physical base of the page. */
+  base: number;
   pageSize: number;
   level: number;
   rw: boolean; // AND over all levels
@@ -136,32 +166,28 @@ interface Leaf {
 
 type WalkOutcome = { ok: true; leaf: Leaf } | { ok: false; kind: 'not-present' | 'rsvd' } | BadTable;
 
-function walk32(mem: PhysicalMemory, r: Regs, va: bigint, steps: Step[]): WalkOutcome {
-  const read = (addr: bigint): bigint | undefined => {
-    const v = mem.readU32(Number(addr));
-    return v === undefined ? undefined : BigInt(v >>> 0);
-  };
-  const pdeAddr = (r.cr3 & 0xffff_f000n) + ((va >> 22n) & 0x3ffn) * 4n;
-  const pde = read(pdeAddr);
-  if (pde === undefined) return { ok: false, fault: 'bad-table', gpa: Number(pdeAddr) };
-  steps.push({ addr: Number(pdeAddr), entry: pde, wide: false, hasA: true });
+function walk32(mem: PhysicalMemory, r: Regs, va: Va, steps: Step[]): WalkOutcome {
+  const pdeAddr = (((r.cr3 % TWO32) & 0xffff_f000) >>> 0) + index(va, 22, 10) * 4;
+  const pde = mem.readU32(pdeAddr);
+  if (pde === undefined) return { ok: false, fault: 'bad-table', gpa: pdeAddr };
+  steps.push({ addr: pdeAddr, lo: pde, hi: 0, wide: false, hasA: true });
   if (!(pde & PTE_P)) return { ok: false, kind: 'not-present' };
   if (pde & PTE_PS && r.cr4 & CR4_PSE) {
     // PSE-36: PDE bits 20:13 hold physical bits 39:32; those beyond MAXPHYADDR, and bit 21, are reserved.
     const m = Math.min(r.m, 40);
-    if (pde & ((1n << 21n) | bits(13 + (m - 32), 20))) return { ok: false, kind: 'rsvd' };
-    const base = (pde & 0xffc0_0000n) | (((pde >> 13n) & 0xffn) << 32n);
+    if (pde & ((1 << 21) | bits32(13 + (m - 32), 20))) return { ok: false, kind: 'rsvd' };
+    const base = ((pde >>> 13) & 0xff) * TWO32 + ((pde & 0xffc0_0000) >>> 0);
     return { ok: true, leaf: { base, pageSize: 4 << 20, level: 2, rw: !!(pde & PTE_RW), us: !!(pde & PTE_US), nx: false } };
   }
-  const pteAddr = (pde & 0xffff_f000n) + ((va >> 12n) & 0x3ffn) * 4n;
-  const pte = read(pteAddr);
-  if (pte === undefined) return { ok: false, fault: 'bad-table', gpa: Number(pteAddr) };
-  steps.push({ addr: Number(pteAddr), entry: pte, wide: false, hasA: true });
+  const pteAddr = ((pde & 0xffff_f000) >>> 0) + index(va, 12, 10) * 4;
+  const pte = mem.readU32(pteAddr);
+  if (pte === undefined) return { ok: false, fault: 'bad-table', gpa: pteAddr };
+  steps.push({ addr: pteAddr, lo: pte, hi: 0, wide: false, hasA: true });
   if (!(pte & PTE_P)) return { ok: false, kind: 'not-present' };
   return {
     ok: true,
     leaf: {
-      base: pte & 0xffff_f000n,
+      base: (pte & 0xffff_f000) >>> 0,
       pageSize: 4096,
       level: 1,
       rw: !!(pde & PTE_RW) && !!(pte & PTE_RW),
@@ -171,69 +197,71 @@ function walk32(mem: PhysicalMemory, r: Regs, va: bigint, steps: Step[]): WalkOu
   };
 }
 
-/** PAE, 4-level and 5-level paging (64-bit entries). */
-function walk64(mem: PhysicalMemory, r: Regs, mode: PagingMode, va: bigint, steps: Step[]): WalkOutcome {
-  const addrMask = bits(12, r.m - 1);
-  // PAE reserves bits 62:M; long-mode paging leaves 62:52 to software.
-  const highRsvd = mode === 'pae' ? bits(r.m, 62) : bits(r.m, 51);
-  const nxRsvd = r.efer & EFER_NXE ? 0n : PTE_NX;
-  const read = (addr: bigint): bigint | undefined => {
-    const v = mem.readU64(Number(addr));
-    return v === undefined ? undefined : BigInt.asUintN(64, v);
-  };
+/** Reads a 64-bit entry as its two halves; undefined where memory is not backed. */
+function readEntry(mem: PhysicalMemory, addr: number): Va | undefined {
+  const lo = mem.readU32(addr);
+  const hi = lo === undefined ? undefined : mem.readU32(addr + 4);
+  return hi === undefined ? undefined : { lo: lo!, hi };
+}
 
-  let table: bigint;
-  let top: number;
+/** PAE, 4-level and 5-level paging (64-bit entries). */
+function walk64(mem: PhysicalMemory, r: Regs, mode: PagingMode, va: Va, steps: Step[]): WalkOutcome {
+  // An entry's frame: bits 12 up to MAXPHYADDR − 1, i.e. bits 12–31 of the low half and 0..m−33 of the high.
+  const addrHi = bits32(0, r.m - 33);
+  // PAE reserves bits 62:M; long-mode paging leaves 62:52 to software.
+  const rsvdHi = (mode === 'pae' ? bits32(r.m - 32, 30) : bits32(r.m - 32, 19)) | (r.efer & EFER_NXE ? 0 : PTE_NX_HI);
+  const frame = (e: Va, pageMask: number) => (e.hi & addrHi) * TWO32 + (((e.lo & 0xffff_f000) & ~pageMask) >>> 0);
+
+  let table: number;
   if (mode === 'pae') {
     // The PDPTE is a register-like entry: no R/W, U/S, NX or Accessed bits.
-    const addr = (r.cr3 & 0xffff_ffe0n) + ((va >> 30n) & 3n) * 8n;
-    const e = read(addr);
-    if (e === undefined) return { ok: false, fault: 'bad-table', gpa: Number(addr) };
-    steps.push({ addr: Number(addr), entry: e, wide: true, hasA: false });
-    if (!(e & PTE_P)) return { ok: false, kind: 'not-present' };
-    if (e & (bits(1, 2) | bits(5, 8) | bits(r.m, 63))) return { ok: false, kind: 'rsvd' };
-    table = e & addrMask;
-    top = 2;
+    const addr = (((r.cr3 % TWO32) & 0xffff_ffe0) >>> 0) + index(va, 30, 2) * 8;
+    const e = readEntry(mem, addr);
+    if (e === undefined) return { ok: false, fault: 'bad-table', gpa: addr };
+    steps.push({ addr, lo: e.lo, hi: e.hi, wide: true, hasA: false });
+    if (!(e.lo & PTE_P)) return { ok: false, kind: 'not-present' };
+    if (e.lo & (bits32(1, 2) | bits32(5, 8)) || e.hi & bits32(r.m - 32, 31)) return { ok: false, kind: 'rsvd' };
+    table = frame(e, 0);
   } else {
-    table = r.cr3 & addrMask;
-    top = mode === '5level' ? 5 : 4;
+    table = (Math.floor(r.cr3 / TWO32) & addrHi) * TWO32 + (((r.cr3 % TWO32) & 0xffff_f000) >>> 0);
   }
+  const top = mode === 'pae' ? 2 : mode === '5level' ? 5 : 4;
 
   let rw = true;
   let us = true;
   let nx = false;
   for (let level = top; level >= 1; level--) {
     const shift = 12 + 9 * (level - 1);
-    const addr = table + ((va >> BigInt(shift)) & 0x1ffn) * 8n;
-    const e = read(addr);
-    if (e === undefined) return { ok: false, fault: 'bad-table', gpa: Number(addr) };
-    steps.push({ addr: Number(addr), entry: e, wide: true, hasA: true });
-    if (!(e & PTE_P)) return { ok: false, kind: 'not-present' };
-    const ps = level > 1 && !!(e & PTE_PS); // bit 7 of a PTE is PAT
-    let rsvd = highRsvd | nxRsvd;
-    if (level >= 4) rsvd |= PTE_PS;
-    else if (ps) rsvd |= bits(13, shift - 1); // large-page frame must be size-aligned (bit 12 is PAT)
-    if (e & rsvd) return { ok: false, kind: 'rsvd' };
-    rw &&= !!(e & PTE_RW);
-    us &&= !!(e & PTE_US);
-    nx ||= !!(e & PTE_NX);
+    const addr = table + index(va, shift) * 8;
+    const e = readEntry(mem, addr);
+    if (e === undefined) return { ok: false, fault: 'bad-table', gpa: addr };
+    steps.push({ addr, lo: e.lo, hi: e.hi, wide: true, hasA: true });
+    if (!(e.lo & PTE_P)) return { ok: false, kind: 'not-present' };
+    const ps = level > 1 && !!(e.lo & PTE_PS); // bit 7 of a PTE is PAT
+    let rsvdLo = 0;
+    if (level >= 4) rsvdLo |= PTE_PS;
+    else if (ps) rsvdLo |= bits32(13, shift - 1); // large-page frame must be size-aligned (bit 12 is PAT)
+    if (e.lo & rsvdLo || e.hi & rsvdHi) return { ok: false, kind: 'rsvd' };
+    rw &&= !!(e.lo & PTE_RW);
+    us &&= !!(e.lo & PTE_US);
+    nx ||= (e.hi & PTE_NX_HI) !== 0;
     if (level === 1 || ps) {
-      const size = 1n << BigInt(shift);
-      return { ok: true, leaf: { base: e & addrMask & ~(size - 1n), pageSize: Number(size), level, rw, us, nx } };
+      const size = 2 ** shift;
+      return { ok: true, leaf: { base: frame(e, size - 1), pageSize: size, level, rw, us, nx } };
     }
-    table = e & addrMask;
+    table = frame(e, 0);
   }
   throw new Error('unreachable: level 1 is always a leaf');
 }
 
-function canonical(mode: PagingMode, va: bigint): boolean {
+function canonical(mode: PagingMode, va: Va): boolean {
   if (mode === '4level') {
-    const hi = va >> 47n;
-    return hi === 0n || hi === (1n << 17n) - 1n;
+    const top = va.hi >>> 15; // bits 63:47
+    return top === 0 || top === 0x1_ffff;
   }
   if (mode === '5level') {
-    const hi = va >> 56n;
-    return hi === 0n || hi === 0xffn;
+    const top = va.hi >>> 24; // bits 63:56
+    return top === 0 || top === 0xff;
   }
   return true;
 }
@@ -244,23 +272,23 @@ function setAccessedDirty(mem: PhysicalMemory, steps: Step[], dirty: boolean): v
   // same entry could be overwritten. Only entries needing a change are written.
   steps.forEach((s, i) => {
     if (!s.hasA) return;
-    const v = s.entry | PTE_A | (dirty && i === steps.length - 1 ? PTE_D : 0n);
-    if (v === s.entry) return;
-    if (!s.wide) mem.writeU32?.(s.addr, Number(v & MASK32));
-    else if (mem.writeU64) mem.writeU64(s.addr, v);
-    else mem.writeU32?.(s.addr, Number(v & MASK32)); // A/D live in the low dword
+    const lo = (s.lo | PTE_A | (dirty && i === steps.length - 1 ? PTE_D : 0)) >>> 0;
+    if (lo === s.lo) return;
+    if (s.wide && mem.writeU64) mem.writeU64(s.addr, (BigInt(s.hi >>> 0) << 32n) | BigInt(lo));
+    else mem.writeU32?.(s.addr, lo); // A/D live in the low dword
   });
 }
 
-function translateNormalised(mem: PhysicalMemory, r: Regs, mode: PagingMode, va: bigint, access: Access): Translation {
-  if (mode === 'none') return { ok: true, gpa: Number(va), pageSize: 4096, level: 0 };
+function translateNormalised(mem: PhysicalMemory, r: Regs, mode: PagingMode, gva: bigint, access: Access): Translation {
+  const va: Va = { lo: Number(gva & MASK32), hi: Number(gva >> 32n) };
+  if (mode === 'none') return { ok: true, gpa: va.lo, pageSize: 4096, level: 0 };
   // Hardware raises #GP for non-canonical addresses; Xen's copy helpers
   // return -EFAULT either way, so report a page fault flagged nonCanonical.
-  if (!canonical(mode, va)) return { ok: false, fault: 'page-fault', errorCode: 0, gva: va, nonCanonical: true };
+  if (!canonical(mode, va)) return { ok: false, fault: 'page-fault', errorCode: 0, gva, nonCanonical: true };
 
   const nxe = mode !== '32bit' && !!(r.efer & EFER_NXE);
   const code = (access.write ? PFEC_WRITE : 0) | (access.user ? PFEC_USER : 0) | (access.fetch && nxe ? PFEC_INSN : 0);
-  const pf = (extra: number): PageFault => ({ ok: false, fault: 'page-fault', errorCode: code | extra, gva: va });
+  const pf = (extra: number): PageFault => ({ ok: false, fault: 'page-fault', errorCode: code | extra, gva });
 
   const steps: Step[] = [];
   const w = mode === '32bit' ? walk32(mem, r, va, steps) : walk64(mem, r, mode, va, steps);
@@ -274,8 +302,8 @@ function translateNormalised(mem: PhysicalMemory, r: Regs, mode: PagingMode, va:
   if (access.fetch && nxe && leaf.nx) return pf(PFEC_PRESENT);
 
   setAccessedDirty(mem, steps, !!access.write);
-  const offset = va & BigInt(leaf.pageSize - 1);
-  return { ok: true, gpa: Number(leaf.base | offset), pageSize: leaf.pageSize, level: leaf.level };
+  // Pages are at most 1 GiB: the offset lies in the low half of the address.
+  return { ok: true, gpa: leaf.base + (va.lo & (leaf.pageSize - 1)), pageSize: leaf.pageSize, level: leaf.level };
 }
 
 /** Linear addresses outside long mode are 32 bits wide. */

@@ -16,6 +16,8 @@ const CHUNK = 1 << 30;
 export class SharedMemory {
   private readonly ptr: Pointer;
   private readonly chunks: Uint8Array[] = [];
+  /** The same chunks as 32-bit words, for aligned word access without a view per access. */
+  private readonly words: Uint32Array[] = [];
   private disposed = false;
 
   private constructor(
@@ -24,7 +26,9 @@ export class SharedMemory {
   ) {
     this.ptr = mmapShared(handle.fd, handle.size, handle.name);
     for (let off = 0; off < handle.size; off += CHUNK) {
-      this.chunks.push(new Uint8Array(viewOf(this.ptr + BigInt(off), Math.min(CHUNK, handle.size - off))));
+      const buffer = viewOf(this.ptr + BigInt(off), Math.min(CHUNK, handle.size - off));
+      this.chunks.push(new Uint8Array(buffer));
+      this.words.push(new Uint32Array(buffer, 0, Math.floor(buffer.byteLength / 4)));
     }
   }
 
@@ -57,10 +61,22 @@ export class SharedMemory {
     return this.chunks[chunk].subarray(start, start + length);
   }
 
+  /** The little-endian word at a 4-byte-aligned offset (the caller checked both). */
+  u32(offset: number): number {
+    const chunk = Math.floor(offset / CHUNK);
+    return this.words[chunk][(offset - chunk * CHUNK) >>> 2];
+  }
+
+  setU32(offset: number, value: number): void {
+    const chunk = Math.floor(offset / CHUNK);
+    this.words[chunk][(offset - chunk * CHUNK) >>> 2] = value;
+  }
+
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
     this.chunks.length = 0;
+    this.words.length = 0;
     munmap(this.ptr, this.handle.size);
     if (this.owner) libc().close(this.handle.fd);
   }
