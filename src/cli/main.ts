@@ -60,11 +60,16 @@ async function run(opts: {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   const detach = attachConsole(machine);
-  const outcome = await machine.run();
-  detach();
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
-  output.close();
+  let outcome: Awaited<ReturnType<Machine['run']>>;
+  try {
+    outcome = await machine.run();
+  } finally {
+    // Also when the run fails to start: the terminal must not stay raw.
+    detach();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    output.close();
+  }
   if (outcome.reason !== 'poweroff') process.stderr.write(`xenkvm: ${outcome.message} (exit status ${outcome.status})\n`);
   return outcome.status;
 }
