@@ -96,18 +96,26 @@ export class GuestMemory {
     return this.overlays.bytes(index * PAGE_SIZE, PAGE_SIZE);
   }
 
-  /** The bytes of [gpa, gpa+length) when they lie in one page and are backed, else undefined. */
-  private pageBytes(gpa: number, length: number): Uint8Array | undefined {
+  /**
+   * Where [gpa, gpa+length) lives when it lies in one page and is backed: an offset into RAM, or
+   * into the overlay pool as −offset − 1; else undefined. A number, so page walks locate many words
+   * without making an object or a view for each.
+   */
+  private locate(gpa: number, length: number): number | undefined {
     if (!Number.isSafeInteger(gpa) || gpa < 0) return undefined;
     const gfn = Math.floor(gpa / PAGE_SIZE);
     const inPage = gpa - gfn * PAGE_SIZE;
     if (inPage + length > PAGE_SIZE) return undefined;
     const overlay = this.placement.pageAt(gfn);
-    if (overlay >= 0) return this.overlays.bytes(overlay * PAGE_SIZE + inPage, length);
-    for (const r of this.regions) {
-      if (gpa >= r.gpa && gpa + length <= r.gpa + r.size) return this.ram.bytes(r.offset + gpa - r.gpa, length);
-    }
+    if (overlay >= 0) return -(overlay * PAGE_SIZE + inPage) - 1;
+    for (const r of this.regions) if (gpa >= r.gpa && gpa + length <= r.gpa + r.size) return r.offset + gpa - r.gpa;
     return undefined;
+  }
+
+  /** The bytes of [gpa, gpa+length) when they lie in one page and are backed, else undefined. */
+  private pageBytes(gpa: number, length: number): Uint8Array | undefined {
+    const at = this.locate(gpa, length);
+    return at === undefined ? undefined : at >= 0 ? this.ram.bytes(at, length) : this.overlays.bytes(-at - 1, length);
   }
 
   /** Visits [gpa, gpa+length) page by page; throws GuestMemoryError before touching anything if any part is unbacked. */
@@ -201,27 +209,14 @@ export class GuestMemory {
     return bytes && new Int32Array(bytes.buffer, bytes.byteOffset, 1);
   }
 
-  /**
-   * Where the aligned word at gpa lives (an offset into RAM, or into the overlay pool as −offset − 1),
-   * or undefined when unbacked or unaligned. Page walks read many words: no view is made per word.
-   */
-  private wordOffset(gpa: number): number | undefined {
-    if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa % 4 !== 0) return undefined;
-    const gfn = Math.floor(gpa / PAGE_SIZE);
-    const overlay = this.placement.pageAt(gfn);
-    if (overlay >= 0) return -(overlay * PAGE_SIZE + (gpa - gfn * PAGE_SIZE)) - 1;
-    for (const r of this.regions) if (gpa >= r.gpa && gpa + 4 <= r.gpa + r.size) return r.offset + gpa - r.gpa;
-    return undefined;
-  }
-
   /** The page walker's view: aligned words, unbacked as undefined rather than an exception. */
   readonly walkerView: PhysicalMemory = {
     readU32: (gpa) => {
-      const at = this.wordOffset(gpa);
+      const at = gpa % 4 === 0 ? this.locate(gpa, 4) : undefined;
       return at === undefined ? undefined : at >= 0 ? this.ram.u32(at) : this.overlays.u32(-at - 1);
     },
     writeU32: (gpa, v) => {
-      const at = this.wordOffset(gpa);
+      const at = gpa % 4 === 0 ? this.locate(gpa, 4) : undefined;
       if (at === undefined) return false;
       if (at >= 0) this.ram.setU32(at, v);
       else this.overlays.setU32(-at - 1, v);
