@@ -93,9 +93,8 @@ export class BackendChannel {
 }
 
 export class BackendPorts {
-  /** Domain 0's ports: the guest port each is bound to, or undefined while offered and unbound. */
-  private readonly bound = new Map<number, number | undefined>();
-  private readonly channels = new Map<number, BackendChannel>();
+  /** Domain 0's ports: the channel each is bound by, or undefined while offered and unbound. */
+  private readonly offered = new Map<number, BackendChannel | undefined>();
 
   constructor(
     private readonly ports: PortTable,
@@ -105,20 +104,20 @@ export class BackendPorts {
 
   private allocate(): number {
     let port = 1;
-    while (this.bound.has(port)) port++;
+    while (this.offered.has(port)) port++;
     return port;
   }
 
   /** EVTCHNOP_alloc_unbound in domain 0 for the guest: the guest connects with bind_interdomain(0, port). */
   offer(): number {
     const port = this.allocate();
-    this.bound.set(port, undefined);
+    this.offered.set(port, undefined);
     return port;
   }
 
   /** The channel on an offered port, once the guest bound it. */
   channel(backendPort: number): BackendChannel | undefined {
-    return this.channels.get(backendPort);
+    return this.offered.get(backendPort);
   }
 
   /** EVTCHNOP_bind_interdomain from domain 0 to a guest port offered to domain 0; -EINVAL otherwise. */
@@ -150,34 +149,31 @@ export class BackendPorts {
   /** EVTCHNOP_close in domain 0: the guest's end goes back to unbound, waiting for domain 0 again. */
   close(backendPort: number): void {
     this.ports.locked(() => {
-      const channel = this.channels.get(backendPort);
+      const channel = this.offered.get(backendPort);
       if (channel?.connected) {
         const p = this.ports.get(channel.guestPort);
         this.ports.changeBinding(channel.guestPort, { state: PortState.Unbound, vcpu: p.vcpu, peer: BACKEND_DOMID, remoteDom: 0 });
       }
-      this.channels.delete(backendPort);
-      this.bound.delete(backendPort);
+      this.offered.delete(backendPort);
     });
   }
 
   /** The guest binds an offered port (its bind_interdomain to domain 0); -EINVAL unless offered and unbound. */
   guestBinds(backendPort: number, guestPort: number): void {
-    if (!this.bound.has(backendPort) || this.bound.get(backendPort) !== undefined) throw new XenError(XEN_ERRNO.EINVAL);
+    if (!this.offered.has(backendPort) || this.offered.get(backendPort) !== undefined) throw new XenError(XEN_ERRNO.EINVAL);
     this.connect(backendPort, guestPort);
   }
 
   /** The guest closed its end: domain 0's port is offered again, and its backend woken to see it. */
   guestClosed(backendPort: number): void {
-    const channel = this.channels.get(backendPort);
-    this.channels.delete(backendPort);
-    this.bound.set(backendPort, undefined);
+    const channel = this.offered.get(backendPort);
+    this.offered.set(backendPort, undefined);
     channel?.notifier.notify();
   }
 
   private connect(backendPort: number, guestPort: number): BackendChannel {
     const channel = new BackendChannel(this.ports, this.events, backendPort, guestPort);
-    this.bound.set(backendPort, guestPort);
-    this.channels.set(backendPort, channel);
+    this.offered.set(backendPort, channel);
     return channel;
   }
 }
