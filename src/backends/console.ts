@@ -8,7 +8,7 @@
 // dropped, with a rate-limited log line.
 import type { RateLimitedLog } from '../common/log.js';
 import { xenconsInterface } from '../xen/abi/console.js';
-import type { BackendChannel, BackendPorts } from '../xen/evtchn/backend.js';
+import { serveNotifications, type BackendChannel, type BackendPorts } from '../xen/evtchn/backend.js';
 import { XenError } from '../xen/errors.js';
 import { DeviceError, type DeviceHooks, type GrantedPages, type XenbusDevice } from './xenbus.js';
 
@@ -121,12 +121,7 @@ export class ConsoleRing {
   async run(): Promise<void> {
     const offInput = this.input.onInput(() => this.channel.notifier.notify());
     try {
-      while (!this.stopped) {
-        const notifier = this.channel.notifier;
-        const seen = notifier.count;
-        this.service();
-        await notifier.next(seen);
-      }
+      await serveNotifications(() => this.channel, () => this.service(), () => this.stopped);
       this.service();
     } finally {
       offInput();

@@ -11,7 +11,7 @@ import type { RateLimitedLog } from '../common/log.js';
 import {
   XENSTORE_CONNECTION, XENSTORE_ERROR, XENSTORE_RING_SIZE, XENSTORE_SERVER_FEATURE, XS, xenstoreDomainInterface,
 } from '../xen/abi/xenstore.js';
-import type { BackendChannel } from '../xen/evtchn/backend.js';
+import { serveNotifications, type BackendChannel } from '../xen/evtchn/backend.js';
 import { encodeMessage, MessageFramer, XsProtocolError, type XsMessage } from './wire.js';
 
 const LAYOUT = xenstoreDomainInterface.native;
@@ -188,13 +188,8 @@ export class XenStoreRing<C> {
   }
 
   /** Serves the ring whenever the guest notifies, until stop(). */
-  async run(): Promise<void> {
-    while (!this.stopped) {
-      const notifier = this.channel.notifier;
-      const seen = notifier.count;
-      this.service();
-      await notifier.next(seen);
-    }
+  run(): Promise<void> {
+    return serveNotifications(() => this.channel, () => this.service(), () => this.stopped);
   }
 
   /** A new session over a new channel (after a soft reset): the old connection's watches and transactions go. */

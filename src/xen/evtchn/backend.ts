@@ -55,6 +55,20 @@ export function backendNotifier(ports: PortTable, guestPort: number): EventNotif
   return new EventNotifier(words, index(guestPort));
 }
 
+/**
+ * A backend's serving loop on the main thread: `service()` now, then again after every
+ * notification on the channel `channel()` names (it changes after a soft reset), until `stopped()`.
+ * The count is read before each pass, so a notification that comes during one is never missed.
+ */
+export async function serveNotifications(channel: () => BackendChannel, service: () => void, stopped: () => boolean): Promise<void> {
+  while (!stopped()) {
+    const notifier = channel().notifier;
+    const seen = notifier.count;
+    service();
+    await notifier.next(seen);
+  }
+}
+
 /** Domain 0's end of one channel with the guest. */
 export class BackendChannel {
   readonly notifier: EventNotifier;
