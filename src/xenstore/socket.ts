@@ -18,7 +18,7 @@ export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env, pid = pr
 }
 
 /** Whether something listens on the socket at `path`. */
-function answers(path: string): Promise<boolean> {
+export function answers(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const probe = connect(path);
     probe.once('connect', () => {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
+import { answers } from '../../src/xenstore/socket.js';
 import { assertKitPassed, guest, kvmMissing, launcher, root, runGuest, xenkvm } from '../guest-runner.js';
 
 const opts = { skip: kvmMissing };
@@ -28,17 +29,6 @@ async function idleVm(t: { after(fn: () => Promise<void> | void): void }, path: 
   for (let i = 0; i < 200 && !(await answers(path)); i++) await new Promise((r) => setTimeout(r, 50));
   assert.ok(await answers(path), `nothing answers at ${path}`);
   return child;
-}
-
-/** Whether a server accepts connections on the socket at `path`. */
-function answers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path, () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
 }
 
 function tempDir(t: { after(fn: () => void): void }): string {
