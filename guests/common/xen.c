@@ -91,6 +91,34 @@ long xen_map_shared_info(const void *page)
 	return xen_add_to_physmap(XENMAPSPACE_shared_info, 0, (unsigned long)((uintptr_t)page >> 12));
 }
 
+long xen_add_to_physmap_batch1(unsigned int space, unsigned long idx, unsigned long gfn, int *err)
+{
+	xen_ulong_t idxs[1] = { idx };
+	xen_pfn_t gpfns[1] = { gfn };
+	int errs[1] = { 0x7777 };
+	struct xen_add_to_physmap_batch b;
+	memset(&b, 0, sizeof b);
+	b.domid = DOMID_SELF;
+	b.space = space;
+	b.size = 1;
+	set_xen_guest_handle(b.idxs, idxs);
+	set_xen_guest_handle(b.gpfns, gpfns);
+	set_xen_guest_handle(b.errs, errs);
+	long rc = HYPERVISOR_memory_op(XENMEM_add_to_physmap_batch, &b);
+	*err = errs[0];
+	return rc;
+}
+
+long xen_memory_map(void *buffer, unsigned int *n)
+{
+	struct xen_memory_map mm;
+	mm.nr_entries = *n;
+	set_xen_guest_handle(mm.buffer, buffer);
+	long rc = HYPERVISOR_memory_op(XENMEM_memory_map, &mm);
+	*n = mm.nr_entries;
+	return rc;
+}
+
 long xen_hvm_get_param(uint32_t index, uint64_t *value)
 {
 	struct xen_hvm_param p;

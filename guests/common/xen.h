@@ -120,6 +120,10 @@ static inline long HYPERVISOR_console_io(int cmd, unsigned int count, void *buff
 long xen_add_to_physmap(unsigned int space, unsigned long idx, unsigned long gfn);
 /* Maps (or moves) shared_info at the page-aligned `page` of our RAM. */
 long xen_map_shared_info(const void *page);
+/* XENMEM_add_to_physmap_batch of one page; errs[0] (preset to 0x7777) in *err. */
+long xen_add_to_physmap_batch1(unsigned int space, unsigned long idx, unsigned long gfn, int *err);
+/* XENMEM_memory_map into `buffer` of *n entries; *n becomes the count written. */
+long xen_memory_map(void *buffer, unsigned int *n);
 long xen_hvm_get_param(uint32_t index, uint64_t *value);
 long xen_hvm_set_param(uint32_t index, uint64_t value);
 /* HVMOP_set_evtchn_upcall_vector: `vcpu`'s own upcall vector. */

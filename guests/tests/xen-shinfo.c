@@ -128,36 +128,18 @@ static void bad_arg_case(void)
 	KIT_CHECK(rc == -XEN_EFAULT, "add_to_physmap(bad pointer) = %ld %s, expected -EFAULT", rc, xen_errname(rc));
 }
 
-static long batch(unsigned long idx, unsigned long gfn, int *err)
-{
-	xen_ulong_t idxs[1] = { idx };
-	xen_pfn_t gpfns[1] = { gfn };
-	int errs[1] = { 0x7777 };
-	struct xen_add_to_physmap_batch b;
-	memset(&b, 0, sizeof b);
-	b.domid = DOMID_SELF;
-	b.space = XENMAPSPACE_shared_info;
-	b.size = 1;
-	set_xen_guest_handle(b.idxs, idxs);
-	set_xen_guest_handle(b.gpfns, gpfns);
-	set_xen_guest_handle(b.errs, errs);
-	long rc = HYPERVISOR_memory_op(XENMEM_add_to_physmap_batch, &b);
-	*err = errs[0];
-	return rc;
-}
-
 static void batch_case(void)
 {
 	KIT_CHECK(cur, "shared_info not mapped");
 	int err;
-	long rc = batch(0, GFN(page_a), &err);
+	long rc = xen_add_to_physmap_batch1(XENMAPSPACE_shared_info, 0, GFN(page_a), &err);
 	KIT_CHECK(rc == 0, "add_to_physmap_batch = %ld %s", rc, xen_errname(rc));
 	KIT_CHECK(err == 0, "errs[0] = %d %s", err, xen_errname(err));
 	volatile struct shared_info *old = cur;
 	cur = (volatile struct shared_info *)page_a;
 	check_moved(cur, (volatile uint8_t *)old, "batch high->A");
 	/* A failing entry reports in errs[], the call itself succeeds. */
-	rc = batch(1, GFN(page_b), &err);
+	rc = xen_add_to_physmap_batch1(XENMAPSPACE_shared_info, 1, GFN(page_b), &err);
 	KIT_CHECK(rc == 0, "batch with bad idx = %ld %s, expected 0 (error in errs[0])", rc, xen_errname(rc));
 	KIT_CHECK(err == -XEN_EINVAL, "batch with bad idx: errs[0] = %d %s, expected -EINVAL", err, xen_errname(err));
 }
@@ -165,21 +147,11 @@ static void batch_case(void)
 static struct xen_e820_entry map[32];
 static unsigned int map_n;
 
-static long memory_map(void *buffer, unsigned int *n)
-{
-	struct xen_memory_map mm;
-	mm.nr_entries = *n;
-	set_xen_guest_handle(mm.buffer, buffer);
-	long rc = HYPERVISOR_memory_op(XENMEM_memory_map, &mm);
-	*n = mm.nr_entries;
-	return rc;
-}
-
 static void memory_map_case(void)
 {
 	memset(map, 0xaa, sizeof map);
 	unsigned int n = 32;
-	long rc = memory_map(map, &n);
+	long rc = xen_memory_map(map, &n);
 	KIT_CHECK(rc == 0, "XENMEM_memory_map = %ld %s", rc, xen_errname(rc));
 	KIT_CHECK(n > 0 && n <= 32, "nr_entries %u", n);
 	map_n = n;
@@ -211,14 +183,14 @@ static void memory_map_short_case(void)
 	struct xen_e820_entry small[4];
 	memset(small, 0xaa, sizeof small);
 	unsigned int n = 1;
-	long rc = memory_map(small, &n);
+	long rc = xen_memory_map(small, &n);
 	KIT_CHECK(rc == 0, "memory_map(1 entry) = %ld %s (Xen copies min(n, nr) entries)", rc, xen_errname(rc));
 	KIT_CHECK(n == 1, "nr_entries %u after asking for 1", n);
 	KIT_CHECK(!memcmp(&small[0], &map[0], sizeof small[0]), "entry 0 differs from the full map");
 	KIT_CHECK(xen_find_not(&small[1], 3 * sizeof small[0], 0xaa) < 0, "wrote beyond the 1 entry asked for");
 	memset(small, 0xaa, sizeof small);
 	n = 0;
-	rc = memory_map(small, &n);
+	rc = xen_memory_map(small, &n);
 	KIT_CHECK(rc == 0 && n == 0, "memory_map(0 entries) = %ld, nr_entries %u", rc, n);
 	KIT_CHECK(xen_find_not(small, sizeof small, 0xaa) < 0, "memory_map(0 entries) wrote to the buffer");
 	rc = xen_hypercall(__HYPERVISOR_memory_op, XENMEM_memory_map, KIT_UNMAPPED_VA, 0, 0, 0);

@@ -97,20 +97,10 @@ static void bad_case(void)
 static void batch_case(void)
 {
 	KIT_CHECK(cur, "shared_info not mapped");
-	xen_ulong_t idxs[1] = { 0 };
-	xen_pfn_t gpfns[1] = { GFN(page_a) };
-	int errs[1] = { 0x7777 };
-	struct xen_add_to_physmap_batch b;
-	memset(&b, 0, sizeof b);
-	b.domid = DOMID_SELF;
-	b.space = XENMAPSPACE_shared_info;
-	b.size = 1;
-	set_xen_guest_handle(b.idxs, idxs);
-	set_xen_guest_handle(b.gpfns, gpfns);
-	set_xen_guest_handle(b.errs, errs);
-	long rc = HYPERVISOR_memory_op(XENMEM_add_to_physmap_batch, &b);
+	int err;
+	long rc = xen_add_to_physmap_batch1(XENMAPSPACE_shared_info, 0, GFN(page_a), &err);
 	KIT_CHECK(rc == 0, "add_to_physmap_batch = %ld %s", rc, xen_errname(rc));
-	KIT_CHECK(errs[0] == 0, "errs[0] = %d %s", errs[0], xen_errname(errs[0]));
+	KIT_CHECK(err == 0, "errs[0] = %d %s", err, xen_errname(err));
 	volatile struct shared_info *old = cur;
 	cur = (volatile struct shared_info *)page_a;
 	check_moved(cur, (volatile uint8_t *)old, "batch B->A");
@@ -120,27 +110,23 @@ static void memory_map_case(void)
 {
 	struct xen_e820_entry map[16];
 	memset(map, 0xaa, sizeof map);
-	struct xen_memory_map mm;
-	mm.nr_entries = 16;
-	set_xen_guest_handle(mm.buffer, map);
-	long rc = HYPERVISOR_memory_op(XENMEM_memory_map, &mm);
+	unsigned int n = 16;
+	long rc = xen_memory_map(map, &n);
 	KIT_CHECK(rc == 0, "XENMEM_memory_map = %ld %s", rc, xen_errname(rc));
-	KIT_CHECK(mm.nr_entries > 0 && mm.nr_entries <= 16, "nr_entries %u", mm.nr_entries);
+	KIT_CHECK(n > 0 && n <= 16, "nr_entries %u", n);
 	bool ram_1m = false;
-	for (unsigned i = 0; i < mm.nr_entries; i++) {
+	for (unsigned i = 0; i < n; i++) {
 		kit_printf("KIT-XEN e820 %u: 0x%llx-0x%llx type %u\n", i, U64(map[i].addr),
 			   U64(map[i].addr + map[i].size - 1), map[i].type);
 		ram_1m |= map[i].type == 1 && map[i].addr <= 0x100000 && map[i].addr + map[i].size > 0x100000;
 	}
 	KIT_CHECK(ram_1m, "no RAM entry covers 1 MiB");
-	KIT_CHECK(mm.nr_entries == kit_start_info->memmap_entries, "%u entries, start_info has %u", mm.nr_entries,
-		  kit_start_info->memmap_entries);
+	KIT_CHECK(n == kit_start_info->memmap_entries, "%u entries, start_info has %u", n, kit_start_info->memmap_entries);
 	struct xen_e820_entry one[2];
 	memset(one, 0xaa, sizeof one);
-	mm.nr_entries = 1;
-	set_xen_guest_handle(mm.buffer, one);
-	rc = HYPERVISOR_memory_op(XENMEM_memory_map, &mm);
-	KIT_CHECK(rc == 0 && mm.nr_entries == 1, "memory_map(1 entry) = %ld, nr_entries %u", rc, mm.nr_entries);
+	n = 1;
+	rc = xen_memory_map(one, &n);
+	KIT_CHECK(rc == 0 && n == 1, "memory_map(1 entry) = %ld, nr_entries %u", rc, n);
 	KIT_CHECK(!memcmp(&one[0], &map[0], sizeof one[0]), "entry 0 differs");
 	KIT_CHECK(xen_find_not(&one[1], sizeof one[1], 0xaa) < 0, "wrote beyond the 1 entry asked for");
 }
