@@ -10,20 +10,19 @@
 #include "../common/xenstore.h"
 #include <xen/sched.h>
 
-static long sched_op(int cmd, void *arg) { return xen_hypercall(__HYPERVISOR_sched_op, cmd, XEN_PTR(arg), 0, 0, 0); }
 
 static long shutdown(unsigned int reason)
 {
 	struct sched_shutdown s = { .reason = reason };
 	kit_printf("KIT-SCHED shutdown reason=%u\n", reason);
-	return sched_op(SCHEDOP_shutdown, &s);
+	return HYPERVISOR_sched_op(SCHEDOP_shutdown, &s);
 }
 
 static void yield_case(void)
 {
-	long rc = sched_op(SCHEDOP_yield, NULL);
+	long rc = HYPERVISOR_sched_op(SCHEDOP_yield, NULL);
 	KIT_CHECK(rc == 0, "yield: %ld", rc);
-	rc = sched_op(99, NULL);
+	rc = HYPERVISOR_sched_op(99, NULL);
 	KIT_CHECK(rc == -XEN_ENOSYS, "sched_op 99: %ld, want -ENOSYS", rc);
 }
 
@@ -85,7 +84,7 @@ static void runstate_activity(void)
 {
 	struct vcpu_runstate_info ri;
 	struct evtchn_status st;
-	sched_op(SCHEDOP_yield, NULL);
+	HYPERVISOR_sched_op(SCHEDOP_yield, NULL);
 	xen_evtchn_status(DOMID_SELF, 1, &st);
 	HYPERVISOR_vcpu_op(VCPUOP_get_runstate_info, 0, &ri);
 }
@@ -255,17 +254,19 @@ static void other_vcpu_case(void)
 static void watchdog_case(void)
 {
 	struct sched_watchdog w = { .id = 0, .timeout = 1 };
-	long a = sched_op(SCHEDOP_watchdog, &w), b = sched_op(SCHEDOP_watchdog, &w), c = sched_op(SCHEDOP_watchdog, &w);
+	long a = HYPERVISOR_sched_op(SCHEDOP_watchdog, &w);
+	long b = HYPERVISOR_sched_op(SCHEDOP_watchdog, &w);
+	long c = HYPERVISOR_sched_op(SCHEDOP_watchdog, &w);
 	KIT_CHECK(a == 1 && b == 2 && c == -XEN_ENOSPC, "claims: %ld %ld %ld, want 1 2 -ENOSPC", a, b, c);
 	w.id = 2;
 	w.timeout = 0;
-	KIT_CHECK(sched_op(SCHEDOP_watchdog, &w) == 0, "freeing watchdog 2");
+	KIT_CHECK(HYPERVISOR_sched_op(SCHEDOP_watchdog, &w) == 0, "freeing watchdog 2");
 	w.id = 5;
 	w.timeout = 1;
-	long rc = sched_op(SCHEDOP_watchdog, &w);
+	long rc = HYPERVISOR_sched_op(SCHEDOP_watchdog, &w);
 	KIT_CHECK(rc == -XEN_EINVAL, "watchdog 5: %ld, want -EINVAL", rc);
 	w.id = 1;
-	KIT_CHECK(sched_op(SCHEDOP_watchdog, &w) == 0, "feeding watchdog 1");
+	KIT_CHECK(HYPERVISOR_sched_op(SCHEDOP_watchdog, &w) == 0, "feeding watchdog 1");
 }
 
 void kit_main(void)
@@ -300,7 +301,7 @@ void kit_main(void)
 	}
 	if (!strcmp(action, "code")) {
 		struct sched_shutdown s = { .reason = SHUTDOWN_crash };
-		kit_printf("KIT-SCHED shutdown_code rc=%ld\n", sched_op(SCHEDOP_shutdown_code, &s));
+		kit_printf("KIT-SCHED shutdown_code rc=%ld\n", HYPERVISOR_sched_op(SCHEDOP_shutdown_code, &s));
 		shutdown(SHUTDOWN_poweroff);
 	}
 	static const struct { const char *name; unsigned int reason; } reasons[] = {

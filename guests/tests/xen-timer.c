@@ -146,7 +146,6 @@ static void periodic_case(void)
 	KIT_CHECK(ticks[0] == stopped, "periodic ticks after stop_periodic_timer");
 }
 
-static long sched_op(int cmd, void *arg) { return xen_hypercall(__HYPERVISOR_sched_op, cmd, XEN_PTR(arg), 0, 0, 0); }
 
 /* SCHEDOP_block with interrupts off: returns once the timer's event is pending; the upcall follows sti. */
 static void block_case(void)
@@ -155,7 +154,7 @@ static void block_case(void)
 	uint64_t at = now(0) + 2 * MS;
 	cli();
 	KIT_CHECK(singleshot(0, at, 0) == 0, "set");
-	long rc = sched_op(SCHEDOP_block, NULL);
+	long rc = HYPERVISOR_sched_op(SCHEDOP_block, NULL);
 	uint64_t woke = now(0);
 	KIT_CHECK(rc == 0, "block: %ld", rc);
 	KIT_CHECK(woke >= at, "block returned %llu ns before the timer", U64(at - woke));
@@ -174,23 +173,23 @@ static void poll_case(void)
 	uint64_t at = now(0) + 2 * MS;
 	KIT_CHECK(singleshot(0, at, 0) == 0, "set");
 	p.timeout = now(0) + 200 * MS;
-	long rc = sched_op(SCHEDOP_poll, &p);
+	long rc = HYPERVISOR_sched_op(SCHEDOP_poll, &p);
 	uint64_t woke = now(0);
 	KIT_CHECK(rc == 0, "poll: %ld", rc);
 	KIT_CHECK(woke >= at && woke < p.timeout, "poll woke at %lld ns from the timer", (long long)(woke - at));
 	KIT_CHECK(xen_evtchn_test(sh->evtchn_pending, port), "the polled port is not pending");
 	xen_evtchn_clear(sh->evtchn_pending, port);
 	p.timeout = now(0) + 3 * MS;
-	rc = sched_op(SCHEDOP_poll, &p);
+	rc = HYPERVISOR_sched_op(SCHEDOP_poll, &p);
 	KIT_CHECK(rc == 0 && now(0) >= p.timeout, "poll with only a timeout: %ld, woke %lld ns early", rc, (long long)(p.timeout - now(0)));
 	xen_evtchn_clear(sh->evtchn_mask, port);
 	p.nr_ports = 129;
-	rc = sched_op(SCHEDOP_poll, &p);
+	rc = HYPERVISOR_sched_op(SCHEDOP_poll, &p);
 	KIT_CHECK(rc == -XEN_EINVAL, "129 ports: %ld, want -EINVAL", rc);
 	evtchn_port_t bad = 4095;
 	set_xen_guest_handle(p.ports, &bad);
 	p.nr_ports = 1;
-	rc = sched_op(SCHEDOP_poll, &p);
+	rc = HYPERVISOR_sched_op(SCHEDOP_poll, &p);
 	KIT_CHECK(rc == -XEN_EINVAL, "an invalid port: %ld, want -EINVAL", rc);
 }
 
