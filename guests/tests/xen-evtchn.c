@@ -130,6 +130,19 @@ static long bind_ipi_on(uint32_t vcpu, evtchn_port_t *p)
 	return rc;
 }
 
+/* An IPI port on each vCPU; a failure fails the case. */
+static bool bind_ipi_pair(evtchn_port_t *p0, evtchn_port_t *p1)
+{
+	for (uint32_t cpu = 0; cpu < 2; cpu++) {
+		long rc = bind_ipi_on(cpu, cpu ? p1 : p0);
+		if (rc) {
+			kit_fail("bind_ipi(vcpu %u) = %ld %s", cpu, XEN_ERR(rc));
+			return false;
+		}
+	}
+	return true;
+}
+
 /* alloc_unbound(remote DOMID_SELF) + bind_interdomain to it: a on vCPU 0,
  * b on vCPU 0. Xen marks b pending when binding (a notification may have
  * been lost on the unbound end); *bind_events gets how many arrived. */
@@ -307,16 +320,14 @@ static void take_by_hand(evtchn_port_t p, int cpu)
 
 static void callback_body(evtchn_port_t *p0, evtchn_port_t *p1)
 {
-	long rc = bind_ipi_on(0, p0);
-	KIT_CHECK(rc == 0, "bind_ipi(vcpu 0) = %ld %s", XEN_ERR(rc));
-	rc = bind_ipi_on(1, p1);
-	KIT_CHECK(rc == 0, "bind_ipi(vcpu 1) = %ld %s", XEN_ERR(rc));
+	if (!bind_ipi_pair(p0, p1))
+		return;
 	/* One event each, pending before the callback exists: the callback is
 	 * level-triggered on evtchn_upcall_pending (Xen checks it at every VM
 	 * entry), so setting it delivers them. */
 	if (!pend_quietly(*p0, 0) || !pend_quietly(*p1, 1))
 		return;
-	rc = xen_hvm_set_param(HVM_PARAM_CALLBACK_IRQ,
+	long rc = xen_hvm_set_param(HVM_PARAM_CALLBACK_IRQ,
 			       ((uint64_t)HVM_PARAM_CALLBACK_TYPE_VECTOR << 56) | CALLBACK_VECTOR);
 	KIT_CHECK(rc == 0, "set HVM_PARAM_CALLBACK_IRQ vector 0x%x = %ld %s", CALLBACK_VECTOR, XEN_ERR(rc));
 	bool e0 = KIT_WAIT_FOR(got[0][*p0] >= 1, 500), e1 = KIT_WAIT_FOR(got[1][*p1] >= 1, 500);
@@ -403,11 +414,7 @@ static long set_both_vectors(void)
 
 static void upcall_vector_body(evtchn_port_t *p0, evtchn_port_t *p1)
 {
-	long rc = bind_ipi_on(0, p0);
-	KIT_CHECK(rc == 0, "bind_ipi(vcpu 0) = %ld %s", XEN_ERR(rc));
-	rc = bind_ipi_on(1, p1);
-	KIT_CHECK(rc == 0, "bind_ipi(vcpu 1) = %ld %s", XEN_ERR(rc));
-	if (!pend_quietly(*p0, 0) || !pend_quietly(*p1, 1))
+	if (!bind_ipi_pair(p0, p1) || !pend_quietly(*p0, 0) || !pend_quietly(*p1, 1))
 		return;
 	if (set_both_vectors())
 		return;
@@ -494,10 +501,8 @@ static void loopback_case(void)
 static void ipi_body(evtchn_port_t *p0, evtchn_port_t *p1)
 {
 	struct evtchn_status st;
-	long rc = bind_ipi_on(0, p0);
-	KIT_CHECK(rc == 0, "bind_ipi(vcpu 0) = %ld %s", XEN_ERR(rc));
-	rc = bind_ipi_on(1, p1);
-	KIT_CHECK(rc == 0, "bind_ipi(vcpu 1) = %ld %s", XEN_ERR(rc));
+	if (!bind_ipi_pair(p0, p1))
+		return;
 	kit_printf("KIT-XEN ipi ports %u (vCPU 0), %u (vCPU 1)\n", *p0, *p1);
 	if (!xen_evtchn_status_is(*p0, EVTCHNSTAT_ipi, &st))
 		return;
@@ -508,6 +513,7 @@ static void ipi_body(evtchn_port_t *p0, evtchn_port_t *p1)
 	XEN_EXPECT_RC(xen_evtchn_send(*p1), 0, "send(%u)", *p1);
 	KIT_CHECK(KIT_WAIT_FOR(got[1][*p1] >= 1, 1000), "BSP -> AP: nothing arrived on vCPU 1 (pending %d, got on vCPU 0 %u)",
 		  xen_evtchn_test(sh->evtchn_pending, *p1), got[0][*p1]);
+	long rc = -1;
 	KIT_CHECK(kit_ap_call(ap_send, *p0, &rc), "vCPU 1 did not answer");
 	KIT_CHECK(rc == 0, "vCPU 1: send(%u) = %ld %s", *p0, XEN_ERR(rc));
 	KIT_CHECK(KIT_WAIT_FOR(got[0][*p0] >= 1, 1000), "AP -> BSP: nothing arrived on vCPU 0 (pending %d)",
