@@ -185,6 +185,16 @@ static long close_port(evtchn_port_t p)
 	return rc;
 }
 
+/* A case's cleanup: unmasks and closes every port it bound (0: none), so the next case starts clean. */
+static void close_ports(const evtchn_port_t *ports, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (ports[i]) {
+			xen_evtchn_clear(sh->evtchn_mask, ports[i]);
+			close_port(ports[i]);
+		}
+}
+
 static long ap_send(long port) { return xen_evtchn_send((evtchn_port_t)port); }
 
 static long ap_set_upcall_vector(long vector)
@@ -382,10 +392,7 @@ static void callback_case(void)
 	evtchn_port_t p0 = 0, p1 = 0;
 	callback_body(&p0, &p1);
 	long rc = xen_hvm_set_param(HVM_PARAM_CALLBACK_IRQ, 0);
-	if (p0)
-		close_port(p0);
-	if (p1)
-		close_port(p1);
+	close_ports((evtchn_port_t[]){ p0, p1 }, 2);
 	KIT_CHECK(rc == 0, "set HVM_PARAM_CALLBACK_IRQ 0 = %ld %s", XEN_ERR(rc));
 }
 
@@ -439,10 +446,7 @@ static void upcall_vector_case(void)
 	upcall_vector_body(&p0, &p1);
 	if (!vectors_set)
 		set_both_vectors();
-	if (p0)
-		close_port(p0);
-	if (p1)
-		close_port(p1);
+	close_ports((evtchn_port_t[]){ p0, p1 }, 2);
 }
 
 static void loopback_body(evtchn_port_t *a, evtchn_port_t *b)
@@ -492,10 +496,7 @@ static void loopback_case(void)
 	KIT_CHECK(sh, "shared_info not mapped");
 	evtchn_port_t a = 0, b = 0;
 	loopback_body(&a, &b);
-	if (a)
-		close_port(a);
-	if (b)
-		close_port(b);
+	close_ports((evtchn_port_t[]){ a, b }, 2);
 }
 
 static void ipi_body(evtchn_port_t *p0, evtchn_port_t *p1)
@@ -530,10 +531,7 @@ static void ipi_case(void)
 	KIT_CHECK(online >= 2, "needs 2 vCPUs");
 	evtchn_port_t p0 = 0, p1 = 0;
 	ipi_body(&p0, &p1);
-	if (p0)
-		close_port(p0);
-	if (p1)
-		close_port(p1);
+	close_ports((evtchn_port_t[]){ p0, p1 }, 2);
 }
 
 /* Masked: pending set, nothing else; unmask delivers to the port's vCPU. */
@@ -581,12 +579,7 @@ static void masked_case(void)
 		else
 			kit_fail("bind_ipi(vcpu 1) = %ld %s", XEN_ERR(rc));
 	}
-	evtchn_port_t ports[2] = { p, q };
-	for (int i = 0; i < 2; i++)
-		if (ports[i]) {
-			xen_evtchn_clear(sh->evtchn_mask, ports[i]);
-			close_port(ports[i]);
-		}
+	close_ports((evtchn_port_t[]){ p, q }, 2);
 }
 
 static void bind_vcpu_body(evtchn_port_t *ports)
@@ -639,9 +632,7 @@ static void bind_vcpu_case(void)
 	KIT_CHECK(online >= 2, "needs 2 vCPUs");
 	evtchn_port_t ports[4] = { 0, 0, 0, 0 };
 	bind_vcpu_body(ports);
-	for (int i = 0; i < 4; i++)
-		if (ports[i])
-			close_port(ports[i]);
+	close_ports(ports, 4);
 }
 
 static void virq_body(evtchn_port_t *ports)
@@ -697,9 +688,7 @@ static void virq_case(void)
 	KIT_CHECK(online >= 2, "needs 2 vCPUs");
 	evtchn_port_t ports[3] = { 0, 0, 0 };
 	virq_body(ports);
-	for (int i = 0; i < 3; i++)
-		if (ports[i])
-			xen_evtchn_close(ports[i]);
+	close_ports(ports, 3);
 }
 
 static void close_body(evtchn_port_t *ports)
@@ -749,11 +738,7 @@ static void close_case(void)
 	KIT_CHECK(sh, "shared_info not mapped");
 	evtchn_port_t ports[3] = { 0, 0, 0 };
 	close_body(ports);
-	for (int i = 0; i < 3; i++)
-		if (ports[i]) {
-			xen_evtchn_clear(sh->evtchn_mask, ports[i]);
-			close_port(ports[i]);
-		}
+	close_ports(ports, 3);
 }
 
 static void errors_body(evtchn_port_t *ports)
@@ -821,9 +806,7 @@ static void errors_case(void)
 	KIT_CHECK(sh, "shared_info not mapped");
 	evtchn_port_t ports[2] = { 0, 0 };
 	errors_body(ports);
-	for (int i = 0; i < 2; i++)
-		if (ports[i])
-			xen_evtchn_close(ports[i]);
+	close_ports(ports, 2);
 }
 
 /* Storm: each side sends STORM events to the other's IPI port, each time as
