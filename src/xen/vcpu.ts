@@ -83,11 +83,17 @@ function registerVcpuInfo(ctx: HypercallContext, d: VcpuOpDomain, target: number
   return 0;
 }
 
+/** Records an area registered for `target` as its guest-physical pieces; address 0 unregisters it (undefined). */
+function registerArea(ctx: HypercallContext, d: VcpuOpDomain, target: number, kind: AreaKind, addr: bigint, size: number) {
+  const gva = areaAddress(ctx, addr);
+  const pieces = gva === 0n ? undefined : translateArea(ctx, gva, size);
+  d.state.setArea(target, kind, pieces && { abi: ctx.abi, pieces });
+  return pieces;
+}
+
 function registerRunstateArea(ctx: HypercallContext, d: VcpuOpDomain, target: number, arg: bigint): number {
-  const def = vcpuRegisterRunstateMemoryArea[ctx.abi];
-  const gva = areaAddress(ctx, readArg(ctx, def, arg).addr);
-  const pieces = gva === 0n ? undefined : translateArea(ctx, gva, vcpuRunstateInfo[ctx.abi].size);
-  d.state.setArea(target, AreaKind.Runstate, pieces && { abi: ctx.abi, pieces });
+  const addr = readArg(ctx, vcpuRegisterRunstateMemoryArea[ctx.abi], arg).addr;
+  registerArea(ctx, d, target, AreaKind.Runstate, addr, vcpuRunstateInfo[ctx.abi].size);
   // Xen fills the area at once: the caller's own record is brought up to now first.
   if (target === d.self.vcpu) d.self.runstate.refresh();
   else writeRunstateArea(d.memory, d.state, target, recordFromWords(d.state.runstate(target)));
@@ -95,10 +101,8 @@ function registerRunstateArea(ctx: HypercallContext, d: VcpuOpDomain, target: nu
 }
 
 function registerTimeArea(ctx: HypercallContext, d: VcpuOpDomain, target: number, arg: bigint): number {
-  const def = vcpuRegisterTimeMemoryArea[ctx.abi];
-  const gva = areaAddress(ctx, readArg(ctx, def, arg).addr);
-  const pieces = gva === 0n ? undefined : translateArea(ctx, gva, vcpuTimeInfo[ctx.abi].size);
-  d.state.setArea(target, AreaKind.Time, pieces && { abi: ctx.abi, pieces });
+  const addr = readArg(ctx, vcpuRegisterTimeMemoryArea[ctx.abi], arg).addr;
+  const pieces = registerArea(ctx, d, target, AreaKind.Time, addr, vcpuTimeInfo[ctx.abi].size);
   if (pieces) writeVcpuTime(new GuestArea(d.memory, pieces), 0, d.config.pvclock);
   return 0;
 }
