@@ -328,6 +328,19 @@ static void take_by_hand(evtchn_port_t p, int cpu)
 	xen_evtchn_clear(sh->evtchn_pending, p);
 }
 
+/* Once an upcall route is set: waits for the event each vCPU had pending before (*e0, *e1: whether it
+ * came), taking one that never came by hand so that the next checks start clean. */
+static void take_early_events(evtchn_port_t p0, evtchn_port_t p1, bool *e0, bool *e1)
+{
+	*e0 = KIT_WAIT_FOR(got[0][p0] >= 1, 500);
+	*e1 = KIT_WAIT_FOR(got[1][p1] >= 1, 500);
+	if (!*e0)
+		take_by_hand(p0, 0);
+	if (!*e1)
+		take_by_hand(p1, 1);
+	kit_delay_ms(SETTLE_MS);
+}
+
 static void callback_body(evtchn_port_t *p0, evtchn_port_t *p1)
 {
 	if (!bind_ipi_pair(p0, p1))
@@ -340,12 +353,8 @@ static void callback_body(evtchn_port_t *p0, evtchn_port_t *p1)
 	long rc = xen_hvm_set_param(HVM_PARAM_CALLBACK_IRQ,
 			       ((uint64_t)HVM_PARAM_CALLBACK_TYPE_VECTOR << 56) | CALLBACK_VECTOR);
 	KIT_CHECK(rc == 0, "set HVM_PARAM_CALLBACK_IRQ vector 0x%x = %ld %s", CALLBACK_VECTOR, XEN_ERR(rc));
-	bool e0 = KIT_WAIT_FOR(got[0][*p0] >= 1, 500), e1 = KIT_WAIT_FOR(got[1][*p1] >= 1, 500);
-	if (!e0)
-		take_by_hand(*p0, 0);
-	if (!e1)
-		take_by_hand(*p1, 1);
-	kit_delay_ms(SETTLE_MS);
+	bool e0, e1;
+	take_early_events(*p0, *p1, &e0, &e1);
 	zero_counts(*p0);
 	zero_counts(*p1);
 	uint32_t cb0 = callbacks[0], cb1 = callbacks[1];
@@ -425,12 +434,8 @@ static void upcall_vector_body(evtchn_port_t *p0, evtchn_port_t *p1)
 		return;
 	if (set_both_vectors())
 		return;
-	bool e0 = KIT_WAIT_FOR(got[0][*p0] >= 1, 500), e1 = KIT_WAIT_FOR(got[1][*p1] >= 1, 500);
-	if (!e0)
-		take_by_hand(*p0, 0);
-	if (!e1)
-		take_by_hand(*p1, 1);
-	kit_delay_ms(SETTLE_MS);
+	bool e0, e1;
+	take_early_events(*p0, *p1, &e0, &e1);
 	KIT_CHECK(e0 && e1,
 		  "event pending when the vector was set never delivered (vCPU 0 %s, vCPU 1 %s); Xen asserts the upcall in set_evtchn_upcall_vector",
 		  e0 ? "ok" : "lost", e1 ? "ok" : "lost");
