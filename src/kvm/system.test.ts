@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { kvmMissing } from '../../test/guest-runner.js';
 import { caps } from './abi.js';
-import { decodeCpuid, encodeCpuid, Kvm, KvmUnavailableError } from './system.js';
+import { cpuVendor, decodeCpuid, encodeCpuid, Kvm, KvmUnavailableError, type CpuidEntry } from './system.js';
 
 test('a missing KVM device is one actionable error', () => {
   assert.throws(() => Kvm.open('/nonexistent/kvm'), (e: Error) => e instanceof KvmUnavailableError && /^\/nonexistent\/kvm does not exist: this host has no KVM/.test(e.message));
@@ -32,4 +32,18 @@ test('the host KVM has what xenkvm needs and reports its CPUID', { skip: kvmMiss
   } finally {
     kvm.close();
   }
+});
+
+test('the CPU vendor comes from the leaf 0 signature: AMD and Hygon follow AMD, the others Intel', () => {
+  const leaf0 = (sig: string): CpuidEntry[] => {
+    const v = new DataView(new TextEncoder().encode(sig).buffer);
+    return [{ function: 0, index: 0, indexed: false, eax: 0xd, ebx: v.getUint32(0, true), edx: v.getUint32(4, true), ecx: v.getUint32(8, true) }];
+  };
+  assert.equal(cpuVendor(leaf0('AuthenticAMD')), 'amd');
+  assert.equal(cpuVendor(leaf0('HygonGenuine')), 'amd');
+  assert.equal(cpuVendor(leaf0('GenuineIntel')), 'intel');
+  assert.equal(cpuVendor(leaf0('CentaurHauls')), 'intel');
+  assert.equal(cpuVendor([]), 'intel');
+  // Leaf 0 as KVM reports it on an AMD host: EBX "Auth", EDX "enti", ECX "cAMD".
+  assert.equal(cpuVendor([{ function: 0, index: 0, indexed: false, eax: 0xd, ebx: 0x68747541, ecx: 0x444d4163, edx: 0x69746e65 }]), 'amd');
 });

@@ -14,6 +14,20 @@ export interface CpuidEntry {
   edx: number;
 }
 
+/** Whose rules the CPU follows where vendors differ: AMD's (and Hygon's, its licensee's: SVM) or Intel's (VMX; the other vendors follow Intel). */
+export type CpuVendor = 'amd' | 'intel';
+
+/** The vendor named in leaf 0 of a CPUID list (KVM reports the host's); Intel's rules when leaf 0 is missing. */
+export function cpuVendor(cpuid: readonly CpuidEntry[]): CpuVendor {
+  const leaf0 = cpuid.find((e) => e.function === 0);
+  if (!leaf0) return 'intel';
+  const bytes = new Uint8Array(12);
+  const view = new DataView(bytes.buffer);
+  [leaf0.ebx, leaf0.edx, leaf0.ecx].forEach((r, i) => view.setUint32(i * 4, r >>> 0, true));
+  const name = String.fromCharCode(...bytes);
+  return name === 'AuthenticAMD' || name === 'HygonGenuine' ? 'amd' : 'intel';
+}
+
 /** /dev/kvm missing, not permitted or unusable: the message says what to do. */
 export class KvmUnavailableError extends Error {
   override name = 'KvmUnavailableError';

@@ -283,7 +283,7 @@ export class Machine {
           control: control.buffer,
           controls: controls.map((c) => c.buffer),
           uartState,
-          cpuid: vcpuCpuid(supported, id, xenCpuidLeaves(xen, id)),
+          cpuid: vcpuCpuid(supported, id, config.vcpus, xenCpuidLeaves(xen, id)),
           boot: id === 0 ? pvhBootState(kernel.entry, bootInfo.startInfoPaddr) : undefined,
           xen,
           domainState: domainState.buffer,
