@@ -4,6 +4,7 @@ import { pino, type Logger } from 'pino';
 import { capturedLogger } from '../common/captured-logger.js';
 import { exitReasons, kvmRegs, kvmRun, kvmSregs, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT } from '../kvm/abi.js';
 import type { KvmExit } from '../kvm/exits.js';
+import type { CpuVendor } from '../kvm/system.js';
 import type { Regs, Sregs } from '../kvm/vcpu.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { IoBus, type PortDevice } from './devices/io-bus.js';
@@ -58,12 +59,12 @@ class Recorder implements PortDevice {
   }
 }
 
-function setup(t: { after(fn: () => void): void }, msrs?: MsrHandler, logger: Logger = pino({ level: 'silent' })) {
+function setup(t: { after(fn: () => void): void }, msrs?: MsrHandler, logger: Logger = pino({ level: 'silent' }), vendor: CpuVendor = 'intel') {
   const memory = GuestMemory.create([{ gpa: 0, size: 64 * KiB }], 1);
   t.after(() => memory.dispose());
   const bus = new IoBus();
   const vcpu = new FakeVcpu();
-  const handler = new ExitHandler(vcpu, bus, memory, logger, msrs);
+  const handler = new ExitHandler(vcpu, bus, memory, vendor, logger, msrs);
   return { memory, bus, vcpu, handler };
 }
 
@@ -274,6 +275,33 @@ test('internal error without instruction bytes reads them from memory', (t) => {
   assert.equal(action?.stop, 'vcpu-error');
   assert.match(action!.message, /event delivery failed/);
   assert.match(action!.message, /instruction bytes 11 22 33/);
+});
+
+/** 32-bit PAE paging with RIP at linear 0x4000, mapped to guest-physical 0x4000 through the PDPT at 0x1000 (PDPTE 0 = `pdpte`). */
+function paeIdentity(memory: GuestMemory, vcpu: FakeVcpu, pdpte: number): void {
+  const entry = (gpa: number, value: number) => memory.write(gpa, Uint8Array.from(new Uint8Array(new BigUint64Array([BigInt(value)]).buffer)));
+  entry(0x1000, pdpte); // page directory at 0x2000
+  entry(0x2000, 0x3000 | 0x3); // page table at 0x3000
+  entry(0x3000 + 4 * 8, 0x4000 | 0x3); // linear 0x4000 → 0x4000
+  vcpu.sregs.cr0 = 0x8000_0011n; // PG, PE
+  vcpu.sregs.cr3 = 0x1000n;
+  vcpu.sregs.cr4 = 0x20n; // PAE
+  vcpu.sregs.cs.db = 1;
+  vcpu.regs.rip = 0x4000n;
+  memory.write(0x4000, Uint8Array.of(0x0f, 0x0b));
+}
+
+test('instruction bytes under 32-bit PAE paging: a PDPTE with the Accessed bit AMD sets is read on AMD only', (t) => {
+  for (const [vendor, bytes] of [['amd', '0f 0b'], ['intel', 'unreadable']] as const) {
+    const { memory, vcpu, handler } = setup(t, undefined, undefined, vendor);
+    paeIdentity(memory, vcpu, 0x2000 | 0x21); // P, A
+    const m = handler.handle({ kind: 'internal-error', suberror: 1, description: 'x', data: [] })!.message;
+    assert.match(m, new RegExp(`instruction bytes ${bytes}`), `${vendor}: ${m}`);
+  }
+  // Without A both vendors read them.
+  const { memory, vcpu, handler } = setup(t);
+  paeIdentity(memory, vcpu, 0x2000 | 0x1);
+  assert.match(handler.handle({ kind: 'internal-error', suberror: 1, description: 'x', data: [] })!.message, /instruction bytes 0f 0b/);
 });
 
 test('system events: shutdown powers off, reset resets, others are vCPU errors', (t) => {

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { RateLimitedLog } from '../common/log.js';
 import { exitReasons, kvmRun, KVM_EXIT_IO_OUT } from '../kvm/abi.js';
 import { decodeExit, describeExit, type KvmExit } from '../kvm/exits.js';
+import type { CpuVendor } from '../kvm/system.js';
 import type { Regs, Sregs } from '../kvm/vcpu.js';
 import { translateRange } from '../memory/page-walker.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
@@ -47,6 +48,8 @@ export class ExitHandler {
     private readonly vcpu: ExitVcpu,
     private readonly bus: IoBus,
     private readonly memory: GuestMemory,
+    /** The host CPU's vendor: whose paging rules the guest's tables follow. */
+    private readonly vendor: CpuVendor,
     private readonly logger: Logger,
     private readonly msrs: MsrHandler | undefined,
     private readonly hypercalls?: HypercallPort,
@@ -151,7 +154,7 @@ export class ExitHandler {
   }
 
   private fetchInstruction(linear: bigint, sregs: Sregs): Uint8Array | undefined {
-    const t = translateRange(this.memory.walkerView, sregs, linear, MAX_INSTRUCTION, { fetch: true });
+    const t = translateRange(this.memory.walkerView, { ...sregs, vendor: this.vendor }, linear, MAX_INSTRUCTION, { fetch: true });
     if (!t.ok) return undefined;
     const out: number[] = [];
     for (const p of t.pieces) {

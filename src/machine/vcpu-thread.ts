@@ -4,7 +4,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { configureLogging, log, type LogLevel } from '../common/log.js';
 import { caps, mpStates } from '../kvm/abi.js';
 import { hvmContextToStart } from '../xen/vcpu-context.js';
-import type { CpuidEntry } from '../kvm/system.js';
+import { cpuVendor, type CpuidEntry, type CpuVendor } from '../kvm/system.js';
 import { INTERRUPTED, Vcpu, type Regs, type Sregs } from '../kvm/vcpu.js';
 import { VcpuStats } from '../kvm/stats.js';
 import { RUNSTATE } from '../xen/abi/vcpu.js';
@@ -61,14 +61,14 @@ export type VcpuMessage =
 
 const EFER_LMA = 1n << 10n;
 
-/** The accelerator's view of the exit registers, from KVM's synced register area. */
-function exitRegisters(vcpu: Vcpu): ExitRegisters {
+/** The accelerator's view of the exit registers, from KVM's synced register area; `vendor` says whose paging rules apply. */
+function exitRegisters(vcpu: Vcpu, vendor: CpuVendor): ExitRegisters {
   return {
     reg: (name) => vcpu.syncedReg(name),
     setRax: (value) => vcpu.setSyncedReg('rax', value),
     cpl: () => vcpu.syncedCpl(),
     long64: () => vcpu.syncedCodeIs64() && (vcpu.syncedControl('efer') & EFER_LMA) !== 0n,
-    paging: () => ({ cr0: vcpu.syncedControl('cr0'), cr3: vcpu.syncedControl('cr3'), cr4: vcpu.syncedControl('cr4'), efer: vcpu.syncedControl('efer') }),
+    paging: () => ({ cr0: vcpu.syncedControl('cr0'), cr3: vcpu.syncedControl('cr3'), cr4: vcpu.syncedControl('cr4'), efer: vcpu.syncedControl('efer'), vendor }),
   };
 }
 
@@ -141,8 +141,10 @@ function main(init: VcpuThreadInit): void {
         post({ type: 'hypercall', call });
       }),
     );
-    const regs = exitRegisters(vcpu);
-    const handler = new ExitHandler(vcpu, bus, memory, logger, xen.msrs, { port: HYPERCALL_PORT, call: () => xen.hypercall(regs) });
+    // The host's vendor (KVM passes leaf 0 through): AMD's and Intel's processors walk PAE page tables differently.
+    const vendor = cpuVendor(init.cpuid);
+    const regs = exitRegisters(vcpu, vendor);
+    const handler = new ExitHandler(vcpu, bus, memory, vendor, logger, xen.msrs, { port: HYPERCALL_PORT, call: () => xen.hypercall(regs) });
     // The HVM callback vector stays asserted while evtchn_upcall_pending is set, like a level-triggered
     // line outside the LAPIC: injected directly whenever the guest can take an interrupt.
     const injectCallback = () => {

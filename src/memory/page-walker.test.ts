@@ -228,6 +228,36 @@ test('PAE: 4K and 2M pages, PDPTE not present / reserved', () => {
   assert.equal(gpa(translate(m, s, 0xffff_ffff_0040_1000n)), 0x1_2345_6000);
 });
 
+test('PAE PDPTE: the Accessed bit AMD\'s walk sets is reserved on Intel only; 2:1 and 8:6 on both; A/D never written', () => {
+  const m = new FakeMem();
+  const { s, map } = pae(m);
+  const [pdpte, pde, pte] = map(0x0040_1000n, 1, 0x0010_7000n | DEF);
+  m.set64(pdpte, m.get64(pdpte) | A); // as AMD's walk leaves it: 0x...001 read back as 0x...021
+  const before = m.get64(pdpte);
+  const intel = pf(translate(m, s, 0x0040_1abc, { write: true }));
+  assert.equal(intel, PFEC_WRITE | PFEC_PRESENT | PFEC_RSVD);
+  assert.equal(pf(translate(m, { ...s, vendor: 'intel' }, 0x0040_1abc, { write: true })), intel, 'Intel is the default');
+  assert.equal(m.writes.length, 0, 'nothing written on a fault');
+  const amd = { ...s, vendor: 'amd' as const };
+  assert.deepEqual(translate(m, amd, 0x0040_1abc, { write: true }), { ok: true, gpa: 0x0010_7abc, pageSize: 4096, level: 1 });
+  assert.equal(m.get64(pdpte), before, 'the PDPTE is left alone');
+  assert.equal(m.get64(pde) & A, A);
+  assert.equal(m.get64(pte) & (A | D), A | D);
+  assert.ok(m.writes.every((w) => w.gpa !== pdpte));
+  // The other reserved low bits fault on AMD too.
+  for (const bit of [1n, 2n, 6n, 7n, 8n]) {
+    m.set64(pdpte, before | (1n << bit));
+    assert.equal(pf(translate(m, amd, 0x0040_1abc)), PFEC_PRESENT | PFEC_RSVD, `bit ${bit}`);
+    assert.equal(pf(translate(m, s, 0x0040_1abc)), PFEC_PRESENT | PFEC_RSVD, `bit ${bit}`);
+  }
+  // A PDPTE without A: both vendors walk it, and neither sets A in it.
+  m.set64(pdpte, before & ~A);
+  for (const vendor of ['intel', 'amd'] as const) {
+    assert.equal(gpa(translate(m, { ...s, vendor }, 0x0040_1abc)), 0x0010_7abc);
+    assert.equal(m.get64(pdpte), before & ~A, vendor);
+  }
+});
+
 test('PAE: NX with and without EFER.NXE, PDE not present', () => {
   const m = new FakeMem();
   const { s, map } = pae(m);

@@ -1,7 +1,11 @@
 // Guest page-table walker (Intel SDM vol. 3, ch. 4): translates guest-virtual
 // addresses (hypercall arguments) to guest-physical ones. Tables live in
 // untrusted guest memory, so every malformed case yields a fault value.
-// Not modelled: SMEP/SMAP, protection keys, PCID, TLBs, 1 GiB-page CPUID check.
+// Where AMD's processors walk differently, the state's `vendor` says whose
+// rules apply: so far only in PAE PDPTEs (see walk64).
+// Not modelled: SMEP/SMAP, protection keys, PCID, TLBs (nor Intel's PDPTE
+// registers: PDPTEs are read from memory on every walk), 1 GiB-page CPUID check.
+import type { CpuVendor } from '../kvm/system.js';
 
 export interface PagingState {
   cr0: bigint | number;
@@ -10,6 +14,8 @@ export interface PagingState {
   efer: bigint | number;
   /** CPUID MAXPHYADDR; clamped to 32..52, default 52. */
   maxPhysAddrBits?: number;
+  /** Whose paging rules apply where AMD's and Intel's differ; default Intel's. */
+  vendor?: CpuVendor;
 }
 
 export interface PhysicalMemory {
@@ -87,6 +93,15 @@ function bits32(lo: number, hi: number): number {
   return (width >= 32 ? 0xffff_ffff : ((1 << width) - 1) << lo) >>> 0;
 }
 
+/**
+ * Low bits reserved in a PAE PDPTE. Intel: 2:1 and 8:5; it loads PDPTEs into registers at MOV to CR3 (#GP if one
+ * is set) and never sets A in them. AMD with nested paging reads a guest's PDPTEs from memory during each walk, and
+ * the walk sets A (bit 5) in them (seen under QEMU's SVM: PDPTE 0x00107001 read back as 0x00107021), so bit 5 is not
+ * reserved there; 2:1 and 8:6 stay reserved. This walker never sets A in a PDPTE, on either vendor.
+ */
+const PDPTE_RSVD_LO_INTEL = bits32(1, 2) | bits32(5, 8);
+const PDPTE_RSVD_LO_AMD = bits32(1, 2) | bits32(6, 8);
+
 function toU64(v: bigint | number): bigint {
   if (typeof v === 'bigint') return BigInt.asUintN(64, v);
   if (!Number.isInteger(v)) throw new RangeError(`not an integer: ${v}`);
@@ -113,11 +128,12 @@ interface Regs {
   cr4: number;
   efer: number;
   m: number;
+  amd: boolean;
 }
 
 function regs(s: PagingState): Regs {
   const cr3 = typeof s.cr3 === 'number' && Number.isSafeInteger(s.cr3) && s.cr3 >= 0 ? s.cr3 % 2 ** 52 : Number(toU64(s.cr3) & PHYS_MASK);
-  return { cr0: low32(s.cr0), cr3, cr4: low32(s.cr4), efer: low32(s.efer), m: physBits(s) };
+  return { cr0: low32(s.cr0), cr3, cr4: low32(s.cr4), efer: low32(s.efer), m: physBits(s), amd: s.vendor === 'amd' };
 }
 
 function modeOf(r: Regs): PagingMode {
@@ -151,7 +167,7 @@ interface Step {
   lo: number;
   hi: number;
   wide: boolean; // 64-bit entry
-  hasA: boolean; // PAE PDPTEs have no Accessed bit
+  hasA: boolean; // the walk never sets A/D in a PAE PDPTE
 }
 
 interface Leaf {
@@ -214,13 +230,13 @@ function walk64(mem: PhysicalMemory, r: Regs, mode: PagingMode, va: Va, steps: S
 
   let table: number;
   if (mode === 'pae') {
-    // The PDPTE is a register-like entry: no R/W, U/S, NX or Accessed bits.
+    // The PDPTE is a register-like entry: no R/W, U/S or NX bits, and A only as AMD's walk sets it.
     const addr = (((r.cr3 % TWO32) & 0xffff_ffe0) >>> 0) + index(va, 30, 2) * 8;
     const e = readEntry(mem, addr);
     if (e === undefined) return { ok: false, fault: 'bad-table', gpa: addr };
     steps.push({ addr, lo: e.lo, hi: e.hi, wide: true, hasA: false });
     if (!(e.lo & PTE_P)) return { ok: false, kind: 'not-present' };
-    if (e.lo & (bits32(1, 2) | bits32(5, 8)) || e.hi & bits32(r.m - 32, 31)) return { ok: false, kind: 'rsvd' };
+    if (e.lo & (r.amd ? PDPTE_RSVD_LO_AMD : PDPTE_RSVD_LO_INTEL) || e.hi & bits32(r.m - 32, 31)) return { ok: false, kind: 'rsvd' };
     table = frame(e, 0);
   } else {
     table = (Math.floor(r.cr3 / TWO32) & addrHi) * TWO32 + (((r.cr3 % TWO32) & 0xffff_f000) >>> 0);
