@@ -9,6 +9,7 @@ import type { Regs, Sregs } from '../kvm/vcpu.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { IoBus, type PortDevice } from './devices/io-bus.js';
 import { ExitHandler, type ExitVcpu, type MsrHandler } from './exit-handler.js';
+import { exitStatus } from './exit-status.js';
 
 const KiB = 1024;
 
@@ -196,8 +197,8 @@ test('hlt, intr and irq-window-open need nothing', (t) => {
 
 const INSN = [0x0f, 0x0b, 0x90, 0xf4, 0xeb, 0xfe, 0x48, 0x89, 0xe5, 0xc3, 0xcc, 0x66, 0x90, 0x0f, 0x01];
 
-test('shutdown is a triple fault reporting RIP, mode and the instruction bytes', (t) => {
-  const { memory, vcpu, handler } = setup(t);
+test('shutdown on Intel is a triple fault reporting RIP, mode and the instruction bytes', (t) => {
+  const { memory, vcpu, handler } = setup(t, undefined, undefined, 'intel');
   memory.write(0x2000, Uint8Array.from([...INSN, 0xaa]));
   vcpu.regs.rip = 0x2000n;
   vcpu.sregs.cr0 = 0x11n; // PE, no paging
@@ -205,6 +206,7 @@ test('shutdown is a triple fault reporting RIP, mode and the instruction bytes',
   vcpu.sregs.cs.base = 0n;
   const action = handler.handle({ kind: 'shutdown' });
   assert.equal(action?.stop, 'triple-fault');
+  assert.equal(exitStatus[action!.stop], 3);
   const m = action!.message;
   assert.ok(!m.includes('\n'));
   assert.match(m, /vCPU 1/);
@@ -213,6 +215,28 @@ test('shutdown is a triple fault reporting RIP, mode and the instruction bytes',
   assert.match(m, /CS base 0x0\b/);
   assert.ok(m.includes('instruction bytes 0f 0b 90 f4 eb fe 48 89 e5 c3 cc 66 90 0f 01'), m);
   assert.ok(!m.includes('aa'), 'at most 15 bytes');
+});
+
+test('shutdown on AMD is a triple fault whose registers are not reported: KVM has reset the vCPU', (t) => {
+  const { memory, vcpu, handler } = setup(t, undefined, undefined, 'amd');
+  // What KVM leaves after SVM's shutdown intercept: the INIT state, at the reset vector.
+  memory.write(0xfff0, Uint8Array.of(0xea, 0x5b, 0xe0, 0x00, 0xf0));
+  vcpu.regs.rip = 0xfff0n;
+  vcpu.sregs.cr0 = 0x60000010n;
+  vcpu.sregs.cs.base = 0xffff0000n;
+  const action = handler.handle({ kind: 'shutdown' });
+  assert.equal(action?.stop, 'triple-fault');
+  assert.equal(exitStatus[action!.stop], 3);
+  const m = action!.message;
+  assert.ok(!m.includes('\n'));
+  assert.match(m, /^vCPU 1 triple-faulted; /);
+  assert.match(m, /KVM resets the vCPU/);
+  assert.match(m, /registers at the fault are lost/);
+  for (const shown of [/RIP/, /0xfff0/, /real mode/, /CS base/, /instruction bytes/, /ea 5b/]) assert.doesNotMatch(m, shown);
+  // The same through kvm_run, and even when the registers cannot be read.
+  vcpu.regsError = new Error('KVM_GET_REGS failed: EIO');
+  vcpu.run.setUint32(kvmRun.exit_reason, exitReasons.SHUTDOWN, true);
+  assert.deepEqual(handler.handleRun(exitReasons.SHUTDOWN), action);
 });
 
 test('triple fault in real mode fetches at CS base + RIP', (t) => {

@@ -48,7 +48,7 @@ export class ExitHandler {
     private readonly vcpu: ExitVcpu,
     private readonly bus: IoBus,
     private readonly memory: GuestMemory,
-    /** The host CPU's vendor: whose paging rules the guest's tables follow. */
+    /** The host CPU's vendor: whose paging rules the guest's tables follow, and what KVM leaves of a vCPU that shut down. */
     private readonly vendor: CpuVendor,
     private readonly logger: Logger,
     private readonly msrs: MsrHandler | undefined,
@@ -101,7 +101,7 @@ export class ExitHandler {
       case 'irq-window-open':
         return undefined;
       case 'shutdown':
-        return { stop: 'triple-fault', message: `vCPU ${this.vcpu.id} triple-faulted at ${this.where()}` };
+        return { stop: 'triple-fault', message: this.tripleFault() };
       case 'system-event':
         if (exit.event === 'shutdown') return { stop: 'poweroff', message: `vCPU ${this.vcpu.id} requested power-off` };
         if (exit.event === 'reset') return { stop: 'reset', message: `vCPU ${this.vcpu.id} requested reset` };
@@ -137,6 +137,18 @@ export class ExitHandler {
         else run.setUint32(at, value >>> 0, true);
       }
     }
+  }
+
+  /**
+   * On Intel (VMX) the registers after a shutdown exit are those of the triple fault. On AMD (SVM), KVM puts the
+   * vCPU through INIT when it intercepts the shutdown (the VMCB is undefined after one) and only then exits to user
+   * space: the registers are the reset state (RIP 0xfff0, real mode), not the fault's, and are not reported.
+   */
+  private tripleFault(): string {
+    if (this.vendor === 'amd') {
+      return `vCPU ${this.vcpu.id} triple-faulted; where is unknown: on AMD, KVM resets the vCPU when it intercepts the shutdown, so its registers at the fault are lost`;
+    }
+    return `vCPU ${this.vcpu.id} triple-faulted at ${this.where()}`;
   }
 
   /** "RIP 0x… (CS:…, mode), instruction bytes …" for reports; best effort, never throws. */
