@@ -1,15 +1,17 @@
 // The xenkvm command.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { BootError } from '../boot/elf.js';
 import { configureLogging, log, LOG_LEVELS, RateLimitedLog, type LogLevel } from '../common/log.js';
 import { inForeground, SystemCallError } from '../kvm/libc.js';
-import { KvmUnavailableError } from '../kvm/system.js';
+import { KVM_DEVICE, KvmUnavailableError } from '../kvm/system.js';
 import { exitStatus } from '../machine/exit-status.js';
 import { ConfigError, Machine } from '../machine/machine.js';
 import { DEFAULT_XEN_VERSION, parseXenVersion } from '../xen/config.js';
+import { runNested, TERMINAL_CONSOLE_ENV } from './nested-run.js';
 import { DEFAULT_PORT_COUNT } from '../xen/evtchn/ports.js';
-import { defaultSocketPath, SocketPathError } from '../xenstore/socket.js';
+import { SocketPathError } from '../common/unix-socket.js';
+import { defaultSocketPath } from '../xenstore/socket.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -116,12 +118,12 @@ function attachConsole(machine: Machine): () => void {
   const tty = stdin.isTTY === true;
   // A background job (`xenkvm run … &`) leaves the terminal alone: reading it would stop the job.
   if (tty && !inForeground(0)) return () => {};
-  if (tty) {
-    stdin.setRawMode(true);
-    process.stderr.write('xenkvm: the terminal is the guest console; Ctrl-] stops the guest\n');
-  }
+  if (tty) stdin.setRawMode(true);
+  // In the nested VM, a terminal's raw keystrokes arrive through a pipe.
+  const terminal = tty || process.env[TERMINAL_CONSOLE_ENV] === '1';
+  if (terminal) process.stderr.write('xenkvm: the terminal is the guest console; Ctrl-] stops the guest\n');
   const onData = (chunk: Buffer) => {
-    const escape = tty ? chunk.indexOf(CONSOLE_ESCAPE) : -1;
+    const escape = terminal ? chunk.indexOf(CONSOLE_ESCAPE) : -1;
     if (escape >= 0) {
       machine.consoleIn(chunk.subarray(0, escape));
       machine.stop('stopped', 'stopped from the console (Ctrl-])');
@@ -161,12 +163,16 @@ export async function main(argv: string[]): Promise<number> {
     .option('--secondary-consoles <count>', 'secondary PV consoles to offer (xenbus console devices 1 …); they need grant tables, not there yet', wholeNumber('secondary console count'), 0)
     .option('--no-evtchn-fast-path', 'send every event through the main thread instead of serving IPI and loopback sends on the vCPU thread')
     .addOption(new Option('--log-level <level>', 'log detail on stderr').choices(LOG_LEVELS).default('warn').env('XENKVM_LOG'))
+    .addOption(new Option('--accel <accel>', 'kvm: /dev/kvm here; nested: inside a throwaway VM that has it (QEMU, slow); auto: kvm where /dev/kvm exists, else nested').choices(['auto', 'kvm', 'nested']).default('auto'))
     .addHelpText(
       'after',
       '\nExit status: 0 guest powered off, 1 xenkvm failed, 2 guest reset or rebooted, 3 guest triple-faulted,\n4 a vCPU stopped on an error KVM reported, 5 stopped from the host (SIGINT/SIGTERM, Ctrl-] at the console),\n6 guest crashed, 7 guest suspended itself.',
     )
     .action(async (opts) => {
-      status = await run(opts);
+      if (opts.accel === 'nested' || (opts.accel === 'auto' && !existsSync(KVM_DEVICE))) {
+        const why = opts.accel === 'nested' ? '--accel nested' : `${KVM_DEVICE} does not exist here`;
+        status = await runNested(argv.slice(argv.indexOf('run') + 1), { consoleLog: opts.consoleLog, xenstoreSocket: opts.xenstoreSocket, why });
+      } else status = await run(opts);
     });
   try {
     await program.parseAsync(argv);

@@ -28,6 +28,8 @@ export function cpuVendor(cpuid: readonly CpuidEntry[]): CpuVendor {
   return name === 'AuthenticAMD' || name === 'HygonGenuine' ? 'amd' : 'intel';
 }
 
+export const KVM_DEVICE = '/dev/kvm';
+
 /** /dev/kvm missing, not permitted or unusable: the message says what to do. */
 export class KvmUnavailableError extends Error {
   override name = 'KvmUnavailableError';
@@ -36,7 +38,7 @@ export class KvmUnavailableError extends Error {
 export class Kvm {
   private constructor(readonly fd: number) {}
 
-  static open(path = '/dev/kvm'): Kvm {
+  static open(path = KVM_DEVICE): Kvm {
     const fd = libc().open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) {
       const e = errno();

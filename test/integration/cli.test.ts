@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import { cli, describe, guest, kvmMissing, launcher, root, xenkvm, type RunResult } from '../guest-runner.js';
+import { cli, describe, guest, launcher, requireKvm, root, type RunResult, xenkvm } from '../guest-runner.js';
+
+requireKvm();
 
 function assertOneLineError(r: RunResult, pattern: RegExp): void {
   assert.equal(r.status, 1, describe(r));
@@ -56,7 +58,7 @@ test('memory, vCPU counts and the highest event-channel port out of range', asyn
   assert.match(notNumber.stderr, /vCPU count must be a whole number, not "two"/);
 });
 
-test('/dev/kvm not permitted for the user', { skip: kvmMissing ?? (process.getuid?.() !== 0 ? 'needs root to run as another user' : undefined) }, async () => {
+test('/dev/kvm not permitted for the user', { skip: process.getuid?.() !== 0 ? 'needs root to run as another user' : undefined }, async () => {
   const out = await new Promise<RunResult>((resolve) => {
     import('node:child_process').then(({ execFile }) =>
       execFile('runuser', ['-u', 'nobody', '--', process.execPath, cli, 'run', '--kernel', guest('hello32')], (err, stdout, stderr) =>
@@ -67,14 +69,14 @@ test('/dev/kvm not permitted for the user', { skip: kvmMissing ?? (process.getui
   assertOneLineError(out, /^xenkvm: \/dev\/kvm is not accessible to this user: add yourself to the kvm group or run as root$/);
 });
 
-test('at a terminal, keys go to the guest raw (Ctrl-C does not stop it) and Ctrl-] stops it with status 5', { skip: kvmMissing }, async () => {
+test('at a terminal, keys go to the guest raw (Ctrl-C does not stop it) and Ctrl-] stops it with status 5', async () => {
   const { stdout } = await promisify(execFile)('python3', [`${root}test/console-pty.py`, 'keys', 'KIT-POWER action=halt', launcher, 'run', '--kernel', guest('power'), '--cmdline', 'action=halt'], { timeout: 60000 });
   assert.match(stdout, /xenkvm: the terminal is the guest console; Ctrl-\] stops the guest/);
   assert.match(stdout, /xenkvm: stopped from the console \(Ctrl-\]\) \(exit status 5\)/);
   assert.match(stdout, /\nEXIT 5\n$/);
 });
 
-test('run as a background job on a terminal, xenkvm leaves the terminal alone instead of being stopped by it', { skip: kvmMissing }, async () => {
+test('run as a background job on a terminal, xenkvm leaves the terminal alone instead of being stopped by it', async () => {
   const { stdout } = await promisify(execFile)('python3', [`${root}test/console-pty.py`, 'background', launcher, 'run', '--kernel', guest('demo'), '--vcpus', '2'], { timeout: 90000 });
   // Through the terminal, lines end in CR LF.
   assert.match(stdout, /^KIT-SUMMARY passed=1 failed=0\r$/m);

@@ -7,7 +7,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { describe, kvmMissing, xenkvm } from '../guest-runner.js';
+import { describe, requireKvm, xenkvm } from '../guest-runner.js';
+
+requireKvm();
 
 const source = `
   .set KVIRT, 0xffffffff80000000
@@ -68,13 +70,13 @@ function buildKernel(t: TestContext, ldScript: string): string {
   return join(dir, 'k.elf');
 }
 
-test('a kernel whose segment would overlap start_info is refused with one line', { skip: kvmMissing }, async (t) => {
+test('a kernel whose segment would overlap start_info is refused with one line', async (t) => {
   const r = await xenkvm(['run', '--kernel', buildKernel(t, script.replace('AT(0x200000)', 'AT(0x1800)'))]);
   assert.equal(r.status, 1, describe(r));
   assert.match(r.stderr, /^xenkvm: kernel segment at 0x1800 .* lies outside guest RAM\n$/);
 });
 
-test('boots a PVH kernel built outside the kit, with virtual addresses high and the note only in section headers', { skip: kvmMissing }, async (t) => {
+test('boots a PVH kernel built outside the kit, with virtual addresses high and the note only in section headers', async (t) => {
   const kernel = buildKernel(t, script);
   const phdrs = execFileSync('readelf', ['-lW', kernel], { encoding: 'utf8' });
   assert.doesNotMatch(phdrs, /\bNOTE\b/, 'the test kernel must not have a PT_NOTE segment');

@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { test } from 'node:test';
 import { Machine, type MachineConfig } from '../../src/machine/machine.js';
-import { guest, kvmMissing } from '../guest-runner.js';
+import { guest, requireKvm } from '../guest-runner.js';
 
-const opts = { skip: kvmMissing };
+requireKvm();
 
 /** A machine whose console is collected; `until` resolves when the console shows the text. */
 function machine(config: Partial<MachineConfig> & { kernel: string }) {
@@ -37,7 +37,7 @@ function machine(config: Partial<MachineConfig> & { kernel: string }) {
 }
 
 for (const action of ['halt', 'spin']) {
-  test(`stop() promptly ends a run whose boot vCPU is in a ${action} loop and whose AP waits for SIPI`, opts, async () => {
+  test(`stop() promptly ends a run whose boot vCPU is in a ${action} loop and whose AP waits for SIPI`, async () => {
     const { m, until } = machine({ kernel: guest('power'), cmdline: `action=${action}`, vcpus: 2 });
     const outcome = m.run();
     await until(`KIT-POWER action=${action}`);
@@ -50,7 +50,7 @@ for (const action of ['halt', 'spin']) {
   });
 }
 
-test('an MSI injected by the VMM reaches the guest handler of its vector', opts, async () => {
+test('an MSI injected by the VMM reaches the guest handler of its vector', async () => {
   const { m, until, console } = machine({ kernel: guest('msi') });
   const outcome = m.run();
   await until('KIT-MSI ready cpu=0 vector=0x52');
@@ -60,7 +60,7 @@ test('an MSI injected by the VMM reaches the guest handler of its vector', opts,
   assert.match(console(), /^KIT-CASE msi-delivered ok$/m);
 });
 
-test('pause() holds every vCPU out of KVM_RUN and resume() lets them go on', opts, async () => {
+test('pause() holds every vCPU out of KVM_RUN and resume() lets them go on', async () => {
   const { m, until } = machine({ kernel: guest('power'), cmdline: 'action=halt', vcpus: 2 });
   const outcome = m.run();
   await until('KIT-POWER action=halt');
@@ -71,7 +71,7 @@ test('pause() holds every vCPU out of KVM_RUN and resume() lets them go on', opt
   assert.equal((await outcome).reason, 'stopped');
 });
 
-test('an overlay page appears at its frame, follows a move, and RAM returns where it was', opts, async () => {
+test('an overlay page appears at its frame, follows a move, and RAM returns where it was', async () => {
   const magic = Uint8Array.from({ length: 16 }, (_, i) => 0xa0 + i);
   const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
@@ -105,7 +105,7 @@ test('an overlay page appears at its frame, follows a move, and RAM returns wher
   assert.match(left.console(), new RegExp(`^KIT-OVERLAY ${'5a'.repeat(16)}$`, 'm'));
 });
 
-test('teardown leaves no threads, file descriptors or mappings behind', opts, async () => {
+test('teardown leaves no threads, file descriptors or mappings behind', async () => {
   const count = () => ({
     fds: readdirSync('/proc/self/fd').length,
     threads: readdirSync('/proc/self/task').length,

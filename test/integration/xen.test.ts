@@ -6,9 +6,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { assertKitPassed, describe, kitReport, kvmMissing, runGuest } from '../guest-runner.js';
+import { assertKitPassed, describe, kitReport, requireKvm, runGuest } from '../guest-runner.js';
 
-const opts = { skip: kvmMissing };
+requireKvm();
 
 const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: string; xenVersion?: string; args?: string[]; log?: (stderr: string) => void }[] = [
   {
@@ -103,7 +103,7 @@ const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: stri
 for (const p of programs) {
   for (const vcpus of p.vcpus) {
     const what = `${p.name} on ${vcpus} vCPU${vcpus > 1 ? 's' : ''}${p.xenVersion ? ` as Xen ${p.xenVersion}` : ''}${p.args ? ` with ${p.args.join(' ')}` : ''}`;
-    test(what, opts, async () => {
+    test(what, async () => {
       const r = await runGuest(p.name, { vcpus, cmdline: p.cmdline, xenVersion: p.xenVersion, args: p.args });
       assertKitPassed(r, p.cases);
       p.log?.(r.stderr);
@@ -121,7 +121,7 @@ const shutdowns: [action: string, status: number, stderr?: RegExp][] = [
   ['code', 6, /reason 3: crash/],
 ];
 for (const [action, status, stderr] of shutdowns) {
-  test(`SCHEDOP_shutdown ${action} ends the run with exit status ${status}`, opts, async () => {
+  test(`SCHEDOP_shutdown ${action} ends the run with exit status ${status}`, async () => {
     const r = await runGuest('xen-sched', { cmdline: `action=${action}` });
     assert.equal(r.status, status, describe(r));
     assert.match(r.stdout, /^KIT-SCHED shutdown reason=\d+$/m);
@@ -130,7 +130,7 @@ for (const [action, status, stderr] of shutdowns) {
   });
 }
 
-test('the PV console ring and console_io reach stdout and the console log, and stdin reaches the guest', opts, async () => {
+test('the PV console ring and console_io reach stdout and the console log, and stdin reaches the guest', async () => {
   const input = new Uint8Array([...new Uint8Array(1024).fill(0x69), ...new TextEncoder().encode('CONSOLEIO!')]);
   const dir = mkdtempSync(join(tmpdir(), 'xenkvm-console-'));
   const logFile = join(dir, 'console.log');
@@ -145,14 +145,14 @@ test('the PV console ring and console_io reach stdout and the console log, and s
   assert.equal(r.stderr, '', 'nothing logged');
 });
 
-test('an expired SCHEDOP_watchdog crashes the domain (exit status 6)', opts, async () => {
+test('an expired SCHEDOP_watchdog crashes the domain (exit status 6)', async () => {
   const r = await runGuest('xen-sched', { cmdline: 'action=watchdog-timer' });
   assert.equal(r.status, 6, describe(r));
   assert.match(r.stdout, /^KIT-CASE watchdog-timer ok$/m);
   assert.match(r.stderr, /watchdog 1 expired/);
 });
 
-test('SCHEDOP yield returns to the guest as Xen answers it', opts, async () => {
+test('SCHEDOP yield returns to the guest as Xen answers it', async () => {
   const r = await runGuest('xen-sched', { cmdline: 'action=yield' });
   assert.equal(r.status, 0, describe(r));
   assert.deepEqual(kitReport(r.stdout).summary, { passed: 1, failed: 0 }, describe(r));
@@ -160,7 +160,7 @@ test('SCHEDOP yield returns to the guest as Xen answers it', opts, async () => {
 
 const softResetCases = ['setup', 'soft-reset', 'ports-closed', 'virq-rebind', 'runstate-stopped', 'old-frame-is-ram', 'map-again', 'events-to-shared-info', 'vcpu-info-again', 'toolstack-again'];
 for (const vcpus of [1, 2]) {
-  test(`SCHEDOP_shutdown soft_reset on ${vcpus} vCPU${vcpus > 1 ? 's' : ''}: the domain is soft-reset and the guest runs on`, opts, async () => {
+  test(`SCHEDOP_shutdown soft_reset on ${vcpus} vCPU${vcpus > 1 ? 's' : ''}: the domain is soft-reset and the guest runs on`, async () => {
     const r = await runGuest('xen-sched', { vcpus, cmdline: 'action=soft-reset' });
     // With two vCPUs the second is up, serving calls, across the reset.
     assertKitPassed(r, vcpus > 1 ? [...softResetCases, 'other-vcpu'] : softResetCases);
@@ -168,7 +168,7 @@ for (const vcpus of [1, 2]) {
   });
 }
 
-test('the IPI benchmark guest: every EVTCHNOP_send reaches vCPU 1 once', opts, async () => {
+test('the IPI benchmark guest: every EVTCHNOP_send reaches vCPU 1 once', async () => {
   const r = await runGuest('bench-ipi', { vcpus: 2, cmdline: 'n=40 warmup=20 mode=xen' });
   assert.equal(r.status, 0, describe(r));
   // warm-up, timed rounds and the back-to-back run: 20 + 40 + 40 events

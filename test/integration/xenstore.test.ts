@@ -9,10 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import { answers } from '../../src/xenstore/socket.js';
-import { assertKitPassed, guest, kvmMissing, launcher, root, runGuest, xenkvm } from '../guest-runner.js';
+import { answers } from '../../src/common/unix-socket.js';
+import { assertKitPassed, guest, launcher, requireKvm, root, runGuest, xenkvm } from '../guest-runner.js';
 
-const opts = { skip: kvmMissing };
+requireKvm();
+
 const run = promisify(execFile);
 const testXenstore = `${root}build/xen-utils/usr/lib/xen-4.17/bin/test-xenstore`;
 const CASES = ['setup', 'toolstack-nodes', 'permissions', 'read-write', 'watch', 'transaction', 'errors', 'reconnect'];
@@ -40,11 +41,11 @@ function tempDir(t: { after(fn: () => void): void }): string {
 const tool = (path: string) => async (name: string, ...args: string[]) =>
   (await run(name, args, { env: { ...process.env, XENSTORED_PATH: path }, timeout: 10000 })).stdout;
 
-test('a guest reads, writes, watches and runs transactions over its XenStore ring', opts, async () => {
+test('a guest reads, writes, watches and runs transactions over its XenStore ring', async () => {
   assertKitPassed(await runGuest('xen-xenstore'), CASES);
 });
 
-test("Debian's xenstore tools read, write, list, remove and watch through the socket", opts, async (t) => {
+test("Debian's xenstore tools read, write, list, remove and watch through the socket", async (t) => {
   const path = join(tempDir(t), 'xs.sock');
   await idleVm(t, path, ['--name', 'tools-guest']);
   const xs = tool(path);
@@ -65,7 +66,7 @@ test("Debian's xenstore tools read, write, list, remove and watch through the so
   assert.deepEqual((await watching).trim().split('\n'), ['/local/domain/1/data/w', '/local/domain/1/data/w/x']);
 });
 
-test("Debian's test-xenstore passes against the socket", opts, async (t) => {
+test("Debian's test-xenstore passes against the socket", async (t) => {
   const path = join(tempDir(t), 'xs.sock');
   await idleVm(t, path);
   // Every test prints its timing; a failing one prints why and makes test-xenstore exit non-zero.
@@ -76,7 +77,7 @@ test("Debian's test-xenstore passes against the socket", opts, async (t) => {
   await run(testXenstore, ['-r', '3'], { env: { ...process.env, XENSTORED_PATH: path }, timeout: 60000 });
 });
 
-test('a write through the socket reaches a guest watching over its ring', opts, async () => {
+test('a write through the socket reaches a guest watching over its ring', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'xenkvm-xs-'));
   try {
     const path = join(dir, 'xs.sock');
@@ -93,7 +94,7 @@ test('a write through the socket reaches a guest watching over its ring', opts, 
   }
 });
 
-test('a socket client that breaks the framing is disconnected and the store serves on', opts, async (t) => {
+test('a socket client that breaks the framing is disconnected and the store serves on', async (t) => {
   const path = join(tempDir(t), 'xs.sock');
   await idleVm(t, path);
   const closed = await new Promise<boolean>((resolve) => {
@@ -111,7 +112,7 @@ test('a socket client that breaks the framing is disconnected and the store serv
   assert.equal(await tool(path)('xenstore-read', '/local/domain/1/domid'), '1\n');
 });
 
-test('without --xenstore-socket the socket is per process under XDG_RUNTIME_DIR, and removed at exit', opts, async (t) => {
+test('without --xenstore-socket the socket is per process under XDG_RUNTIME_DIR, and removed at exit', async (t) => {
   const dir = tempDir(t);
   const env = { ...process.env, XDG_RUNTIME_DIR: dir };
   const child = spawn(launcher, ['run', '--kernel', guest('power'), '--cmdline', 'action=halt'], { env, stdio: 'ignore' });
@@ -124,7 +125,7 @@ test('without --xenstore-socket the socket is per process under XDG_RUNTIME_DIR,
   assert.equal(existsSync(join(dir, `xenkvm-${child.pid}`)), false, 'socket and its directory removed');
 });
 
-test('--xenstore-socket on a path that is not a socket is one clear error', opts, async (t) => {
+test('--xenstore-socket on a path that is not a socket is one clear error', async (t) => {
   const file = join(tempDir(t), 'not-a-socket');
   writeFileSync(file, 'x');
   const r = await xenkvm(['run', '--kernel', guest('power'), '--cmdline', 'action=halt', '--xenstore-socket', file]);
@@ -132,7 +133,7 @@ test('--xenstore-socket on a path that is not a socket is one clear error', opts
   assert.equal(r.stderr, `xenkvm: ${file} exists and is not a socket; choose another --xenstore-socket\n`);
 });
 
-test('secondary consoles are xenbus devices waiting for their frontend; without grant tables a frontend is told why it cannot connect', opts, async (t) => {
+test('secondary consoles are xenbus devices waiting for their frontend; without grant tables a frontend is told why it cannot connect', async (t) => {
   const path = join(tempDir(t), 'xs.sock');
   await idleVm(t, path, ['--secondary-consoles', '2']);
   const xs = tool(path);
@@ -148,7 +149,7 @@ test('secondary consoles are xenbus devices waiting for their frontend; without 
   assert.match(await xs('xenstore-read', '/local/domain/0/error/backend/console/1/1/error'), /grant tables are not implemented yet/);
 });
 
-test('a second xenkvm cannot take over a socket in use; a stale one is replaced', opts, async (t) => {
+test('a second xenkvm cannot take over a socket in use; a stale one is replaced', async (t) => {
   const dir = tempDir(t);
   const path = join(dir, 'xs.sock');
   await idleVm(t, path);

@@ -1,0 +1,56 @@
+#!/bin/busybox sh
+# /init of the nested VM's initramfs (busybox): loads the modules the VM needs,
+# makes the host's root (virtio-9p, read-only) the VM's root under a tmpfs
+# overlay, mounts the read-write shares at their host paths, and runs the
+# agent there. Parameters come on the kernel command line:
+#   xenkvm.node=PATH xenkvm.agent=PATH xenkvm.shares=PATH:PATH...
+# (share N is the 9p tag shareN). Anything that fails powers the VM off, and
+# the runner reports the console's last lines.
+/bin/busybox --install -s /bin
+export PATH=/bin
+
+fail() {
+  echo "xenkvm-nested-init: $*"
+  poweroff -f
+}
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for m in /modules/*.ko; do
+  insmod "$m" || fail "cannot load module $m"
+done
+
+for word in $(cat /proc/cmdline); do
+  case "$word" in
+    xenkvm.node=*) node="${word#xenkvm.node=}" ;;
+    xenkvm.agent=*) agent="${word#xenkvm.agent=}" ;;
+    xenkvm.shares=*) shares="${word#xenkvm.shares=}" ;;
+  esac
+done
+[ -n "$node" ] && [ -n "$agent" ] || fail "xenkvm.node and xenkvm.agent must be on the kernel command line"
+
+ninep="trans=virtio,version=9p2000.L,msize=524288,cache=none"
+mount -t 9p -o "$ninep,ro" hostroot /lower || fail "cannot mount the host's root (9p tag hostroot)"
+mount -t tmpfs -o mode=755 overlay-rw /rw || fail "cannot mount the overlay's tmpfs"
+mkdir -p /rw/upper /rw/work
+mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay /root || fail "cannot mount the overlay"
+
+i=0
+for path in $(echo "$shares" | tr ':' ' '); do
+  mkdir -p "/root$path" && mount -t 9p -o "$ninep" "share$i" "/root$path" || fail "cannot mount share$i at $path"
+  i=$((i + 1))
+done
+
+mount --move /proc /root/proc
+mount --move /sys /root/sys
+mount --move /dev /root/dev
+mkdir -p /root/dev/pts /root/dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666 devpts /root/dev/pts
+ln -sf pts/ptmx /root/dev/ptmx 2>/dev/null
+for dir in /tmp /run /dev/shm; do mount -t tmpfs -o mode=1777 tmpfs "/root$dir"; done
+
+chroot /root "$node" "$agent"
+echo "xenkvm-nested-init: the agent exited with status $?"
+sync
+poweroff -f

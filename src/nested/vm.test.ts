@@ -1,0 +1,109 @@
+// The nested-VM runner, booted for real (QEMU TCG; it needs no KVM on the host):
+// scripts/kvm-vm passes exit status, stdout, stderr and stdin through and says in
+// one line why it cannot start; one VM serves several commands and sockets at once.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { after, before, test } from 'node:test';
+import { PassThrough } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { NestedVm } from './vm.js';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '');
+const kvmVm = `${root}/scripts/kvm-vm`;
+
+function runKvmVm(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = execFile(kvmVm, args, { cwd: root, env: opts.env ?? process.env, timeout: 300_000 }, (err, stdout, stderr) =>
+      resolve({ status: err ? ((err as { code?: number }).code ?? -1) : 0, stdout, stderr }),
+    );
+    child.stdin!.end(opts.input ?? '');
+  });
+}
+
+test('scripts/kvm-vm passes the exit status, stdout and stderr apart, and stdin, and output files come back', async () => {
+  const marker = `${root}/build/kvm-vm-test-output`;
+  rmSync(marker, { force: true });
+  const r = await runKvmVm(['--', 'sh', '-c', `cat > ${marker}; test -w /dev/kvm && echo "kvm ok"; echo "to stderr" >&2; echo out; exit 7`], { input: 'typed input\n' });
+  assert.equal(r.status, 7, r.stderr);
+  assert.equal(r.stdout, 'kvm ok\nout\n');
+  assert.equal(r.stderr, 'to stderr\n');
+  assert.equal(readFileSync(marker, 'utf8'), 'typed input\n');
+  rmSync(marker);
+});
+
+test('scripts/kvm-vm says in one line, with status 125, when QEMU cannot be had', async () => {
+  const r = await runKvmVm(['true'], { env: { ...process.env, XENKVM_QEMU: '/nonexistent/qemu-system-x86_64' } });
+  assert.equal(r.status, 125);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, /^kvm-vm: cannot start the nested VM: cannot run \/nonexistent\/qemu-system-x86_64: .*ENOENT.*apt-get install qemu-system-x86.*\n$/);
+});
+
+test('scripts/kvm-vm refuses bad options in one line without booting', async () => {
+  const r = await runKvmVm(['--timeout', 'soon', 'true']);
+  assert.equal(r.status, 125);
+  assert.match(r.stderr, /time limit must be a positive whole number, not "soon"/);
+});
+
+let vm: NestedVm;
+before(async () => {
+  vm = await NestedVm.start({ root });
+});
+after(() => vm.shutdown());
+
+function collect(): { stream: PassThrough; text: () => string } {
+  const stream = new PassThrough();
+  const chunks: Buffer[] = [];
+  stream.on('data', (d: Buffer) => chunks.push(d));
+  return { stream, text: () => Buffer.concat(chunks).toString() };
+}
+
+test('one VM runs several commands at once, each with its own output and status', async () => {
+  const runs = [0, 1, 2, 3].map((i) => {
+    const out = collect();
+    const err = collect();
+    const cmd = vm.exec(['sh', '-c', `for n in 1 2 3 4 5 6 7 8; do echo "cmd${i} line $n"; echo "cmd${i} err $n" >&2; done; exit ${i + 3}`], { cwd: root, env: process.env, stdout: out.stream, stderr: err.stream });
+    return { i, cmd, out, err };
+  });
+  for (const { i, cmd, out, err } of runs) {
+    assert.deepEqual(await cmd.exit, { code: i + 3, signal: null });
+    assert.equal(out.text(), [1, 2, 3, 4, 5, 6, 7, 8].map((n) => `cmd${i} line ${n}\n`).join(''));
+    assert.equal(err.text(), [1, 2, 3, 4, 5, 6, 7, 8].map((n) => `cmd${i} err ${n}\n`).join(''));
+  }
+});
+
+test('a signal reaches the command, a command that cannot run is an error, large output arrives whole', async () => {
+  const sleeper = vm.exec(['sleep', '600'], { cwd: root, env: process.env, stdout: collect().stream, stderr: collect().stream });
+  setTimeout(() => sleeper.signal('SIGTERM'), 500);
+  assert.deepEqual(await sleeper.exit, { code: null, signal: 'SIGTERM' });
+  await assert.rejects(vm.exec(['/nonexistent/program'], { cwd: root, env: process.env, stdout: collect().stream, stderr: collect().stream }).exit, /cannot run \/nonexistent\/program: spawn \/nonexistent\/program ENOENT/);
+  const out = collect();
+  const big = vm.exec(['head', '-c', String(3 * 1024 * 1024), '/dev/zero'], { cwd: root, env: process.env, stdout: out.stream, stderr: collect().stream });
+  assert.deepEqual(await big.exit, { code: 0, signal: null });
+  assert.equal(out.text().length, 3 * 1024 * 1024);
+});
+
+test('a host socket is forwarded to a Unix socket in the VM, waiting for its server to listen', async () => {
+  const path = '/run/kvm-vm-test.sock';
+  const server = vm.exec([process.execPath, '-e', `require('net').createServer((s) => s.on('data', (d) => s.end('echo:' + d))).listen('${path}'); setTimeout(() => process.exit(0), 60000)`], { cwd: root, env: process.env, stdout: collect().stream, stderr: collect().stream });
+  // A socket pair stands in for a host client's connection.
+  const { createServer } = await import('node:net');
+  const hostPath = `${root}/build/kvm-vm-test-forward.sock`;
+  rmSync(hostPath, { force: true });
+  const host = createServer((local) => vm.forward(local, path, 30_000, (e) => assert.fail(e)));
+  await new Promise<void>((resolve) => host.listen(hostPath, resolve));
+  const reply = await new Promise<string>((resolve, reject) => {
+    const client = connect(hostPath);
+    let text = '';
+    client.on('connect', () => client.write('hello'));
+    client.on('data', (d) => (text += d));
+    client.on('end', () => resolve(text));
+    client.on('error', reject);
+  });
+  assert.equal(reply, 'echo:hello');
+  host.close();
+  assert.ok(!existsSync(hostPath));
+  server.signal('SIGKILL');
+  await server.exit;
+});

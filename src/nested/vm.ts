@@ -1,0 +1,292 @@
+// A throwaway Linux VM with a working /dev/kvm, for hosts that have none: QEMU
+// under TCG with `-cpu max` emulates AMD SVM with nested paging, so upstream KVM
+// runs inside it. The host's root is the VM's root (virtio-9p, read-only, under a
+// tmpfs overlay); the checkout and any other shares are mounted read-write at
+// their host paths, so build products and output come back. There is no network.
+// Commands and socket connections travel over one virtio-serial port (protocol.ts),
+// many at once, each on its own stream; the VM's console is kept apart for
+// diagnosis.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { availableParallelism, constants, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import type { Writable } from 'node:stream';
+import { bootImage, NestedUnavailableError } from './image.js';
+import { CONTROL_PORT_NAME, Frame, FrameReader, dataFrames, encodeFrame, jsonFrame, parseJson, type DecodedFrame, type ExitReport } from './protocol.js';
+
+export { NestedUnavailableError };
+
+export const QEMU = process.env.XENKVM_QEMU || 'qemu-system-x86_64';
+
+export interface NestedVmOptions {
+  /** The checkout: shared read-write, and where the agent and the boot image come from. */
+  root: string;
+  /** More directories shared read-write at their own paths. */
+  shares?: string[];
+  memoryMiB?: number;
+  vcpus?: number;
+  /** How long the VM may take to boot and start its agent. */
+  bootTimeoutMs?: number;
+}
+
+/** Memory for the VM: a third of the host's, between 2 and 8 GiB (its tmpfs root lives in it too). */
+export function defaultMemoryMiB(): number {
+  return Math.max(2048, Math.min(8192, Math.floor(totalmem() / 3 / 2 ** 20)));
+}
+
+/** One vCPU per host core (QEMU's multi-threaded TCG runs each on its own thread), at most 8. */
+export function defaultVcpus(): number {
+  return Math.min(8, availableParallelism());
+}
+
+/** The VM's last console lines: what a person needs when it does not come up. */
+const CONSOLE_KEPT = 64 * 1024;
+
+export class NestedVm {
+  private readonly streams = new Map<number, StreamHandler>();
+  private nextStream = 1;
+  private exited = false;
+  private readonly stopped: Promise<void>;
+
+  private constructor(
+    private readonly qemu: ChildProcess,
+    private readonly control: Socket,
+    private readonly dir: string,
+    private readonly consoleTail: ConsoleTail,
+    /** Why /dev/kvm is unusable inside the VM, or null. */
+    readonly kvmProblem: string | null,
+  ) {
+    this.stopped = new Promise((resolve) => qemu.once('exit', () => resolve()));
+    control.on('error', () => {});
+    qemu.once('exit', (code, signal) => {
+      this.exited = true;
+      const why = new NestedVmStoppedError(`the nested VM stopped (${signal ? `QEMU killed by ${signal}` : `QEMU exit status ${code}`})${consoleTail.lastLine()}`);
+      for (const handler of this.streams.values()) handler.onFailed(why);
+      this.streams.clear();
+      rmSync(dir, { recursive: true, force: true });
+    });
+  }
+
+  static async start(opts: NestedVmOptions): Promise<NestedVm> {
+    const image = bootImage(opts.root);
+    const shares = [opts.root, ...(opts.shares ?? [])].filter((p, i, all) => all.indexOf(p) === i && !all.some((q, j) => j !== i && p.startsWith(`${q}/`)));
+    for (const p of shares) {
+      if (/[\s:]/.test(p)) throw new NestedUnavailableError(`cannot share ${p} with the nested VM: its path holds a space or a colon`);
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'xenkvm-nested-'));
+    const controlPath = join(dir, 'control.sock');
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(controlPath, resolve));
+    const append = ['console=ttyS0', 'quiet', 'panic=-1', `xenkvm.node=${process.execPath}`, `xenkvm.agent=${join(opts.root, 'dist', 'src', 'nested', 'agent.js')}`, `xenkvm.shares=${shares.join(':')}`];
+    const args = [
+      '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', String(opts.vcpus ?? defaultVcpus()), '-m', String(opts.memoryMiB ?? defaultMemoryMiB()),
+      '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-nic', 'none',
+      '-kernel', image.kernel, '-initrd', image.initrd, '-append', append.join(' '),
+      '-serial', 'stdio',
+      '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
+      ...shares.flatMap((p, i) => ['-virtfs', `local,path=${p},mount_tag=share${i},security_model=none,multidevs=remap`]),
+      '-device', 'virtio-serial-pci', '-chardev', `socket,id=control,path=${controlPath}`, '-device', `virtserialport,chardev=control,name=${CONTROL_PORT_NAME}`,
+    ];
+    const qemu = spawn(QEMU, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const console = new ConsoleTail(qemu);
+    try {
+      const { control, reader, early, ready } = await waitForAgent(server, qemu, opts.bootTimeoutMs ?? 180_000, console);
+      const vm = new NestedVm(qemu, control, dir, console, ready.kvm);
+      reader.onFrame = (f) => vm.dispatch(f);
+      for (const f of early) vm.dispatch(f);
+      return vm;
+    } catch (e) {
+      qemu.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+      throw e;
+    } finally {
+      server.close();
+    }
+  }
+
+  /** Frames from the agent, once it is ready. */
+  private dispatch({ kind, stream, payload }: DecodedFrame): void {
+    const handler = this.streams.get(stream);
+    if (!handler) return;
+    switch (kind) {
+      case Frame.Stdout:
+      case Frame.Data:
+        return handler.onData(payload, 'stdout');
+      case Frame.Stderr:
+        return handler.onData(payload, 'stderr');
+      case Frame.End:
+        return handler.onEnd();
+      case Frame.Exit:
+      case Frame.Closed:
+        this.streams.delete(stream);
+        return handler.onExit(kind === Frame.Exit ? parseJson<ExitReport>(payload) : { code: 0, signal: null });
+      case Frame.Failed:
+        this.streams.delete(stream);
+        return handler.onFailed(new Error(parseJson<{ message: string }>(payload).message));
+    }
+  }
+
+  private send(frames: Buffer | Buffer[]): void {
+    if (this.exited) return;
+    for (const f of Array.isArray(frames) ? frames : [frames]) this.control.write(f);
+  }
+
+  /** Holds the VM's output back while `into` is full, so a slow reader slows the command instead of growing memory. */
+  private deliver(into: Writable, bytes: Buffer): void {
+    if (!into.write(bytes)) {
+      this.control.pause();
+      into.once('drain', () => this.control.resume());
+    }
+  }
+
+  /**
+   * Runs `argv` in the VM in `cwd` (a path the VM sees: under a share or the read-only root), its
+   * output written to `stdout` and `stderr`. The result settles with the exit status, or rejects when
+   * the command cannot start or the VM stops under it.
+   */
+  exec(argv: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; stdout: Writable; stderr: Writable; stdin?: boolean }): RemoteCommand {
+    const stream = this.nextStream++;
+    const env = Object.fromEntries(Object.entries(opts.env).filter((e): e is [string, string] => e[1] !== undefined && !HOST_ONLY_ENV.has(e[0])));
+    let settle!: { resolve: (r: ExitReport) => void; reject: (e: Error) => void };
+    const exit = new Promise<ExitReport>((resolve, reject) => (settle = { resolve, reject }));
+    this.streams.set(stream, {
+      onData: (bytes, which) => this.deliver(which === 'stdout' ? opts.stdout : opts.stderr, bytes),
+      onEnd: () => {},
+      onExit: (r) => settle.resolve(r),
+      onFailed: (e) => settle.reject(e),
+    });
+    if (this.exited) settle.reject(new NestedVmStoppedError(`the nested VM has stopped${this.consoleTail.lastLine()}`));
+    this.send(jsonFrame(Frame.Exec, stream, { argv, cwd: opts.cwd, env, stdin: opts.stdin ?? false }));
+    return {
+      exit,
+      write: (bytes) => this.send(dataFrames(Frame.Data, stream, bytes)),
+      end: () => this.send(encodeFrame(Frame.End, stream)),
+      signal: (signal) => this.send(jsonFrame(Frame.Signal, stream, { signal })),
+    };
+  }
+
+  /**
+   * Joins `local` (a host socket) to the Unix socket at `path` inside the VM, retrying for `waitMs`
+   * while nothing listens there yet. A failure ends `local` and is reported through `onError`.
+   */
+  forward(local: Socket, path: string, waitMs: number, onError: (e: Error) => void): void {
+    const stream = this.nextStream++;
+    this.streams.set(stream, {
+      onData: (bytes) => this.deliver(local, bytes),
+      onEnd: () => local.end(),
+      onExit: () => local.destroy(),
+      onFailed: (e) => {
+        local.destroy();
+        onError(e);
+      },
+    });
+    this.send(jsonFrame(Frame.Connect, stream, { path, waitMs }));
+    local.on('data', (d: Buffer) => this.send(dataFrames(Frame.Data, stream, d)));
+    local.on('end', () => this.send(encodeFrame(Frame.End, stream)));
+    local.on('close', () => {
+      if (this.streams.delete(stream)) this.send(encodeFrame(Frame.Closed, stream));
+    });
+    local.on('error', () => {});
+  }
+
+  /** Powers the VM off (its commands are killed) and waits for QEMU to exit. */
+  async shutdown(graceMs = 30_000): Promise<void> {
+    if (this.exited) return this.stopped;
+    this.send(encodeFrame(Frame.Shutdown, 0));
+    const timer = setTimeout(() => this.qemu.kill('SIGKILL'), graceMs);
+    await this.stopped;
+    clearTimeout(timer);
+  }
+
+  /** Stops the VM at once. */
+  kill(): void {
+    this.qemu.kill('SIGKILL');
+  }
+
+  /** The VM's console so far (its last CONSOLE_KEPT bytes), for a failure report. */
+  console(): string {
+    return this.consoleTail.text;
+  }
+}
+
+export class NestedVmStoppedError extends Error {}
+
+/** The exit status a shell gives a command: its own, or 128 + the signal that ended it. */
+export function shellStatus(report: ExitReport): number {
+  if (report.code !== null) return report.code;
+  return 128 + (constants.signals[report.signal as NodeJS.Signals] ?? 0);
+}
+
+/** Variables that name the host's own per-session places, which the VM does not have. */
+const HOST_ONLY_ENV = new Set(['XDG_RUNTIME_DIR', 'TMPDIR', 'DBUS_SESSION_BUS_ADDRESS']);
+
+interface StreamHandler {
+  onData(bytes: Buffer, which: 'stdout' | 'stderr'): void;
+  onEnd(): void;
+  onExit(report: ExitReport): void;
+  onFailed(e: Error): void;
+}
+
+export interface RemoteCommand {
+  exit: Promise<ExitReport>;
+  write(bytes: Uint8Array): void;
+  end(): void;
+  signal(signal: NodeJS.Signals): void;
+}
+
+/** The VM's console (QEMU's stdout and stderr), its last CONSOLE_KEPT bytes. */
+class ConsoleTail {
+  text = '';
+
+  constructor(qemu: ChildProcess) {
+    const keep = (d: Buffer) => (this.text = (this.text + d.toString('utf8')).slice(-CONSOLE_KEPT));
+    qemu.stdout!.on('data', keep);
+    qemu.stderr!.on('data', keep);
+  }
+
+  /** "; its console last said: …", or nothing when it said nothing. */
+  lastLine(): string {
+    const lines = this.text.split('\n').map((l) => l.trim()).filter(Boolean);
+    return lines.length ? `; its console last said: ${lines[lines.length - 1]}` : '';
+  }
+}
+
+/** Waits for QEMU to connect the control port and the agent to say it is up. */
+function waitForAgent(server: Server, qemu: ChildProcess, timeoutMs: number, console: ConsoleTail): Promise<{ control: Socket; reader: FrameReader; early: DecodedFrame[]; ready: { kvm: string | null } }> {
+  return new Promise((resolve, reject) => {
+    let control: Socket | undefined;
+    const done = () => {
+      clearTimeout(timer);
+      qemu.off('error', onError);
+      qemu.off('exit', onExit);
+    };
+    const fail = (message: string) => {
+      done();
+      control?.destroy();
+      reject(new NestedUnavailableError(message));
+    };
+    const timer = setTimeout(() => fail(`the nested VM did not start its agent in ${Math.round(timeoutMs / 1000)} s${console.lastLine()}`), timeoutMs);
+    const onError = (e: Error) => fail(`cannot run ${QEMU}: ${e.message} (Debian: apt-get install qemu-system-x86; npm run setup does it as root)`);
+    const onExit = (code: number | null, signal: string | null) => fail(`the nested VM stopped before its agent started (${signal ?? `QEMU exit status ${code}`})${console.lastLine()}`);
+    qemu.once('error', onError);
+    qemu.once('exit', onExit);
+    server.once('connection', (socket) => {
+      control = socket;
+      const reader = new FrameReader((f) => {
+        done();
+        if (f.kind !== Frame.Ready) return fail(`the nested VM's agent sent frame ${f.kind} before it was ready`);
+        const early: DecodedFrame[] = [];
+        reader.onFrame = (g) => early.push(g); // until the VM takes over
+        resolve({ control: socket, reader, early, ready: parseJson<{ kvm: string | null }>(f.payload) });
+      });
+      socket.on('data', (d: Buffer) => {
+        try {
+          reader.push(d);
+        } catch (e) {
+          fail(`the nested VM's agent sent garbage: ${(e as Error).message}`);
+        }
+      });
+    });
+  });
+}

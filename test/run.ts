@@ -1,0 +1,128 @@
+// The test suite's driver (`npm test`): every compiled test file, one at a time, with
+// node's own test runner. Where /dev/kvm works, all of them run here. Where it does
+// not, the unit tests run here while a nested VM with /dev/kvm boots (src/nested/),
+// and the tests that need KVM (test/integration/) run inside it, in one VM boot.
+// The totals of both runs are added up; a skipped test fails the suite as a failed one
+// does, since a skip here would hide untested code.
+//   node dist/test/run.js [FILE.test.js ...]    (default: every test file under dist/)
+import { spawn } from 'node:child_process';
+import { accessSync, constants, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NestedUnavailableError, NestedVm, shellStatus } from '../src/nested/vm.js';
+import type { TestCounts } from './count-reporter.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '');
+const dist = join(root, 'dist');
+const reporter = join(dist, 'test', 'count-reporter.js');
+/** A test that runs this long is stuck: it fails instead of holding up the suite (and CI) for ever. */
+const TEST_TIMEOUT_MS = 15 * 60_000;
+/** The whole KVM part in the nested VM (about 25 minutes on the development machine). */
+const NESTED_TIMEOUT_MS = 75 * 60_000;
+
+function testFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) return e.name === 'node_modules' ? [] : testFiles(p);
+    return e.name.endsWith('.test.js') ? [p] : [];
+  });
+}
+
+/** Tests that boot guests or open /dev/kvm live under test/integration/. */
+const needsKvm = (file: string) => relative(dist, file).startsWith(join('test', 'integration'));
+
+function kvmUsable(): boolean {
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function nodeTestArgs(files: string[], countsFile: string): string[] {
+  return [
+    '--test', '--test-concurrency=1', `--test-timeout=${TEST_TIMEOUT_MS}`,
+    '--test-reporter=spec', '--test-reporter-destination=stdout',
+    `--test-reporter=${reporter}`, `--test-reporter-destination=${countsFile}`,
+    ...files,
+  ];
+}
+
+function readCounts(file: string, where: string): TestCounts {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as TestCounts;
+  } catch {
+    throw new Error(`the test run ${where} reported no totals (it was stopped or crashed)`);
+  }
+}
+
+function runHere(files: string[], countsFile: string): Promise<number> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, nodeTestArgs(files, countsFile), { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+    child.on('close', (code, signal) => done(shellStatus({ code, signal })));
+  });
+}
+
+async function runNested(vmStart: Promise<NestedVm>, files: string[], countsFile: string): Promise<void> {
+  const vm = await vmStart;
+  if (vm.kvmProblem !== null) {
+    await vm.shutdown();
+    throw new NestedUnavailableError(`the nested VM has no usable /dev/kvm: ${vm.kvmProblem}`);
+  }
+  const timer = setTimeout(() => vm.kill(), NESTED_TIMEOUT_MS);
+  try {
+    await vm.exec([process.execPath, ...nodeTestArgs(files, countsFile)], { cwd: root, env: process.env, stdout: process.stdout, stderr: process.stderr }).exit;
+  } finally {
+    clearTimeout(timer);
+    await vm.shutdown();
+  }
+}
+
+function add(a: TestCounts, b: TestCounts): TestCounts {
+  return { tests: a.tests + b.tests, pass: a.pass + b.pass, fail: a.fail + b.fail, cancelled: a.cancelled + b.cancelled, skipped: a.skipped + b.skipped, todo: a.todo + b.todo };
+}
+
+function line(where: string, c: TestCounts): string {
+  return `${where}: ${c.pass} passed, ${c.fail + c.cancelled} failed, ${c.skipped + c.todo} skipped`;
+}
+
+async function main(args: string[]): Promise<number> {
+  const files = args.length ? args.map((f) => resolve(f)) : testFiles(dist).sort();
+  const countsDir = join(root, 'build', 'test-counts');
+  rmSync(countsDir, { recursive: true, force: true });
+  mkdirSync(countsDir, { recursive: true });
+  const runs: [where: string, counts: TestCounts][] = [];
+  if (kvmUsable() || !files.some(needsKvm)) {
+    const file = join(countsDir, 'here.json');
+    await runHere(files, file);
+    runs.push(['here', readCounts(file, 'here')]);
+  } else {
+    const kvmFiles = files.filter(needsKvm);
+    process.stderr.write(`test: /dev/kvm is missing here: ${kvmFiles.length} test files that need KVM run in a nested VM (QEMU TCG), the rest here\n`);
+    const vmStart = NestedVm.start({ root });
+    vmStart.catch(() => {}); // reported when awaited, after the host's tests
+    const hostFile = join(countsDir, 'host.json');
+    const unitFiles = files.filter((f) => !needsKvm(f));
+    if (unitFiles.length) {
+      await runHere(unitFiles, hostFile);
+      runs.push(['host', readCounts(hostFile, 'on the host')]);
+    }
+    const vmFile = join(countsDir, 'nested-vm.json');
+    try {
+      await runNested(vmStart, kvmFiles, vmFile);
+      runs.push(['nested VM', readCounts(vmFile, 'in the nested VM')]);
+    } catch (e) {
+      process.stderr.write(`test: the tests that need KVM did not run: ${(e as Error).message}\n`);
+      runs.push(['nested VM', { tests: kvmFiles.length, pass: 0, fail: kvmFiles.length, cancelled: 0, skipped: 0, todo: 0 }]);
+    }
+  }
+  const total = runs.reduce((a, [, c]) => add(a, c), { tests: 0, pass: 0, fail: 0, cancelled: 0, skipped: 0, todo: 0 });
+  process.stdout.write('\n');
+  if (runs.length > 1) for (const [where, c] of runs) process.stdout.write(`${line(where, c)}\n`);
+  if (total.skipped + total.todo > 0) process.stdout.write('test: skipped tests fail the suite: every test must run (see docs/testing.md)\n');
+  process.stdout.write(`${line('total', total)}\n`);
+  return total.fail + total.cancelled + total.skipped + total.todo === 0 && total.pass > 0 ? 0 : 1;
+}
+
+process.exitCode = await main(process.argv.slice(2));
