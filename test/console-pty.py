@@ -50,15 +50,15 @@ def pump(until, seconds):
 
 
 if mode == 'keys':
-    pump(ready, 30)
+    pump(ready, 180)
     os.write(fd, b'\x03')
     time.sleep(0.5)
     os.write(fd, b'\x1d')
-    pump(None, 10)
+    pump(None, 60)
     _, status = os.waitpid(pid, 0)
     sys.stdout.write(out.decode(errors='replace'))
     print('\nEXIT', os.waitstatus_to_exitcode(status))
 else:
-    pump(None, 60)
+    pump(None, 180)
     os.waitpid(pid, 0)
     sys.stdout.write(out.decode(errors='replace'))

@@ -27,7 +27,9 @@ async function idleVm(t: { after(fn: () => Promise<void> | void): void }, path: 
       await new Promise((r) => child.once('exit', r));
     }
   });
-  for (let i = 0; i < 200 && !(await answers(path)); i++) await new Promise((r) => setTimeout(r, 50));
+  // Generous: node's start-up alone takes seconds in the nested VM, more under load.
+  const deadline = Date.now() + 90_000;
+  while (Date.now() < deadline && child.exitCode === null && !(await answers(path))) await new Promise((r) => setTimeout(r, 100));
   assert.ok(await answers(path), `nothing answers at ${path}`);
   return child;
 }
@@ -117,7 +119,7 @@ test('without --xenstore-socket the socket is per process under XDG_RUNTIME_DIR,
   const env = { ...process.env, XDG_RUNTIME_DIR: dir };
   const child = spawn(launcher, ['run', '--kernel', guest('power'), '--cmdline', 'action=halt'], { env, stdio: 'ignore' });
   const path = join(dir, `xenkvm-${child.pid}`, 'xenstored.sock');
-  for (let i = 0; i < 200 && !existsSync(path); i++) await new Promise((r) => setTimeout(r, 50));
+  for (const deadline = Date.now() + 90_000; Date.now() < deadline && !existsSync(path); ) await new Promise((r) => setTimeout(r, 100));
   assert.ok(existsSync(path), `no socket at ${path}`);
   assert.equal(await tool(path)('xenstore-read', '/local/domain/1/domid'), '1\n');
   child.kill('SIGTERM');
