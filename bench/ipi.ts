@@ -1,5 +1,6 @@
-// Event-channel IPI: latency from EVTCHNOP_send on vCPU 0 to the upcall
-// handler's entry on vCPU 1, and events per second back to back, each
+// Event-channel IPI: latency as a round trip on vCPU 0's own clock, from
+// EVTCHNOP_send to seeing vCPU 1's upcall handler's ack (the vCPUs' TSCs need
+// not be in step), and events per second back to back, each
 // compared in the same run with a floor: a minimal C VMM (bench/floor.c -m
 // ipi) that answers an `outb $0x81` exit by injecting a bare MSI
 // (KVM_SIGNAL_MSI) at vCPU 1 with the same vector. The guest is the same
