@@ -23,6 +23,9 @@ export function requireKvm(): void {
   }
 }
 
+/** One guest run: seconds in the nested VM, more on a loaded machine. */
+const RUN_TIMEOUT_MS = 180_000;
+
 export interface RunResult {
   status: number | null;
   stdout: string;
@@ -42,8 +45,8 @@ export function xenkvm(
     let signalled = false;
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`xenkvm ${args.join(' ')} did not finish in ${options.timeoutMs ?? 60000} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
-    }, options.timeoutMs ?? 60000);
+      reject(new Error(`xenkvm ${args.join(' ')} did not finish in ${options.timeoutMs ?? RUN_TIMEOUT_MS} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
+    }, options.timeoutMs ?? RUN_TIMEOUT_MS);
     child.stdout!.on('data', (d) => {
       stdout += d;
       options.onStdout?.(stdout);

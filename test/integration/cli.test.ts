@@ -70,7 +70,7 @@ test('/dev/kvm not permitted for the user', { skip: process.getuid?.() !== 0 ? '
 });
 
 test('at a terminal, keys go to the guest raw (Ctrl-C does not stop it) and Ctrl-] stops it with status 5', async () => {
-  const { stdout } = await promisify(execFile)('python3', [`${root}test/console-pty.py`, 'keys', 'KIT-POWER action=halt', launcher, 'run', '--kernel', guest('power'), '--cmdline', 'action=halt'], { timeout: 60000 });
+  const { stdout } = await promisify(execFile)('python3', [`${root}test/console-pty.py`, 'keys', 'KIT-POWER action=halt', launcher, 'run', '--kernel', guest('power'), '--cmdline', 'action=halt'], { timeout: 180_000 });
   assert.match(stdout, /xenkvm: the terminal is the guest console; Ctrl-\] stops the guest/);
   assert.match(stdout, /xenkvm: stopped from the console \(Ctrl-\]\) \(exit status 5\)/);
   assert.match(stdout, /\nEXIT 5\n$/);
