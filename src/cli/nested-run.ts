@@ -2,6 +2,7 @@
 // VM (src/nested/), with the guest's console still this terminal (raw keys,
 // Ctrl-] stops the guest), its exit status passed through, and the XenStore
 // socket forwarded to the host path a person would use.
+import type { Socket } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UnixSocketServer } from '../common/unix-socket.js';
@@ -40,10 +41,13 @@ function withoutOptions(args: string[], names: string[]): string[] {
 export async function runNested(args: string[], opts: { consoleLog?: string; xenstoreSocket?: string; why: string }): Promise<number> {
   process.stderr.write(`xenkvm: ${opts.why}: running inside a nested VM (QEMU, guest code emulated: slow); on a host with KVM xenkvm runs directly (--accel kvm insists on it)\n`);
   let vm: NestedVm | undefined;
+  const forward = (socket: Socket) => vm!.forward(socket, INNER_SOCKET, 60_000, (e) => log('nested').warn({ why: e.message }, 'XenStore socket connection not forwarded'));
+  /** Clients that came while the VM boots: forwarded once it is up. */
+  const early: Socket[] = [];
   // The socket first: a path in use fails before a VM is booted for nothing.
   const forwarded = await UnixSocketServer.listen(opts.xenstoreSocket ?? defaultSocketPath(), 'XenStore', '--xenstore-socket', (socket) => {
-    if (!vm) return socket.destroy();
-    vm.forward(socket, INNER_SOCKET, 60_000, (e) => log('nested').warn({ why: e.message }, 'XenStore socket connection not forwarded'));
+    if (vm) forward(socket);
+    else early.push(socket);
   });
   try {
     const shares = [process.cwd(), ...(opts.consoleLog ? [dirname(resolve(opts.consoleLog))] : [])].filter((p) => p !== '/');
@@ -58,6 +62,7 @@ export async function runNested(args: string[], opts: { consoleLog?: string; xen
       process.stderr.write(`xenkvm: the nested VM has no usable /dev/kvm (${vm.kvmProblem})\n`);
       return exitStatus['vmm-error'];
     }
+    for (const socket of early.splice(0)) forward(socket);
     const inner = [`${root}/bin/xenkvm`, 'run', ...withoutOptions(args, ['--accel', '--xenstore-socket']), '--accel', 'kvm', '--xenstore-socket', INNER_SOCKET];
     const terminal = process.stdin.isTTY === true && inForeground(0);
     const env = { ...process.env, ...(terminal ? { [TERMINAL_CONSOLE_ENV]: '1' } : {}) };
@@ -68,15 +73,15 @@ export async function runNested(args: string[], opts: { consoleLog?: string; xen
     const onInput = (d: Buffer) => cmd.write(d);
     const onEnd = () => cmd.end();
     if (stdinUsable) process.stdin.on('data', onInput).on('end', onEnd).on('error', onEnd);
-    const forward = (signal: NodeJS.Signals) => cmd.signal(signal);
-    process.on('SIGINT', forward).on('SIGTERM', forward);
+    const passSignal = (signal: NodeJS.Signals) => cmd.signal(signal);
+    process.on('SIGINT', passSignal).on('SIGTERM', passSignal);
     try {
       return shellStatus(await cmd.exit);
     } catch (e) {
       process.stderr.write(`xenkvm: ${(e as Error).message}\n`);
       return exitStatus['vmm-error'];
     } finally {
-      process.off('SIGINT', forward).off('SIGTERM', forward);
+      process.off('SIGINT', passSignal).off('SIGTERM', passSignal);
       if (stdinUsable) process.stdin.off('data', onInput).off('end', onEnd).off('error', onEnd);
       if (terminal) process.stdin.setRawMode(false);
       process.stdin.destroy();
