@@ -171,20 +171,10 @@ static inline void xen_evtchn_clear(volatile xen_ulong_t *map, unsigned int port
 	__atomic_fetch_and((xen_ulong_t *)&map[port / XEN_EVTCHN_WORD_BITS],
 			   ~((xen_ulong_t)1 << (port % XEN_EVTCHN_WORD_BITS)), __ATOMIC_SEQ_CST);
 }
-/* Index of the lowest set bit of x != 0, without bsf/tzcnt (kept simple for
- * this host's instruction emulator). */
+/* Index of the lowest set bit of x != 0 (xen_ulong_t is unsigned long in both ABIs). */
 static inline unsigned int xen_lowest_bit(xen_ulong_t x)
 {
-	unsigned int n = 0;
-#ifdef __x86_64__
-	if (!(x & 0xffffffffu)) { n += 32; x >>= 32; }
-#endif
-	if (!(x & 0xffffu)) { n += 16; x >>= 16; }
-	if (!(x & 0xffu)) { n += 8; x >>= 8; }
-	if (!(x & 0xfu)) { n += 4; x >>= 4; }
-	if (!(x & 0x3u)) { n += 2; x >>= 2; }
-	if (!(x & 0x1u)) n += 1;
-	return n;
+	return (unsigned int)__builtin_ctzl(x);
 }
 
 /* What a kernel's 2-level upcall handler does on one vCPU: clear

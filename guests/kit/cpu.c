@@ -1,23 +1,8 @@
-/* 64-bit kit: boot in C, IDT and traps, local APIC, AP bring-up. */
+/* 64-bit kit: boot in C, the IDT and kit_trap, the AP's entry in C. */
 #include "kit.h"
 
-#define SIPI_PAGE (TRAMP_BASE >> 12)
-
 extern uint32_t kit_start_info_paddr;
-extern uint64_t kit_ap_stack_top;
-extern uint8_t kit_stacks[];
-extern const uint8_t kit_isr_stubs[], kit_tramp_start[], kit_tramp_end[];
-
-/* ---- CPU index from the stack: each CPU runs on kit_stacks[index] ---- */
-int kit_cpu_index(void)
-{
-	uintptr_t sp;
-	__asm__ volatile("mov %%rsp, %0" : "=r"(sp));
-	uintptr_t base = (uintptr_t)kit_stacks;
-	if (sp < base || sp >= base + KIT_STACK_SIZE * KIT_MAX_CPUS)
-		return 0;
-	return (int)((sp - base) / KIT_STACK_SIZE);
-}
+extern const uint8_t kit_isr_stubs[];
 
 /* ---- IDT ---- */
 struct idt_entry {
@@ -26,23 +11,28 @@ struct idt_entry {
 };
 static struct idt_entry idt[256] __attribute__((aligned(4096)));
 static struct __attribute__((packed)) { uint16_t limit; uint64_t base; } idt_desc;
-static kit_irq_fn irq_handlers[256];
 
-/* present, DPL 0, 64-bit interrupt gate into the kit's code segment */
-static void set_gate(int v, uint64_t h)
+/* present, 64-bit interrupt gate into the kit's code segment, DPL 0 or 3 */
+static void set_gate(int v, uint64_t h, int dpl)
 {
-	idt[v] = (struct idt_entry){ (uint16_t)h, 0x18, 0x8e00, (uint16_t)(h >> 16), (uint32_t)(h >> 32), 0 };
+	uint16_t flags = (uint16_t)(0x8e00 | dpl << 13);
+	idt[v] = (struct idt_entry){ (uint16_t)h, 0x18, flags, (uint16_t)(h >> 16), (uint32_t)(h >> 32), 0 };
 }
 
 void kit_set_idt_gate(int vector, void (*stub)(void))
 {
-	set_gate(vector, (uint64_t)(uintptr_t)stub);
+	set_gate(vector, (uint64_t)(uintptr_t)stub, 0);
+}
+
+void kit_set_user_gate(int vector, void (*stub)(void))
+{
+	set_gate(vector, (uint64_t)(uintptr_t)stub, 3);
 }
 
 static void idt_init(void)
 {
 	for (int v = 0; v < 256; v++)
-		set_gate(v, (uint64_t)(uintptr_t)(kit_isr_stubs + 16 * v));
+		set_gate(v, (uint64_t)(uintptr_t)(kit_isr_stubs + 16 * v), 0);
 	idt_desc.limit = sizeof idt - 1;
 	idt_desc.base = (uint64_t)(uintptr_t)idt;
 }
@@ -52,159 +42,20 @@ static void idt_load(void)
 	__asm__ volatile("lidt %0" :: "m"(idt_desc));
 }
 
-void kit_set_irq_handler(int vector, kit_irq_fn fn)
-{
-	if (vector >= 32 && vector < 256)
-		irq_handlers[vector] = fn;
-}
-
-/* ---- exceptions ---- */
-static volatile int expect_vector = -1, expect_len, expect_count;
-volatile struct kit_exception_info kit_last_exception;
-
-void kit_expect_exception(int vector, int insn_len)
-{
-	expect_count = 0;
-	expect_len = insn_len;
-	__atomic_store_n(&expect_vector, vector, __ATOMIC_SEQ_CST);
-}
-
-int kit_expect_done(void)
-{
-	__atomic_store_n(&expect_vector, -1, __ATOMIC_SEQ_CST);
-	return expect_count;
-}
-
-static volatile int in_fatal;
-
 void kit_trap(struct kit_frame *f);
 void kit_trap(struct kit_frame *f)
 {
-	int v = (int)f->vector;
-	if (v >= 32) {
-		if (irq_handlers[v])
-			irq_handlers[v](f);
-		else if (v != 0xff)
-			kit_printf("KIT-IRQ unhandled vector=%d cpu=%d\n", v, kit_cpu_index());
-		if (v != 0xff) /* spurious vector: no EOI */
-			kit_lapic_eoi();
-		return;
-	}
-	if (kit_user_trap(f))
-		return; /* not reached: kit_user_trap resumes kit_run_user */
-	uint64_t cr2 = read_cr2();
-	kit_last_exception.vector = v;
-	kit_last_exception.rip = f->rip;
-	kit_last_exception.error = f->error;
-	kit_last_exception.cr2 = cr2;
-	if (v == expect_vector) {
-		__atomic_add_fetch(&expect_count, 1, __ATOMIC_SEQ_CST);
-		f->rip += (uint64_t)expect_len;
-		return;
-	}
-	if (__atomic_exchange_n(&in_fatal, 1, __ATOMIC_ACQ_REL))
-		kit_halt_forever(); /* fault while reporting, or a second CPU */
-	kit_console_force_unlock();
-	kit_printf("KIT-EXCEPTION vector=%d rip=0x%lx error=0x%lx cr2=0x%lx cpu=%d\n",
-		   v, f->rip, f->error, cr2, kit_cpu_index());
-	kit_abort("exception");
+	kit_trap_common(f, (int)f->vector, &f->rip, f->error);
 }
 
-/* ---- local APIC ---- */
-static volatile uint32_t *lapic = (volatile uint32_t *)0xfee00000;
-
-uint32_t kit_lapic_read(uint32_t reg) { return lapic[reg / 4]; }
-void kit_lapic_write(uint32_t reg, uint32_t v) { lapic[reg / 4] = v; }
-uint32_t kit_lapic_id(void) { return kit_lapic_read(LAPIC_ID) >> 24; }
-void kit_lapic_eoi(void) { kit_lapic_write(LAPIC_EOI, 0); }
-
-void kit_lapic_enable(void)
-{
-	kit_lapic_write(LAPIC_TPR, 0);
-	kit_lapic_write(LAPIC_SVR, 0x100 | 0xff); /* enabled, spurious vector 0xff */
-}
-
-void kit_lapic_timer_oneshot(uint8_t vector, uint32_t count)
-{
-	kit_lapic_write(LAPIC_TIMER_DIV, 0xb); /* divide by 1 */
-	kit_lapic_write(LAPIC_LVT_TIMER, vector);
-	kit_lapic_write(LAPIC_TIMER_INIT, count);
-}
-
-static void icr_wait(void)
-{
-	for (int i = 0; i < 100000 && (kit_lapic_read(LAPIC_ICR_LO) & (1u << 12)); i++)
-		cpu_relax();
-}
-
-static void icr_send(uint32_t apic_id, uint32_t lo)
-{
-	icr_wait();
-	kit_lapic_write(LAPIC_ICR_HI, apic_id << 24);
-	kit_lapic_write(LAPIC_ICR_LO, lo);
-	icr_wait();
-}
-
-void kit_lapic_send_ipi(uint32_t apic_id, uint8_t vector) { icr_send(apic_id, 0x4000 | vector); }
-void kit_lapic_send_init(uint32_t apic_id) { icr_send(apic_id, 0x4500); }
-void kit_lapic_send_sipi(uint32_t apic_id, uint8_t page) { icr_send(apic_id, 0x4600 | page); }
-
-/* ---- SMP ---- */
-volatile int kit_cpu_online[KIT_MAX_CPUS];
-volatile uint32_t kit_cpu_apic[KIT_MAX_CPUS];
-static kit_ap_fn ap_fn;
-static volatile int ap_index;
-
-int kit_ncpus(void)
-{
-	return kit_acpi.ncpus > 0 ? kit_acpi.ncpus : 1;
-}
-
+/* ---- boot ---- */
 void kit_ap_start64(void);
 void kit_ap_start64(void)
 {
 	idt_load();
-	int me = ap_index;
-	__atomic_store_n(&kit_cpu_online[me], 1, __ATOMIC_SEQ_CST);
-	if (ap_fn)
-		ap_fn(me);
-	for (;;)
-		sti_hlt();
+	kit_ap_run();
 }
 
-int kit_smp_start(kit_ap_fn fn)
-{
-	memcpy((void *)TRAMP_BASE, kit_tramp_start, (size_t)(kit_tramp_end - kit_tramp_start));
-	ap_fn = fn;
-	kit_lapic_enable(); /* IPIs from a software-disabled LAPIC never arrived here */
-	kit_cpu_online[0] = 1;
-	int online = 1, next = 1;
-	uint32_t me = kit_lapic_id();
-	kit_cpu_apic[0] = me;
-	for (int i = 0; i < kit_acpi.ncpus && next < KIT_MAX_CPUS; i++) {
-		uint32_t id = kit_acpi.apic_id[i];
-		if (id == me)
-			continue;
-		int idx = next++;
-		ap_index = idx;
-		kit_cpu_apic[idx] = id;
-		kit_ap_stack_top = (uint64_t)(uintptr_t)(kit_stacks + (idx + 1) * KIT_STACK_SIZE);
-		kit_lapic_send_init(id);
-		kit_delay_ms(10);
-		kit_lapic_send_sipi(id, SIPI_PAGE);
-		if (!kit_wait_flag(&kit_cpu_online[idx], 200)) {
-			kit_lapic_send_sipi(id, SIPI_PAGE); /* ignored if the first one worked */
-			if (!kit_wait_flag(&kit_cpu_online[idx], 3000)) {
-				kit_printf("KIT-SMP cpu=%d apic=%u did not arrive\n", idx, id);
-				continue;
-			}
-		}
-		online++;
-	}
-	return online;
-}
-
-/* ---- boot ---- */
 void kit_start64(void);
 void kit_start64(void)
 {
@@ -214,66 +65,7 @@ void kit_start64(void)
 	if (!kit_start_info_paddr || kit_start_info->magic != HVM_START_MAGIC)
 		kit_printf("KIT-BOOT bad start_info at 0x%x\n", kit_start_info_paddr);
 	kit_acpi_init();
-	if (kit_acpi.lapic_addr)
-		lapic = (volatile uint32_t *)(uintptr_t)kit_acpi.lapic_addr;
+	kit_lapic_init();
 	kit_main();
 	kit_finish();
-}
-
-static volatile kit_ap_call_fn call_fn;
-static volatile long call_arg, call_ret;
-static volatile int call_posted, call_done, ap_serving;
-static bool ap_dead;
-
-void kit_ap_serve(void)
-{
-	__atomic_store_n(&ap_serving, 1, __ATOMIC_SEQ_CST);
-	for (;;) {
-		int n;
-		while ((n = __atomic_load_n(&call_posted, __ATOMIC_SEQ_CST)) == call_done)
-			cpu_relax();
-		call_ret = call_fn(call_arg);
-		__atomic_store_n(&call_done, n, __ATOMIC_SEQ_CST);
-	}
-}
-
-void kit_ap_serve_interruptible(int cpu)
-{
-	if (cpu != 1)
-		return;
-	kit_lapic_enable();
-	sti();
-	kit_ap_serve();
-}
-
-bool kit_ap_serving(uint32_t ms)
-{
-	return kit_wait_flag(&ap_serving, ms);
-}
-
-bool kit_ap_start(kit_ap_call_fn fn, long arg)
-{
-	if (!ap_serving || ap_dead)
-		return false;
-	call_fn = fn;
-	call_arg = arg;
-	__atomic_add_fetch(&call_posted, 1, __ATOMIC_SEQ_CST);
-	return true;
-}
-
-bool kit_ap_wait(uint32_t ms, long *ret)
-{
-	int n = call_posted;
-	if (!KIT_WAIT_FOR(__atomic_load_n(&call_done, __ATOMIC_SEQ_CST) == n, ms)) {
-		ap_dead = true;
-		return false;
-	}
-	if (ret)
-		*ret = call_ret;
-	return true;
-}
-
-bool kit_ap_call(kit_ap_call_fn fn, long arg, long *ret)
-{
-	return kit_ap_start(fn, arg) && kit_ap_wait(3000, ret);
 }

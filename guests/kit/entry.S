@@ -164,13 +164,12 @@ kit_tramp_end:
 
 	/* Ring 3 round trip (BSP only, see user.c): kit_user_call(fn, arg,
 	 * user_stack_top) iretq's to fn(arg) at CPL 3 with IF=0. The user side
-	 * comes back with ud2 at kit_user_ud2 (software interrupts can't be used:
-	 * this host's KVM emulator refuses `int n` outside real mode); kit_trap
-	 * recognises that #UD and calls kit_user_resume(result) on the TSS rsp0
-	 * stack, which returns from kit_user_call with fn's result. */
+	 * comes back with `int $KIT_USER_RETURN_VECTOR`, whose gate (DPL 3, set
+	 * by kit_user_init) is kit_user_return: on the TSS rsp0 stack with
+	 * %rdi = fn's result, it returns from kit_user_call. */
 	.text
 	.code64
-	.globl kit_user_call, kit_user_resume, kit_user_ud2
+	.globl kit_user_call, kit_user_return
 kit_user_call:
 	push %rbx
 	push %rbp
@@ -193,9 +192,9 @@ kit_user_call:
 kit_user_tramp:			/* CPL 3 */
 	call *%rax
 	mov %rax, %rdi
-kit_user_ud2:
-	ud2
-kit_user_resume:		/* CPL 0, any stack; %rdi = result */
+	int $KIT_USER_RETURN_VECTOR
+	ud2			/* not reached */
+kit_user_return:		/* CPL 0 on rsp0, IF=0; %rdi = result */
 	mov $0x20, %eax
 	mov %eax, %ds
 	mov %eax, %es

@@ -11,12 +11,7 @@
 extern uint64_t kit_pml4[512];
 extern uint64_t kit_gdt[];
 extern uint64_t kit_user_call(uint64_t (*fn)(uint64_t), uint64_t arg, void *stack_top);
-extern const uint8_t kit_user_ud2[];
-extern void kit_user_resume(uint64_t result) __attribute__((noreturn));
-
-static inline uint64_t read_cr3(void) { uint64_t v; __asm__ volatile("mov %%cr3, %0" : "=r"(v)); return v; }
-static inline void write_cr3(uint64_t v) { __asm__ volatile("mov %0, %%cr3" :: "r"(v) : "memory"); }
-static inline void invlpg(uint64_t va) { __asm__ volatile("invlpg (%0)" :: "r"(va) : "memory"); }
+extern void kit_user_return(void);
 
 /* ---- page tables ---- */
 static uint64_t pt_pool[PT_POOL_PAGES][512] __attribute__((aligned(4096)));
@@ -105,14 +100,8 @@ void kit_user_init(void)
 		     ((base >> 24) & 0xff) << 56;
 	kit_gdt[8] = base >> 32;
 	__asm__ volatile("ltr %w0" :: "r"(0x38) : "memory");
+	kit_set_user_gate(KIT_USER_RETURN_VECTOR, kit_user_return);
 	user_ready = true;
-}
-
-bool kit_user_trap(struct kit_frame *f)
-{
-	if (f->vector != 6 || (f->cs & 3) != 3 || f->rip != (uint64_t)(uintptr_t)kit_user_ud2)
-		return false;
-	kit_user_resume(f->rdi);
 }
 
 uint64_t kit_run_user(uint64_t (*fn)(uint64_t), uint64_t arg)
