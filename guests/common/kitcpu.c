@@ -168,6 +168,7 @@ int kit_smp_start(kit_ap_fn fn)
 		ap_index = idx;
 		kit_cpu_apic[idx] = id;
 		kit_ap_stack_top = (uintptr_t)(kit_stacks + (idx + 1) * KIT_STACK_SIZE);
+		kit_ap_prepare(idx);
 		kit_lapic_send_init(id);
 		kit_delay_ms(10);
 		kit_lapic_send_sipi(id, SIPI_PAGE);

@@ -72,6 +72,8 @@ void kit_lapic_send_sipi(uint32_t apic_id, uint8_t page);
  * APs start in the kit's trampoline (copied to TRAMP_BASE), which takes them
  * straight to the BSP's mode, GDT and page tables; each kit's AP entry loads
  * its IDT and calls kit_ap_run. */
+/* Each kit's: readies the copied trampoline for AP `cpu` before its SIPI. */
+void kit_ap_prepare(int cpu);
 typedef void (*kit_ap_fn)(int cpu);
 /* Starts every enabled CPU in the MADT but the BSP; each runs fn(cpu index)
  * on its own stack, then idles in sti;hlt. Returns the number of CPUs online

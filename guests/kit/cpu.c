@@ -49,6 +49,11 @@ void kit_trap(struct kit_frame *f)
 }
 
 /* ---- boot ---- */
+void kit_ap_prepare(int cpu)
+{
+	(void)cpu; /* every AP uses the BSP's page tables as they are */
+}
+
 void kit_ap_start64(void);
 void kit_ap_start64(void)
 {

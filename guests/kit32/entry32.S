@@ -107,9 +107,11 @@ kit_isr_common:
 	iret
 
 	/* AP trampoline, copied to TRAMP_BASE (SIPI vector 0x08): real mode
-	 * straight to 32-bit PAE paging with the BSP's GDT and page tables. */
+	 * straight to 32-bit PAE paging with the BSP's GDT and page directories,
+	 * under the PDPT kit_ap_prepare wrote into kit_tramp_cr3 (see kit32.c). */
 	.code16
-	.globl kit_tramp_start, kit_tramp_end
+	.globl kit_tramp_start, kit_tramp_end, kit_tramp_cr3
+	.p2align 4
 kit_tramp_start:
 	cli
 	xor %ax, %ax
@@ -117,7 +119,7 @@ kit_tramp_start:
 	lgdtl (TRAMP_BASE + kit_tramp_gdt_desc - kit_tramp_start)
 	mov $0x20, %eax		/* PAE */
 	mov %eax, %cr4
-	mov $kit_pdpt, %eax
+	mov (TRAMP_BASE + kit_tramp_cr3 - kit_tramp_start), %eax
 	mov %eax, %cr3
 	mov $0x80000011, %eax	/* PG, ET, PE */
 	mov %eax, %cr0
@@ -125,6 +127,8 @@ kit_tramp_start:
 kit_tramp_gdt_desc:
 	.word kit_gdt_end - kit_gdt - 1
 	.long kit_gdt
+kit_tramp_cr3:
+	.long 0
 kit_tramp_end:
 
 	.data

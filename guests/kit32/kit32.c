@@ -4,7 +4,7 @@
 
 extern uint32_t kit_start_info_paddr;
 extern const uint8_t kit_isr_stubs[];
-extern uint64_t kit_pt_top[512];
+extern uint64_t kit_pdpt[4], kit_pt_top[512];
 
 /* ---- IDT ---- */
 struct idt_entry {
@@ -77,6 +77,22 @@ void kit_unmap_page(uint32_t va)
 }
 
 /* ---- boot ---- */
+/* The CPU sets the Accessed bit (5) in PAE PDPTEs as it walks them (QEMU's
+ * AMD with nested paging does), and KVM refuses (#GP) a MOV to CR0 that turns
+ * on PAE paging while a PDPTE has a bit it takes as reserved, bit 5 among
+ * them. So each AP turns paging on with a PDPT of its own, a copy of the
+ * BSP's that nothing has walked yet, and keeps it: same page directories. */
+extern const uint8_t kit_tramp_start[], kit_tramp_cr3[];
+static uint64_t ap_pdpt[KIT_MAX_CPUS][4] __attribute__((aligned(32)));
+
+void kit_ap_prepare(int cpu)
+{
+	for (int i = 0; i < 4; i++)
+		ap_pdpt[cpu][i] = kit_pdpt[i] & ~0x20ull;
+	uint32_t *cr3 = (uint32_t *)(uintptr_t)(TRAMP_BASE + (uint32_t)(kit_tramp_cr3 - kit_tramp_start));
+	*cr3 = (uint32_t)(uintptr_t)ap_pdpt[cpu];
+}
+
 void kit_ap_start32(void);
 void kit_ap_start32(void)
 {
