@@ -96,6 +96,12 @@ const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: stri
     vcpus: [1],
     cases: ['map-shared-info', 'alloc-unbound', 'loopback-compat', 'status', 'masked-compat', 'close', 'errors'],
   },
+  // The compat ABI through interrupts, from a 32-bit PAE kernel: both upcall styles.
+  {
+    name: 'xen32-upcall',
+    vcpus: [2],
+    cases: ['pae-walk', 'exceptions', 'map-shared-info', 'start-vcpus', 'callback-vector', 'upcall-vector', 'loopback', 'bind-ipi', 'masked', 'storm'],
+  },
   { name: 'xen-version', vcpus: [1], xenVersion: '4.19', cmdline: 'expect-version=4.19', cases: ['version', 'platform-parameters', 'get-features'] },
   { name: 'xen32-detect', vcpus: [1], xenVersion: '4.19', cmdline: 'expect-version=4.19', cases: ['version-leaf', 'version'] },
 ];
