@@ -85,11 +85,6 @@ static void on_timer(struct kit_frame *f)
 		ticks[cpu]++;
 }
 
-static bool lapic_in_service(uint8_t vector)
-{
-	return (kit_lapic_read(0x100 + 0x10 * (vector / 32)) >> (vector % 32)) & 1;
-}
-
 /* ---- port bookkeeping (IF=0 while binding, so an event that arrives with
  * the hypercall's return waits until the port is marked as ours) ---- */
 static void own(evtchn_port_t p, int cpu)
@@ -206,7 +201,7 @@ static long ap_set_upcall_vector(long vector)
  * was in service before, 0 if it didn't fire. */
 static long timer_check(long cpu)
 {
-	bool stuck = lapic_in_service(CALLBACK_VECTOR);
+	bool stuck = kit_lapic_in_service(CALLBACK_VECTOR);
 	uint32_t before = ticks[cpu];
 	kit_lapic_timer_oneshot(TIMER_VECTOR, 100000);
 	bool fired = KIT_WAIT_FOR(ticks[cpu] != before, 1000);

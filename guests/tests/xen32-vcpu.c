@@ -1,8 +1,10 @@
 /* vcpu_op from 32-bit protected mode, compat layouts: register_vcpu_info,
  * the 44-byte runstate area at every start from 60 bytes before to 3 bytes
- * after a page boundary (no paging: the two pages are adjacent frames),
- * without and with VMASST_TYPE_runstate_update_flag, get_runstate_info
- * (44 bytes), and the secondary vcpu_time_info area. */
+ * after a page boundary, where the two virtual pages (the kit's PAE window
+ * at KIT_MAP_BASE) are backed by frames that are NOT adjacent (frame 2 then
+ * frame 0 of a 4-frame block, so a write physically past the first frame
+ * would hit frame 3), without and with VMASST_TYPE_runstate_update_flag,
+ * get_runstate_info (44 bytes), and the secondary vcpu_time_info area. */
 #include "../kit32/kit32.h"
 #include "../common/xen.h"
 
@@ -13,10 +15,12 @@ _Static_assert(sizeof(struct vcpu_register_runstate_memory_area) == 8, "runstate
 #define CANARY 0xc5
 #define AREA ((unsigned)sizeof(struct vcpu_runstate_info))
 #define WINDOW 128
+#define VA_LO KIT_MAP_BASE             /* -> frames[2] */
+#define BOUNDARY (KIT_MAP_BASE + 4096) /* -> frames[0] */
 
 static uint8_t shinfo_page[4096] __attribute__((aligned(4096)));
 static uint8_t page_p[4096] __attribute__((aligned(4096)));
-static uint8_t frames[2][4096] __attribute__((aligned(4096)));
+static uint8_t frames[4][4096] __attribute__((aligned(4096)));
 static volatile struct shared_info *shinfo;
 static volatile struct vcpu_info *vi; /* registered vcpu_info */
 
@@ -87,7 +91,9 @@ static void sweep(bool flag)
 		long rc = HYPERVISOR_vm_assist(VMASST_CMD_enable, VMASST_TYPE_runstate_update_flag);
 		KIT_CHECK(rc == 0, "enable runstate_update_flag = %ld %s", rc, xen_errname(rc));
 	}
-	uint8_t *boundary = frames[1];
+	KIT_CHECK(kit_map_page(VA_LO, (uintptr_t)frames[2]) && kit_map_page(BOUNDARY, (uintptr_t)frames[0]),
+		  "kit_map_page failed");
+	uint8_t *boundary = (uint8_t *)BOUNDARY;
 	memset(frames, CANARY, sizeof frames);
 	for (int off = -60; off <= 3; off++) {
 		uint8_t *area = boundary + off;
@@ -112,11 +118,16 @@ static void sweep(bool flag)
 			if ((p < area || p >= area + AREA) && *p != CANARY)
 				KIT_CHECK(0, "offset %d: byte at boundary offset %d = 0x%02x (outside the 44-byte area)",
 					  off, (int)(p - boundary), *p);
+		long at = xen_find_not(frames[3], WINDOW, CANARY);
+		KIT_CHECK(at < 0, "offset %d: byte %ld of the frame physically after the first = 0x%02x", off, at,
+			  frames[3][at]);
 	}
-	/* Everything else in both frames, but the last area (+3), untouched. */
-	for (uint8_t *p = frames[0]; p < frames[0] + sizeof frames; p++)
+	/* Everything else in the four frames, but the last area (+3), untouched. */
+	for (uint8_t *p = boundary - 4096; p < boundary + 4096; p++)
 		if ((p < boundary + 3 || p >= boundary + 3 + AREA) && *p != CANARY)
 			KIT_CHECK(0, "byte at boundary offset %d = 0x%02x", (int)(p - boundary), *p);
+	KIT_CHECK(xen_find_not(frames[1], 4096, CANARY) < 0 && xen_find_not(frames[3], 4096, CANARY) < 0,
+		  "frame 1 or 3 written");
 }
 
 static void sweep_case(void) { sweep(false); }
