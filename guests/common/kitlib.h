@@ -1,4 +1,4 @@
-/* Shared by the 64-bit kit and the 32-bit polling kit: console, start_info,
+/* Shared by the 64-bit kit and the 32-bit kit: console, start_info,
  * cmdline, ACPI and the test harness. Freestanding: no libc. */
 #ifndef KITLIB_H
 #define KITLIB_H
