@@ -3,7 +3,8 @@
  * stopping), the periodic timer, and a timer on the AP. Every tick's
  * lateness against its deadline is measured with the pvclock; the summary
  * line `KIT-TIMER samples=<n> max-late-ns=<x> mean-late-ns=<y>` is what
- * `npm run bench` reports. Run with --vcpus 2. */
+ * `npm run bench` reports. Run with --vcpus 2 (on one, every case but
+ * ap-timer runs). */
 #include "../kit/kit.h"
 #include "../common/xen.h"
 #include <xen/sched.h>
@@ -62,12 +63,17 @@ static bool wait_ticks(int cpu, uint32_t want, uint32_t ms)
 
 static void ap_main(int cpu);
 
+static int online;
+
 static void setup_case(void)
 {
 	KIT_CHECK(xen_map_shared_info(shinfo_page) == 0, "map shared_info");
 	sh = (volatile struct shared_info *)shinfo_page;
-	KIT_CHECK(kit_smp_start(ap_main) == NCPU, "need 2 vCPUs");
-	for (int cpu = 0; cpu < NCPU; cpu++) {
+	/* On one vCPU the cases of vCPU 0 still run; only ap-timer needs the second. */
+	online = kit_smp_start(ap_main);
+	if (online > NCPU)
+		online = NCPU;
+	for (int cpu = 0; cpu < online; cpu++) {
 		KIT_CHECK(xen_set_upcall_vector(cpu, UPCALL_VECTOR) == 0, "upcall vector for vCPU %d", cpu);
 		evtchn_port_t port;
 		long rc = xen_evtchn_bind_virq(VIRQ_TIMER, cpu, &port);
@@ -210,6 +216,7 @@ static void ap_main(int cpu)
 
 static void ap_case(void)
 {
+	KIT_CHECK(online == NCPU, "needs 2 vCPUs (%d online)", online);
 	uint32_t before = ticks[1];
 	ap_go = 1;
 	kit_lapic_send_ipi(kit_cpu_apic[1], WAKE_VECTOR);

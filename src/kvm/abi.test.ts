@@ -23,6 +23,7 @@ const structs: [string, { size: number; offsets: Record<string, number> }][] = [
   ['kvm_msr_filter', abi.kvmMsrFilter],
   ['kvm_msrs', abi.kvmMsrsHeader],
   ['kvm_msr_entry', abi.kvmMsrEntry],
+  ['kvm_clock_data', abi.kvmClockData],
   ['kvm_stats_header', abi.kvmStatsHeader],
   ['kvm_stats_desc', abi.kvmStatsDesc],
 ];
@@ -51,6 +52,7 @@ function systemValues(): Map<string, number> {
   const lines: string[] = [];
   for (const name of Object.keys(abi.ioctls)) lines.push(`P("${name}", ${name});`);
   for (const name of Object.keys(abi.caps)) lines.push(`P("${name}", ${name});`);
+  for (const name of Object.keys(abi.kvmClockFlags)) lines.push(`P("KVM_CLOCK_${name}", KVM_CLOCK_${name});`);
   // The installed headers may predate the running kernel: values they lack are not checked.
   for (const name of Object.keys(abi.exitReasons)) lines.push(`#ifdef KVM_EXIT_${name}\nP("exit.${name}", KVM_EXIT_${name});\n#endif`);
   for (const [name, t] of [...structs, ['kvm_vcpu_events', abi.kvmVcpuEvents] as const]) {
@@ -79,6 +81,7 @@ test('KVM ABI values match <linux/kvm.h>', () => {
   const c = systemValues();
   for (const [name, v] of Object.entries(abi.ioctls)) assert.equal(v, c.get(name), name);
   for (const [name, v] of Object.entries(abi.caps)) assert.equal(v, c.get(name), name);
+  for (const [name, v] of Object.entries(abi.kvmClockFlags)) assert.equal(v, c.get(`KVM_CLOCK_${name}`), `KVM_CLOCK_${name}`);
   for (const [name, v] of Object.entries(abi.exitReasons)) if (c.has(`exit.${name}`)) assert.equal(v, c.get(`exit.${name}`), `KVM_EXIT_${name}`);
   assert.ok([...c.keys()].filter((k) => k.startsWith('exit.')).length >= 15, 'most exit reasons are checked');
   for (const [name, t] of [...structs, ['kvm_vcpu_events', abi.kvmVcpuEvents] as const]) {

@@ -31,6 +31,8 @@ export const ioctls = {
   KVM_SIGNAL_MSI: iow(0xa5, 32),
   KVM_ENABLE_CAP: iow(0xa3, 104),
   KVM_X86_SET_MSR_FILTER: iow(0xc6, 392),
+  KVM_SET_CLOCK: iow(0x7b, 48),
+  KVM_GET_CLOCK: ior(0x7c, 48),
   KVM_RUN: io(0x80),
   KVM_GET_REGS: ior(0x81, 144),
   KVM_SET_REGS: iow(0x82, 144),
@@ -56,6 +58,7 @@ export const caps = {
   KVM_CAP_NR_VCPUS: 9,
   KVM_CAP_NR_MEMSLOTS: 10,
   KVM_CAP_MP_STATE: 14,
+  KVM_CAP_ADJUST_CLOCK: 39,
   KVM_CAP_VCPU_EVENTS: 41,
   KVM_CAP_GET_TSC_KHZ: 61,
   KVM_CAP_MAX_VCPUS: 66,
@@ -190,6 +193,13 @@ export const kvmVcpuEvents = struct('kvm_vcpu_events', {
   triple_fault_pending: 'u8', reserved: { bytes: 26 },
   exception_has_payload: 'u8', exception_payload: 'u64',
 });
+
+/** KVM_GET_CLOCK: kvmclock now, and whether KVM keeps the vCPUs' TSCs in step (flags). */
+export const kvmClockData = struct('kvm_clock_data', {
+  clock: 'u64', flags: 'u32', pad0: 'u32', realtime: 'u64', host_tsc: 'u64', pad: { array: 'u32', count: 4 },
+});
+/** kvm_clock_data.flags: TSC_STABLE, KVM's master clock is in use (a host TSC clocksource and every vCPU's TSC matched). */
+export const kvmClockFlags = { TSC_STABLE: 2, REALTIME: 1 << 2, HOST_TSC: 1 << 3 } as const;
 
 export const kvmStatsHeader = struct('kvm_stats_header', {
   flags: 'u32', name_size: 'u32', num_desc: 'u32', id_offset: 'u32', desc_offset: 'u32', data_offset: 'u32',

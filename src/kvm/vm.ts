@@ -1,5 +1,5 @@
 // A KVM VM file descriptor.
-import { ioctls, kvmEnableCap, kvmIrqLevel, kvmMsi, kvmMsrFilter, kvmMsrFilterRange, kvmUserspaceMemoryRegion, msrFilter } from './abi.js';
+import { ioctls, kvmClockData, kvmClockFlags, kvmEnableCap, kvmIrqLevel, kvmMsi, kvmMsrFilter, kvmMsrFilterRange, kvmUserspaceMemoryRegion, msrFilter } from './abi.js';
 import { addressOf, check, libc } from './libc.js';
 
 export interface MsrFilterRange {
@@ -77,6 +77,31 @@ export class Vm {
       });
     });
     this.ioctl('KVM_X86_SET_MSR_FILTER', buf);
+  }
+
+  /** KVM_GET_CLOCK: the VM's kvmclock and its flags (kvmClockFlags.TSC_STABLE: KVM keeps every vCPU's TSC in step). */
+  getClock(): { clock: bigint; flags: number } {
+    const buf = new Uint8Array(kvmClockData.size);
+    this.ioctl('KVM_GET_CLOCK', buf);
+    const { clock, flags } = kvmClockData.decode(buf);
+    return { clock, flags };
+  }
+
+  /**
+   * KVM_SET_CLOCK: sets the VM's kvmclock. KVM also decides again, with the vCPUs it has now,
+   * whether it keeps their TSCs in step (its master clock), which it otherwise first does when a vCPU runs.
+   */
+  setClock(clock: bigint): void {
+    this.ioctl('KVM_SET_CLOCK', kvmClockData.encode({ clock }));
+  }
+
+  /**
+   * Whether KVM keeps every vCPU's TSC in step: its master clock is in use (a TSC clocksource
+   * on the host, every vCPU's TSC written in step), so a TSC read on one vCPU is never behind
+   * one read earlier on another.
+   */
+  tscStable(): boolean {
+    return (this.getClock().flags & kvmClockFlags.TSC_STABLE) !== 0;
   }
 
   close(): void {

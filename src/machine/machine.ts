@@ -124,30 +124,48 @@ function readKernel(path: string): Uint8Array {
 }
 
 /**
- * The domain's Xen view of itself. System time 0 is now: the guest TSC of the
- * boot vCPU read between two host clock readings anchors every vCPU's pvclock.
+ * The host clock at the TSC reading that anchors the domain's pvclock: system time 0 is that
+ * moment. The TSC is read between two host clock readings and paired with the later one, so the
+ * VMM's system time (runstates, timers, get_time) never runs ahead of the guest's pvclock; the
+ * narrowest of a few windows keeps the two close.
  */
-function xenConfig(config: MachineConfig, bootVcpuFd: number): XenConfig {
-  const tscKhz = vcpuFd.tscKhz(bootVcpuFd);
-  // The TSC read lies somewhere inside [before, after]: anchoring at `after` keeps the VMM's
-  // system time (runstates, get_time) from ever running ahead of the guest's pvclock. The
-  // narrowest of a few windows keeps the two close.
-  let best: { tsc: bigint; after: bigint; window: bigint } | undefined;
+function readTscAnchor(bootVcpuFd: number): { tsc: bigint; ns: bigint } {
+  let best: { tsc: bigint; ns: bigint; window: bigint } | undefined;
   for (let i = 0; i < 8; i++) {
     const before = monotonicNs();
     const tsc = vcpuFd.readMsr(bootVcpuFd, MSR_IA32_TSC);
     const after = monotonicNs();
-    if (!best || after - before < best.window) best = { tsc, after, window: after - before };
+    if (!best || after - before < best.window) best = { tsc, ns: after, window: after - before };
   }
-  const { tsc, after: bootMonotonicNs } = best!;
+  return best!;
+}
+
+/**
+ * The domain's Xen view of itself. Its pvclock follows the line KVM keeps every vCPU's TSC on:
+ * 0 when KVM_CREATE_VCPU made the boot vCPU (`bootVcpuCreated`, the host clock read just after it),
+ * advancing at the TSC frequency. Where KVM keeps the TSCs in step, a read of the boot vCPU's TSC
+ * pins that line more closely. Where it does not (a host TSC it deems unstable), it rewinds a
+ * vCPU's TSC to the last value its guest saw on every vCPU ioctl and catches it up to the line
+ * only when the vCPU runs: a read before the boot vCPU ever ran returns its creation value, so
+ * the creation itself is the anchor there.
+ */
+function xenConfig(config: MachineConfig, vm: Vm, bootVcpuFd: number, bootVcpuCreated: bigint): XenConfig {
+  const tscKhz = vcpuFd.tscKhz(bootVcpuFd);
+  // KVM decides whether it keeps the TSCs in step (its master clock) when a vCPU first runs or
+  // the VM's clock is set: setting kvmclock to its own value has it decide now, with every vCPU
+  // made. The guest never sees kvmclock (no KVM leaves), so the step back of a few µs is unseen.
+  vm.setClock(vm.getClock().clock);
+  const tscStable = vm.tscStable();
+  const anchor = tscStable ? readTscAnchor(bootVcpuFd) : { tsc: 0n, ns: bootVcpuCreated };
   return {
     version: config.xenVersion ?? DEFAULT_XEN_VERSION,
     domid: DOMU_ID,
     handle: Uint8Array.from(Buffer.from(randomUUID().replaceAll('-', ''), 'hex')),
     tscKhz,
-    pvclock: { tscTimestamp: tsc, systemTime: 0n, ...tscScale(tscKhz * 1000) },
-    bootWallNs: realtimeNs() - (monotonicNs() - bootMonotonicNs),
-    bootMonotonicNs,
+    pvclock: { tscTimestamp: anchor.tsc, systemTime: 0n, ...tscScale(tscKhz * 1000) },
+    tscStable,
+    bootWallNs: realtimeNs() - (monotonicNs() - anchor.ns),
+    bootMonotonicNs: anchor.ns,
     evtchnFastPath: config.evtchnFastPath ?? true,
   };
 }
@@ -257,12 +275,16 @@ export class Machine {
       const supported = kvm.supportedCpuid();
       const runSize = kvm.vcpuMmapSize();
       const uartState = Uart16550.createState();
+      // Read once first, so that the reading after the boot vCPU's creation does not bind clock_gettime.
+      let bootVcpuCreated = monotonicNs();
       const fds = Array.from({ length: config.vcpus }, (_, id) => {
         const fd = vm.createVcpu(id);
+        // KVM set the new vCPU's TSC to 0 as the ioctl ended: the domain's pvclock may be anchored here.
+        if (id === 0) bootVcpuCreated = monotonicNs();
         resources.add(() => libc().close(fd));
         return fd;
       });
-      const xen = xenConfig(config, fds[0]);
+      const xen = xenConfig(config, vm, fds[0], bootVcpuCreated);
       const domainState = DomainState.create(config.vcpus);
       const evtchnPorts = PortTable.create((config.maxEvtchnPort ?? DEFAULT_PORT_COUNT - 1) + 1);
       const timers = TimerState.create(config.vcpus);

@@ -5,7 +5,7 @@ import { configureLogging, log, type LogLevel } from '../common/log.js';
 import { caps, mpStates } from '../kvm/abi.js';
 import { hvmContextToStart } from '../xen/vcpu-context.js';
 import { cpuVendor, type CpuidEntry, type CpuVendor } from '../kvm/system.js';
-import { INTERRUPTED, Vcpu, type Regs, type Sregs } from '../kvm/vcpu.js';
+import { INTERRUPTED, MSR_IA32_TSC, Vcpu, vcpuFd, type Regs, type Sregs } from '../kvm/vcpu.js';
 import { VcpuStats } from '../kvm/stats.js';
 import { RUNSTATE } from '../xen/abi/vcpu.js';
 import { DomainState } from '../xen/domain-state.js';
@@ -134,7 +134,11 @@ function main(init: VcpuThreadInit): void {
       wakeCount: () => control.wakeCount,
       sleep: (count, ms) => control.sleep(count, ms),
       needed: () => control.command !== Command.Run,
-    }, halted, logger, platform.consoleOutput, (call: ForwardedHypercall) =>
+    }, halted, {
+      // On this thread, with the vCPU out of KVM_RUN: the TSC its guest last saw, or later.
+      tsc: () => vcpuFd.readMsr(init.vcpuFd, MSR_IA32_TSC),
+      tscStable: () => vm.tscStable(),
+    }, logger, platform.consoleOutput, (call: ForwardedHypercall) =>
       channel.call(() => {
         // Outside KVM_RUN while the main thread works: a pause must not wait for this vCPU.
         control.report(VcpuState.Paused);

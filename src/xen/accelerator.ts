@@ -16,8 +16,8 @@ import { CONSOLEIO_WRITE_MAX, registerConsoleIo } from './console-io.js';
 import { RateLimitedLog } from '../common/log.js';
 import type { DomainState } from './domain-state.js';
 import { RunstateAccount } from './runstate.js';
-import { systemTimeClock } from './time.js';
-import { registerVcpuOp } from './vcpu.js';
+import { systemTimeClock, VcpuClock, type VcpuClockSource } from './time.js';
+import { registerVcpuOp, rewriteVcpuTime } from './vcpu.js';
 import { registerSchedOp, type SchedDomain } from './sched.js';
 import { RUNSTATE } from './abi/vcpu.js';
 import type { TimerState } from './timers.js';
@@ -55,6 +55,8 @@ export class XenAccelerator {
   readonly runstate: RunstateAccount;
   readonly events: EventDelivery;
   private readonly state: DomainState;
+  private readonly clock: VcpuClock;
+  private readonly config: XenConfig;
 
   constructor(
     readonly vcpu: number,
@@ -68,6 +70,8 @@ export class XenAccelerator {
     thread: VcpuSleep,
     /** Cumulative ns KVM has held this vCPU halted. */
     haltedNs: () => bigint,
+    /** This vCPU's TSC and KVM's word on whether the TSCs are in step. */
+    clockSource: VcpuClockSource,
     logger: Logger,
     /** Guest console output (console_io writes), to the same place as the guest's other consoles. */
     consoleOutput: (bytes: Uint8Array) => void,
@@ -75,6 +79,8 @@ export class XenAccelerator {
   ) {
     this.dispatcher = new HypercallDispatcher(logger);
     this.state = state;
+    this.config = config;
+    this.clock = new VcpuClock(config.pvclock, config.tscStable, clockSource);
     const systemTime = systemTimeClock(config.bootMonotonicNs);
     this.runstate = new RunstateAccount(vcpu, state, memory, systemTime, haltedNs);
     registerVersion(this.dispatcher, config);
@@ -82,7 +88,7 @@ export class XenAccelerator {
       forward({ vcpu, abi: ctx.abi, nr, args: [...args], paging: (ctx as LocalContext).paging });
     this.events = makeEventDelivery(memory, state, ports, upcall);
     registerVcpuOp(this.dispatcher, {
-      config, state, memory, self: { vcpu, runstate: this.runstate }, systemTime,
+      config, state, memory, self: { vcpu, runstate: this.runstate }, systemTime, clock: this.clock,
       markEventsPending: (v) => this.events.markEventsPending(v),
       timers,
       forward: forwardCall(HYPERCALL.vcpu_op),
@@ -139,6 +145,9 @@ export class XenAccelerator {
 
   /** Serves the hypercall whose stub just exited: number in EAX, arguments in the ABI's registers, result to RAX. */
   hypercall(regs: ExitRegisters): void {
+    // As Xen recalibrates, once a second: whether the TSCs are still in step is asked again, and this
+    // vCPU's records say so before its guest runs again.
+    if (this.clock.recheck()) rewriteVcpuTime({ config: this.config, state: this.state, memory: this.memory, clock: this.clock }, this.vcpu);
     const abi: Abi = regs.long64() ? 'native' : 'compat';
     const names = ARGUMENT_REGISTERS[abi];
     const args = abi === 'native' ? names.map((r) => regs.reg(r)) : names.map((r) => BigInt.asUintN(32, regs.reg(r)));

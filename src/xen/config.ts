@@ -10,11 +10,13 @@ export interface XenConfig {
   handle: Uint8Array;
   /** TSC frequency of the guest, for the time leaf and pvclock. */
   tscKhz: number;
-  /** The one time base of every vcpu_time_info: system time 0 is when the VM was built. */
+  /** The one time base of every vcpu_time_info, the line KVM keeps the vCPUs' TSCs on: system time 0 is when the VM was built. */
   pvclock: PvclockParams;
+  /** Whether KVM kept every vCPU's TSC in step when the domain was built (KVM_CLOCK_TSC_STABLE): XEN_PVCLOCK_TSC_STABLE_BIT. */
+  tscStable: boolean;
   /** Host real time at system time 0, for the wallclock. */
   bootWallNs: bigint;
-  /** Host monotonic time (process.hrtime) at system time 0. */
+  /** Host monotonic time (CLOCK_MONOTONIC_RAW) at system time 0. */
   bootMonotonicNs: bigint;
   /** Whether the VMM registers IPI and loopback ports with the accelerator, so their sends skip the main thread. */
   evtchnFastPath: boolean;

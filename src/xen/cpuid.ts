@@ -15,8 +15,8 @@ export function xenCpuidLeaves(config: XenConfig, vcpu: number): CpuidEntry[] {
     leaf(XEN_CPUID_LEAF.signature, 0, XEN_CPUID_FIRST_LEAF + XEN_CPUID_MAX_NUM_LEAVES, XEN_CPUID_SIGNATURE_EBX, XEN_CPUID_SIGNATURE_ECX, XEN_CPUID_SIGNATURE_EDX),
     leaf(XEN_CPUID_LEAF.version, 0, (config.version.major << 16) | config.version.minor),
     leaf(XEN_CPUID_LEAF.hypercall, 0, 1, HYPERCALL_MSR),
-    // The TSC is never emulated, and KVM keeps it invariant and in step across vCPUs.
-    leaf(XEN_CPUID_LEAF.time, 0, XEN_CPUID_TIME_FLAG.tsc_reliable, XEN_CPUID_TSC_MODE.default, config.tscKhz, 0, true),
+    // The TSC is never emulated; it is reliable (Xen: host_tsc_is_safe) where KVM keeps the vCPUs' TSCs in step.
+    leaf(XEN_CPUID_LEAF.time, 0, config.tscStable ? XEN_CPUID_TIME_FLAG.tsc_reliable : 0, XEN_CPUID_TSC_MODE.default, config.tscKhz, 0, true),
     leaf(XEN_CPUID_LEAF.time, 1, 0, 0, scale.mul, scale.shift & 0xff, true),
     leaf(XEN_CPUID_LEAF.time, 2, config.tscKhz, 0, 0, 0, true),
     leaf(XEN_CPUID_LEAF.hvm, 0, XEN_HVM_CPUID.VCPU_ID_PRESENT | XEN_HVM_CPUID.DOMID_PRESENT | XEN_HVM_CPUID.UPCALL_VECTOR, vcpu, config.domid, 0, true),

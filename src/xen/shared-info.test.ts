@@ -44,7 +44,7 @@ test('bytesArea: reads copy, writes land at the offset', () => {
 test('writeVcpuTime: every field at its vcpu_time_info offset', () => {
   const bytes = new Uint8Array(64).fill(0x5a);
   new DataView(bytes.buffer).setUint32(0, 10, true);
-  writeVcpuTime(bytesArea(bytes), 0, P);
+  writeVcpuTime(bytesArea(bytes), 0, P, true);
   // xen.h: version 0, pad0 4, tsc_timestamp 8, system_time 16, tsc_to_system_mul 24, tsc_shift 28, flags 29, pad1 30.
   assert.deepEqual(vcpuTimeInfo.native.offsets, { version: 0, pad0: 4, tsc_timestamp: 8, system_time: 16, tsc_to_system_mul: 24, tsc_shift: 28, flags: 29, pad1: 30 });
   assert.equal(u32(bytes, 0), 12);
@@ -57,12 +57,23 @@ test('writeVcpuTime: every field at its vcpu_time_info offset', () => {
   assert.ok(bytes.subarray(32).every((b) => b === 0x5a), 'nothing past the record');
 });
 
+test('writeVcpuTime: XEN_PVCLOCK_TSC_STABLE_BIT only when the TSCs are in step; the rest of the record is the same', () => {
+  const stable = new Uint8Array(32);
+  const unstable = new Uint8Array(32);
+  writeVcpuTime(bytesArea(stable), 0, P, true);
+  writeVcpuTime(bytesArea(unstable), 0, P, false);
+  assert.equal(stable[29], XEN_PVCLOCK_TSC_STABLE_BIT);
+  assert.equal(unstable[29], 0);
+  unstable[29] = stable[29];
+  assert.deepEqual(unstable, stable);
+});
+
 test('writeVcpuTime: the version goes odd first, then even two higher; the body is written while it is odd', () => {
   for (const start of [0, 2, 10, 0xffff_fffe]) {
     const bytes = new Uint8Array(32);
     new DataView(bytes.buffer).setUint32(0, start, true);
     const { area, log } = recording(bytes);
-    writeVcpuTime(area, 0, P);
+    writeVcpuTime(area, 0, P, true);
     const versions = log.map((w) => u32(w.after, 0));
     // Every intermediate state a guest could see has an odd version; only the last is even.
     for (let i = 0; i < log.length - 1; i++) assert.equal(versions[i] % 2, 1, `write ${i} left version ${versions[i]}`);
@@ -78,7 +89,7 @@ test('writeVcpuTime: an odd starting version ends even', () => {
     const bytes = new Uint8Array(32);
     new DataView(bytes.buffer).setUint32(0, start, true);
     const { area, log } = recording(bytes);
-    writeVcpuTime(area, 0, P);
+    writeVcpuTime(area, 0, P, true);
     const final = u32(bytes, 0);
     assert.equal(final % 2, 0, `from ${start}: ${final}`);
     assert.notEqual(final, start);
@@ -90,7 +101,7 @@ test('writeVcpuTime: at an offset (a vcpu_info in shared_info), nothing else cha
   const page = new Uint8Array(4096).fill(0x11);
   const at = sharedInfoLayout.native.vcpuInfo(3) + VCPU_INFO_TIME_OFFSET;
   new DataView(page.buffer).setUint32(at, 4, true);
-  writeVcpuTime(bytesArea(page), at, P);
+  writeVcpuTime(bytesArea(page), at, P, true);
   assert.equal(u32(page, at), 6);
   assert.equal(u64(page, at + 8), P.tscTimestamp);
   const changed = [...page.keys()].filter((i) => page[i] !== 0x11);
@@ -99,7 +110,7 @@ test('writeVcpuTime: at an offset (a vcpu_info in shared_info), nothing else cha
 
 test('writeVcpuTime: negative times and shifts are stored as their two\'s complement', () => {
   const bytes = new Uint8Array(32);
-  writeVcpuTime(bytesArea(bytes), 0, { tscTimestamp: -1n, systemTime: -2n, mul: -1, shift: 4 });
+  writeVcpuTime(bytesArea(bytes), 0, { tscTimestamp: -1n, systemTime: -2n, mul: -1, shift: 4 }, true);
   assert.equal(u64(bytes, 8), 0xffff_ffff_ffff_ffffn);
   assert.equal(u64(bytes, 16), 0xffff_ffff_ffff_fffen);
   assert.equal(u32(bytes, 24), 0xffff_ffff);
@@ -108,7 +119,7 @@ test('writeVcpuTime: negative times and shifts are stored as their two\'s comple
 
 test('writeVcpuTime: an area that can no longer be read is left alone', () => {
   let writes = 0;
-  writeVcpuTime({ read: () => undefined, write: () => void writes++ }, 0, P);
+  writeVcpuTime({ read: () => undefined, write: () => void writes++ }, 0, P, true);
   assert.equal(writes, 0);
 });
 

@@ -47,15 +47,15 @@ function versioned(area: ByteArea, versionOffset: number, bodyOffset: number, bo
   area.write(versionOffset, u32(version + 1));
 }
 
-/** Writes a vcpu_time_info at `offset` of `area`. */
-export function writeVcpuTime(area: ByteArea, offset: number, p: PvclockParams): void {
+/** Writes a vcpu_time_info at `offset` of `area`; XEN_PVCLOCK_TSC_STABLE_BIT only when KVM keeps the vCPUs' TSCs in step. */
+export function writeVcpuTime(area: ByteArea, offset: number, p: PvclockParams, tscStable: boolean): void {
   const def = vcpuTimeInfo.native;
   const record = def.encode({
     tsc_timestamp: BigInt.asUintN(64, p.tscTimestamp),
     system_time: BigInt.asUintN(64, p.systemTime),
     tsc_to_system_mul: p.mul >>> 0,
     tsc_shift: p.shift,
-    flags: XEN_PVCLOCK_TSC_STABLE_BIT,
+    flags: tscStable ? XEN_PVCLOCK_TSC_STABLE_BIT : 0,
   });
   const body = record.subarray(def.offsets.tsc_timestamp);
   versioned(area, offset + def.offsets.version, offset + def.offsets.tsc_timestamp, body);

@@ -2,7 +2,7 @@
 // (xen.h vcpu_time_info), and the wallclock split.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { monotonicNs, pvclockRead, realtimeNs, tscScale, wallclockAtSystemTime, type PvclockParams } from './time.js';
+import { monotonicNs, pvclockRead, realtimeNs, TSC_STABILITY_RECHECK_MS, tscScale, VcpuClock, wallclockAtSystemTime, type PvclockParams } from './time.js';
 
 const FREQUENCIES = [1e9, 2.5961e9, 100e6, 4e9, 3_000_000_001, 1_999_999_999, 2_000_000_001, 32_768, 10e9];
 
@@ -104,4 +104,46 @@ test('host clocks: nanoseconds, monotonic and near Date.now()', () => {
   const after = BigInt(Date.now()) * 1_000_000n;
   assert.ok(rt % 1_000_000n === 0n);
   assert.ok(before <= rt && rt <= after, 'real time read between two readings of Date.now()');
+});
+
+test("VcpuClock.guestNow: the vCPU's pvclock at the TSC read now, as its guest computes it", () => {
+  const p: PvclockParams = { tscTimestamp: 0n, systemTime: 0n, ...tscScale(2.5e9) };
+  let tsc = 0n;
+  const clock = new VcpuClock(p, true, { tsc: () => tsc, tscStable: () => true });
+  for (const t of [0n, 1n, 2_500_000_000n, 7_777_777_777_777n]) {
+    tsc = t;
+    assert.equal(clock.guestNow(), pvclockRead(p, t));
+  }
+  const exact = 3_111_111_111_111n; // 7_777_777_777_777 ticks at 2.5 GHz
+  const off = clock.guestNow() - exact;
+  assert.ok((off < 0n ? -off : off) <= exact / 1_000_000n, `${clock.guestNow()} within the scale's 1 ppm of ${exact}`);
+});
+
+test('VcpuClock.recheck: asks KVM at most once per interval, taking its answer each time', () => {
+  const p: PvclockParams = { tscTimestamp: 0n, systemTime: 0n, ...tscScale(1e9) };
+  let ms = 5_000;
+  let stable = true;
+  let asked = 0;
+  const clock = new VcpuClock(p, true, { tsc: () => 0n, tscStable: () => (asked++, stable) }, () => ms);
+  assert.equal(clock.tscStable, true, 'the answer when the domain was built');
+  ms += TSC_STABILITY_RECHECK_MS - 1;
+  stable = false;
+  assert.equal(clock.recheck(), false);
+  assert.equal(asked, 0, 'not asked within the interval');
+  assert.equal(clock.tscStable, true);
+  ms += 1;
+  assert.equal(clock.recheck(), true);
+  assert.equal(clock.tscStable, false);
+  assert.equal(asked, 1);
+  assert.equal(clock.recheck(), false, 'the interval starts again');
+  ms += TSC_STABILITY_RECHECK_MS;
+  assert.equal(clock.recheck(), true, 'asked again, the same answer');
+  assert.equal(clock.tscStable, false);
+  assert.equal(asked, 2);
+  stable = true;
+  ms += 10 * TSC_STABILITY_RECHECK_MS;
+  assert.equal(clock.recheck(), true, 'and back');
+  assert.equal(clock.tscStable, true);
+  // A domain built without it starts without it.
+  assert.equal(new VcpuClock(p, false, { tsc: () => 0n, tscStable: () => true }).tscStable, false);
 });

@@ -1,8 +1,9 @@
 // Xen system time: nanoseconds since the VM started, derived from the guest
 // TSC through one scale (tsc_to_system_mul, tsc_shift) and one reference
-// point shared by every vCPU, so readings are monotonic across vCPUs (KVM
-// keeps the vCPUs' TSCs in step). The wallclock is host real time at system
-// time zero.
+// point, the line KVM keeps every vCPU's TSC on (see docs/xen.md). Whether
+// readings are also monotonic across vCPUs (XEN_PVCLOCK_TSC_STABLE_BIT) is
+// KVM's to say, and is asked again while the VM runs. The wallclock is host
+// real time at system time zero.
 
 /** The parameters of a vcpu_time_info record. */
 export interface PvclockParams {
@@ -54,3 +55,61 @@ import { monotonicRawNs } from '../common/clock.js';
 export const systemTimeClock = (bootMonotonicNs: bigint) => (): bigint => monotonicRawNs() - bootMonotonicNs;
 /** Nanoseconds of host real time. */
 export const realtimeNs = (): bigint => BigInt(Date.now()) * 1_000_000n;
+
+/** What a vCPU's thread learns from KVM about its own clock. */
+export interface VcpuClockSource {
+  /** The vCPU's TSC now: read on its own thread, never below a value its guest has read. */
+  tsc(): bigint;
+  /** Whether KVM keeps every vCPU's TSC in step now (KVM_CLOCK_TSC_STABLE). */
+  tscStable(): boolean;
+}
+
+/** How often a vCPU thread asks KVM again whether the TSCs are in step: Xen recalibrates time once a second. */
+export const TSC_STABILITY_RECHECK_MS = 1000;
+
+/**
+ * One vCPU's clock, on its own thread: system time exactly as its guest computes
+ * it, and whether its time records may promise readings monotonic across vCPUs.
+ */
+export class VcpuClock {
+  private stable: boolean;
+  private checkedAt: number;
+
+  constructor(
+    readonly pvclock: PvclockParams,
+    /** KVM's answer when the domain was built. */
+    tscStable: boolean,
+    private readonly source: VcpuClockSource,
+    private readonly nowMs: () => number = () => performance.now(),
+  ) {
+    this.stable = tscStable;
+    this.checkedAt = nowMs();
+  }
+
+  /**
+   * System time as this vCPU's guest reads it at this moment: its pvclock at its
+   * TSC. Never less than a reading the guest took before it trapped here, so a
+   * deadline the guest found past is past here too. One KVM_GET_MSRS.
+   */
+  guestNow(): bigint {
+    return pvclockRead(this.pvclock, this.source.tsc());
+  }
+
+  /** Whether this vCPU's time records carry XEN_PVCLOCK_TSC_STABLE_BIT. */
+  get tscStable(): boolean {
+    return this.stable;
+  }
+
+  /**
+   * Asks KVM again whether the TSCs are in step, at most once per TSC_STABILITY_RECHECK_MS;
+   * true when it did, and the vCPU's time records are to be written again with the answer, as
+   * Xen writes them at each calibration (this also reaches a vcpu_info the vCPU fell back to).
+   */
+  recheck(): boolean {
+    const now = this.nowMs();
+    if (now - this.checkedAt < TSC_STABILITY_RECHECK_MS) return false;
+    this.checkedAt = now;
+    this.stable = this.source.tscStable();
+    return true;
+  }
+}

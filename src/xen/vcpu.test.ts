@@ -11,15 +11,15 @@ import type { PagingState } from '../memory/page-walker.js';
 import { HYPERCALL } from './abi/hypercalls.js';
 import type { Abi } from './abi/layout.js';
 import { sharedInfoLayout, vcpuTimeInfo, XEN_PVCLOCK_TSC_STABLE_BIT } from './abi/shared-info.js';
-import { RUNSTATE, VCPUOP, vcpuRunstateInfo } from './abi/vcpu.js';
+import { RUNSTATE, VCPU_SSHOTTMR_future, VCPUOP, vcpuRunstateInfo, vcpuSetSingleshotTimer } from './abi/vcpu.js';
 import { VMASST_CMD, VMASST_TYPE } from './abi/xen.js';
 import type { XenConfig } from './config.js';
 import { AreaKind, DomainState } from './domain-state.js';
 import { HypercallDispatcher, type HypercallContext } from './hypercall.js';
 import { encodeRunstate, recordFromWords, RunstateAccount } from './runstate.js';
 import { bytesArea, SHARED_INFO_PAGE, writeVcpuTime } from './shared-info.js';
-import type { PvclockParams } from './time.js';
-import { registerVcpuOp } from './vcpu.js';
+import { pvclockRead, TSC_STABILITY_RECHECK_MS, VcpuClock, type PvclockParams } from './time.js';
+import { registerVcpuOp, rewriteVcpuTime } from './vcpu.js';
 import { TimerState } from './timers.js';
 
 const MiB = 1024 * 1024;
@@ -46,8 +46,12 @@ function setup(t: { after(fn: () => void): void }) {
   const other = new RunstateAccount(1, state, mem, () => clock.now, () => clock.halted);
   self.transition(RUNSTATE.running); // the caller is running
   const config: XenConfig = {
-    version: { major: 4, minor: 17 }, domid: 1, handle: new Uint8Array(16), tscKhz: 2_000_000, pvclock: P, bootWallNs: 0n, bootMonotonicNs: 0n, evtchnFastPath: true,
+    version: { major: 4, minor: 17 }, domid: 1, handle: new Uint8Array(16), tscKhz: 2_000_000, pvclock: P, tscStable: true, bootWallNs: 0n, bootMonotonicNs: 0n, evtchnFastPath: true,
   };
+  // The calling vCPU's TSC and KVM's word on the TSCs, as the vCPU thread reads them.
+  const kvmClock = { tsc: P.tscTimestamp, stable: true, ms: 0, reads: 0 };
+  const vcpuClock = new VcpuClock(P, true, { tsc: () => (kvmClock.reads++, kvmClock.tsc), tscStable: () => kvmClock.stable }, () => kvmClock.ms);
+  const timers = TimerState.create(2);
   const { logger, errors } = capturedLogger();
   const dispatcher = new HypercallDispatcher(logger);
   const forwarded: { ctx: HypercallContext; args: bigint[] }[] = [];
@@ -62,7 +66,7 @@ function setup(t: { after(fn: () => void): void }) {
     const gpa = state.vcpuInfoAddress(v);
     if (gpa !== undefined) mem.writeU8(gpa, 1);
   };
-  registerVcpuOp(dispatcher, { config, state, memory: mem, self: { vcpu: 0, runstate: self }, systemTime: () => clock.now, markEventsPending, timers: TimerState.create(2), forward });
+  registerVcpuOp(dispatcher, { config, state, memory: mem, self: { vcpu: 0, runstate: self }, systemTime: () => clock.now, clock: vcpuClock, markEventsPending, timers, forward });
   t.after(() => assert.deepEqual(errors(), [], 'no failure inside xenkvm'));
 
   // Page tables.
@@ -133,7 +137,8 @@ function setup(t: { after(fn: () => void): void }) {
     all.fill(0, TABLES, tablesEnd);
     return all;
   };
-  return { mem, memoryMap, state, clock, self, other, forwarded, dispatch, vcpuOp, vmAssist, canaries, window, ramSnapshot, LONG, PROT32, pagingFor };
+  const rewriteTime = (vcpu: number) => rewriteVcpuTime({ config, state, memory: mem, clock: vcpuClock }, vcpu);
+  return { mem, memoryMap, state, clock, self, other, forwarded, dispatch, vcpuOp, vmAssist, canaries, window, ramSnapshot, LONG, PROT32, pagingFor, kvmClock, vcpuClock, timers, rewriteTime };
 }
 
 const u64le = (v: bigint) => {
@@ -368,7 +373,7 @@ for (const abi of ABIS) {
       canaries();
       assert.equal(vcpuOp(abi, VCPUOP.register_vcpu_time_memory_area, 0, u64le(VA_AREA + BigInt(off))), 0n);
       const expected = new Uint8Array(32).fill(CANARY);
-      writeVcpuTime(bytesArea(expected), 0, P);
+      writeVcpuTime(bytesArea(expected), 0, P, true);
       const w = window();
       assert.deepEqual(w.subarray(off, off + 32), expected, `offset ${off}`);
       assert.equal(dv(w.subarray(off)).getUint32(0, true) % 2, 0, 'version even');
@@ -488,6 +493,68 @@ test('a vCPU id out of range is -ENOENT for every sub-op', (t) => {
 test('unknown vcpu_op sub-ops are -ENOSYS', (t) => {
   const { vcpuOp } = setup(t);
   for (const op of [VCPUOP.send_nmi, 14, 99, 0x7fff_ffff]) assert.equal(vcpuOp('native', op, 0), -38n, `op ${op}`);
+});
+
+// ---- timers -------------------------------------------------------------------
+
+/** The singleshot deadline armed for `vcpu` (TimerState's first word of each vCPU; 0: none). */
+const armed = (timers: TimerState, vcpu: number) => new BigInt64Array(timers.buffer, 8)[vcpu * 3];
+
+for (const abi of ABIS) {
+  test(`set_singleshot_timer (${abi}): VCPU_SSHOTTMR_future judges the deadline by the guest's own clock, which may run ahead of the host's`, (t) => {
+    const { clock, kvmClock, timers, vcpuOp } = setup(t);
+    kvmClock.tsc = P.tscTimestamp + 50_000_000n;
+    const guestNow = pvclockRead(P, kvmClock.tsc);
+    clock.now = guestNow - 3_000_000n; // the host clock 3 ms behind what the guest reads
+    const set = (deadline: bigint, flags: number) => vcpuOp(abi, VCPUOP.set_singleshot_timer, 0, vcpuSetSingleshotTimer[abi].encode({ timeout_abs_ns: deadline, flags }));
+    // 1 ms in the guest's past, 2 ms in the host's future: past.
+    assert.equal(set(guestNow - 1_000_000n, VCPU_SSHOTTMR_future), -62n, '-ETIME');
+    assert.equal(armed(timers, 0), 0n, 'nothing armed');
+    assert.equal(kvmClock.reads, 1, "the vCPU's TSC was read");
+    assert.equal(set(guestNow - 1n, VCPU_SSHOTTMR_future), -62n, 'past by 1 ns');
+    assert.equal(set(guestNow, VCPU_SSHOTTMR_future), 0n, 'now is not past');
+    assert.equal(armed(timers, 0), guestNow);
+    assert.equal(set(guestNow + 1_000_000n, VCPU_SSHOTTMR_future), 0n);
+    assert.equal(armed(timers, 0), guestNow + 1_000_000n);
+    // Without the flag a past deadline is armed (it fires at once), and the TSC is not read.
+    const reads = kvmClock.reads;
+    assert.equal(set(guestNow - 1_000_000n, 0), 0n);
+    assert.equal(armed(timers, 0), guestNow - 1_000_000n);
+    assert.equal(kvmClock.reads, reads);
+  });
+}
+
+test("a vCPU's time records drop XEN_PVCLOCK_TSC_STABLE_BIT once KVM no longer keeps the TSCs in step, asked once a second; the time they give is unchanged", (t) => {
+  const { mem, kvmClock, vcpuClock, vcpuOp, rewriteTime } = setup(t);
+  const si = mem.overlayPage(SHARED_INFO_PAGE);
+  const legacy1 = sharedInfoLayout.native.vcpuInfo(1) + 32;
+  writeVcpuTime(bytesArea(si), legacy1, P, true); // as the VMM writes it when the domain is built
+  assert.equal(vcpuOp('native', VCPUOP.register_vcpu_info, 0, vcpuInfoArg(0x40n, 0x80)), 0n);
+  assert.equal(vcpuOp('native', VCPUOP.register_vcpu_time_memory_area, 0, u64le(VA_AREA)), 0n);
+  const records = () => [mem.read(0x40_080 + 32, 32), mem.read(FRAME_A, 32), si.slice(legacy1, legacy1 + 32)];
+  const before = records();
+  const legacy0 = si.slice(0, 64);
+  for (const r of before) assert.equal(r[vcpuTimeInfo.native.offsets.flags], XEN_PVCLOCK_TSC_STABLE_BIT);
+
+  kvmClock.stable = false;
+  kvmClock.ms = TSC_STABILITY_RECHECK_MS - 1;
+  assert.equal(vcpuClock.recheck(), false, 'not asked again within the second');
+  assert.equal(vcpuClock.tscStable, true);
+  kvmClock.ms = TSC_STABILITY_RECHECK_MS;
+  assert.equal(vcpuClock.recheck(), true, 'asked again');
+  assert.equal(vcpuClock.tscStable, false);
+  rewriteTime(0);
+  rewriteTime(1);
+  const after = records();
+  for (const [i, r] of after.entries()) {
+    assert.equal(r[vcpuTimeInfo.native.offsets.flags], 0, `record ${i}`);
+    assert.equal(dv(r).getUint32(0, true), dv(before[i]).getUint32(0, true) + 2, `record ${i}: version`);
+    assert.deepEqual(r.subarray(8, 29), before[i].subarray(8, 29), `record ${i}: same time base`);
+  }
+  assert.deepEqual(si.slice(0, 64), legacy0, "vCPU 0's vcpu_info in shared_info is no longer its own: left alone");
+  // Areas registered from now on say so at once.
+  assert.equal(vcpuOp('native', VCPUOP.register_vcpu_time_memory_area, 0, u64le(VA_AREA + 0x100n)), 0n);
+  assert.equal(mem.readU8(FRAME_A + 0x100 + vcpuTimeInfo.native.offsets.flags), 0);
 });
 
 // ---- vm_assist ----------------------------------------------------------------

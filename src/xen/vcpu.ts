@@ -1,6 +1,6 @@
 // vcpu_op and vm_assist, served on the calling vCPU's thread: registering a
 // vCPU's vcpu_info, runstate area and secondary time area (for itself or
-// another vCPU of the domain), reading runstates, and is_up.
+// another vCPU of the domain), reading runstates, is_up, and the vCPU's timers.
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { GuestArea } from '../memory/guest-area.js';
 import { GuestFaultError } from '../memory/guest-virtual.js';
@@ -15,7 +15,8 @@ import { AreaKind, type DomainState } from './domain-state.js';
 import { XenError } from './errors.js';
 import { readArg, type HypercallContext, type HypercallDispatcher } from './hypercall.js';
 import { encodeRunstate, recordFromWords, type RunstateAccount, writeRunstateArea } from './runstate.js';
-import { SHARED_INFO_PAGE, VCPU_INFO_TIME_OFFSET, writeVcpuTime } from './shared-info.js';
+import { bytesArea, SHARED_INFO_PAGE, VCPU_INFO_TIME_OFFSET, writeVcpuTime } from './shared-info.js';
+import type { VcpuClock } from './time.js';
 
 const PAGE_SIZE = 4096;
 /** Xen refuses periodic timers faster than 1 ms, and periods beyond a signed 64-bit time. */
@@ -31,8 +32,10 @@ export interface VcpuOpDomain {
   memory: GuestMemory;
   /** The calling thread's own vCPU and its runstate account. */
   self: { vcpu: number; runstate: RunstateAccount };
-  /** Current system time in ns. */
+  /** Current system time in ns, on the host's clock: never ahead of what a guest reads from its pvclock. */
   systemTime: () => bigint;
+  /** The calling vCPU's clock: system time exactly as its guest reads it, and its records' TSC-stable flag. */
+  clock: VcpuClock;
   /** Sets evtchn_upcall_pending and injects the upcall if it was clear (Xen's vcpu_mark_events_pending). */
   markEventsPending: (vcpu: number) => void;
   timers: TimerState;
@@ -78,9 +81,26 @@ function registerVcpuInfo(ctx: HypercallContext, d: VcpuOpDomain, target: number
   else view.setUint32(o.evtchn_pending_sel, 0xffffffff, true);
   d.memory.write(gpa, content);
   d.state.setVcpuInfoAddress(target, gpa);
-  writeVcpuTime(new GuestArea(d.memory, [{ gpa, length: VCPU_INFO_SIZE }]), VCPU_INFO_TIME_OFFSET, d.config.pvclock);
+  writeVcpuTime(new GuestArea(d.memory, [{ gpa, length: VCPU_INFO_SIZE }]), VCPU_INFO_TIME_OFFSET, d.config.pvclock, d.clock.tscStable);
   d.markEventsPending(target);
   return 0;
+}
+
+/**
+ * Writes every time record of `vcpu` again (in its vcpu_info, registered or in shared_info, and
+ * in its secondary time area), with the calling vCPU's clock's latest TSC-stable flag.
+ */
+export function rewriteVcpuTime(d: Pick<VcpuOpDomain, 'config' | 'state' | 'memory' | 'clock'>, vcpu: number): void {
+  const { pvclock } = d.config;
+  const stable = d.clock.tscStable;
+  const gpa = d.state.vcpuInfoAddress(vcpu);
+  if (gpa !== undefined) writeVcpuTime(new GuestArea(d.memory, [{ gpa, length: VCPU_INFO_SIZE }]), VCPU_INFO_TIME_OFFSET, pvclock, stable);
+  else if (vcpu < XEN_LEGACY_MAX_VCPUS) {
+    const at = sharedInfoLayout[d.state.sharedInfoAbi].vcpuInfo(vcpu) + VCPU_INFO_TIME_OFFSET;
+    writeVcpuTime(bytesArea(d.memory.overlayPage(SHARED_INFO_PAGE)), at, pvclock, stable);
+  }
+  const area = d.state.area(vcpu, AreaKind.Time);
+  if (area) writeVcpuTime(new GuestArea(d.memory, area.pieces), 0, pvclock, stable);
 }
 
 /** Records an area registered for `target` as its guest-physical pieces; address 0 unregisters it (undefined). */
@@ -103,7 +123,7 @@ function registerRunstateArea(ctx: HypercallContext, d: VcpuOpDomain, target: nu
 function registerTimeArea(ctx: HypercallContext, d: VcpuOpDomain, target: number, arg: bigint): number {
   const addr = readArg(ctx, vcpuRegisterTimeMemoryArea[ctx.abi], arg).addr;
   const pieces = registerArea(ctx, d, target, AreaKind.Time, addr, vcpuTimeInfo[ctx.abi].size);
-  if (pieces) writeVcpuTime(new GuestArea(d.memory, pieces), 0, d.config.pvclock);
+  if (pieces) writeVcpuTime(new GuestArea(d.memory, pieces), 0, d.config.pvclock, d.clock.tscStable);
   return 0;
 }
 
@@ -147,7 +167,8 @@ export function registerVcpuOp(dispatcher: HypercallDispatcher, d: VcpuOpDomain)
         const def = vcpuSetSingleshotTimer[ctx.abi];
         const set = readArg(ctx, def, arg);
         const deadline = BigInt.asIntN(64, set.timeout_abs_ns);
-        if (set.flags & VCPU_SSHOTTMR_future && deadline < d.systemTime()) throw new XenError(XEN_ERRNO.ETIME);
+        // Past by the guest's own clock, which may run ahead of the host's (docs/xen.md), not the VMM's.
+        if (set.flags & VCPU_SSHOTTMR_future && deadline < d.clock.guestNow()) throw new XenError(XEN_ERRNO.ETIME);
         d.timers.setSingleshot(target, deadline > 0n ? deadline : 1n);
         return 0;
       }

@@ -23,6 +23,7 @@ const config = (over: Partial<XenConfig> = {}): XenConfig => ({
   handle: Uint8Array.from({ length: 16 }, (_, i) => 0x10 + i),
   tscKhz: 2_000_000,
   pvclock: { tscTimestamp: 0n, systemTime: 0n, mul: 2 ** 31, shift: 0 },
+  tscStable: true,
   bootWallNs: 0n,
   bootMonotonicNs: 0n,
   evtchnFastPath: true,

@@ -56,7 +56,7 @@ export class XenVmm {
     // Before the guest maps it, shared_info already holds the wallclock and each legacy vcpu_info's time.
     writeWallclock(sharedInfo, state.sharedInfoAbi, config.bootWallNs);
     for (let vcpu = 0; vcpu < Math.min(state.vcpuCount, XEN_LEGACY_MAX_VCPUS); vcpu++) {
-      writeVcpuTime(bytesArea(sharedInfo), sharedInfoLayout[state.sharedInfoAbi].vcpuInfo(vcpu) + VCPU_INFO_TIME_OFFSET, config.pvclock);
+      writeVcpuTime(bytesArea(sharedInfo), sharedInfoLayout[state.sharedInfoAbi].vcpuInfo(vcpu) + VCPU_INFO_TIME_OFFSET, config.pvclock, config.tscStable);
     }
     const upcallTo = makeUpcall(state, upcall);
     const events = makeEventDelivery(memory, state, ports, upcall);
