@@ -9,7 +9,7 @@ import { UnixSocketServer } from '../common/unix-socket.js';
 import { log } from '../common/log.js';
 import { inForeground } from '../kvm/libc.js';
 import { exitStatus } from '../machine/exit-status.js';
-import { NestedUnavailableError, NestedVm, shellStatus } from '../nested/vm.js';
+import { attachCommand, NestedUnavailableError, NestedVm, shellStatus } from '../nested/vm.js';
 import { defaultSocketPath } from '../xenstore/socket.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '');
@@ -58,33 +58,23 @@ export async function runNested(args: string[], opts: { consoleLog?: string; xen
       process.stderr.write(`xenkvm: the nested VM cannot start: ${e.message}\n`);
       return exitStatus['vmm-error'];
     }
-    if (vm.kvmProblem !== null) {
-      process.stderr.write(`xenkvm: the nested VM has no usable /dev/kvm (${vm.kvmProblem})\n`);
-      return exitStatus['vmm-error'];
-    }
     for (const socket of early.splice(0)) forward(socket);
     const inner = [`${root}/bin/xenkvm`, 'run', ...withoutOptions(args, ['--accel', '--xenstore-socket']), '--accel', 'kvm', '--xenstore-socket', INNER_SOCKET];
     const terminal = process.stdin.isTTY === true && inForeground(0);
     const env = { ...process.env, ...(terminal ? { [TERMINAL_CONSOLE_ENV]: '1' } : {}) };
     const cmd = vm.exec(inner, { cwd: process.cwd(), env, stdout: process.stdout, stderr: process.stderr, stdin: true });
     // A background job leaves the terminal alone, as xenkvm does on real KVM.
-    const stdinUsable = !(process.stdin.isTTY === true && !terminal);
+    const background = process.stdin.isTTY === true && !terminal;
     if (terminal) process.stdin.setRawMode(true);
-    const onInput = (d: Buffer) => cmd.write(d);
-    const onEnd = () => cmd.end();
-    if (stdinUsable) process.stdin.on('data', onInput).on('end', onEnd).on('error', onEnd);
-    const passSignal = (signal: NodeJS.Signals) => cmd.signal(signal);
-    process.on('SIGINT', passSignal).on('SIGTERM', passSignal);
+    const detach = attachCommand(cmd, background ? undefined : process.stdin, ['SIGINT', 'SIGTERM']);
     try {
       return shellStatus(await cmd.exit);
     } catch (e) {
       process.stderr.write(`xenkvm: ${(e as Error).message}\n`);
       return exitStatus['vmm-error'];
     } finally {
-      process.off('SIGINT', passSignal).off('SIGTERM', passSignal);
-      if (stdinUsable) process.stdin.off('data', onInput).off('end', onEnd).off('error', onEnd);
       if (terminal) process.stdin.setRawMode(false);
-      process.stdin.destroy();
+      detach();
     }
   } finally {
     await forwarded.close();

@@ -5,7 +5,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { defaultMemoryMiB, defaultVcpus, NestedUnavailableError, NestedVm, NestedVmStoppedError, shellStatus } from './vm.js';
+import { defaultMemoryMiB, defaultVcpus, NestedUnavailableError, NestedVm, NestedVmStoppedError, attachCommand, shellStatus } from './vm.js';
 
 export const STATUS_TIMED_OUT = 124;
 export const STATUS_UNAVAILABLE = 125;
@@ -28,22 +28,13 @@ async function runCommand(command: string[], opts: { timeout?: number; memory?: 
     process.stderr.write(`kvm-vm: cannot start the nested VM: ${e.message}\n`);
     return STATUS_UNAVAILABLE;
   }
-  if (vm.kvmProblem !== null) {
-    await vm.shutdown();
-    process.stderr.write(`kvm-vm: the nested VM has no usable /dev/kvm (${vm.kvmProblem}): QEMU must emulate SVM (-cpu max)\n`);
-    return STATUS_UNAVAILABLE;
-  }
   let timedOut = false;
   const timer = opts.timeout === undefined ? undefined : setTimeout(() => {
     timedOut = true;
     vm.kill();
   }, opts.timeout * 1000);
   const cmd = vm.exec(command, { cwd: process.cwd(), env: process.env, stdout: process.stdout, stderr: process.stderr, stdin: true });
-  const onInput = (d: Buffer) => cmd.write(d);
-  const onEnd = () => cmd.end();
-  process.stdin.on('data', onInput).on('end', onEnd).on('error', onEnd);
-  const forward = (signal: NodeJS.Signals) => cmd.signal(signal);
-  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, forward);
+  const detach = attachCommand(cmd, process.stdin, ['SIGINT', 'SIGTERM', 'SIGHUP']);
   try {
     const report = await cmd.exit;
     await vm.shutdown();
@@ -63,9 +54,7 @@ async function runCommand(command: string[], opts: { timeout?: number; memory?: 
     return 127;
   } finally {
     clearTimeout(timer);
-    process.stdin.off('data', onInput).off('end', onEnd).off('error', onEnd);
-    process.stdin.destroy();
-    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, forward);
+    detach();
   }
 }
 

@@ -14,6 +14,8 @@ export class NestedUnavailableError extends Error {}
 const MODULES = ['virtio_pci', 'virtio_console', '9pnet_virtio', '9p', 'overlay', 'kvm_amd'];
 const KERNEL_META_PACKAGE = 'linux-image-amd64';
 const BUSYBOX = '/bin/busybox';
+/** What building the initramfs runs, and the Debian package each comes in. */
+const BUILD_TOOLS = [['/usr/bin/dpkg-deb', 'dpkg'], ['/usr/bin/cpio', 'cpio'], ['/usr/sbin/depmod', 'kmod'], ['/usr/sbin/modprobe', 'kmod']] as const;
 
 export interface BootImage {
   kernel: string;
@@ -78,7 +80,7 @@ function kernelPackage(dir: string): string {
 }
 
 function build(dir: string, deb: string, init: Buffer, image: BootImage): void {
-  for (const tool of ['/usr/bin/dpkg-deb', '/usr/bin/cpio', '/usr/sbin/depmod', '/usr/sbin/modprobe']) requireTool(tool, tool.endsWith('cpio') ? 'cpio' : tool.endsWith('dpkg-deb') ? 'dpkg' : 'kmod');
+  for (const [tool, pkg] of BUILD_TOOLS) requireTool(tool, pkg);
   const work = mkdtempSync(join(dir, 'build-'));
   try {
     const unpacked = join(work, 'package');

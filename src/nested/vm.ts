@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { availableParallelism, constants, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { bootImage, NestedUnavailableError } from './image.js';
 import { CONTROL_PORT_NAME, Frame, FrameReader, dataFrames, encodeFrame, jsonFrame, parseJson, type DecodedFrame, type ExitReport } from './protocol.js';
 
@@ -54,8 +54,6 @@ export class NestedVm {
     private readonly control: Socket,
     private readonly dir: string,
     private readonly consoleTail: ConsoleTail,
-    /** Why /dev/kvm is unusable inside the VM, or null. */
-    readonly kvmProblem: string | null,
   ) {
     this.stopped = new Promise((resolve) => qemu.once('exit', () => resolve()));
     control.on('error', () => {});
@@ -68,6 +66,7 @@ export class NestedVm {
     });
   }
 
+  /** Boots the VM; fails with NestedUnavailableError when it cannot, or when it has no usable /dev/kvm. */
   static async start(opts: NestedVmOptions): Promise<NestedVm> {
     const image = bootImage(opts.root);
     const shares = [opts.root, ...(opts.shares ?? [])].filter((p, i, all) => all.indexOf(p) === i && !all.some((q, j) => j !== i && p.startsWith(`${q}/`)));
@@ -92,7 +91,9 @@ export class NestedVm {
     const console = new ConsoleTail(qemu);
     try {
       const { control, reader, early, ready } = await waitForAgent(server, qemu, opts.bootTimeoutMs ?? 180_000, console);
-      const vm = new NestedVm(qemu, control, dir, console, ready.kvm);
+      // The VM is there for its KVM: without it nothing it could run would mean anything.
+      if (ready.kvm !== null) throw new NestedUnavailableError(`the nested VM has no usable /dev/kvm (${ready.kvm}): QEMU must emulate SVM (-cpu max)`);
+      const vm = new NestedVm(qemu, control, dir, console);
       reader.onFrame = (f) => vm.dispatch(f);
       for (const f of early) vm.dispatch(f);
       return vm;
@@ -233,6 +234,23 @@ export interface RemoteCommand {
   write(bytes: Uint8Array): void;
   end(): void;
   signal(signal: NodeJS.Signals): void;
+}
+
+/**
+ * Gives a command in the VM what a local child would get: `input`'s bytes and its end (when given),
+ * and these signals sent to this process. Returns the undoing, which also lets go of `input`.
+ */
+export function attachCommand(cmd: RemoteCommand, input: Readable | undefined, signals: NodeJS.Signals[]): () => void {
+  const onInput = (d: Buffer) => cmd.write(d);
+  const onEnd = () => cmd.end();
+  input?.on('data', onInput).on('end', onEnd).on('error', onEnd);
+  const passSignal = (signal: NodeJS.Signals) => cmd.signal(signal);
+  for (const s of signals) process.on(s, passSignal);
+  return () => {
+    input?.off('data', onInput).off('end', onEnd).off('error', onEnd);
+    input?.destroy();
+    for (const s of signals) process.off(s, passSignal);
+  };
 }
 
 /** The VM's console (QEMU's stdout and stderr), its last CONSOLE_KEPT bytes. */
