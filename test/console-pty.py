@@ -49,16 +49,18 @@ def pump(until, seconds):
             out += chunk
 
 
+# Generous limits: a pump ends as soon as the command closes the terminal, and in the
+# nested VM on a loaded machine a guest takes minutes to get going.
 if mode == 'keys':
-    pump(ready, 180)
+    pump(ready, 300)
     os.write(fd, b'\x03')
     time.sleep(0.5)
     os.write(fd, b'\x1d')
-    pump(None, 60)
+    pump(None, 300)
     _, status = os.waitpid(pid, 0)
     sys.stdout.write(out.decode(errors='replace'))
     print('\nEXIT', os.waitstatus_to_exitcode(status))
 else:
-    pump(None, 180)
+    pump(None, 300)
     os.waitpid(pid, 0)
     sys.stdout.write(out.decode(errors='replace'))

@@ -26,6 +26,9 @@ export function requireKvm(): void {
 /** One guest run: seconds in the nested VM, more on a loaded machine. */
 const RUN_TIMEOUT_MS = 180_000;
 
+/** A run through test/console-pty.py: its two waits on the terminal end at the command's exit, or after 300 s each. */
+export const PTY_TIMEOUT_MS = 660_000;
+
 export interface RunResult {
   status: number | null;
   stdout: string;

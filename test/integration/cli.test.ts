@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { Kvm, KvmUnavailableError } from '../../src/kvm/system.js';
-import { cli, describe, guest, launcher, requireKvm, root, type RunResult, xenkvm } from '../guest-runner.js';
+import { cli, describe, guest, launcher, PTY_TIMEOUT_MS, requireKvm, root, type RunResult, xenkvm } from '../guest-runner.js';
 
 requireKvm();
 
@@ -81,14 +81,14 @@ test('/dev/kvm not permitted for the user', async (t) => {
 });
 
 test('at a terminal, keys go to the guest raw (Ctrl-C does not stop it) and Ctrl-] stops it with status 5', async () => {
-  const { stdout } = await promisify(execFile)('python3', [`${root}test/console-pty.py`, 'keys', 'KIT-POWER action=halt', launcher, 'run', '--kernel', guest('power'), '--cmdline', 'action=halt'], { timeout: 180_000 });
+  const { stdout } = await promisify(execFile)('python3', [`${root}test/console-pty.py`, 'keys', 'KIT-POWER action=halt', launcher, 'run', '--kernel', guest('power'), '--cmdline', 'action=halt'], { timeout: PTY_TIMEOUT_MS });
   assert.match(stdout, /xenkvm: the terminal is the guest console; Ctrl-\] stops the guest/);
   assert.match(stdout, /xenkvm: stopped from the console \(Ctrl-\]\) \(exit status 5\)/);
   assert.match(stdout, /\nEXIT 5\n$/);
 });
 
 test('run as a background job on a terminal, xenkvm leaves the terminal alone instead of being stopped by it', async () => {
-  const { stdout } = await promisify(execFile)('python3', [`${root}test/console-pty.py`, 'background', launcher, 'run', '--kernel', guest('demo'), '--vcpus', '2'], { timeout: 90000 });
+  const { stdout } = await promisify(execFile)('python3', [`${root}test/console-pty.py`, 'background', launcher, 'run', '--kernel', guest('demo'), '--vcpus', '2'], { timeout: PTY_TIMEOUT_MS });
   // Through the terminal, lines end in CR LF.
   assert.match(stdout, /^KIT-SUMMARY passed=1 failed=0\r$/m);
   assert.doesNotMatch(stdout, /the terminal is the guest console/);

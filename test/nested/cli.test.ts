@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import { assertKitPassed, describe, guest, launcher, root, xenkvm } from '../guest-runner.js';
+import { assertKitPassed, describe, guest, launcher, PTY_TIMEOUT_MS, root, xenkvm } from '../guest-runner.js';
 
 const NESTED_LINE = /^xenkvm: --accel nested: running inside a nested VM \(QEMU[^\n]*\(--accel kvm insists on it\)\n/;
 const timeoutMs = 300_000;
@@ -28,7 +28,7 @@ test("the guest's exit status comes back from the nested VM (reset: 2)", async (
 });
 
 test('at a terminal, keys reach the guest in the nested VM raw and Ctrl-] stops it with status 5', async () => {
-  const { stdout } = await promisify(execFile)('python3', [`${root}test/console-pty.py`, 'keys', 'KIT-POWER action=halt', launcher, 'run', '--accel', 'nested', '--kernel', guest('power'), '--cmdline', 'action=halt'], { timeout: timeoutMs });
+  const { stdout } = await promisify(execFile)('python3', [`${root}test/console-pty.py`, 'keys', 'KIT-POWER action=halt', launcher, 'run', '--accel', 'nested', '--kernel', guest('power'), '--cmdline', 'action=halt'], { timeout: PTY_TIMEOUT_MS });
   assert.match(stdout, /xenkvm: the terminal is the guest console; Ctrl-\] stops the guest/);
   assert.match(stdout, /xenkvm: stopped from the console \(Ctrl-\]\) \(exit status 5\)/);
   assert.match(stdout, /\nEXIT 5\n$/);
