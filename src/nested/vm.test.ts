@@ -2,7 +2,7 @@
 // scripts/kvm-vm passes exit status, stdout, stderr and stdin through and says in
 // one line why it cannot start; one VM serves several commands and sockets at once.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
@@ -44,6 +44,31 @@ test('scripts/kvm-vm refuses bad options in one line without booting', async () 
   const r = await runKvmVm(['--timeout', 'soon', 'true']);
   assert.equal(r.status, 125);
   assert.match(r.stderr, /time limit must be a positive whole number, not "soon"/);
+});
+
+/** Whether process `pid` has ended (a zombie nobody reaped yet counts as ended). */
+function ended(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').startsWith('Z');
+  } catch {
+    return true;
+  }
+}
+
+test('the VM does not outlive its runner: killed outright while the VM boots, the runner takes QEMU with it', async () => {
+  const runner = spawn(process.execPath, [`${root}/dist/src/nested/cli.js`, '--', 'true'], { cwd: root, stdio: 'ignore' });
+  let qemu: number | undefined;
+  for (let waited = 0; qemu === undefined && waited < 30_000; waited += 50) {
+    await new Promise((r) => setTimeout(r, 50));
+    const children = readFileSync(`/proc/${runner.pid}/task/${runner.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    qemu = children.find((pid) => !ended(pid) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('-accel\0tcg'));
+  }
+  assert.ok(qemu, 'the runner started no QEMU');
+  // Past QEMU's start-up (it has connected its control port) but before the VM's agent is up to notice the runner go.
+  await new Promise((r) => setTimeout(r, 3000));
+  runner.kill('SIGKILL');
+  for (let waited = 0; !ended(qemu) && waited < 30_000; waited += 200) await new Promise((r) => setTimeout(r, 200));
+  assert.ok(ended(qemu), `QEMU (pid ${qemu}) still runs 30 s after its runner was killed`);
 });
 
 let vm: NestedVm;

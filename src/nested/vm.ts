@@ -7,10 +7,10 @@
 // many at once, each on its own stream; the VM's console is kept apart for
 // diagnosis.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants as fsConstants, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { availableParallelism, constants, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { bootImage, NestedUnavailableError } from './image.js';
 import { CONTROL_PORT_NAME, Frame, FrameReader, dataFrames, encodeFrame, jsonFrame, parseJson, type DecodedFrame, type ExitReport } from './protocol.js';
@@ -18,6 +18,23 @@ import { CONTROL_PORT_NAME, Frame, FrameReader, dataFrames, encodeFrame, jsonFra
 export { NestedUnavailableError };
 
 export const QEMU = process.env.XENKVM_QEMU || 'qemu-system-x86_64';
+
+/** util-linux's: QEMU gets SIGKILL when the process that started it dies, however it dies, instead of running on unowned. */
+const PARENT_DEATH_WRAPPER = ['setpriv', '--pdeathsig', 'KILL', '--'];
+
+/** Where `command` is found (as the shell would look it up), so that a missing QEMU is reported as such rather than by the wrapper. */
+function executablePath(command: string): string {
+  const candidates = command.includes('/') ? [command] : (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, command));
+  for (const path of candidates) {
+    try {
+      accessSync(path, fsConstants.X_OK);
+      return path;
+    } catch {
+      // not here
+    }
+  }
+  throw new NestedUnavailableError(`cannot run ${command}: not found or not executable (ENOENT) (Debian: apt-get install qemu-system-x86; npm run setup does it as root)`);
+}
 
 export interface NestedVmOptions {
   /** The checkout: shared read-write, and where the agent and the boot image come from. */
@@ -69,6 +86,7 @@ export class NestedVm {
   /** Boots the VM; fails with NestedUnavailableError when it cannot, or when it has no usable /dev/kvm. */
   static async start(opts: NestedVmOptions): Promise<NestedVm> {
     const image = bootImage(opts.root);
+    const qemuPath = executablePath(QEMU);
     const shares = [opts.root, ...(opts.shares ?? [])].filter((p, i, all) => all.indexOf(p) === i && !all.some((q, j) => j !== i && p.startsWith(`${q}/`)));
     for (const p of shares) {
       if (/[\s:]/.test(p)) throw new NestedUnavailableError(`cannot share ${p} with the nested VM: its path holds a space or a colon`);
@@ -87,7 +105,8 @@ export class NestedVm {
       ...shares.flatMap((p, i) => ['-virtfs', `local,path=${p},mount_tag=share${i},security_model=none,multidevs=remap`]),
       '-device', 'virtio-serial-pci', '-chardev', `socket,id=control,path=${controlPath}`, '-device', `virtserialport,chardev=control,name=${CONTROL_PORT_NAME}`,
     ];
-    const qemu = spawn(QEMU, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const [wrapper, ...wrapperArgs] = PARENT_DEATH_WRAPPER;
+    const qemu = spawn(wrapper, [...wrapperArgs, qemuPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     const console = new ConsoleTail(qemu);
     try {
       const { control, reader, early, ready } = await waitForAgent(server, qemu, opts.bootTimeoutMs ?? 180_000, console);
@@ -285,7 +304,7 @@ function waitForAgent(server: Server, qemu: ChildProcess, timeoutMs: number, con
       reject(new NestedUnavailableError(message));
     };
     const timer = setTimeout(() => fail(`the nested VM did not start its agent in ${Math.round(timeoutMs / 1000)} s${console.lastLine()}`), timeoutMs);
-    const onError = (e: Error) => fail(`cannot run ${QEMU}: ${e.message} (Debian: apt-get install qemu-system-x86; npm run setup does it as root)`);
+    const onError = (e: Error) => fail(`cannot run ${PARENT_DEATH_WRAPPER[0]} (util-linux) to start QEMU: ${e.message}`);
     const onExit = (code: number | null, signal: string | null) => fail(`the nested VM stopped before its agent started (${signal ?? `QEMU exit status ${code}`})${console.lastLine()}`);
     qemu.once('error', onError);
     qemu.once('exit', onExit);
