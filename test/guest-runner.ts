@@ -48,6 +48,11 @@ export function xenkvm(
     let signalled = false;
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
+      // A process stuck in the kernel outlives SIGKILL: let go of it, or this test file's process would wait for it for ever.
+      child.stdin?.destroy();
+      child.stdout!.destroy();
+      child.stderr!.destroy();
+      child.unref();
       reject(new Error(`xenkvm ${args.join(' ')} did not finish in ${options.timeoutMs ?? RUN_TIMEOUT_MS} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
     }, options.timeoutMs ?? RUN_TIMEOUT_MS);
     child.stdout!.on('data', (d) => {
