@@ -19,15 +19,7 @@ kit_pvh_start:
 
 	/* PML4[0] -> PDPT; PDPT[0..3] -> 4 PDs; each PD entry a 2 MiB page */
 	movl $(kit_pdpt + 3), kit_pml4
-	mov $kit_pd, %eax
-	or $3, %eax
-	mov $kit_pdpt, %edi
-	mov $4, %ecx
-1:	mov %eax, (%edi)
-	add $4096, %eax
-	add $8, %edi
-	dec %ecx
-	jnz 1b
+	PDPT_TO_PDS(3)
 	mov $kit_pd, %edi
 	mov $0x83, %eax		/* present, writable, 2 MiB */
 	xor %edx, %edx
@@ -84,21 +76,7 @@ kit_ap_entry64:
 	hlt
 	jmp 5b
 
-	/* Interrupt stubs, 16 bytes each: push a dummy error code where the CPU
-	 * doesn't, push the vector, join the common path. */
-	.p2align 4
-	.globl kit_isr_stubs
-kit_isr_stubs:
-	.set vec, 0
-	.rept 256
-	.p2align 4
-	.if !(vec == 8 || (vec >= 10 && vec <= 14) || vec == 17 || vec == 21 || vec == 29 || vec == 30)
-	pushq $0
-	.endif
-	pushq $vec
-	jmp kit_isr_common
-	.set vec, vec + 1
-	.endr
+	ISR_STUBS
 
 kit_isr_common:
 	push %rax

@@ -20,15 +20,7 @@ kit_pvh_start:
 	mov $(kit_stacks + KIT_STACK_SIZE), %esp
 
 	/* PDPT[0..3] -> 4 PDs (a PAE PDPTE has only P, PWT, PCD: no R/W, U/S) */
-	mov $kit_pd, %eax
-	or $1, %eax
-	mov $kit_pdpt, %edi
-	mov $4, %ecx
-1:	mov %eax, (%edi)
-	add $4096, %eax
-	add $8, %edi
-	dec %ecx
-	jnz 1b
+	PDPT_TO_PDS(1)
 	/* PD entries 0..2046: 2 MiB pages, present and writable */
 	mov $kit_pd, %edi
 	mov $0x83, %eax
@@ -80,21 +72,7 @@ kit_ap_entry32:
 	hlt
 	jmp 5b
 
-	/* Interrupt stubs, 16 bytes each: push a dummy error code where the CPU
-	 * doesn't, push the vector, join the common path. */
-	.p2align 4
-	.globl kit_isr_stubs
-kit_isr_stubs:
-	.set vec, 0
-	.rept 256
-	.p2align 4
-	.if !(vec == 8 || (vec >= 10 && vec <= 14) || vec == 17 || vec == 21 || vec == 29 || vec == 30)
-	pushl $0
-	.endif
-	pushl $vec
-	jmp kit_isr_common
-	.set vec, vec + 1
-	.endr
+	ISR_STUBS
 
 kit_isr_common:
 	pushal
