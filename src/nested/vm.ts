@@ -25,15 +25,16 @@ const PARENT_DEATH_WRAPPER = ['setpriv', '--pdeathsig', 'KILL', '--'];
 /** Where `command` is found (as the shell would look it up), so that a missing QEMU is reported as such rather than by the wrapper. */
 function executablePath(command: string): string {
   const candidates = command.includes('/') ? [command] : (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, command));
+  let why = 'ENOENT';
   for (const path of candidates) {
     try {
       accessSync(path, fsConstants.X_OK);
       return path;
-    } catch {
-      // not here
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') why = (e as NodeJS.ErrnoException).code ?? why;
     }
   }
-  throw new NestedUnavailableError(`cannot run ${command}: not found or not executable (ENOENT) (Debian: apt-get install qemu-system-x86; npm run setup does it as root)`);
+  throw new NestedUnavailableError(`cannot run ${command}: ${why === 'ENOENT' ? 'not found' : 'not executable'} (${why}) (Debian: apt-get install qemu-system-x86; npm run setup does it as root)`);
 }
 
 export interface NestedVmOptions {
