@@ -149,21 +149,9 @@ export class XenAccelerator {
     // vCPU's records say so before its guest runs again.
     if (this.clock.recheck()) rewriteVcpuTime({ config: this.config, state: this.state, memory: this.memory, clock: this.clock }, this.vcpu);
     const abi: Abi = regs.long64() ? 'native' : 'compat';
-    const names = ARGUMENT_REGISTERS[abi];
-    const args = abi === 'native' ? names.map((r) => regs.reg(r)) : names.map((r) => BigInt.asUintN(32, regs.reg(r)));
-    const memory = this.memory;
-    let guest: GuestVirtual | undefined;
-    // Most hot hypercalls take no pointer: paging state is read only when an argument is dereferenced.
-    const ctx = {
-      vcpu: this.vcpu,
-      abi,
-      get paging() {
-        return regs.paging();
-      },
-      get guest() {
-        return (guest ??= new GuestVirtual(memory, regs.paging()));
-      },
-    };
+    const args: bigint[] = [];
+    for (const name of ARGUMENT_REGISTERS[abi]) args.push(abi === 'native' ? regs.reg(name) : BigInt.asUintN(32, regs.reg(name)));
+    const ctx = new ExitContext(this.vcpu, abi, this.memory, regs);
     regs.setRax(this.dispatcher.dispatch(ctx, regs.cpl(), Number(regs.reg('rax') & 0xffffffffn), args));
   }
 
@@ -194,4 +182,28 @@ const SLEEP_SLICE_MS = 10;
 
 interface LocalContext extends HypercallContext {
   readonly paging: PagingState;
+}
+
+/**
+ * A hypercall served on the vCPU thread. Most hot hypercalls take no pointer: the paging state is read,
+ * and the guest-virtual view made, only when an argument is dereferenced. A class rather than an object
+ * literal with getters, which V8 builds slowly and anew on every call.
+ */
+class ExitContext implements LocalContext {
+  private view: GuestVirtual | undefined;
+
+  constructor(
+    readonly vcpu: number,
+    readonly abi: Abi,
+    private readonly memory: GuestMemory,
+    private readonly regs: ExitRegisters,
+  ) {}
+
+  get paging(): PagingState {
+    return this.regs.paging();
+  }
+
+  get guest(): GuestVirtual {
+    return (this.view ??= new GuestVirtual(this.memory, this.regs.paging()));
+  }
 }
