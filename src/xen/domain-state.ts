@@ -172,6 +172,8 @@ export class DomainState {
   }
   /** The vCPU's thread takes a pending start context, once. */
   takeStartContext(vcpu: number): { abi: Abi; context: Uint8Array } | undefined {
+    // Asked on every exit: a plain load first, the exchange (a locked instruction) only when a start is pending.
+    if (Atomics.load(this.power, vcpu * POWER_WORDS + 2) !== 1) return undefined;
     if (Atomics.exchange(this.power, vcpu * POWER_WORDS + 2, 0) !== 1) return undefined;
     const abi = Atomics.load(this.power, vcpu * POWER_WORDS + 3) === 1 ? 'compat' : 'native';
     return { abi, context: this.contexts.slice(vcpu * CONTEXT_BYTES, (vcpu + 1) * CONTEXT_BYTES) };
