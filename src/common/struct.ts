@@ -65,6 +65,8 @@ export class StructDef<F extends Record<string, FieldType>> {
   readonly size: number;
   readonly align: number;
   readonly offsets: { readonly [K in keyof F]: number };
+  /** The fields in order, so reads do not list the definition again each time (offsets may be replaced: compat layouts). */
+  private readonly fieldList: readonly { key: string; type: FieldType }[];
 
   constructor(
     readonly name: string,
@@ -89,11 +91,12 @@ export class StructDef<F extends Record<string, FieldType>> {
     }
     this.size = options.size ?? natural;
     this.offsets = offsets as { [K in keyof F]: number };
+    this.fieldList = Object.entries(fields).map(([key, type]) => ({ key, type }));
   }
 
   read(view: DataView, base = 0): StructValue<F> {
     const out: Record<string, unknown> = {};
-    for (const [key, type] of Object.entries(this.fields)) {
+    for (const { key, type } of this.fieldList) {
       const off = base + this.offsets[key];
       if (typeof type === 'string') out[key] = readScalar(view, off, type);
       else if ('bytes' in type) out[key] = new Uint8Array(view.buffer.slice(view.byteOffset + off, view.byteOffset + off + type.bytes));

@@ -11,6 +11,10 @@ export interface MsrFilterRange {
 }
 
 export class Vm {
+  /** KVM_SIGNAL_MSI's argument, kept: events are signalled from a vCPU thread's hot path. */
+  private readonly msi = new Uint8Array(kvmMsi.size);
+  private readonly msiView = new DataView(this.msi.buffer);
+
   constructor(readonly fd: number) {}
 
   private ioctl(name: keyof typeof ioctls, arg: Uint8Array | null): number {
@@ -51,11 +55,12 @@ export class Vm {
     return check('ioctl(KVM_CREATE_VCPU)', libc().ioctlInt(this.fd, ioctls.KVM_CREATE_VCPU, id));
   }
 
-  signalMsi(address: bigint, data: number): number {
-    return this.ioctl(
-      'KVM_SIGNAL_MSI',
-      kvmMsi.encode({ address_lo: Number(address & 0xffffffffn), address_hi: Number(address >> 32n), data }),
-    );
+  /** An MSI at `address` (below 2^53, as every x86 MSI address is) with `data`; KVM's count of CPUs that took it. */
+  signalMsi(address: number, data: number): number {
+    this.msiView.setUint32(kvmMsi.offsets.address_lo, address % 2 ** 32, true);
+    this.msiView.setUint32(kvmMsi.offsets.address_hi, Math.floor(address / 2 ** 32), true);
+    this.msiView.setUint32(kvmMsi.offsets.data, data, true);
+    return this.ioctl('KVM_SIGNAL_MSI', this.msi);
   }
 
   irqLine(irq: number, level: boolean): void {

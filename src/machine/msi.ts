@@ -7,7 +7,7 @@ import { LAPIC_ADDRESS } from './layout.js';
 export function signalFixedMsi(vm: Vm, apicId: number, vector: number): boolean {
   if (!Number.isInteger(vector) || vector < 16 || vector > 255) throw new RangeError(`MSI vector ${vector} is not 16–255`);
   if (!Number.isInteger(apicId) || apicId < 0 || apicId > 255) throw new RangeError(`APIC id ${apicId} is not 0–255`);
-  return vm.signalMsi(BigInt(LAPIC_ADDRESS) | BigInt(apicId << 12), vector) > 0;
+  return vm.signalMsi(LAPIC_ADDRESS + apicId * 4096, vector) > 0;
 }
 
 /** Event upcalls from any thread: MSIs and IOAPIC lines through the VM, kicks and wake-ups through each vCPU's control block. */

@@ -32,13 +32,27 @@ export class GuestVirtual {
   }
 
   read(gva: bigint, length: number): Uint8Array {
+    const pieces = this.pieces(gva, length, false);
+    // Within one page (most arguments): guest memory's own copy is the result.
+    if (pieces.length === 1) return this.memory.read(pieces[0].gpa, length);
     const out = new Uint8Array(length);
     let off = 0;
-    for (const p of this.pieces(gva, length, false)) {
+    for (const p of pieces) {
       out.set(this.memory.read(p.gpa, p.length), off);
       off += p.length;
     }
     return out;
+  }
+
+  /** A little-endian 32-bit value; an aligned word (a port, say) is read in place, without copying it out. */
+  readU32(gva: bigint): number {
+    const pieces = this.pieces(gva, 4, false);
+    if (pieces.length === 1 && pieces[0].gpa % 4 === 0) {
+      const word = this.memory.walkerView.readU32(pieces[0].gpa);
+      if (word !== undefined) return word;
+    }
+    const bytes = this.read(gva, 4);
+    return new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true);
   }
 
   write(gva: bigint, bytes: Uint8Array): void {

@@ -220,13 +220,17 @@ function readEntry(mem: PhysicalMemory, addr: number): Va | undefined {
   return hi === undefined ? undefined : { lo: lo!, hi };
 }
 
+/** The frame an entry points to: bits 12 up to MAXPHYADDR − 1 (`addrHi`: those of the high half), less `pageMask`. */
+function frame(e: Va, addrHi: number, pageMask: number): number {
+  return (e.hi & addrHi) * TWO32 + (((e.lo & 0xffff_f000) & ~pageMask) >>> 0);
+}
+
 /** PAE, 4-level and 5-level paging (64-bit entries). */
 function walk64(mem: PhysicalMemory, r: Regs, mode: PagingMode, va: Va, steps: Step[]): WalkOutcome {
   // An entry's frame: bits 12 up to MAXPHYADDR − 1, i.e. bits 12–31 of the low half and 0..m−33 of the high.
   const addrHi = bits32(0, r.m - 33);
   // PAE reserves bits 62:M; long-mode paging leaves 62:52 to software.
   const rsvdHi = (mode === 'pae' ? bits32(r.m - 32, 30) : bits32(r.m - 32, 19)) | (r.efer & EFER_NXE ? 0 : PTE_NX_HI);
-  const frame = (e: Va, pageMask: number) => (e.hi & addrHi) * TWO32 + (((e.lo & 0xffff_f000) & ~pageMask) >>> 0);
 
   let table: number;
   if (mode === 'pae') {
@@ -237,7 +241,7 @@ function walk64(mem: PhysicalMemory, r: Regs, mode: PagingMode, va: Va, steps: S
     steps.push({ addr, lo: e.lo, hi: e.hi, wide: true, hasA: false });
     if (!(e.lo & PTE_P)) return { ok: false, kind: 'not-present' };
     if (e.lo & (r.amd ? PDPTE_RSVD_LO_AMD : PDPTE_RSVD_LO_INTEL) || e.hi & bits32(r.m - 32, 31)) return { ok: false, kind: 'rsvd' };
-    table = frame(e, 0);
+    table = frame(e, addrHi, 0);
   } else {
     table = (Math.floor(r.cr3 / TWO32) & addrHi) * TWO32 + (((r.cr3 % TWO32) & 0xffff_f000) >>> 0);
   }
@@ -263,9 +267,9 @@ function walk64(mem: PhysicalMemory, r: Regs, mode: PagingMode, va: Va, steps: S
     nx ||= (e.hi & PTE_NX_HI) !== 0;
     if (level === 1 || ps) {
       const size = 2 ** shift;
-      return { ok: true, leaf: { base: frame(e, size - 1), pageSize: size, level, rw, us, nx } };
+      return { ok: true, leaf: { base: frame(e, addrHi, size - 1), pageSize: size, level, rw, us, nx } };
     }
-    table = frame(e, 0);
+    table = frame(e, addrHi, 0);
   }
   throw new Error('unreachable: level 1 is always a leaf');
 }
@@ -286,13 +290,18 @@ function setAccessedDirty(mem: PhysicalMemory, steps: Step[], dirty: boolean): v
   if (!mem.writeU32 && !mem.writeU64) return;
   // Like Xen's guest walk but without cmpxchg: a racing guest update to the
   // same entry could be overwritten. Only entries needing a change are written.
-  steps.forEach((s, i) => {
-    if (!s.hasA) return;
+  for (let i = 0; i < steps.length; i++) {
+    const s = steps[i];
+    if (!s.hasA) continue;
     const lo = (s.lo | PTE_A | (dirty && i === steps.length - 1 ? PTE_D : 0)) >>> 0;
-    if (lo === s.lo) return;
+    if (lo === s.lo) continue;
     if (s.wide && mem.writeU64) mem.writeU64(s.addr, (BigInt(s.hi >>> 0) << 32n) | BigInt(lo));
     else mem.writeU32?.(s.addr, lo); // A/D live in the low dword
-  });
+  }
+}
+
+function pageFault(errorCode: number, gva: bigint): PageFault {
+  return { ok: false, fault: 'page-fault', errorCode, gva };
 }
 
 function translateNormalised(mem: PhysicalMemory, r: Regs, mode: PagingMode, gva: bigint, access: Access): Translation {
@@ -304,18 +313,16 @@ function translateNormalised(mem: PhysicalMemory, r: Regs, mode: PagingMode, gva
 
   const nxe = mode !== '32bit' && !!(r.efer & EFER_NXE);
   const code = (access.write ? PFEC_WRITE : 0) | (access.user ? PFEC_USER : 0) | (access.fetch && nxe ? PFEC_INSN : 0);
-  const pf = (extra: number): PageFault => ({ ok: false, fault: 'page-fault', errorCode: code | extra, gva });
-
   const steps: Step[] = [];
   const w = mode === '32bit' ? walk32(mem, r, va, steps) : walk64(mem, r, mode, va, steps);
   if (!w.ok) {
     if ('fault' in w) return w;
-    return pf(w.kind === 'rsvd' ? PFEC_PRESENT | PFEC_RSVD : 0);
+    return pageFault(code | (w.kind === 'rsvd' ? PFEC_PRESENT | PFEC_RSVD : 0), gva);
   }
   const { leaf } = w;
-  if (access.user && !leaf.us) return pf(PFEC_PRESENT);
-  if (access.write && !leaf.rw && (access.user || r.cr0 & CR0_WP)) return pf(PFEC_PRESENT);
-  if (access.fetch && nxe && leaf.nx) return pf(PFEC_PRESENT);
+  if (access.user && !leaf.us) return pageFault(code | PFEC_PRESENT, gva);
+  if (access.write && !leaf.rw && (access.user || r.cr0 & CR0_WP)) return pageFault(code | PFEC_PRESENT, gva);
+  if (access.fetch && nxe && leaf.nx) return pageFault(code | PFEC_PRESENT, gva);
 
   setAccessedDirty(mem, steps, !!access.write);
   // Pages are at most 1 GiB: the offset lies in the low half of the address.
@@ -356,11 +363,11 @@ export function translateRange(
   while (left > 0) {
     const t = translateNormalised(mem, r, mode, va, access);
     if (!t.ok) return t;
-    const inPage = t.pageSize - Number(va & BigInt(t.pageSize - 1));
-    const n = Math.min(left, inPage);
+    // The page's base is aligned to its size, so the offset in the page is the gpa's.
+    const n = Math.min(left, t.pageSize - (t.gpa % t.pageSize));
     pieces.push({ gpa: t.gpa, length: n });
     left -= n;
-    va = (va + BigInt(n)) & wrap;
+    if (left > 0) va = (va + BigInt(n)) & wrap;
   }
   return { ok: true, pieces };
 }

@@ -24,6 +24,11 @@ export class FakeGuest {
     return this.bytes.slice(o, o + length);
   }
 
+  readU32(gva: bigint): number {
+    const o = this.at(gva, 4);
+    return new DataView(this.bytes.buffer, this.bytes.byteOffset + o, 4).getUint32(0, true);
+  }
+
   write(gva: bigint, data: Uint8Array): void {
     this.bytes.set(data, this.at(gva, data.length));
   }

@@ -24,6 +24,11 @@ export function readArg<D extends { size: number; decode(bytes: Uint8Array): unk
   return def.decode(ctx.guest.read(arg, def.size)) as ReturnType<D['decode']>;
 }
 
+/** Reads a 32-bit field (a port) from the caller's memory, without decoding a struct around it. */
+export function readArgU32(ctx: HypercallContext, gva: bigint): number {
+  return ctx.guest.readU32(gva);
+}
+
 /** Writes an output field of 32 bits (a port, a count) into the caller's memory. */
 export function writeArgU32(ctx: HypercallContext, gva: bigint, value: number): void {
   const bytes = new Uint8Array(4);

@@ -13,7 +13,7 @@ import { HYPERCALL } from '../abi/hypercalls.js';
 import { DOMID } from '../abi/xen.js';
 import type { DomainState } from '../domain-state.js';
 import { XenError } from '../errors.js';
-import { readArg, writeArgU32, type HypercallContext, type HypercallDispatcher } from '../hypercall.js';
+import { readArg, readArgU32, writeArgU32, type HypercallContext, type HypercallDispatcher } from '../hypercall.js';
 import { BACKEND_DOMID, backendNotifier, type BackendPorts } from './backend.js';
 import type { EventDelivery } from './delivery.js';
 import { PortFlag, PortState, type PortTable } from './ports.js';
@@ -242,12 +242,12 @@ function send(d: EvtchnDomain, port: number): number {
 export function evtchnFastOp(ctx: HypercallContext, d: EvtchnDomain, op: number, arg: bigint): number | undefined {
   switch (op) {
     case EVTCHNOP.send: {
-      const port = d.ports.check(readArg(ctx, evtchnSend[ctx.abi], arg).port, portLimit(d.ports, d.state));
+      const port = d.ports.check(readArgU32(ctx, arg + BigInt(evtchnSend[ctx.abi].offsets.port)), portLimit(d.ports, d.state));
       if (!d.ports.hasFlag(port, PortFlag.FastPath)) return undefined;
       return d.ports.locked(() => (d.ports.hasFlag(port, PortFlag.FastPath) ? send(d, port) : undefined));
     }
     case EVTCHNOP.unmask: {
-      const port = d.ports.check(readArg(ctx, evtchnUnmask[ctx.abi], arg).port, portLimit(d.ports, d.state));
+      const port = d.ports.check(readArgU32(ctx, arg + BigInt(evtchnUnmask[ctx.abi].offsets.port)), portLimit(d.ports, d.state));
       d.events.unmask(port, d.ports.vcpu(port));
       return 0;
     }
