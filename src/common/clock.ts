@@ -4,12 +4,12 @@
 import koffi from 'koffi';
 
 const CLOCK_MONOTONIC_RAW = 4;
-const timespec = koffi.struct('xenkvm_timespec', { tv_sec: 'int64_t', tv_nsec: 'int64_t' });
-let clockGettime: ((clock: number, ts: unknown) => number) | undefined;
+let clockGettime: ((clock: number, ts: BigInt64Array) => number) | undefined;
+/** struct timespec (tv_sec, tv_nsec), written in place by the call: no result object to convert. */
+const timespec = new BigInt64Array(2);
 
 export function monotonicRawNs(): bigint {
-  clockGettime ??= koffi.load('libc.so.6').func('int clock_gettime(int clock, _Out_ xenkvm_timespec *ts)');
-  const ts = { tv_sec: 0n, tv_nsec: 0n } as { tv_sec: bigint | number; tv_nsec: bigint | number };
-  clockGettime(CLOCK_MONOTONIC_RAW, ts);
-  return BigInt(ts.tv_sec) * 1_000_000_000n + BigInt(ts.tv_nsec);
+  clockGettime ??= koffi.load('libc.so.6').func('clock_gettime', 'int', ['int', 'void *']);
+  clockGettime(CLOCK_MONOTONIC_RAW, timespec);
+  return timespec[0] * 1_000_000_000n + timespec[1];
 }
