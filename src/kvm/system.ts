@@ -1,6 +1,6 @@
 // The /dev/kvm system file descriptor.
 import { caps, ioctls, KVM_API_VERSION, kvmCpuid2Header, kvmCpuidEntry2, KVM_CPUID_FLAG_SIGNIFCANT_INDEX } from './abi.js';
-import { check, EACCES, ENOENT, EPERM, errno, libc, O_CLOEXEC, O_RDWR, SystemCallError } from './libc.js';
+import { check, EACCES, EINTR, ENOENT, EPERM, errno, libc, O_CLOEXEC, O_RDWR, SystemCallError } from './libc.js';
 import { Vm } from './vm.js';
 
 export interface CpuidEntry {
@@ -95,8 +95,13 @@ export class Kvm {
   }
 
   createVm(): Vm {
-    const fd = check('ioctl(KVM_CREATE_VM)', libc().ioctlInt(this.fd, ioctls.KVM_CREATE_VM, 0));
-    return new Vm(fd);
+    // KVM takes every lock of the process's address space here and gives up with EINTR when a signal
+    // arrives meanwhile (a profiler's SIGPROF, say): the request is simply made again.
+    for (;;) {
+      const fd = libc().ioctlInt(this.fd, ioctls.KVM_CREATE_VM, 0);
+      if (fd === -1 && errno() === EINTR) continue;
+      return new Vm(check('ioctl(KVM_CREATE_VM)', fd));
+    }
   }
 
   close(): void {
