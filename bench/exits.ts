@@ -5,9 +5,8 @@
 //   io         an `outb` to port 0x80 per iteration, xenkvm vs the C floor.      Target ≤ 1.3.
 //   hypercall  a null hypercall (xen_version) per iteration through the hypercall
 //              page, xenkvm vs the bare I/O floor (target ≤ 1.3) and vs the C floor
-//              serving the same hypercall loop (which isolates the VMM's share:
-//              this host emulates guest kernel code, so the hypercall loop's extra
-//              guest instructions cost microseconds here that hardware makes free).
+//              serving the same hypercall loop (which isolates the VMM's share
+//              from the hypercall loop's few extra guest instructions).
 import { medians, micros, root, ROUNDS, runFloor, runXenkvm } from './common.js';
 
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 20000);

@@ -13,9 +13,8 @@
 // Also reported, as bench/exits.ts does for the null hypercall: the C floor
 // serving the guest's very send path (EVTCHNOP_send through a hypercall page
 // with xenkvm's stubs, answered with the same bare MSI; floor -m
-// ipi-hypercall). This host emulates guest kernel code at about a
-// microsecond per instruction, so the stub's extra instructions alone cost
-// microseconds here; xenkvm against that floor is the VMM's own share.
+// ipi-hypercall): xenkvm against that floor is the VMM's own share, the
+// stub's few extra guest instructions being in both.
 import { medians, micros, root, ROUNDS, runFloor, runXenkvm } from './common.js';
 
 const EVENTS = Number(process.env.BENCH_IPI_EVENTS ?? 300);

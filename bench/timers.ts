@@ -4,7 +4,7 @@
 //           VIRQ_TIMER being raised. Target: within 0.5 ms.
 //   guest — the same as seen by a guest (guests/tests/xen-timer.c): deadline
 //           to the guest's upcall handler reading its pvclock, which adds
-//           event delivery and, on this host, emulated guest instructions.
+//           event delivery and the guest's own handler.
 import { monotonicRawNs } from '../src/common/clock.js';
 import { TimerState } from '../src/xen/timers.js';
 import { root, runXenkvm } from './common.js';
