@@ -2,7 +2,9 @@
 // machine-readable lines (KIT-CASE, KIT-SUMMARY, KIT-EXCEPTION).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -29,6 +31,37 @@ const RUN_TIMEOUT_MS = 180_000;
 /** A run through test/console-pty.py: its two waits on the terminal end at the command's exit, or after 300 s each. */
 export const PTY_TIMEOUT_MS = 660_000;
 
+/** Where a run that overstays its time writes node's diagnostic report (asked for with REPORT_SIGNAL before it is killed). */
+let reportDir: string | undefined;
+const REPORT_SIGNAL = 'SIGUSR2';
+/** How long a stuck run gets to write its report. */
+const REPORT_WAIT_MS = 5_000;
+
+/** Node's options for a run: on REPORT_SIGNAL it writes a report of what it waits for into reportDir. */
+function reportingEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  reportDir ??= mkdtempSync(join(tmpdir(), 'xenkvm-test-reports-'));
+  const options = `--report-on-signal --report-signal=${REPORT_SIGNAL} --report-directory=${reportDir}`;
+  return { ...env, NODE_OPTIONS: [env.NODE_OPTIONS, options].filter(Boolean).join(' ') };
+}
+
+/** What the report process `pid` wrote says it was doing: its JavaScript stack and the event-loop handles that kept it alive. */
+function reportSummary(pid: number | undefined): string {
+  const file = reportDir && readdirSync(reportDir).find((f) => f.includes(`.${pid}.`));
+  if (!file) return 'it wrote no diagnostic report';
+  const report = JSON.parse(readFileSync(join(reportDir!, file), 'utf8')) as {
+    javascriptStack?: { stack?: string[] };
+    libuv?: { type: string; is_active: boolean; is_referenced?: boolean; [detail: string]: unknown }[];
+    workers?: unknown[];
+  };
+  const handles = (report.libuv ?? []).filter((h) => h.is_active && h.is_referenced !== false).map(({ type, is_active, is_referenced, address, ...detail }) => `${type} ${JSON.stringify(detail)}`);
+  return [
+    `its report (${join(reportDir!, file)}):`,
+    `  JavaScript stack: ${(report.javascriptStack?.stack ?? []).slice(0, 8).join(' | ') || 'none'}`,
+    `  handles keeping it alive: ${handles.join('; ') || 'none'}`,
+    `  worker threads: ${report.workers?.length ?? 0}`,
+  ].join('\n');
+}
+
 export interface RunResult {
   status: number | null;
   stdout: string;
@@ -40,21 +73,27 @@ export function xenkvm(
   options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; signalAfter?: { text: string; signal: NodeJS.Signals }; input?: Uint8Array; onStdout?: (stdout: string) => void } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(launcher, args, { env: options.env ?? process.env, stdio: [options.input ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    const child = spawn(launcher, args, { env: reportingEnv(options.env ?? process.env), stdio: [options.input ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     // Written and left open: the guest's console input, as a terminal would type it.
     if (options.input) child.stdin!.write(options.input);
     let stdout = '';
     let stderr = '';
     let signalled = false;
+    const timeoutMs = options.timeoutMs ?? RUN_TIMEOUT_MS;
+    // Past its time the run is asked what it waits for, then killed.
     const timer = setTimeout(() => {
+      child.kill(REPORT_SIGNAL);
+      setTimeout(giveUp, REPORT_WAIT_MS);
+    }, timeoutMs);
+    const giveUp = () => {
       child.kill('SIGKILL');
       // A process stuck in the kernel outlives SIGKILL: let go of it, or this test file's process would wait for it for ever.
       child.stdin?.destroy();
       child.stdout!.destroy();
       child.stderr!.destroy();
       child.unref();
-      reject(new Error(`xenkvm ${args.join(' ')} did not finish in ${options.timeoutMs ?? RUN_TIMEOUT_MS} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
-    }, options.timeoutMs ?? RUN_TIMEOUT_MS);
+      reject(new Error(`xenkvm ${args.join(' ')} did not finish in ${timeoutMs} ms; ${reportSummary(child.pid)}\nstdout:\n${stdout}\nstderr:\n${stderr}`));
+    };
     child.stdout!.on('data', (d) => {
       stdout += d;
       options.onStdout?.(stdout);
