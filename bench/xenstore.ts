@@ -2,7 +2,9 @@
 // drive, C) runs a mix of transactions, reads, writes and directory listings
 // against xenkvm's store, and in the same run against the transport floor, a
 // C server (xs-bench serve) that answers every request at once with a fixed
-// reply over the same socket and wire format. Rounds alternate; medians.
+// reply over the same socket and wire format. Rounds alternate; medians. Each
+// server is driven once unmeasured first: what is compared is the steady state,
+// not node's JIT warming up (which takes thousands of requests in the nested VM).
 //
 //   ops/s   xenkvm / floor, target ≥ 0.5.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
@@ -37,6 +39,7 @@ async function against(what: string, command: string, args: string[], path: stri
   child.stderr!.on('data', (d) => (stderr += d));
   try {
     await waitFor(what, () => existsSync(path), child);
+    drive(path);
     return drive(path);
   } catch (e) {
     process.stderr.write(stderr);
