@@ -26,11 +26,11 @@ lateness.sort((a, b) => a - b);
 const pct = (p: number) => lateness[Math.min(lateness.length - 1, Math.floor((p / 100) * lateness.length))];
 
 const out = runXenkvm(['--kernel', `${root}guests/build/xen-timer.elf`, '--vcpus', '2']);
-const guest = /KIT-TIMER samples=(\d+) max-late-ns=(\d+) mean-late-ns=(\d+)/.exec(out);
+const guest = /KIT-TIMER samples=(\d+) max-late-ns=(\d+) mean-late-ns=(\d+) early=(\d+)/.exec(out);
 if (!guest) throw new Error(`xen-timer printed no KIT-TIMER line:\n${out}`);
 
 const ok = pct(99) <= TARGET_MS;
 console.log(`timer lateness after the deadline, ${SAMPLES} singleshot timers of 1 ms`);
 console.log(`  host (VIRQ_TIMER raised): median ${pct(50).toFixed(3)} ms, p99 ${pct(99).toFixed(3)} ms, max ${lateness[lateness.length - 1].toFixed(3)} ms (target p99 ≤ ${TARGET_MS} ms) ${ok ? 'PASS' : 'FAIL'}`);
-console.log(`  guest (upcall handler, ${guest[1]} timers): mean ${(Number(guest[3]) / 1e6).toFixed(3)} ms, max ${(Number(guest[2]) / 1e6).toFixed(3)} ms`);
+console.log(`  guest (upcall handler, ${guest[1]} timers): mean ${(Number(guest[3]) / 1e6).toFixed(3)} ms, max ${(Number(guest[2]) / 1e6).toFixed(3)} ms; ${guest[4]} more read a time before their deadline`);
 process.exitCode = ok ? 0 : 1;
