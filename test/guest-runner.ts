@@ -48,11 +48,16 @@ function reportingEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 function reportSummary(pid: number | undefined): string {
   const file = reportDir && readdirSync(reportDir).find((f) => f.includes(`.${pid}.`));
   if (!file) return 'it wrote no diagnostic report';
-  const report = JSON.parse(readFileSync(join(reportDir!, file), 'utf8')) as {
+  let report: {
     javascriptStack?: { stack?: string[] };
     libuv?: { type: string; is_active: boolean; is_referenced?: boolean; [detail: string]: unknown }[];
     workers?: unknown[];
   };
+  try {
+    report = JSON.parse(readFileSync(join(reportDir!, file), 'utf8'));
+  } catch (e) {
+    return `its diagnostic report ${join(reportDir!, file)} is unreadable (${(e as Error).message})`;
+  }
   const handles = (report.libuv ?? []).filter((h) => h.is_active && h.is_referenced !== false).map(({ type, is_active, is_referenced, address, ...detail }) => `${type} ${JSON.stringify(detail)}`);
   return [
     `its report (${join(reportDir!, file)}):`,
