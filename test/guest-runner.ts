@@ -46,7 +46,8 @@ function reportingEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 
 /** What the report process `pid` wrote says it was doing: its JavaScript stack and the event-loop handles that kept it alive. */
 function reportSummary(pid: number | undefined): string {
-  const file = reportDir && readdirSync(reportDir).find((f) => f.includes(`.${pid}.`));
+  // Node names it report.<date>.<time>.<pid>.<thread>.<sequence>.json.
+  const file = reportDir && readdirSync(reportDir).find((f) => f.split('.')[3] === String(pid));
   if (!file) return 'it wrote no diagnostic report';
   let report: {
     javascriptStack?: { stack?: string[] };
@@ -86,9 +87,10 @@ export function xenkvm(
     let signalled = false;
     const timeoutMs = options.timeoutMs ?? RUN_TIMEOUT_MS;
     // Past its time the run is asked what it waits for, then killed.
+    let reportWait: NodeJS.Timeout | undefined;
     const timer = setTimeout(() => {
       child.kill(REPORT_SIGNAL);
-      setTimeout(giveUp, REPORT_WAIT_MS);
+      reportWait = setTimeout(giveUp, REPORT_WAIT_MS);
     }, timeoutMs);
     const giveUp = () => {
       child.kill('SIGKILL');
@@ -111,6 +113,7 @@ export function xenkvm(
     child.on('error', reject);
     child.on('close', (status) => {
       clearTimeout(timer);
+      clearTimeout(reportWait);
       resolve({ status, stdout, stderr });
     });
   });
