@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
+import { PassThrough, type Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { NestedVm, shellStatus } from '../src/nested/vm.js';
 import type { TestCounts } from './count-reporter.js';
@@ -19,6 +20,11 @@ const reporter = join(dist, 'test', 'count-reporter.js');
 const TEST_TIMEOUT_MS = 15 * 60_000;
 /** The whole KVM part in the nested VM (about 25 minutes on the development machine). */
 const NESTED_TIMEOUT_MS = 75 * 60_000;
+/**
+ * No test in the VM goes this long without a line of output (each guest run there has a 180 s limit):
+ * a silence this long means the VM stopped making progress, and what it is doing is reported.
+ */
+const NESTED_SILENCE_MS = 8 * 60_000;
 
 function testFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
@@ -66,13 +72,35 @@ function runHere(files: string[], countsFile: string): Promise<number> {
   });
 }
 
+/** Reports what the VM is doing to stderr. */
+async function reportVmState(vm: NestedVm, why: string): Promise<void> {
+  process.stderr.write(`test: ${why}; what the nested VM is doing:\n${await vm.diagnose()}\n`);
+}
+
 async function runNested(vmStart: Promise<NestedVm>, files: string[], countsFile: string): Promise<void> {
   const vm = await vmStart;
-  const timer = setTimeout(() => vm.kill(), NESTED_TIMEOUT_MS);
+  let lastOutput = Date.now();
+  let silenceReported = false;
+  const relay = (into: Writable) => {
+    const through = new PassThrough();
+    through.on('data', () => {
+      lastOutput = Date.now();
+      silenceReported = false;
+    });
+    through.pipe(into, { end: false });
+    return through;
+  };
+  const silenceCheck = setInterval(() => {
+    if (silenceReported || Date.now() - lastOutput < NESTED_SILENCE_MS) return;
+    silenceReported = true;
+    void reportVmState(vm, `no output from the tests in the nested VM for ${NESTED_SILENCE_MS / 60_000} minutes`);
+  }, 30_000);
+  const timer = setTimeout(() => void reportVmState(vm, `the tests in the nested VM ran past ${NESTED_TIMEOUT_MS / 60_000} minutes`).finally(() => vm.kill()), NESTED_TIMEOUT_MS);
   try {
-    await vm.exec([process.execPath, ...nodeTestArgs(files, countsFile)], { cwd: root, env: process.env, stdout: process.stdout, stderr: process.stderr }).exit;
+    await vm.exec([process.execPath, ...nodeTestArgs(files, countsFile)], { cwd: root, env: process.env, stdout: relay(process.stdout), stderr: relay(process.stderr) }).exit;
   } finally {
     clearTimeout(timer);
+    clearInterval(silenceCheck);
     await vm.shutdown();
   }
 }

@@ -29,8 +29,9 @@ async function runCommand(command: string[], opts: { timeout?: number; memory?: 
     return STATUS_UNAVAILABLE;
   }
   let timedOut = false;
-  const timer = opts.timeout === undefined ? undefined : setTimeout(() => {
+  const timer = opts.timeout === undefined ? undefined : setTimeout(async () => {
     timedOut = true;
+    process.stderr.write(`kvm-vm: what the nested VM was doing at the time limit:\n${await vm.diagnose()}\n`);
     vm.kill();
   }, opts.timeout * 1000);
   const cmd = vm.exec(command, { cwd: process.cwd(), env: process.env, stdout: process.stdout, stderr: process.stderr, stdin: true });

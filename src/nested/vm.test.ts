@@ -40,6 +40,12 @@ test('scripts/kvm-vm says in one line, with status 125, when QEMU cannot be had'
   assert.match(r.stderr, /^kvm-vm: cannot start the nested VM: cannot run \/nonexistent\/qemu-system-x86_64: .*ENOENT.*apt-get install qemu-system-x86.*\n$/);
 });
 
+test('scripts/kvm-vm stops a command at its time limit with status 124, saying what the VM was doing', async () => {
+  const r = await runKvmVm(['--timeout', '5', '--', 'sleep', '600']);
+  assert.equal(r.status, 124, r.stderr);
+  assert.match(r.stderr, /^kvm-vm: what the nested VM was doing at the time limit:\nQEMU's vCPUs:\n[^]*NMI backtrace[^]*\nkvm-vm: sleep 600 did not finish in 5 s; the nested VM was stopped\n$/);
+});
+
 test('scripts/kvm-vm refuses bad options in one line without booting', async () => {
   const r = await runKvmVm(['--timeout', 'soon', 'true']);
   assert.equal(r.status, 125);
@@ -131,4 +137,15 @@ test('a host socket is forwarded to a Unix socket in the VM, waiting for its ser
   assert.ok(!existsSync(hostPath));
   server.signal('SIGKILL');
   await server.exit;
+});
+
+test("a VM that stops making progress can be asked what it is doing: QEMU's vCPU registers and the kernel's backtraces", async () => {
+  const busy = vm.exec(['sh', '-c', 'while :; do :; done'], { cwd: root, env: process.env, stdout: collect().stream, stderr: collect().stream });
+  const report = await vm.diagnose();
+  busy.signal('SIGKILL');
+  await busy.exit;
+  assert.match(report, /^QEMU's vCPUs:\n/);
+  for (const cpu of [0, 1]) assert.match(report, new RegExp(`CPU#${cpu}\\nRAX=[0-9a-f]{16}[^]*?RIP=[0-9a-f]{16}`));
+  assert.doesNotMatch(report, /^YMM/m);
+  assert.match(report, /The kernel's console after SysRq l and w:\n[^]*NMI backtrace for cpu \d[^]*Show Blocked State/);
 });

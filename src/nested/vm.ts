@@ -13,6 +13,7 @@ import { availableParallelism, constants, tmpdir, totalmem } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { bootImage, NestedUnavailableError } from './image.js';
+import { humanMonitor } from './qmp.js';
 import { CONTROL_PORT_NAME, Frame, FrameReader, dataFrames, encodeFrame, jsonFrame, parseJson, type DecodedFrame, type ExitReport } from './protocol.js';
 
 export { NestedUnavailableError };
@@ -60,6 +61,8 @@ export function defaultVcpus(): number {
 
 /** The VM's last console lines: what a person needs when it does not come up. */
 const CONSOLE_KEPT = 64 * 1024;
+/** How long diagnose() gives the kernel to print what SysRq asked of it (TCG is slow). */
+const KERNEL_REPORT_WAIT_MS = 10_000;
 
 export class NestedVm {
   private readonly streams = new Map<number, StreamHandler>();
@@ -72,6 +75,7 @@ export class NestedVm {
     private readonly control: Socket,
     private readonly dir: string,
     private readonly consoleTail: ConsoleTail,
+    private readonly monitorPath: string,
   ) {
     this.stopped = new Promise((resolve) => qemu.once('exit', () => resolve()));
     control.on('error', () => {});
@@ -94,14 +98,16 @@ export class NestedVm {
     }
     const dir = mkdtempSync(join(tmpdir(), 'xenkvm-nested-'));
     const controlPath = join(dir, 'control.sock');
+    const monitorPath = join(dir, 'qmp.sock');
     const server = createServer();
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen(controlPath, resolve));
-    const append = ['console=ttyS0', 'quiet', 'panic=-1', `xenkvm.node=${process.execPath}`, `xenkvm.agent=${join(opts.root, 'dist', 'src', 'nested', 'agent.js')}`, `xenkvm.shares=${shares.join(':')}`];
+    // sysrq_always_enabled: diagnose() asks the kernel for backtraces through the keyboard.
+    const append = ['console=ttyS0', 'quiet', 'panic=-1', 'sysrq_always_enabled', `xenkvm.node=${process.execPath}`, `xenkvm.agent=${join(opts.root, 'dist', 'src', 'nested', 'agent.js')}`, `xenkvm.shares=${shares.join(':')}`];
     const args = [
       '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', String(opts.vcpus ?? defaultVcpus()), '-m', String(opts.memoryMiB ?? defaultMemoryMiB()),
       '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-nic', 'none',
       '-kernel', image.kernel, '-initrd', image.initrd, '-append', append.join(' '),
-      '-serial', 'stdio',
+      '-serial', 'stdio', '-qmp', `unix:${monitorPath},server=on,wait=off`,
       '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
       ...shares.flatMap((p, i) => ['-virtfs', `local,path=${p},mount_tag=share${i},security_model=none,multidevs=remap`]),
       '-device', 'virtio-serial-pci', '-chardev', `socket,id=control,path=${controlPath}`, '-device', `virtserialport,chardev=control,name=${CONTROL_PORT_NAME}`,
@@ -113,7 +119,7 @@ export class NestedVm {
       const { control, reader, early, ready } = await waitForAgent(server, qemu, opts.bootTimeoutMs ?? 180_000, console);
       // The VM is there for its KVM: without it nothing it could run would mean anything.
       if (ready.kvm !== null) throw new NestedUnavailableError(`the nested VM has no usable /dev/kvm (${ready.kvm}): QEMU must emulate SVM (-cpu max)`);
-      const vm = new NestedVm(qemu, control, dir, console);
+      const vm = new NestedVm(qemu, control, dir, console, monitorPath);
       reader.onFrame = (f) => vm.dispatch(f);
       for (const f of early) vm.dispatch(f);
       return vm;
@@ -225,6 +231,29 @@ export class NestedVm {
     this.qemu.kill('SIGKILL');
   }
 
+  /**
+   * What the VM is doing, for a report when it stops making progress: QEMU's view of each vCPU,
+   * then the kernel's (SysRq backtraces of every CPU and of blocked tasks, asked through the
+   * emulated keyboard, which the kernel serves even when no process gets to run).
+   */
+  async diagnose(): Promise<string> {
+    if (this.exited) return 'the nested VM has stopped';
+    const consoleMark = this.consoleTail.received;
+    const sysrq = ['9', 'l', 'w'].map((key) => `sendkey alt-sysrq-${key}`);
+    let qemuView: string;
+    try {
+      const [cpus, registers] = await humanMonitor(this.monitorPath, ['info cpus', 'info registers -a', ...sysrq], 10_000);
+      // The FPU and vector registers say nothing about where a vCPU is stuck.
+      const registersShown = registers.split(/\r?\n/).filter((l) => !/^(FCW|FPR|XMM|YMM|ZMM)/.test(l)).join('\n');
+      qemuView = `QEMU's vCPUs:\n${cpus.replace(/\r\n/g, '\n')}\n${registersShown}`;
+    } catch (e) {
+      qemuView = (e as Error).message;
+    }
+    await new Promise((resolve) => setTimeout(resolve, KERNEL_REPORT_WAIT_MS));
+    const kernelView = this.consoleTail.since(consoleMark);
+    return `${qemuView.trimEnd()}\nThe kernel's console after SysRq l and w:\n${kernelView.trimEnd() || '(nothing)'}`;
+  }
+
   /** The VM's console so far (its last CONSOLE_KEPT bytes), for a failure report. */
   console(): string {
     return this.consoleTail.text;
@@ -276,11 +305,23 @@ export function attachCommand(cmd: RemoteCommand, input: Readable | undefined, s
 /** The VM's console (QEMU's stdout and stderr), its last CONSOLE_KEPT bytes. */
 class ConsoleTail {
   text = '';
+  /** Characters seen so far, kept or not. */
+  received = 0;
 
   constructor(qemu: ChildProcess) {
-    const keep = (d: Buffer) => (this.text = (this.text + d.toString('utf8')).slice(-CONSOLE_KEPT));
+    const keep = (d: Buffer) => {
+      const s = d.toString('utf8');
+      this.received += s.length;
+      this.text = (this.text + s).slice(-CONSOLE_KEPT);
+    };
     qemu.stdout!.on('data', keep);
     qemu.stderr!.on('data', keep);
+  }
+
+  /** What came after `mark` (a past value of `received`), as far as it is still kept. */
+  since(mark: number): string {
+    const n = Math.min(this.received - mark, this.text.length);
+    return n > 0 ? this.text.slice(-n) : '';
   }
 
   /** "; its console last said: …", or nothing when it said nothing. */
