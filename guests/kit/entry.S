@@ -202,7 +202,7 @@ kit_gdt:
 	.quad 0x00cf93000000ffff	/* 0x20 data */
 	.quad 0x00cff3000000ffff	/* 0x28 user data (DPL 3) */
 	.quad 0x00affb000000ffff	/* 0x30 user code64 (DPL 3) */
-	.quad 0, 0			/* 0x38 64-bit TSS, filled by kit_user_init */
+	.fill 2 * KIT_MAX_CPUS, 8, 0	/* 0x38 + 16 * cpu: that CPU's 64-bit TSS, filled by kit_tss_load */
 kit_gdt_end:
 kit_gdt_desc:
 	.word kit_gdt_end - kit_gdt - 1

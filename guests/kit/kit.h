@@ -27,12 +27,15 @@ void kit_unmap_page(uint64_t va);
 /* ---- ring 3 (user.c), BSP only ----
  * kit_run_user runs fn(arg) at CPL 3 (IF=0, on a kit user stack) and returns
  * its result. The first call makes the identity map user accessible (U bit;
- * no SMEP/SMAP here), loads a TSS (rsp0) and opens the gate of
+ * no SMEP/SMAP here), sets the BSP's TSS rsp0 and opens the gate of
  * KIT_USER_RETURN_VECTOR to CPL 3: fn returns to an `int` through it, which
  * resumes kit_run_user. Code run at CPL 3 must not print (port I/O faults). */
 void kit_user_init(void);
 uint64_t kit_run_user(uint64_t (*fn)(uint64_t), uint64_t arg);
 /* An interrupt gate that CPL 3 may reach with `int n` (cpu.c). */
 void kit_set_user_gate(int vector, void (*stub)(void));
+/* The stack the BSP's TSS gives a ring 3 → ring 0 transition (cpu.c: each
+ * CPU has a TSS, loaded at start-up, whose IST 1 is its double-fault stack). */
+void kit_tss_set_rsp0(uint64_t rsp0);
 
 #endif

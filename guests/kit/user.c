@@ -9,7 +9,6 @@
 #define PT_POOL_PAGES 16
 
 extern uint64_t kit_pml4[512];
-extern uint64_t kit_gdt[];
 extern uint64_t kit_user_call(uint64_t (*fn)(uint64_t), uint64_t arg, void *stack_top);
 extern void kit_user_return(void);
 
@@ -62,17 +61,6 @@ void kit_unmap_page(uint64_t va)
 }
 
 /* ---- ring 3 ---- */
-struct tss64 {
-	uint32_t rsv0;
-	uint64_t rsp[3];
-	uint64_t rsv1;
-	uint64_t ist[7];
-	uint64_t rsv2;
-	uint16_t rsv3, iomap_base;
-} __attribute__((packed));
-_Static_assert(sizeof(struct tss64) == 104, "TSS layout");
-
-static struct tss64 tss __attribute__((aligned(16)));
 static uint8_t user_kstack[8192] __attribute__((aligned(16)));
 static uint8_t user_stack[8192] __attribute__((aligned(16)));
 static bool user_ready;
@@ -92,14 +80,7 @@ void kit_user_init(void)
 	}
 	write_cr3(read_cr3());
 
-	memset(&tss, 0, sizeof tss);
-	tss.rsp[0] = (uint64_t)(uintptr_t)(user_kstack + sizeof user_kstack);
-	tss.iomap_base = sizeof tss; /* no I/O bitmap: all ports fault at CPL 3 */
-	uint64_t base = (uint64_t)(uintptr_t)&tss, limit = sizeof tss - 1;
-	kit_gdt[7] = (limit & 0xffff) | (base & 0xffffff) << 16 | 0x89ull << 40 | ((limit >> 16) & 0xf) << 48 |
-		     ((base >> 24) & 0xff) << 56;
-	kit_gdt[8] = base >> 32;
-	__asm__ volatile("ltr %w0" :: "r"(0x38) : "memory");
+	kit_tss_set_rsp0((uint64_t)(uintptr_t)(user_kstack + sizeof user_kstack));
 	kit_set_user_gate(KIT_USER_RETURN_VECTOR, kit_user_return);
 	user_ready = true;
 }

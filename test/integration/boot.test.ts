@@ -62,6 +62,17 @@ test('an unexpected guest exception is reported as a failure with vector, RIP an
   assert.ok((report.summary?.passed ?? 0) >= 1, describe(r));
 });
 
+test('a fault that cannot be delivered is a double fault the kit reports from its own stack, not a triple fault', async () => {
+  const r = await runGuest('exception', { cmdline: 'double-fault' });
+  const report = kitReport(r.stdout);
+  assert.equal(r.status, 0, describe(r));
+  assert.match(r.stdout, /^KIT-DOUBLE-FAULT apic=0 rip=0x[0-9a-f]+ rsp=0x7f0000000000 rflags=0x[0-9a-f]+ cs=0x18 ss=0x[0-9a-f]+ cr3=0x[0-9a-f]+$/m, describe(r));
+  assert.equal(report.exception?.vector, '8', describe(r));
+  assert.equal(report.exception?.error, '0x0', describe(r));
+  assert.equal(report.summary?.failed, 1, describe(r));
+  assert.equal(report.summary?.passed, 1, describe(r));
+});
+
 test('guest access to unbacked memory reads all-ones, drops writes and leaves the VMM running', async () => {
   const r = await runGuest('unbacked');
   assertKitPassed(r, [], 2);
