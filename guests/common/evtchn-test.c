@@ -294,6 +294,35 @@ void evt_start_case(void)
 	KIT_CHECK(kit_ap_serving(3000), "vCPU 1 did not get ready");
 }
 
+/* vCPU 1, 20 ms after the call: one event to vCPU 0's port. */
+static long send_later(long port)
+{
+	kit_delay_ms(20);
+	return xen_evtchn_send((evtchn_port_t)port);
+}
+
+#define HALT_FALLBACK_MS 500
+/* vCPU 0 halts (sti; hlt) until vCPU 1's event on p0 arrives, with its LAPIC
+ * timer armed to end the wait: true when the event woke it, not the timer. A
+ * halted CPU takes the callback vector as any interrupt (Linux idles so). */
+static bool halted_wakes(evtchn_port_t p0)
+{
+	uint32_t want = evt_got[0][p0] + 1, tick = ticks[0];
+	kit_lapic_timer_oneshot(TIMER_VECTOR, HALT_FALLBACK_MS * 1000000u); /* 1 GHz: KVM's LAPIC bus clock */
+	if (!kit_ap_start(send_later, p0))
+		return false;
+	cli(); /* checked with interrupts off, so none comes between the check and the hlt */
+	while (evt_got[0][p0] < want && ticks[0] == tick) {
+		sti_hlt();
+		cli();
+	}
+	sti(); /* as the case runs */
+	bool woke = evt_got[0][p0] >= want && ticks[0] == tick;
+	kit_lapic_write(LAPIC_TIMER_INIT, 0);
+	long rc = -1;
+	return kit_ap_wait(1000, &rc) && rc == 0 && woke;
+}
+
 static void callback_body(evtchn_port_t *p0, evtchn_port_t *p1)
 {
 	if (!bind_ipi_pair(p0, p1))
@@ -331,6 +360,8 @@ static void callback_body(evtchn_port_t *p0, evtchn_port_t *p1)
 			  evt_got[0][*p1] == 0,
 		  "counts %u and %u (crossed %u,%u), expected %u each", evt_got[0][*p0], evt_got[1][*p1], evt_got[1][*p0],
 		  evt_got[0][*p1], callback_events);
+	KIT_CHECK(halted_wakes(*p0), "vCPU 0 halted: vCPU 1's event did not wake it before its LAPIC timer (%u ms)",
+		  HALT_FALLBACK_MS);
 	/* A handler may take the next event in the same upcall (it rescans while
 	 * upcall_pending is set again), so fewer upcalls than events is fine. */
 	KIT_CHECK(evt_callbacks[0] != cb0 && evt_callbacks[1] != cb1, "no upcalls through vector 0x%x (%u, %u)",

@@ -149,6 +149,12 @@ export class Vcpu {
     this.update(kvmSregs, 'KVM_GET_SREGS', 'KVM_SET_SREGS', sregs);
   }
 
+  getMpState(): number {
+    const buf = new Uint8Array(4);
+    this.ioctl('KVM_GET_MP_STATE', buf);
+    return new DataView(buf.buffer).getUint32(0, true);
+  }
+
   setMpState(state: number): void {
     const buf = new Uint8Array(4);
     new DataView(buf.buffer).setUint32(0, state, true);

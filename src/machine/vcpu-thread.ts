@@ -166,8 +166,13 @@ function main(init: VcpuThreadInit): void {
         return;
       }
       vcpu.setEvents({ interrupt_injected: 1, interrupt_nr: vector, interrupt_soft: 0 });
+      // KVM wakes a halted vCPU for its LAPIC's interrupts, not for one injected this way: end the HLT here,
+      // as the interrupt would. A vCPU halts only inside KVM_RUN, so only a kicked one can be halted now.
+      if (kicked && vcpu.getMpState() === mpStates.HALTED) vcpu.setMpState(mpStates.RUNNABLE);
     };
     let rekickRequested = false;
+    /** Whether the last KVM_RUN ended by a kick rather than an exit. */
+    let kicked = false;
     // The boot vCPU runs from the start; an AP is offline until it shows it runs (its first exit after SIPI).
     let started = false;
     const start = () => {
@@ -217,7 +222,8 @@ function main(init: VcpuThreadInit): void {
       control.running();
       const reason = vcpu.enter();
       rekickRequested = false;
-      if (reason === INTERRUPTED) {
+      kicked = reason === INTERRUPTED;
+      if (kicked) {
         consumeKick();
         continue;
       }
