@@ -139,6 +139,14 @@ test('a host socket is forwarded to a Unix socket in the VM, waiting for its ser
   await server.exit;
 });
 
+test("the VM's agent holds an idle KVM VM with a vCPU, so the tests' VMs coming and going flip none of KVM's static keys", async () => {
+  const out = collect();
+  const ls = vm.exec(['sh', '-c', 'ls -l /proc/$PPID/fd'], { cwd: root, env: process.env, stdout: out.stream, stderr: collect().stream });
+  assert.deepEqual(await ls.exit, { code: 0, signal: null });
+  assert.match(out.text(), /anon_inode:kvm-vm\n/);
+  assert.match(out.text(), /anon_inode:kvm-vcpu:0\n/);
+});
+
 test("a VM that stops making progress can be asked what it is doing: QEMU's vCPU registers and the kernel's backtraces", async () => {
   const busy = vm.exec(['sh', '-c', 'while :; do :; done'], { cwd: root, env: process.env, stdout: collect().stream, stderr: collect().stream });
   const report = await vm.diagnose();
