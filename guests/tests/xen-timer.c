@@ -126,17 +126,20 @@ static void future_case(void)
 		KIT_CHECK(rc == -XEN_ENOENT, "singleshot timer of a vCPU that does not exist: %ld, want -ENOENT", rc);
 }
 
-/* Arms vCPU 0's singleshot timer 3 ms ahead, then stops it: with
+/* Arms vCPU 0's singleshot timer STOP_AHEAD_MS ahead, then stops it: with
  * VCPUOP_stop_singleshot_timer, or set_timer_op(0) when set_timer_op armed
- * it. Interrupts are off, so a timer that fires shows as its port pending. A
- * stop that returned before the deadline must leave nothing; one that
- * returned after it may, as on Xen (a busy host can hold the vCPU that long
- * between the two calls): that event is cleared and the step tried again. */
+ * it, and waits until 20 ms past the deadline. Interrupts are off, so a timer
+ * that fires shows as its port pending. A stop that returned before the
+ * deadline must leave nothing; one that returned after it may, as on Xen (a
+ * busy host can hold the vCPU between the two calls: in the nested VM, with
+ * vCPU 1 spinning, the pair took 6-11 ms): that event is cleared and the step
+ * tried again. */
+#define STOP_AHEAD_MS 50
 static bool arm_and_stop(bool with_set_timer_op)
 {
 	const char *how = with_set_timer_op ? "set_timer_op(0)" : "stop_singleshot_timer";
 	for (int attempt = 1;; attempt++) {
-		uint64_t at = now(0) + 3 * MS;
+		uint64_t at = now(0) + STOP_AHEAD_MS * MS;
 		long rc = with_set_timer_op ? xen_hypercall(__HYPERVISOR_set_timer_op, at, 0, 0, 0, 0) : singleshot(0, at, 0);
 		if (rc == 0)
 			rc = with_set_timer_op ? xen_hypercall(__HYPERVISOR_set_timer_op, 0, 0, 0, 0, 0)
@@ -146,7 +149,8 @@ static bool arm_and_stop(bool with_set_timer_op)
 			kit_fail("arming or %s: %ld", how, rc);
 			return false;
 		}
-		kit_delay_ms(8);
+		while (now(0) < at + 20 * MS)
+			kit_delay_ms(1);
 		if (!xen_evtchn_test(sh->evtchn_pending, timer_port[0]))
 			return true;
 		if (stopped < at) {
