@@ -15,34 +15,28 @@ static struct __attribute__((packed)) { uint16_t limit; uint64_t base; } idt_des
 
 /* present, 64-bit interrupt gate into the kit's code segment, DPL 0 or 3,
  * on the current stack (ist 0) or the TSS's stack ist */
-static void set_gate_ist(int v, uint64_t h, int dpl, int ist)
+static void set_gate(int v, uint64_t h, int dpl, int ist)
 {
 	uint16_t flags = (uint16_t)(0x8e00 | dpl << 13 | ist);
 	idt[v] = (struct idt_entry){ (uint16_t)h, 0x18, flags, (uint16_t)(h >> 16), (uint32_t)(h >> 32), 0 };
 }
 
-static void set_gate(int v, uint64_t h, int dpl)
-{
-	set_gate_ist(v, h, dpl, 0);
-}
-
 void kit_set_idt_gate(int vector, void (*stub)(void))
 {
-	set_gate(vector, (uint64_t)(uintptr_t)stub, 0);
+	set_gate(vector, (uint64_t)(uintptr_t)stub, 0, 0);
 }
 
 void kit_set_user_gate(int vector, void (*stub)(void))
 {
-	set_gate(vector, (uint64_t)(uintptr_t)stub, 3);
+	set_gate(vector, (uint64_t)(uintptr_t)stub, 3, 0);
 }
 
 static void idt_init(void)
 {
-	for (int v = 0; v < 256; v++)
-		set_gate(v, (uint64_t)(uintptr_t)(kit_isr_stubs + 16 * v), 0);
 	/* A double fault gets a stack of its own: a fault whose delivery found the
 	 * stack unusable is then reported instead of shutting the CPU down. */
-	set_gate_ist(8, (uint64_t)(uintptr_t)(kit_isr_stubs + 16 * 8), 0, DOUBLE_FAULT_IST);
+	for (int v = 0; v < 256; v++)
+		set_gate(v, (uint64_t)(uintptr_t)(kit_isr_stubs + 16 * v), 0, v == 8 ? DOUBLE_FAULT_IST : 0);
 	idt_desc.limit = sizeof idt - 1;
 	idt_desc.base = (uint64_t)(uintptr_t)idt;
 }

@@ -240,15 +240,15 @@ export class NestedVm {
     if (this.exited) return 'the nested VM has stopped';
     const consoleMark = this.consoleTail.received;
     const sysrq = ['9', 'l', 'w'].map((key) => `sendkey alt-sysrq-${key}`);
-    let qemuView: string;
+    let cpus: string, registers: string;
     try {
-      const [cpus, registers] = await humanMonitor(this.monitorPath, ['info cpus', 'info registers -a', ...sysrq], 10_000);
-      // The FPU and vector registers say nothing about where a vCPU is stuck.
-      const registersShown = registers.split(/\r?\n/).filter((l) => !/^(FCW|FPR|XMM|YMM|ZMM)/.test(l)).join('\n');
-      qemuView = `QEMU's vCPUs:\n${cpus.replace(/\r\n/g, '\n')}\n${registersShown}`;
+      [cpus, registers] = await humanMonitor(this.monitorPath, ['info cpus', 'info registers -a', ...sysrq], 10_000);
     } catch (e) {
-      qemuView = (e as Error).message;
+      return (e as Error).message; // nor was SysRq asked for
     }
+    // The FPU and vector registers say nothing about where a vCPU is stuck.
+    const registersShown = registers.split(/\r?\n/).filter((l) => !/^(FCW|FPR|XMM|YMM|ZMM)/.test(l)).join('\n');
+    const qemuView = `QEMU's vCPUs:\n${cpus.replace(/\r\n/g, '\n')}\n${registersShown}`;
     await new Promise((resolve) => setTimeout(resolve, KERNEL_REPORT_WAIT_MS));
     const kernelView = this.consoleTail.since(consoleMark);
     return `${qemuView.trimEnd()}\nThe kernel's console after SysRq l and w:\n${kernelView.trimEnd() || '(nothing)'}`;
