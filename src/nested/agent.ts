@@ -3,7 +3,7 @@
 // port and forwards connections to Unix sockets in the VM. It exits (and init
 // powers the VM off) when the host asks, or when the host end goes away.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createReadStream, createWriteStream, openSync, readdirSync, readFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { Kvm } from '../kvm/system.js';
@@ -25,13 +25,34 @@ function controlPortDevice(): string {
  * running a stale translation of such a site after the int3 is gone: the kernel then backs up
  * over what it takes for a removed breakpoint and runs into it again, for ever (seen: both vCPUs
  * looping on __schedule's preempt-notifier site with interrupts off, a whole test run stalled).
- * With this VM holding those keys on, the tests' VMs coming and going flip none of them.
+ * With this VM holding those keys on, the tests' VMs coming and going flip none of them. The VM
+ * boots with one CPU online (maxcpus=1), so even these first flips have no other CPU to catch.
  */
 function holdKvm(): string | null {
   try {
     const vm = Kvm.open().createVm();
     vm.createIrqchip(); // before the vCPU, which then gets a LAPIC (software-disabled until a guest enables it)
     vm.createVcpu(0);
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/** Brings online the CPUs the kernel left offline at boot; says what is wrong when it cannot. */
+function onlineCpus(): string | null {
+  const dir = '/sys/devices/system/cpu';
+  try {
+    for (const cpu of readdirSync(dir).filter((d) => /^cpu\d+$/.test(d))) {
+      const control = `${dir}/${cpu}/online`; // the boot CPU has none
+      let online: string;
+      try {
+        online = readFileSync(control, 'utf8').trim();
+      } catch {
+        continue;
+      }
+      if (online === '0') writeFileSync(control, '1');
+    }
     return null;
   } catch (e) {
     return (e as Error).message;
@@ -171,4 +192,5 @@ const reader = new FrameReader(onFrame);
 input.on('data', (chunk) => reader.push(chunk as Buffer));
 // The host end went away: nothing can reach the commands' output any more.
 input.on('end', shutdown);
-send(jsonFrame(Frame.Ready, 0, { kvm: holdKvm() }));
+const kvm = holdKvm(); // first: see holdKvm
+send(jsonFrame(Frame.Ready, 0, { kvm, cpus: onlineCpus() }));

@@ -8,7 +8,7 @@ import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { NestedVm } from './vm.js';
+import { NestedUnavailableError, NestedVm, defaultVcpus } from './vm.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '');
 const kvmVm = `${root}/scripts/kvm-vm`;
@@ -50,6 +50,22 @@ test('scripts/kvm-vm refuses bad options in one line without booting', async () 
   const r = await runKvmVm(['--timeout', 'soon', 'true']);
   assert.equal(r.status, 125);
   assert.match(r.stderr, /time limit must be a positive whole number, not "soon"/);
+});
+
+test('a VM whose agent does not come up in time is asked what it is doing, and the error says where that went', async () => {
+  const failure = await NestedVm.start({ root, bootTimeoutMs: 3000 }).then(
+    (started) => {
+      void started.shutdown();
+      assert.fail('the VM started within 3 s');
+    },
+    (e: Error) => e,
+  );
+  assert.ok(failure instanceof NestedUnavailableError);
+  const report = /^the nested VM did not start its agent in 3 s.*; what it was doing is in (\S+\/build\/nested\/boot-timeout-\S+\.txt)$/.exec(failure.message);
+  assert.ok(report, failure.message);
+  const text = readFileSync(report[1], 'utf8');
+  rmSync(report[1]);
+  assert.match(text, /^the nested VM did not start its agent in 3 s[^]*\nQEMU's vCPUs:\n[^]*CPU#0\nRAX=[^]*\nThe console:\n/);
 });
 
 /** Whether process `pid` has ended (a zombie nobody reaped yet counts as ended). */
@@ -145,6 +161,15 @@ test("the VM's agent holds an idle KVM VM with a vCPU, so the tests' VMs coming 
   assert.deepEqual(await ls.exit, { code: 0, signal: null });
   assert.match(out.text(), /anon_inode:kvm-vm\n/);
   assert.match(out.text(), /anon_inode:kvm-vcpu:0\n/);
+});
+
+test('the VM boots on one CPU, so that first hold flips the keys with no other CPU running, and then has all its CPUs', async () => {
+  const out = collect();
+  const cpus = vm.exec(['sh', '-c', 'cat /proc/cmdline /sys/devices/system/cpu/online'], { cwd: root, env: process.env, stdout: out.stream, stderr: collect().stream });
+  assert.deepEqual(await cpus.exit, { code: 0, signal: null });
+  const [cmdline, online] = out.text().trim().split('\n');
+  assert.match(cmdline, /(^| )maxcpus=1( |$)/);
+  assert.equal(online, defaultVcpus() === 1 ? '0' : `0-${defaultVcpus() - 1}`);
 });
 
 test("a VM that stops making progress can be asked what it is doing: QEMU's vCPU registers and the kernel's backtraces", async () => {

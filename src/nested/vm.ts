@@ -7,7 +7,7 @@
 // many at once, each on its own stream; the VM's console is kept apart for
 // diagnosis.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants as fsConstants, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants as fsConstants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { availableParallelism, constants, tmpdir, totalmem } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -59,6 +59,9 @@ export function defaultVcpus(): number {
   return Math.min(8, availableParallelism());
 }
 
+/** Reports of VMs whose agent did not come up, in build/nested/ (test/run.ts shows new ones). */
+export const BOOT_TIMEOUT_REPORT_PREFIX = 'boot-timeout-';
+
 /** The VM's last console lines: what a person needs when it does not come up. */
 const CONSOLE_KEPT = 64 * 1024;
 /** How long diagnose() gives the kernel to print what SysRq asked of it (TCG is slow). */
@@ -102,7 +105,8 @@ export class NestedVm {
     const server = createServer();
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen(controlPath, resolve));
     // sysrq_always_enabled: diagnose() asks the kernel for backtraces through the keyboard.
-    const append = ['console=ttyS0', 'quiet', 'panic=-1', 'sysrq_always_enabled', `xenkvm.node=${process.execPath}`, `xenkvm.agent=${join(opts.root, 'dist', 'src', 'nested', 'agent.js')}`, `xenkvm.shares=${shares.join(':')}`];
+    // maxcpus=1: the agent brings the other CPUs online after KVM's first static-key flips (see agent.ts).
+    const append = ['console=ttyS0', 'quiet', 'panic=-1', 'sysrq_always_enabled', 'maxcpus=1', `xenkvm.node=${process.execPath}`, `xenkvm.agent=${join(opts.root, 'dist', 'src', 'nested', 'agent.js')}`, `xenkvm.shares=${shares.join(':')}`];
     const args = [
       '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', String(opts.vcpus ?? defaultVcpus()), '-m', String(opts.memoryMiB ?? defaultMemoryMiB()),
       '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-nic', 'none',
@@ -119,14 +123,16 @@ export class NestedVm {
       const { control, reader, early, ready } = await waitForAgent(server, qemu, opts.bootTimeoutMs ?? 180_000, console);
       // The VM is there for its KVM: without it nothing it could run would mean anything.
       if (ready.kvm !== null) throw new NestedUnavailableError(`the nested VM has no usable /dev/kvm (${ready.kvm}): QEMU must emulate SVM (-cpu max)`);
+      if (ready.cpus !== null) throw new NestedUnavailableError(`the nested VM cannot bring its CPUs online (${ready.cpus})`);
       const vm = new NestedVm(qemu, control, dir, console, monitorPath);
       reader.onFrame = (f) => vm.dispatch(f);
       for (const f of early) vm.dispatch(f);
       return vm;
     } catch (e) {
+      const failure = e instanceof BootTimeoutError ? await reportBootTimeout(e, opts.root, monitorPath, console) : e;
       qemu.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
-      throw e;
+      throw failure;
     } finally {
       server.close();
     }
@@ -238,20 +244,7 @@ export class NestedVm {
    */
   async diagnose(): Promise<string> {
     if (this.exited) return 'the nested VM has stopped';
-    const consoleMark = this.consoleTail.received;
-    const sysrq = ['9', 'l', 'w'].map((key) => `sendkey alt-sysrq-${key}`);
-    let cpus: string, registers: string;
-    try {
-      [cpus, registers] = await humanMonitor(this.monitorPath, ['info cpus', 'info registers -a', ...sysrq], 10_000);
-    } catch (e) {
-      return (e as Error).message; // nor was SysRq asked for
-    }
-    // The FPU and vector registers say nothing about where a vCPU is stuck.
-    const registersShown = registers.split(/\r?\n/).filter((l) => !/^(FCW|FPR|XMM|YMM|ZMM)/.test(l)).join('\n');
-    const qemuView = `QEMU's vCPUs:\n${cpus.replace(/\r\n/g, '\n')}\n${registersShown}`;
-    await new Promise((resolve) => setTimeout(resolve, KERNEL_REPORT_WAIT_MS));
-    const kernelView = this.consoleTail.since(consoleMark);
-    return `${qemuView.trimEnd()}\nThe kernel's console after SysRq l and w:\n${kernelView.trimEnd() || '(nothing)'}`;
+    return diagnoseVm(this.monitorPath, this.consoleTail);
   }
 
   /** The VM's console so far (its last CONSOLE_KEPT bytes), for a failure report. */
@@ -261,6 +254,20 @@ export class NestedVm {
 }
 
 export class NestedVmStoppedError extends Error {}
+
+/** The agent did not come up in time: the VM is still there to be asked why. */
+class BootTimeoutError extends NestedUnavailableError {}
+
+/** Writes what the VM is doing to a file under build/nested/; the error it returns says where. */
+async function reportBootTimeout(e: BootTimeoutError, root: string, monitorPath: string, consoleTail: ConsoleTail): Promise<NestedUnavailableError> {
+  const file = join(root, 'build', 'nested', `${BOOT_TIMEOUT_REPORT_PREFIX}${new Date().toISOString().replace(/[:.]/g, '-')}.txt`);
+  try {
+    writeFileSync(file, `${e.message}\n${await diagnoseVm(monitorPath, consoleTail)}\n\nThe console:\n${consoleTail.text}\n`);
+    return new NestedUnavailableError(`${e.message}; what it was doing is in ${file}`);
+  } catch {
+    return e;
+  }
+}
 
 /** The exit status a shell gives a command: its own, or 128 + the signal that ended it. */
 export function shellStatus(report: ExitReport): number {
@@ -331,8 +338,32 @@ class ConsoleTail {
   }
 }
 
+/** What the agent says when it is up: null, or what went wrong. */
+interface AgentReady {
+  kvm: string | null;
+  cpus: string | null;
+}
+
+/** See NestedVm.diagnose(); also for a VM whose agent never came up. */
+async function diagnoseVm(monitorPath: string, consoleTail: ConsoleTail): Promise<string> {
+  const consoleMark = consoleTail.received;
+  const sysrq = ['9', 'l', 'w'].map((key) => `sendkey alt-sysrq-${key}`);
+  let cpus: string, registers: string;
+  try {
+    [cpus, registers] = await humanMonitor(monitorPath, ['info cpus', 'info registers -a', ...sysrq], 10_000);
+  } catch (e) {
+    return (e as Error).message; // nor was SysRq asked for
+  }
+  // The FPU and vector registers say nothing about where a vCPU is stuck.
+  const registersShown = registers.split(/\r?\n/).filter((l) => !/^(FCW|FPR|XMM|YMM|ZMM)/.test(l)).join('\n');
+  const qemuView = `QEMU's vCPUs:\n${cpus.replace(/\r\n/g, '\n')}\n${registersShown}`;
+  await new Promise((resolve) => setTimeout(resolve, KERNEL_REPORT_WAIT_MS));
+  const kernelView = consoleTail.since(consoleMark);
+  return `${qemuView.trimEnd()}\nThe kernel's console after SysRq l and w:\n${kernelView.trimEnd() || '(nothing)'}`;
+}
+
 /** Waits for QEMU to connect the control port and the agent to say it is up. */
-function waitForAgent(server: Server, qemu: ChildProcess, timeoutMs: number, console: ConsoleTail): Promise<{ control: Socket; reader: FrameReader; early: DecodedFrame[]; ready: { kvm: string | null } }> {
+function waitForAgent(server: Server, qemu: ChildProcess, timeoutMs: number, console: ConsoleTail): Promise<{ control: Socket; reader: FrameReader; early: DecodedFrame[]; ready: AgentReady }> {
   return new Promise((resolve, reject) => {
     let control: Socket | undefined;
     const done = () => {
@@ -340,12 +371,12 @@ function waitForAgent(server: Server, qemu: ChildProcess, timeoutMs: number, con
       qemu.off('error', onError);
       qemu.off('exit', onExit);
     };
-    const fail = (message: string) => {
+    const fail = (message: string, kind = NestedUnavailableError) => {
       done();
       control?.destroy();
-      reject(new NestedUnavailableError(message));
+      reject(new kind(message));
     };
-    const timer = setTimeout(() => fail(`the nested VM did not start its agent in ${Math.round(timeoutMs / 1000)} s${console.lastLine()}`), timeoutMs);
+    const timer = setTimeout(() => fail(`the nested VM did not start its agent in ${Math.round(timeoutMs / 1000)} s${console.lastLine()}`, BootTimeoutError), timeoutMs);
     const onError = (e: Error) => fail(`cannot run ${PARENT_DEATH_WRAPPER[0]} (util-linux) to start QEMU: ${e.message}`);
     const onExit = (code: number | null, signal: string | null) => fail(`the nested VM stopped before its agent started (${signal ?? `QEMU exit status ${code}`})${console.lastLine()}`);
     qemu.once('error', onError);
@@ -357,7 +388,7 @@ function waitForAgent(server: Server, qemu: ChildProcess, timeoutMs: number, con
         if (f.kind !== Frame.Ready) return fail(`the nested VM's agent sent frame ${f.kind} before it was ready`);
         const early: DecodedFrame[] = [];
         reader.onFrame = (g) => early.push(g); // until the VM takes over
-        resolve({ control: socket, reader, early, ready: parseJson<{ kvm: string | null }>(f.payload) });
+        resolve({ control: socket, reader, early, ready: parseJson<AgentReady>(f.payload) });
       });
       socket.on('data', (d: Buffer) => {
         try {
