@@ -1,16 +1,18 @@
 // The test suite's driver (`npm test`): every compiled test file, one at a time, with
 // node's own test runner. Where /dev/kvm works, all of them run here. Where it does
-// not, the unit tests run here while a nested VM with /dev/kvm boots (src/nested/),
+// not, or is PVM (which cannot run every guest the tests boot: see src/kvm/system.ts),
+// the unit tests run here while a nested VM with /dev/kvm boots (src/nested/),
 // and the tests that need KVM (test/integration/) run inside it, in one VM boot.
 // The totals of both runs are added up; a skipped test fails the suite as a failed one
 // does, since a skip here would hide untested code.
 //   node dist/test/run.js [FILE.test.js ...]    (default: every test file under dist/)
 import { spawn } from 'node:child_process';
-import { accessSync, constants, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { PassThrough, type Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { NestedVm, shellStatus } from '../src/nested/vm.js';
+import { hostKvmIsPvm, KVM_DEVICE, PVM_LIMITS } from '../src/kvm/system.js';
+import { BOOT_TIMEOUT_REPORT_PREFIX, NestedVm, shellStatus } from '../src/nested/vm.js';
 import type { TestCounts } from './count-reporter.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '');
@@ -37,13 +39,14 @@ function testFiles(dir: string): string[] {
 /** Tests that boot guests or open /dev/kvm live under test/integration/. */
 const needsKvm = (file: string) => relative(dist, file).startsWith(join('test', 'integration'));
 
-function kvmUsable(): boolean {
+/** Why the tests that need KVM cannot all run here, or null when they can. */
+function whyNotHere(): string | null {
   try {
-    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
-    return true;
-  } catch {
-    return false;
+    accessSync(KVM_DEVICE, constants.R_OK | constants.W_OK);
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? `${KVM_DEVICE} is missing here` : `${KVM_DEVICE} is not usable here (${(e as Error).message})`;
   }
+  return hostKvmIsPvm() ? PVM_LIMITS : null;
 }
 
 function nodeTestArgs(files: string[], countsFile: string): string[] {
@@ -105,6 +108,15 @@ async function runNested(vmStart: Promise<NestedVm>, files: string[], countsFile
   }
 }
 
+/** Reports of nested VMs (this run's or its tests') that did not come up, written since `since`: CI shows only this output. */
+function showBootTimeoutReports(since: number): void {
+  const dir = join(root, 'build', 'nested');
+  for (const name of readdirSync(dir).filter((f) => f.startsWith(BOOT_TIMEOUT_REPORT_PREFIX)).sort()) {
+    const file = join(dir, name);
+    if (statSync(file).mtimeMs >= since) process.stderr.write(`test: ${file}:\n${readFileSync(file, 'utf8')}\n`);
+  }
+}
+
 function add(a: TestCounts, b: TestCounts): TestCounts {
   return { tests: a.tests + b.tests, pass: a.pass + b.pass, fail: a.fail + b.fail, cancelled: a.cancelled + b.cancelled, skipped: a.skipped + b.skipped, todo: a.todo + b.todo };
 }
@@ -114,18 +126,20 @@ function line(where: string, c: TestCounts): string {
 }
 
 async function main(args: string[]): Promise<number> {
+  const start = Date.now();
   const files = args.length ? args.map((f) => resolve(f)) : testFiles(dist).sort();
   const countsDir = join(root, 'build', 'test-counts');
   rmSync(countsDir, { recursive: true, force: true });
   mkdirSync(countsDir, { recursive: true });
   const runs: [where: string, counts: TestCounts][] = [];
-  if (kvmUsable() || !files.some(needsKvm)) {
+  const notHere = files.some(needsKvm) ? whyNotHere() : null;
+  if (notHere === null) {
     const file = join(countsDir, 'here.json');
     await runHere(files, file);
     runs.push(['here', readCounts(file, 'here')]);
   } else {
     const kvmFiles = files.filter(needsKvm);
-    process.stderr.write(`test: /dev/kvm is missing here: ${kvmFiles.length} test files that need KVM run in a nested VM (QEMU TCG), the rest here\n`);
+    process.stderr.write(`test: ${notHere}: the ${kvmFiles.length} test files that need KVM run in a nested VM (QEMU TCG), the rest here\n`);
     const vmStart = NestedVm.start({ root });
     vmStart.catch(() => {}); // reported when awaited, after the host's tests
     const hostFile = join(countsDir, 'host.json');
@@ -142,6 +156,7 @@ async function main(args: string[]): Promise<number> {
       process.stderr.write(`test: the tests that need KVM did not run: ${(e as Error).message}\n`);
       runs.push(['nested VM', { tests: 1, pass: 0, fail: 1, cancelled: 0, skipped: 0, todo: 0 }]);
     }
+    showBootTimeoutReports(start);
   }
   const total = runs.reduce((a, [, c]) => add(a, c), { tests: 0, pass: 0, fail: 0, cancelled: 0, skipped: 0, todo: 0 });
   process.stdout.write('\n');

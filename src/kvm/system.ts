@@ -1,4 +1,5 @@
 // The /dev/kvm system file descriptor.
+import { existsSync } from 'node:fs';
 import { caps, ioctls, KVM_API_VERSION, kvmCpuid2Header, kvmCpuidEntry2, KVM_CPUID_FLAG_SIGNIFCANT_INDEX } from './abi.js';
 import { check, EACCES, EINTR, ENOENT, EPERM, errno, libc, O_CLOEXEC, O_RDWR, SystemCallError } from './libc.js';
 import { Vm } from './vm.js';
@@ -29,6 +30,27 @@ export function cpuVendor(cpuid: readonly CpuidEntry[]): CpuVendor {
 }
 
 export const KVM_DEVICE = '/dev/kvm';
+
+/**
+ * Whether this host's KVM is PVM (module kvm_pvm): a KVM for hosts that are themselves guests
+ * without hardware virtualization, which runs the guest's kernel under shadow paging. It runs
+ * 64-bit guests, but not everything a guest may do (PVM_LIMITS); a vCPU it shuts down keeps its
+ * registers, as on Intel.
+ */
+export function hostKvmIsPvm(): boolean {
+  return existsSync('/sys/module/kvm_pvm');
+}
+
+/** What a vCPU thread needs to know of the host's KVM. */
+export interface HostKvm {
+  vendor: CpuVendor;
+  /** See hostKvmIsPvm. */
+  pvm: boolean;
+}
+
+/** What PVM was seen to refuse: the guests xenkvm runs on upstream KVM but not there. */
+export const PVM_LIMITS =
+  "this host's KVM is PVM (kvm_pvm), which runs only guests that page in long mode (turning paging on in 32-bit mode triple-faults) and raises #UD for int $0x80 from a guest's user mode";
 
 /** /dev/kvm missing, not permitted or unusable: the message says what to do. */
 export class KvmUnavailableError extends Error {

@@ -4,7 +4,7 @@ import { pino, type Logger } from 'pino';
 import { capturedLogger } from '../common/captured-logger.js';
 import { exitReasons, kvmRegs, kvmRun, kvmSregs, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT } from '../kvm/abi.js';
 import type { KvmExit } from '../kvm/exits.js';
-import type { CpuVendor } from '../kvm/system.js';
+import { PVM_LIMITS, type CpuVendor } from '../kvm/system.js';
 import type { Regs, Sregs } from '../kvm/vcpu.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { IoBus, type PortDevice } from './devices/io-bus.js';
@@ -60,12 +60,12 @@ class Recorder implements PortDevice {
   }
 }
 
-function setup(t: { after(fn: () => void): void }, msrs?: MsrHandler, logger: Logger = pino({ level: 'silent' }), vendor: CpuVendor = 'intel') {
+function setup(t: { after(fn: () => void): void }, msrs?: MsrHandler, logger: Logger = pino({ level: 'silent' }), vendor: CpuVendor = 'intel', pvm = false) {
   const memory = GuestMemory.create([{ gpa: 0, size: 64 * KiB }], 1);
   t.after(() => memory.dispose());
   const bus = new IoBus();
   const vcpu = new FakeVcpu();
-  const handler = new ExitHandler(vcpu, bus, memory, vendor, logger, msrs);
+  const handler = new ExitHandler(vcpu, bus, memory, { vendor, pvm }, logger, msrs);
   return { memory, bus, vcpu, handler };
 }
 
@@ -237,6 +237,18 @@ test('shutdown on AMD is a triple fault whose registers are not reported: KVM ha
   vcpu.regsError = new Error('KVM_GET_REGS failed: EIO');
   vcpu.run.setUint32(kvmRun.exit_reason, exitReasons.SHUTDOWN, true);
   assert.deepEqual(handler.handleRun(exitReasons.SHUTDOWN), action);
+});
+
+test('shutdown on PVM is a triple fault at the registers PVM keeps, with what PVM cannot run and what to do', (t) => {
+  const { memory, vcpu, handler } = setup(t, undefined, undefined, 'amd', true);
+  memory.write(0x2000, Uint8Array.of(0x0f, 0x22, 0xc0)); // mov %eax, %cr0: paging on in 32-bit mode
+  vcpu.regs.rip = 0x2000n;
+  vcpu.sregs.cr0 = 0x11n;
+  vcpu.sregs.cs.db = 1;
+  vcpu.sregs.cs.base = 0n;
+  const action = handler.handle({ kind: 'shutdown' });
+  assert.equal(action?.stop, 'triple-fault');
+  assert.equal(action!.message, `vCPU 1 triple-faulted at RIP 0x2000 (32-bit mode, CS base 0x0), instruction bytes 0f 22 c0 ${'00 '.repeat(12).trim()}; ${PVM_LIMITS}: --accel nested runs such a guest`);
 });
 
 test('triple fault in real mode fetches at CS base + RIP', (t) => {

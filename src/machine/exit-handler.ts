@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { RateLimitedLog } from '../common/log.js';
 import { exitReasons, kvmRun, KVM_EXIT_IO_OUT } from '../kvm/abi.js';
 import { decodeExit, describeExit, type KvmExit } from '../kvm/exits.js';
-import type { CpuVendor } from '../kvm/system.js';
+import { PVM_LIMITS, type HostKvm } from '../kvm/system.js';
 import type { Regs, Sregs } from '../kvm/vcpu.js';
 import { translateRange } from '../memory/page-walker.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
@@ -48,8 +48,8 @@ export class ExitHandler {
     private readonly vcpu: ExitVcpu,
     private readonly bus: IoBus,
     private readonly memory: GuestMemory,
-    /** The host CPU's vendor: whose paging rules the guest's tables follow, and what KVM leaves of a vCPU that shut down. */
-    private readonly vendor: CpuVendor,
+    /** The host CPU's vendor (whose paging rules the guest's tables follow) and KVM: what it leaves of a vCPU that shut down. */
+    private readonly host: HostKvm,
     private readonly logger: Logger,
     private readonly msrs: MsrHandler | undefined,
     private readonly hypercalls?: HypercallPort,
@@ -142,10 +142,12 @@ export class ExitHandler {
   /**
    * On Intel (VMX) the registers after a shutdown exit are those of the triple fault. On AMD (SVM), KVM puts the
    * vCPU through INIT when it intercepts the shutdown (the VMCB is undefined after one) and only then exits to user
-   * space: the registers are the reset state (RIP 0xfff0, real mode), not the fault's, and are not reported.
+   * space: the registers are the reset state (RIP 0xfff0, real mode), not the fault's, and are not reported. PVM
+   * keeps them, and triple-faults guests it cannot run: the report says so.
    */
   private tripleFault(): string {
-    if (this.vendor === 'amd') {
+    if (this.host.pvm) return `vCPU ${this.vcpu.id} triple-faulted at ${this.where()}; ${PVM_LIMITS}: --accel nested runs such a guest`;
+    if (this.host.vendor === 'amd') {
       return `vCPU ${this.vcpu.id} triple-faulted; where is unknown: on AMD, KVM resets the vCPU when it intercepts the shutdown, so its registers at the fault are lost`;
     }
     return `vCPU ${this.vcpu.id} triple-faulted at ${this.where()}`;
@@ -166,7 +168,7 @@ export class ExitHandler {
   }
 
   private fetchInstruction(linear: bigint, sregs: Sregs): Uint8Array | undefined {
-    const t = translateRange(this.memory.walkerView, { ...sregs, vendor: this.vendor }, linear, MAX_INSTRUCTION, { fetch: true });
+    const t = translateRange(this.memory.walkerView, { ...sregs, vendor: this.host.vendor }, linear, MAX_INSTRUCTION, { fetch: true });
     if (!t.ok) return undefined;
     const out: number[] = [];
     for (const p of t.pieces) {

@@ -4,7 +4,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { configureLogging, log, type LogLevel } from '../common/log.js';
 import { caps, mpStates } from '../kvm/abi.js';
 import { hvmContextToStart } from '../xen/vcpu-context.js';
-import { cpuVendor, type CpuidEntry, type CpuVendor } from '../kvm/system.js';
+import { cpuVendor, hostKvmIsPvm, type CpuidEntry, type CpuVendor } from '../kvm/system.js';
 import { INTERRUPTED, MSR_IA32_TSC, Vcpu, vcpuFd, type Regs, type Sregs } from '../kvm/vcpu.js';
 import { VcpuStats } from '../kvm/stats.js';
 import { RUNSTATE } from '../xen/abi/vcpu.js';
@@ -148,7 +148,7 @@ function main(init: VcpuThreadInit): void {
     // The host's vendor (KVM passes leaf 0 through): AMD's and Intel's processors walk PAE page tables differently.
     const vendor = cpuVendor(init.cpuid);
     const regs = exitRegisters(vcpu, vendor);
-    const handler = new ExitHandler(vcpu, bus, memory, vendor, logger, xen.msrs, { port: HYPERCALL_PORT, call: () => xen.hypercall(regs) });
+    const handler = new ExitHandler(vcpu, bus, memory, { vendor, pvm: hostKvmIsPvm() }, logger, xen.msrs, { port: HYPERCALL_PORT, call: () => xen.hypercall(regs) });
     // The HVM callback vector stays asserted while evtchn_upcall_pending is set, like a level-triggered
     // line outside the LAPIC: injected directly whenever the guest can take an interrupt.
     const injectCallback = () => {
