@@ -6,11 +6,23 @@ import { fileURLToPath } from 'node:url';
 export const root = fileURLToPath(new URL('../../', import.meta.url));
 export const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 
+/** What `file` printed; when it fails, the benchmark stops with one line saying why. */
+function output(file: string, args: string[]): string {
+  try {
+    return execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    const why = (err.stderr ?? '').trim().split('\n').pop() || err.message;
+    process.stderr.write(`bench: ${file} ${args.join(' ')} failed: ${why}\n`);
+    process.exit(1);
+  }
+}
+
 /** Runs the C floor (bench/floor.c) and returns what it printed. */
-export const runFloor = (args: string[]) => execFileSync(`${root}bench/build/floor`, args, { encoding: 'utf8' });
+export const runFloor = (args: string[]) => output(`${root}bench/build/floor`, args);
 
 /** Runs `xenkvm run` as users do, through the launcher, and returns what the guest printed. */
-export const runXenkvm = (args: string[]) => execFileSync(`${root}bin/xenkvm`, ['run', ...args], { encoding: 'utf8' });
+export const runXenkvm = (args: string[]) => output(`${root}bin/xenkvm`, ['run', ...args]);
 
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 

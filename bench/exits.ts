@@ -1,5 +1,5 @@
 // Exit round trips, each compared in the same run with a floor: a minimal C
-// VMM (bench/floor.c) around the same guest loop (guests/tests/bench32.c),
+// VMM (bench/floor.c) around the same guest loop (guests/tests/bench-exits.c),
 // alternating runs and comparing the guest's own TSC count per exit.
 //
 //   io         an `outb` to port 0x80 per iteration, xenkvm vs the C floor.      Target ≤ 1.3.
@@ -11,7 +11,7 @@ import { medians, micros, root, ROUNDS, runFloor, runXenkvm } from './common.js'
 
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 20000);
 const TARGET = 1.3;
-const guest = `${root}guests/build/bench32.elf`;
+const guest = `${root}guests/build/bench-exits.elf`;
 
 type Mode = 'io' | 'hypercall';
 const label: Record<Mode, string> = { io: 'exits', hypercall: 'hypercalls' };

@@ -1,11 +1,11 @@
 /* Floors for the exit benchmarks: the cheapest possible VMM around
- * guests/build/bench32.elf. One vCPU, in-kernel irqchip, PVH 32-bit entry,
+ * guests/build/bench-exits.elf. One vCPU, in-kernel irqchip, PVH 32-bit entry,
  * no ACPI (the guest then stops by writing port 0xf4).
  *   -m io (default): each `outb $0x80` in the guest is one KVM_RUN round trip.
  *   -m hypercall: the guest's null-hypercall loop through a hypercall page
  *     with xenkvm's stubs; this VMM answers each with the version in RAX
  *     through KVM's synced registers, and nothing else (no dispatcher).
- *   usage: floor [-n count] [-m io|hypercall] [path/to/bench32.elf]
+ *   usage: floor [-n count] [-m io|hypercall] [path/to/bench-exits.elf]
  *   prints: floor: exits=<n> tsc=<delta> tsc_khz=<khz>  (exits and tsc from the guest)
  *
  * -m ipi: the floor of bench/ipi.ts around guests/build/bench-ipi.elf (64-bit
@@ -174,7 +174,7 @@ static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 int main(int argc, char **argv)
 {
 	unsigned long count = 100000;
-	const char *elf = "guests/build/bench32.elf";
+	const char *elf = "guests/build/bench-exits.elf";
 	int hypercall = 0, ipi = 0, ipi_hcall = 0, count_given = 0;
 	int opt;
 	while ((opt = getopt(argc, argv, "n:m:")) != -1) {
@@ -186,7 +186,7 @@ int main(int argc, char **argv)
 			ipi_hcall = !strcmp(optarg, "ipi-hypercall");
 			ipi = ipi_hcall || !strcmp(optarg, "ipi");
 		} else
-			failx("usage: floor [-n count] [-m io|hypercall|ipi|ipi-hypercall] [bench32.elf | bench-ipi.elf]");
+			failx("usage: floor [-n count] [-m io|hypercall|ipi|ipi-hypercall] [bench-exits.elf | bench-ipi.elf]");
 	}
 	if (ipi) {
 		elf = "guests/build/bench-ipi.elf";

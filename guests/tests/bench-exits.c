@@ -3,7 +3,7 @@
  *     bench/floor (no ACPI there: power-off falls back to port 0xf4).
  *   mode=hypercall: xen_version(XENVER_version) through the hypercall page,
  *     the null hypercall. */
-#include "../kit32/kit32.h"
+#include "../kit/kit.h"
 
 static uint8_t hypercall_page[4096] __attribute__((aligned(4096)));
 
@@ -19,17 +19,16 @@ static uint64_t bench_hypercall(uint32_t count)
 {
 	uint32_t a, b, c, d;
 	cpuid(0x40000002, 0, &a, &b, &c, &d); /* ebx: the hypercall MSR */
-	uint32_t page = (uint32_t)(uintptr_t)hypercall_page;
-	wrmsr(b, page);
+	wrmsr(b, (uintptr_t)hypercall_page);
 	void *xen_version = hypercall_page + 17 * 32;
-	uint32_t ret = 0;
+	uint64_t ret = 0;
 	uint64_t t0 = rdtsc();
-	/* ebx = XENVER_version, ecx = NULL: the arguments survive every call, as Xen promises. */
+	/* rdi = XENVER_version, rsi = NULL, set for each call: Xen may clobber argument registers. */
 	if (count)
-		__asm__ volatile("1: call *%[f]\n\tdec %[n]\n\tjnz 1b"
-				 : [n] "+S"(count), "=a"(ret)
-				 : [f] "D"(xen_version), "b"(0), "c"(0)
-				 : "memory");
+		__asm__ volatile("1: xor %%edi, %%edi\n\txor %%esi, %%esi\n\tcall *%[f]\n\tdec %[n]\n\tjnz 1b"
+				 : [n] "+r"(count), "=&a"(ret)
+				 : [f] "r"(xen_version)
+				 : "rdi", "rsi", "rdx", "r8", "r10", "memory");
 	uint64_t t = rdtsc() - t0;
 	return ret >> 16 ? t : 0; /* no major version: the calls did not reach Xen */
 }
