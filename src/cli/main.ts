@@ -61,6 +61,11 @@ async function run(opts: {
   const onSignal = (signal: string) => machine.stop('stopped', `stopped by ${signal}`);
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  // An exception that escaped every handler is a bug: the VM stops with a clear reason rather than
+  // running on half-served or taking node's stack trace with it.
+  const onEscaped = (e: unknown) => machine.stop('vmm-error', `internal error: ${(e as Error)?.message ?? String(e)} (please report this; XENKVM_LOG=debug shows more)`);
+  process.on('uncaughtException', onEscaped);
+  process.on('unhandledRejection', onEscaped);
   const detach = attachConsole(machine);
   let outcome: Awaited<ReturnType<Machine['run']>>;
   try {
@@ -70,6 +75,8 @@ async function run(opts: {
     detach();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('uncaughtException', onEscaped);
+    process.off('unhandledRejection', onEscaped);
     output.close();
   }
   if (outcome.reason !== 'poweroff') process.stderr.write(`xenkvm: ${outcome.message} (exit status ${outcome.status})\n`);

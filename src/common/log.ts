@@ -31,6 +31,15 @@ export class RateLimitedLog {
   ) {}
 
   warn(key: string, fields: Record<string, unknown>, message: string): void {
+    this.write('warn', key, fields, message);
+  }
+
+  /** For failures inside xenkvm that a guest may be able to cause again and again. */
+  error(key: string, fields: Record<string, unknown>, message: string): void {
+    this.write('error', key, fields, message);
+  }
+
+  private write(level: 'warn' | 'error', key: string, fields: Record<string, unknown>, message: string): void {
     const now = Date.now();
     let w = this.windows.get(key);
     if (!w || now - w.start >= this.windowMs) {
@@ -39,7 +48,7 @@ export class RateLimitedLog {
       this.windows.set(key, w);
       if (dropped) fields = { ...fields, suppressed: dropped };
     }
-    if (w.count++ < this.burst) this.logger.warn(fields, message);
+    if (w.count++ < this.burst) this.logger[level](fields, message);
     else w.dropped++;
   }
 }

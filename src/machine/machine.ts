@@ -29,6 +29,7 @@ import { xenCpuidLeaves } from '../xen/cpuid.js';
 import { XenVmm } from '../xen/vmm.js';
 import { randomUUID } from 'node:crypto';
 import { VmmChannel } from './vmm-channel.js';
+import { ForwardedCalls } from './forwarded-calls.js';
 import type { Vm } from '../kvm/vm.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { MemoryMap } from '../memory/memory-map.js';
@@ -191,7 +192,12 @@ export class Machine {
   private readonly logger = log('machine');
   private outcome: { reason: StopReason; message: string } | undefined;
   private running: Promise<RunOutcome> | undefined;
-  private hypercallQueue: Promise<void> = Promise.resolve();
+  private readonly forwardedCalls = new ForwardedCalls({
+    pause: () => this.pause(),
+    resume: () => this.resume(),
+    dispatch: (call) => this.xen.dispatch(call),
+    fail: (message) => this.stop('vmm-error', message),
+  });
 
   private constructor(
     private readonly config: MachineConfig,
@@ -385,7 +391,7 @@ export class Machine {
       const worker = new Worker(new URL('./vcpu-thread.js', import.meta.url), { workerData: init });
       worker.on('message', (m: VcpuMessage) => {
         if (m.type === 'output') output(m.bytes);
-        else if (m.type === 'hypercall') void this.serveHypercall(channel, m.call);
+        else if (m.type === 'hypercall') void this.forwardedCalls.serve(m.call, (value) => channel.reply(value));
         else if (m.type === 'rekick') setTimeout(() => control.kick(), REKICK_MS);
         else this.stop(m.reason, m.message);
       });
@@ -406,19 +412,6 @@ export class Machine {
     const { reason, message } = this.outcome ?? { reason: 'vmm-error' as const, message: 'every vCPU thread ended without a reason' };
     this.logger.debug({ reason }, message);
     return { reason, status: exitStatus[reason], message };
-  }
-
-  /** Serves one forwarded hypercall at a time, with every vCPU held outside KVM_RUN. */
-  private serveHypercall(channel: VmmChannel, call: ForwardedHypercall): Promise<void> {
-    this.hypercallQueue = this.hypercallQueue.then(async () => {
-      await this.pause();
-      try {
-        channel.reply(this.xen.dispatch(call));
-      } finally {
-        this.resume();
-      }
-    });
-    return this.hypercallQueue;
   }
 
   /** Releases everything of a machine that was created but never run. */

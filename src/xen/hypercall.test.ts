@@ -8,7 +8,7 @@ import { GuestFaultError, type GuestVirtual } from '../memory/guest-virtual.js';
 import { XEN_ERRNO } from './abi/errno.js';
 import { HYPERCALL } from './abi/hypercalls.js';
 import { XenError } from './errors.js';
-import { ARGUMENT_REGISTERS, HypercallDispatcher, type HypercallContext } from './hypercall.js';
+import { ARGUMENT_REGISTERS, HypercallDispatcher, REPORTED_ONCE_MAX, type HypercallContext } from './hypercall.js';
 
 const noGuest = {} as GuestVirtual;
 const ctx = (abi: 'native' | 'compat' = 'native', vcpu = 0): HypercallContext => ({ vcpu, abi, guest: noGuest });
@@ -63,6 +63,20 @@ test('unknown hypercall: -ENOSYS and exactly one warning per number', () => {
   assert.equal(warns().length, 3);
   assert.match(warns()[0].msg, /hvm_op/);
   assert.match(warns()[1].msg, /44/);
+  assert.equal(errors().length, 0);
+});
+
+test('a guest naming ever new unimplemented numbers and sub-ops gets -ENOSYS each time; the dispatcher keeps a bounded record and logs a bounded number of lines', () => {
+  const { d, warns, errors } = setup();
+  d.register(HYPERCALL.memory_op, () => {
+    throw new XenError(XEN_ERRNO.ENOSYS);
+  });
+  for (let i = 0; i < 50_000; i++) {
+    assert.equal(d.dispatch(ctx(), 0, 1000 + i, ARGS), -38n);
+    assert.equal(d.dispatch(ctx(), 0, HYPERCALL.memory_op, [BigInt(1000 + i), 0n, 0n, 0n, 0n]), -38n);
+  }
+  assert.ok(d['reported'].size <= REPORTED_ONCE_MAX, `${d['reported'].size} numbers remembered`);
+  assert.ok(warns().length <= 10, `${warns().length} lines in one rate-limit window`);
   assert.equal(errors().length, 0);
 });
 
@@ -138,6 +152,15 @@ test('any other exception: -EINVAL and an error log, never a throw', () => {
   assert.equal(errors()[0].hypercall, 'memory_op');
   assert.equal(errors()[1].vcpu, 2);
   assert.equal(warns().length, 0);
+});
+
+test('a failure inside xenkvm that a guest can repeat is logged at a bounded rate', () => {
+  const { d, errors } = setup();
+  d.register(HYPERCALL.memory_op, () => {
+    throw new TypeError('a bug in xenkvm');
+  });
+  for (let i = 0; i < 10_000; i++) assert.equal(d.dispatch(ctx(), 0, HYPERCALL.memory_op, ARGS), -22n);
+  assert.ok(errors().length <= 10, `${errors().length} error lines`);
 });
 
 test('registering a number twice throws', () => {

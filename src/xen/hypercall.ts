@@ -3,6 +3,7 @@
 // every failure into the Xen errno the guest gets in RAX — the one place that
 // does so.
 import type { Logger } from 'pino';
+import { RateLimitedLog } from '../common/log.js';
 import { GuestFaultError, type GuestVirtual } from '../memory/guest-virtual.js';
 import { GuestMemoryError } from '../memory/guest-memory.js';
 import { XEN_ERRNO } from './abi/errno.js';
@@ -45,45 +46,58 @@ export const ARGUMENT_REGISTERS = {
   compat: ['rbx', 'rcx', 'rdx', 'rsi', 'rdi'],
 } as const;
 
+/**
+ * Unimplemented numbers and sub-ops are each reported once, for the first this many: a guest can
+ * name 2^32 of them, so past these only the rate limit bounds the lines and nothing more is kept.
+ */
+export const REPORTED_ONCE_MAX = 256;
+
 export class HypercallDispatcher {
   private readonly handlers = new Map<number, HypercallHandler>();
   private readonly reported = new Set<string>();
+  private readonly guestLog: RateLimitedLog;
 
-  constructor(private readonly logger: Logger) {}
+  constructor(logger: Logger) {
+    this.guestLog = new RateLimitedLog(logger);
+  }
 
   register(nr: number, handler: HypercallHandler): void {
     if (this.handlers.has(nr)) throw new Error(`hypercall ${hypercallName(nr)} registered twice`);
     this.handlers.set(nr, handler);
   }
 
-  /** The value for the guest's RAX. */
+  /** The value for the guest's RAX; never throws, whatever the guest passed or a handler did. */
   dispatch(ctx: HypercallContext, cpl: number, nr: number, args: readonly bigint[]): bigint {
     if (cpl > 0) return BigInt(-XEN_ERRNO.EPERM);
-    const handler = this.handlers.get(nr);
-    if (!handler) {
-      this.once(`${nr}`, `guest called hypercall ${nr} (${nameOf(HYPERCALL, nr) ?? 'not a Xen hypercall'}), which xenkvm does not implement; -ENOSYS`);
-      return BigInt(-XEN_ERRNO.ENOSYS);
-    }
     try {
+      const handler = this.handlers.get(nr);
+      if (!handler) {
+        this.once(`${nr}`, `guest called hypercall ${nr} (${nameOf(HYPERCALL, nr) ?? 'not a Xen hypercall'}), which xenkvm does not implement; -ENOSYS`);
+        return BigInt(-XEN_ERRNO.ENOSYS);
+      }
       return BigInt(handler(ctx, args));
     } catch (e) {
-      if (e instanceof XenError) {
-        if (e.errno === XEN_ERRNO.ENOSYS && e.reason === undefined) {
-          const op = Number(args[0] & 0xffffffffn);
-          this.once(`${nr}/${op}`, `guest called ${hypercallName(nr)} sub-op ${op}, which xenkvm does not implement; -ENOSYS`);
-        }
-        return BigInt(-e.errno);
-      }
-      if (e instanceof GuestFaultError || e instanceof GuestMemoryError) return BigInt(-XEN_ERRNO.EFAULT);
-      // A bug in xenkvm must not take the VM down: the guest sees a failed call and the log says why.
-      this.logger.error({ vcpu: ctx.vcpu, hypercall: hypercallName(nr), err: (e as Error).message }, 'hypercall failed inside xenkvm; returned -EINVAL');
-      return BigInt(-XEN_ERRNO.EINVAL);
+      return this.failed(ctx, nr, args, e);
     }
+  }
+
+  private failed(ctx: HypercallContext, nr: number, args: readonly bigint[], e: unknown): bigint {
+    if (e instanceof XenError) {
+      if (e.errno === XEN_ERRNO.ENOSYS && e.reason === undefined) {
+        const op = Number(args[0] & 0xffffffffn);
+        this.once(`${nr}/${op}`, `guest called ${hypercallName(nr)} sub-op ${op}, which xenkvm does not implement; -ENOSYS`);
+      }
+      return BigInt(-e.errno);
+    }
+    if (e instanceof GuestFaultError || e instanceof GuestMemoryError) return BigInt(-XEN_ERRNO.EFAULT);
+    // A bug in xenkvm must not take the VM down: the guest sees a failed call and the log says why.
+    this.guestLog.error('internal', { vcpu: ctx.vcpu, hypercall: hypercallName(nr), err: (e as Error)?.message ?? String(e) }, 'hypercall failed inside xenkvm; returned -EINVAL');
+    return BigInt(-XEN_ERRNO.EINVAL);
   }
 
   private once(key: string, message: string): void {
     if (this.reported.has(key)) return;
-    this.reported.add(key);
-    this.logger.warn(message);
+    if (this.reported.size < REPORTED_ONCE_MAX) this.reported.add(key);
+    this.guestLog.warn('unimplemented', {}, message);
   }
 }
