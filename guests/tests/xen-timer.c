@@ -197,6 +197,15 @@ static void periodic_case(void)
 	uint32_t stopped = ticks[0];
 	kit_delay_ms(8);
 	KIT_CHECK(ticks[0] == stopped, "periodic ticks after stop_periodic_timer");
+	/* Xen's STIME_DELTA_MAX (2^62 - 1 ns) is the longest period: beyond it, -EINVAL. */
+	p.period_ns = 1ULL << 62;
+	rc = HYPERVISOR_vcpu_op(VCPUOP_set_periodic_timer, 0, &p);
+	KIT_CHECK(rc == -XEN_EINVAL, "period 2^62 ns: %ld, want -EINVAL", rc);
+	p.period_ns = (1ULL << 62) - 1;
+	KIT_CHECK(HYPERVISOR_vcpu_op(VCPUOP_set_periodic_timer, 0, &p) == 0, "period 2^62 - 1 ns");
+	kit_delay_ms(5);
+	KIT_CHECK(ticks[0] == stopped, "a tick from a period of 2^62 - 1 ns");
+	KIT_CHECK(HYPERVISOR_vcpu_op(VCPUOP_stop_periodic_timer, 0, NULL) == 0, "stop periodic");
 }
 
 

@@ -11,7 +11,7 @@ import type { PagingState } from '../memory/page-walker.js';
 import { HYPERCALL } from './abi/hypercalls.js';
 import type { Abi } from './abi/layout.js';
 import { sharedInfoLayout, vcpuTimeInfo, XEN_PVCLOCK_TSC_STABLE_BIT } from './abi/shared-info.js';
-import { RUNSTATE, VCPU_SSHOTTMR_future, VCPUOP, vcpuRunstateInfo, vcpuSetSingleshotTimer } from './abi/vcpu.js';
+import { RUNSTATE, VCPU_SSHOTTMR_future, VCPUOP, vcpuRunstateInfo, vcpuSetPeriodicTimer, vcpuSetSingleshotTimer } from './abi/vcpu.js';
 import { VMASST_CMD, VMASST_TYPE } from './abi/xen.js';
 import type { XenConfig } from './config.js';
 import { AreaKind, DomainState } from './domain-state.js';
@@ -521,6 +521,29 @@ for (const abi of ABIS) {
     assert.equal(set(guestNow - 1_000_000n, 0), 0n);
     assert.equal(armed(timers, 0), guestNow - 1_000_000n);
     assert.equal(kvmClock.reads, reads);
+  });
+}
+
+/** The periodic timer of `vcpu`: its period (0: none) and next deadline. */
+const periodic = (timers: TimerState, vcpu: number) => {
+  const words = new BigInt64Array(timers.buffer, 8);
+  return { period: words[vcpu * 3 + 1], next: words[vcpu * 3 + 2] };
+};
+
+for (const abi of ABIS) {
+  test(`set_periodic_timer (${abi}): from 1 ms to Xen's STIME_DELTA_MAX (2^62 - 1 ns), for any vCPU; beyond either, -EINVAL and nothing changes`, (t) => {
+    const { clock, timers, vcpuOp } = setup(t);
+    clock.now = 1n << 61n; // late in a long-running domain: a period past the limit would wrap the deadline
+    const set = (vcpu: number, period: bigint) => vcpuOp(abi, VCPUOP.set_periodic_timer, vcpu, vcpuSetPeriodicTimer[abi].encode({ period_ns: period }));
+    for (const period of [999_999n, (1n << 62n), (1n << 63n) - 1n, 1n << 63n, (1n << 64n) - 1n]) {
+      assert.equal(set(1, period), -22n, `period ${period}`);
+      assert.deepEqual(periodic(timers, 1), { period: 0n, next: 0n });
+    }
+    assert.equal(set(1, (1n << 62n) - 1n), 0n);
+    assert.deepEqual(periodic(timers, 1), { period: (1n << 62n) - 1n, next: clock.now + (1n << 62n) - 1n });
+    assert.ok(periodic(timers, 1).next > 0n, 'the deadline never wraps');
+    assert.equal(set(0, 1_000_000n), 0n);
+    assert.deepEqual(periodic(timers, 0), { period: 1_000_000n, next: clock.now + 1_000_000n });
   });
 }
 

@@ -19,9 +19,12 @@ import { bytesArea, SHARED_INFO_PAGE, VCPU_INFO_TIME_OFFSET, writeVcpuTime } fro
 import type { VcpuClock } from './time.js';
 
 const PAGE_SIZE = 4096;
-/** Xen refuses periodic timers faster than 1 ms, and periods beyond a signed 64-bit time. */
+/**
+ * Xen refuses periodic timers faster than 1 ms, and periods beyond its STIME_DELTA_MAX (2^62 - 1 ns):
+ * a longer period added to the time now could wrap the deadline negative, firing at once for ever.
+ */
 const MIN_PERIOD_NS = 1_000_000n;
-const STIME_DELTA_MAX = (1n << 63n) - 1n;
+const STIME_DELTA_MAX = (1n << 62n) - 1n;
 const VCPU_INFO_SIZE = vcpuInfo.native.size;
 /** VM assists an HVM guest may turn on. */
 const HVM_VM_ASSISTS = 1 << VMASST_TYPE.runstate_update_flag;

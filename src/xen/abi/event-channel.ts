@@ -46,6 +46,10 @@ export const VIRQ = {
 } as const;
 export const NR_VIRQS = 24;
 
+/** VIRQs bound on each vCPU; the rest (the arch ones included, on x86) are global, bound once on vCPU 0 and kept in its table. */
+const PER_VCPU_VIRQS: ReadonlySet<number> = new Set<number>([VIRQ.TIMER, VIRQ.DEBUG, VIRQ.XENOPROF, VIRQ.XENPMU]);
+export const virqIsGlobal = (virq: number) => !PER_VCPU_VIRQS.has(virq);
+
 /** evtchn_status.status. */
 export const EVTCHNSTAT = { closed: 0, unbound: 1, interdomain: 2, pirq: 3, virq: 4, ipi: 5 } as const;
 

@@ -82,6 +82,20 @@ test('resetPorts closes every kind of port, clears their events and frees their 
   assert.equal(s.op(EVTCHNOP.bind_ipi, 0).word(1), 2, 'ports are handed out from the lowest again');
 });
 
+test('a global VIRQ whose events bind_vcpu moved to vCPU 1 is still bound on vCPU 0: once closed, it binds again', (t) => {
+  const s = setup(t);
+  for (let round = 0; round < 2; round++) {
+    const port = s.op(EVTCHNOP.bind_virq, VIRQ.CON_RING, 0).word(2);
+    assert.equal(s.op(EVTCHNOP.bind_vcpu, port, 1).rc, 0);
+    assert.deepEqual([s.op(EVTCHNOP.status, DOMID.SELF, port).word(2), s.op(EVTCHNOP.status, DOMID.SELF, port).word(3)], [EVTCHNSTAT.virq, 1]);
+    assert.equal(s.d.ports.virqPort(VIRQ.CON_RING, 0), port, 'kept in vCPU 0 table');
+    assert.equal(s.op(EVTCHNOP.bind_virq, VIRQ.CON_RING, 0).rc, -XEN_ERRNO.EEXIST, 'bound once while open');
+    assert.equal(s.op(EVTCHNOP.close, port).rc, 0);
+    assert.equal(s.d.ports.virqPort(VIRQ.CON_RING, 0), undefined);
+  }
+  assert.equal(s.op(EVTCHNOP.bind_virq, VIRQ.CON_RING, 0).rc, 0);
+});
+
 test('binding errors are Xen errno values', (t) => {
   const s = setup(t);
   assert.equal(s.op(EVTCHNOP.bind_ipi, 2).rc, -XEN_ERRNO.ENOENT);

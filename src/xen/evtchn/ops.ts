@@ -5,7 +5,7 @@
 // other port goes to the main thread.
 import { XEN_ERRNO } from '../abi/errno.js';
 import {
-  EVTCHN_FIFO, EVTCHNOP, EVTCHNSTAT, NR_VIRQS, VIRQ, evtchnAllocUnbound, evtchnBindInterdomain, evtchnBindIpi, evtchnBindVcpu,
+  EVTCHN_FIFO, EVTCHNOP, EVTCHNSTAT, NR_VIRQS, VIRQ, virqIsGlobal, evtchnAllocUnbound, evtchnBindInterdomain, evtchnBindIpi, evtchnBindVcpu,
   evtchnBindVirq, evtchnClose, evtchnExpandArray, evtchnInitControl, evtchnReset, evtchnSend, evtchnSetPriority, evtchnStatus,
   evtchnStatusU, evtchnUnmask,
 } from '../abi/event-channel.js';
@@ -37,9 +37,6 @@ export function portLimit(ports: PortTable, state: DomainState): number {
   return ports.fifoActive ? ports.capacity : Math.min(ports.capacity, twoLevelPorts(state.sharedInfoAbi));
 }
 
-/** VIRQs bound on each vCPU; the rest (the arch ones included, on x86) are global, bound once on vCPU 0. */
-const PER_VCPU_VIRQS = new Set<number>([VIRQ.TIMER, VIRQ.DEBUG, VIRQ.XENOPROF, VIRQ.XENPMU]);
-const virqIsGlobal = (virq: number) => !PER_VCPU_VIRQS.has(virq);
 
 function self(d: EvtchnDomain, dom: number): boolean {
   return dom === DOMID.SELF || dom === d.domid;

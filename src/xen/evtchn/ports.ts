@@ -5,7 +5,7 @@
 // the timer thread and backend threads never act on a half-changed binding.
 import { threadId } from 'node:worker_threads';
 import { XEN_ERRNO } from '../abi/errno.js';
-import { EVTCHN_FIFO } from '../abi/event-channel.js';
+import { EVTCHN_FIFO, virqIsGlobal } from '../abi/event-channel.js';
 import { XenError } from '../errors.js';
 
 /** Port states, as Xen's ECS_*. */
@@ -166,8 +166,8 @@ export class PortTable {
     const b = port * FIELDS;
     const old = this.get(port);
     Atomics.and(this.words, b + Field.Flags, ~PortFlag.FastPath);
-    if (old.state === PortState.Virq) Atomics.store(this.words, this.virqMap + old.vcpu * MAP_VIRQS + old.peer, 0);
-    if (p.state === PortState.Virq) Atomics.store(this.words, this.virqMap + p.vcpu * MAP_VIRQS + p.peer, port);
+    if (old.state === PortState.Virq) Atomics.store(this.words, this.virqSlot(old.peer, old.vcpu), 0);
+    if (p.state === PortState.Virq) Atomics.store(this.words, this.virqSlot(p.peer, p.vcpu), port);
     Atomics.store(this.words, b + Field.Vcpu, p.vcpu);
     Atomics.store(this.words, b + Field.Peer, p.peer);
     Atomics.store(this.words, b + Field.RemoteDom, p.remoteDom);
@@ -200,10 +200,14 @@ export class PortTable {
     throw new XenError(XEN_ERRNO.ENOSPC);
   }
 
-  /** The port bound to `virq` on `vcpu`, if any. */
+  /** The port bound to `virq` on `vcpu`, if any; a global VIRQ's is vCPU 0's, wherever bind_vcpu moved its events. */
   virqPort(virq: number, vcpu: number): number | undefined {
-    const port = Atomics.load(this.words, this.virqMap + vcpu * MAP_VIRQS + virq);
+    const port = Atomics.load(this.words, this.virqSlot(virq, vcpu));
     return port === 0 ? undefined : port;
+  }
+
+  private virqSlot(virq: number, vcpu: number): number {
+    return this.virqMap + (virqIsGlobal(virq) ? 0 : vcpu) * MAP_VIRQS + virq;
   }
 
   hasFlag(port: number, flag: PortFlag): boolean {
