@@ -25,14 +25,32 @@ export interface StoreService<C> {
 }
 
 /**
- * xenstored's quota of outstanding requests per domain: replies and watch events queued for a guest
- * that is not reading its ring. At the limit the server serves no more requests, and drops watch
- * events (xenstored does the same) with a rate-limited log line.
+ * xenstored's quota of outstanding requests per domain: a request is outstanding until its reply, and
+ * every watch event it caused, has been put in the response ring. At the limit the server takes no
+ * more requests until the guest reads.
  */
 export const OUTSTANDING_MAX = 20;
 
+/**
+ * xenstored's hard memory quota per domain (2.5 MiB), here for what waits for the guest to read:
+ * a watch event that would take the queue past it is dropped, with a rate-limited log line.
+ */
+export const QUEUED_BYTES_MAX = 2.5 * 1024 * 1024;
+
+/** xenstored drops a watch event the guest has not read within 20 s. */
+export const WATCH_EVENT_TIMEOUT_MS = 20_000;
+
 /** Passes over the rings one service makes at most (each moves up to a ring's worth each way). */
 const MAX_PASSES = 16;
+
+/** A message waiting for room in the response ring. */
+interface Queued {
+  bytes: Uint8Array;
+  /** Counts against OUTSTANDING_MAX: a reply, or an event the guest's own request caused. */
+  outstanding: boolean;
+  /** A watch event not yet begun: its path and token (the key duplicates share) and when it was queued. */
+  event?: { key: string; at: number };
+}
 
 export class XenStoreRing<C> {
   private readonly words: Uint32Array;
@@ -43,8 +61,12 @@ export class XenStoreRing<C> {
   /** Requests taken off the ring, waiting while too many replies do. */
   private requests: XsMessage[] = [];
   /** Whole messages waiting for room in the response ring, the first possibly part-written. */
-  private output: Uint8Array[] = [];
+  private output: Queued[] = [];
   private outputOffset = 0;
+  private outputBytes = 0;
+  private outstanding = 0;
+  /** Watch events queued and not yet begun, by path and token: a second one is not queued. */
+  private waitingEvents = new Map<string, number>();
   private stopped = false;
   private servicing = false;
 
@@ -54,6 +76,7 @@ export class XenStoreRing<C> {
     private readonly store: StoreService<C>,
     private readonly domid: number,
     private readonly guestLog: RateLimitedLog,
+    private readonly now: () => number = Date.now,
   ) {
     this.words = new Uint32Array(page.buffer, page.byteOffset, page.length / 4);
     this.conn = store.connect(domid, (m) => this.queue(m));
@@ -75,20 +98,69 @@ export class XenStoreRing<C> {
     this.requests = [];
     this.output = [];
     this.outputOffset = 0;
+    this.outputBytes = 0;
+    this.outstanding = 0;
+    this.waitingEvents.clear();
     this.reqCons = 0;
     this.rspProd = 0;
     for (const name of ['req_cons', 'req_prod', 'rsp_cons', 'rsp_prod', 'error'] as const) this.set(name, 0);
     this.set('connection', XENSTORE_CONNECTION.CONNECTED);
   }
 
+  /**
+   * Queues a reply or watch event for the guest. As xenstored: an event identical to one still waiting
+   * is dropped (but for the special "@" ones, each of which matters), and so is one past the queue's
+   * memory quota; any event the guest leaves unread for WATCH_EVENT_TIMEOUT_MS goes (see dropStale).
+   */
   private queue(m: XsMessage): void {
-    if (m.type === XS.WATCH_EVENT && this.output.length >= OUTSTANDING_MAX) {
-      this.guestLog.warn('xenstore-events', { domid: this.domid }, 'guest does not read its XenStore ring; watch event dropped');
-      return;
+    const bytes = encodeMessage(m);
+    let event: Queued['event'];
+    if (m.type === XS.WATCH_EVENT) {
+      const key = Buffer.from(m.payload).toString('latin1');
+      if (!key.startsWith('@') && this.waitingEvents.has(key)) return;
+      this.dropStale();
+      if (this.outputBytes + bytes.length > QUEUED_BYTES_MAX) {
+        this.guestLog.warn('xenstore-events', { domid: this.domid }, 'guest does not read its XenStore ring; watch event dropped');
+        return;
+      }
+      event = { key, at: this.now() };
+      this.waitingEvents.set(key, (this.waitingEvents.get(key) ?? 0) + 1);
     }
-    this.output.push(encodeMessage(m));
+    // An event queued while this guest's request is served is that request's doing.
+    const outstanding = m.type !== XS.WATCH_EVENT || this.servicing;
+    this.output.push({ bytes, outstanding, event });
+    this.outputBytes += bytes.length;
+    if (outstanding) this.outstanding++;
     // A watch event from a change made elsewhere (the socket, the VMM): the serving loop sends it.
     if (!this.servicing) this.channel.notifier.notify();
+  }
+
+  /** Drops the events at the head of the queue that waited past WATCH_EVENT_TIMEOUT_MS unread. */
+  private dropStale(): void {
+    const oldest = this.now() - WATCH_EVENT_TIMEOUT_MS;
+    while (this.output.length > 0 && this.outputOffset === 0) {
+      const head = this.output[0];
+      if (!head.event || head.event.at > oldest) return;
+      this.unqueueHead();
+    }
+  }
+
+  /** Takes the head message off the queue, written or dropped. */
+  private unqueueHead(): void {
+    const head = this.output.shift()!;
+    this.outputOffset = 0;
+    this.outputBytes -= head.bytes.length;
+    if (head.outstanding) this.outstanding--;
+    this.forgetEvent(head);
+  }
+
+  /** A waiting event begun or dropped: it no longer counts for the duplicates of its key. */
+  private forgetEvent(q: Queued): void {
+    if (!q.event) return;
+    const n = this.waitingEvents.get(q.event.key)! - 1;
+    if (n === 0) this.waitingEvents.delete(q.event.key);
+    else this.waitingEvents.set(q.event.key, n);
+    q.event = undefined;
   }
 
   private fail(error: number, why: string): void {
@@ -97,8 +169,8 @@ export class XenStoreRing<C> {
   }
 
   /**
-   * Takes the guest's requests off the ring and serves them while fewer than OUTSTANDING_MAX replies
-   * wait; the rest wait here (at most a ring's worth) and are served as replies drain. Bytes taken.
+   * Takes the guest's requests off the ring and serves them while fewer than OUTSTANDING_MAX are
+   * outstanding; the rest wait here (at most a ring's worth) and are served as replies drain. Bytes taken.
    */
   private readRequests(): number {
     const prod = this.get('req_prod');
@@ -120,7 +192,7 @@ export class XenStoreRing<C> {
       this.fail(XENSTORE_ERROR.PROTO, e.message);
       return take;
     }
-    while (this.requests.length > 0 && this.output.length < OUTSTANDING_MAX) this.store.handle(this.conn, this.requests.shift()!);
+    while (this.requests.length > 0 && this.outstanding < OUTSTANDING_MAX) this.store.handle(this.conn, this.requests.shift()!);
     return take;
   }
 
@@ -134,16 +206,19 @@ export class XenStoreRing<C> {
     }
     let room = XENSTORE_RING_SIZE - used;
     let given = 0;
+    this.dropStale();
     while (room > 0 && this.output.length > 0) {
-      const msg = this.output[0];
+      const msg = this.output[0].bytes;
+      // Once begun, an event no longer waits: a duplicate is queued after it, and the timeout is past.
+      if (this.outputOffset === 0) this.forgetEvent(this.output[0]);
       const n = Math.min(room, msg.length - this.outputOffset);
       for (let i = 0; i < n; i++) this.page[LAYOUT.offsets.rsp + ((this.rspProd + given + i) % XENSTORE_RING_SIZE)] = msg[this.outputOffset + i];
       given += n;
       room -= n;
       this.outputOffset += n;
       if (this.outputOffset === msg.length) {
-        this.output.shift();
-        this.outputOffset = 0;
+        this.unqueueHead();
+        this.dropStale();
       }
     }
     this.rspProd = (this.rspProd + given) >>> 0;
