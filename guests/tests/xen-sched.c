@@ -3,8 +3,8 @@
  * crash, watchdog, suspend, unknown (reason 99), soft-reset (the domain is
  * soft-reset and the guest runs on, as kexec and kdump expect; then ACPI
  * power-off; with a second vCPU, that one is up during the reset), code
- * (SCHEDOP_shutdown_code crash, then a poweroff request, which the code
- * overrides), watchdog-timer (claims and feeds watchdogs, then lets watchdog
+ * (SCHEDOP_shutdown_code crash, then reboot, which changes nothing: the first
+ * code stays; then a poweroff request, which the code overrides), watchdog-timer (claims and feeds watchdogs, then lets watchdog
  * 1 expire: the domain crashes). */
 #include "../kit/kit.h"
 #include "../common/xenstore.h"
@@ -301,6 +301,9 @@ void kit_main(void)
 	}
 	if (!strcmp(action, "code")) {
 		struct sched_shutdown s = { .reason = SHUTDOWN_crash };
+		kit_printf("KIT-SCHED shutdown_code rc=%ld\n", HYPERVISOR_sched_op(SCHEDOP_shutdown_code, &s));
+		/* The first code stays: this one changes nothing. */
+		s.reason = SHUTDOWN_reboot;
 		kit_printf("KIT-SCHED shutdown_code rc=%ld\n", HYPERVISOR_sched_op(SCHEDOP_shutdown_code, &s));
 		shutdown(SHUTDOWN_poweroff);
 	}

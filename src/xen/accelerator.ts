@@ -104,7 +104,7 @@ export class XenAccelerator {
     registerSchedOp(this.dispatcher, {
       shutdown,
       shutdownCode: () => state.shutdownCode,
-      setShutdownCode: (code) => (state.shutdownCode = code),
+      latchShutdownCode: (code) => state.latchShutdownCode(code),
       sleep: (done, options) => this.sleep(thread, systemTime, done, options),
       eventsPendingWithDeliveryEnabled: () => this.events.enableDeliveryAndCheck(vcpu),
       checkPort: (port) => ports.check(port, portLimit(ports, state)),

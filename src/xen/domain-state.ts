@@ -105,6 +105,11 @@ export class DomainState {
     Atomics.store(this.header, 3, code === undefined ? 0 : code + 1);
   }
 
+  /** Sets the shutdown code unless one is set already: as in Xen, the first code a guest gives stays. */
+  latchShutdownCode(code: number): void {
+    Atomics.compareExchange(this.header, 3, 0, code + 1);
+  }
+
   vmAssistEnabled(type: number): boolean {
     return (Atomics.load(this.header, 1) & (1 << type)) !== 0;
   }

@@ -280,6 +280,8 @@ test('unknown sub-ops are -ENOSYS; bad pointers -EFAULT', (t) => {
   const { call, errors } = setup(t);
   for (const abi of ABIS) {
     for (const op of [HVMOP.flush_tlbs, HVMOP.get_mem_type, HVMOP.altp2m, 2, 99, 0xffff_ffff]) assert.equal(call(abi, op), -38n, `op ${op}`);
+    // The op is an unsigned long that Xen switches on whole: high bits make a known op unknown.
+    for (const op of [HVMOP.get_param, HVMOP.set_param, HVMOP.get_time]) assert.equal(call(abi, (1n << 32n) | BigInt(op)), -38n, `op ${op} with bit 32`);
     for (const op of [HVMOP.set_param, HVMOP.get_param, HVMOP.set_evtchn_upcall_vector, HVMOP.pagetable_dying, HVMOP.get_time]) {
       assert.equal(call(abi, op, 0n), -14n, `op ${op} at NULL`);
       assert.equal(call(abi, op, ARG + 0x1000n - 4n), -14n, `op ${op} across the end`);

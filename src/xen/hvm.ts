@@ -100,7 +100,8 @@ function pagetableDying(ctx: HypercallContext, domain: HvmOpDomain, arg: bigint)
 
 export function registerHvmOp(dispatcher: HypercallDispatcher, domain: HvmOpDomain): void {
   dispatcher.register(HYPERCALL.hvm_op, (ctx, [op, arg]) => {
-    switch (Number(op & 0xffffffffn)) {
+    // An unsigned long in Xen, switched on whole: high bits make the op unknown.
+    switch (Number(op)) {
       case HVMOP.set_param:
         return setParam(ctx, domain, arg);
       case HVMOP.get_param:

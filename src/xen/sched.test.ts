@@ -8,6 +8,7 @@ import { HYPERCALL } from './abi/hypercalls.js';
 import { SCHEDOP, SHUTDOWN } from './abi/sched.js';
 import { FakeGuest } from './fake-guest.js';
 import { HypercallDispatcher } from './hypercall.js';
+import { DomainState } from './domain-state.js';
 import { registerSchedOp, type ShutdownKind } from './sched.js';
 import { TimerState } from './timers.js';
 
@@ -16,12 +17,12 @@ const ARG = 0x2000n;
 function setup() {
   const shutdowns: ShutdownKind[] = [];
   const softResets: { vcpu: number; args: readonly bigint[] }[] = [];
-  let code: number | undefined;
+  const state = DomainState.create(1);
   const dispatcher = new HypercallDispatcher(pino({ level: 'silent' }));
   registerSchedOp(dispatcher, {
     shutdown: (kind) => void shutdowns.push(kind),
-    shutdownCode: () => code,
-    setShutdownCode: (c) => (code = c),
+    shutdownCode: () => state.shutdownCode,
+    latchShutdownCode: (c) => state.latchShutdownCode(c),
     sleep: () => {},
     eventsPendingWithDeliveryEnabled: () => false,
     checkPort: (p) => p,
@@ -58,6 +59,14 @@ test('a shutdown code of soft_reset turns a later shutdown into a soft reset, as
   assert.equal(s.call(SCHEDOP.shutdown, SHUTDOWN.poweroff), 0n);
   assert.equal(s.softResets.length, 1);
   assert.deepEqual(s.shutdowns, []);
+});
+
+test('the first shutdown code stays: a later SCHEDOP_shutdown_code changes nothing, and the shutdown reports the first', () => {
+  const s = setup();
+  assert.equal(s.call(SCHEDOP.shutdown_code, SHUTDOWN.crash), 0n);
+  assert.equal(s.call(SCHEDOP.shutdown_code, SHUTDOWN.poweroff), 0n);
+  assert.equal(s.call(SCHEDOP.shutdown, SHUTDOWN.poweroff), 0n);
+  assert.deepEqual(s.shutdowns, ['crash']);
 });
 
 test('the other reasons end the run and never reset', () => {

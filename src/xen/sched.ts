@@ -1,7 +1,7 @@
 // sched_op, served on the calling vCPU's thread: yield, and shutdown as the
 // toolstack sees it (power-off, reboot, crash; a watchdog expiring is a
 // crash; suspend ends the run, there being no save yet; a soft reset is
-// forwarded to the main thread and the guest runs on). The code set by
+// forwarded to the main thread and the guest runs on). The first code set by
 // SCHEDOP_shutdown_code, if any, overrides the reason, as in Xen.
 import { XEN_ERRNO } from './abi/errno.js';
 import { HYPERCALL } from './abi/hypercalls.js';
@@ -16,7 +16,8 @@ export interface SchedDomain {
   /** Ends the run the way the shutdown reason says. */
   shutdown(kind: ShutdownKind, message: string): void;
   shutdownCode(): number | undefined;
-  setShutdownCode(code: number): void;
+  /** Sets the code unless one is set: the first stays until a soft reset. */
+  latchShutdownCode(code: number): void;
   /**
    * Puts the calling vCPU to sleep (runstate blocked) until `done()`, an
    * absolute system-time deadline, or the VMM needing its thread; with
@@ -66,7 +67,7 @@ export function registerSchedOp(dispatcher: HypercallDispatcher, d: SchedDomain)
         return 0;
       }
       case SCHEDOP.shutdown_code:
-        d.setShutdownCode(reasonOf(ctx, arg));
+        d.latchShutdownCode(reasonOf(ctx, arg));
         return 0;
       case SCHEDOP.block:
         d.sleep(() => d.eventsPendingWithDeliveryEnabled(), { once: true });

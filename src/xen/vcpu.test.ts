@@ -601,4 +601,7 @@ test('vm_assist: every other type is -EINVAL for an HVM guest; an unknown comman
   for (const cmd of [2, 3, 0xffff_ffff]) assert.equal(vmAssist(cmd, VMASST_TYPE.runstate_update_flag), -38n, `cmd ${cmd}`);
   assert.equal(vmAssist(7, 0), -22n, 'the type is checked first');
   assert.equal(state.vmAssistEnabled(VMASST_TYPE.runstate_update_flag), false);
+  // Both are unsigned ints to Xen: the high halves of the registers do not count.
+  assert.equal(vmAssist((1n << 32n) | BigInt(VMASST_CMD.enable), (7n << 32n) | BigInt(VMASST_TYPE.runstate_update_flag)), 0n);
+  assert.equal(state.vmAssistEnabled(VMASST_TYPE.runstate_update_flag), true);
 });

@@ -205,11 +205,13 @@ export function registerVcpuOp(dispatcher: HypercallDispatcher, d: VcpuOpDomain)
     }
     return 0;
   });
-  dispatcher.register(HYPERCALL.vm_assist, (_ctx, [cmd, wide]) => {
-    const type = wide & 0xffffffffn; // an unsigned int in Xen's prototype
+  dispatcher.register(HYPERCALL.vm_assist, (_ctx, [wideCmd, wideType]) => {
+    // Both unsigned ints in Xen's prototype: the high halves are dropped.
+    const cmd = Number(wideCmd & 0xffffffffn);
+    const type = wideType & 0xffffffffn;
     if (type >= 64n || ((BigInt(HVM_VM_ASSISTS) >> type) & 1n) === 0n) throw new XenError(XEN_ERRNO.EINVAL);
-    if (cmd === BigInt(VMASST_CMD.enable)) d.state.setVmAssist(Number(type), true);
-    else if (cmd === BigInt(VMASST_CMD.disable)) d.state.setVmAssist(Number(type), false);
+    if (cmd === VMASST_CMD.enable) d.state.setVmAssist(Number(type), true);
+    else if (cmd === VMASST_CMD.disable) d.state.setVmAssist(Number(type), false);
     else throw new XenError(XEN_ERRNO.ENOSYS);
     return 0;
   });
