@@ -4,6 +4,7 @@
  * cmdline: expect-version=M.m (default 4.17). Run with --vcpus 2. */
 #include "../kit/kit.h"
 #include "../common/xen.h"
+#include "../common/toolstack-test.h"
 
 static uint32_t base;
 static bool page_ok;
@@ -220,6 +221,7 @@ void kit_main(void)
 	kit_case("hvm-leaf", hvm_leaf_case);
 	kit_case("ap-hypercall", ap_hypercall_case);
 	kit_case("unimplemented", unimplemented_case);
+	kit_case("toolstack-refused", toolstack_refused_case);
 	kit_case("user-mode", user_mode_case);
 	kit_case("args-preserved", args_preserved_case);
 }

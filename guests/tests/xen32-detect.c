@@ -4,6 +4,7 @@
  * cmdline: expect-version=M.m (default 4.17). */
 #include "../kit32/kit32.h"
 #include "../common/xen.h"
+#include "../common/toolstack-test.h"
 
 _Static_assert(sizeof(struct xen_platform_parameters) == 4, "compat platform_parameters");
 _Static_assert(sizeof(struct xen_feature_info) == 8, "xen_feature_info");
@@ -193,5 +194,6 @@ void kit_main(void)
 	kit_case("strings", strings_case);
 	kit_case("platform-parameters-compat", platform_parameters_case);
 	kit_case("unimplemented", unimplemented_case);
+	kit_case("toolstack-refused", toolstack_refused_case);
 	kit_case("args-preserved", args_preserved_case);
 }

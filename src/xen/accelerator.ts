@@ -11,6 +11,7 @@ import type { Abi } from './abi/layout.js';
 import type { XenConfig } from './config.js';
 import { ARGUMENT_REGISTERS, HypercallDispatcher, type HypercallContext } from './hypercall.js';
 import { HYPERCALL_MSR, hypercallPage, hypercallPageTarget } from './hypercall-page.js';
+import { registerToolstackOps } from './toolstack-ops.js';
 import { registerVersion } from './version.js';
 import { CONSOLEIO_WRITE_MAX, registerConsoleIo } from './console-io.js';
 import { RateLimitedLog } from '../common/log.js';
@@ -84,6 +85,7 @@ export class XenAccelerator {
     const systemTime = systemTimeClock(config.bootMonotonicNs);
     this.runstate = new RunstateAccount(vcpu, state, memory, systemTime, haltedNs);
     registerVersion(this.dispatcher, config);
+    registerToolstackOps(this.dispatcher, { domid: config.domid });
     const forwardCall = (nr: number) => (ctx: HypercallContext, args: readonly bigint[]) =>
       forward({ vcpu, abi: ctx.abi, nr, args: [...args], paging: (ctx as LocalContext).paging });
     this.events = makeEventDelivery(memory, state, ports, upcall);

@@ -14,7 +14,7 @@ const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: stri
   {
     name: 'xen-detect',
     vcpus: [2],
-    cases: ['signature', 'version-leaf', 'hypercall-leaf', 'hypercall-page', 'hvm-leaf', 'unimplemented', 'user-mode', 'args-preserved'],
+    cases: ['signature', 'version-leaf', 'hypercall-leaf', 'hypercall-page', 'hvm-leaf', 'unimplemented', 'toolstack-refused', 'user-mode', 'args-preserved'],
     // an unimplemented hypercall is -ENOSYS to the guest (case unimplemented) and one line in the log
     log: (stderr) => assert.equal(stderr.split('\n').filter((l) => l.includes('hypercall 37 (kexec_op)')).length, 1, stderr),
   },
@@ -58,7 +58,7 @@ const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: stri
   {
     name: 'xen32-detect',
     vcpus: [1],
-    cases: ['signature', 'version-leaf', 'hypercall-leaf', 'hvm-leaf', 'hypercall-page', 'version', 'get-features', 'strings', 'platform-parameters-compat', 'unimplemented', 'args-preserved'],
+    cases: ['signature', 'version-leaf', 'hypercall-leaf', 'hvm-leaf', 'hypercall-page', 'version', 'get-features', 'strings', 'platform-parameters-compat', 'unimplemented', 'toolstack-refused', 'args-preserved'],
   },
   {
     name: 'xen32-shinfo',

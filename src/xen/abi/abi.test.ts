@@ -45,7 +45,7 @@ for (const [name, v] of Object.entries(abi)) {
 test('every export is a struct pair, a constant, or one of the known helpers', () => {
   assert.deepEqual(others.sort(), [
     'ABIS', 'XEN_CPUID_SIGNATURE', 'XEN_ERRNO_INTERNAL', 'XSD_ERRORS', 'both', 'decodeCallbackIrq', 'encodeCallbackIrq',
-    'handle', 'hypercallName', 'nameOf', 'pfn', 'sharedInfoLayout', 'ulong', 'xenError', 'xenmemfGetAddressBits',
+    'handle', 'hypercallName', 'nameOf', 'pfn', 'sharedInfoLayout', 'ulong', 'virqIsGlobal', 'xenError', 'xenmemfGetAddressBits',
     'xenmemfGetNode', 'xstruct',
   ]);
 });
@@ -54,6 +54,7 @@ test('every export is a struct pair, a constant, or one of the known helpers', (
 // 1. Layouts written out literally: "size/align: field@offset ...".
 
 const pinned: Record<string, PerAbi<string>> = {
+  xenDmOpBuf: { native: '16/8: h@0 size@8', compat: '8/4: h@0 size@4' },
   archSharedInfo: {
     native: '48/8: max_pfn@0 pfn_to_mfn_frame_list_list@8 nmi_reason@16 p2m_cr3@24 p2m_vaddr@32 p2m_generation@40',
     compat: '28/4: max_pfn@0 pfn_to_mfn_frame_list_list@4 nmi_reason@8 p2m_cr3@12 p2m_vaddr@16 p2m_generation@20 wc_sec_hi@24',
@@ -312,6 +313,7 @@ const prefix: Record<string, string> = {
   XENSTORE_CONNECTION: 'XENSTORE_',
   XENSTORE_ERROR: 'XENSTORE_ERROR_',
   XenbusState: 'XenbusState',
+  XEN_DOMCTL: 'XEN_DOMCTL_',
 };
 
 /** Constants whose C spelling is an expression rather than their own name. */
@@ -323,12 +325,17 @@ const cExpr: Record<string, string | PerAbi<string>> = {
   GRANT_STATUS_SIZE: 'sizeof(grant_status_t)',
   ULONG_BYTES: 'sizeof(xen_ulong_t)',
   EVTCHN_2L_WORDS: 'sizeof(((struct shared_info *)0)->evtchn_pending) / sizeof(xen_ulong_t)',
+  XEN_SYSCTL_SIZE: 'sizeof(struct xen_sysctl)',
+  XEN_DOMCTL_SIZE: 'sizeof(struct xen_domctl)',
+  XEN_PLATFORM_OP_SIZE: 'sizeof(struct xen_platform_op)',
+  TOOLSTACK_INTERFACE_VERSION_OFFSET: 'offsetof(struct xen_domctl, interface_version) == offsetof(struct xen_sysctl, interface_version) && offsetof(struct xen_sysctl, interface_version) == offsetof(struct xen_platform_op, interface_version) ? offsetof(struct xen_domctl, interface_version) : -1',
+  XEN_DOMCTL_DOMAIN_OFFSET: 'offsetof(struct xen_domctl, domain)',
 };
 
 /** Facts the headers state only in comments, or Xen-internal conventions: pinned by their own definitions. */
 const notInHeaders = new Set([
   'XEN_CPUID_LEAF', 'XEN_CPUID_TIME_FLAG', 'XEN_CPUID_TSC_MODE', 'E820_TYPE',
-  'HYPERCALL_ENTRY_SIZE', 'HYPERCALL_PAGE_ENTRIES', 'e820Entry',
+  'HYPERCALL_ENTRY_SIZE', 'HYPERCALL_PAGE_ENTRIES', 'e820Entry', 'DM_OP_MAX_BUFS',
 ]);
 
 /** C members behind flattened unions. */
@@ -429,6 +436,7 @@ function checks(): Check[] {
 const HEADERS = [
   'xen.h', 'version.h', 'features.h', 'memory.h', 'vcpu.h', 'sched.h', 'event_channel.h', 'grant_table.h',
   'hvm/hvm_op.h', 'hvm/params.h', 'hvm/hvm_vcpu.h', 'arch-x86/cpuid.h', 'arch-x86/xen-mca.h', 'io/xs_wire.h', 'io/console.h', 'io/xenbus.h',
+  'sysctl.h', 'domctl.h', 'platform.h', 'hvm/dm_op.h',
 ];
 
 function cSource(list: Check[], a: Abi): string {

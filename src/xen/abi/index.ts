@@ -17,3 +17,4 @@ export * from './grant-table.js';
 export * from './xenstore.js';
 export * from './console.js';
 export * from './xenbus.js';
+export * from './toolstack.js';
