@@ -23,6 +23,8 @@ export const LAPIC_ADDRESS = 0xfee00000;
 /** KVM needs three pages for the real-mode TSS and one for the identity map (Intel only); below the LAPIC, outside RAM. */
 export const KVM_TSS_ADDRESS = 0xfffbd000;
 export const KVM_IDENTITY_MAP_ADDRESS = 0xfffbc000;
+/** Frames no overlay page may take: KVM's TSS and identity map, and the LAPIC's (KVM's APIC access page on Intel). */
+export const KVM_RESERVED_FRAMES: readonly number[] = [LAPIC_ADDRESS, KVM_IDENTITY_MAP_ADDRESS, KVM_TSS_ADDRESS, KVM_TSS_ADDRESS + 0x1000, KVM_TSS_ADDRESS + 0x2000].map((a) => a / 0x1000);
 
 /** I/O ports of the platform devices. */
 export const ports = {

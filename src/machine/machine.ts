@@ -39,7 +39,7 @@ import { Uart16550 } from './devices/uart16550.js';
 import { exitStatus } from './exit-status.js';
 import {
   ACPI_BASE, ACPI_SIZE, BOOT_INFO_BASE, BOOT_INFO_SIZE, guestMemmap, IOAPIC_ADDRESS, IOAPIC_ID, KVM_IDENTITY_MAP_ADDRESS,
-  KVM_TSS_ADDRESS, LAPIC_ADDRESS, MAX_MEMORY_MIB, MAX_VCPUS, MiB, MIN_MEMORY_MIB, OVERLAY_PAGES, ports, RESET_VALUE,
+  KVM_RESERVED_FRAMES, KVM_TSS_ADDRESS, LAPIC_ADDRESS, MAX_MEMORY_MIB, MAX_VCPUS, MiB, MIN_MEMORY_MIB, OVERLAY_PAGES, ports, RESET_VALUE,
   S5_SLEEP_TYPE, SCI_IRQ, ramRanges,
 } from './layout.js';
 import { Command, VcpuControl, VcpuState } from './vcpu-control.js';
@@ -245,7 +245,7 @@ export class Machine {
 
       const memory = GuestMemory.create(ramRanges(ramBytes), OVERLAY_PAGES);
       resources.add(() => memory.dispose());
-      const memoryMap = new MemoryMap(vm, memory, kvm.checkExtension(caps.KVM_CAP_NR_MEMSLOTS) || 32);
+      const memoryMap = new MemoryMap(vm, memory, kvm.checkExtension(caps.KVM_CAP_NR_MEMSLOTS) || 32, new Set(KVM_RESERVED_FRAMES));
 
       for (const c of kernel.chunks) {
         memory.write(c.gpa, c.bytes);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GuestMemory, PAGE_SIZE, type RamRegion } from './guest-memory.js';
 import { FakeKvm } from './fake-kvm.js';
-import { MAX_OVERLAY_GFN, MemoryMap, planSlots, type SlotSpec } from './memory-map.js';
+import { MAX_OVERLAY_GFN, MemoryMap, OverlayPlacementError, planSlots, type SlotSpec } from './memory-map.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -272,23 +272,41 @@ test('MemoryMap: RAM content shows again where an overlay was removed', (t) => {
   assert.equal(mem.readU32(0x81000), 0);
 });
 
-test('MemoryMap: a frame already holding another overlay page is refused', (t) => {
-  const { kvm, map } = setup(t);
+test('MemoryMap: an overlay mapped at a frame holding another takes it: the other leaves the guest view', (t) => {
+  const { mem, kvm, map } = setup(t);
+  map.mapOverlay(0, 0x40);
+  map.mapOverlay(1, 0x41);
+  map.mapOverlay(1, 0x40);
+  assert.equal(map.overlayFrame(0), undefined, 'displaced');
+  assert.equal(map.overlayFrame(1), 0x40);
+  checkLive(mem, kvm, map, new Map([[1, 0x40]]));
+  // The frame it left shows RAM again, and the displaced page can be placed anew.
+  map.mapOverlay(0, 0x41);
+  checkLive(mem, kvm, map, new Map([[1, 0x40], [0, 0x41]]));
+});
+
+test('MemoryMap: frames KVM keeps for itself are refused before any slot changes', (t) => {
+  const mem = GuestMemory.create([{ gpa: 0, size: MiB }], 4);
+  t.after(() => mem.dispose());
+  const kvm = new FakeKvm();
+  const map = new MemoryMap(kvm, mem, 32, new Set([0xfee00, 0x50]));
   map.mapOverlay(0, 0x40);
   const n = kvm.calls.length;
-  assert.throws(() => map.mapOverlay(1, 0x40), /already holds overlay page 0/);
-  assert.equal(map.overlayFrame(1), undefined);
-  assert.equal(map.overlayFrame(0), 0x40);
-  assert.equal(kvm.calls.length, n);
+  for (const gfn of [0xfee00, 0x50]) {
+    assert.throws(() => map.mapOverlay(0, gfn), (e: unknown) => e instanceof OverlayPlacementError && e.reason === 'reserved');
+  }
+  assert.equal(kvm.calls.length, n, 'no slot touched');
+  assert.equal(map.overlayFrame(0), 0x40, 'the page stays where it was');
 });
 
 test('MemoryMap: bad frames and pages are refused', (t) => {
   const { kvm, map } = setup(t);
   const n = kvm.calls.length;
-  assert.throws(() => map.mapOverlay(0, -1), RangeError);
-  assert.throws(() => map.mapOverlay(0, MAX_OVERLAY_GFN + 1), RangeError);
-  assert.throws(() => map.mapOverlay(0, 1.5), RangeError);
-  assert.throws(() => map.mapOverlay(0, Number.NaN), RangeError);
+  const outOfRange = (e: unknown) => e instanceof OverlayPlacementError && e.reason === 'out-of-range';
+  assert.throws(() => map.mapOverlay(0, -1), outOfRange);
+  assert.throws(() => map.mapOverlay(0, MAX_OVERLAY_GFN + 1), outOfRange);
+  assert.throws(() => map.mapOverlay(0, 1.5), outOfRange);
+  assert.throws(() => map.mapOverlay(0, Number.NaN), outOfRange);
   assert.throws(() => map.mapOverlay(-1, 0x10), RangeError);
   assert.throws(() => map.mapOverlay(4, 0x10), RangeError);
   assert.throws(() => map.mapOverlay(0.5, 0x10), RangeError);
@@ -303,6 +321,14 @@ test('MemoryMap: running out of slots throws', (t) => {
   const mem = GuestMemory.create([{ gpa: 0, size: MiB }], 4);
   t.after(() => mem.dispose());
   assert.throws(() => new MemoryMap(new FakeKvm(), mem, 0), /out of KVM memory slots/);
-  const map = new MemoryMap(new FakeKvm(), mem, 2);
-  assert.throws(() => map.mapOverlay(0, 0x10), /out of KVM memory slots \(2\)/);
+  const kvm = new FakeKvm();
+  const map = new MemoryMap(kvm, mem, 2);
+  const n = kvm.calls.length;
+  // Splitting the region takes three slots: refused before any slot changes, the page unplaced.
+  assert.throws(() => map.mapOverlay(0, 0x10), (e: unknown) => e instanceof OverlayPlacementError && e.reason === 'no-slots');
+  assert.equal(kvm.calls.length, n);
+  assert.equal(map.overlayFrame(0), undefined);
+  // At the region's end it takes two: fine.
+  map.mapOverlay(0, 0xff);
+  assert.equal(map.overlayFrame(0), 0xff);
 });

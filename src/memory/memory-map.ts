@@ -38,6 +38,18 @@ export interface MemslotSink {
 /** Overlays may be placed at guest-physical addresses below 1 TiB, far above any RAM xenkvm gives a guest. */
 export const MAX_OVERLAY_GFN = 2 ** 28 - 1;
 
+/** Why an overlay page cannot go where it was asked to; nothing changed. */
+export class OverlayPlacementError extends Error {
+  override name = 'OverlayPlacementError';
+  constructor(
+    /** out-of-range: beyond MAX_OVERLAY_GFN; reserved: a frame KVM keeps for itself; no-slots: KVM has too few memslots for the result. */
+    readonly reason: 'out-of-range' | 'reserved' | 'no-slots',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 export class MemoryMap {
   private readonly slots = new Map<number, { gpa: number; size: number; host: bigint }>();
 
@@ -45,17 +57,30 @@ export class MemoryMap {
     private readonly sink: MemslotSink,
     private readonly memory: GuestMemory,
     private readonly maxSlots: number,
+    /** Frames KVM keeps for itself (its TSS and identity-map pages, the LAPIC's): no overlay goes there. */
+    private readonly reservedFrames: ReadonlySet<number> = new Set(),
   ) {
     this.apply();
   }
 
-  /** Places overlay page `page` at frame `gfn`, moving it if it was mapped elsewhere. */
+  /**
+   * Places overlay page `page` at frame `gfn`, moving it if it was mapped elsewhere. Another overlay at
+   * that frame leaves the guest's view (as Xen frees whatever page was at a frame it maps shared_info
+   * at). Checked before any memslot changes: OverlayPlacementError says why it cannot be.
+   */
   mapOverlay(page: number, gfn: number): void {
     if (!Number.isInteger(page) || page < 0 || page >= this.memory.overlayPageCount) throw new RangeError(`no overlay page ${page}`);
-    if (!Number.isInteger(gfn) || gfn < 0 || gfn > MAX_OVERLAY_GFN) throw new RangeError(`frame 0x${gfn.toString(16)} is out of range`);
+    if (!Number.isInteger(gfn) || gfn < 0 || gfn > MAX_OVERLAY_GFN) throw new OverlayPlacementError('out-of-range', `frame 0x${gfn.toString(16)} is out of range`);
+    if (this.reservedFrames.has(gfn)) throw new OverlayPlacementError('reserved', `frame 0x${gfn.toString(16)} is one KVM keeps for itself`);
+    const frames = this.memory.placement.frames;
+    const before = [...frames];
     const occupant = this.memory.placement.pageAt(gfn);
-    if (occupant >= 0 && occupant !== page) throw new Error(`frame 0x${gfn.toString(16)} already holds overlay page ${occupant}`);
-    this.memory.placement.frames[page] = gfn;
+    if (occupant >= 0 && occupant !== page) frames[occupant] = -1;
+    frames[page] = gfn;
+    if (this.plan().length > this.maxSlots) {
+      before.forEach((f, i) => (frames[i] = f));
+      throw new OverlayPlacementError('no-slots', `frame 0x${gfn.toString(16)} would need more than KVM's ${this.maxSlots} memory slots`);
+    }
     this.apply();
   }
 
@@ -80,11 +105,16 @@ export class MemoryMap {
     return b.kind === 'ram' ? this.memory.ram.hostAddress + BigInt(b.offset) : this.memory.overlays.hostAddress + BigInt(b.page * PAGE_SIZE);
   }
 
-  /** Brings KVM's slots in line with the plan: unchanged slots stay, stale ones go first so new ones never overlap them. */
-  private apply(): void {
+  /** The slots the current placement needs. */
+  private plan(): { gpa: number; size: number; host: bigint }[] {
     const overlays = new Map<number, number>();
     this.memory.placement.frames.forEach((gfn, page) => gfn >= 0 && overlays.set(gfn, page));
-    const wanted = planSlots(this.memory.regions, overlays).map((s) => ({ gpa: s.gpa, size: s.size, host: this.hostAddress(s.backing) }));
+    return planSlots(this.memory.regions, overlays).map((s) => ({ gpa: s.gpa, size: s.size, host: this.hostAddress(s.backing) }));
+  }
+
+  /** Brings KVM's slots in line with the plan: unchanged slots stay, stale ones go first so new ones never overlap them. */
+  private apply(): void {
+    const wanted = this.plan();
     const same = (a: { gpa: number; size: number; host: bigint }, b: typeof a) => a.gpa === b.gpa && a.size === b.size && a.host === b.host;
     for (const [slot, s] of this.slots) {
       if (!wanted.some((w) => same(w, s))) {

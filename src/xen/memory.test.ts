@@ -23,6 +23,11 @@ import { FakeGuest } from './fake-guest.js';
 const MiB = 1024 * 1024;
 const ARG = 0x40_0000n; // the fake guest window for arguments
 const DOMID_OWN = 1;
+/** A frame KVM keeps for itself, in these tests. */
+const KVM_FRAME = 0xfee00;
+/** Where the toolstack's XenStore ring would be: another overlay page. */
+const STORE_FRAME = 0x1fe;
+const STORE_PAGE = 1;
 const BOOT_WALL = 1_700_000_123_456_789_012n;
 const E820 = [
   { addr: 0, size: 0x9_f000, type: 1 },
@@ -34,7 +39,7 @@ function setup(t: { after(fn: () => void): void }) {
   const mem = GuestMemory.create([{ gpa: 0, size: 2 * MiB }], 4);
   t.after(() => mem.dispose());
   const kvm = new FakeKvm();
-  const memoryMap = new MemoryMap(kvm, mem, 32);
+  const memoryMap = new MemoryMap(kvm, mem, 32, new Set([KVM_FRAME]));
   const state = DomainState.create(2);
   const sharedInfo = mem.overlayPage(SHARED_INFO_PAGE);
   writeWallclock(sharedInfo, 'native', BOOT_WALL);
@@ -95,6 +100,32 @@ test('add_to_physmap shared_info: mapped at the frame, moved, moved above RAM â€
   assert.equal(call('native', XENMEM.add_to_physmap), 0n);
   assert.deepEqual(sharedInfoSlots(), [0x1_0000]);
   assert.equal(errors().length, 0);
+});
+
+test('add_to_physmap: shared_info at the frame of the XenStore ring takes it, as Xen frees the page there; no log', (t) => {
+  const { mem, memoryMap, call, guest, sharedInfo, errors } = setup(t);
+  memoryMap.mapOverlay(STORE_PAGE, STORE_FRAME);
+  sharedInfo[0] = 0x5a;
+  for (let i = 0; i < 3; i++) {
+    putAddToPhysmap(guest, 'native', { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, idx: 0n, gpfn: BigInt(STORE_FRAME) });
+    assert.equal(call('native', XENMEM.add_to_physmap), 0n);
+    assert.equal(memoryMap.overlayFrame(0), STORE_FRAME);
+    assert.equal(memoryMap.overlayFrame(STORE_PAGE), undefined, 'the ring page left the guest view');
+    assert.equal(mem.readU8(STORE_FRAME * PAGE_SIZE), 0x5a);
+  }
+  assert.deepEqual(errors(), []);
+});
+
+test('add_to_physmap: a frame KVM keeps for itself is -EPERM, and nothing moves', (t) => {
+  const { kvm, memoryMap, call, guest, errors } = setup(t);
+  putAddToPhysmap(guest, 'native', { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, idx: 0n, gpfn: 0x100n });
+  assert.equal(call('native', XENMEM.add_to_physmap), 0n);
+  const n = kvm.calls.length;
+  putAddToPhysmap(guest, 'native', { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, idx: 0n, gpfn: BigInt(KVM_FRAME) });
+  assert.equal(call('native', XENMEM.add_to_physmap), -1n);
+  assert.equal(kvm.calls.length, n, 'no slot touched');
+  assert.equal(memoryMap.overlayFrame(0), 0x100);
+  assert.deepEqual(errors(), []);
 });
 
 test('add_to_physmap: idx â‰  0 is -EINVAL; nothing moves', (t) => {

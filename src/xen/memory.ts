@@ -2,7 +2,7 @@
 // in a batch), the guest's memory map, and its reservation. The other spaces
 // and sub-ops arrive with later subsystems (grant tables) and are -ENOSYS
 // until then.
-import type { MemoryMap } from '../memory/memory-map.js';
+import { OverlayPlacementError, type MemoryMap } from '../memory/memory-map.js';
 import { XEN_ERRNO } from './abi/errno.js';
 import { HYPERCALL } from './abi/hypercalls.js';
 import type { Abi } from './abi/layout.js';
@@ -42,14 +42,21 @@ export function latchSharedInfoAbi(domain: MemoryOpDomain, abi: Abi): void {
   writeWallclock(domain.sharedInfo, abi, domain.bootWallNs);
 }
 
+const PLACEMENT_ERRNO: Record<OverlayPlacementError['reason'], number> = {
+  'out-of-range': XEN_ERRNO.EINVAL,
+  reserved: XEN_ERRNO.EPERM,
+  'no-slots': XEN_ERRNO.ENOMEM,
+};
+
 function mapSharedInfo(domain: MemoryOpDomain, abi: Abi, idx: bigint, gpfn: bigint): void {
   if (idx !== 0n) throw new XenError(XEN_ERRNO.EINVAL);
   if (gpfn > BigInt(Number.MAX_SAFE_INTEGER)) throw new XenError(XEN_ERRNO.EINVAL);
   try {
     domain.memoryMap.mapOverlay(SHARED_INFO_PAGE, Number(gpfn));
   } catch (e) {
-    if (e instanceof RangeError) throw new XenError(XEN_ERRNO.EINVAL);
-    throw e;
+    if (!(e instanceof OverlayPlacementError)) throw e;
+    // A frame KVM keeps for itself is refused as Xen refuses direct-mapped MMIO.
+    throw new XenError(PLACEMENT_ERRNO[e.reason], e.message);
   }
   latchSharedInfoAbi(domain, abi);
 }
