@@ -6,7 +6,7 @@
 // indexes it owns, and a producer index from the guest that claims more than
 // the ring holds is a guest bug: the ring is resynchronised and the bytes
 // dropped, with a rate-limited log line.
-import type { RateLimitedLog } from '../common/log.js';
+import { quoteGuestText, type RateLimitedLog } from '../common/log.js';
 import { xenconsInterface } from '../xen/abi/console.js';
 import { serveNotifications, type BackendChannel, type BackendPorts } from '../xen/evtchn/backend.js';
 import { XenError } from '../xen/errors.js';
@@ -147,7 +147,7 @@ export class ConsoleRing {
 function numberNode(device: XenbusDevice, key: string): number {
   const text = device.readFrontend(key);
   const n = text === undefined || !/^\d+$/.test(text) ? NaN : Number(text);
-  if (!Number.isSafeInteger(n)) throw new DeviceError(`${device.frontend}/${key} is ${text === undefined ? 'missing' : `"${text}"`}, not a number`);
+  if (!Number.isSafeInteger(n)) throw new DeviceError(`${device.frontend}/${key} is ${text === undefined ? 'missing' : quoteGuestText(text)}, not a number`);
   return n;
 }
 

@@ -23,7 +23,7 @@ function setup(hooks: DeviceHooks) {
   store.introduce(GUEST);
   const log = capturedLogger();
   let removed = 0;
-  const device = new XenbusDevice(store, { type: 'console', devid: 1, frontDomid: GUEST, backendNodes: { protocol: 'vt100' }, frontendNodes: { type: 'xenconsoled' } }, hooks, log.logger, () => removed++);
+  const device = new XenbusDevice(store, { type: 'console', devid: 1, frontDomid: GUEST, backendNodes: { protocol: 'vt100' }, frontendNodes: { type: 'xenconsoled' } }, hooks, new RateLimitedLog(log.logger), () => removed++);
   device.plug();
   const guest = new FakeClient(store, GUEST);
   const setFront = (state: number) => assert.equal(guest.write(`${FRONT}/state`, String(state)), 'OK\0');
@@ -146,4 +146,26 @@ test('a secondary console: the frontend grants a page and offers a port; the bac
   s.guest.write(`${FRONT}/ring-ref`, '99');
   s.setFront(XenbusState.Initialised);
   assert.equal(s.store.read('/local/domain/0/error/backend/console/1/1/error'), 'no grant 99');
+});
+
+test('a frontend that fails its device again and again, with a 1900-byte ring-ref: a few short lines, its text escaped and cut', (t) => {
+  const d = evtchnTestDomain(t);
+  const log = capturedLogger();
+  const console = new SecondaryConsole(d.d.backends, { map: () => new Uint8Array(4096) }, () => {}, new RateLimitedLog(log.logger));
+  const s = setup(console);
+  const junk = `1x\x1b[2J"${'A'.repeat(1900)}`;
+  for (let cycle = 0; cycle < 100; cycle++) {
+    s.setFront(XenbusState.Initialising);
+    s.guest.write(`${FRONT}/ring-ref`, junk);
+    s.setFront(XenbusState.Initialised);
+    assert.equal(s.device.state, XenbusState.Closing);
+  }
+  const lines = [...s.log.warns(), ...log.warns()];
+  assert.ok(lines.length >= 1 && lines.length <= 10, `${lines.length} lines for 100 failures`);
+  for (const l of lines) {
+    const text = JSON.stringify(l);
+    assert.ok(text.length < 400, `a ${text.length}-byte line`);
+    assert.ok(!text.includes('\\u001b'), 'no raw escape character');
+  }
+  assert.match(String(lines[0].reason), /ring-ref is "1x\\x1b\[2J\\"A+" \(and 1875 more\), not a number/);
 });

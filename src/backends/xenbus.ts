@@ -8,7 +8,7 @@
 // the backend, and a device the toolstack unplugged (online = 0) is then
 // removed. A device type (console, block, network) supplies only what is
 // its own: extra nodes, and how to connect to and disconnect from the rings.
-import type { Logger } from 'pino';
+import type { RateLimitedLog } from '../common/log.js';
 import { XenbusState } from '../xen/abi/xenbus.js';
 import { domainPath } from '../xenstore/domain-tree.js';
 import type { Perm } from '../xenstore/store.js';
@@ -69,7 +69,8 @@ export class XenbusDevice {
     private readonly store: XenbusStore,
     readonly spec: DeviceSpec,
     private readonly hooks: DeviceHooks,
-    private readonly logger: Logger,
+    /** A frontend can make its device fail again and again: its lines are rate-limited. */
+    private readonly guestLog: RateLimitedLog,
     /** Called once the device is gone from the store. */
     private readonly onRemoved: () => void = () => {},
   ) {
@@ -171,7 +172,7 @@ export class XenbusDevice {
 
   /** Fails the device as xenbus_dev_fatal does: the reason under the backend domain's error/ tree, and Closing. */
   private fail(reason: string): void {
-    this.logger.warn({ device: this.backend, reason }, 'xenbus device failed to connect');
+    this.guestLog.warn('xenbus-device', { device: this.backend, reason }, 'xenbus device failed to connect');
     const relative = this.backend.slice(domainPath(this.backDomid).length + 1);
     this.store.write(`${domainPath(this.backDomid)}/error/${relative}/error`, reason);
     this.close(XenbusState.Closing);

@@ -52,3 +52,23 @@ export class RateLimitedLog {
     else w.dropped++;
   }
 }
+
+/** Characters of guest-supplied text a log line or error message quotes at most. */
+export const GUEST_TEXT_QUOTED = 32;
+
+/**
+ * Guest-supplied text for a log line or an error message: at most GUEST_TEXT_QUOTED characters,
+ * quoted, anything outside printable ASCII (and the quote and backslash) escaped, and how much
+ * was left out.
+ */
+export function quoteGuestText(text: string): string {
+  const shown = [...text.slice(0, GUEST_TEXT_QUOTED)]
+    .map((c) => {
+      const code = c.charCodeAt(0);
+      if (c === '"' || c === '\\') return `\\${c}`;
+      return code >= 0x20 && code < 0x7f ? c : `\\x${(code & 0xff).toString(16).padStart(2, '0')}`;
+    })
+    .join('');
+  const rest = text.length - GUEST_TEXT_QUOTED;
+  return `"${shown}"${rest > 0 ? ` (and ${rest} more)` : ''}`;
+}

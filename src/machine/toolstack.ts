@@ -83,7 +83,7 @@ export class Toolstack {
         this.store,
         { type: 'console', devid, frontDomid: guest.domid, backendNodes: { protocol: 'vt100' }, frontendNodes: { type: 'xenconsoled', limit: String(CONSOLE_LIMIT) } },
         new SecondaryConsole(xen.backends, noGrantTables, output, guestLog),
-        logger,
+        guestLog,
       );
       device.plug();
       this.devices.push(device);
