@@ -60,6 +60,14 @@ static void initialise_case(void)
 	rc = HYPERVISOR_vcpu_op(VCPUOP_initialise, 1, &ctx);
 	KIT_CHECK(rc == -XEN_EINVAL, "64-bit context without paging: %ld, want -EINVAL", rc);
 	ctx.cpu_regs.x86_64.cr0 = cr0;
+	/* Refused contexts latch nothing: the good one below is still taken. */
+	ctx.cpu_regs.x86_64.rip = 0x0000800000000000ull;
+	rc = HYPERVISOR_vcpu_op(VCPUOP_initialise, 1, &ctx);
+	KIT_CHECK(rc == -XEN_EINVAL, "non-canonical RIP: %ld, want -EINVAL", rc);
+	ctx.cpu_regs.x86_64.cr4 = cr4 | (1ull << 13); /* VMXE: no nested virtualization */
+	rc = HYPERVISOR_vcpu_op(VCPUOP_initialise, 1, &ctx);
+	KIT_CHECK(rc == -XEN_EINVAL, "CR4.VMXE: %ld, want -EINVAL", rc);
+	ctx.cpu_regs.x86_64.cr4 = cr4;
 	ctx.cpu_regs.x86_64.rip = (uintptr_t)ap_start;
 	ctx.cpu_regs.x86_64.rsp = (uintptr_t)(ap_stack + sizeof ap_stack);
 	ctx.cpu_regs.x86_64.rflags = 2;

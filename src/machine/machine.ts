@@ -10,7 +10,7 @@ import { encodeBootInfo, MEMMAP_TYPE_RAM } from '../boot/start-info.js';
 import { log, type LogLevel } from '../common/log.js';
 import { caps, msrExit, msrFilter } from '../kvm/abi.js';
 import { libc } from '../kvm/libc.js';
-import { Kvm } from '../kvm/system.js';
+import { Kvm, type CpuidEntry } from '../kvm/system.js';
 import { MSR_IA32_TSC, vcpuFd } from '../kvm/vcpu.js';
 import { DomainState } from '../xen/domain-state.js';
 import { DEFAULT_PORT_COUNT, PortTable } from '../xen/evtchn/ports.js';
@@ -27,6 +27,7 @@ import type { ForwardedHypercall } from '../xen/accelerator.js';
 import { DEFAULT_XEN_VERSION, DOMU_ID, type XenConfig } from '../xen/config.js';
 import { xenCpuidLeaves } from '../xen/cpuid.js';
 import { XenVmm } from '../xen/vmm.js';
+import { guestCpuPolicy } from '../xen/vcpu-context.js';
 import { randomUUID } from 'node:crypto';
 import { VmmChannel } from './vmm-channel.js';
 import { ForwardedCalls } from './forwarded-calls.js';
@@ -150,7 +151,7 @@ function readTscAnchor(bootVcpuFd: number): { tsc: bigint; ns: bigint } {
  * only when the vCPU runs: a read before the boot vCPU ever ran returns its creation value, so
  * the creation itself is the anchor there.
  */
-function xenConfig(config: MachineConfig, vm: Vm, bootVcpuFd: number, bootVcpuCreated: bigint): XenConfig {
+function xenConfig(config: MachineConfig, vm: Vm, bootVcpuFd: number, bootVcpuCreated: bigint, guestCpuid: readonly CpuidEntry[]): XenConfig {
   const tscKhz = vcpuFd.tscKhz(bootVcpuFd);
   // KVM decides whether it keeps the TSCs in step (its master clock) when a vCPU first runs or
   // the VM's clock is set: setting kvmclock to its own value has it decide now, with every vCPU
@@ -168,6 +169,7 @@ function xenConfig(config: MachineConfig, vm: Vm, bootVcpuFd: number, bootVcpuCr
     bootWallNs: realtimeNs() - (monotonicNs() - anchor.ns),
     bootMonotonicNs: anchor.ns,
     evtchnFastPath: config.evtchnFastPath ?? true,
+    cpuPolicy: guestCpuPolicy(guestCpuid),
   };
 }
 
@@ -290,7 +292,8 @@ export class Machine {
         resources.add(() => libc().close(fd));
         return fd;
       });
-      const xen = xenConfig(config, vm, fds[0], bootVcpuCreated);
+      // The features every vCPU shows (its own Xen leaves aside) decide what a VCPUOP_initialise context may hold.
+      const xen = xenConfig(config, vm, fds[0], bootVcpuCreated, vcpuCpuid(supported, 0, config.vcpus, []));
       const domainState = DomainState.create(config.vcpus);
       const evtchnPorts = PortTable.create((config.maxEvtchnPort ?? DEFAULT_PORT_COUNT - 1) + 1);
       const timers = TimerState.create(config.vcpus);

@@ -196,7 +196,7 @@ function main(init: VcpuThreadInit): void {
       const startContext = domain.isUp(init.id) ? domain.takeStartContext(init.id) : undefined;
       if (startContext) {
         try {
-          const state = hvmContextToStart(startContext.abi, startContext.context);
+          const state = hvmContextToStart(startContext.abi, startContext.context, init.xen.cpuPolicy);
           vcpu.setSregs(state.sregs);
           vcpu.setRegs(state.regs);
           vcpu.setMpState(mpStates.RUNNABLE);

@@ -1,5 +1,6 @@
 // What a Xen domain is told about the hypervisor and itself.
 import type { PvclockParams } from './time.js';
+import type { GuestCpuPolicy } from './vcpu-context.js';
 
 export interface XenConfig {
   /** The Xen version the guest sees (CPUID and XENVER_version). */
@@ -20,6 +21,8 @@ export interface XenConfig {
   bootMonotonicNs: bigint;
   /** Whether the VMM registers IPI and loopback ports with the accelerator, so their sends skip the main thread. */
   evtchnFastPath: boolean;
+  /** The CR4 and EFER bits the guest's CPUID allows, for the checks of VCPUOP_initialise. */
+  cpuPolicy: GuestCpuPolicy;
 }
 
 export const DEFAULT_XEN_VERSION = { major: 4, minor: 17 };

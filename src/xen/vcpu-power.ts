@@ -7,7 +7,7 @@ import { VCPUOP, vcpuHvmContext } from './abi/vcpu.js';
 import type { DomainState } from './domain-state.js';
 import { XenError } from './errors.js';
 import type { HypercallContext } from './hypercall.js';
-import { hvmContextToStart } from './vcpu-context.js';
+import { hvmContextToStart, type GuestCpuPolicy } from './vcpu-context.js';
 
 /** What the machine does to a vCPU's thread. */
 export interface VcpuPower {
@@ -17,7 +17,7 @@ export interface VcpuPower {
   down(vcpu: number): void;
 }
 
-export function vcpuPowerOp(ctx: HypercallContext, state: DomainState, power: VcpuPower, args: readonly bigint[]): number {
+export function vcpuPowerOp(ctx: HypercallContext, state: DomainState, power: VcpuPower, policy: GuestCpuPolicy, args: readonly bigint[]): number {
   const op = Number(args[0] & 0xffffffffn);
   const target = Number(args[1] & 0xffffffffn);
   if (target >= state.vcpuCount) throw new XenError(XEN_ERRNO.ENOENT);
@@ -25,7 +25,7 @@ export function vcpuPowerOp(ctx: HypercallContext, state: DomainState, power: Vc
     case VCPUOP.initialise: {
       const def = vcpuHvmContext[ctx.abi];
       const bytes = ctx.guest.read(args[2], def.size);
-      hvmContextToStart(ctx.abi, bytes); // refuses what Xen refuses, before anything changes
+      hvmContextToStart(ctx.abi, bytes, policy); // refuses what Xen refuses, before anything changes
       if (state.isInitialised(target)) throw new XenError(XEN_ERRNO.EEXIST);
       state.setStartContext(target, ctx.abi, bytes);
       state.setInitialised(target);

@@ -77,7 +77,7 @@ export class XenVmm {
     };
     registerMemoryOp(this.dispatcher, domain);
     registerHvmOp(this.dispatcher, domain);
-    this.dispatcher.register(HYPERCALL.vcpu_op, (ctx, args) => vcpuPowerOp(ctx, state, power, args));
+    this.dispatcher.register(HYPERCALL.vcpu_op, (ctx, args) => vcpuPowerOp(ctx, state, power, config.cpuPolicy, args));
     this.backends = new BackendPorts(ports, events, () => portLimit(ports, state));
     const evtchn = { domid: config.domid, state, ports, events, backends: this.backends, fastPath: config.evtchnFastPath };
     registerEventChannelOp(this.dispatcher, (ctx, op, arg) => evtchnFastOp(ctx, evtchn, op, arg) ?? evtchnControlOp(ctx, evtchn, op, arg));
