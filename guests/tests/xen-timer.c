@@ -244,6 +244,25 @@ static void poll_case(void)
 	p.timeout = now(0) + 3 * MS;
 	rc = HYPERVISOR_sched_op(SCHEDOP_poll, &p);
 	KIT_CHECK(rc == 0 && now(0) >= p.timeout, "poll with only a timeout: %ld, woke %lld ns early", rc, (long long)(p.timeout - now(0)));
+	/* Listing no port, any port of the domain turning pending wakes it: the masked timer port here,
+	 * armed far enough ahead (STOP_AHEAD_MS) that it turns pending only once the poll sleeps. */
+	at = now(0) + STOP_AHEAD_MS * MS;
+	KIT_CHECK(singleshot(0, at, 0) == 0, "set");
+	p.nr_ports = 0;
+	p.timeout = at + 200 * MS;
+	rc = HYPERVISOR_sched_op(SCHEDOP_poll, &p);
+	woke = now(0);
+	KIT_CHECK(rc == 0 && woke >= at && woke < p.timeout, "poll on no port: %ld, woke at %lld ns from the timer", rc, (long long)(woke - at));
+	KIT_CHECK(xen_evtchn_test(sh->evtchn_pending, port), "the timer port is not pending");
+	/* Ports are taken in order: a pending one ends the call before a later invalid one is looked at. */
+	evtchn_port_t pair[2] = { port, 4095 };
+	set_xen_guest_handle(p.ports, pair);
+	p.nr_ports = 2;
+	p.timeout = 0;
+	rc = HYPERVISOR_sched_op(SCHEDOP_poll, &p);
+	KIT_CHECK(rc == 0, "a pending port before an invalid one: %ld, want 0", rc);
+	xen_evtchn_clear(sh->evtchn_pending, port);
+	set_xen_guest_handle(p.ports, &port);
 	xen_evtchn_clear(sh->evtchn_mask, port);
 	p.nr_ports = 129;
 	rc = HYPERVISOR_sched_op(SCHEDOP_poll, &p);

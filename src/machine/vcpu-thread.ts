@@ -60,6 +60,7 @@ export type VcpuMessage =
   | { type: 'rekick' };
 
 const EFER_LMA = 1n << 10n;
+const RFLAGS_IF = 1n << 9n;
 
 /** The accelerator's view of the exit registers, from KVM's synced register area; `vendor` says whose paging rules apply. */
 function exitRegisters(vcpu: Vcpu, vendor: CpuVendor): ExitRegisters {
@@ -68,6 +69,7 @@ function exitRegisters(vcpu: Vcpu, vendor: CpuVendor): ExitRegisters {
     setRax: (value) => vcpu.setSyncedReg('rax', value),
     cpl: () => vcpu.syncedCpl(),
     long64: () => vcpu.syncedCodeIs64() && (vcpu.syncedControl('efer') & EFER_LMA) !== 0n,
+    interruptsEnabled: () => (vcpu.syncedReg('rflags') & RFLAGS_IF) !== 0n,
     paging: () => ({ cr0: vcpu.syncedControl('cr0'), cr3: vcpu.syncedControl('cr3'), cr4: vcpu.syncedControl('cr4'), efer: vcpu.syncedControl('efer'), vendor }),
   };
 }

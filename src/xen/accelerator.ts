@@ -34,6 +34,8 @@ export interface ExitRegisters {
   cpl(): number;
   /** Whether the vCPU is in 64-bit mode (long mode with a 64-bit code segment). */
   long64(): boolean;
+  /** RFLAGS.IF. */
+  interruptsEnabled(): boolean;
   paging(): PagingState;
 }
 
@@ -111,6 +113,9 @@ export class XenAccelerator {
       eventsPendingWithDeliveryEnabled: () => this.events.enableDeliveryAndCheck(vcpu),
       checkPort: (port) => ports.check(port, portLimit(ports, state)),
       isPending: (port) => this.events.isPending(port),
+      localEventsNeedDelivery: (ctx) => (ctx as ExitContext).interruptsEnabled() && this.events.upcallPending(vcpu),
+      upcallPending: () => this.events.upcallPending(vcpu),
+      portsTurnedPending: () => state.portsTurnedPending,
       timers,
       systemTime,
       softReset: forwardCall(HYPERCALL.sched_op),
@@ -207,5 +212,9 @@ class ExitContext implements LocalContext {
 
   get guest(): GuestVirtual {
     return (this.view ??= new GuestVirtual(this.memory, this.regs.paging()));
+  }
+
+  interruptsEnabled(): boolean {
+    return this.regs.interruptsEnabled();
   }
 }

@@ -7,7 +7,7 @@
 import { HVM_NR_PARAMS } from './abi/hvm.js';
 import type { Abi } from './abi/layout.js';
 
-const HEADER_WORDS = 6; // shinfo ABI, vm_assist bits, vCPU count, shutdown code + 1 (0: none), vCPUs polling, asserted callback GSI (0: none)
+const HEADER_WORDS = 8; // shinfo ABI, vm_assist bits, vCPU count, shutdown code + 1 (0: none), vCPUs polling, asserted callback GSI (0: none), ports turned pending; one unused, so that the 64-bit words after are 8-aligned
 const RUNSTATE_WORDS = 7; // sequence, state, state_entry_time, time[4]
 const POWER_WORDS = 5; // up, initialised, start pending, context ABI, HVM callback vector pending
 /** Room for a vcpu_hvm_context in either ABI. */
@@ -94,6 +94,14 @@ export class DomainState {
   }
   setPolling(on: boolean): void {
     Atomics.add(this.header, 4, on ? 1 : -1);
+  }
+
+  /** How many times a port of the domain has turned pending (wrapping): what wakes a SCHEDOP_poll on other than one port. */
+  get portsTurnedPending(): number {
+    return Atomics.load(this.header, 6);
+  }
+  notePortTurnedPending(): void {
+    Atomics.add(this.header, 6, 1);
   }
 
   /** The code SCHEDOP_shutdown_code set, if any. */

@@ -29,6 +29,15 @@ export interface SchedDomain {
   /** A port the guest named: -EINVAL unless valid. */
   checkPort(port: number): number;
   isPending(port: number): boolean;
+  /**
+   * Xen's local_events_need_delivery for the caller: interrupts on (RFLAGS.IF) and an upcall pending.
+   * (A pending LAPIC interrupt counts in Xen too; it is seen only from inside KVM.)
+   */
+  localEventsNeedDelivery(ctx: HypercallContext): boolean;
+  /** Whether the calling vCPU's evtchn_upcall_pending is set. */
+  upcallPending(): boolean;
+  /** DomainState.portsTurnedPending. */
+  portsTurnedPending(): number;
   timers: TimerState;
   systemTime(): bigint;
   /** Has the main thread soft-reset the domain (soft-reset.ts); returns the value for the caller's RAX. */
@@ -72,22 +81,38 @@ export function registerSchedOp(dispatcher: HypercallDispatcher, d: SchedDomain)
       case SCHEDOP.block:
         d.sleep(() => d.eventsPendingWithDeliveryEnabled(), { once: true });
         return 0;
-      case SCHEDOP.poll: {
-        const def = schedPoll[ctx.abi];
-        const poll = readArg(ctx, def, arg);
-        if (poll.nr_ports > MAX_POLL_PORTS) throw new XenError(XEN_ERRNO.EINVAL);
-        const raw = new DataView(ctx.guest.read(BigInt(poll.ports), poll.nr_ports * 4).buffer);
-        const ports = Array.from({ length: poll.nr_ports }, (_, i) => d.checkPort(raw.getUint32(i * 4, true)));
-        const timeout = BigInt.asIntN(64, BigInt(poll.timeout));
-        d.sleep(() => ports.some((p) => d.isPending(p)), timeout === 0n ? {} : { deadline: timeout });
+      case SCHEDOP.poll:
+        poll(ctx, d, arg);
         return 0;
-      }
       case SCHEDOP.watchdog:
         return watchdog(ctx, d, arg);
       default:
         throw new XenError(XEN_ERRNO.ENOSYS);
     }
   });
+}
+
+/**
+ * SCHEDOP_poll as Xen 4.17 serves it: nothing to wait for when an interrupt could be taken now; the
+ * ports read one at a time, an invalid one -EINVAL and a pending one the end (later ones unread);
+ * then asleep until the one port listed turns pending (or, listing none or several, any port of the
+ * domain does), an upcall becomes pending (Xen's vcpu_kick), or the absolute timeout. Always 0.
+ */
+function poll(ctx: HypercallContext, d: SchedDomain, arg: bigint): void {
+  const p = readArg(ctx, schedPoll[ctx.abi], arg);
+  if (p.nr_ports > MAX_POLL_PORTS) throw new XenError(XEN_ERRNO.EINVAL);
+  if (d.localEventsNeedDelivery(ctx)) return;
+  const generation = d.portsTurnedPending();
+  const upcallBefore = d.upcallPending();
+  const ports: number[] = [];
+  for (let i = 0; i < p.nr_ports; i++) {
+    const port = d.checkPort(ctx.guest.readU32(BigInt(p.ports) + BigInt(i * 4)));
+    if (d.isPending(port)) return;
+    ports.push(port);
+  }
+  const portWakes = ports.length === 1 ? () => d.isPending(ports[0]) : () => d.portsTurnedPending() !== generation;
+  const timeout = BigInt.asIntN(64, BigInt(p.timeout));
+  d.sleep(() => portWakes() || (!upcallBefore && d.upcallPending()), timeout === 0n ? {} : { deadline: timeout });
 }
 
 /** SCHEDOP_watchdog: id 0 claims a watchdog (its id is returned), another id re-arms it, timeout 0 frees it; expiry is a crash. */

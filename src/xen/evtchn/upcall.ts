@@ -44,6 +44,7 @@ export function makeUpcall(state: DomainState, host: UpcallHost): (vcpu: number)
 /** Event delivery for a thread: upcalls through `host`, and pollers woken when a port turns pending. */
 export function makeEventDelivery(memory: GuestMemory, state: DomainState, ports: PortTable, host: UpcallHost): EventDelivery {
   const wakePollers = () => {
+    state.notePortTurnedPending();
     if (state.pollers > 0) for (let v = 0; v < state.vcpuCount; v++) host.wake(v);
   };
   return new EventDelivery(memory, state, ports, makeUpcall(state, host), wakePollers);
