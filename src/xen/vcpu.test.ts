@@ -522,6 +522,11 @@ for (const abi of ABIS) {
     assert.equal(set(guestNow - 1_000_000n, 0), 0n);
     assert.equal(armed(timers, 0), guestNow - 1_000_000n);
     assert.equal(kvmClock.reads, reads);
+    // Compared unsigned, as Xen does: 2^63 and up is no past deadline, but a negative time that fires at once.
+    for (const huge of [1n << 63n, (1n << 64n) - 1n]) {
+      assert.equal(set(huge, VCPU_SSHOTTMR_future), 0n, `0x${huge.toString(16)}`);
+      assert.equal(armed(timers, 0), 1n, 'armed to fire at once');
+    }
   });
 }
 

@@ -169,9 +169,11 @@ export function registerVcpuOp(dispatcher: HypercallDispatcher, d: VcpuOpDomain)
         if (target !== d.self.vcpu) throw new XenError(XEN_ERRNO.EINVAL);
         const def = vcpuSetSingleshotTimer[ctx.abi];
         const set = readArg(ctx, def, arg);
+        // Past by the guest's own clock, which may run ahead of the host's (docs/xen.md), not the VMM's;
+        // compared unsigned, as Xen does: from 2^63 up a deadline is not past, but as a system time it is
+        // negative, and fires at once.
+        if (set.flags & VCPU_SSHOTTMR_future && set.timeout_abs_ns < d.clock.guestNow()) throw new XenError(XEN_ERRNO.ETIME);
         const deadline = BigInt.asIntN(64, set.timeout_abs_ns);
-        // Past by the guest's own clock, which may run ahead of the host's (docs/xen.md), not the VMM's.
-        if (set.flags & VCPU_SSHOTTMR_future && deadline < d.clock.guestNow()) throw new XenError(XEN_ERRNO.ETIME);
         d.timers.setSingleshot(target, deadline > 0n ? deadline : 1n);
         return 0;
       }
