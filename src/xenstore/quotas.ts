@@ -1,9 +1,10 @@
 // xenstored 4.17's per-domain limits (xenstored_core.c quota_*), applied to
-// unprivileged domains only. Two more of its limits belong to the transports:
-// outstanding requests per domain (quota_req_outstanding, 20: a transport
-// stops reading a ring with that many replies unsent) and the soft/hard
-// memory quotas (2 MB / 2.5 MB), which xenkvm does not implement; the node,
-// size and watch limits below bound a domain's memory instead.
+// unprivileged domains only. Outstanding requests per domain
+// (quota_req_outstanding, 20) belong to the transports: a transport stops
+// reading a ring with that many outstanding. Of the memory quotas (2 MB soft,
+// 2.5 MB hard) the hard one bounds what xenkvm keeps on a domain's account
+// beyond its nodes: the versions its changes leave for open transactions, and
+// what waits for it in its ring; the node, size and watch limits bound the rest.
 import { XENSTORE_REL_PATH_MAX } from '../xen/abi/xenstore.js';
 
 export interface Quotas {
@@ -21,6 +22,8 @@ export interface Quotas {
   pathLength: number;
   /** Distinct nodes one transaction may touch (quota_trans_nodes): ENOSPC, and the transaction can no longer commit. */
   nodesPerTransaction: number;
+  /** Bytes of old versions a domain's changes may leave for open transactions to read (quota_memory_per_domain_hard): ENOMEM beyond. */
+  historyBytesPerDomain: number;
 }
 
 export const DEFAULT_QUOTAS: Quotas = Object.freeze({
@@ -31,4 +34,5 @@ export const DEFAULT_QUOTAS: Quotas = Object.freeze({
   permsPerNode: 5,
   pathLength: XENSTORE_REL_PATH_MAX,
   nodesPerTransaction: 1024,
+  historyBytesPerDomain: 2.5 * 1024 * 1024,
 });

@@ -39,7 +39,7 @@ test('the initial tree is xenstored\'s: /, /tool, /tool/xenstored, domain 0\'s a
   assert.equal(store.exists('/tool/xenstored'), true);
   assert.deepEqual(DEFAULT_QUOTAS, {
     nodesPerDomain: 1000, entrySize: 2048, watchesPerDomain: 128, transactionsPerDomain: 10, permsPerNode: 5,
-    pathLength: 2048, nodesPerTransaction: 1024,
+    pathLength: 2048, nodesPerTransaction: 1024, historyBytesPerDomain: 2.5 * 1024 * 1024,
   });
 });
 

@@ -109,6 +109,8 @@ const REQUESTS: ReadonlySet<number> = new Set([
 const PRIVILEGED: ReadonlySet<number> = new Set([
   XS.CONTROL, XS.INTRODUCE, XS.RELEASE, XS.IS_DOMAIN_INTRODUCED, XS.RESUME, XS.SET_TARGET,
 ]);
+// Requests that change the live tree (not TRANSACTION_END: ending a transaction must stay possible, and frees history).
+const CHANGES: ReadonlySet<number> = new Set([XS.WRITE, XS.MKDIR, XS.RM, XS.SET_PERMS]);
 // Requests whose transaction id is ignored (XS_FLAG_NOTID).
 const IGNORE_TRANSACTION: ReadonlySet<number> = new Set([XS.WATCH, XS.UNWATCH]);
 
@@ -208,7 +210,7 @@ export class XenStore {
     let type = m.type;
     let payload: Uint8Array;
     try {
-      payload = this.serve(c, m);
+      payload = this.serveCharged(c, m);
       if (payload.length > XENSTORE_PAYLOAD_MAX) fail('E2BIG');
     } catch (e) {
       if (!(e instanceof XsError)) throw e;
@@ -393,6 +395,22 @@ export class XenStore {
   }
 
   // ---- Requests.
+
+  /**
+   * serve(), with the old versions its changes leave for open transactions charged to an unprivileged
+   * caller: past xenstored's hard memory quota, a change is ENOMEM (an outside write and remove of
+   * ever new nodes, with a transaction open, used to grow the store without bound).
+   */
+  private serveCharged(c: Connection, m: XsMessage): Uint8Array {
+    if (isPrivileged(c.domid)) return this.serve(c, m);
+    if (CHANGES.has(m.type) && this.tree.historyBytes(c.domid) >= this.quotas.historyBytesPerDomain) fail('ENOMEM');
+    this.tree.chargeTo = c.domid;
+    try {
+      return this.serve(c, m);
+    } finally {
+      this.tree.chargeTo = undefined;
+    }
+  }
 
   private serve(c: Connection, m: XsMessage): Uint8Array {
     if (!REQUESTS.has(m.type)) fail('ENOSYS');

@@ -354,3 +354,29 @@ test('property: interleaved transactions and plain writes behave as the model sa
   }
   assert.ok(commits > 200 && conflicts > 50, `commits ${commits}, conflicts ${conflicts}`);
 });
+
+test('with a transaction open, a domain writing and removing ever new nodes is stopped at the hard memory quota with ENOMEM; the history it can pin is bounded, and goes with the transaction', () => {
+  const quota = 64 * 1024;
+  const store = new XenStore({ quotas: { historyBytesPerDomain: quota } });
+  store.mkdir('/local/domain/1/data');
+  store.setPerms('/local/domain/1/data', [{ domid: 1, access: 'n' }]);
+  const toolstack = new FakeClient(store, 0);
+  const guest = new FakeClient(store, 1);
+  const tx = toolstack.start();
+  let refused = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const w = guest.write(`data/x${i}`, 'v');
+    const r = guest.rm(`data/x${i}`);
+    if (w === '!ENOMEM' || r === '!ENOMEM') refused++;
+    else assert.deepEqual([w, r], ['OK\0', 'OK\0']);
+  }
+  assert.ok(refused > 15_000, `${refused} of 20000 refused`);
+  const kept = store.serialize().history.reduce((n, [path, past]) => n + past.length * (64 + path.length), 0);
+  assert.ok(kept <= quota + 1024, `${kept} bytes of history kept`);
+  assert.equal(guest.read('data'), '', 'reads still work');
+  // Domain 0 is not held to it.
+  assert.equal(toolstack.write('/local/domain/1/data/y', '1'), 'OK\0');
+  assert.equal(toolstack.end(tx, false), 'OK\0');
+  assert.equal(store.serialize().history.length, 0);
+  assert.equal(guest.write('data/after', '1'), 'OK\0', 'the domain writes again once the history is gone');
+});

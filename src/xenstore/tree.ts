@@ -30,6 +30,18 @@ export const NO_GENERATION = -1;
 export interface PastVersion {
   readonly node: Node | null;
   readonly until: number;
+  /** The domain whose change made it history, and the bytes charged to that domain for keeping it. */
+  readonly charged?: { readonly domid: number; readonly bytes: number };
+}
+
+/** What keeping a version costs, roughly as xenstored counts a node's memory: a fixed part, the path and the record. */
+function versionBytes(path: string, node: Node | null): number {
+  let n = 64 + path.length;
+  if (node !== null) {
+    n += node.value.length + 8 * node.perms.length;
+    for (const c of node.children) n += c.length + 1;
+  }
+  return n;
 }
 
 export class NodeTree {
@@ -38,6 +50,10 @@ export class NodeTree {
   /** Snapshot generations of the open transactions, ascending (a snapshot is always newer than all before it). */
   private readonly snapshots: number[] = [];
   private counter: number;
+  /** Bytes of history each domain's changes keep (see chargeTo). */
+  private readonly charges = new Map<number, number>();
+  /** The domain the history the next changes make is charged to; undefined: nobody's (domain 0, the VMM). */
+  chargeTo: number | undefined;
 
   constructor(generation = 0) {
     this.counter = generation;
@@ -88,7 +104,15 @@ export class NodeTree {
   closeSnapshot(snapshot: number): void {
     const at = this.snapshots.indexOf(snapshot);
     if (at >= 0) this.snapshots.splice(at, 1);
-    if (this.snapshots.length === 0) this.history.clear();
+    if (this.snapshots.length === 0) {
+      this.history.clear();
+      this.charges.clear();
+    }
+  }
+
+  /** Bytes of history kept for open transactions because of `domid`'s changes. */
+  historyBytes(domid: number): number {
+    return this.charges.get(domid) ?? 0;
   }
 
   /** Nodes in depth-first order, children in their list order. */
@@ -120,15 +144,26 @@ export class NodeTree {
   /** Records the version at `path` that stops being current at `until`, keeping only versions some open snapshot still sees. */
   private remember(path: string, until: number): void {
     const past = this.history.get(path) ?? [];
-    past.push({ node: this.live.get(path) ?? null, until });
+    const node = this.live.get(path) ?? null;
+    const charged = this.chargeTo === undefined ? undefined : { domid: this.chargeTo, bytes: versionBytes(path, node) };
+    past.push({ node, until, charged });
+    this.charge(charged, 1);
     // A version was current from the previous entry's `until` (or earlier) to its own.
     let from = 0;
     const kept = past.filter((v) => {
       const seen = this.snapshots.some((s) => s >= from && s < v.until);
       from = v.until;
+      if (!seen) this.charge(v.charged, -1);
       return seen;
     });
     if (kept.length > 0) this.history.set(path, kept);
     else this.history.delete(path);
+  }
+
+  private charge(c: PastVersion['charged'], sign: 1 | -1): void {
+    if (c === undefined) return;
+    const left = (this.charges.get(c.domid) ?? 0) + sign * c.bytes;
+    if (left > 0) this.charges.set(c.domid, left);
+    else this.charges.delete(c.domid);
   }
 }
