@@ -12,6 +12,7 @@
  * state_entry_time (system time is counted from the vCPU's creation at 0). */
 #include "../kit/kit.h"
 #include "../common/xen.h"
+#include <xen/sched.h>
 
 #define CANARY 0xc5
 #define AREA ((unsigned)sizeof(struct vcpu_runstate_info))
@@ -202,13 +203,25 @@ static void canary_pages_case(void)
 
 static volatile int ap_registered;
 static volatile long ap_register_rc;
+/* cross-register: 1 while the AP churns its runstate, 2 once it is to stop; ap_churned when it has. */
+static volatile int ap_churn, ap_churned;
+static volatile unsigned ap_churns;
 
 static void ap_main(int cpu)
 {
-	if (cpu == 1) {
-		ap_register_rc = register_area(1, (uintptr_t)ap_area_page + 64);
-		__atomic_store_n(&ap_registered, 1, __ATOMIC_SEQ_CST);
+	if (cpu != 1)
+		return;
+	ap_register_rc = register_area(1, (uintptr_t)ap_area_page + 64);
+	__atomic_store_n(&ap_registered, 1, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&ap_churn, __ATOMIC_SEQ_CST) == 0)
+		cpu_relax();
+	/* A poll whose timeout is long past: blocked and running again, each change published to its area. */
+	struct sched_poll p = { .nr_ports = 0, .timeout = 1 };
+	while (__atomic_load_n(&ap_churn, __ATOMIC_SEQ_CST) == 1) {
+		HYPERVISOR_sched_op(SCHEDOP_poll, &p);
+		ap_churns++;
 	}
+	__atomic_store_n(&ap_churned, 1, __ATOMIC_SEQ_CST);
 }
 
 static void other_up_case(void)
@@ -245,6 +258,32 @@ static void ap_area_case(void)
 		  "AP registration wrote outside its area");
 }
 
+/* vCPU 0 moves vCPU 1's runstate area back and forth while vCPU 1 publishes to it as fast as it can:
+ * every publication lands whole in one of the two places, and nothing else is written. */
+static void cross_register_case(void)
+{
+	KIT_CHECK(ap_registered, "AP did not run");
+	__atomic_store_n(&ap_churn, 1, __ATOMIC_SEQ_CST);
+	for (int i = 0; i < 2000; i++) {
+		long rc = register_area(1, (uintptr_t)ap_area_page + (i % 2 ? 64 : 1024));
+		KIT_CHECK(rc == 0, "register vCPU 1's area (round %d) = %ld %s", i, rc, xen_errname(rc));
+	}
+	__atomic_store_n(&ap_churn, 2, __ATOMIC_SEQ_CST);
+	KIT_CHECK(kit_wait_flag(&ap_churned, 2000), "AP did not stop churning");
+	kit_printf("KIT-XEN cross-register polls=%u\n", ap_churns);
+	KIT_CHECK(ap_churns > 0, "the AP never polled");
+	for (unsigned at = 64; at <= 1024; at += 960) {
+		struct vcpu_runstate_info ri;
+		KIT_CHECK(xen_read_runstate_area(ap_area_page + at, &ri), "area at +%u unstable", at);
+		uint64_t sum = ri.time[0] + ri.time[1] + ri.time[2] + ri.time[3];
+		KIT_CHECK(sum == ri.state_entry_time, "area at +%u: times sum to %llu, state_entry_time %llu", at, U64(sum),
+			  U64(ri.state_entry_time));
+	}
+	KIT_CHECK(xen_find_not(ap_area_page, 64, 0) < 0 && xen_find_not(ap_area_page + 64 + AREA, 1024 - 64 - AREA, 0) < 0 &&
+		  xen_find_not(ap_area_page + 1024 + AREA, 4096 - 1024 - AREA, 0) < 0,
+		  "a publication landed outside the two places");
+}
+
 void kit_main(void)
 {
 	xen_require();
@@ -259,4 +298,5 @@ void kit_main(void)
 	kit_case("canary-pages", canary_pages_case);
 	kit_case("other-vcpu-up", other_up_case);
 	kit_case("ap-runstate-area", ap_area_case);
+	kit_case("cross-register", cross_register_case);
 }

@@ -174,8 +174,13 @@ test('runstate: round trip of all six words, including the update flag bit', () 
   assert.deepEqual(s.runstate(0), [0n, 0n, 0n, 0n, 0n, 0n]);
 });
 
-test('runstate: a reader on another thread never sees a torn record', async () => {
-  const s = DomainState.create(2);
+/**
+ * Reads a record of `s` in a worker, again and again, while `write` changes it here: `read` is the
+ * worker's expression for one read of `s`, `whole(value, last)` its test that the read is not torn
+ * (`last` the read before). The worker reads at least 1000 times and once more after `write` ends,
+ * so `final` is what the last write left.
+ */
+async function readWhileWriting(s: DomainState, read: string, whole: string, write: () => void): Promise<{ reads: number; torn: number; final: string }> {
   const control = new Int32Array(new SharedArrayBuffer(8)); // [0] reader started, [1] stop
   const url = new URL('./domain-state.js', import.meta.url).href;
   const worker = new Worker(
@@ -183,35 +188,56 @@ test('runstate: a reader on another thread never sees a torn record', async () =
      import(workerData.url).then(({ DomainState }) => {
        const s = new DomainState(workerData.buffer);
        const control = new Int32Array(workerData.control);
-       let reads = 0, torn = 0, last = -1n;
+       const whole = ${whole};
+       let reads = 0, torn = 0, last;
        Atomics.store(control, 0, 1);
        while (Atomics.load(control, 1) === 0 || reads < 1000) {
-         const w = s.runstate(1);
+         const w = ${read};
          reads++;
-         if (!w.every((x) => x === w[0])) torn++;
-         if (w[0] < last) torn++;
-         last = w[0];
+         if (!whole(w, last)) torn++;
+         last = w;
        }
-       parentPort.postMessage({ reads, torn, last: String(last) });
+       parentPort.postMessage({ reads, torn, final: JSON.stringify(${read}, (k, v) => typeof v === 'bigint' ? String(v) : v) });
      });`,
     { eval: true, workerData: { url, buffer: s.buffer, control: control.buffer } },
   );
-  const done = new Promise<{ reads: number; torn: number; last: string }>((resolve, reject) => {
+  const done = new Promise<{ reads: number; torn: number; final: string }>((resolve, reject) => {
     worker.once('message', resolve);
     worker.once('error', reject);
   });
   const deadline = Date.now() + 10_000;
   while (Atomics.load(control, 0) === 0 && Date.now() < deadline) Atomics.wait(control, 0, 0, 1);
   assert.equal(Atomics.load(control, 0), 1, 'reader started');
-  const N = 200_000;
-  for (let i = 1; i <= N; i++) {
-    const v = BigInt(i);
-    s.setRunstate(1, [v, v, v, v, v, v]);
-  }
+  write();
   Atomics.store(control, 1, 1);
   const r = await done;
   await worker.terminate();
+  return r;
+}
+
+test('runstate: a reader on another thread never sees a torn record', async () => {
+  const s = DomainState.create(2);
+  const N = 200_000;
+  const r = await readWhileWriting(s, 's.runstate(1)', '(w, last) => w.every((x) => x === w[0]) && (last === undefined || w[0] >= last[0])', () => {
+    for (let i = 1; i <= N; i++) {
+      const v = BigInt(i);
+      s.setRunstate(1, [v, v, v, v, v, v]);
+    }
+  });
   assert.equal(r.torn, 0, `${r.torn} torn reads out of ${r.reads}`);
   assert.ok(r.reads >= 1000);
-  assert.equal(r.last, String(N));
+  assert.equal(r.final, JSON.stringify(Array(6).fill(String(N))), 'the read after the last write sees it');
+});
+
+test("areas: a vCPU thread reading its runstate area never sees a registration another thread is changing half-done", async () => {
+  const s = DomainState.create(2);
+  const A = { abi: 'native' as const, pieces: [{ gpa: 0x1000, length: 48 }] };
+  const B = { abi: 'compat' as const, pieces: [{ gpa: 0x2ffc, length: 4 }, { gpa: 0x5000, length: 40 }] };
+  const whole = `(w) => w !== undefined && (JSON.stringify(w) === ${JSON.stringify(JSON.stringify(A))} || JSON.stringify(w) === ${JSON.stringify(JSON.stringify(B))})`;
+  s.setArea(1, AreaKind.Runstate, A);
+  const r = await readWhileWriting(s, `s.area(1, ${AreaKind.Runstate})`, whole, () => {
+    for (let i = 0; i < 200_000; i++) s.setArea(1, AreaKind.Runstate, i % 2 ? A : B);
+  });
+  assert.equal(r.torn, 0, `${r.torn} torn reads out of ${r.reads}`);
+  assert.equal(r.final, JSON.stringify(A), "the last write (i = 199,999) left A");
 });

@@ -12,7 +12,7 @@ const RUNSTATE_WORDS = 7; // sequence, state, state_entry_time, time[4]
 const POWER_WORDS = 5; // up, initialised, start pending, context ABI, HVM callback vector pending
 /** Room for a vcpu_hvm_context in either ABI. */
 export const CONTEXT_BYTES = 128;
-const AREA_WORDS = 5; // layout (-1 none, 0 native, 1 compat), then up to two guest-physical pieces (address, length)
+const AREA_WORDS = 6; // sequence (odd while written), layout (-1 none, 0 native, 1 compat), then up to two guest-physical pieces (address, length)
 
 /** Guest areas Xen updates on a vCPU's behalf, registered by guest-virtual address and kept as guest-physical pieces. */
 export const enum AreaKind { Runstate = 0, Time = 1 }
@@ -30,7 +30,7 @@ export class DomainState {
   /** Guest-physical address of each vCPU's registered vcpu_info, or -1 while it lives in shared_info. */
   private readonly vcpuInfoGpa: Float64Array;
   private readonly runstates: BigInt64Array;
-  private readonly areas: Float64Array;
+  private readonly areas: BigInt64Array;
   private readonly power: Int32Array;
   private readonly contexts: Uint8Array;
 
@@ -44,7 +44,7 @@ export class DomainState {
     off += vcpus * RUNSTATE_WORDS * 8;
     this.vcpuInfoGpa = new Float64Array(buffer, off, vcpus);
     off += vcpus * 8;
-    this.areas = new Float64Array(buffer, off, vcpus * AREA_KINDS * AREA_WORDS);
+    this.areas = new BigInt64Array(buffer, off, vcpus * AREA_KINDS * AREA_WORDS);
     off += vcpus * AREA_KINDS * AREA_WORDS * 8;
     this.upcallVectors = new Int32Array(buffer, off, vcpus);
     off += vcpus * 4;
@@ -59,7 +59,7 @@ export class DomainState {
     new Int32Array(buffer, 0, HEADER_WORDS)[2] = vcpus;
     const state = new DomainState(buffer);
     state.vcpuInfoGpa.fill(-1);
-    for (let v = 0; v < vcpus; v++) for (let k = 0; k < AREA_KINDS; k++) state.areas[(v * AREA_KINDS + k) * AREA_WORDS] = -1;
+    for (let v = 0; v < vcpus; v++) for (let k = 0; k < AREA_KINDS; k++) state.areas[(v * AREA_KINDS + k) * AREA_WORDS + 1] = -1n;
     return state;
   }
 
@@ -193,31 +193,40 @@ export class DomainState {
   }
 
   /**
-   * Registered by the vCPU threads, one registration at a time per area (the
-   * last one wins, as in Xen); a soft reset clears them on the main thread
-   * while every vCPU is held.
+   * Registered by the vCPU threads, for their own vCPU or another (the last one wins, as in Xen),
+   * and read by the owning vCPU's thread as it publishes; a soft reset clears them on the main
+   * thread while every vCPU is held. A sequence count, odd while a writer holds the record, keeps
+   * readers from a torn one and two writers from interleaving.
    */
   area(vcpu: number, kind: AreaKind): AreaRegistration | undefined {
     const base = (vcpu * AREA_KINDS + kind) * AREA_WORDS;
-    const layout = this.areas[base];
-    if (layout < 0) return undefined;
-    const pieces = [];
-    for (let i = 0; i < 2; i++) if (this.areas[base + 2 + 2 * i] > 0) pieces.push({ gpa: this.areas[base + 1 + 2 * i], length: this.areas[base + 2 + 2 * i] });
-    return { abi: layout === 1 ? 'compat' : 'native', pieces };
+    for (;;) {
+      const seq = Atomics.load(this.areas, base);
+      if (seq & 1n) continue;
+      const layout = Atomics.load(this.areas, base + 1);
+      const pieces = [];
+      for (let i = 0; i < 2; i++) {
+        const length = Number(Atomics.load(this.areas, base + 3 + 2 * i));
+        if (length > 0) pieces.push({ gpa: Number(Atomics.load(this.areas, base + 2 + 2 * i)), length });
+      }
+      if (Atomics.load(this.areas, base) !== seq) continue;
+      return layout < 0n ? undefined : { abi: layout === 1n ? 'compat' : 'native', pieces };
+    }
   }
   setArea(vcpu: number, kind: AreaKind, reg: AreaRegistration | undefined): void {
+    if (reg && reg.pieces.length > 2) throw new Error('a guest area spans at most two pages');
     const base = (vcpu * AREA_KINDS + kind) * AREA_WORDS;
-    this.areas.fill(0, base, base + AREA_WORDS);
-    if (!reg) {
-      this.areas[base] = -1;
-      return;
+    for (;;) {
+      const seq = Atomics.load(this.areas, base);
+      if (!(seq & 1n) && Atomics.compareExchange(this.areas, base, seq, seq + 1n) === seq) break;
     }
-    if (reg.pieces.length > 2) throw new Error('a guest area spans at most two pages');
-    reg.pieces.forEach((p, i) => {
-      this.areas[base + 1 + 2 * i] = p.gpa;
-      this.areas[base + 2 + 2 * i] = p.length;
-    });
-    this.areas[base] = reg.abi === 'compat' ? 1 : 0;
+    for (let i = 0; i < 2; i++) {
+      const p = reg?.pieces[i];
+      Atomics.store(this.areas, base + 2 + 2 * i, BigInt(p?.gpa ?? 0));
+      Atomics.store(this.areas, base + 3 + 2 * i, BigInt(p?.length ?? 0));
+    }
+    Atomics.store(this.areas, base + 1, reg === undefined ? -1n : reg.abi === 'compat' ? 1n : 0n);
+    Atomics.add(this.areas, base, 1n);
   }
 
   /**
