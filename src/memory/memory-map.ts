@@ -52,6 +52,8 @@ export class OverlayPlacementError extends Error {
 
 export class MemoryMap {
   private readonly slots = new Map<number, { gpa: number; size: number; host: bigint }>();
+  /** Open batch() calls: while any is, placements change and KVM's slots follow once, at the end. */
+  private batches = 0;
 
   constructor(
     private readonly sink: MemslotSink,
@@ -81,13 +83,26 @@ export class MemoryMap {
       before.forEach((f, i) => (frames[i] = f));
       throw new OverlayPlacementError('no-slots', `frame 0x${gfn.toString(16)} would need more than KVM's ${this.maxSlots} memory slots`);
     }
-    this.apply();
+    if (this.batches === 0) this.apply();
+  }
+
+  /**
+   * Runs `changes` (overlay placements) with KVM's slots brought in line once, after all of them: a
+   * guest's batch that moves a page back and forth costs one slot update, not one per move.
+   */
+  batch<T>(changes: () => T): T {
+    this.batches++;
+    try {
+      return changes();
+    } finally {
+      if (--this.batches === 0) this.apply();
+    }
   }
 
   unmapOverlay(page: number): void {
     if (this.memory.placement.frames[page] === -1) return;
     this.memory.placement.frames[page] = -1;
-    this.apply();
+    if (this.batches === 0) this.apply();
   }
 
   /** The frame overlay page `page` is mapped at, or undefined. */

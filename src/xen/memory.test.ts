@@ -35,7 +35,7 @@ const E820 = [
   { addr: 0x10_0000, size: 0x10_0000, type: 1 },
 ];
 
-function setup(t: { after(fn: () => void): void }) {
+function setup(t: { after(fn: () => void): void }, guestBytes = 0x4000) {
   const mem = GuestMemory.create([{ gpa: 0, size: 2 * MiB }], 4);
   t.after(() => mem.dispose());
   const kvm = new FakeKvm();
@@ -47,7 +47,7 @@ function setup(t: { after(fn: () => void): void }) {
   const { logger, errors } = capturedLogger();
   const dispatcher = new HypercallDispatcher(logger);
   registerMemoryOp(dispatcher, domain);
-  const guest = new FakeGuest(ARG, 0x4000);
+  const guest = new FakeGuest(ARG, guestBytes);
   const call = (abi: Abi, cmd: number | bigint, arg: bigint = ARG) =>
     dispatcher.dispatch({ vcpu: 0, abi, guest: guest as unknown as GuestVirtual }, 0, HYPERCALL.memory_op, [BigInt(cmd), arg, 0n, 0n, 0n]);
   /** Frames where overlay page 0 (shared_info) is mapped in KVM. */
@@ -281,6 +281,26 @@ for (const abi of ['native', 'compat'] as Abi[]) {
     assert.equal(e.errByte(0), 0xee);
   });
 }
+
+test('add_to_physmap_batch: 65,535 entries moving shared_info back and forth change the memslots once, not per entry', (t) => {
+  const SIZE = 65_535;
+  const { kvm, memoryMap, call, guest, sharedInfoSlots } = setup(t, 0x20_0000);
+  const IDXS = ARG + 0x1000n;
+  const GPFNS = IDXS + BigInt(SIZE * 8);
+  const ERRS = GPFNS + BigInt(SIZE * 8);
+  const v = guest.view(ARG);
+  v.setUint16(0, DOMID.SELF, true);
+  v.setUint16(2, XENMAPSPACE.shared_info, true);
+  v.setUint16(4, SIZE, true);
+  [IDXS, GPFNS, ERRS].forEach((p, i) => v.setBigUint64(8 + 8 * i, p, true));
+  for (let i = 0; i < SIZE; i++) guest.view(GPFNS).setBigUint64(i * 8, i % 2 ? 0x101n : 0x100n, true);
+  const before = kvm.calls.length;
+  assert.equal(call('native', XENMEM.add_to_physmap_batch), 0n);
+  assert.ok(kvm.calls.length - before <= 4, `${kvm.calls.length - before} memslot changes`);
+  assert.equal(memoryMap.overlayFrame(0), 0x100, 'the last entry (even) wins');
+  assert.deepEqual(sharedInfoSlots(), [0x100]);
+  assert.ok(Array.from({ length: SIZE }, (_, i) => guest.view(ERRS).getInt32(i * 4, true)).every((e) => e === 0));
+});
 
 test('add_to_physmap_batch: gmfn_range is refused (add_to_physmap only, memory.h)', (t) => {
   const { call, guest } = setup(t);

@@ -93,14 +93,18 @@ function addToPhysmapBatch(ctx: HypercallContext, domain: MemoryOpDomain, arg: b
   const gpfns = new DataView(ctx.guest.read(BigInt(b.gpfns), b.size * word).buffer);
   const errs = new DataView(new ArrayBuffer(b.size * 4));
   const at = (v: DataView, i: number) => (word === 8 ? v.getBigUint64(i * 8, true) : BigInt(v.getUint32(i * 4, true)));
-  for (let i = 0; i < b.size; i++) {
-    try {
-      mapSharedInfo(domain, ctx.abi, at(idxs, i), at(gpfns, i));
-    } catch (e) {
-      if (!(e instanceof XenError)) throw e;
-      errs.setInt32(i * 4, -e.errno, true);
+  // Where Xen preempts a long batch and restarts it, the memslots change once for the whole batch:
+  // 65,535 entries moving shared_info back and forth hold the vCPUs for one slot update, not 393,000.
+  domain.memoryMap.batch(() => {
+    for (let i = 0; i < b.size; i++) {
+      try {
+        mapSharedInfo(domain, ctx.abi, at(idxs, i), at(gpfns, i));
+      } catch (e) {
+        if (!(e instanceof XenError)) throw e;
+        errs.setInt32(i * 4, -e.errno, true);
+      }
     }
-  }
+  });
   ctx.guest.write(BigInt(b.errs), new Uint8Array(errs.buffer));
   return 0;
 }
