@@ -27,6 +27,7 @@ long xs_init(void)
 
 volatile struct xenstore_domain_interface *xs_ring(void) { return ring; }
 evtchn_port_t xs_port(void) { return port; }
+void xs_set_port(evtchn_port_t p) { port = p; }
 
 static bool put(const void *data, uint32_t len)
 {

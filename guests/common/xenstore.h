@@ -20,6 +20,8 @@ struct xs_reply {
 long xs_init(void);
 volatile struct xenstore_domain_interface *xs_ring(void);
 evtchn_port_t xs_port(void);
+/* The port the guest notifies the store on from now (after binding domain 0's port again). */
+void xs_set_port(evtchn_port_t p);
 
 /* Sends a request whose payload is `n` NUL-terminated strings (the last
  * one's NUL left out when `raw_last`, as XS_WRITE wants) and waits up to

@@ -190,6 +190,29 @@ static void reconnect_case(void)
 	EXPECT_OK(xs_read(0, "data/t/a", &r), "the store kept its nodes");
 }
 
+/* The guest closes its store port and binds domain 0's port again from another of its own, as a
+ * kernel may: the store serves on over the new port, the same session. */
+static void rebind_case(void)
+{
+	struct evtchn_status st;
+	evtchn_port_t old = xs_port(), fresh = 0;
+	KIT_CHECK(xen_evtchn_status_is(old, EVTCHNSTAT_interdomain, &st) && st.u.interdomain.dom == 0, "store port %u is not bound to domain 0", old);
+	evtchn_port_t remote = st.u.interdomain.port;
+	long rc = xen_evtchn_close(old);
+	KIT_CHECK(rc == 0, "close the store port: %ld %s", XEN_ERR(rc));
+	/* A port allocated meanwhile takes the old number (ports are handed out lowest first), so the new binding gets another. */
+	evtchn_port_t filler = 0;
+	rc = xen_evtchn_alloc_unbound(DOMID_SELF, 0, &filler);
+	KIT_CHECK(rc == 0, "alloc_unbound: %ld %s", XEN_ERR(rc));
+	rc = xen_evtchn_bind_interdomain(0, remote, &fresh);
+	KIT_CHECK(rc == 0 && fresh != 0 && fresh != old, "bind_interdomain(0, %u): %ld %s, port %u (was %u)", remote, XEN_ERR(rc), fresh, old);
+	xs_set_port(fresh);
+	xen_evtchn_close(filler);
+	for (int i = 0; i < 20; i++)
+		EXPECT_OK(xs_write(0, "data/rebind", "1", &r), "write %d after rebinding to port %u", i, fresh);
+	EXPECT_OK(xs_read(0, "data/t/a", &r), "the session kept its nodes");
+}
+
 static void host_watch_case(void)
 {
 	char path[256], token[64];
@@ -219,6 +242,7 @@ void kit_main(void)
 	kit_case("transaction", transaction_case);
 	kit_case("errors", errors_case);
 	kit_case("reconnect", reconnect_case);
+	kit_case("rebind", rebind_case);
 	char flag[4];
 	if (kit_cmdline_get("host-watch", flag, sizeof flag) && !strcmp(flag, "1"))
 		kit_case("host-watch", host_watch_case);

@@ -77,6 +77,7 @@ export class Toolstack {
     this.storeChannel = store;
     this.consoleChannel = console;
     this.storeRing = new XenStoreRing(memory.overlayPage(XENSTORE_OVERLAY_PAGE), store, this.store, guest.domid, guestLog);
+    this.followRebinds();
     xen.onSoftReset(() => this.rebuildAfterSoftReset());
     for (let devid = 1; devid <= guest.secondaryConsoles; devid++) {
       const device = new XenbusDevice(
@@ -119,7 +120,22 @@ export class Toolstack {
     this.store.write(`${dom}/console/port`, String(console.guestPort));
     this.storeRing.rebind(store);
     this.console.rebind(console);
+    this.followRebinds();
     this.store.introduce(this.guest.domid);
+  }
+
+  /** A guest that closes its store or console port and binds domain 0's port again from another is served there. */
+  private followRebinds(): void {
+    this.xen.backends.onGuestRebind(this.storeChannel.backendPort, (channel) => {
+      channel.setFastPath(true);
+      this.storeChannel = channel;
+      this.storeRing.follow(channel);
+    });
+    this.xen.backends.onGuestRebind(this.consoleChannel.backendPort, (channel) => {
+      channel.setFastPath(true);
+      this.consoleChannel = channel;
+      this.console.rebind(channel);
+    });
   }
 
   /** Starts the backends and the store's socket; they serve until stop(). */

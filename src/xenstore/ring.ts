@@ -267,6 +267,16 @@ export class XenStoreRing<C> {
     return serveNotifications(() => this.channel, () => this.service(), () => this.stopped);
   }
 
+  /**
+   * The same session over another channel: the guest closed its end and bound domain 0's port again
+   * from another of its ports. Requests, replies, watches and transactions carry on.
+   */
+  follow(channel: BackendChannel): void {
+    const old = this.channel;
+    this.channel = channel;
+    old.notifier.notify();
+  }
+
   /** A new session over a new channel (after a soft reset): the old connection's watches and transactions go. */
   rebind(channel: BackendChannel): void {
     const old = this.channel;

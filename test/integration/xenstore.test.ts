@@ -16,7 +16,7 @@ requireKvm();
 
 const run = promisify(execFile);
 const testXenstore = `${root}build/xen-utils/usr/lib/xen-4.17/bin/test-xenstore`;
-const CASES = ['setup', 'toolstack-nodes', 'permissions', 'read-write', 'watch', 'transaction', 'errors', 'reconnect'];
+const CASES = ['setup', 'toolstack-nodes', 'permissions', 'read-write', 'watch', 'transaction', 'errors', 'reconnect', 'rebind'];
 
 /** xenkvm running an idle guest, with its store's socket at `path`. */
 async function idleVm(t: { after(fn: () => Promise<void> | void): void }, path: string, extra: string[] = [], env = process.env): Promise<ChildProcess> {

@@ -109,6 +109,8 @@ export class BackendChannel {
 export class BackendPorts {
   /** Domain 0's ports: the channel each is bound by, or undefined while offered and unbound. */
   private readonly offered = new Map<number, BackendChannel | undefined>();
+  /** Backends that follow the guest to a new port of its own bound to theirs (after it closed the old one). */
+  private readonly followers = new Map<number, (channel: BackendChannel) => void>();
 
   constructor(
     private readonly ports: PortTable,
@@ -169,7 +171,22 @@ export class BackendPorts {
         this.ports.changeBinding(channel.guestPort, { state: PortState.Unbound, vcpu: p.vcpu, peer: BACKEND_DOMID, remoteDom: 0 });
       }
       this.offered.delete(backendPort);
+      this.followers.delete(backendPort);
     });
+  }
+
+  /**
+   * Has `follow` called with the new channel whenever the guest binds `backendPort` again from a
+   * port of its own, as a guest may after closing its end (xenstored keeps serving it so).
+   */
+  onGuestRebind(backendPort: number, follow: (channel: BackendChannel) => void): void {
+    this.followers.set(backendPort, follow);
+  }
+
+  /** The guest's bind of `backendPort` is complete: its backend, if it follows, moves to the channel. */
+  guestBound(backendPort: number): void {
+    const channel = this.offered.get(backendPort);
+    if (channel) this.followers.get(backendPort)?.(channel);
   }
 
   /** The guest binds an offered port (its bind_interdomain to domain 0); -EINVAL unless offered and unbound. */

@@ -113,6 +113,7 @@ function controlOp(ctx: HypercallContext, d: EvtchnVmmDomain, op: number, arg: b
         local = allocate(d, limit);
         d.backends.guestBinds(a.remote_port, local);
         d.ports.set(local, { state: PortState.Interdomain, vcpu: 0, peer: a.remote_port, remoteDom: BACKEND_DOMID });
+        d.backends.guestBound(a.remote_port);
       } else {
         throw new XenError(XEN_ERRNO.ESRCH);
       }
