@@ -114,20 +114,26 @@ test('a guest that does not read its replies: serving stops at the outstanding l
 
 const eventPath = (m: XsMessage) => new TextDecoder().decode(m.payload).split('\0')[0];
 
-/** A guest on the real store: sends `messages`, then serves and reads until `until` holds of what came back. */
-function realStore(t: { after(fn: () => void): void }, now?: () => number) {
+/** Domain 1's ring on a real store. */
+function ringOnRealStore(t: { after(fn: () => void): void }, now?: () => number) {
   const s = evtchnTestDomain(t);
   const channel = s.d.backends.create();
   const page = new Uint8Array(4096);
   const view = new DataView(page.buffer);
   const store = new XenStore();
   store.introduce(1);
+  const log = capturedLogger();
+  const ring = new XenStoreRing(page, channel, store, 1, new RateLimitedLog(log.logger), now);
+  return { s, channel, page, view, store, log, ring };
+}
+
+/** A guest on the real store with its data directory: `send` queues requests, `pump` feeds the ring, serves it and (unless told not to) reads what came back into `got`. */
+function realStore(t: { after(fn: () => void): void }, now?: () => number) {
+  const { page, view, store, log, ring } = ringOnRealStore(t, now);
   // The guest's own data directory, as the toolstack makes it, and the right to hear releases.
   store.mkdir('/local/domain/1/data');
   store.setPerms('/local/domain/1/data', [{ domid: 1, access: 'n' }]);
   store.setPerms('@releaseDomain', [{ domid: 0, access: 'n' }, { domid: 1, access: 'r' }]);
-  const log = capturedLogger();
-  const ring = new XenStoreRing(page, channel, store, 1, new RateLimitedLog(log.logger), now);
   const framer = new MessageFramer();
   const got: XsMessage[] = [];
   let pending = new Uint8Array(0);
@@ -275,14 +281,7 @@ test('rebind: a new channel and a new session, and the serving loop follows the 
 });
 
 test('fuzz: a guest scribbling over its XenStore page never breaks the real store, and a reconnection always recovers', (t) => {
-  const s = evtchnTestDomain(t);
-  const channel = s.d.backends.create();
-  const page = new Uint8Array(4096);
-  const view = new DataView(page.buffer);
-  const store = new XenStore();
-  store.introduce(1);
-  const log = capturedLogger();
-  const ring = new XenStoreRing(page, channel, store, 1, new RateLimitedLog(log.logger));
+  const { page, view, log, ring } = ringOnRealStore(t);
   const rand = seededRandom(7);
   const fields = ['req_cons', 'req_prod', 'rsp_cons', 'rsp_prod', 'connection', 'error'] as const;
   for (let step = 0; step < 3000; step++) {
