@@ -37,6 +37,9 @@ export const OUTSTANDING_MAX = 20;
  */
 export const QUEUED_BYTES_MAX = 2.5 * 1024 * 1024;
 
+/** What holding one queued message costs beyond its bytes (the objects around it), counted against QUEUED_BYTES_MAX. */
+const QUEUED_MESSAGE_OVERHEAD = 256;
+
 /** xenstored drops a watch event the guest has not read within 20 s. */
 export const WATCH_EVENT_TIMEOUT_MS = 20_000;
 
@@ -119,7 +122,7 @@ export class XenStoreRing<C> {
       const key = Buffer.from(m.payload).toString('latin1');
       if (!key.startsWith('@') && this.waitingEvents.has(key)) return;
       this.dropStale();
-      if (this.outputBytes + bytes.length > QUEUED_BYTES_MAX) {
+      if (this.outputBytes + bytes.length + QUEUED_MESSAGE_OVERHEAD > QUEUED_BYTES_MAX) {
         this.guestLog.warn('xenstore-events', { domid: this.domid }, 'guest does not read its XenStore ring; watch event dropped');
         return;
       }
@@ -129,7 +132,7 @@ export class XenStoreRing<C> {
     // An event queued while this guest's request is served is that request's doing.
     const outstanding = m.type !== XS.WATCH_EVENT || this.servicing;
     this.output.push({ bytes, outstanding, event });
-    this.outputBytes += bytes.length;
+    this.outputBytes += bytes.length + QUEUED_MESSAGE_OVERHEAD;
     if (outstanding) this.outstanding++;
     // A watch event from a change made elsewhere (the socket, the VMM): the serving loop sends it.
     if (!this.servicing) this.channel.notifier.notify();
@@ -149,7 +152,7 @@ export class XenStoreRing<C> {
   private unqueueHead(): void {
     const head = this.output.shift()!;
     this.outputOffset = 0;
-    this.outputBytes -= head.bytes.length;
+    this.outputBytes -= head.bytes.length + QUEUED_MESSAGE_OVERHEAD;
     if (head.outstanding) this.outstanding--;
     this.forgetEvent(head);
   }
