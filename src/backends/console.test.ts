@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { capturedLogger } from '../common/captured-logger.js';
 import { RateLimitedLog } from '../common/log.js';
+import { seededRandom } from '../common/seeded-random.js';
 import { xenconsInterface } from '../xen/abi/console.js';
 import { evtchnTestDomain } from '../xen/evtchn/fake-domain.js';
 import { ConsoleInput, ConsoleRing } from './console.js';
@@ -25,7 +26,7 @@ function setup(t: { after(fn: () => void): void }) {
   };
   const idx = (name: 'in_cons' | 'in_prod' | 'out_cons' | 'out_prod') => view.getUint32(L.offsets[name], true);
   const setIdx = (name: 'in_cons' | 'out_prod', v: number) => view.setUint32(L.offsets[name], v >>> 0, true);
-  return { s, channel, page, out, input, log, ring, guestWrite, idx, setIdx };
+  return { s, channel, page, view, out, input, log, ring, guestWrite, idx, setIdx };
 }
 
 test('console output: every byte in order across the ring\'s wrap, out_cons kept by the backend, the guest notified', (t) => {
@@ -88,4 +89,49 @@ test('the ring is served when the guest notifies and when input arrives, until s
   assert.equal(c.idx('in_prod'), 1);
   c.ring.stop();
   await running;
+});
+
+test('fuzz: a guest scribbling over its console page never makes the backend write outside its part, lose input or emit more than a ring', (t) => {
+  const c = setup(t);
+  const rand = seededRandom(5);
+  const IN_SIZE = L.offsets.out - L.offsets.in;
+  const OUT_SIZE = L.offsets.in_cons - L.offsets.out;
+  const backendOwned = (i: number) =>
+    (i >= L.offsets.in && i < L.offsets.in + IN_SIZE) || (i >= L.offsets.in_prod && i < L.offsets.in_prod + 4) || (i >= L.offsets.out_cons && i < L.offsets.out_cons + 4);
+  const typed: number[] = [];
+  const given: number[] = [];
+  let inProd = c.idx('in_prod'); // the backend's own copy, whatever the guest writes over the page's
+  for (let step = 0; step < 5000; step++) {
+    switch (rand(5)) {
+      case 0: { // any index, the backend's too, to a value near the others or to anything
+        const name = (['in_cons', 'in_prod', 'out_cons', 'out_prod'] as const)[rand(4)];
+        c.view.setUint32(L.offsets[name], rand(3) ? c.idx(rand(2) ? 'in_prod' : 'out_cons') + rand(5000) - 200 : rand(0x100000000), true);
+        break;
+      }
+      case 1: // random bytes anywhere on the page
+        for (let i = rand(64); i > 0; i--) c.page[rand(4096)] = rand(256);
+        break;
+      case 2: // the guest reads its input: in_cons catches up with in_prod
+        c.setIdx('in_cons', c.idx('in_prod'));
+        break;
+      default: { // someone types
+        const bytes = Array.from({ length: rand(300) }, () => rand(256));
+        typed.push(...bytes);
+        c.input.push(Uint8Array.from(bytes));
+      }
+    }
+    const before = c.page.slice();
+    const outBefore = c.out.length;
+    const queuedBefore = c.input.length;
+    c.ring.service();
+    for (let i = 0; i < 4096; i++) if (!backendOwned(i)) assert.equal(c.page[i], before[i], `step ${step}: byte ${i} of the guest's part changed`);
+    assert.ok(c.out.length - outBefore <= OUT_SIZE, `step ${step}: more than a ring of output`);
+    // What the backend took off the queue went into the ring from where it left off, in order.
+    for (let n = queuedBefore - c.input.length; n > 0; n--, inProd = (inProd + 1) >>> 0) given.push(c.page[L.offsets.in + (inProd % IN_SIZE)]);
+  }
+  assert.deepEqual(given, typed.slice(0, given.length));
+  assert.equal(given.length + c.input.length, typed.length, 'every typed byte is given or still queued');
+  assert.ok(given.length > 100_000, `${given.length} bytes given`);
+  assert.deepEqual(c.log.errors(), []);
+  assert.ok(c.log.warns().length <= 20, `${c.log.warns().length} warnings (10 per key per 10 s)`);
 });

@@ -103,6 +103,8 @@ export class ConsoleRing {
     const used = (this.inProd - cons) >>> 0;
     if (used > IN_SIZE) {
       this.guestLog.warn('console-in', { in_prod: this.inProd, in_cons: cons }, 'guest console ring: in_cons is ahead of in_prod; input waits');
+      // Put back the in_prod the guest may have written over, so that it can catch up with it.
+      this.setIndex('in_prod', this.inProd);
       return 0;
     }
     const bytes = this.input.take(IN_SIZE - used);

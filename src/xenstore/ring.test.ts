@@ -3,10 +3,10 @@ import { seededRandom } from '../common/seeded-random.js';
 import { test } from 'node:test';
 import { capturedLogger } from '../common/captured-logger.js';
 import { RateLimitedLog } from '../common/log.js';
-import { XENSTORE_CONNECTION, XENSTORE_ERROR, XENSTORE_SERVER_FEATURE, XS, xenstoreDomainInterface } from '../xen/abi/xenstore.js';
+import { XENSTORE_CONNECTION, XENSTORE_ERROR, XENSTORE_PAYLOAD_MAX, XENSTORE_SERVER_FEATURE, XS, xenstoreDomainInterface } from '../xen/abi/xenstore.js';
 import { evtchnTestDomain } from '../xen/evtchn/fake-domain.js';
 import { OUTSTANDING_MAX, QUEUED_BYTES_MAX, XenStoreRing, type StoreService } from './ring.js';
-import { encodeMessage, MessageFramer, stringsPayload, type XsMessage } from './wire.js';
+import { encodeMessage, HEADER_BYTES, MessageFramer, stringsPayload, type XsMessage } from './wire.js';
 import { XenStore } from './store.js';
 
 const L = xenstoreDomainInterface.native;
@@ -151,13 +151,28 @@ function realStore(t: { after(fn: () => void): void }, now?: () => number) {
     view.setUint32(L.offsets.rsp_cons, cons, true);
     got.push(...framer.push(Uint8Array.from(bytes)));
   };
-  const send = (...messages: XsMessage[]) => {
-    pending = Uint8Array.from([...pending, ...messages.flatMap((m) => [...encodeMessage(m)])]);
+  const sendBytes = (bytes: Uint8Array) => {
+    pending = Uint8Array.from([...pending, ...bytes]);
   };
-  return { store, log, got, pump, send };
+  const send = (...messages: XsMessage[]) => messages.forEach((m) => sendBytes(encodeMessage(m)));
+  const error = () => view.getUint32(L.offsets.error, true);
+  return { store, log, got, pump, send, sendBytes, error };
 }
 
 const xs = (type: number, reqId: number, ...strings: string[]): XsMessage => ({ type, reqId, txId: 0, payload: stringsPayload(...strings) });
+
+test('requests taken with a header that breaks the protocol are served first; then the ring stops with XENSTORE_ERROR_PROTO', (t) => {
+  const g = realStore(t);
+  const oversized = encodeMessage(xs(XS.WRITE, 3, ''));
+  new DataView(oversized.buffer).setUint32(12, XENSTORE_PAYLOAD_MAX + 1, true);
+  g.send(xs(XS.WRITE, 1, 'data/a', 'first'), xs(XS.WRITE, 2, 'data/b', 'second'));
+  g.sendBytes(oversized.subarray(0, HEADER_BYTES));
+  g.pump();
+  assert.equal(g.store.read('/local/domain/1/data/a'), 'first\0');
+  assert.equal(g.store.read('/local/domain/1/data/b'), 'second\0');
+  assert.equal(g.error(), XENSTORE_ERROR.PROTO);
+  assert.match(g.log.warns()[0].msg, /broke its XenStore ring/);
+});
 
 test('30 watches and one RM that fires them all: a guest that keeps reading gets all 30 events', (t) => {
   const g = realStore(t);

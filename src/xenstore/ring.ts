@@ -12,7 +12,7 @@ import {
   XENSTORE_CONNECTION, XENSTORE_ERROR, XENSTORE_RING_SIZE, XENSTORE_SERVER_FEATURE, XS, xenstoreDomainInterface,
 } from '../xen/abi/xenstore.js';
 import { serveNotifications, type BackendChannel } from '../xen/evtchn/backend.js';
-import { encodeMessage, MessageFramer, XsProtocolError, type XsMessage } from './wire.js';
+import { encodeMessage, MessageFramer, type XsMessage } from './wire.js';
 
 const LAYOUT = xenstoreDomainInterface.native;
 type IndexName = 'req_cons' | 'req_prod' | 'rsp_cons' | 'rsp_prod' | 'server_features' | 'connection' | 'error';
@@ -188,14 +188,9 @@ export class XenStoreRing<C> {
     for (let i = 0; i < take; i++) bytes[i] = this.page[LAYOUT.offsets.req + ((this.reqCons + i) % XENSTORE_RING_SIZE)];
     this.reqCons = (this.reqCons + take) >>> 0;
     this.set('req_cons', this.reqCons);
-    try {
-      this.requests.push(...this.framer.push(bytes));
-    } catch (e) {
-      if (!(e instanceof XsProtocolError)) throw e;
-      this.fail(XENSTORE_ERROR.PROTO, e.message);
-      return take;
-    }
+    this.requests.push(...this.framer.push(bytes));
     while (this.requests.length > 0 && this.outstanding < OUTSTANDING_MAX) this.store.handle(this.conn, this.requests.shift()!);
+    if (this.framer.broken !== null) this.fail(XENSTORE_ERROR.PROTO, this.framer.broken);
     return take;
   }
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { UnixSocketServer } from '../common/unix-socket.js';
 import type { StoreService } from './ring.js';
-import { encodeMessage, MessageFramer, XsProtocolError } from './wire.js';
+import { encodeMessage, MessageFramer } from './wire.js';
 
 /** Where the socket goes without --xenstore-socket: one per xenkvm process. */
 export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env, pid = process.pid): string {
@@ -33,11 +33,9 @@ export class XenStoreSocket<C> {
     socket.on('drain', () => socket.resume());
     const framer = new MessageFramer();
     socket.on('data', (bytes: Buffer) => {
-      try {
-        for (const m of framer.push(bytes)) store.handle(conn, m);
-      } catch (e) {
-        if (!(e instanceof XsProtocolError)) throw e;
-        logger.warn({ why: e.message }, 'XenStore socket client broke the protocol; disconnected');
+      for (const m of framer.push(bytes)) store.handle(conn, m);
+      if (framer.broken !== null) {
+        logger.warn({ why: framer.broken }, 'XenStore socket client broke the protocol; disconnected');
         socket.destroy();
       }
     });
