@@ -6,24 +6,25 @@ import type { Logger } from 'pino';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { GuestVirtual } from '../memory/guest-virtual.js';
 import type { PagingState } from '../memory/page-walker.js';
-import { HYPERCALL } from './abi/hypercalls.js';
 import type { Abi } from './abi/layout.js';
 import type { XenConfig } from './config.js';
 import { ARGUMENT_REGISTERS, HypercallDispatcher, type HypercallContext } from './hypercall.js';
 import { HYPERCALL_MSR, hypercallPage, hypercallPageTarget } from './hypercall-page.js';
-import { registerToolstackOps } from './toolstack-ops.js';
-import { registerVersion } from './version.js';
-import { CONSOLEIO_WRITE_MAX, registerConsoleIo } from './console-io.js';
+import { HYPERCALL_ROUTES } from './route-table.js';
+import { serveRoutes } from './routes.js';
+import { toolstackOps } from './toolstack-ops.js';
+import { versionOps } from './version.js';
+import { CONSOLEIO_WRITE_MAX, consoleWriteOps } from './console-io.js';
 import { RateLimitedLog } from '../common/log.js';
 import type { DomainState } from './domain-state.js';
 import { RunstateAccount } from './runstate.js';
 import { systemTimeClock, VcpuClock, type VcpuClockSource } from './time.js';
-import { registerVcpuOp, rewriteVcpuTime } from './vcpu.js';
-import { registerSchedOp, type SchedDomain } from './sched.js';
+import { rewriteVcpuTime, vcpuOps } from './vcpu.js';
+import { schedOps, type SchedDomain } from './sched.js';
 import { RUNSTATE } from './abi/vcpu.js';
 import type { TimerState } from './timers.js';
 import type { EventDelivery } from './evtchn/delivery.js';
-import { evtchnFastOp, portLimit, registerEventChannelOp } from './evtchn/ops.js';
+import { evtchnVcpuOps, portLimit } from './evtchn/ops.js';
 import type { PortTable } from './evtchn/ports.js';
 import { makeEventDelivery, type UpcallHost } from './evtchn/upcall.js';
 
@@ -47,9 +48,6 @@ export interface ForwardedHypercall {
   args: bigint[];
   paging: PagingState;
 }
-
-/** Hypercalls served on the main thread. */
-const FORWARDED = [HYPERCALL.memory_op, HYPERCALL.hvm_op];
 
 export class XenAccelerator {
   private readonly dispatcher: HypercallDispatcher;
@@ -86,44 +84,36 @@ export class XenAccelerator {
     this.clock = new VcpuClock(config.pvclock, config.tscStable, clockSource);
     const systemTime = systemTimeClock(config.bootMonotonicNs);
     this.runstate = new RunstateAccount(vcpu, state, memory, systemTime, haltedNs);
-    registerVersion(this.dispatcher, config);
-    registerToolstackOps(this.dispatcher, { domid: config.domid });
-    const forwardCall = (nr: number) => (ctx: HypercallContext, args: readonly bigint[]) =>
-      forward({ vcpu, abi: ctx.abi, nr, args: [...args], paging: (ctx as LocalContext).paging });
     this.events = makeEventDelivery(memory, state, ports, upcall);
-    registerVcpuOp(this.dispatcher, {
-      config, state, memory, self: { vcpu, runstate: this.runstate }, systemTime, clock: this.clock,
-      markEventsPending: (v) => this.events.markEventsPending(v),
-      timers,
-      forward: forwardCall(HYPERCALL.vcpu_op),
-    });
-    for (const nr of FORWARDED) this.dispatcher.register(nr, forwardCall(nr));
     const guestLog = new RateLimitedLog(logger);
-    registerConsoleIo(this.dispatcher, {
-      output: {
+    serveRoutes(this.dispatcher, 'vcpu', HYPERCALL_ROUTES, [
+      versionOps(config),
+      ...toolstackOps({ domid: config.domid }),
+      ...vcpuOps({
+        config, state, memory, self: { vcpu, runstate: this.runstate }, systemTime, clock: this.clock,
+        markEventsPending: (v) => this.events.markEventsPending(v),
+        timers,
+      }),
+      consoleWriteOps({
         write: consoleOutput,
         truncated: (count) => guestLog.warn('console_io', { vcpu, count }, `guest console_io write of ${count} bytes cut at ${CONSOLEIO_WRITE_MAX}`),
-      },
-    }, forwardCall(HYPERCALL.console_io));
-    registerSchedOp(this.dispatcher, {
-      shutdown,
-      shutdownCode: () => state.shutdownCode,
-      latchShutdownCode: (code) => state.latchShutdownCode(code),
-      sleep: (done, options) => this.sleep(thread, systemTime, done, options),
-      eventsPendingWithDeliveryEnabled: () => this.events.enableDeliveryAndCheck(vcpu),
-      checkPort: (port) => ports.check(port, portLimit(ports, state)),
-      isPending: (port) => this.events.isPending(port),
-      localEventsNeedDelivery: (ctx) => (ctx as ExitContext).interruptsEnabled() && this.events.upcallPending(vcpu),
-      upcallPending: () => this.events.upcallPending(vcpu),
-      portsTurnedPending: () => state.portsTurnedPending,
-      timers,
-      systemTime,
-      softReset: forwardCall(HYPERCALL.sched_op),
-    });
-    const evtchn = { domid: config.domid, state, ports, events: this.events };
-    const forwardEvtchn = forwardCall(HYPERCALL.event_channel_op);
-    // Sends on registered ports and unmasks are served here, the fast path; the rest changes the port table on the main thread.
-    registerEventChannelOp(this.dispatcher, (ctx, op, arg, args) => evtchnFastOp(ctx, evtchn, op, arg) ?? forwardEvtchn(ctx, args));
+      }),
+      schedOps({
+        shutdown,
+        shutdownCode: () => state.shutdownCode,
+        latchShutdownCode: (code) => state.latchShutdownCode(code),
+        sleep: (done, options) => this.sleep(thread, systemTime, done, options),
+        eventsPendingWithDeliveryEnabled: () => this.events.enableDeliveryAndCheck(vcpu),
+        checkPort: (port) => ports.check(port, portLimit(ports, state)),
+        isPending: (port) => this.events.isPending(port),
+        localEventsNeedDelivery: (ctx) => (ctx as ExitContext).interruptsEnabled() && this.events.upcallPending(vcpu),
+        upcallPending: () => this.events.upcallPending(vcpu),
+        portsTurnedPending: () => state.portsTurnedPending,
+        timers,
+        systemTime,
+      }),
+      evtchnVcpuOps({ domid: config.domid, state, ports, events: this.events }),
+    ], (ctx, nr, args) => forward({ vcpu, abi: ctx.abi, nr, args: [...args], paging: (ctx as LocalContext).paging }));
   }
 
   /** SCHEDOP_block and poll: the vCPU thread sleeps outside KVM_RUN, its runstate blocked, until woken. */

@@ -13,9 +13,10 @@ import type { Abi } from './abi/layout.js';
 import { sharedInfoLayout } from './abi/shared-info.js';
 import { DOMID } from './abi/xen.js';
 import { DomainState } from './domain-state.js';
-import { registerHvmOp, type HvmOpDomain } from './hvm.js';
+import { HVM_OP_ROUTE, hvmOps, type HvmOpDomain } from './hvm.js';
 import { HypercallDispatcher } from './hypercall.js';
-import { registerMemoryOp } from './memory.js';
+import { MEMORY_OP_ROUTE, memoryOps } from './memory.js';
+import { serveRoutes } from './routes.js';
 import { SHARED_INFO_PAGE, writeWallclock } from './shared-info.js';
 import { FakeGuest } from './fake-guest.js';
 
@@ -41,8 +42,7 @@ function setup(t: { after(fn: () => void): void }) {
     guestLog: new RateLimitedLog(logger),
   };
   const dispatcher = new HypercallDispatcher(logger);
-  registerMemoryOp(dispatcher, domain);
-  registerHvmOp(dispatcher, domain);
+  serveRoutes(dispatcher, 'main', [MEMORY_OP_ROUTE, HVM_OP_ROUTE], [memoryOps(domain), hvmOps(domain)]);
   const guest = new FakeGuest(ARG, 0x1000);
   const call = (abi: Abi, op: number | bigint, arg: bigint = ARG) =>
     dispatcher.dispatch({ vcpu: 0, abi, guest: guest as unknown as GuestVirtual }, 0, HYPERCALL.hvm_op, [BigInt(op), arg, 0n, 0n, 0n]);

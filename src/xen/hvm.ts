@@ -8,7 +8,8 @@ import {
 import { HYPERCALL } from './abi/hypercalls.js';
 import type { DomainState } from './domain-state.js';
 import { XenError } from './errors.js';
-import { readArg, type HypercallContext, type HypercallDispatcher } from './hypercall.js';
+import { readArg, type HypercallContext } from './hypercall.js';
+import { served, subOpRoute, type ServedOps } from './routes.js';
 import { checkSelf, latchSharedInfoAbi, type MemoryOpDomain } from './memory.js';
 
 /** Parameters a domain may set on itself. */
@@ -98,23 +99,23 @@ function pagetableDying(ctx: HypercallContext, domain: HvmOpDomain, arg: bigint)
   throw new XenError(XEN_ERRNO.EINVAL);
 }
 
-export function registerHvmOp(dispatcher: HypercallDispatcher, domain: HvmOpDomain): void {
-  dispatcher.register(HYPERCALL.hvm_op, (ctx, [op, arg]) => {
-    // An unsigned long in Xen, switched on whole: high bits make the op unknown.
-    switch (Number(op)) {
-      case HVMOP.set_param:
-        return setParam(ctx, domain, arg);
-      case HVMOP.get_param:
-        return getParam(ctx, domain, arg);
-      case HVMOP.set_evtchn_upcall_vector:
-        return setUpcallVector(ctx, domain, arg);
-      case HVMOP.pagetable_dying:
-        return pagetableDying(ctx, domain, arg);
-      case HVMOP.get_time:
-        ctx.guest.write(arg, xenHvmGetTime[ctx.abi].encode({ now: domain.systemTime() }));
-        return 0;
-      default:
-        throw new XenError(XEN_ERRNO.ENOSYS);
-    }
+/** An unsigned long in Xen, switched on whole: high bits make the op unknown. */
+const wholeOp = (args: readonly bigint[]) => (args[0] > 0xffffffffn ? -1 : Number(args[0]));
+
+export const HVM_OP_ROUTE = subOpRoute(HYPERCALL.hvm_op, wholeOp, 'HVMOP_', HVMOP, {
+  set_param: 'main', get_param: 'main', set_evtchn_upcall_vector: 'main', pagetable_dying: 'main', get_time: 'main',
+});
+
+/** hvm_op on the main thread. */
+export function hvmOps(domain: HvmOpDomain): ServedOps {
+  return served(HVM_OP_ROUTE, {
+    set_param: (ctx, [, arg]) => setParam(ctx, domain, arg),
+    get_param: (ctx, [, arg]) => getParam(ctx, domain, arg),
+    set_evtchn_upcall_vector: (ctx, [, arg]) => setUpcallVector(ctx, domain, arg),
+    pagetable_dying: (ctx, [, arg]) => pagetableDying(ctx, domain, arg),
+    get_time: (ctx, [, arg]) => {
+      ctx.guest.write(arg, xenHvmGetTime[ctx.abi].encode({ now: domain.systemTime() }));
+      return 0;
+    },
   });
 }

@@ -14,7 +14,8 @@ import { sharedInfoLayout } from './abi/shared-info.js';
 import { DOMID } from './abi/xen.js';
 import { DomainState } from './domain-state.js';
 import { HypercallDispatcher } from './hypercall.js';
-import { checkSelf, latchSharedInfoAbi, registerMemoryOp, type MemoryOpDomain } from './memory.js';
+import { checkSelf, latchSharedInfoAbi, MEMORY_OP_ROUTE, memoryOps, type MemoryOpDomain } from './memory.js';
+import { serveRoutes } from './routes.js';
 import { SHARED_INFO_PAGE, writeWallclock } from './shared-info.js';
 import { XEN_ERRNO } from './abi/errno.js';
 import { XenError } from './errors.js';
@@ -46,7 +47,7 @@ function setup(t: { after(fn: () => void): void }, guestBytes = 0x4000) {
   const domain: MemoryOpDomain = { domid: DOMID_OWN, memoryMap, state, sharedInfo, bootWallNs: BOOT_WALL, e820: E820, ramPages: 512 };
   const { logger, errors } = capturedLogger();
   const dispatcher = new HypercallDispatcher(logger);
-  registerMemoryOp(dispatcher, domain);
+  serveRoutes(dispatcher, 'main', [MEMORY_OP_ROUTE], [memoryOps(domain)]);
   const guest = new FakeGuest(ARG, guestBytes);
   const call = (abi: Abi, cmd: number | bigint, arg: bigint = ARG) =>
     dispatcher.dispatch({ vcpu: 0, abi, guest: guest as unknown as GuestVirtual }, 0, HYPERCALL.memory_op, [BigInt(cmd), arg, 0n, 0n, 0n]);

@@ -6,11 +6,12 @@ import { OverlayPlacementError, type MemoryMap } from '../memory/memory-map.js';
 import { XEN_ERRNO } from './abi/errno.js';
 import { HYPERCALL } from './abi/hypercalls.js';
 import type { Abi } from './abi/layout.js';
-import { e820Entry, XENMAPSPACE, XENMEM, xenAddToPhysmap, xenAddToPhysmapBatch, xenMemoryMap } from './abi/memory.js';
+import { e820Entry, MEMOP_CMD_MASK, XENMAPSPACE, XENMEM, xenAddToPhysmap, xenAddToPhysmapBatch, xenMemoryMap } from './abi/memory.js';
 import { DOMID } from './abi/xen.js';
 import type { DomainState } from './domain-state.js';
 import { XenError } from './errors.js';
-import { readArg, writeArgU32, type HypercallContext, type HypercallDispatcher } from './hypercall.js';
+import { readArg, writeArgU32, type HypercallContext } from './hypercall.js';
+import { served, subOpRoute, type ServedOps } from './routes.js';
 import { SHARED_INFO_PAGE, writeWallclock } from './shared-info.js';
 
 export interface MemoryOpDomain {
@@ -128,21 +129,17 @@ function reservation(ctx: HypercallContext, domain: MemoryOpDomain, arg: bigint)
   return domain.ramPages;
 }
 
-export function registerMemoryOp(dispatcher: HypercallDispatcher, domain: MemoryOpDomain): void {
-  dispatcher.register(HYPERCALL.memory_op, (ctx, [cmd, arg]) => {
-    // The low bits are the sub-op; the rest carries a continuation start extent, never set by a guest's first call.
-    switch (Number(cmd & 0x3fn)) {
-      case XENMEM.add_to_physmap:
-        return addToPhysmap(ctx, domain, arg);
-      case XENMEM.add_to_physmap_batch:
-        return addToPhysmapBatch(ctx, domain, arg);
-      case XENMEM.memory_map:
-        return memoryMap(ctx, domain, arg);
-      case XENMEM.current_reservation:
-      case XENMEM.maximum_reservation:
-        return reservation(ctx, domain, arg);
-      default:
-        throw new XenError(XEN_ERRNO.ENOSYS);
-    }
+export const MEMORY_OP_ROUTE = subOpRoute(HYPERCALL.memory_op, (args) => Number(args[0] & MEMOP_CMD_MASK), 'XENMEM_', XENMEM, {
+  add_to_physmap: 'main', add_to_physmap_batch: 'main', memory_map: 'main', current_reservation: 'main', maximum_reservation: 'main',
+});
+
+/** memory_op on the main thread, which holds every vCPU while the memory map changes. */
+export function memoryOps(domain: MemoryOpDomain): ServedOps {
+  return served(MEMORY_OP_ROUTE, {
+    add_to_physmap: (ctx, [, arg]) => addToPhysmap(ctx, domain, arg),
+    add_to_physmap_batch: (ctx, [, arg]) => addToPhysmapBatch(ctx, domain, arg),
+    memory_map: (ctx, [, arg]) => memoryMap(ctx, domain, arg),
+    current_reservation: (ctx, [, arg]) => reservation(ctx, domain, arg),
+    maximum_reservation: (ctx, [, arg]) => reservation(ctx, domain, arg),
   });
 }

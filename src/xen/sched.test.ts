@@ -11,7 +11,8 @@ import { HypercallDispatcher } from './hypercall.js';
 import { DomainState } from './domain-state.js';
 import { XEN_ERRNO } from './abi/errno.js';
 import { XenError } from './errors.js';
-import { registerSchedOp, type ShutdownKind } from './sched.js';
+import { serveRoutes } from './routes.js';
+import { SCHED_OP_ROUTE, schedOps, type ShutdownKind } from './sched.js';
 import { TimerState } from './timers.js';
 
 const ARG = 0x2000n;
@@ -33,7 +34,7 @@ function setup() {
   const state = DomainState.create(1);
   const dispatcher = new HypercallDispatcher(pino({ level: 'silent' }));
   const world: PollWorld = { interruptsEnabled: false, upcall: false, pending: new Set(), generation: 0, sleeps: [] };
-  registerSchedOp(dispatcher, {
+  serveRoutes(dispatcher, 'vcpu', [SCHED_OP_ROUTE], [schedOps({
     shutdown: (kind) => void shutdowns.push(kind),
     shutdownCode: () => state.shutdownCode,
     latchShutdownCode: (c) => state.latchShutdownCode(c),
@@ -49,10 +50,11 @@ function setup() {
     portsTurnedPending: () => world.generation,
     timers: TimerState.create(1),
     systemTime: () => 0n,
-    softReset: (ctx, args) => {
-      softResets.push({ vcpu: ctx.vcpu, args });
-      return 0;
-    },
+  })], (ctx, nr, args) => {
+    // Only a soft reset goes to the main thread.
+    assert.equal(nr, HYPERCALL.sched_op);
+    softResets.push({ vcpu: ctx.vcpu, args });
+    return 0n;
   });
   const guest = new FakeGuest(ARG, 4096);
   const ctx = { vcpu: 1, abi: 'native' as const, guest: guest as unknown as GuestVirtual };

@@ -8,7 +8,8 @@ import { HYPERCALL } from './abi/hypercalls.js';
 import { SCHEDOP, SHUTDOWN, schedPoll, schedShutdown, schedWatchdog } from './abi/sched.js';
 import { WATCHDOGS, type TimerState } from './timers.js';
 import { XenError } from './errors.js';
-import { readArg, type HypercallContext, type HypercallDispatcher } from './hypercall.js';
+import { readArg, type HypercallContext } from './hypercall.js';
+import { firstArgLow32, served, subOpRoute, type ServedOps } from './routes.js';
 
 export type ShutdownKind = 'poweroff' | 'reboot' | 'crash' | 'suspend';
 
@@ -40,8 +41,6 @@ export interface SchedDomain {
   portsTurnedPending(): number;
   timers: TimerState;
   systemTime(): bigint;
-  /** Has the main thread soft-reset the domain (soft-reset.ts); returns the value for the caller's RAX. */
-  softReset(ctx: HypercallContext, args: readonly bigint[]): number | bigint;
 }
 
 /** At most this many ports in one SCHEDOP_poll. */
@@ -61,34 +60,36 @@ function reasonOf(ctx: HypercallContext, arg: bigint): number {
   return readArg(ctx, def, arg).reason & 0xff;
 }
 
-export function registerSchedOp(dispatcher: HypercallDispatcher, d: SchedDomain): void {
-  dispatcher.register(HYPERCALL.sched_op, (ctx, args) => {
-    const [cmd, arg] = args;
-    switch (Number(cmd & 0xffffffffn)) {
-      case SCHEDOP.yield:
-        return 0;
-      case SCHEDOP.shutdown: {
-        const reason = d.shutdownCode() ?? reasonOf(ctx, arg);
-        if (reason === SHUTDOWN.soft_reset) return d.softReset(ctx, args);
-        // A reason the toolstack does not know ends the domain as a crash would.
-        const kind = REASONS[reason] ?? 'crash';
-        d.shutdown(kind, `guest vCPU ${ctx.vcpu} shut the domain down (SCHEDOP_shutdown, reason ${reason}: ${kind})`);
-        return 0;
-      }
-      case SCHEDOP.shutdown_code:
-        d.latchShutdownCode(reasonOf(ctx, arg));
-        return 0;
-      case SCHEDOP.block:
-        d.sleep(() => d.eventsPendingWithDeliveryEnabled(), { once: true });
-        return 0;
-      case SCHEDOP.poll:
-        poll(ctx, d, arg);
-        return 0;
-      case SCHEDOP.watchdog:
-        return watchdog(ctx, d, arg);
-      default:
-        throw new XenError(XEN_ERRNO.ENOSYS);
-    }
+export const SCHED_OP_ROUTE = subOpRoute(HYPERCALL.sched_op, firstArgLow32, 'SCHEDOP_', SCHEDOP, {
+  // A soft reset, and only that, is forwarded: it changes the whole domain.
+  yield: 'vcpu', block: 'vcpu', shutdown: 'vcpu-first', poll: 'vcpu', shutdown_code: 'vcpu', watchdog: 'vcpu',
+});
+
+/** sched_op on the calling vCPU's thread. */
+export function schedOps(d: SchedDomain): ServedOps {
+  return served(SCHED_OP_ROUTE, {
+    yield: () => 0,
+    shutdown: (ctx, [, arg]) => {
+      const reason = d.shutdownCode() ?? reasonOf(ctx, arg);
+      if (reason === SHUTDOWN.soft_reset) return undefined;
+      // A reason the toolstack does not know ends the domain as a crash would.
+      const kind = REASONS[reason] ?? 'crash';
+      d.shutdown(kind, `guest vCPU ${ctx.vcpu} shut the domain down (SCHEDOP_shutdown, reason ${reason}: ${kind})`);
+      return 0;
+    },
+    shutdown_code: (ctx, [, arg]) => {
+      d.latchShutdownCode(reasonOf(ctx, arg));
+      return 0;
+    },
+    block: () => {
+      d.sleep(() => d.eventsPendingWithDeliveryEnabled(), { once: true });
+      return 0;
+    },
+    poll: (ctx, [, arg]) => {
+      poll(ctx, d, arg);
+      return 0;
+    },
+    watchdog: (ctx, [, arg]) => watchdog(ctx, d, arg),
   });
 }
 

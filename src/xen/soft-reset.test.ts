@@ -20,7 +20,9 @@ import { PortState, PortTable } from './evtchn/ports.js';
 import { FakeGuest } from './fake-guest.js';
 import { HypercallDispatcher } from './hypercall.js';
 import { SHARED_INFO_PAGE, writeWallclock } from './shared-info.js';
-import { registerSoftReset, softReset } from './soft-reset.js';
+import { serveRoutes } from './routes.js';
+import { SCHED_OP_ROUTE } from './sched.js';
+import { softReset, softResetOps } from './soft-reset.js';
 
 const MiB = 1024 * 1024;
 const SHINFO_GFN = 0x80;
@@ -112,10 +114,10 @@ test('sched_op on the main thread is the soft reset, then the toolstack\'s part:
   const { logger, lines, errors } = capturedLogger();
   const dispatcher = new HypercallDispatcher(logger);
   let toolstackRuns = 0;
-  registerSoftReset(dispatcher, s.domain, logger, () => {
+  serveRoutes(dispatcher, 'main', [SCHED_OP_ROUTE], [softResetOps(s.domain, logger, () => {
     assert.equal(s.ports.get(1).state, PortState.Free, 'the toolstack runs after the reset');
     toolstackRuns++;
-  });
+  })]);
   const ctx = { vcpu: 1, abi: 'native' as const, guest: new FakeGuest(0x1000n, 16) as unknown as GuestVirtual };
   assert.equal(dispatcher.dispatch(ctx, 0, HYPERCALL.sched_op, [BigInt(SCHEDOP.shutdown), 0x1000n, 0n, 0n, 0n]), 0n);
   assert.equal(s.ports.get(1).state, PortState.Free);

@@ -11,10 +11,10 @@
 import type { Logger } from 'pino';
 import { PAGE_SIZE, type GuestMemory } from '../memory/guest-memory.js';
 import type { MemoryMap } from '../memory/memory-map.js';
-import { HYPERCALL } from './abi/hypercalls.js';
 import { AreaKind, type DomainState } from './domain-state.js';
 import { resetPorts, type EvtchnVmmDomain } from './evtchn/ops.js';
-import type { HypercallDispatcher } from './hypercall.js';
+import { served, type ServedOps } from './routes.js';
+import { SCHED_OP_ROUTE } from './sched.js';
 import { SHARED_INFO_PAGE } from './shared-info.js';
 
 export interface SoftResetDomain {
@@ -44,16 +44,18 @@ export function softReset(d: SoftResetDomain): void {
 }
 
 /**
- * sched_op reaches the main thread only as a soft reset: the vCPU thread read
- * the shutdown reason and forwards nothing else (reading it again here could
- * see another value, written meanwhile by another vCPU).
+ * SCHEDOP_shutdown reaches the main thread only as a soft reset: the vCPU thread read the shutdown
+ * reason and forwards nothing else (reading it again here could see another value, written
+ * meanwhile by another vCPU).
  */
-export function registerSoftReset(dispatcher: HypercallDispatcher, d: SoftResetDomain, logger: Logger, toolstack: () => void): void {
-  dispatcher.register(HYPERCALL.sched_op, (ctx) => {
-    softReset(d);
-    // Then the toolstack's part, as libxl's after xc_domain_soft_reset: new store and console channels.
-    toolstack();
-    logger.info({ vcpu: ctx.vcpu }, 'guest soft-reset the domain (SCHEDOP_shutdown soft_reset): event channels closed, vcpu_info, runstate and time areas unregistered, shared_info unmapped');
-    return 0;
+export function softResetOps(d: SoftResetDomain, logger: Logger, toolstack: () => void): ServedOps {
+  return served(SCHED_OP_ROUTE, {
+    shutdown: (ctx) => {
+      softReset(d);
+      // Then the toolstack's part, as libxl's after xc_domain_soft_reset: new store and console channels.
+      toolstack();
+      logger.info({ vcpu: ctx.vcpu }, 'guest soft-reset the domain (SCHEDOP_shutdown soft_reset): event channels closed, vcpu_info, runstate and time areas unregistered, shared_info unmapped');
+      return 0;
+    },
   });
 }

@@ -10,7 +10,8 @@ import { XEN_DOMCTL, XEN_DOMCTL_INTERFACE_VERSION, XEN_DOMCTL_SIZE, XEN_SYSCTL_I
 import { DOMID } from './abi/xen.js';
 import { FakeGuest } from './fake-guest.js';
 import { HypercallDispatcher } from './hypercall.js';
-import { registerToolstackOps } from './toolstack-ops.js';
+import { serveRoutes } from './routes.js';
+import { TOOLSTACK_ROUTES, toolstackOps } from './toolstack-ops.js';
 
 const ARG = 0x10_0000n;
 const DOMU = 1;
@@ -19,7 +20,7 @@ const ABIS: Abi[] = ['native', 'compat'];
 function setup() {
   const { logger, lines } = capturedLogger();
   const dispatcher = new HypercallDispatcher(logger);
-  registerToolstackOps(dispatcher, { domid: DOMU });
+  serveRoutes(dispatcher, 'vcpu', TOOLSTACK_ROUTES, toolstackOps({ domid: DOMU }));
   const guest = new FakeGuest(ARG, 4096);
   const call = (abi: Abi, nr: number, args: bigint[]) =>
     dispatcher.dispatch({ vcpu: 0, abi, guest: guest as unknown as GuestVirtual }, 0, nr, [...args, 0n, 0n, 0n, 0n, 0n].slice(0, 5));

@@ -3,10 +3,11 @@
 // initialised with; one brought down stays out of KVM_RUN until it is
 // brought up again.
 import { XEN_ERRNO } from './abi/errno.js';
-import { VCPUOP, vcpuHvmContext } from './abi/vcpu.js';
+import { vcpuHvmContext } from './abi/vcpu.js';
 import type { DomainState } from './domain-state.js';
 import { XenError } from './errors.js';
-import type { HypercallContext } from './hypercall.js';
+import { served, type ServedOps } from './routes.js';
+import { checkVcpuOpTarget, VCPU_OP_ROUTE, vcpuOpTarget } from './vcpu.js';
 import { hvmContextToStart, type GuestCpuPolicy } from './vcpu-context.js';
 
 /** What the machine does to a vCPU's thread. */
@@ -17,12 +18,11 @@ export interface VcpuPower {
   down(vcpu: number): void;
 }
 
-export function vcpuPowerOp(ctx: HypercallContext, state: DomainState, power: VcpuPower, policy: GuestCpuPolicy, args: readonly bigint[]): number {
-  const op = Number(args[0] & 0xffffffffn);
-  const target = Number(args[1] & 0xffffffffn);
-  if (target >= state.vcpuCount) throw new XenError(XEN_ERRNO.ENOENT);
-  switch (op) {
-    case VCPUOP.initialise: {
+/** VCPUOP_initialise, _up and _down on the main thread. */
+export function vcpuPowerOps(state: DomainState, power: VcpuPower, policy: GuestCpuPolicy): ServedOps {
+  return served(VCPU_OP_ROUTE, {
+    initialise: (ctx, args) => {
+      const target = vcpuOpTarget(args);
       const def = vcpuHvmContext[ctx.abi];
       const bytes = ctx.guest.read(args[2], def.size);
       hvmContextToStart(ctx.abi, bytes, policy); // refuses what Xen refuses, before anything changes
@@ -31,21 +31,23 @@ export function vcpuPowerOp(ctx: HypercallContext, state: DomainState, power: Vc
       state.setInitialised(target);
       state.requestStart(target);
       return 0;
-    }
-    case VCPUOP.up:
+    },
+    up: (_ctx, args) => {
+      const target = vcpuOpTarget(args);
       if (!state.isInitialised(target)) throw new XenError(XEN_ERRNO.EINVAL);
       if (!state.isUp(target)) {
         state.setUp(target, true);
         power.run(target);
       }
       return 0;
-    case VCPUOP.down:
+    },
+    down: (_ctx, args) => {
+      const target = vcpuOpTarget(args);
       if (state.isUp(target)) {
         state.setUp(target, false);
         power.down(target);
       }
       return 0;
-    default:
-      throw new XenError(XEN_ERRNO.ENOSYS);
-  }
+    },
+  }, checkVcpuOpTarget(state));
 }

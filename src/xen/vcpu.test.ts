@@ -19,7 +19,8 @@ import { HypercallDispatcher, type HypercallContext } from './hypercall.js';
 import { encodeRunstate, recordFromWords, RunstateAccount } from './runstate.js';
 import { bytesArea, SHARED_INFO_PAGE, writeVcpuTime } from './shared-info.js';
 import { pvclockRead, TSC_STABILITY_RECHECK_MS, VcpuClock, type PvclockParams } from './time.js';
-import { registerVcpuOp, rewriteVcpuTime } from './vcpu.js';
+import { serveRoutes } from './routes.js';
+import { rewriteVcpuTime, SET_TIMER_OP_ROUTE, VCPU_OP_ROUTE, vcpuOps, VM_ASSIST_ROUTE } from './vcpu.js';
 import { TimerState } from './timers.js';
 
 const MiB = 1024 * 1024;
@@ -56,7 +57,8 @@ function setup(t: { after(fn: () => void): void }) {
   const { logger, errors } = capturedLogger();
   const dispatcher = new HypercallDispatcher(logger);
   const forwarded: { ctx: HypercallContext; args: bigint[] }[] = [];
-  const forward = (ctx: HypercallContext, args: readonly bigint[]) => {
+  const forward = (ctx: HypercallContext, nr: number, args: readonly bigint[]) => {
+    assert.equal(nr, HYPERCALL.vcpu_op);
     forwarded.push({ ctx, args: [...args] });
     return 0x77n;
   };
@@ -67,7 +69,7 @@ function setup(t: { after(fn: () => void): void }) {
     const gpa = state.vcpuInfoAddress(v);
     if (gpa !== undefined) mem.writeU8(gpa, 1);
   };
-  registerVcpuOp(dispatcher, { config, state, memory: mem, self: { vcpu: 0, runstate: self }, systemTime: () => clock.now, clock: vcpuClock, markEventsPending, timers, forward });
+  serveRoutes(dispatcher, 'vcpu', [SET_TIMER_OP_ROUTE, VM_ASSIST_ROUTE, VCPU_OP_ROUTE], vcpuOps({ config, state, memory: mem, self: { vcpu: 0, runstate: self }, systemTime: () => clock.now, clock: vcpuClock, markEventsPending, timers }), forward);
   t.after(() => assert.deepEqual(errors(), [], 'no failure inside xenkvm'));
 
   // Page tables.

@@ -13,7 +13,8 @@ import type { XenConfig } from './config.js';
 import type { TimerState } from './timers.js';
 import { AreaKind, type DomainState } from './domain-state.js';
 import { XenError } from './errors.js';
-import { readArg, type HypercallContext, type HypercallDispatcher } from './hypercall.js';
+import { readArg, type HypercallContext } from './hypercall.js';
+import { firstArgLow32, served, servedWhole, subOpRoute, wholeRoute, type OpHandler, type ServedOps } from './routes.js';
 import { encodeRunstate, recordFromWords, type RunstateAccount, writeRunstateArea } from './runstate.js';
 import { bytesArea, SHARED_INFO_PAGE, VCPU_INFO_TIME_OFFSET, writeVcpuTime } from './shared-info.js';
 import type { VcpuClock } from './time.js';
@@ -42,8 +43,6 @@ export interface VcpuOpDomain {
   /** Sets evtchn_upcall_pending and injects the upcall if it was clear (Xen's vcpu_mark_events_pending). */
   markEventsPending: (vcpu: number) => void;
   timers: TimerState;
-  /** Serves an op on the main thread (bringing vCPUs up and down needs their threads kicked). */
-  forward: (ctx: HypercallContext, args: readonly bigint[]) => bigint;
 }
 
 /** An area given by guest-virtual address in a registration struct (a 32-bit guest's address is the low half). */
@@ -143,60 +142,68 @@ function getRunstateInfo(ctx: HypercallContext, d: VcpuOpDomain, target: number,
   return 0;
 }
 
-export function registerVcpuOp(dispatcher: HypercallDispatcher, d: VcpuOpDomain): void {
-  dispatcher.register(HYPERCALL.vcpu_op, (ctx, args) => {
-    const [cmd, vcpuid, arg] = args;
-    const op = Number(cmd & 0xffffffffn);
-    const target = Number(vcpuid & 0xffffffffn);
-    if (target >= d.state.vcpuCount) throw new XenError(XEN_ERRNO.ENOENT);
-    switch (op) {
-      case VCPUOP.register_vcpu_info:
-        return registerVcpuInfo(ctx, d, target, arg);
-      case VCPUOP.register_runstate_memory_area:
-        return registerRunstateArea(ctx, d, target, arg);
-      case VCPUOP.register_vcpu_time_memory_area:
-        return registerTimeArea(ctx, d, target, arg);
-      case VCPUOP.get_runstate_info:
-        return getRunstateInfo(ctx, d, target, arg);
-      case VCPUOP.is_up:
-        return d.state.isUp(target) ? 1 : 0;
-      case VCPUOP.initialise:
-      case VCPUOP.up:
-      case VCPUOP.down:
-        return d.forward(ctx, args);
-      case VCPUOP.set_singleshot_timer: {
-        // Only for the calling vCPU, as in Xen.
-        if (target !== d.self.vcpu) throw new XenError(XEN_ERRNO.EINVAL);
-        const def = vcpuSetSingleshotTimer[ctx.abi];
-        const set = readArg(ctx, def, arg);
-        // Past by the guest's own clock, which may run ahead of the host's (docs/xen.md), not the VMM's;
-        // compared unsigned, as Xen does: from 2^63 up a deadline is not past, but as a system time it is
-        // negative, and fires at once.
-        if (set.flags & VCPU_SSHOTTMR_future && set.timeout_abs_ns < d.clock.guestNow()) throw new XenError(XEN_ERRNO.ETIME);
-        const deadline = BigInt.asIntN(64, set.timeout_abs_ns);
-        d.timers.setSingleshot(target, deadline > 0n ? deadline : 1n);
-        return 0;
-      }
-      case VCPUOP.stop_singleshot_timer:
-        if (target !== d.self.vcpu) throw new XenError(XEN_ERRNO.EINVAL);
-        d.timers.stopSingleshot(target);
-        return 0;
-      case VCPUOP.set_periodic_timer: {
-        const def = vcpuSetPeriodicTimer[ctx.abi];
-        const period = readArg(ctx, def, arg).period_ns;
-        if (period < MIN_PERIOD_NS || period > STIME_DELTA_MAX) throw new XenError(XEN_ERRNO.EINVAL);
-        d.timers.setPeriodic(target, period, d.systemTime());
-        return 0;
-      }
-      case VCPUOP.stop_periodic_timer:
-        d.timers.stopPeriodic(target);
-        return 0;
-      default:
-        throw new XenError(XEN_ERRNO.ENOSYS);
-    }
-  });
+export const VCPU_OP_ROUTE = subOpRoute(HYPERCALL.vcpu_op, firstArgLow32, 'VCPUOP_', VCPUOP, {
+  // Bringing a vCPU up or down kicks its thread, from the main thread.
+  initialise: 'main', up: 'main', down: 'main', is_up: 'vcpu',
+  register_vcpu_info: 'vcpu', register_runstate_memory_area: 'vcpu', register_vcpu_time_memory_area: 'vcpu', get_runstate_info: 'vcpu',
+  set_singleshot_timer: 'vcpu', stop_singleshot_timer: 'vcpu', set_periodic_timer: 'vcpu', stop_periodic_timer: 'vcpu',
+});
+export const SET_TIMER_OP_ROUTE = wholeRoute(HYPERCALL.set_timer_op, 'vcpu');
+export const VM_ASSIST_ROUTE = wholeRoute(HYPERCALL.vm_assist, 'vcpu');
+
+/** The vCPU a vcpu_op names. */
+export const vcpuOpTarget = (args: readonly bigint[]) => Number(args[1] & 0xffffffffn);
+
+/** Xen looks the vCPU up before the sub-op: -ENOENT for one the domain does not have, whatever the op. */
+export function checkVcpuOpTarget(state: DomainState): ServedOps['check'] {
+  return (_ctx, args) => {
+    if (vcpuOpTarget(args) >= state.vcpuCount) throw new XenError(XEN_ERRNO.ENOENT);
+  };
+}
+
+/** vcpu_op, set_timer_op and vm_assist on the calling vCPU's thread. */
+export function vcpuOps(d: VcpuOpDomain): ServedOps[] {
+  /** A sub-op given its target vCPU and its argument. */
+  const op = (serve: (ctx: HypercallContext, target: number, arg: bigint) => number): OpHandler => (ctx, args) => serve(ctx, vcpuOpTarget(args), args[2]);
+  /** Timer sub-ops act on the caller only, as in Xen. */
+  const own = (target: number) => {
+    if (target !== d.self.vcpu) throw new XenError(XEN_ERRNO.EINVAL);
+  };
+  const vcpuOp = served(VCPU_OP_ROUTE, {
+    register_vcpu_info: op((ctx, target, arg) => registerVcpuInfo(ctx, d, target, arg)),
+    register_runstate_memory_area: op((ctx, target, arg) => registerRunstateArea(ctx, d, target, arg)),
+    register_vcpu_time_memory_area: op((ctx, target, arg) => registerTimeArea(ctx, d, target, arg)),
+    get_runstate_info: op((ctx, target, arg) => getRunstateInfo(ctx, d, target, arg)),
+    is_up: op((_ctx, target) => (d.state.isUp(target) ? 1 : 0)),
+    set_singleshot_timer: op((ctx, target, arg) => {
+      own(target);
+      const set = readArg(ctx, vcpuSetSingleshotTimer[ctx.abi], arg);
+      // Past by the guest's own clock, which may run ahead of the host's (docs/xen.md), not the VMM's;
+      // compared unsigned, as Xen does: from 2^63 up a deadline is not past, but as a system time it is
+      // negative, and fires at once.
+      if (set.flags & VCPU_SSHOTTMR_future && set.timeout_abs_ns < d.clock.guestNow()) throw new XenError(XEN_ERRNO.ETIME);
+      const deadline = BigInt.asIntN(64, set.timeout_abs_ns);
+      d.timers.setSingleshot(target, deadline > 0n ? deadline : 1n);
+      return 0;
+    }),
+    stop_singleshot_timer: op((_ctx, target) => {
+      own(target);
+      d.timers.stopSingleshot(target);
+      return 0;
+    }),
+    set_periodic_timer: op((ctx, target, arg) => {
+      const period = readArg(ctx, vcpuSetPeriodicTimer[ctx.abi], arg).period_ns;
+      if (period < MIN_PERIOD_NS || period > STIME_DELTA_MAX) throw new XenError(XEN_ERRNO.EINVAL);
+      d.timers.setPeriodic(target, period, d.systemTime());
+      return 0;
+    }),
+    stop_periodic_timer: op((_ctx, target) => {
+      d.timers.stopPeriodic(target);
+      return 0;
+    }),
+  }, checkVcpuOpTarget(d.state));
   // set_timer_op: the singleshot timer by absolute deadline; a 32-bit guest passes it as two halves.
-  dispatcher.register(HYPERCALL.set_timer_op, (ctx, [lo, hi]) => {
+  const setTimerOp = servedWhole(SET_TIMER_OP_ROUTE, (ctx, [lo, hi]) => {
     const timeout = BigInt.asIntN(64, ctx.abi === 'native' ? lo : (hi << 32n) | lo);
     if (timeout === 0n) d.timers.stopSingleshot(d.self.vcpu);
     else {
@@ -207,7 +214,7 @@ export function registerVcpuOp(dispatcher: HypercallDispatcher, d: VcpuOpDomain)
     }
     return 0;
   });
-  dispatcher.register(HYPERCALL.vm_assist, (_ctx, [wideCmd, wideType]) => {
+  const vmAssist = servedWhole(VM_ASSIST_ROUTE, (_ctx, [wideCmd, wideType]) => {
     // Both unsigned ints in Xen's prototype: the high halves are dropped.
     const cmd = Number(wideCmd & 0xffffffffn);
     const type = wideType & 0xffffffffn;
@@ -217,4 +224,5 @@ export function registerVcpuOp(dispatcher: HypercallDispatcher, d: VcpuOpDomain)
     else throw new XenError(XEN_ERRNO.ENOSYS);
     return 0;
   });
+  return [vcpuOp, setTimerOp, vmAssist];
 }

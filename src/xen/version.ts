@@ -9,7 +9,8 @@ import {
 } from './abi/version.js';
 import type { XenConfig } from './config.js';
 import { XenError } from './errors.js';
-import { readArg, type HypercallDispatcher, type HypercallContext } from './hypercall.js';
+import { readArg, type HypercallContext } from './hypercall.js';
+import { firstArgLow32, served, subOpRoute, type OpHandler, type ServedOps } from './routes.js';
 
 const PAGE_SIZE = 4096;
 /** What Xen copies out for a sub-op the caller may not see. */
@@ -36,18 +37,21 @@ export const HVM_FEATURES =
 
 const versionAtLeast = (c: XenConfig, major: number, minor: number) => c.version.major > major || (c.version.major === major && c.version.minor >= minor);
 
-export function registerVersion(dispatcher: HypercallDispatcher, config: XenConfig): void {
-  dispatcher.register(HYPERCALL.xen_version, (ctx, [cmd, arg]) => xenVersion(ctx, config, Number(cmd & 0xffffffffn), arg));
-}
+const XENVER_NAMES = {
+  version: 'vcpu', extraversion: 'vcpu', compile_info: 'vcpu', capabilities: 'vcpu', changeset: 'vcpu', platform_parameters: 'vcpu',
+  get_features: 'vcpu', pagesize: 'vcpu', guest_handle: 'vcpu', commandline: 'vcpu', build_id: 'vcpu',
+} as const;
+export const XEN_VERSION_ROUTE = subOpRoute(HYPERCALL.xen_version, firstArgLow32, 'XENVER_', XENVER, XENVER_NAMES);
 
-export function xenVersion(ctx: HypercallContext, config: XenConfig, cmd: number, arg: bigint): number {
-  switch (cmd) {
-    case XENVER.version:
-      return ((config.version.major << 16) | config.version.minor) >>> 0;
-    case XENVER.extraversion:
+export function versionOps(config: XenConfig): ServedOps {
+  const op = (answer: (ctx: HypercallContext, arg: bigint) => number): OpHandler => (ctx, [, arg]) => answer(ctx, arg);
+  return served(XEN_VERSION_ROUTE, {
+    version: () => ((config.version.major << 16) | config.version.minor) >>> 0,
+    extraversion: op((ctx, arg) => {
       ctx.guest.write(arg, padded('.0', XEN_EXTRAVERSION_LEN));
       return 0;
-    case XENVER.compile_info:
+    }),
+    compile_info: op((ctx, arg) => {
       ctx.guest.write(
         arg,
         xenCompileInfo[ctx.abi].encode({
@@ -58,14 +62,17 @@ export function xenVersion(ctx: HypercallContext, config: XenConfig, cmd: number
         }),
       );
       return 0;
-    case XENVER.capabilities:
+    }),
+    capabilities: op((ctx, arg) => {
       ctx.guest.write(arg, padded('hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64', XEN_CAPABILITIES_INFO_LEN));
       return 0;
-    case XENVER.changeset:
+    }),
+    changeset: op((ctx, arg) => {
       ctx.guest.write(arg, padded('unavailable', XEN_CHANGESET_INFO_LEN));
       return 0;
-    case XENVER.platform_parameters:
-      // An HVM guest has no hypervisor hole: a 32-bit caller gets 0, and so does a 64-bit one from Xen 4.18 on.
+    }),
+    // An HVM guest has no hypervisor hole: a 32-bit caller gets 0, and so does a 64-bit one from Xen 4.18 on.
+    platform_parameters: op((ctx, arg) => {
       ctx.guest.write(
         arg,
         ctx.abi === 'native'
@@ -73,26 +80,29 @@ export function xenVersion(ctx: HypercallContext, config: XenConfig, cmd: number
           : xenPlatformParameters.compat.encode({ virt_start: 0 }),
       );
       return 0;
-    case XENVER.get_features: {
+    }),
+    get_features: op((ctx, arg) => {
       const def = xenFeatureInfo[ctx.abi];
       const fi = readArg(ctx, def, arg);
       if (fi.submap_idx !== 0) throw new XenError(XEN_ERRNO.EINVAL);
       ctx.guest.write(arg, def.encode({ submap_idx: 0, submap: HVM_FEATURES >>> 0 }));
       return 0;
-    }
-    case XENVER.pagesize:
+    }),
+    pagesize: op((_ctx, arg) => {
       if (arg !== 0n) throw new XenError(XEN_ERRNO.EINVAL);
       return PAGE_SIZE;
-    case XENVER.guest_handle:
+    }),
+    guest_handle: op((ctx, arg) => {
       ctx.guest.write(arg, config.handle);
       return 0;
-    case XENVER.commandline:
-      // Denied to a domU: Xen copies just the denial string and its NUL.
+    }),
+    // Denied to a domU: Xen copies just the denial string and its NUL.
+    commandline: op((ctx, arg) => {
       ctx.guest.write(arg, text.encode(`${DENIED}\0`));
       return 0;
-    case XENVER.build_id:
+    }),
+    build_id: () => {
       throw new XenError(XEN_ERRNO.EPERM);
-    default:
-      throw new XenError(XEN_ERRNO.ENOSYS);
-  }
+    },
+  });
 }

@@ -13,20 +13,19 @@ import { sharedInfoLayout } from './abi/shared-info.js';
 import { XEN_LEGACY_MAX_VCPUS } from './abi/xen.js';
 import type { XenConfig } from './config.js';
 import type { DomainState } from './domain-state.js';
-import { registerHvmOp } from './hvm.js';
+import { hvmOps } from './hvm.js';
 import { HypercallDispatcher } from './hypercall.js';
-import { HYPERCALL } from './abi/hypercalls.js';
-import { vcpuPowerOp, type VcpuPower } from './vcpu-power.js';
+import { HYPERCALL_ROUTES } from './route-table.js';
+import { serveRoutes } from './routes.js';
+import { vcpuPowerOps, type VcpuPower } from './vcpu-power.js';
 import { BackendPorts } from './evtchn/backend.js';
 import type { EventDelivery } from './evtchn/delivery.js';
-import { evtchnControlOp, evtchnFastOp, portLimit, registerEventChannelOp } from './evtchn/ops.js';
+import { evtchnMainOps, portLimit } from './evtchn/ops.js';
 import type { PortTable } from './evtchn/ports.js';
 import { makeEventDelivery, makeUpcall, type UpcallHost } from './evtchn/upcall.js';
-import { registerMemoryOp } from './memory.js';
-import { registerSoftReset } from './soft-reset.js';
-import { registerConsoleIo, type ConsoleIoDomain } from './console-io.js';
-import { XenError } from './errors.js';
-import { XEN_ERRNO } from './abi/errno.js';
+import { memoryOps } from './memory.js';
+import { softResetOps } from './soft-reset.js';
+import { consoleReadOps, type ConsoleInputQueue } from './console-io.js';
 import { bytesArea, SHARED_INFO_PAGE, VCPU_INFO_TIME_OFFSET, writeVcpuTime, writeWallclock } from './shared-info.js';
 import { systemTimeClock } from './time.js';
 
@@ -48,7 +47,7 @@ export class XenVmm {
     ports: PortTable,
     upcall: UpcallHost,
     /** Console input, for CONSOLEIO_read. */
-    consoleInput: NonNullable<ConsoleIoDomain['input']>,
+    consoleInput: ConsoleInputQueue,
     logger: Logger,
   ) {
     this.dispatcher = new HypercallDispatcher(logger);
@@ -75,18 +74,18 @@ export class XenVmm {
       systemTime: systemTimeClock(config.bootMonotonicNs),
       guestLog: new RateLimitedLog(logger),
     };
-    registerMemoryOp(this.dispatcher, domain);
-    registerHvmOp(this.dispatcher, domain);
-    this.dispatcher.register(HYPERCALL.vcpu_op, (ctx, args) => vcpuPowerOp(ctx, state, power, config.cpuPolicy, args));
     this.backends = new BackendPorts(ports, events, () => portLimit(ports, state));
     const evtchn = { domid: config.domid, state, ports, events, backends: this.backends, fastPath: config.evtchnFastPath };
-    registerEventChannelOp(this.dispatcher, (ctx, op, arg) => evtchnFastOp(ctx, evtchn, op, arg) ?? evtchnControlOp(ctx, evtchn, op, arg));
-    registerSoftReset(this.dispatcher, { state, memory, memoryMap, evtchn }, logger, () => {
-      for (const listener of this.softResetListeners) listener();
-    });
-    registerConsoleIo(this.dispatcher, { input: consoleInput }, () => {
-      throw new XenError(XEN_ERRNO.ENOSYS);
-    });
+    serveRoutes(this.dispatcher, 'main', HYPERCALL_ROUTES, [
+      memoryOps(domain),
+      hvmOps(domain),
+      vcpuPowerOps(state, power, config.cpuPolicy),
+      evtchnMainOps(evtchn),
+      softResetOps({ state, memory, memoryMap, evtchn }, logger, () => {
+        for (const listener of this.softResetListeners) listener();
+      }),
+      consoleReadOps(consoleInput),
+    ]);
   }
 
   /** Runs `listener` after each soft reset, on the main thread with every vCPU still held. */

@@ -35,6 +35,10 @@ export const XENMEM = {
 } as const;
 
 /** xen_memory_reservation.mem_flags; bits 7:0 are address bits, 15:8 a NUMA node + 1. */
+/** memory_op's cmd: the sub-op in the low bits, a continuation's start extent above MEMOP_EXTENT_SHIFT. */
+export const MEMOP_EXTENT_SHIFT = 6;
+export const MEMOP_CMD_MASK = (1n << BigInt(MEMOP_EXTENT_SHIFT)) - 1n;
+
 export const XENMEMF = {
   populate_on_demand: 1 << 16,
   exact_node_request: 1 << 17,

@@ -7,17 +7,17 @@ import { DOMID } from '../abi/xen.js';
 import { FakeGuest } from '../fake-guest.js';
 import { BACKEND_DOMID, backendNotifier } from './backend.js';
 import { evtchnTestDomain } from './fake-domain.js';
-import { evtchnFastOp } from './ops.js';
+import { evtchnVcpuOps } from './ops.js';
 import { PortFlag, PortState, PortTable } from './ports.js';
 
 /** alloc_unbound {dom, remote_dom}: the guest offers a port to domain 0. */
 const FOR_DOM0 = DOMID.SELF | (BACKEND_DOMID << 16);
 
 /** EVTCHNOP_send as the accelerator serves it on a vCPU thread: undefined means "forward to the VMM". */
-function fastSend(s: ReturnType<typeof evtchnTestDomain>, port: number): number | undefined {
+function fastSend(s: ReturnType<typeof evtchnTestDomain>, port: number): number | bigint | undefined {
   const guest = new FakeGuest(0x2000n, 4);
   guest.view().setUint32(0, port, true);
-  return evtchnFastOp({ vcpu: 0, abi: 'native', guest: guest as never }, s.d, EVTCHNOP.send, 0x2000n);
+  return evtchnVcpuOps(s.d).handlers.get(EVTCHNOP.send)!({ vcpu: 0, abi: 'native', guest: guest as never }, [BigInt(EVTCHNOP.send), 0x2000n]);
 }
 
 test('a backend binds the port the guest offered to domain 0; sends wake its notifier, through the VMM until it registers the fast path', (t) => {

@@ -8,10 +8,11 @@ import { sharedInfoLayout, vcpuInfo } from '../abi/shared-info.js';
 import { DomainState } from '../domain-state.js';
 import { FakeGuest } from '../fake-guest.js';
 import { HypercallDispatcher } from '../hypercall.js';
+import { serveRoutes } from '../routes.js';
 import { SHARED_INFO_PAGE } from '../shared-info.js';
 import { BackendPorts } from './backend.js';
 import { EventDelivery } from './delivery.js';
-import { evtchnControlOp, evtchnFastOp, portLimit, registerEventChannelOp } from './ops.js';
+import { EVENT_CHANNEL_OP_ROUTE, evtchnMainOps, evtchnVcpuOps, portLimit } from './ops.js';
 import { PortTable } from './ports.js';
 
 const ARG = 0x1000n;
@@ -26,8 +27,12 @@ export function evtchnTestDomain(t: { after(fn: () => void): void }, abi: Abi = 
   const events = new EventDelivery(memory, state, ports, (v) => upcalls.push(v));
   const backends = new BackendPorts(ports, events, () => portLimit(ports, state));
   const d = { domid: 1, state, ports, events, backends, fastPath: options.fastPath ?? true };
-  const dispatcher = new HypercallDispatcher(options.logger ?? pino({ level: 'silent' }));
-  registerEventChannelOp(dispatcher, (ctx, op, arg) => evtchnFastOp(ctx, d, op, arg) ?? evtchnControlOp(ctx, d, op, arg));
+  // Both threads' dispatchers, the vCPU's forwarding to the main thread's as the VM does.
+  const logger = options.logger ?? pino({ level: 'silent' });
+  const main = new HypercallDispatcher(logger);
+  serveRoutes(main, 'main', [EVENT_CHANNEL_OP_ROUTE], [evtchnMainOps(d)]);
+  const dispatcher = new HypercallDispatcher(logger);
+  serveRoutes(dispatcher, 'vcpu', [EVENT_CHANNEL_OP_ROUTE], [evtchnVcpuOps(d)], (ctx, nr, args) => main.dispatch(ctx, 0, nr, args));
   const guest = new FakeGuest(ARG, 64);
   const ctx = { vcpu: 0, abi, guest: guest as never };
   /** Runs an op with 32-bit words at the argument and returns rc and the words after. */
