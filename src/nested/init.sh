@@ -36,6 +36,8 @@ mount -t tmpfs -o mode=755 overlay-rw /rw || fail "cannot mount the overlay's tm
 mkdir -p /rw/upper /rw/work
 mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay /root || fail "cannot mount the overlay"
 
+# The VM's own /tmp and /run first: a share below them (a checkout in /tmp) goes on top.
+for dir in /tmp /run; do mount -t tmpfs -o mode=1777 tmpfs "/root$dir"; done
 i=0
 for path in $(echo "$shares" | tr ':' ' '); do
   mkdir -p "/root$path" && mount -t 9p -o "$ninep" "share$i" "/root$path" || fail "cannot mount share$i at $path"
@@ -48,7 +50,7 @@ mount --move /dev /root/dev
 mkdir -p /root/dev/pts /root/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /root/dev/pts
 ln -sf pts/ptmx /root/dev/ptmx 2>/dev/null
-for dir in /tmp /run /dev/shm; do mount -t tmpfs -o mode=1777 tmpfs "/root$dir"; done
+mount -t tmpfs -o mode=1777 tmpfs /root/dev/shm
 
 chroot /root "$node" "$agent"
 echo "xenkvm-nested-init: the agent exited with status $?"

@@ -3,7 +3,9 @@
 // one line why it cannot start; one VM serves several commands and sockets at once.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
 import { PassThrough } from 'node:stream';
@@ -31,6 +33,19 @@ test('scripts/kvm-vm passes the exit status, stdout and stderr apart, and stdin,
   assert.equal(r.stderr, 'to stderr\n');
   assert.equal(readFileSync(marker, 'utf8'), 'typed input\n');
   rmSync(marker);
+});
+
+test('a share below /tmp is the host directory, on top of the VM\'s own /tmp', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-share-'));
+  try {
+    writeFileSync(join(dir, 'from-host'), 'host\n');
+    const r = await runKvmVm(['--share', dir, '--', 'sh', '-c', `cat ${dir}/from-host && echo vm > ${dir}/from-vm`]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, 'host\n');
+    assert.equal(readFileSync(join(dir, 'from-vm'), 'utf8'), 'vm\n');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('scripts/kvm-vm says in one line, with status 125, when QEMU cannot be had', async () => {
