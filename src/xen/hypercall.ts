@@ -10,7 +10,7 @@ import { XEN_ERRNO } from './abi/errno.js';
 import { HYPERCALL, hypercallName } from './abi/hypercalls.js';
 import { nameOf } from './abi/layout.js';
 import type { Abi } from './abi/layout.js';
-import { XenError } from './errors.js';
+import { NotImplementedError, XenError } from './errors.js';
 
 export interface HypercallContext {
   readonly vcpu: number;
@@ -82,13 +82,8 @@ export class HypercallDispatcher {
   }
 
   private failed(ctx: HypercallContext, nr: number, args: readonly bigint[], e: unknown): bigint {
-    if (e instanceof XenError) {
-      if (e.errno === XEN_ERRNO.ENOSYS && e.reason === undefined) {
-        const op = Number(args[0] & 0xffffffffn);
-        this.once(`${nr}/${op}`, `guest called ${hypercallName(nr)} sub-op ${op}, which xenkvm does not implement; -ENOSYS`);
-      }
-      return BigInt(-e.errno);
-    }
+    if (e instanceof NotImplementedError) this.once(`${nr}/${e.op}`, `guest called ${e.op}, which xenkvm does not implement; -ENOSYS`);
+    if (e instanceof XenError) return BigInt(-e.errno);
     if (e instanceof GuestFaultError || e instanceof GuestMemoryError) return BigInt(-XEN_ERRNO.EFAULT);
     // A bug in xenkvm must not take the VM down: the guest sees a failed call and the log says why.
     this.guestLog.error('internal', { vcpu: ctx.vcpu, hypercall: hypercallName(nr), err: (e as Error)?.message ?? String(e) }, 'hypercall failed inside xenkvm; returned -EINVAL');

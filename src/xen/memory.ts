@@ -5,11 +5,11 @@
 import { OverlayPlacementError, type MemoryMap } from '../memory/memory-map.js';
 import { XEN_ERRNO } from './abi/errno.js';
 import { HYPERCALL } from './abi/hypercalls.js';
-import type { Abi } from './abi/layout.js';
+import { nameOf, type Abi } from './abi/layout.js';
 import { e820Entry, MEMOP_CMD_MASK, XENMAPSPACE, XENMEM, xenAddToPhysmap, xenAddToPhysmapBatch, xenMemoryMap } from './abi/memory.js';
 import { DOMID } from './abi/xen.js';
 import type { DomainState } from './domain-state.js';
-import { XenError } from './errors.js';
+import { NotImplementedError, XenError } from './errors.js';
 import { readArg, writeArgU32, type HypercallContext } from './hypercall.js';
 import { served, subOpRoute, type ServedOps } from './routes.js';
 import { SHARED_INFO_PAGE, writeWallclock } from './shared-info.js';
@@ -75,7 +75,7 @@ function addToPhysmap(ctx: HypercallContext, domain: MemoryOpDomain, arg: bigint
     case XENMAPSPACE.gmfn_range:
     case XENMAPSPACE.gmfn_foreign:
     case XENMAPSPACE.dev_mmio:
-      throw new XenError(XEN_ERRNO.ENOSYS);
+      throw new NotImplementedError(`XENMEM_add_to_physmap to XENMAPSPACE_${nameOf(XENMAPSPACE, a.space)}`);
     default:
       throw new XenError(XEN_ERRNO.EINVAL);
   }

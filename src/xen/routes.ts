@@ -8,7 +8,7 @@
 // calling vCPU's thread without going anywhere (reported once when Xen has it).
 import { XEN_ERRNO } from './abi/errno.js';
 import { hypercallName } from './abi/hypercalls.js';
-import { XenError } from './errors.js';
+import { NotImplementedError, XenError } from './errors.js';
 import type { HypercallContext, HypercallDispatcher, HypercallHandler } from './hypercall.js';
 
 /**
@@ -34,6 +34,8 @@ export interface HypercallRoute<C extends Constants = Constants> {
   /** The sub-op a call names, from its arguments; absent for a hypercall without sub-ops. */
   readonly subOp?: (args: readonly bigint[]) => number;
   readonly constants: C;
+  /** Of the sub-ops' Xen names. */
+  readonly prefix: string;
   /** By sub-op number, or the one entry under WHOLE. */
   readonly ops: ReadonlyMap<number, OpRoute>;
 }
@@ -51,12 +53,12 @@ export function subOpRoute<C extends Constants>(
   for (const [name, thread] of Object.entries(threads) as [string, Thread][]) {
     ops.set(constants[name], { hypercall, op: constants[name], name: `${prefix}${name}`, thread });
   }
-  return { hypercall, subOp, constants, ops };
+  return { hypercall, subOp, constants, prefix, ops };
 }
 
 /** A hypercall without sub-ops, served on one thread. */
 export function wholeRoute(hypercall: number, thread: Thread): HypercallRoute<Record<never, number>> {
-  return { hypercall, constants: {}, ops: new Map([[WHOLE, { hypercall, op: undefined, name: hypercallName(hypercall), thread }]]) };
+  return { hypercall, constants: {}, prefix: '', ops: new Map([[WHOLE, { hypercall, op: undefined, name: hypercallName(hypercall), thread }]]) };
 }
 
 /** Answers the call, or (only for a 'vcpu-first' op on the vCPU thread) undefined to forward it. */
@@ -115,13 +117,16 @@ export function serveRoutes(dispatcher: HypercallDispatcher, thread: 'vcpu' | 'm
     const check = s?.check;
     const subOp = route.subOp;
     // A sub-op Xen has and xenkvm lacks is reported (once, by the dispatcher); one Xen lacks too is not.
-    const xenHas = new Set(Object.values(route.constants));
+    const xenNames = new Map(Object.entries(route.constants).map(([name, op]) => [op, name]));
     const notXens = `no such ${hypercallName(route.hypercall)} sub-op in Xen either`;
     dispatcher.register(route.hypercall, (ctx, args) => {
       check?.(ctx, args);
       const op = subOp ? subOp(args) : WHOLE;
       const handler = ops.get(op);
-      if (!handler) throw new XenError(XEN_ERRNO.ENOSYS, xenHas.has(op) ? undefined : notXens);
+      if (!handler) {
+        const name = xenNames.get(op);
+        throw name === undefined ? new XenError(XEN_ERRNO.ENOSYS, notXens) : new NotImplementedError(`${hypercallName(route.hypercall)} ${route.prefix}${name}`);
+      }
       return handler(ctx, args) as number | bigint;
     });
   }

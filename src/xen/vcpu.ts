@@ -221,7 +221,7 @@ export function vcpuOps(d: VcpuOpDomain): ServedOps[] {
     if (type >= 64n || ((BigInt(HVM_VM_ASSISTS) >> type) & 1n) === 0n) throw new XenError(XEN_ERRNO.EINVAL);
     if (cmd === VMASST_CMD.enable) d.state.setVmAssist(Number(type), true);
     else if (cmd === VMASST_CMD.disable) d.state.setVmAssist(Number(type), false);
-    else throw new XenError(XEN_ERRNO.ENOSYS);
+    else throw new XenError(XEN_ERRNO.ENOSYS, 'no such vm_assist command');
     return 0;
   });
   return [vcpuOp, setTimerOp, vmAssist];
