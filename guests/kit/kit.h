@@ -19,9 +19,12 @@ struct kit_frame {
  * accessible, allocating page tables from a small pool; false if va is in
  * the identity map, not canonical, or the pool is exhausted. */
 #define KIT_IDENTITY_END 0x100000000ull
+/* The kernel's first and last byte + 1 (kernel.ld), stacks and page tables included. */
+extern char kit_image_start[], kit_image_end[];
 /* Never mapped by the kit: hypercall arguments here must fail (-EFAULT). */
 #define KIT_UNMAPPED_VA 0x00007f0000000000ull
 bool kit_map_page(uint64_t va, uint64_t pa);
+bool kit_map_page_ro(uint64_t va, uint64_t pa); /* the same, read-only */
 void kit_unmap_page(uint64_t va);
 
 /* ---- ring 3 (user.c), BSP only ----

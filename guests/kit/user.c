@@ -41,14 +41,24 @@ static uint64_t *pte_for(uint64_t va)
 	return pt ? &pt[(va >> 12) & 511] : NULL;
 }
 
-bool kit_map_page(uint64_t va, uint64_t pa)
+static bool map_page(uint64_t va, uint64_t pa, uint64_t flags)
 {
 	uint64_t *pte = pte_for(va & ~0xfffull);
 	if (!pte)
 		return false;
-	*pte = (pa & PTE_ADDR) | PTE_P | PTE_W | PTE_U;
+	*pte = (pa & PTE_ADDR) | PTE_P | PTE_U | flags;
 	invlpg(va);
 	return true;
+}
+
+bool kit_map_page(uint64_t va, uint64_t pa)
+{
+	return map_page(va, pa, PTE_W);
+}
+
+bool kit_map_page_ro(uint64_t va, uint64_t pa)
+{
+	return map_page(va, pa, 0);
 }
 
 void kit_unmap_page(uint64_t va)
