@@ -132,7 +132,7 @@ export function serveRoutes(dispatcher: HypercallDispatcher, thread: 'vcpu' | 'm
   }
 }
 
-/** Every op of the table, for enumeration (the fuzzer, the docs' list). */
+/** Every op of the table, as one list. */
 export function allOps(routes: readonly HypercallRoute[]): OpRoute[] {
   return routes.flatMap((r) => [...r.ops.values()]);
 }
