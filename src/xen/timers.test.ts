@@ -41,3 +41,21 @@ test('stopping timers: a stopped singleshot or periodic timer does not fire', ()
   assert.equal(fired, 1);
   assert.ok(now >= 10_000n);
 });
+
+test('a periodic timer set again while its tick fires keeps the new period: the timer thread does not write its old one back', () => {
+  const timers = TimerState.create(1);
+  let now = 0n;
+  const ticks: bigint[] = [];
+  timers.setPeriodic(0, 1_000n, now); // first tick at 1000
+  timers.run(
+    () => (now += 100n),
+    () => {
+      ticks.push(now);
+      // The vCPU's thread, between the timer thread reading the period and writing the next expiry.
+      if (ticks.length === 1) timers.setPeriodic(0, 1_000_000n, now);
+      if (ticks.length === 2) timers.stop();
+    },
+  );
+  assert.equal(ticks.length, 2);
+  assert.ok(ticks[1] - ticks[0] >= 1_000_000n, `the second tick ${ticks[1] - ticks[0]} ns after the first, not a period of the new length`);
+});

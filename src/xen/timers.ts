@@ -100,9 +100,10 @@ export class TimerState {
         let next = Atomics.load(this.timers, v * WORDS + 2);
         if (next <= t) {
           fire(v);
-          // Missed periods are not made up, as in Xen: the next one is a period from now.
-          next = t + period;
-          Atomics.store(this.timers, v * WORDS + 2, next);
+          // Missed periods are not made up, as in Xen: the next one is a period from now. Unless the
+          // vCPU set the timer again meanwhile: then its expiry stands, not one from the old period.
+          const seen = Atomics.compareExchange(this.timers, v * WORDS + 2, next, t + period);
+          next = seen === next ? t + period : seen;
         }
         if (earliest === undefined || next < earliest) earliest = next;
       }
