@@ -199,34 +199,20 @@ export class DomainState {
    * readers from a torn one and two writers from interleaving.
    */
   area(vcpu: number, kind: AreaKind): AreaRegistration | undefined {
-    const base = (vcpu * AREA_KINDS + kind) * AREA_WORDS;
-    for (;;) {
-      const seq = Atomics.load(this.areas, base);
-      if (seq & 1n) continue;
-      const layout = Atomics.load(this.areas, base + 1);
-      const pieces = [];
-      for (let i = 0; i < 2; i++) {
-        const length = Number(Atomics.load(this.areas, base + 3 + 2 * i));
-        if (length > 0) pieces.push({ gpa: Number(Atomics.load(this.areas, base + 2 + 2 * i)), length });
-      }
-      if (Atomics.load(this.areas, base) !== seq) continue;
-      return layout < 0n ? undefined : { abi: layout === 1n ? 'compat' : 'native', pieces };
+    const [layout, ...pieceWords] = readRecord(this.areas, (vcpu * AREA_KINDS + kind) * AREA_WORDS, AREA_WORDS - 1);
+    if (layout < 0n) return undefined;
+    const pieces = [];
+    for (let i = 0; i < 2; i++) {
+      const length = Number(pieceWords[2 * i + 1]);
+      if (length > 0) pieces.push({ gpa: Number(pieceWords[2 * i]), length });
     }
+    return { abi: layout === 1n ? 'compat' : 'native', pieces };
   }
   setArea(vcpu: number, kind: AreaKind, reg: AreaRegistration | undefined): void {
     if (reg && reg.pieces.length > 2) throw new Error('a guest area spans at most two pages');
-    const base = (vcpu * AREA_KINDS + kind) * AREA_WORDS;
-    for (;;) {
-      const seq = Atomics.load(this.areas, base);
-      if (!(seq & 1n) && Atomics.compareExchange(this.areas, base, seq, seq + 1n) === seq) break;
-    }
-    for (let i = 0; i < 2; i++) {
-      const p = reg?.pieces[i];
-      Atomics.store(this.areas, base + 2 + 2 * i, BigInt(p?.gpa ?? 0));
-      Atomics.store(this.areas, base + 3 + 2 * i, BigInt(p?.length ?? 0));
-    }
-    Atomics.store(this.areas, base + 1, reg === undefined ? -1n : reg.abi === 'compat' ? 1n : 0n);
-    Atomics.add(this.areas, base, 1n);
+    const layout = reg === undefined ? -1n : reg.abi === 'compat' ? 1n : 0n;
+    const pieces = [0, 1].flatMap((i) => [BigInt(reg?.pieces[i]?.gpa ?? 0), BigInt(reg?.pieces[i]?.length ?? 0)]);
+    writeRecord(this.areas, (vcpu * AREA_KINDS + kind) * AREA_WORDS, [layout, ...pieces]);
   }
 
   /**
@@ -235,18 +221,29 @@ export class DomainState {
    * writes) keeps readers on other threads from seeing a torn record.
    */
   runstate(vcpu: number): bigint[] {
-    const base = vcpu * RUNSTATE_WORDS;
-    for (;;) {
-      const seq = Atomics.load(this.runstates, base);
-      if (seq & 1n) continue;
-      const words = Array.from({ length: RUNSTATE_WORDS - 1 }, (_, i) => Atomics.load(this.runstates, base + 1 + i));
-      if (Atomics.load(this.runstates, base) === seq) return words;
-    }
+    return readRecord(this.runstates, vcpu * RUNSTATE_WORDS, RUNSTATE_WORDS - 1);
   }
   setRunstate(vcpu: number, words: readonly bigint[]): void {
-    const base = vcpu * RUNSTATE_WORDS;
-    Atomics.add(this.runstates, base, 1n);
-    words.forEach((w, i) => Atomics.store(this.runstates, base + 1 + i, w));
-    Atomics.add(this.runstates, base, 1n);
+    writeRecord(this.runstates, vcpu * RUNSTATE_WORDS, words);
   }
+}
+
+/** The `count` words after the sequence count at `base`, all from one write: retried while a writer holds the record or ended one meanwhile. */
+function readRecord(words: BigInt64Array, base: number, count: number): bigint[] {
+  for (;;) {
+    const seq = Atomics.load(words, base);
+    if (seq & 1n) continue;
+    const record = Array.from({ length: count }, (_, i) => Atomics.load(words, base + 1 + i));
+    if (Atomics.load(words, base) === seq) return record;
+  }
+}
+
+/** Writes the words after the sequence count at `base`; the count, made odd by compare-and-swap, keeps two writers from interleaving. */
+function writeRecord(words: BigInt64Array, base: number, record: readonly bigint[]): void {
+  for (;;) {
+    const seq = Atomics.load(words, base);
+    if (!(seq & 1n) && Atomics.compareExchange(words, base, seq, seq + 1n) === seq) break;
+  }
+  record.forEach((w, i) => Atomics.store(words, base + 1 + i, w));
+  Atomics.add(words, base, 1n);
 }

@@ -100,7 +100,7 @@ function pagetableDying(ctx: HypercallContext, domain: HvmOpDomain, arg: bigint)
 }
 
 /** An unsigned long in Xen, switched on whole: high bits make the op unknown. */
-const wholeOp = (args: readonly bigint[]) => (args[0] > 0xffffffffn ? -1 : Number(args[0]));
+const wholeOp = (args: readonly bigint[]) => (args[0] > 0xffffffffn ? undefined : Number(args[0]));
 
 export const HVM_OP_ROUTE = subOpRoute(HYPERCALL.hvm_op, wholeOp, 'HVMOP_', HVMOP, {
   set_param: 'main', get_param: 'main', set_evtchn_upcall_vector: 'main', pagetable_dying: 'main', get_time: 'main',

@@ -31,8 +31,11 @@ type Constants = Readonly<Record<string, number>>;
 
 export interface HypercallRoute<C extends Constants = Constants> {
   readonly hypercall: number;
-  /** The sub-op a call names, from its arguments; absent for a hypercall without sub-ops. */
-  readonly subOp?: (args: readonly bigint[]) => number;
+  /**
+   * The sub-op a call names, from its arguments (undefined: one no sub-op can be, as a number too wide
+   * for Xen's op argument); absent for a hypercall without sub-ops.
+   */
+  readonly subOp?: (args: readonly bigint[]) => number | undefined;
   readonly constants: C;
   /** Of the sub-ops' Xen names. */
   readonly prefix: string;
@@ -47,7 +50,7 @@ export const firstArgLow32 = (args: readonly bigint[]) => Number(args[0] & 0xfff
 
 /** A hypercall with sub-ops, named `${prefix}${name}` after their constants; those not listed are -ENOSYS. */
 export function subOpRoute<C extends Constants>(
-  hypercall: number, subOp: (args: readonly bigint[]) => number, prefix: string, constants: C, threads: Partial<Record<keyof C & string, Thread>>,
+  hypercall: number, subOp: NonNullable<HypercallRoute['subOp']>, prefix: string, constants: C, threads: Partial<Record<keyof C & string, Thread>>,
 ): HypercallRoute<C> {
   const ops = new Map<number, OpRoute>();
   for (const [name, thread] of Object.entries(threads) as [string, Thread][]) {
@@ -122,9 +125,9 @@ export function serveRoutes(dispatcher: HypercallDispatcher, thread: 'vcpu' | 'm
     dispatcher.register(route.hypercall, (ctx, args) => {
       check?.(ctx, args);
       const op = subOp ? subOp(args) : WHOLE;
-      const handler = ops.get(op);
+      const handler = op === undefined ? undefined : ops.get(op);
       if (!handler) {
-        const name = xenNames.get(op);
+        const name = op === undefined ? undefined : xenNames.get(op);
         throw name === undefined ? new XenError(XEN_ERRNO.ENOSYS, notXens) : new NotImplementedError(`${hypercallName(route.hypercall)} ${route.prefix}${name}`);
       }
       return handler(ctx, args) as number | bigint;

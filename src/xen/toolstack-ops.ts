@@ -24,10 +24,15 @@ const refuse = (errno: number, reason: string): never => {
   throw new XenError(errno, reason);
 };
 
-/** Copies in the call's struct as Xen does first (-EFAULT), then checks its interface version (-EACCES); returns the bytes. */
-function copyVersioned(ctx: HypercallContext, arg: bigint, size: number, version: number, name: string): DataView {
+/** Copies in the call's struct, as Xen does first (-EFAULT). */
+function copyIn(ctx: HypercallContext, arg: bigint, size: number): DataView {
   const bytes = ctx.guest.read(arg, size);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Copies in the call's struct, then checks its interface version (-EACCES). */
+function copyVersioned(ctx: HypercallContext, arg: bigint, size: number, version: number, name: string): DataView {
+  const view = copyIn(ctx, arg, size);
   if (view.getUint32(TOOLSTACK_INTERFACE_VERSION_OFFSET, true) !== version) refuse(XEN_ERRNO.EACCES, `${name} of another interface version`);
   return view;
 }
@@ -66,8 +71,7 @@ export function toolstackOps(d: ToolstackOpsDomain): ServedOps[] {
     }),
     // The continuation of a shadow-paging domctl: only that command, at the current version, gets as far as the permission check.
     servedWhole(PAGING_DOMCTL_CONT_ROUTE, (ctx, [arg]) => {
-      const bytes = ctx.guest.read(arg, XEN_DOMCTL_SIZE[ctx.abi]);
-      const op = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      const op = copyIn(ctx, arg, XEN_DOMCTL_SIZE[ctx.abi]);
       if (op.getUint32(TOOLSTACK_INTERFACE_VERSION_OFFSET, true) !== XEN_DOMCTL_INTERFACE_VERSION || op.getUint32(0, true) !== XEN_DOMCTL.shadow_op) {
         refuse(XEN_ERRNO.EOPNOTSUPP, 'paging_domctl_cont is only a shadow_op continuation');
       }
