@@ -5,7 +5,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { defaultMemoryMiB, defaultVcpus, NestedUnavailableError, NestedVm, NestedVmStoppedError, attachCommand, shellStatus } from './vm.js';
+import { defaultMemoryMiB, NestedUnavailableError, NestedVm, NestedVmStoppedError, attachCommand, shellStatus } from './vm.js';
 
 export const STATUS_TIMED_OUT = 124;
 export const STATUS_UNAVAILABLE = 125;
@@ -19,10 +19,10 @@ function positive(what: string) {
   };
 }
 
-async function runCommand(command: string[], opts: { timeout?: number; memory?: number; vcpus?: number; share: string[] }): Promise<number> {
+async function runCommand(command: string[], opts: { timeout?: number; memory?: number; share: string[] }): Promise<number> {
   let vm: NestedVm;
   try {
-    vm = await NestedVm.start({ root, shares: [process.cwd(), ...opts.share.map((p) => resolve(p))], memoryMiB: opts.memory, vcpus: opts.vcpus });
+    vm = await NestedVm.start({ root, shares: [process.cwd(), ...opts.share.map((p) => resolve(p))], memoryMiB: opts.memory });
   } catch (e) {
     if (!(e instanceof NestedUnavailableError)) throw e;
     process.stderr.write(`kvm-vm: cannot start the nested VM: ${e.message}\n`);
@@ -66,7 +66,6 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<command...>', 'the command and its arguments (put -- before it when it has options)')
     .option('--timeout <seconds>', 'stop the VM and fail with status 124 after this long', positive('time limit'))
     .option('--memory <MiB>', `the VM's memory (default ${defaultMemoryMiB()}: a third of the host's, 2–8 GiB)`, positive('memory'))
-    .option('--vcpus <count>', `the VM's vCPUs (default ${defaultVcpus()}: one per host core, at most 8)`, positive('vCPU count'))
     .option('--share <dir>', 'also share this directory read-write (repeatable)', (v: string, all: string[]) => [...all, v], [])
     .addHelpText('after', '\nExit status: the command\'s own (128+N when signal N ended it); 124 the time limit ran out;\n125 the VM could not be started or stopped under the command; 127 the command could not be run.')
     .showHelpAfterError('(run scripts/kvm-vm --help for usage)')

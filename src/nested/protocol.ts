@@ -17,7 +17,7 @@ export const enum Frame {
   Signal = 5,
   /** Power the VM off. */
   Shutdown = 6,
-  /** The agent is up: JSON {kvm, cpus}, each null or why /dev/kvm is unusable, or why a CPU stayed offline. */
+  /** The agent is up: JSON {kvm}, null or why /dev/kvm is unusable. */
   Ready = 16,
   /** A command's stdout. */
   Stdout = 17,

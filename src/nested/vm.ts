@@ -9,7 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { availableParallelism, constants, tmpdir, totalmem } from 'node:os';
+import { constants, tmpdir, totalmem } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { bootImage, NestedUnavailableError } from './image.js';
@@ -44,7 +44,6 @@ export interface NestedVmOptions {
   /** More directories shared read-write at their own paths. */
   shares?: string[];
   memoryMiB?: number;
-  vcpus?: number;
   /** How long the VM may take to boot and start its agent. */
   bootTimeoutMs?: number;
 }
@@ -52,11 +51,6 @@ export interface NestedVmOptions {
 /** Memory for the VM: a third of the host's, between 2 and 8 GiB (its tmpfs root lives in it too). */
 export function defaultMemoryMiB(): number {
   return Math.max(2048, Math.min(8192, Math.floor(totalmem() / 3 / 2 ** 20)));
-}
-
-/** One vCPU per host core, at most 8, so that KVM in the VM spreads a guest's vCPUs as a host would. */
-export function defaultVcpus(): number {
-  return Math.min(8, availableParallelism());
 }
 
 /** Reports of VMs whose agent did not come up, in build/nested/ (test/run.ts shows new ones). */
@@ -105,14 +99,15 @@ export class NestedVm {
     const server = createServer();
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen(controlPath, resolve));
     // sysrq_always_enabled: diagnose() asks the kernel for backtraces through the keyboard.
-    // maxcpus=1: the agent brings the other CPUs online after KVM's first static-key flips (see agent.ts).
-    const append = ['console=ttyS0', 'quiet', 'panic=-1', 'sysrq_always_enabled', 'maxcpus=1', `xenkvm.node=${process.execPath}`, `xenkvm.agent=${join(opts.root, 'dist', 'src', 'nested', 'agent.js')}`, `xenkvm.shares=${shares.join(':')}`];
+    const append = ['console=ttyS0', 'quiet', 'panic=-1', 'sysrq_always_enabled', `xenkvm.node=${process.execPath}`, `xenkvm.agent=${join(opts.root, 'dist', 'src', 'nested', 'agent.js')}`, `xenkvm.shares=${shares.join(':')}`];
     // thread=single: with QEMU's multi-threaded TCG (7.2 and 10.0 alike), a nested guest's vCPU
     // now and then resumes with the VM kernel's own registers (RIP in one of its modules, stack at a VM
     // physical address), seen as a triple fault or a vCPU that never runs again: about 1 in
     // 100,000 injected interrupts. One TCG thread for all vCPUs has not shown it (docs/testing.md).
+    // -smp 1: that thread gains nothing from more vCPUs, and its switches between them re-deliver an
+    // interrupt KVM injects into a nested guest now and then (docs/testing.md, "One vCPU").
     const args = [
-      '-accel', 'tcg,thread=single', '-cpu', 'max', '-smp', String(opts.vcpus ?? defaultVcpus()), '-m', String(opts.memoryMiB ?? defaultMemoryMiB()),
+      '-accel', 'tcg,thread=single', '-cpu', 'max', '-smp', '1', '-m', String(opts.memoryMiB ?? defaultMemoryMiB()),
       '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-nic', 'none',
       '-kernel', image.kernel, '-initrd', image.initrd, '-append', append.join(' '),
       '-serial', 'stdio', '-qmp', `unix:${monitorPath},server=on,wait=off`,
@@ -127,7 +122,6 @@ export class NestedVm {
       const { control, reader, early, ready } = await waitForAgent(server, qemu, opts.bootTimeoutMs ?? 180_000, console);
       // The VM is there for its KVM: without it nothing it could run would mean anything.
       if (ready.kvm !== null) throw new NestedUnavailableError(`the nested VM has no usable /dev/kvm (${ready.kvm}): QEMU must emulate SVM (-cpu max)`);
-      if (ready.cpus !== null) throw new NestedUnavailableError(`the nested VM cannot bring its CPUs online (${ready.cpus})`);
       const vm = new NestedVm(qemu, control, dir, console, monitorPath);
       reader.onFrame = (f) => vm.dispatch(f);
       for (const f of early) vm.dispatch(f);
@@ -345,7 +339,6 @@ class ConsoleTail {
 /** What the agent says when it is up: null, or what went wrong. */
 interface AgentReady {
   kvm: string | null;
-  cpus: string | null;
 }
 
 /** See NestedVm.diagnose(); also for a VM whose agent never came up. */
