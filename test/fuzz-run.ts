@@ -65,12 +65,15 @@ export function runFuzz(opts: { seed: number; calls: number; ring3: boolean; tim
       const verdict = report.cases.get('fuzz');
       const lines = stderr.split('\n').filter((l) => l.length > 0);
       const passed = !hung && status === 0 && verdict === 'ok';
+      // The sender reports a lost event at once, so that a run left hanging by it still says why.
+      const lostLine = /^KIT-FUZZ-LOST (.*)$/m.exec(stdout)?.[1];
+      const why = (failure: string) => (lostLine ? `${failure}; ${lostLine}` : failure);
       resolve({
         seed: opts.seed,
         calls: opts.calls,
         status: hung ? null : status,
         passed,
-        failure: passed ? undefined : hung ? `no end after ${opts.timeoutMs / 1000} s` : verdict && verdict !== 'ok' ? verdict : (lines.at(-1) ?? `exit status ${status}`),
+        failure: passed ? undefined : why(hung ? `no end after ${opts.timeoutMs / 1000} s` : verdict && verdict !== 'ok' ? verdict : (lines.at(-1) ?? `exit status ${status}`)),
         figures: fuzzFigures(stdout),
         logLines: lines.length,
         logBytes: Buffer.byteLength(stderr),

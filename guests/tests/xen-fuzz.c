@@ -13,14 +13,17 @@
  * leaves that out, for PVM, where a guest's ring 3 cannot come back).
  *
  * Meanwhile vCPU 1 sends on an IPI port bound to vCPU 0 and waits for vCPU 0's
- * upcall handler to take each: a send not taken within 5 s is an event lost.
+ * upcall handler to take each: a send not taken within 5 s is an event lost,
+ * reported at once on a KIT-FUZZ-LOST line with the call vCPU 0 is at.
  *
  * Some ops would undo, legitimately, what that check stands on; they get only
  * arguments that leave it alone: no shutdown or shutdown_code (the pointer is
  * unmapped), a watchdog id that is not armed, vCPUs 0 and 1 never brought down,
  * the check's port never closed or moved, no EVTCHNOP_reset of the domain or
  * FIFO setup, no upcall vector or callback change, console writes of at most
- * 16 bytes. memory_op's add_to_physmap calls run with interrupts off and
+ * 16 bytes, and no poll without a timeout (its timeout is in the past or at
+ * most 10 ms on: a poll whose wake-up depended on vCPU 1 alone would hang the
+ * run if an event were lost, instead of reporting it). memory_op's add_to_physmap calls run with interrupts off and
  * shared_info is mapped back at its frame after each; their frames never fall
  * on this kernel.
  *
@@ -56,6 +59,7 @@ static evtchn_port_t check_port;
 static uint64_t overlay_va;
 static volatile uint32_t acks, sends;
 static volatile int stop_sending, lost, sender_ready;
+static volatile uint64_t call_index; /* the call vCPU 0 is at, for the report of a lost event */
 
 /* ---- the generator (xorshift64*) ----
  * Its state is in .bss, not .data: on PVM every write to the page holding the kit's GDT traps. */
@@ -198,6 +202,8 @@ static void ap_main(int cpu)
 		__atomic_add_fetch(&sends, 1, __ATOMIC_SEQ_CST);
 		if (!KIT_WAIT_FOR(acks != a || stop_sending, 5000)) {
 			lost = 1;
+			/* At once: vCPU 0 may be left waiting in a poll or block that only this sender's events end. */
+			kit_printf("\nKIT-FUZZ-LOST send %u not taken in 5 s; vCPU 0 at call %llu\n", sends, U64(call_index));
 			return;
 		}
 		/* About a send a millisecond: enough to be there throughout, not so many the fuzz is mostly upcalls. */
@@ -284,8 +290,10 @@ static void tame(unsigned int nr, unsigned int op, uint64_t *a)
 	case __HYPERVISOR_sched_op:
 		if (op == SCHEDOP_watchdog)
 			((struct sched_watchdog *)arg)->id = 1 + rnd(3); /* none armed: -EINVAL */
-		else /* poll: woken by the check's events */
-			((struct sched_poll *)arg)->timeout = rnd(2) ? 0 : rnd64();
+		else { /* poll: woken by the check's events, or at the latest by a timeout in the past or at most 10 ms on */
+			uint64_t now = xen_time_now(&vinfo[0]->time) + 1;
+			((struct sched_poll *)arg)->timeout = rnd(2) ? rnd64() % now : now + rnd(10000000);
+		}
 		break;
 	case __HYPERVISOR_hvm_op:
 		if (op == HVMOP_set_evtchn_upcall_vector)
@@ -429,6 +437,7 @@ static void fuzz_case(void)
 
 
 	for (uint64_t i = 0; i < calls && !lost; i++) {
+		call_index = i;
 		struct call c;
 		make_call(&c);
 		if (user && i % 16 == 15) {
