@@ -141,11 +141,11 @@ export class XenAccelerator {
     }
   }
 
-  /** A hypercall through the page's `out` stub: number in EAX, arguments in the ABI's registers, the result to RAX. */
+  /** Serves the hypercall whose stub just exited: number in EAX, arguments in the ABI's registers, result to RAX. */
+  /** A hypercall through the page's `out` stub: number and arguments in the guest's registers, the result to RAX. */
   hypercall(regs: ExitRegisters): void {
     const abi: Abi = regs.long64() ? 'native' : 'compat';
-    const args: bigint[] = [];
-    for (const name of ARGUMENT_REGISTERS[abi]) args.push(abi === 'native' ? regs.reg(name) : BigInt.asUintN(32, regs.reg(name)));
+    const args = ARGUMENT_REGISTERS[abi].map((name) => (abi === 'native' ? regs.reg(name) : BigInt.asUintN(32, regs.reg(name))));
     regs.setRax(this.serve(regs, abi, regs.cpl(), regs.reg('rax'), args));
   }
 
