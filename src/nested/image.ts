@@ -37,7 +37,7 @@ export function bootImage(root: string, variant: KernelVariant = 'debian'): Boot
   const init = readFileSync(join(root, 'src', 'nested', 'init.sh'));
   requireTool(BUSYBOX, 'busybox-static');
   const key = createHash('sha256')
-    .update(JSON.stringify({ deb: basename(deb), size: statSync(deb).size, modules: MODULES, ...(variant === 'kvm-xen' ? { kvmXen: KVM_XEN_BUILD } : {}) }))
+    .update(JSON.stringify({ deb: basename(deb), size: statSync(deb).size, modules: MODULES, variant, kvmXen: KVM_XEN_BUILD }))
     .update(readFileSync(BUSYBOX))
     .update(init)
     .digest('hex')
@@ -166,7 +166,6 @@ function kvmXenModules(dir: string, deb: string, release: string): string[] {
     run('tar', ['-xJf', tarball, '-C', tree, '--strip-components=1', `linux-source-${series}/arch/x86/kvm`, `linux-source-${series}/virt/kvm`]);
     const kvmSrc = join(tree, 'arch', 'x86', 'kvm');
     // IS_ENABLED(CONFIG_KVM_XEN) in the code needs the define; the Makefile's kvm-$(CONFIG_KVM_XEN) the variable.
-    // No kvm-intel: QEMU's TCG emulates AMD's SVM only.
     run('make', ['-C', headers, `M=${kvmSrc}`, KVM_XEN_BUILD.config, 'KCFLAGS=-DCONFIG_KVM_XEN=1', 'CONFIG_KVM_INTEL=', `-j${availableParallelism()}`, 'modules']);
     mkdirSync(cache, { recursive: true });
     // Stripped as Debian's are, and renamed in: a concurrent build never sees half a module.
