@@ -250,11 +250,6 @@ export class Machine {
       // filter, which keeps the hypercall MSR's writes for xenkvm.
       const interceptsXen = (kvm.xenHvmSupport() & xenHvmConfig.INTERCEPT_HCALL) !== 0;
       if (interceptsXen) vm.configureXenHvm(xenHvmConfig.INTERCEPT_HCALL, HYPERCALL_MSR);
-      else if (kernel.guestOs?.toLowerCase() === 'linux') {
-        log('machine').warn(
-          "this host's KVM has no Xen support (its kernel lacks CONFIG_KVM_XEN): Linux since its XSA-466 fixes makes its hypercalls with VMCALL/VMMCALL, which KVM then answers itself, and stops early in boot; run Linux on a host kernel with CONFIG_KVM_XEN",
-        );
-      }
       if (vm.checkExtension(caps.KVM_CAP_EXIT_ON_EMULATION_FAILURE)) vm.enableCap(caps.KVM_CAP_EXIT_ON_EMULATION_FAILURE, 1);
 
       const memory = GuestMemory.create(ramRanges(ramBytes), OVERLAY_PAGES);
