@@ -23,9 +23,9 @@
  * FIFO setup, no upcall vector or callback change, console writes of at most
  * 16 bytes, and no poll without a timeout (its timeout is in the past or at
  * most 10 ms on: a poll whose wake-up depended on vCPU 1 alone would hang the
- * run if an event were lost, instead of reporting it). memory_op's add_to_physmap calls run with interrupts off and
- * shared_info is mapped back at its frame after each; their frames never fall
- * on this kernel.
+ * run if an event were lost, instead of reporting it). memory_op's
+ * add_to_physmap calls run with interrupts off and shared_info is mapped back
+ * at its frame after each; their frames never fall on this kernel.
  *
  * Then: xen_version and a send on the port still work, no event was lost, and
  * a guard area never handed to a hypercall is unchanged. One case, `fuzz`; the

@@ -3,7 +3,7 @@
 // port and forwards connections to Unix sockets in the VM. It exits (and init
 // powers the VM off) when the host asks, or when the host end goes away.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createReadStream, createWriteStream, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, openSync, readdirSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { Kvm } from '../kvm/system.js';
