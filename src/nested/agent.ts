@@ -161,6 +161,8 @@ function onFrame({ kind, stream, payload }: DecodedFrame): void {
     }
     case Frame.Shutdown:
       return shutdown();
+    case Frame.Nudge:
+      return;
   }
 }
 

@@ -3,7 +3,7 @@
 // frame tagged with its stream, so a command's stdout, stderr and exit status
 // stay apart from each other and from every other command's.
 
-/** Frame kinds. Host → VM: EXEC … SHUTDOWN; VM → host: READY … FAILED. */
+/** Frame kinds. Host → VM: EXEC … NUDGE; VM → host: READY … FAILED. */
 export const enum Frame {
   /** Start a command: JSON {argv, cwd, env, stdin}. */
   Exec = 1,
@@ -17,6 +17,8 @@ export const enum Frame {
   Signal = 5,
   /** Power the VM off. */
   Shutdown = 6,
+  /** Nothing to do: its interrupt is what counts (NestedVm's nudge). */
+  Nudge = 7,
   /** The agent is up: JSON {kvm}, null or why /dev/kvm is unusable. */
   Ready = 16,
   /** A command's stdout. */

@@ -185,6 +185,16 @@ test('the VM has one CPU: its one TCG thread gains nothing from more, and switch
   assert.deepEqual(out.text().trim().split('\n'), ['0', '0']);
 });
 
+test('the host nudges the VM with an interrupt every second, so one QEMU lost never leaves the VM asleep', async () => {
+  // The control port's virtio device takes the nudges; the command itself sends nothing while it sleeps.
+  const script = 'dev=$(basename "$(readlink -f /sys/class/virtio-ports/*/device)"); count() { awk -v q="$dev-virtqueues" \'$NF == q { print $2 }\' /proc/interrupts; }; a=$(count); sleep 4; b=$(count); echo $((b - a))';
+  const out = collect();
+  const idle = vm.exec(['sh', '-c', script], { cwd: root, env: process.env, stdout: out.stream, stderr: collect().stream });
+  assert.deepEqual(await idle.exit, { code: 0, signal: null });
+  const interrupts = Number(out.text().trim());
+  assert.ok(interrupts >= 3 && interrupts <= 6, `${out.text().trim()} interrupts from the control port in 4 idle seconds`);
+});
+
 test("a VM that stops making progress can be asked what it is doing: QEMU's vCPU registers and the kernel's backtraces", async () => {
   const busy = vm.exec(['sh', '-c', 'while :; do :; done'], { cwd: root, env: process.env, stdout: collect().stream, stderr: collect().stream });
   const report = await vm.diagnose();
@@ -193,5 +203,6 @@ test("a VM that stops making progress can be asked what it is doing: QEMU's vCPU
   assert.match(report, /^QEMU's vCPUs:\n/);
   assert.match(report, /CPU#0\nRAX=[0-9a-f]{16}[^]*?RIP=[0-9a-f]{16}/);
   assert.doesNotMatch(report, /^YMM/m);
+  assert.match(report, /dumping local APIC state for CPU 0[^]*\nIRR\t/);
   assert.match(report, /The kernel's console after SysRq l and w:\n[^]*NMI backtrace for cpu \d[^]*Show Blocked State/);
 });

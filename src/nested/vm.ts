@@ -60,6 +60,13 @@ export const BOOT_TIMEOUT_REPORT_PREFIX = 'boot-timeout-';
 const CONSOLE_KEPT = 64 * 1024;
 /** How long diagnose() gives the kernel to print what SysRq asked of it (TCG is slow). */
 const KERNEL_REPORT_WAIT_MS = 10_000;
+/**
+ * How often the VM's CPU is sent an interrupt, whatever it is doing. QEMU 7.2's emulated VMRUN
+ * updates the vCPU's pending-interrupt word without its lock; an interrupt raised by another QEMU
+ * thread at that moment (the VM kernel's timer, a virtio completion) is lost, and an idle VM then
+ * sleeps until some other interrupt makes QEMU look at the APIC again (docs/testing.md, "Nudges").
+ */
+const NUDGE_INTERVAL_MS = 1000;
 
 export class NestedVm {
   private readonly streams = new Map<number, StreamHandler>();
@@ -76,7 +83,9 @@ export class NestedVm {
   ) {
     this.stopped = new Promise((resolve) => qemu.once('exit', () => resolve()));
     control.on('error', () => {});
+    const nudge = setInterval(() => this.send(encodeFrame(Frame.Nudge, 0)), NUDGE_INTERVAL_MS).unref();
     qemu.once('exit', (code, signal) => {
+      clearInterval(nudge);
       this.exited = true;
       const why = new NestedVmStoppedError(`the nested VM stopped (${signal ? `QEMU killed by ${signal}` : `QEMU exit status ${code}`})${consoleTail.lastLine()}`);
       for (const handler of this.streams.values()) handler.onFailed(why);
@@ -345,15 +354,16 @@ interface AgentReady {
 async function diagnoseVm(monitorPath: string, consoleTail: ConsoleTail): Promise<string> {
   const consoleMark = consoleTail.received;
   const sysrq = ['9', 'l', 'w'].map((key) => `sendkey alt-sysrq-${key}`);
-  let cpus: string, registers: string;
+  let cpus: string, registers: string, lapic: string;
   try {
-    [cpus, registers] = await humanMonitor(monitorPath, ['info cpus', 'info registers -a', ...sysrq], 10_000);
+    // The local APIC before the keys: a key's interrupt wakes a vCPU that sleeps on one lost.
+    [cpus, registers, lapic] = await humanMonitor(monitorPath, ['info cpus', 'info registers -a', 'info lapic', ...sysrq], 10_000);
   } catch (e) {
     return (e as Error).message; // nor was SysRq asked for
   }
   // The FPU and vector registers say nothing about where a vCPU is stuck.
   const registersShown = registers.split(/\r?\n/).filter((l) => !/^(FCW|FPR|XMM|YMM|ZMM)/.test(l)).join('\n');
-  const qemuView = `QEMU's vCPUs:\n${cpus.replace(/\r\n/g, '\n')}\n${registersShown}`;
+  const qemuView = `QEMU's vCPUs:\n${cpus.replace(/\r\n/g, '\n')}\n${registersShown}\n${lapic.replace(/\r\n/g, '\n').trim()}`;
   await new Promise((resolve) => setTimeout(resolve, KERNEL_REPORT_WAIT_MS));
   const kernelView = consoleTail.since(consoleMark);
   return `${qemuView.trimEnd()}\nThe kernel's console after SysRq l and w:\n${kernelView.trimEnd() || '(nothing)'}`;
