@@ -5,9 +5,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  BootError, EM_386, EM_X86_64, ET_EXEC, PT_LOAD, PT_NOTE, SHT_NOTE, XEN_ELFNOTE_PHYS32_ENTRY,
+  BootError, EM_386, EM_X86_64, ET_EXEC, PT_LOAD, PT_NOTE, SHT_NOTE, XEN_ELFNOTE_GUEST_OS, XEN_ELFNOTE_PHYS32_ENTRY,
   Elf32Ehdr, Elf32Phdr, Elf32Shdr, Elf64Ehdr, Elf64Phdr, Elf64Shdr, ElfNhdr,
-  findPvhEntry, loadPvhKernel, parseElf,
+  findGuestOs, findPvhEntry, loadPvhKernel, parseElf,
 } from './elf.js';
 
 // --- a tiny in-memory ELF builder -------------------------------------------
@@ -200,7 +200,7 @@ test('odd descriptor size is refused', () => {
 test('several notes per segment, other owners and types skipped', () => {
   const notes = concat(
     note('GNU', 3, new Uint8Array(20)),
-    note('Xen', 6, ascii('generic\0')), // XEN_ELFNOTE_LOADER
+    note('Xen', 8, ascii('generic\0')), // XEN_ELFNOTE_LOADER
     note('Xenx', XEN_ELFNOTE_PHYS32_ENTRY, u32le(0xdead)),
     note('', 0, new Uint8Array(0)),
     xenEntryNote(0x100040),
@@ -210,6 +210,19 @@ test('several notes per segment, other owners and types skipped', () => {
     segments: [{ type: PT_LOAD, paddr: 0x100000, data: code(128) }, { type: PT_NOTE, paddr: 0, data: notes }],
   });
   assert.equal(findPvhEntry(file, parseElf(file)), 0x100040);
+});
+
+test('XEN_ELFNOTE_GUEST_OS: the kernel says what it is (Linux says "linux"); absent, nothing', () => {
+  const withOs = buildElf({
+    cls: 64,
+    segments: [{ type: PT_LOAD, paddr: 0x100000, data: code(128) }, { type: PT_NOTE, paddr: 0, data: concat(note('Xen', XEN_ELFNOTE_GUEST_OS, ascii('linux\0')), xenEntryNote(0x100000)) }],
+  });
+  assert.equal(findGuestOs(withOs, parseElf(withOs)), 'linux');
+  assert.equal(loadPvhKernel(withOs, RAM).guestOs, 'linux');
+  // Not NUL-terminated: the whole value.
+  const unterminated = buildElf({ cls: 32, segments: [{ type: PT_LOAD, paddr: 0x100000, data: code(64) }, { type: PT_NOTE, paddr: 0, data: concat(note('Xen', XEN_ELFNOTE_GUEST_OS, ascii('Mini-OS')), xenEntryNote(0x100000)) }] });
+  assert.equal(findGuestOs(unterminated, parseElf(unterminated)), 'Mini-OS');
+  assert.equal(loadPvhKernel(simpleKernel(64), RAM).guestOs, undefined);
 });
 
 test('8-aligned note segment (GNU property style) is parsed with 8-byte padding', () => {

@@ -21,6 +21,8 @@ export const SHT_NOTE = 7;
 export const SHT_NOBITS = 8;
 /** Xen's elfnote.h: physical 32-bit entry point of a PVH kernel. */
 export const XEN_ELFNOTE_PHYS32_ENTRY = 18;
+/** Xen's elfnote.h: the guest OS's name, a string ("linux"). */
+export const XEN_ELFNOTE_GUEST_OS = 6;
 
 export const Elf32Ehdr = struct('Elf32_Ehdr', {
   e_ident: { bytes: 16 },
@@ -256,46 +258,45 @@ function parseNotes(data: Uint8Array, align: number, where: string): Note[] {
   return notes;
 }
 
-function pvhEntryFrom(notes: Note[], where: string): number | undefined {
-  for (const n of notes) {
-    if (n.name !== 'Xen' || n.type !== XEN_ELFNOTE_PHYS32_ENTRY) continue;
-    const v = viewOf(n.desc);
-    if (n.desc.length === 4) return v.getUint32(0, true);
-    if (n.desc.length === 8) {
-      const value = v.getBigUint64(0, true);
-      if (value >= 1n << 32n) {
-        throw new BootError(`kernel PVH entry point 0x${value.toString(16)} (in ${where}) lies above 4 GiB`);
-      }
-      return Number(value);
-    }
-    throw new BootError(
-      `kernel ELF is corrupt: the XEN_ELFNOTE_PHYS32_ENTRY note in ${where} has a ${n.desc.length}-byte value (expected 4 or 8)`,
-    );
+/** The kernel's Xen notes, each with where it lies: PT_NOTE segments first, then SHT_NOTE sections. */
+function xenNotes(file: Uint8Array, image: ElfImage): { note: Note; where: string }[] {
+  const found: { note: Note; where: string }[] = [];
+  const containers = [
+    ...image.segments.flatMap((seg, i) => (seg.type === PT_NOTE ? [{ offset: seg.offset, size: seg.filesz, align: seg.align, where: `segment ${i}` }] : [])),
+    ...image.sections.flatMap((sec, i) => (sec.type === SHT_NOTE ? [{ offset: sec.offset, size: sec.size, align: sec.addralign, where: `section ${i}${sec.name ? ` (${sec.name})` : ''}` }] : [])),
+  ];
+  for (const c of containers) {
+    if (!inFile(file, c.offset, c.size)) throw new BootError(`kernel ELF is truncated: note ${c.where} lies past the end of the file`);
+    for (const note of parseNotes(file.subarray(c.offset, c.offset + c.size), c.align, c.where)) if (note.name === 'Xen') found.push({ note, where: c.where });
   }
-  return undefined;
+  return found;
 }
 
-/** The XEN_ELFNOTE_PHYS32_ENTRY value: PT_NOTE segments first, then SHT_NOTE sections. */
+/** The XEN_ELFNOTE_PHYS32_ENTRY value. */
 export function findPvhEntry(file: Uint8Array, image: ElfImage): number | undefined {
-  for (const [i, seg] of image.segments.entries()) {
-    if (seg.type !== PT_NOTE) continue;
-    const where = `segment ${i}`;
-    if (!inFile(file, seg.offset, seg.filesz)) {
-      throw new BootError(`kernel ELF is truncated: note ${where} lies past the end of the file`);
+  const found = xenNotes(file, image).find(({ note }) => note.type === XEN_ELFNOTE_PHYS32_ENTRY);
+  if (!found) return undefined;
+  const { note: n, where } = found;
+  const v = viewOf(n.desc);
+  if (n.desc.length === 4) return v.getUint32(0, true);
+  if (n.desc.length === 8) {
+    const value = v.getBigUint64(0, true);
+    if (value >= 1n << 32n) {
+      throw new BootError(`kernel PVH entry point 0x${value.toString(16)} (in ${where}) lies above 4 GiB`);
     }
-    const entry = pvhEntryFrom(parseNotes(file.subarray(seg.offset, seg.offset + seg.filesz), seg.align, where), where);
-    if (entry !== undefined) return entry;
+    return Number(value);
   }
-  for (const [i, sec] of image.sections.entries()) {
-    if (sec.type !== SHT_NOTE) continue;
-    const where = `section ${i}${sec.name ? ` (${sec.name})` : ''}`;
-    if (!inFile(file, sec.offset, sec.size)) {
-      throw new BootError(`kernel ELF is truncated: note ${where} lies past the end of the file`);
-    }
-    const entry = pvhEntryFrom(parseNotes(file.subarray(sec.offset, sec.offset + sec.size), sec.addralign, where), where);
-    if (entry !== undefined) return entry;
-  }
-  return undefined;
+  throw new BootError(
+    `kernel ELF is corrupt: the XEN_ELFNOTE_PHYS32_ENTRY note in ${where} has a ${n.desc.length}-byte value (expected 4 or 8)`,
+  );
+}
+
+/** The XEN_ELFNOTE_GUEST_OS string ("linux" for Linux), if the kernel has one. */
+export function findGuestOs(file: Uint8Array, image: ElfImage): string | undefined {
+  const found = xenNotes(file, image).find(({ note }) => note.type === XEN_ELFNOTE_GUEST_OS);
+  if (!found) return undefined;
+  const end = found.note.desc.indexOf(0);
+  return new TextDecoder().decode(found.note.desc.subarray(0, end < 0 ? undefined : end));
 }
 
 export interface KernelChunk {
@@ -314,6 +315,8 @@ export interface LoadedKernel {
   lowest: number;
   /** End (exclusive) of the highest loaded segment. */
   highest: number;
+  /** What the kernel says it is (XEN_ELFNOTE_GUEST_OS), if it says. */
+  guestOs: string | undefined;
 }
 
 /**
@@ -373,5 +376,6 @@ export function loadPvhKernel(file: Uint8Array, ram: { start: number; end: numbe
     chunks,
     lowest: sorted[0].seg.paddr,
     highest: loads.reduce((m, { seg }) => Math.max(m, seg.paddr + seg.memsz), 0),
+    guestOs: findGuestOs(file, image),
   };
 }

@@ -24,6 +24,7 @@ const structs: [string, { size: number; offsets: Record<string, number> }][] = [
   ['kvm_msrs', abi.kvmMsrsHeader],
   ['kvm_msr_entry', abi.kvmMsrEntry],
   ['kvm_clock_data', abi.kvmClockData],
+  ['kvm_xen_hvm_config', abi.kvmXenHvmConfig],
   ['kvm_stats_header', abi.kvmStatsHeader],
   ['kvm_stats_desc', abi.kvmStatsDesc],
 ];
@@ -36,6 +37,12 @@ const cField: Record<string, Record<string, string>> = {
     interrupt_nr: 'interrupt.nr', interrupt_soft: 'interrupt.soft', interrupt_shadow: 'interrupt.shadow', nmi_injected: 'nmi.injected',
     nmi_pending: 'nmi.pending', nmi_masked: 'nmi.masked', nmi_pad: 'nmi.pad', smi: 'smi', triple_fault_pending: 'triple_fault.pending',
   },
+};
+
+// kvm_run members whose C path differs from the flattened TS name.
+const cRunField: Record<string, string> = {
+  'xen.longmode': 'xen.u.hcall.longmode', 'xen.cpl': 'xen.u.hcall.cpl', 'xen.input': 'xen.u.hcall.input',
+  'xen.result': 'xen.u.hcall.result', 'xen.params': 'xen.u.hcall.params',
 };
 
 function kvmRunOffsets(): [string, number][] {
@@ -62,7 +69,9 @@ function systemValues(): Map<string, number> {
     }
   }
   lines.push('P("size.kvm_run", sizeof(struct kvm_run));');
-  for (const [f] of kvmRunOffsets()) lines.push(`P("run.${f}", offsetof(struct kvm_run, ${f}));`);
+  for (const [f] of kvmRunOffsets()) lines.push(`P("run.${f}", offsetof(struct kvm_run, ${cRunField[f] ?? f}));`);
+  for (const name of Object.keys(abi.xenHvmConfig)) lines.push(`P("KVM_XEN_HVM_CONFIG_${name}", KVM_XEN_HVM_CONFIG_${name});`);
+  lines.push('P("KVM_EXIT_XEN_HCALL", KVM_EXIT_XEN_HCALL);');
   lines.push('P("run.sync_regs", offsetof(struct kvm_run, s));');
   const src = `#include <stdio.h>\n#include <stddef.h>\n#include <linux/kvm.h>\n#define P(n, v) printf("%s %lu\\n", n, (unsigned long)(v))\nint main(void) {\n${lines.join('\n')}\nreturn 0; }\n`;
   const dir = mkdtempSync(join(tmpdir(), 'xenkvm-abi-'));
@@ -91,4 +100,6 @@ test('KVM ABI values match <linux/kvm.h>', () => {
   assert.equal(abi.kvmRun.size, c.get('size.kvm_run'));
   for (const [f, off] of kvmRunOffsets()) assert.equal(off, c.get(`run.${f}`), `kvm_run.${f}`);
   assert.equal(abi.kvmRun.sync_regs, c.get('run.sync_regs'));
+  for (const [name, v] of Object.entries(abi.xenHvmConfig)) assert.equal(v, c.get(`KVM_XEN_HVM_CONFIG_${name}`), `KVM_XEN_HVM_CONFIG_${name}`);
+  assert.equal(abi.KVM_EXIT_XEN_HCALL, c.get('KVM_EXIT_XEN_HCALL'));
 });

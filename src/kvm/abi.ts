@@ -48,6 +48,7 @@ export const ioctls = {
   KVM_GET_VCPU_EVENTS: ior(0x9f, 64),
   KVM_SET_VCPU_EVENTS: iow(0xa0, 64),
   KVM_GET_STATS_FD: io(0xce),
+  KVM_XEN_HVM_CONFIG: iow(0x7a, 56),
 } as const;
 
 export const caps = {
@@ -58,6 +59,7 @@ export const caps = {
   KVM_CAP_NR_VCPUS: 9,
   KVM_CAP_NR_MEMSLOTS: 10,
   KVM_CAP_MP_STATE: 14,
+  KVM_CAP_XEN_HVM: 38,
   KVM_CAP_ADJUST_CLOCK: 39,
   KVM_CAP_VCPU_EVENTS: 41,
   KVM_CAP_GET_TSC_KHZ: 61,
@@ -94,6 +96,7 @@ export const exitReasons = {
   X86_RDMSR: 29,
   X86_WRMSR: 30,
   X86_BUS_LOCK: 33,
+  XEN: 34,
   NOTIFY: 37,
   MEMORY_FAULT: 39,
 } as const;
@@ -103,7 +106,7 @@ export const exitReasonNames: Record<number, string> = {
   ...Object.fromEntries(Object.entries(exitReasons).map(([k, v]) => [v, k])),
   13: 'S390_SIEIC', 14: 'S390_RESET', 15: 'DCR', 18: 'OSI', 19: 'PAPR_HCALL', 20: 'S390_UCONTROL',
   21: 'WATCHDOG', 22: 'S390_TSCH', 23: 'EPR', 25: 'S390_STSI', 27: 'HYPERV', 28: 'ARM_NISV',
-  31: 'DIRTY_RING_FULL', 32: 'AP_RESET_HOLD', 34: 'XEN', 35: 'RISCV_SBI', 36: 'RISCV_CSR', 38: 'LOONGARCH_IOCSR',
+  31: 'DIRTY_RING_FULL', 32: 'AP_RESET_HOLD', 35: 'RISCV_SBI', 36: 'RISCV_CSR', 38: 'LOONGARCH_IOCSR',
 };
 
 export const internalErrors = {
@@ -125,6 +128,18 @@ export const msrFilter = {
   MAX_RANGES: 16,
   MAX_BITMAP_BYTES: 0x600,
 } as const;
+
+/** KVM_CAP_XEN_HVM's answer and kvm_xen_hvm_config.flags: which of KVM's Xen support the host kernel has (CONFIG_KVM_XEN). */
+export const xenHvmConfig = {
+  HYPERCALL_MSR: 1 << 0,
+  INTERCEPT_HCALL: 1 << 1,
+  SHARED_INFO: 1 << 2,
+  RUNSTATE: 1 << 3,
+  EVTCHN_2LEVEL: 1 << 4,
+  EVTCHN_SEND: 1 << 5,
+} as const;
+/** kvm_run.xen.type of a hypercall the guest made with VMCALL/VMMCALL. */
+export const KVM_EXIT_XEN_HCALL = 1;
 
 export const syncRegs = { REGS: 1, SREGS: 2, EVENTS: 4 } as const;
 export const mpStates = { RUNNABLE: 0, UNINITIALIZED: 1, INIT_RECEIVED: 2, HALTED: 3, SIPI_RECEIVED: 4 } as const;
@@ -194,6 +209,10 @@ export const kvmVcpuEvents = struct('kvm_vcpu_events', {
   exception_has_payload: 'u8', exception_payload: 'u64',
 });
 
+export const kvmXenHvmConfig = struct('kvm_xen_hvm_config', {
+  flags: 'u32', msr: 'u32', blob_addr_32: 'u64', blob_addr_64: 'u64', blob_size_32: 'u8', blob_size_64: 'u8', pad2: { bytes: 30 },
+});
+
 /** KVM_GET_CLOCK: kvmclock now, and whether KVM keeps the vCPUs' TSCs in step (flags). */
 export const kvmClockData = struct('kvm_clock_data', {
   clock: 'u64', flags: 'u32', pad0: 'u32', realtime: 'u64', host_tsc: 'u64', pad: { array: 'u32', count: 4 },
@@ -227,6 +246,7 @@ export const kvmRun = {
   emulation_failure: { suberror: 32, ndata: 36, flags: 40, insn_size: 48, insn_bytes: 49 },
   system_event: { type: 32, ndata: 36, data: 40 },
   msr: { error: 32, reason: 40, index: 44, data: 48 },
+  xen: { type: 32, longmode: 40, cpl: 44, input: 48, result: 56, params: 64 },
   kvm_valid_regs: 288,
   kvm_dirty_regs: 296,
   sync_regs: 304,

@@ -1,6 +1,6 @@
 // Decodes the exit union of a kvm_run page into a tagged value. Pure: tests
 // feed it made-up kvm_run bytes.
-import { exitReasonNames, exitReasons, internalErrors, kvmRun, KVM_EXIT_IO_OUT, systemEvents } from './abi.js';
+import { exitReasonNames, exitReasons, internalErrors, kvmRun, KVM_EXIT_IO_OUT, KVM_EXIT_XEN_HCALL, systemEvents } from './abi.js';
 
 export type KvmExit =
   | { kind: 'io'; direction: 'in' | 'out'; port: number; size: number; count: number; dataOffset: number }
@@ -15,6 +15,8 @@ export type KvmExit =
   | { kind: 'internal-error'; suberror: number; description: string; data: bigint[]; instructionBytes?: Uint8Array }
   | { kind: 'rdmsr'; index: number; reason: number }
   | { kind: 'wrmsr'; index: number; data: bigint; reason: number }
+  /** A Xen hypercall KVM intercepted (VMCALL/VMMCALL, KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL): its number and six arguments. */
+  | { kind: 'xen-hcall'; longMode: boolean; cpl: number; input: bigint; params: bigint[] }
   | { kind: 'unknown'; reason: number; name: string; hardwareReason: bigint };
 
 const internalErrorDescriptions: Record<number, string> = {
@@ -106,9 +108,17 @@ export function decodeExit(run: DataView): KvmExit {
         data: run.getBigUint64(kvmRun.msr.data, true),
         reason: run.getUint32(kvmRun.msr.reason, true),
       };
-    default:
-      return { kind: 'unknown', reason, name: exitReasonNames[reason] ?? `exit reason ${reason}`, hardwareReason: run.getBigUint64(kvmRun.hw.hardware_exit_reason, true) };
+    case exitReasons.XEN:
+      if (run.getUint32(kvmRun.xen.type, true) !== KVM_EXIT_XEN_HCALL) break;
+      return {
+        kind: 'xen-hcall',
+        longMode: run.getUint32(kvmRun.xen.longmode, true) !== 0,
+        cpl: run.getUint32(kvmRun.xen.cpl, true),
+        input: run.getBigUint64(kvmRun.xen.input, true),
+        params: Array.from({ length: 6 }, (_, i) => run.getBigUint64(kvmRun.xen.params + 8 * i, true)),
+      };
   }
+  return { kind: 'unknown', reason, name: exitReasonNames[reason] ?? `exit reason ${reason}`, hardwareReason: run.getBigUint64(kvmRun.hw.hardware_exit_reason, true) };
 }
 
 const hex = (v: number | bigint) => `0x${v.toString(16)}`;

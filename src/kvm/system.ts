@@ -99,6 +99,11 @@ export class Kvm {
     if (missing.length) throw new KvmUnavailableError(`this host's KVM lacks ${missing.join(', ')}; xenkvm needs Linux 5.10 or later`);
   }
 
+  /** Which of KVM's Xen support (xenHvmConfig flags) this host has: 0 where its kernel lacks CONFIG_KVM_XEN. */
+  xenHvmSupport(): number {
+    return this.checkExtension(caps.KVM_CAP_XEN_HVM);
+  }
+
   vcpuMmapSize(): number {
     return check('ioctl(KVM_GET_VCPU_MMAP_SIZE)', libc().ioctlInt(this.fd, ioctls.KVM_GET_VCPU_MMAP_SIZE, 0));
   }

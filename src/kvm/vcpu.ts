@@ -113,6 +113,11 @@ export class Vcpu {
     this.runBytes.set(bytes.subarray(0, 8), kvmRun.mmio.data);
   }
 
+  /** Answers a Xen hypercall exit: KVM puts `result` in RAX and moves past the VMCALL/VMMCALL. */
+  completeXenHypercall(result: bigint): void {
+    this.run.setBigUint64(kvmRun.xen.result, BigInt.asUintN(64, result), true);
+  }
+
   /** Answers an RDMSR/WRMSR exit: fault injects #GP. */
   completeMsr(result: { fault: true } | { fault: false; value?: bigint }): void {
     this.run.setUint8(kvmRun.msr.error, result.fault ? 1 : 0);

@@ -1,5 +1,5 @@
 // A KVM VM file descriptor.
-import { ioctls, kvmClockData, kvmClockFlags, kvmEnableCap, kvmIrqLevel, kvmMsi, kvmMsrFilter, kvmMsrFilterRange, kvmUserspaceMemoryRegion, msrFilter } from './abi.js';
+import { ioctls, kvmClockData, kvmXenHvmConfig, kvmClockFlags, kvmEnableCap, kvmIrqLevel, kvmMsi, kvmMsrFilter, kvmMsrFilterRange, kvmUserspaceMemoryRegion, msrFilter } from './abi.js';
 import { addressOf, check, libc } from './libc.js';
 
 export interface MsrFilterRange {
@@ -41,6 +41,16 @@ export class Vm {
 
   enableCap(cap: number, ...args: (number | bigint)[]): void {
     this.ioctl('KVM_ENABLE_CAP', kvmEnableCap.encode({ cap, args: args.map(BigInt) }));
+  }
+
+  /**
+   * Turns on KVM's Xen support (CONFIG_KVM_XEN hosts): `flags` from xenHvmConfig. With INTERCEPT_HCALL,
+   * every VMCALL/VMMCALL the guest makes exits as a Xen hypercall (KVM_EXIT_XEN) instead of being KVM's own.
+   * KVM switches its Xen support on only with a hypercall-page MSR named; an MSR filter that sends that
+   * MSR's writes to userspace keeps the page the VMM's to write.
+   */
+  configureXenHvm(flags: number, hypercallMsr: number): void {
+    this.ioctl('KVM_XEN_HVM_CONFIG', kvmXenHvmConfig.encode({ flags, msr: hypercallMsr }));
   }
 
   /** Maps host memory at a guest-physical range; size 0 deletes the slot. */

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino, type Logger } from 'pino';
 import { capturedLogger } from '../common/captured-logger.js';
-import { exitReasons, kvmRegs, kvmRun, kvmSregs, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT } from '../kvm/abi.js';
+import { exitReasons, kvmRegs, kvmRun, kvmSregs, KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT, KVM_EXIT_XEN_HCALL } from '../kvm/abi.js';
 import type { KvmExit } from '../kvm/exits.js';
 import { PVM_LIMITS, type CpuVendor } from '../kvm/system.js';
 import type { Regs, Sregs } from '../kvm/vcpu.js';
@@ -38,6 +38,10 @@ class FakeVcpu implements ExitVcpu {
   completeMsr(result: MsrResult): void {
     this.msrResults.push(result);
   }
+  xenResults: bigint[] = [];
+  completeXenHypercall(result: bigint): void {
+    this.xenResults.push(result);
+  }
   getRegs(): Regs {
     if (this.regsError) throw this.regsError;
     return this.regs;
@@ -68,6 +72,34 @@ function setup(t: { after(fn: () => void): void }, msrs?: MsrHandler, logger: Lo
   const handler = new ExitHandler(vcpu, bus, memory, { vendor, pvm }, logger, msrs);
   return { memory, bus, vcpu, handler };
 }
+
+test('a Xen hypercall exit is decoded from kvm_run, served, and its result handed back to KVM; without Xen it stops the vCPU', (t) => {
+  const memory = GuestMemory.create([{ gpa: 0, size: 64 * KiB }], 1);
+  t.after(() => memory.dispose());
+  const xenExit = (vcpu: FakeVcpu) => {
+    vcpu.run.setUint32(kvmRun.exit_reason, exitReasons.XEN, true);
+    vcpu.run.setUint32(kvmRun.xen.type, KVM_EXIT_XEN_HCALL, true);
+    vcpu.run.setUint32(kvmRun.xen.longmode, 1, true);
+    vcpu.run.setUint32(kvmRun.xen.cpl, 3, true);
+    vcpu.run.setBigUint64(kvmRun.xen.input, 17n, true);
+    for (let i = 0; i < 6; i++) vcpu.run.setBigUint64(kvmRun.xen.params + 8 * i, BigInt(i + 1) << 32n, true);
+  };
+  const vcpu = new FakeVcpu();
+  const calls: unknown[] = [];
+  const hypercalls = { port: 0xe2, call: () => undefined, xen: (exit: unknown) => (calls.push(exit), -38n) };
+  const handler = new ExitHandler(vcpu, new IoBus(), memory, { vendor: 'amd', pvm: false }, pino({ level: 'silent' }), undefined, hypercalls);
+  xenExit(vcpu);
+  assert.equal(handler.handleRun(exitReasons.XEN), undefined);
+  assert.deepEqual(calls, [{ kind: 'xen-hcall', longMode: true, cpl: 3, input: 17n, params: [1, 2, 3, 4, 5, 6].map((i) => BigInt(i) << 32n) }]);
+  assert.deepEqual(vcpu.xenResults, [-38n]);
+  // Another type of Xen exit is not a hypercall: reported, not served.
+  vcpu.run.setUint32(kvmRun.xen.type, 2, true);
+  assert.equal(handler.handleRun(exitReasons.XEN)?.stop, 'vcpu-error');
+  const { handler: withoutXen, vcpu: other } = setup(t);
+  xenExit(other);
+  assert.match(withoutXen.handleRun(exitReasons.XEN)?.message ?? '', /no Xen to serve it/);
+  assert.equal(calls.length, 1);
+});
 
 /** An I/O exit whose data is at `at` within the I/O data page. */
 const io = (direction: 'in' | 'out', port: number, size: number, count = 1, at = 0): IoExit => ({ kind: 'io', direction, port, size, count, dataOffset: DATA + at });

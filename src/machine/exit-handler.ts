@@ -20,6 +20,7 @@ export interface ExitVcpu {
   readonly run: DataView;
   completeMmioRead(bytes: Uint8Array): void;
   completeMsr(result: { fault: true } | { fault: false; value?: bigint }): void;
+  completeXenHypercall(result: bigint): void;
   getRegs(): Regs;
   getSregs(): Sregs;
 }
@@ -30,10 +31,12 @@ export interface MsrHandler {
   write(vcpu: number, index: number, value: bigint): boolean;
 }
 
-/** The port the hypercall page's stubs write the hypercall number to, and what serves it. */
+/** The port the hypercall page's `out` stubs write the hypercall number to, and what serves hypercalls. */
 export interface HypercallPort {
   readonly port: number;
   call(): void;
+  /** A hypercall KVM intercepted (VMCALL/VMMCALL with KVM's Xen support on): its result, for KVM to put in RAX. */
+  xen(exit: Extract<KvmExit, { kind: 'xen-hcall' }>): bigint;
 }
 
 export type ExitAction = { stop: StopReason; message: string } | undefined;
@@ -96,6 +99,10 @@ export class ExitHandler {
         this.vcpu.completeMsr({ fault: !ok });
         return undefined;
       }
+      case 'xen-hcall':
+        if (!this.hypercalls) return { stop: 'vcpu-error', message: `vCPU ${this.vcpu.id} stopped: a Xen hypercall exit with no Xen to serve it` };
+        this.vcpu.completeXenHypercall(this.hypercalls.xen(exit));
+        return undefined;
       case 'hlt':
       case 'intr':
       case 'irq-window-open':

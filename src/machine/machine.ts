@@ -8,9 +8,9 @@ import { loadPvhKernel } from '../boot/elf.js';
 import { pvhBootState } from '../boot/pvh-state.js';
 import { encodeBootInfo, MEMMAP_TYPE_RAM } from '../boot/start-info.js';
 import { log, type LogLevel } from '../common/log.js';
-import { caps, msrExit, msrFilter } from '../kvm/abi.js';
+import { caps, msrExit, msrFilter, xenHvmConfig } from '../kvm/abi.js';
 import { libc } from '../kvm/libc.js';
-import { Kvm, type CpuidEntry } from '../kvm/system.js';
+import { cpuVendor, Kvm, type CpuidEntry } from '../kvm/system.js';
 import { MSR_IA32_TSC, vcpuFd } from '../kvm/vcpu.js';
 import { DomainState } from '../xen/domain-state.js';
 import { DEFAULT_PORT_COUNT, PortTable } from '../xen/evtchn/ports.js';
@@ -25,6 +25,7 @@ import { signalFixedMsi, upcallHost } from './msi.js';
 import { monotonicNs, realtimeNs, tscScale } from '../xen/time.js';
 import type { ForwardedHypercall } from '../xen/accelerator.js';
 import { DEFAULT_XEN_VERSION, DOMU_ID, type XenConfig } from '../xen/config.js';
+import { HYPERCALL_MSR, type HypercallEntry } from '../xen/hypercall-page.js';
 import { xenCpuidLeaves } from '../xen/cpuid.js';
 import { XenVmm } from '../xen/vmm.js';
 import { guestCpuPolicy } from '../xen/vcpu-context.js';
@@ -151,7 +152,7 @@ function readTscAnchor(bootVcpuFd: number): { tsc: bigint; ns: bigint } {
  * only when the vCPU runs: a read before the boot vCPU ever ran returns its creation value, so
  * the creation itself is the anchor there.
  */
-function xenConfig(config: MachineConfig, vm: Vm, bootVcpuFd: number, bootVcpuCreated: bigint, guestCpuid: readonly CpuidEntry[]): XenConfig {
+function xenConfig(config: MachineConfig, vm: Vm, bootVcpuFd: number, bootVcpuCreated: bigint, guestCpuid: readonly CpuidEntry[], hypercallEntry: HypercallEntry): XenConfig {
   const tscKhz = vcpuFd.tscKhz(bootVcpuFd);
   // KVM decides whether it keeps the TSCs in step (its master clock) when a vCPU first runs or
   // the VM's clock is set: setting kvmclock to its own value has it decide now, with every vCPU
@@ -170,6 +171,7 @@ function xenConfig(config: MachineConfig, vm: Vm, bootVcpuFd: number, bootVcpuCr
     bootMonotonicNs: anchor.ns,
     evtchnFastPath: config.evtchnFastPath ?? true,
     cpuPolicy: guestCpuPolicy(guestCpuid),
+    hypercallEntry,
   };
 }
 
@@ -243,6 +245,16 @@ export class Machine {
         msrFilter.DEFAULT_ALLOW,
         FILTERED_MSRS.map((r) => ({ flags: msrFilter.READ | msrFilter.WRITE, base: r.base, bitmap: new Uint8Array(r.count / 8) })),
       );
+      // Where the host's KVM can hand Xen hypercalls over (CONFIG_KVM_XEN), a VMCALL/VMMCALL reaches xenkvm:
+      // modern Linux makes its hypercalls that way, and elsewhere KVM would answer them itself. After the
+      // filter, which keeps the hypercall MSR's writes for xenkvm.
+      const interceptsXen = (kvm.xenHvmSupport() & xenHvmConfig.INTERCEPT_HCALL) !== 0;
+      if (interceptsXen) vm.configureXenHvm(xenHvmConfig.INTERCEPT_HCALL, HYPERCALL_MSR);
+      else if (kernel.guestOs?.toLowerCase() === 'linux') {
+        log('machine').warn(
+          "this host's KVM has no Xen support (its kernel lacks CONFIG_KVM_XEN): Linux since its XSA-466 fixes makes its hypercalls with VMCALL/VMMCALL, which KVM then answers itself, and stops early in boot; run Linux on a host kernel with CONFIG_KVM_XEN",
+        );
+      }
       if (vm.checkExtension(caps.KVM_CAP_EXIT_ON_EMULATION_FAILURE)) vm.enableCap(caps.KVM_CAP_EXIT_ON_EMULATION_FAILURE, 1);
 
       const memory = GuestMemory.create(ramRanges(ramBytes), OVERLAY_PAGES);
@@ -293,7 +305,8 @@ export class Machine {
         return fd;
       });
       // The features every vCPU shows (its own Xen leaves aside) decide what a VCPUOP_initialise context may hold.
-      const xen = xenConfig(config, vm, fds[0], bootVcpuCreated, vcpuCpuid(supported, 0, config.vcpus, []));
+      const hypercallEntry = !interceptsXen ? 'out' : cpuVendor(supported) === 'amd' ? 'vmmcall' : 'vmcall';
+      const xen = xenConfig(config, vm, fds[0], bootVcpuCreated, vcpuCpuid(supported, 0, config.vcpus, []), hypercallEntry);
       const domainState = DomainState.create(config.vcpus);
       const evtchnPorts = PortTable.create((config.maxEvtchnPort ?? DEFAULT_PORT_COUNT - 1) + 1);
       const timers = TimerState.create(config.vcpus);

@@ -150,7 +150,7 @@ function main(init: VcpuThreadInit): void {
     // The host's vendor (KVM passes leaf 0 through): AMD's and Intel's processors walk PAE page tables differently.
     const vendor = cpuVendor(init.cpuid);
     const regs = exitRegisters(vcpu, vendor);
-    const handler = new ExitHandler(vcpu, bus, memory, { vendor, pvm: hostKvmIsPvm() }, logger, xen.msrs, { port: HYPERCALL_PORT, call: () => xen.hypercall(regs) });
+    const handler = new ExitHandler(vcpu, bus, memory, { vendor, pvm: hostKvmIsPvm() }, logger, xen.msrs, { port: HYPERCALL_PORT, call: () => xen.hypercall(regs), xen: (exit) => xen.xenHypercall(regs, exit) });
     // The HVM callback vector stays asserted while evtchn_upcall_pending is set, like a level-triggered
     // line outside the LAPIC: injected directly whenever the guest can take an interrupt.
     const injectCallback = () => {

@@ -19,10 +19,10 @@ function positive(what: string) {
   };
 }
 
-async function runCommand(command: string[], opts: { timeout?: number; memory?: number; share: string[] }): Promise<number> {
+async function runCommand(command: string[], opts: { timeout?: number; memory?: number; kvmXen?: boolean; share: string[] }): Promise<number> {
   let vm: NestedVm;
   try {
-    vm = await NestedVm.start({ root, shares: [process.cwd(), ...opts.share.map((p) => resolve(p))], memoryMiB: opts.memory });
+    vm = await NestedVm.start({ root, shares: [process.cwd(), ...opts.share.map((p) => resolve(p))], memoryMiB: opts.memory, kernel: opts.kvmXen ? 'kvm-xen' : 'debian' });
   } catch (e) {
     if (!(e instanceof NestedUnavailableError)) throw e;
     process.stderr.write(`kvm-vm: cannot start the nested VM: ${e.message}\n`);
@@ -66,6 +66,7 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<command...>', 'the command and its arguments (put -- before it when it has options)')
     .option('--timeout <seconds>', 'stop the VM and fail with status 124 after this long', positive('time limit'))
     .option('--memory <MiB>', `the VM's memory (default ${defaultMemoryMiB()}: a third of the host's, 2–8 GiB)`, positive('memory'))
+    .option('--kvm-xen', "boot the kernel whose KVM modules are rebuilt with Xen support (CONFIG_KVM_XEN), which Debian's leaves out")
     .option('--share <dir>', 'also share this directory read-write (repeatable)', (v: string, all: string[]) => [...all, v], [])
     .addHelpText('after', '\nExit status: the command\'s own (128+N when signal N ended it); 124 the time limit ran out;\n125 the VM could not be started or stopped under the command; 127 the command could not be run.')
     .showHelpAfterError('(run scripts/kvm-vm --help for usage)')

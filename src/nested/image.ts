@@ -2,10 +2,14 @@
 // `apt-get download` and unpacked, never installed) and a busybox initramfs
 // holding the modules the VM needs and src/nested/init.sh. Built once under
 // build/nested/ and rebuilt when any input changes (the kernel package, busybox,
-// the init script, the module list).
+// the init script, the module list). The 'kvm-xen' variant has KVM's modules
+// rebuilt with CONFIG_KVM_XEN from Debian's source of the same kernel (only
+// arch/x86/kvm, against the kernel's own headers package), so that KVM's Xen
+// support, which Debian's kernel leaves out, can be tested too.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { basename, join } from 'node:path';
 
 export class NestedUnavailableError extends Error {}
@@ -22,22 +26,26 @@ export interface BootImage {
   initrd: string;
 }
 
+/** Debian's kernel as it is, or with KVM's modules rebuilt with CONFIG_KVM_XEN. */
+export type KernelVariant = 'debian' | 'kvm-xen';
+
 /** The image for the checkout at `root`, built or rebuilt first when its inputs changed. */
-export function bootImage(root: string): BootImage {
+export function bootImage(root: string, variant: KernelVariant = 'debian'): BootImage {
   const dir = join(root, 'build', 'nested');
   mkdirSync(dir, { recursive: true });
   const deb = kernelPackage(dir);
   const init = readFileSync(join(root, 'src', 'nested', 'init.sh'));
   requireTool(BUSYBOX, 'busybox-static');
   const key = createHash('sha256')
-    .update(JSON.stringify({ deb: basename(deb), size: statSync(deb).size, modules: MODULES }))
+    .update(JSON.stringify({ deb: basename(deb), size: statSync(deb).size, modules: MODULES, ...(variant === 'kvm-xen' ? { kvmXen: KVM_XEN_BUILD } : {}) }))
     .update(readFileSync(BUSYBOX))
     .update(init)
     .digest('hex')
     .slice(0, 16);
-  const image = { kernel: join(dir, `vmlinuz-${key}`), initrd: join(dir, `initrd-${key}.gz`) };
+  const prefix = variant === 'debian' ? '' : `${variant}-`;
+  const image = { kernel: join(dir, `${prefix}vmlinuz-${key}`), initrd: join(dir, `${prefix}initrd-${key}.gz`) };
   if (existsSync(image.kernel) && existsSync(image.initrd)) return image;
-  build(dir, deb, init, image);
+  build(dir, deb, init, image, variant, new RegExp(`^${prefix}(vmlinuz|initrd)-[0-9a-f]{16}`));
   return image;
 }
 
@@ -79,7 +87,7 @@ function kernelPackage(dir: string): string {
   }
 }
 
-function build(dir: string, deb: string, init: Buffer, image: BootImage): void {
+function build(dir: string, deb: string, init: Buffer, image: BootImage, variant: KernelVariant, oldImages: RegExp): void {
   for (const [tool, pkg] of BUILD_TOOLS) requireTool(tool, pkg);
   const work = mkdtempSync(join(dir, 'build-'));
   try {
@@ -87,6 +95,10 @@ function build(dir: string, deb: string, init: Buffer, image: BootImage): void {
     run('dpkg-deb', ['-x', deb, unpacked]);
     const release = readdirSync(join(unpacked, 'lib', 'modules'))[0];
     if (!release) throw new NestedUnavailableError(`${basename(deb)} holds no kernel modules`);
+    if (variant === 'kvm-xen') {
+      const kvmDir = join(unpacked, 'lib', 'modules', release, 'kernel', 'arch', 'x86', 'kvm');
+      for (const m of kvmXenModules(dir, deb, release)) copyFileSync(m, join(kvmDir, basename(m)));
+    }
     run('depmod', ['-b', unpacked, release]);
     // Each module after those it needs, once.
     const order: string[] = [];
@@ -112,8 +124,57 @@ function build(dir: string, deb: string, init: Buffer, image: BootImage): void {
     renameSync(join(work, 'vmlinuz'), image.kernel);
     renameSync(join(work, 'initrd.gz'), image.initrd);
     for (const old of readdirSync(dir)) {
-      if (/^(vmlinuz|initrd)-/.test(old) && ![basename(image.kernel), basename(image.initrd)].includes(old)) rmSync(join(dir, old), { force: true });
+      if (oldImages.test(old) && ![basename(image.kernel), basename(image.initrd)].includes(old)) rmSync(join(dir, old), { force: true });
     }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** What the kvm-xen modules are built with: a change rebuilds them and the image. */
+const KVM_XEN_BUILD = { config: 'CONFIG_KVM_XEN=y', modules: ['kvm.ko', 'kvm-amd.ko'] };
+
+/**
+ * kvm.ko and kvm-amd.ko of the kernel in `deb` rebuilt with CONFIG_KVM_XEN, cached in `dir`: Debian's
+ * source, headers and kbuild packages of the same version are fetched with `apt-get download` and
+ * unpacked (never installed), KVM's sources go into the headers' tree, and only they are built.
+ */
+function kvmXenModules(dir: string, deb: string, release: string): string[] {
+  const version = run('dpkg-deb', ['-f', deb, 'Version']).trim();
+  const cache = join(dir, `kvm-xen-${release}-${version}`);
+  const modules = KVM_XEN_BUILD.modules.map((m) => join(cache, m));
+  if (modules.every((m) => existsSync(m))) return modules;
+  for (const [tool, pkg] of [['/usr/bin/make', 'make'], ['/usr/bin/xz', 'xz-utils'], ['/usr/bin/strip', 'binutils'], ['/usr/bin/gcc', 'gcc']]) requireTool(tool, pkg);
+  const series = /^(\d+\.\d+)/.exec(release)?.[1];
+  const common = release.replace(/-[a-z0-9]+$/, '-common');
+  if (!series || common === release) throw new NestedUnavailableError(`cannot tell the source package of kernel ${release}`);
+  const work = mkdtempSync(join(dir, 'kvm-xen-build-'));
+  try {
+    const packages = [`linux-source-${series}`, `linux-headers-${release}`, `linux-headers-${common}`, `linux-kbuild-${series}`];
+    run('apt-get', ['download', '-qq', ...packages.map((p) => `${p}=${version}`)], { cwd: work });
+    const root = join(work, 'root');
+    for (const f of readdirSync(work).filter((f) => f.endsWith('.deb') && !f.startsWith('linux-source-'))) run('dpkg-deb', ['-x', join(work, f), root]);
+    const headers = join(root, 'usr', 'src', `linux-headers-${release}`);
+    const tree = join(root, 'usr', 'src', `linux-headers-${common}`);
+    // The headers' Makefile includes the common tree by its installed path.
+    const makefile = join(headers, 'Makefile');
+    writeFileSync(makefile, readFileSync(makefile, 'utf8').replaceAll('/usr/src/', `${join(root, 'usr', 'src')}/`));
+    const source = readdirSync(work).find((f) => f.startsWith(`linux-source-${series}_`));
+    if (!source) throw new NestedUnavailableError(`apt-get download linux-source-${series} left no package`);
+    const tarball = run('sh', ['-c', `dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" ./usr/src/linux-source-${series}.tar.xz && echo "$2/usr/src/linux-source-${series}.tar.xz"`, 'sh', join(work, source), work]).trim();
+    rmSync(join(tree, 'arch', 'x86', 'kvm'), { recursive: true, force: true });
+    run('tar', ['-xJf', tarball, '-C', tree, '--strip-components=1', `linux-source-${series}/arch/x86/kvm`, `linux-source-${series}/virt/kvm`]);
+    const kvmSrc = join(tree, 'arch', 'x86', 'kvm');
+    // IS_ENABLED(CONFIG_KVM_XEN) in the code needs the define; the Makefile's kvm-$(CONFIG_KVM_XEN) the variable.
+    // No kvm-intel: QEMU's TCG emulates AMD's SVM only.
+    run('make', ['-C', headers, `M=${kvmSrc}`, KVM_XEN_BUILD.config, 'KCFLAGS=-DCONFIG_KVM_XEN=1', 'CONFIG_KVM_INTEL=', `-j${availableParallelism()}`, 'modules']);
+    mkdirSync(cache, { recursive: true });
+    // Stripped as Debian's are, and renamed in: a concurrent build never sees half a module.
+    for (const m of KVM_XEN_BUILD.modules) {
+      run('strip', ['--strip-debug', '-o', join(work, m), join(kvmSrc, m)]);
+      renameSync(join(work, m), join(cache, m));
+    }
+    return modules;
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -12,7 +12,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { constants, tmpdir, totalmem } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { bootImage, NestedUnavailableError } from './image.js';
+import { bootImage, NestedUnavailableError, type KernelVariant } from './image.js';
 import { humanMonitor } from './qmp.js';
 import { CONTROL_PORT_NAME, Frame, FrameReader, dataFrames, encodeFrame, jsonFrame, parseJson, type DecodedFrame, type ExitReport } from './protocol.js';
 
@@ -44,6 +44,8 @@ export interface NestedVmOptions {
   /** More directories shared read-write at their own paths. */
   shares?: string[];
   memoryMiB?: number;
+  /** Debian's kernel as it is (the default), or with KVM's Xen support built in (see image.ts). */
+  kernel?: KernelVariant;
   /** How long the VM may take to boot and start its agent. */
   bootTimeoutMs?: number;
 }
@@ -96,7 +98,7 @@ export class NestedVm {
 
   /** Boots the VM; fails with NestedUnavailableError when it cannot, or when it has no usable /dev/kvm. */
   static async start(opts: NestedVmOptions): Promise<NestedVm> {
-    const image = bootImage(opts.root);
+    const image = bootImage(opts.root, opts.kernel);
     const qemuPath = executablePath(QEMU);
     const shares = [opts.root, ...(opts.shares ?? [])].filter((p, i, all) => all.indexOf(p) === i && !all.some((q, j) => j !== i && p.startsWith(`${q}/`)));
     for (const p of shares) {

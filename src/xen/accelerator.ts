@@ -51,7 +51,7 @@ export interface ForwardedHypercall {
 
 export class XenAccelerator {
   private readonly dispatcher: HypercallDispatcher;
-  private readonly page = hypercallPage();
+  private readonly page: Uint8Array;
 
   readonly runstate: RunstateAccount;
   readonly events: EventDelivery;
@@ -81,6 +81,7 @@ export class XenAccelerator {
     this.dispatcher = new HypercallDispatcher(logger);
     this.state = state;
     this.config = config;
+    this.page = hypercallPage(config.hypercallEntry);
     this.clock = new VcpuClock(config.pvclock, config.tscStable, clockSource);
     const systemTime = systemTimeClock(config.bootMonotonicNs);
     this.runstate = new RunstateAccount(vcpu, state, memory, systemTime, haltedNs);
@@ -140,16 +141,25 @@ export class XenAccelerator {
     }
   }
 
-  /** Serves the hypercall whose stub just exited: number in EAX, arguments in the ABI's registers, result to RAX. */
+  /** A hypercall through the page's `out` stub: number in EAX, arguments in the ABI's registers, the result to RAX. */
   hypercall(regs: ExitRegisters): void {
-    // As Xen recalibrates, once a second: whether the TSCs are still in step is asked again, and this
-    // vCPU's records say so before its guest runs again.
-    if (this.clock.recheck()) rewriteVcpuTime({ config: this.config, state: this.state, memory: this.memory, clock: this.clock }, this.vcpu);
     const abi: Abi = regs.long64() ? 'native' : 'compat';
     const args: bigint[] = [];
     for (const name of ARGUMENT_REGISTERS[abi]) args.push(abi === 'native' ? regs.reg(name) : BigInt.asUintN(32, regs.reg(name)));
-    const ctx = new ExitContext(this.vcpu, abi, this.memory, regs);
-    regs.setRax(this.dispatcher.dispatch(ctx, regs.cpl(), Number(regs.reg('rax') & 0xffffffffn), args));
+    regs.setRax(this.serve(regs, abi, regs.cpl(), regs.reg('rax'), args));
+  }
+
+  /** A hypercall KVM intercepted (VMCALL/VMMCALL): KVM read the number and arguments; the result is for KVM to put in RAX. */
+  xenHypercall(regs: ExitRegisters, call: { longMode: boolean; cpl: number; input: bigint; params: readonly bigint[] }): bigint {
+    const abi: Abi = call.longMode ? 'native' : 'compat';
+    return this.serve(regs, abi, call.cpl, call.input, call.params.map((p) => (abi === 'native' ? p : BigInt.asUintN(32, p))));
+  }
+
+  private serve(regs: ExitRegisters, abi: Abi, cpl: number, input: bigint, args: bigint[]): bigint {
+    // As Xen recalibrates, once a second: whether the TSCs are still in step is asked again, and this
+    // vCPU's records say so before its guest runs again.
+    if (this.clock.recheck()) rewriteVcpuTime({ config: this.config, state: this.state, memory: this.memory, clock: this.clock }, this.vcpu);
+    return this.dispatcher.dispatch(new ExitContext(this.vcpu, abi, this.memory, regs), cpl, Number(input & 0xffffffffn), args);
   }
 
   /** The Xen MSRs: a write to the hypercall MSR fills the page it names; nothing else is readable or writable (#GP). */

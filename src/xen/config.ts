@@ -1,5 +1,6 @@
 // What a Xen domain is told about the hypervisor and itself.
 import type { PvclockParams } from './time.js';
+import type { HypercallEntry } from './hypercall-page.js';
 import type { GuestCpuPolicy } from './vcpu-context.js';
 
 export interface XenConfig {
@@ -23,6 +24,8 @@ export interface XenConfig {
   evtchnFastPath: boolean;
   /** The CR4 and EFER bits the guest's CPUID allows, for the checks of VCPUOP_initialise. */
   cpuPolicy: GuestCpuPolicy;
+  /** How the hypercall page's stubs reach the VMM: VMCALL/VMMCALL where KVM intercepts Xen hypercalls, else `out`. */
+  hypercallEntry: HypercallEntry;
 }
 
 export const DEFAULT_XEN_VERSION = { major: 4, minor: 17 };

@@ -10,6 +10,7 @@ const config = (tscStable: boolean): XenConfig => ({
   version: { major: 4, minor: 17 }, domid: 1, handle: new Uint8Array(16), tscKhz: 2_096_024,
   pvclock: { tscTimestamp: 0n, systemTime: 0n, ...tscScale(2_096_024_000) }, tscStable, bootWallNs: 0n, bootMonotonicNs: 0n, evtchnFastPath: true,
   cpuPolicy: { cr4Valid: 0n, eferValid: 0n },
+  hypercallEntry: 'out',
 });
 const timeLeaf = (c: XenConfig, subleaf: number) => {
   const e = xenCpuidLeaves(c, 0).find((l) => l.function === XEN_CPUID_FIRST_LEAF + XEN_CPUID_LEAF.time && l.index === subleaf);

@@ -130,6 +130,22 @@ for (const [machine, mode] of [['i386:x86-64', 64], ['i386', 32]] as const) {
   });
 }
 
+for (const [entry, insn] of [['vmcall', 'vmcall'], ['vmmcall', 'vmmcall']] as const) {
+  test(`hypercallPage('${entry}'): Xen's own stubs, mov and ${insn}, disassembled the same in 64- and 32-bit mode; sched_op's leaves by the port`, () => {
+    const page = hypercallPage(entry);
+    for (const machine of ['i386:x86-64', 'i386'] as const) {
+      const expected = Array.from({ length: HYPERCALL_PAGE_ENTRIES }, (_, nr) => {
+        const base = nr * 32;
+        if (nr === HYPERCALL.sched_op) return expectedListing(nr, base, machine === 'i386' ? 32 : 64);
+        const listing: [number, string][] = [[base, `mov $0x${nr.toString(16)},%eax`], [base + 5, insn], [base + 8, 'ret']];
+        for (let o = 9; o < 32; o++) listing.push([base + o, 'int3']);
+        return listing;
+      }).flat();
+      assert.deepEqual(disassemble(page, machine).map((i) => [i.offset, i.text]), expected, machine);
+    }
+  });
+}
+
 // ---- run for real ---------------------------------------------------------
 
 test('hypercallStub: run natively at CPL 3 it returns -EPERM (-1) for every number', (t) => {

@@ -49,6 +49,7 @@ function setup(t: { after(fn: () => void): void }) {
   const config: XenConfig = {
     version: { major: 4, minor: 17 }, domid: 1, handle: new Uint8Array(16), tscKhz: 2_000_000, pvclock: P, tscStable: true, bootWallNs: 0n, bootMonotonicNs: 0n, evtchnFastPath: true,
     cpuPolicy: { cr4Valid: 0n, eferValid: 0n },
+  hypercallEntry: 'out',
   };
   // The calling vCPU's TSC and KVM's word on the TSCs, as the vCPU thread reads them.
   const kvmClock = { tsc: P.tscTimestamp, stable: true, ms: 0, reads: 0 };

@@ -6,6 +6,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { xenHvmConfig } from '../../src/kvm/abi.js';
+import { Kvm } from '../../src/kvm/system.js';
 import { assertKitPassed, describe, kitReport, requireKvm, runGuest } from '../guest-runner.js';
 
 requireKvm();
@@ -118,6 +120,23 @@ for (const p of programs) {
     });
   }
 }
+
+// Linux since its XSA-466 fixes issues VMCALL/VMMCALL itself: those reach xenkvm only where KVM has Xen support.
+const kvmHasXen = (() => {
+  const kvm = Kvm.open();
+  try {
+    return (kvm.xenHvmSupport() & xenHvmConfig.INTERCEPT_HCALL) !== 0;
+  } finally {
+    kvm.close();
+  }
+})();
+test(`hypercalls by VMCALL/VMMCALL directly ${kvmHasXen ? 'reach xenkvm (KVM with Xen support)' : 'get KVM\'s own answer (KVM without Xen support)'}, and the hypercall page's stubs match`, async () => {
+  const r = await runGuest('xen-vmcall', { cmdline: `expect=${kvmHasXen ? 'xen' : 'kvm'}` });
+  assertKitPassed(r, ['vendor', 'page-entry', 'direct', 'poll']);
+  assert.match(r.stdout, kvmHasXen ? /^KIT-XEN page-entry=vmm?call$/m : /^KIT-XEN page-entry=other$/m);
+  // The unknown hypercall made directly is answered, and reported once, by xenkvm only where it reached it.
+  assert.equal(r.stderr.split('\n').filter((l) => l.includes('hypercall 63')).length, kvmHasXen ? 1 : 0, describe(r));
+});
 
 const shutdowns: [action: string, status: number, stderr?: RegExp][] = [
   ['poweroff', 0],
