@@ -90,9 +90,6 @@ function uuidString(bytes: Uint8Array): string {
 
 const MAX_SECONDARY_CONSOLES = 16;
 
-/** How soon a vCPU that could not take the HVM callback vector is kicked to try again. */
-const REKICK_MS = 1;
-
 /** MSR ranges whose guest accesses exit to the VMM: Xen's (and Hyper-V's) at 0x40000000, KVM's own at 0x4b564d00. */
 const FILTERED_MSRS = [
   { base: 0x40000000, count: 0x3000 },
@@ -408,7 +405,7 @@ export class Machine {
       worker.on('message', (m: VcpuMessage) => {
         if (m.type === 'output') output(m.bytes);
         else if (m.type === 'hypercall') void this.forwardedCalls.serve(m.call, (value) => channel.reply(value));
-        else if (m.type === 'rekick') setTimeout(() => control.kick(), REKICK_MS);
+        else if (m.type === 'rekick') setTimeout(() => control.kick(), m.afterMs);
         else this.stop(m.reason, m.message);
       });
       worker.on('error', (e) => this.stop('vmm-error', `vCPU ${init.id} thread failed: ${e.message}`));

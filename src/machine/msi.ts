@@ -13,7 +13,7 @@ export function signalFixedMsi(vm: Vm, apicId: number, vector: number): boolean 
 /** Event upcalls from any thread: MSIs and IOAPIC lines through the VM, kicks and wake-ups through each vCPU's control block. */
 export function upcallHost(vm: Vm, controls: readonly { kick(): void; wake(): void }[]): UpcallHost {
   return {
-    signalMsi: (apicId, vector) => void signalFixedMsi(vm, apicId, vector),
+    signalMsi: (apicId, vector) => signalFixedMsi(vm, apicId, vector),
     kick: (vcpu) => controls[vcpu].kick(),
     wake: (vcpu) => controls[vcpu].wake(),
     setGsi: (gsi, level) => vm.irqLine(gsi, level),

@@ -19,7 +19,7 @@ import { PostCode } from './devices/post-code.js';
 import { Uart16550 } from './devices/uart16550.js';
 import { ExitHandler } from './exit-handler.js';
 import { VmmChannel } from './vmm-channel.js';
-import { upcallHost } from './msi.js';
+import { signalFixedMsi, upcallHost } from './msi.js';
 import { PortTable } from '../xen/evtchn/ports.js';
 import { callbackVector } from '../xen/evtchn/upcall.js';
 import type { ShutdownKind } from '../xen/sched.js';
@@ -57,10 +57,14 @@ export type VcpuMessage =
   | { type: 'stop'; reason: StopReason; message: string }
   | { type: 'hypercall'; call: ForwardedHypercall }
   /** Kick me again soon: I owe the guest an interrupt it cannot take yet. */
-  | { type: 'rekick' };
+  | { type: 'rekick'; afterMs: number };
 
 const EFER_LMA = 1n << 10n;
 const RFLAGS_IF = 1n << 9n;
+/** How soon a vCPU that could not take the HVM callback vector is kicked to try again. */
+const INTERRUPT_WINDOW_RETRY_MS = 1;
+/** How soon an upcall vector a software-disabled LAPIC refused is signalled again: a guest may leave it off. */
+const LAPIC_RETRY_MS = 10;
 
 /** The accelerator's view of the exit registers, from KVM's synced register area; `vendor` says whose paging rules apply. */
 function exitRegisters(vcpu: Vcpu, vendor: CpuVendor): ExitRegisters {
@@ -151,21 +155,32 @@ function main(init: VcpuThreadInit): void {
     const vendor = cpuVendor(init.cpuid);
     const regs = exitRegisters(vcpu, vendor);
     const handler = new ExitHandler(vcpu, bus, memory, { vendor, pvm: hostKvmIsPvm() }, logger, xen.msrs, { port: HYPERCALL_PORT, call: () => xen.hypercall(regs), xen: (exit) => xen.xenHypercall(regs, exit) });
-    // The HVM callback vector stays asserted while evtchn_upcall_pending is set, like a level-triggered
-    // line outside the LAPIC: injected directly whenever the guest can take an interrupt.
-    const injectCallback = () => {
+    const requestRekick = (afterMs: number) => {
+      if (!rekickRequested) post({ type: 'rekick', afterMs });
+      rekickRequested = true;
+    };
+    // The upcall is owed while evtchn_upcall_pending is set, as Xen re-evaluates it at every VM entry. The
+    // HVM callback vector stays asserted like a level-triggered line outside the LAPIC, injected directly
+    // whenever the guest can take an interrupt; a per-vCPU vector is signalled until the LAPIC takes it.
+    const deliverOwedUpcall = () => {
       // Cleared before upcall_pending is read, so an event raised meanwhile sets it again and is never missed;
       // set again while upcall_pending stays set, so the vector is re-injected as a level-triggered line would be.
-      domain.setCallbackPending(init.id, false);
+      domain.setUpcallOwed(init.id, false);
+      if (!xen.events.upcallPending(init.id)) return;
+      const upcallVector = domain.upcallVector(init.id);
+      if (upcallVector !== 0) {
+        if (signalFixedMsi(vm, init.id, upcallVector)) return;
+        // The LAPIC is software-disabled, and enabling it gives no exit: try again shortly.
+        domain.setUpcallOwed(init.id, true);
+        return requestRekick(LAPIC_RETRY_MS);
+      }
       const vector = callbackVector(domain);
-      if (vector === undefined || !xen.events.upcallPending(init.id)) return;
-      domain.setCallbackPending(init.id, true);
+      if (vector === undefined) return;
+      domain.setUpcallOwed(init.id, true);
       const e = vcpu.interruptsEnabled ? vcpu.getEvents() : undefined;
       if (!e || e.interrupt_injected || e.interrupt_shadow || e.exception_injected || e.nmi_injected) {
         // Not now: KVM gives no exit when the guest re-enables interrupts, so ask to be kicked again shortly.
-        if (!rekickRequested) post({ type: 'rekick' });
-        rekickRequested = true;
-        return;
+        return requestRekick(INTERRUPT_WINDOW_RETRY_MS);
       }
       vcpu.setEvents({ interrupt_injected: 1, interrupt_nr: vector, interrupt_soft: 0 });
       // KVM wakes a halted vCPU for its LAPIC's interrupts, not for one injected this way: end the HLT here,
@@ -211,7 +226,7 @@ function main(init: VcpuThreadInit): void {
           continue;
         }
       }
-      if (domain.callbackPending(init.id)) injectCallback();
+      if (domain.upcallOwed(init.id)) deliverOwedUpcall();
       // vCPU 0 lowers an asserted GSI callback once its upcall_pending is clear, as Xen does on resume.
       if (init.id === 0 && domain.callbackGsiAsserted && !xen.events.upcallPending(0)) {
         const gsi = domain.releaseCallbackGsi();

@@ -166,11 +166,14 @@ export class DomainState {
     Atomics.store(this.power, vcpu * POWER_WORDS + 1, 1);
   }
 
-  /** The HVM callback vector is owed to this vCPU: its thread injects it once the guest can take it. */
-  setCallbackPending(vcpu: number, pending: boolean): void {
-    Atomics.store(this.power, vcpu * POWER_WORDS + 4, pending ? 1 : 0);
+  /**
+   * The event upcall is owed to this vCPU: its thread injects the HVM callback vector once the guest
+   * can take it, or signals the per-vCPU vector again until the LAPIC takes it.
+   */
+  setUpcallOwed(vcpu: number, owed: boolean): void {
+    Atomics.store(this.power, vcpu * POWER_WORDS + 4, owed ? 1 : 0);
   }
-  callbackPending(vcpu: number): boolean {
+  upcallOwed(vcpu: number): boolean {
     return Atomics.load(this.power, vcpu * POWER_WORDS + 4) === 1;
   }
 

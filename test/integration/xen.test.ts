@@ -85,6 +85,7 @@ const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: stri
     cases: ['map-shared-info', 'start-vcpus', 'alloc-unbound', 'callback-vector', 'upcall-vector', 'loopback', 'bind-ipi', 'masked', 'bind-vcpu', 'bind-virq', 'close', 'errors', 'storm', 'reset'],
   },
   { name: 'xen-evtchn-gsi', vcpus: [1], cases: ['setup', 'events'] },
+  { name: 'xen-upcall-early', vcpus: [1], cases: ['before-lapic', 'after'] },
   { name: 'xen-evtchn-moves', vcpus: [2], cases: ['setup', 'storm', 'after-moves'] },
   // Without the fast path every send goes through the main thread: same events, same order.
   { name: 'xen-evtchn-moves', vcpus: [2], args: ['--no-evtchn-fast-path'], cases: ['setup', 'storm', 'after-moves'] },

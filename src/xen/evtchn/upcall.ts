@@ -10,8 +10,8 @@ import { EventDelivery } from './delivery.js';
 import type { PortTable } from './ports.js';
 
 export interface UpcallHost {
-  /** A fixed, edge-triggered MSI at a LAPIC. */
-  signalMsi(apicId: number, vector: number): void;
+  /** A fixed, edge-triggered MSI at a LAPIC; false when the LAPIC did not take it (software-disabled). */
+  signalMsi(apicId: number, vector: number): boolean;
   /** Brings a vCPU out of KVM_RUN so its thread looks at what it owes the guest. */
   kick(vcpu: number): void;
   /** Wakes a vCPU thread sleeping in SCHEDOP_block or SCHEDOP_poll. */
@@ -27,10 +27,17 @@ export function makeUpcall(state: DomainState, host: UpcallHost): (vcpu: number)
   return (vcpu) => {
     host.wake(vcpu);
     const vector = state.upcallVector(vcpu);
-    if (vector !== 0) return host.signalMsi(vcpu, vector);
+    if (vector !== 0) {
+      if (host.signalMsi(vcpu, vector)) return;
+      // KVM drops an MSI at a LAPIC the guest has not enabled yet, where Xen's vLAPIC holds it
+      // pending (Linux sets its vector before it enables its LAPIC): the vCPU's thread retries.
+      state.setUpcallOwed(vcpu, true);
+      host.kick(vcpu);
+      return;
+    }
     const callback = decodeCallbackIrq(state.param(HVM_PARAM.CALLBACK_IRQ));
     if (callback.type === 'vector') {
-      state.setCallbackPending(vcpu, true);
+      state.setUpcallOwed(vcpu, true);
       host.kick(vcpu);
     } else if (callback.type === 'gsi' && vcpu === 0 && callback.gsi > 0 && callback.gsi < IOAPIC_PINS) {
       // As Xen: a GSI callback is a level-triggered line for vCPU 0's upcall_pending; vCPU 0's thread lowers it.
