@@ -30,6 +30,7 @@ function xenVersion(value: string): { major: number; minor: number } {
 
 async function run(opts: {
   kernel: string;
+  initrd?: string;
   cmdline: string;
   memory: number;
   vcpus: number;
@@ -46,6 +47,7 @@ async function run(opts: {
   const output = consoleOutput(opts.consoleLog);
   const machine = Machine.create({
     kernel: opts.kernel,
+    initrd: opts.initrd,
     cmdline: opts.cmdline,
     memoryMiB: opts.memory,
     vcpus: opts.vcpus,
@@ -160,6 +162,7 @@ export async function main(argv: string[]): Promise<number> {
     .description('boot a PVH kernel and run it until it powers off, resets or fails')
     .requiredOption('-k, --kernel <file>', 'ELF kernel with a Xen PVH entry point (XEN_ELFNOTE_PHYS32_ENTRY)')
     .option('-c, --cmdline <string>', 'kernel command line', '')
+    .option('--initrd <file>', "initial ramdisk, the kernel's first start_info module")
     .option('-m, --memory <MiB>', 'guest RAM in MiB', wholeNumber('memory'), 256)
     .option('-n, --vcpus <count>', 'number of vCPUs', wholeNumber('vCPU count'), 1)
     .option('--xen-version <major.minor>', 'Xen version the guest sees', xenVersion, DEFAULT_XEN_VERSION)

@@ -4,8 +4,6 @@ import { MEMMAP_TYPE_RAM, MEMMAP_TYPE_RESERVED } from '../boot/start-info.js';
 import {
   ACPI_BASE,
   ACPI_SIZE,
-  BOOT_INFO_BASE,
-  BOOT_INFO_SIZE,
   GiB,
   guestMemmap,
   XENSTORE_GFN,
@@ -18,6 +16,7 @@ import {
   LOW_MEMORY_END,
   LOW_RAM_END,
   MiB,
+  placeAfterKernel,
   ramRanges,
 } from './layout.js';
 
@@ -81,8 +80,6 @@ for (const bytes of SIZES) {
       assert.ok(map.some((e) => e.type === MEMMAP_TYPE_RESERVED && e.addr <= addr && addr + 0x1000 <= e.addr + e.size));
     }
     assert.ok(map.some((e) => e.type === MEMMAP_TYPE_RESERVED && e.addr <= ACPI_BASE && ACPI_BASE + ACPI_SIZE <= e.addr + e.size));
-    // Boot info lies in RAM the guest is told about.
-    assert.ok(ram.some((e) => e.addr <= BOOT_INFO_BASE && BOOT_INFO_BASE + BOOT_INFO_SIZE <= e.addr + e.size));
   });
 }
 
@@ -101,4 +98,17 @@ test('exact layouts', () => {
   ]);
   assert.deepEqual(guestMemmap(8 * GiB).at(-1), { addr: 4 * GiB, size: 5 * GiB, type: MEMMAP_TYPE_RAM });
   assert.equal(guestMemmap(3 * GiB).length, 6, 'no high entry when all RAM fits below 3 GiB');
+});
+
+test('placeAfterKernel: page-aligned blocks one after another from the first page past the image, in the first range with room', () => {
+  const ram = [{ start: 0, end: 0xa0000 }, { start: 0x100000, end: 0x1000000 }];
+  assert.deepEqual(placeAfterKernel(0x123456, ram, [0x2000]), [0x124000]);
+  assert.deepEqual(placeAfterKernel(0x124000, ram, [300_001, 0x2000]), [0x124000, 0x16e000]);
+  // A kernel low in memory: the blocks follow it there while they fit, else go to the next range.
+  assert.deepEqual(placeAfterKernel(0x800, ram, [0x2000]), [0x1000]);
+  assert.deepEqual(placeAfterKernel(0x800, ram, [0x200000, 0x2000]), [0x100000, 0x300000]);
+  // The last block may end exactly at the range's end; one byte more does not fit anywhere.
+  assert.deepEqual(placeAfterKernel(0xffe000, ram, [0x2000]), [0xffe000]);
+  assert.equal(placeAfterKernel(0xffe000, ram, [0x2001]), undefined);
+  assert.equal(placeAfterKernel(0x200000, ram, [0x1000000]), undefined);
 });

@@ -9,8 +9,7 @@ export const GiB = 1 << 30;
 export const LOW_RAM_END = 3 * GiB;
 export const HIGH_RAM_START = 4 * GiB;
 
-/** start_info, the memory map and the command line: one page-aligned block. */
-export const BOOT_INFO_BASE = 0x1000;
+/** The room start_info, the memory map and the command line may take: one page-aligned block after the kernel and modules. */
 export const BOOT_INFO_SIZE = 0x2000;
 /** ACPI tables in the legacy BIOS area, reported reserved. */
 export const ACPI_BASE = 0xe0000;
@@ -90,4 +89,28 @@ export function guestMemmap(bytes: number): MemmapEntry[] {
   map.push({ addr: SPECIAL_PAGES_GFN * 0x1000, size: SPECIAL_PAGES * 0x1000, type: MEMMAP_TYPE_RESERVED });
   if (bytes > low) map.push({ addr: HIGH_RAM_START, size: bytes - low, type: MEMMAP_TYPE_RAM });
   return map;
+}
+
+const PAGE = 0x1000;
+const pageUp = (addr: number) => Math.ceil(addr / PAGE) * PAGE;
+
+/**
+ * Where blocks of `sizes` bytes go after a kernel image ending (exclusive) at `kernelEnd`, as Xen's
+ * domain builder lays out the modules and then start_info: each page-aligned, one after another, from
+ * the first page past the image, in the first of the `ram` ranges ([start, end)) with room for all
+ * of them. Undefined when none has.
+ */
+export function placeAfterKernel(kernelEnd: number, ram: readonly { start: number; end: number }[], sizes: readonly number[]): number[] | undefined {
+  for (const r of ram) {
+    if (r.end <= kernelEnd) continue;
+    const placed: number[] = [];
+    let end = Math.max(kernelEnd, r.start);
+    for (const size of sizes) {
+      const at = pageUp(end);
+      placed.push(at);
+      end = at + size;
+    }
+    if (end <= r.end) return placed;
+  }
+  return undefined;
 }

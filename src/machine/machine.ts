@@ -40,15 +40,17 @@ import type { StopReason } from './devices/platform.js';
 import { Uart16550 } from './devices/uart16550.js';
 import { exitStatus } from './exit-status.js';
 import {
-  ACPI_BASE, ACPI_SIZE, BOOT_INFO_BASE, BOOT_INFO_SIZE, guestMemmap, IOAPIC_ADDRESS, IOAPIC_ID, KVM_IDENTITY_MAP_ADDRESS,
+  ACPI_BASE, ACPI_SIZE, BOOT_INFO_SIZE, guestMemmap, IOAPIC_ADDRESS, IOAPIC_ID, KVM_IDENTITY_MAP_ADDRESS,
   KVM_RESERVED_FRAMES, KVM_TSS_ADDRESS, LAPIC_ADDRESS, MAX_MEMORY_MIB, MAX_VCPUS, MiB, MIN_MEMORY_MIB, OVERLAY_PAGES, ports, RESET_VALUE,
-  S5_SLEEP_TYPE, SCI_IRQ, ramRanges,
+  placeAfterKernel, S5_SLEEP_TYPE, SCI_IRQ, ramRanges,
 } from './layout.js';
 import { Command, VcpuControl, VcpuState } from './vcpu-control.js';
 import type { VcpuMessage, VcpuThreadInit } from './vcpu-thread.js';
 
 export interface MachineConfig {
   kernel: string;
+  /** An initial ramdisk, handed to the kernel as start_info's first module. */
+  initrd?: string;
   cmdline: string;
   memoryMiB: number;
   vcpus: number;
@@ -113,13 +115,13 @@ function validateConfig(c: Pick<MachineConfig, 'memoryMiB' | 'vcpus' | 'maxEvtch
   }
 }
 
-function readKernel(path: string): Uint8Array {
+function readGuestFile(what: 'kernel' | 'initrd', path: string): Uint8Array {
   try {
     return readFileSync(path);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EACCES' ? 'permission denied' : err.code === 'EISDIR' ? 'it is a directory' : err.message;
-    throw new ConfigError(`cannot read kernel ${path}: ${why}`);
+    throw new ConfigError(`cannot read ${what} ${path}: ${why}`);
   }
 }
 
@@ -172,12 +174,6 @@ function xenConfig(config: MachineConfig, vm: Vm, bootVcpuFd: number, bootVcpuCr
   };
 }
 
-/** A range with [from, to) cut out of it: zero, one or two ranges. */
-function withoutRange(r: { start: number; end: number }, from: number, to: number): { start: number; end: number }[] {
-  if (to <= r.start || from >= r.end) return [r];
-  return [{ start: r.start, end: from }, { start: to, end: r.end }].filter((p) => p.end > p.start);
-}
-
 /** Owned resources, released in reverse order of acquisition. */
 class Resources {
   private readonly items: (() => void)[] = [];
@@ -215,14 +211,20 @@ export class Machine {
 
   static create(config: MachineConfig): Machine {
     validateConfig(config);
-    const file = readKernel(config.kernel);
+    const file = readGuestFile('kernel', config.kernel);
     const ramBytes = config.memoryMiB * MiB;
+    const initrd = config.initrd === undefined ? undefined : readGuestFile('initrd', config.initrd);
     const memmap = guestMemmap(ramBytes);
-    // The kernel may go anywhere in RAM except where start_info and the command line will be written.
-    const ram = memmap
-      .filter((e) => e.type === MEMMAP_TYPE_RAM)
-      .flatMap((e) => withoutRange({ start: e.addr, end: e.addr + e.size }, BOOT_INFO_BASE, BOOT_INFO_BASE + BOOT_INFO_SIZE));
+    const ram = memmap.filter((e) => e.type === MEMMAP_TYPE_RAM).map((e) => ({ start: e.addr, end: e.addr + e.size }));
     const kernel = loadPvhKernel(file, ram);
+    // After the kernel, as Xen's domain builder puts them: the initrd (start_info's one module), then start_info.
+    const placed = placeAfterKernel(kernel.highest, ram, initrd ? [initrd.length, BOOT_INFO_SIZE] : [BOOT_INFO_SIZE]);
+    if (!placed) {
+      const what = initrd ? `the initrd (${initrd.length} bytes) and start_info` : 'start_info';
+      throw new ConfigError(`no room in guest RAM after the kernel (which ends at 0x${kernel.highest.toString(16)}) for ${what}: give the guest more memory (--memory)`);
+    }
+    const bootInfoBase = placed[placed.length - 1];
+    const modules = initrd ? [{ paddr: placed[0], size: initrd.length }] : [];
 
     const resources = new Resources();
     try {
@@ -286,8 +288,9 @@ export class Machine {
         oemTableId: 'XENKVM01',
       });
       memory.write(ACPI_BASE, acpi.bytes);
-      const bootInfo = encodeBootInfo({ base: BOOT_INFO_BASE, cmdline: config.cmdline, rsdpPaddr: acpi.rsdpPaddr, memmap, maxBytes: BOOT_INFO_SIZE });
-      memory.write(BOOT_INFO_BASE, bootInfo.bytes);
+      if (initrd) memory.write(modules[0].paddr, initrd);
+      const bootInfo = encodeBootInfo({ base: bootInfoBase, cmdline: config.cmdline, rsdpPaddr: acpi.rsdpPaddr, memmap, maxBytes: BOOT_INFO_SIZE, modules });
+      memory.write(bootInfoBase, bootInfo.bytes);
 
       const supported = kvm.supportedCpuid();
       const runSize = kvm.vcpuMmapSize();

@@ -1,5 +1,9 @@
 // Boots kit guests under KVM through the xenkvm command.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { cpuVendor, hostKvmIsPvm, Kvm } from '../../src/kvm/system.js';
 import { assertKitPassed, describe, kitReport, requireKvm, runGuest } from '../guest-runner.js';
@@ -18,8 +22,39 @@ const vendor = (() => {
 
 test('a 32-bit ELF (i386) PVH guest boots and reads start_info, command line and memory map', async () => {
   const r = await runGuest('hello32', { cmdline: 'hello from the host' });
-  assertKitPassed(r, ['start-info', 'cmdline', 'memmap-ram-1m']);
+  assertKitPassed(r, ['start-info', 'cmdline', 'memmap-ram-1m', 'modules']);
   assert.match(r.stdout, /^KIT-CMDLINE hello from the host$/m);
+  assert.match(r.stdout, /^KIT-MODULES n=0$/m);
+});
+
+/** FNV-1a, 32 bits: what hello32 prints for each module. */
+function fnv1a(bytes: Uint8Array): string {
+  let h = 2166136261;
+  for (const b of bytes) h = Math.imul(h ^ b, 16777619) >>> 0;
+  return `0x${h.toString(16).padStart(8, '0')}`;
+}
+
+test('--initrd is start_info\'s one module, whole, page-aligned between the kernel image and start_info', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-initrd-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const initrd = randomBytes(300_001); // not a whole number of pages
+  writeFileSync(join(dir, 'initrd'), initrd);
+  const r = await runGuest('hello32', { args: ['--initrd', join(dir, 'initrd')] });
+  assertKitPassed(r, ['start-info', 'cmdline', 'memmap-ram-1m', 'modules']);
+  assert.match(r.stdout, /^KIT-MODULES n=1$/m);
+  assert.match(r.stdout, new RegExp(`^KIT-MODULE 0 size=300001 fnv1a=${fnv1a(initrd)} cmdline=none$`, 'm'));
+});
+
+test('an initrd that cannot be read, or that leaves no room for start_info, is one clear line', async (t) => {
+  const missing = await runGuest('hello32', { args: ['--initrd', '/nonexistent/initrd'] });
+  assert.equal(missing.status, 1, describe(missing));
+  assert.equal(missing.stderr, 'xenkvm: cannot read initrd /nonexistent/initrd: no such file\n');
+  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-initrd-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'big'), new Uint8Array(20 * 1024 * 1024));
+  const big = await runGuest('hello32', { memory: 16, args: ['--initrd', join(dir, 'big')] });
+  assert.equal(big.status, 1, describe(big));
+  assert.match(big.stderr, /^xenkvm: no room in guest RAM after the kernel \(which ends at 0x[0-9a-f]+\) for the initrd \(20971520 bytes\) and start_info: give the guest more memory \(--memory\)\n$/);
 });
 
 test('a 32-bit ELF whose machine is x86-64 boots', async () => {
