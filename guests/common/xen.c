@@ -271,6 +271,10 @@ long xen_evtchn_status(domid_t dom, evtchn_port_t port, struct evtchn_status *st
 	return HYPERVISOR_event_channel_op(EVTCHNOP_status, st);
 }
 
+const xen_ulong_t xen_evtchn_all_ports[XEN_EVTCHN_2L_PORTS / XEN_EVTCHN_WORD_BITS] = {
+	[0 ... XEN_EVTCHN_2L_PORTS / XEN_EVTCHN_WORD_BITS - 1] = ~(xen_ulong_t)0,
+};
+
 uint32_t xen_evtchn_2l_scan(volatile struct shared_info *s, volatile struct vcpu_info *vi,
 			    const volatile xen_ulong_t *mine, volatile uint32_t *got)
 {

@@ -184,6 +184,8 @@ static inline unsigned int xen_lowest_bit(xen_ulong_t x)
  * most 8 rounds. Returns how many events it took. */
 uint32_t xen_evtchn_2l_scan(volatile struct shared_info *s, volatile struct vcpu_info *vi,
 			    const volatile xen_ulong_t *mine, volatile uint32_t *got);
+/* Every port at once, as `mine` for a guest whose ports are all one vCPU's. */
+extern const xen_ulong_t xen_evtchn_all_ports[XEN_EVTCHN_2L_PORTS / XEN_EVTCHN_WORD_BITS];
 
 /* The domain id from CPUID leaf base+4 (needs xen_cpuid_scan), or -1 when
  * the leaf doesn't offer it. */
