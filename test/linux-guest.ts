@@ -6,7 +6,8 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { downloadKernelPackage } from '../src/nested/image.js';
 
 const KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
 const BUSYBOX = '/bin/busybox';
@@ -36,7 +37,7 @@ function run(file: string, args: string[], cwd?: string): string {
 export function linuxGuest(root: string): LinuxGuest {
   const dir = join(root, 'build', 'linux-guest');
   mkdirSync(dir, { recursive: true });
-  const deb = readdirSync(dir).find((f) => /^linux-image-.*-cloud-amd64_.*\.deb$/.test(f)) ?? download(dir);
+  const deb = readdirSync(dir).find((f) => /^linux-image-.*-cloud-amd64_.*\.deb$/.test(f)) ?? basename(downloadKernelPackage(dir, KERNEL_META_PACKAGE));
   const key = createHash('sha256').update(deb).update(readFileSync(BUSYBOX)).update(INIT).digest('hex').slice(0, 16);
   const guest = { package: deb, vmlinux: join(dir, `vmlinux-${key}`), initrd: join(dir, `initrd-${key}.cpio`) };
   if (existsSync(guest.vmlinux) && existsSync(guest.initrd)) return guest;
@@ -63,22 +64,6 @@ export function linuxGuest(root: string): LinuxGuest {
     return guest;
   } finally {
     rmSync(work, { recursive: true, force: true });
-  }
-}
-
-/** Fetches Debian's current cloud kernel package into `dir`; its file name. */
-function download(dir: string): string {
-  const name = /Depends: (linux-image-\S+)/.exec(run('apt-cache', ['depends', KERNEL_META_PACKAGE]))?.[1];
-  if (!name) throw new Error(`cannot find Debian's ${KERNEL_META_PACKAGE} package: run apt-get update, then try again`);
-  const tmp = mkdtempSync(join(dir, 'download-'));
-  try {
-    run('apt-get', ['download', '-qq', name], tmp);
-    const file = readdirSync(tmp).find((f) => f.endsWith('.deb'));
-    if (!file) throw new Error(`apt-get download ${name} left no package`);
-    renameSync(join(tmp, file), join(dir, file));
-    return file;
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
   }
 }
 

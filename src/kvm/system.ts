@@ -1,6 +1,6 @@
 // The /dev/kvm system file descriptor.
 import { existsSync } from 'node:fs';
-import { caps, ioctls, KVM_API_VERSION, kvmCpuid2Header, kvmCpuidEntry2, KVM_CPUID_FLAG_SIGNIFCANT_INDEX } from './abi.js';
+import { caps, ioctls, KVM_API_VERSION, kvmCpuid2Header, kvmCpuidEntry2, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, xenHvmConfig } from './abi.js';
 import { check, EACCES, EINTR, ENOENT, EPERM, errno, libc, O_CLOEXEC, O_RDWR, SystemCallError } from './libc.js';
 import { Vm } from './vm.js';
 
@@ -99,9 +99,9 @@ export class Kvm {
     if (missing.length) throw new KvmUnavailableError(`this host's KVM lacks ${missing.join(', ')}; xenkvm needs Linux 5.10 or later`);
   }
 
-  /** Which of KVM's Xen support (xenHvmConfig flags) this host has: 0 where its kernel lacks CONFIG_KVM_XEN. */
-  xenHvmSupport(): number {
-    return this.checkExtension(caps.KVM_CAP_XEN_HVM);
+  /** Whether KVM can hand the guest's Xen hypercalls to the VMM (INTERCEPT_HCALL): not where its kernel lacks CONFIG_KVM_XEN. */
+  interceptsXenHypercalls(): boolean {
+    return (this.checkExtension(caps.KVM_CAP_XEN_HVM) & xenHvmConfig.INTERCEPT_HCALL) !== 0;
   }
 
   vcpuMmapSize(): number {
@@ -169,4 +169,14 @@ export function encodeCpuid(entries: CpuidEntry[]): Uint8Array {
     }),
   );
   return buf;
+}
+
+/** Kvm.interceptsXenHypercalls() of the host's KVM, opened for the question. */
+export function hostKvmInterceptsXenHypercalls(): boolean {
+  const kvm = Kvm.open();
+  try {
+    return kvm.interceptsXenHypercalls();
+  } finally {
+    kvm.close();
+  }
 }

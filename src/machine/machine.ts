@@ -247,7 +247,7 @@ export class Machine {
       // Where the host's KVM can hand Xen hypercalls over (CONFIG_KVM_XEN), a VMCALL/VMMCALL reaches xenkvm:
       // modern Linux makes its hypercalls that way, and elsewhere KVM would answer them itself. After the
       // filter, which keeps the hypercall MSR's writes for xenkvm.
-      const interceptsXen = (kvm.xenHvmSupport() & xenHvmConfig.INTERCEPT_HCALL) !== 0;
+      const interceptsXen = kvm.interceptsXenHypercalls();
       if (interceptsXen) vm.configureXenHvm(xenHvmConfig.INTERCEPT_HCALL, HYPERCALL_MSR);
       else if (kernel.guestOs?.toLowerCase() === 'linux') {
         log('machine').warn(

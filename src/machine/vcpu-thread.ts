@@ -19,7 +19,7 @@ import { PostCode } from './devices/post-code.js';
 import { Uart16550 } from './devices/uart16550.js';
 import { ExitHandler } from './exit-handler.js';
 import { VmmChannel } from './vmm-channel.js';
-import { signalFixedMsi, upcallHost } from './msi.js';
+import { upcallHost } from './msi.js';
 import { PortTable } from '../xen/evtchn/ports.js';
 import { callbackVector } from '../xen/evtchn/upcall.js';
 import type { ShutdownKind } from '../xen/sched.js';
@@ -169,7 +169,7 @@ function main(init: VcpuThreadInit): void {
       if (!xen.events.upcallPending(init.id)) return;
       const upcallVector = domain.upcallVector(init.id);
       if (upcallVector !== 0) {
-        if (signalFixedMsi(vm, init.id, upcallVector)) return;
+        if (upcall.signalMsi(init.id, upcallVector)) return;
         // The LAPIC is software-disabled, and enabling it gives no exit: try again shortly.
         domain.setUpcallOwed(init.id, true);
         return requestRekick(LAPIC_RETRY_MS);

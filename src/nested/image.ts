@@ -66,15 +66,19 @@ function run(file: string, args: string[], options: { cwd?: string; input?: Buff
 /** The kernel package in `dir`, fetched with `apt-get download` when there is none. */
 function kernelPackage(dir: string): string {
   const present = readdirSync(dir).find((f) => /^linux-image-.*\.deb$/.test(f));
-  if (present) return join(dir, present);
+  return present ? join(dir, present) : downloadKernelPackage(dir, KERNEL_META_PACKAGE);
+}
+
+/** Fetches into `dir` the kernel package Debian's `metaPackage` (e.g. linux-image-amd64) depends on now; its path. */
+export function downloadKernelPackage(dir: string, metaPackage: string): string {
   requireTool('/usr/bin/apt-get', 'apt');
-  const dependsOn = () => /Depends: (linux-image-\S+)/.exec(run('apt-cache', ['depends', KERNEL_META_PACKAGE]))?.[1];
+  const dependsOn = () => /Depends: (linux-image-\S+)/.exec(run('apt-cache', ['depends', metaPackage]))?.[1];
   let name = dependsOn();
   if (!name && process.getuid?.() === 0) {
     run('apt-get', ['update', '-qq']);
     name = dependsOn();
   }
-  if (!name) throw new NestedUnavailableError(`cannot find Debian's ${KERNEL_META_PACKAGE} package: run apt-get update, then try again`);
+  if (!name) throw new NestedUnavailableError(`cannot find Debian's ${metaPackage} package: run apt-get update, then try again`);
   const tmp = mkdtempSync(join(dir, 'download-'));
   try {
     run('apt-get', ['download', '-qq', name], { cwd: tmp });

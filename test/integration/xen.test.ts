@@ -6,8 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { xenHvmConfig } from '../../src/kvm/abi.js';
-import { Kvm } from '../../src/kvm/system.js';
+import { hostKvmInterceptsXenHypercalls } from '../../src/kvm/system.js';
 import { assertKitPassed, describe, kitReport, requireKvm, runGuest } from '../guest-runner.js';
 
 requireKvm();
@@ -123,14 +122,7 @@ for (const p of programs) {
 }
 
 // Linux since its XSA-466 fixes issues VMCALL/VMMCALL itself: those reach xenkvm only where KVM has Xen support.
-const kvmHasXen = (() => {
-  const kvm = Kvm.open();
-  try {
-    return (kvm.xenHvmSupport() & xenHvmConfig.INTERCEPT_HCALL) !== 0;
-  } finally {
-    kvm.close();
-  }
-})();
+const kvmHasXen = hostKvmInterceptsXenHypercalls();
 test(`hypercalls by VMCALL/VMMCALL directly ${kvmHasXen ? 'reach xenkvm (KVM with Xen support)' : 'get KVM\'s own answer (KVM without Xen support)'}, and the hypercall page's stubs match`, async () => {
   const r = await runGuest('xen-vmcall', { cmdline: `expect=${kvmHasXen ? 'xen' : 'kvm'}` });
   assertKitPassed(r, ['vendor', 'page-entry', 'direct', 'poll']);
