@@ -25,7 +25,9 @@
  * most 10 ms on: a poll whose wake-up depended on vCPU 1 alone would hang the
  * run if an event were lost, instead of reporting it). memory_op's
  * add_to_physmap calls run with interrupts off and shared_info is mapped back
- * at its frame after each; their frames never fall on this kernel.
+ * at its frame after each; their frames are landing pages no pointer is made
+ * into (or a batch could write its errs into shared_info's bitmaps, as it may
+ * on Xen) or the special ones, never the rest of this kernel.
  *
  * Then: xen_version and a send on the port still work, no event was lost, and
  * a guard area never handed to a hypercall is unchanged. One case, `fuzz`; the
@@ -49,6 +51,10 @@ static uint8_t vcpu_info_page[4096] __attribute__((aligned(4096)));
 static uint8_t scratch[SCRATCH_PAGES + 1][4096] __attribute__((aligned(4096)));
 static uint8_t cross_page[4096] __attribute__((aligned(4096)));
 static uint8_t ro_page[4096] __attribute__((aligned(4096)));
+/* Where add_to_physmap puts shared_info: frames of RAM no hypercall is given a pointer into, so
+ * that a batch's errs, written once its entries are done, never land in shared_info's event bitmaps. */
+#define LANDING_PAGES 2
+static uint8_t landing[LANDING_PAGES][4096] __attribute__((aligned(4096)));
 /* Never handed to a hypercall: must read the same at the end. */
 static uint8_t guard[64 * 1024] __attribute__((aligned(4096)));
 
@@ -203,7 +209,10 @@ static void ap_main(int cpu)
 		if (!KIT_WAIT_FOR(acks != a || stop_sending, 5000)) {
 			lost = 1;
 			/* At once: vCPU 0 may be left waiting in a poll or block that only this sender's events end. */
-			kit_printf("\nKIT-FUZZ-LOST send %u not taken in 5 s; vCPU 0 at call %llu\n", sends, U64(call_index));
+			unsigned int w = check_port / XEN_EVTCHN_WORD_BITS, b = check_port % XEN_EVTCHN_WORD_BITS;
+			kit_printf("\nKIT-FUZZ-LOST send %u not taken in 5 s; vCPU 0 at call %llu; its upcall_pending %u, pending_sel %llx; the port pending %llu, masked %llu\n",
+				   sends, U64(call_index), vinfo[0]->evtchn_upcall_pending, U64(vinfo[0]->evtchn_pending_sel),
+				   U64((sh->evtchn_pending[w] >> b) & 1), U64((sh->evtchn_mask[w] >> b) & 1));
 			return;
 		}
 		/* About a send a millisecond: enough to be there throughout, not so many the fuzz is mostly upcalls. */
@@ -239,10 +248,12 @@ static bool is_kernel_frame(uint64_t gfn)
 	return gfn >= XEN_PTR(kit_image_start) >> 12 && gfn <= (XEN_PTR(kit_image_end) - 1) >> 12;
 }
 
-/* A frame for add_to_physmap to put something at: scratch, or one of FRAMES, never this kernel. */
+/* A frame for add_to_physmap to put something at: a landing page, or one of FRAMES, never the rest of this kernel. */
 static uint64_t target_frame(void)
 {
-	uint64_t gfn = rnd(2) ? XEN_PTR(scratch[rnd(SCRATCH_PAGES)]) >> 12 : FRAMES[rnd(sizeof FRAMES / sizeof FRAMES[0])];
+	if (rnd(2))
+		return XEN_PTR(landing[rnd(LANDING_PAGES)]) >> 12;
+	uint64_t gfn = FRAMES[rnd(sizeof FRAMES / sizeof FRAMES[0])];
 	return is_kernel_frame(gfn) ? 1ull << 40 : gfn;
 }
 
