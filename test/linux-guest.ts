@@ -13,9 +13,13 @@ const KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
 const BUSYBOX = '/bin/busybox';
 /** What /init prints, then it powers the guest off. */
 export const INIT_MARKER = 'XENKVM-LINUX-INIT';
+/** What /init writes to /dev/ttyS0: the UART works from user space (its IRQ from the DSDT). */
+export const TTYS0_MARKER = 'XENKVM-LINUX-TTYS0';
 const INIT = `#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sys /sys
+/bin/busybox mount -t devtmpfs dev /dev
+/bin/busybox timeout 30 /bin/busybox sh -c 'echo "${TTYS0_MARKER} from user space" > /dev/ttyS0'
 echo "${INIT_MARKER} cpus=$(/bin/busybox grep -c ^processor /proc/cpuinfo) hypervisor=$(/bin/busybox cat /sys/hypervisor/type)"
 /bin/busybox poweroff -f
 `;

@@ -217,6 +217,27 @@ test('DSDT is exactly a definition block holding Name (_S5, Package (4) {...})',
   ]);
 });
 
+test('DSDT with a UART: \\_SB.COM1, a PNP0501 whose _CRS holds its 8 ports and its IRQ, after _S5', () => {
+  const { get } = build({ s5SleepType: 5, uart: { port: 0x3f8, irq: 4 } });
+  const body = [...get('DSDT').bytes.subarray(36)];
+  const s5 = 14;
+  const crs = [
+    0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08, // IO (Decode16, 0x3f8, 0x3f8, 1, 8)
+    0x22, 0x10, 0x00, // IRQNoFlags () {4}
+    0x79, 0x00, // EndTag
+  ];
+  const device = [
+    0x43, 0x4f, 0x4d, 0x31, // "COM1"
+    0x08, 0x5f, 0x48, 0x49, 0x44, 0x0c, 0x41, 0xd0, 0x05, 0x01, // Name (_HID, EisaId ("PNP0501"))
+    0x08, 0x5f, 0x55, 0x49, 0x44, 0x01, // Name (_UID, One)
+    0x08, 0x5f, 0x43, 0x52, 0x53, 0x11, crs.length + 3, 0x0a, crs.length, ...crs, // Name (_CRS, Buffer (13) {...})
+  ];
+  const scope = [0x5c, 0x5f, 0x53, 0x42, 0x5f, 0x5b, 0x82, device.length + 1, ...device]; // \_SB_, DeviceOp
+  assert.deepEqual(body.slice(s5), [0x10, scope.length + 1, ...scope]); // ScopeOp
+  assert.equal(findS5SleepType(get('DSDT').bytes), 5);
+  assert.throws(() => buildAcpiTables(options({ uart: { port: 0x3f8, irq: 16 } })), /UART IRQ/);
+});
+
 test('_S5 round-trips through findS5SleepType', () => {
   for (let t = 0; t <= 7; t++) {
     const { get } = build({ s5SleepType: t });

@@ -1,5 +1,5 @@
 // ACPI tables for a PVH guest (ACPI 6.5 layouts): RSDP, XSDT, FADT, MADT and a
-// DSDT holding only \_S5, built as one blob for a guest-physical base. Plus a
+// DSDT holding \_S5 and the UART, built as one blob for a guest-physical base. Plus a
 // reader that walks them back from guest memory and checks every checksum.
 
 import { struct } from '../common/struct.js';
@@ -168,6 +168,8 @@ export interface AcpiOptions {
   /** SLP_TYP for S5 (0..7). */
   s5SleepType: number;
   hardwareReduced: boolean;
+  /** A 16550 UART (8 ports from `port`, an ISA IRQ), described in the DSDT as \_SB.COM1: a hardware-reduced machine has no other way to say it is there. */
+  uart?: { port: number; irq: number };
   /** Set when the machine emulates a CMOS RTC at ports 0x70/0x71 (default: absent). */
   cmosRtc?: boolean;
   oemId: string;
@@ -237,7 +239,46 @@ const AML_WORD_PREFIX = 0x0b;
 const AML_DWORD_PREFIX = 0x0c;
 const AML_QWORD_PREFIX = 0x0e;
 const AML_PACKAGE = 0x12;
+const AML_BUFFER = 0x11;
+const AML_SCOPE = 0x10;
+const AML_EXT_PREFIX = 0x5b;
+const AML_DEVICE = 0x82; // after AML_EXT_PREFIX
 const AML_ROOT_CHAR = 0x5c;
+
+/** EisaId ("PNP0501"): a 16550-compatible serial port, compressed as ACPI compresses EISA ids. */
+const PNP0501 = 0x0105d041;
+/** Small resource descriptors (ACPI 6.5, 6.4.2): I/O port, IRQ without flags, end tag. */
+const RESOURCE_IO = 0x47;
+const RESOURCE_IO_DECODE16 = 0x01;
+const RESOURCE_IRQ_NO_FLAGS = 0x22;
+const RESOURCE_END = 0x79;
+
+const u32le = (v: number) => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, v >>> 24];
+
+/** `Name (seg, value)` for a 4-character name. */
+const amlName = (seg: string, value: number[]) => [AML_NAME, ...ascii(seg), ...value];
+
+/**
+ * `Scope (\_SB) { Device (COM1) { Name (_HID, EisaId ("PNP0501")) Name (_UID, One)
+ * Name (_CRS, ResourceTemplate () { IO (Decode16, port, port, 1, 8) IRQNoFlags () {irq} }) } }`.
+ */
+function amlUart(port: number, irq: number): number[] {
+  const crs = [
+    RESOURCE_IO, RESOURCE_IO_DECODE16, port & 0xff, port >> 8, port & 0xff, port >> 8, 1, 8,
+    RESOURCE_IRQ_NO_FLAGS, (1 << irq) & 0xff, (1 << irq) >> 8,
+    RESOURCE_END, 0, // checksum 0: the template is taken as valid
+  ];
+  const buffer = [AML_BYTE_PREFIX, crs.length, ...crs];
+  const body = [
+    ...ascii('COM1'),
+    ...amlName('_HID', [AML_DWORD_PREFIX, ...u32le(PNP0501)]),
+    ...amlName('_UID', [AML_ONE]),
+    ...amlName('_CRS', [AML_BUFFER, ...amlPkgLength(buffer.length), ...buffer]),
+  ];
+  const device = [AML_EXT_PREFIX, AML_DEVICE, ...amlPkgLength(body.length), ...body];
+  const scope = [AML_ROOT_CHAR, ...ascii('_SB_'), ...device];
+  return [AML_SCOPE, ...amlPkgLength(scope.length), ...scope];
+}
 
 /** `Name (_S5, Package (4) { t, t, Zero, Zero })`. */
 function amlS5(sleepType: number): Uint8Array {
@@ -295,7 +336,11 @@ export function buildAcpiTables(opts: AcpiOptions): AcpiBlob {
   }
   const madtLength = AcpiMadt.size + madtParts.reduce((n, p) => n + p.length, 0);
 
-  const aml = amlS5(opts.s5SleepType);
+  if (opts.uart) {
+    checkRange(opts.uart.port, 0xfff8, 'UART port');
+    checkRange(opts.uart.irq, 15, 'UART IRQ');
+  }
+  const aml = Uint8Array.from([...amlS5(opts.s5SleepType), ...(opts.uart ? amlUart(opts.uart.port, opts.uart.irq) : [])]);
   const dsdtLength = AcpiSdtHeader.size + aml.length;
 
   const order = ['XSDT', 'FACP', 'APIC', 'DSDT'] as const;

@@ -19,6 +19,10 @@ const structs: [string, { size: number; offsets: Record<string, number> }][] = [
   ['kvm_msi', abi.kvmMsi],
   ['kvm_enable_cap', abi.kvmEnableCap],
   ['kvm_irq_level', abi.kvmIrqLevel],
+  ['kvm_pit_config', abi.kvmPitConfig],
+  ['kvm_irq_routing', abi.kvmIrqRouting],
+  ['kvm_irq_routing_entry', abi.kvmIrqRoutingEntry],
+  ['kvm_irq_routing_irqchip', abi.kvmIrqRoutingIrqchip],
   ['kvm_msr_filter_range', abi.kvmMsrFilterRange],
   ['kvm_msr_filter', abi.kvmMsrFilter],
   ['kvm_msrs', abi.kvmMsrsHeader],
@@ -72,6 +76,9 @@ function systemValues(): Map<string, number> {
   for (const [f] of kvmRunOffsets()) lines.push(`P("run.${f}", offsetof(struct kvm_run, ${cRunField[f] ?? f}));`);
   for (const name of Object.keys(abi.xenHvmConfig)) lines.push(`P("KVM_XEN_HVM_CONFIG_${name}", KVM_XEN_HVM_CONFIG_${name});`);
   lines.push('P("KVM_EXIT_XEN_HCALL", KVM_EXIT_XEN_HCALL);');
+  lines.push('P("KVM_IRQ_ROUTING_IRQCHIP", KVM_IRQ_ROUTING_IRQCHIP);');
+  lines.push('P("KVM_PIT_SPEAKER_DUMMY", KVM_PIT_SPEAKER_DUMMY);');
+  for (const name of Object.keys(abi.irqchips)) lines.push(`P("KVM_IRQCHIP_${name}", KVM_IRQCHIP_${name});`);
   lines.push('P("run.sync_regs", offsetof(struct kvm_run, s));');
   const src = `#include <stdio.h>\n#include <stddef.h>\n#include <linux/kvm.h>\n#define P(n, v) printf("%s %lu\\n", n, (unsigned long)(v))\nint main(void) {\n${lines.join('\n')}\nreturn 0; }\n`;
   const dir = mkdtempSync(join(tmpdir(), 'xenkvm-abi-'));
@@ -102,4 +109,7 @@ test('KVM ABI values match <linux/kvm.h>', () => {
   assert.equal(abi.kvmRun.sync_regs, c.get('run.sync_regs'));
   for (const [name, v] of Object.entries(abi.xenHvmConfig)) assert.equal(v, c.get(`KVM_XEN_HVM_CONFIG_${name}`), `KVM_XEN_HVM_CONFIG_${name}`);
   assert.equal(abi.KVM_EXIT_XEN_HCALL, c.get('KVM_EXIT_XEN_HCALL'));
+  assert.equal(abi.KVM_IRQ_ROUTING_IRQCHIP, c.get('KVM_IRQ_ROUTING_IRQCHIP'));
+  assert.equal(abi.KVM_PIT_SPEAKER_DUMMY, c.get('KVM_PIT_SPEAKER_DUMMY'));
+  for (const [name, v] of Object.entries(abi.irqchips)) assert.equal(v, c.get(`KVM_IRQCHIP_${name}`), `KVM_IRQCHIP_${name}`);
 });

@@ -28,6 +28,8 @@ export const ioctls = {
   KVM_SET_IDENTITY_MAP_ADDR: iow(0x48, 8),
   KVM_CREATE_IRQCHIP: io(0x60),
   KVM_IRQ_LINE: iow(0x61, 8),
+  KVM_SET_GSI_ROUTING: iow(0x6a, 8),
+  KVM_CREATE_PIT2: iow(0x77, 64),
   KVM_SIGNAL_MSI: iow(0xa5, 32),
   KVM_ENABLE_CAP: iow(0xa3, 104),
   KVM_X86_SET_MSR_FILTER: iow(0xc6, 392),
@@ -58,6 +60,8 @@ export const caps = {
   KVM_CAP_EXT_CPUID: 7,
   KVM_CAP_NR_VCPUS: 9,
   KVM_CAP_NR_MEMSLOTS: 10,
+  KVM_CAP_IRQ_ROUTING: 25,
+  KVM_CAP_PIT2: 33,
   KVM_CAP_MP_STATE: 14,
   KVM_CAP_XEN_HVM: 38,
   KVM_CAP_ADJUST_CLOCK: 39,
@@ -186,6 +190,20 @@ export const kvmEnableCap = struct('kvm_enable_cap', {
 });
 
 export const kvmIrqLevel = struct('kvm_irq_level', { irq: 'u32', level: 'u32' });
+
+/** KVM_CREATE_PIT2's argument. */
+export const kvmPitConfig = struct('kvm_pit_config', { flags: 'u32', pad: { array: 'u32', count: 15 } });
+/** kvm_pit_config.flags: KVM answers port 0x61 too (channel 2's gate and OUT2; the speaker itself is silent). */
+export const KVM_PIT_SPEAKER_DUMMY = 1;
+
+/** KVM_SET_GSI_ROUTING: this header, then `nr` entries. */
+export const kvmIrqRouting = struct('kvm_irq_routing', { nr: 'u32', flags: 'u32' });
+/** One route of a GSI; for an irqchip route, `u` holds kvmIrqRoutingIrqchip. */
+export const kvmIrqRoutingEntry = struct('kvm_irq_routing_entry', { gsi: 'u32', type: 'u32', flags: 'u32', pad: 'u32', u: { bytes: 32, align: 4 } });
+export const kvmIrqRoutingIrqchip = struct('kvm_irq_routing_irqchip', { irqchip: 'u32', pin: 'u32' });
+export const KVM_IRQ_ROUTING_IRQCHIP = 1;
+/** KVM's in-kernel interrupt controllers, as routes name them. */
+export const irqchips = { PIC_MASTER: 0, PIC_SLAVE: 1, IOAPIC: 2 } as const;
 
 export const kvmMsrFilterRange = struct('kvm_msr_filter_range', {
   flags: 'u32', nmsrs: 'u32', base: 'u32', bitmap: 'u64',

@@ -1,5 +1,8 @@
 // A KVM VM file descriptor.
-import { ioctls, kvmClockData, kvmXenHvmConfig, kvmClockFlags, kvmEnableCap, kvmIrqLevel, kvmMsi, kvmMsrFilter, kvmMsrFilterRange, kvmUserspaceMemoryRegion, msrFilter } from './abi.js';
+import {
+  ioctls, KVM_IRQ_ROUTING_IRQCHIP, kvmClockData, kvmXenHvmConfig, kvmClockFlags, kvmEnableCap, kvmIrqLevel, kvmIrqRouting, kvmIrqRoutingEntry,
+  kvmIrqRoutingIrqchip, kvmMsi, kvmMsrFilter, kvmMsrFilterRange, kvmPitConfig, KVM_PIT_SPEAKER_DUMMY, kvmUserspaceMemoryRegion, msrFilter,
+} from './abi.js';
 import { addressOf, check, libc } from './libc.js';
 
 export interface MsrFilterRange {
@@ -8,6 +11,13 @@ export interface MsrFilterRange {
   base: number;
   /** One bit per MSR from base: 1 lets KVM handle the access, 0 sends it to user space. */
   bitmap: Uint8Array;
+}
+
+/** A GSI wired to a pin of one of KVM's in-kernel interrupt controllers (irqchips). */
+export interface IrqchipRoute {
+  gsi: number;
+  irqchip: number;
+  pin: number;
 }
 
 export class Vm {
@@ -27,6 +37,24 @@ export class Vm {
 
   createIrqchip(): void {
     this.ioctl('KVM_CREATE_IRQCHIP', null);
+  }
+
+  /** KVM's in-kernel 8254 PIT and port 0x61: it raises GSI 0, wherever the routing sends that. */
+  createPit(): void {
+    this.ioctl('KVM_CREATE_PIT2', kvmPitConfig.encode({ flags: KVM_PIT_SPEAKER_DUMMY }));
+  }
+
+  /** Replaces KVM's whole GSI routing table (a GSI may have several routes). */
+  setGsiRouting(routes: readonly IrqchipRoute[]): void {
+    const arg = new Uint8Array(kvmIrqRouting.size + routes.length * kvmIrqRoutingEntry.size);
+    arg.set(kvmIrqRouting.encode({ nr: routes.length, flags: 0 }));
+    routes.forEach((r, i) => {
+      const u = new Uint8Array(32);
+      u.set(kvmIrqRoutingIrqchip.encode({ irqchip: r.irqchip, pin: r.pin }));
+      const entry = kvmIrqRoutingEntry.encode({ gsi: r.gsi, type: KVM_IRQ_ROUTING_IRQCHIP, flags: 0, pad: 0, u });
+      arg.set(entry, kvmIrqRouting.size + i * kvmIrqRoutingEntry.size);
+    });
+    this.ioctl('KVM_SET_GSI_ROUTING', arg);
   }
 
   setTssAddr(gpa: number): void {

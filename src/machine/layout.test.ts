@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MEMMAP_TYPE_RAM, MEMMAP_TYPE_RESERVED } from '../boot/start-info.js';
+import { irqchips } from '../kvm/abi.js';
 import {
   ACPI_BASE,
   ACPI_SIZE,
@@ -16,6 +17,8 @@ import {
   LOW_MEMORY_END,
   LOW_RAM_END,
   MiB,
+  gsiOfIoapicPin,
+  pcGsiRoutes,
   placeAfterKernel,
   ramRanges,
 } from './layout.js';
@@ -111,4 +114,22 @@ test('placeAfterKernel: page-aligned blocks one after another from the first pag
   assert.deepEqual(placeAfterKernel(0xffe000, ram, [0x2000]), [0xffe000]);
   assert.equal(placeAfterKernel(0xffe000, ram, [0x2001]), undefined);
   assert.equal(placeAfterKernel(0x200000, ram, [0x1000000]), undefined);
+});
+
+test('GSI routing: a PC\'s; IRQ 0 (the PIT\'s) reaches IOAPIC pin 2, the only GSI that does, and never pin 0', () => {
+  const routes = pcGsiRoutes();
+  const of = (gsi: number) => routes.filter((r) => r.gsi === gsi).map((r) => [r.irqchip, r.pin]);
+  assert.deepEqual(of(0), [[irqchips.PIC_MASTER, 0], [irqchips.IOAPIC, 2]]);
+  assert.deepEqual(of(2), []);
+  assert.deepEqual(of(4), [[irqchips.PIC_MASTER, 4], [irqchips.IOAPIC, 4]]);
+  assert.deepEqual(of(9), [[irqchips.PIC_SLAVE, 1], [irqchips.IOAPIC, 9]]);
+  assert.deepEqual(of(20), [[irqchips.IOAPIC, 20]]);
+  assert.deepEqual(of(24), []);
+  assert.equal(routes.filter((r) => r.irqchip === irqchips.IOAPIC && r.pin === 0).length, 0);
+  assert.equal(routes.length, 15 * 2 + 8);
+  // Every IOAPIC pin but 0 is driven by exactly the GSI gsiOfIoapicPin names.
+  for (let pin = 1; pin < 24; pin++) {
+    const gsis = routes.filter((r) => r.irqchip === irqchips.IOAPIC && r.pin === pin).map((r) => r.gsi);
+    assert.deepEqual(gsis, [gsiOfIoapicPin(pin)], `pin ${pin}`);
+  }
 });

@@ -1,6 +1,8 @@
 // Where things live in the guest-physical address space and I/O space of a
 // xenkvm machine. The guest learns all of it from start_info and ACPI.
 import { MEMMAP_TYPE_RAM, MEMMAP_TYPE_RESERVED } from '../boot/start-info.js';
+import { irqchips } from '../kvm/abi.js';
+import type { IrqchipRoute } from '../kvm/vm.js';
 
 export const MiB = 1 << 20;
 export const GiB = 1 << 30;
@@ -40,6 +42,34 @@ export const ports = {
 export const RESET_VALUE = 0x06;
 export const SCI_IRQ = 9;
 export const UART_IRQ = 4;
+/** The PIT's ISA IRQ, and the IOAPIC pin it is wired to on a PC (the MADT says so with an override). */
+export const PIT_IRQ = 0;
+export const PIT_GSI = 2;
+/** Pins of KVM's IOAPIC. */
+export const IOAPIC_PINS = 24;
+
+/** The master PIC's input the slave PIC is cascaded into: no device has IRQ 2. */
+const PIC_CASCADE_IRQ = 2;
+
+/**
+ * KVM's GSI routing as a PC wires it: ISA IRQs 0–15 to the two PICs (0–7 master, 8–15 slave) and to the
+ * IOAPIC pin of the same number, 16–23 to the IOAPIC only; but IRQ 0, which KVM's PIT raises, reaches
+ * IOAPIC pin 2, as the MADT's override tells the guest, and IRQ 2 (the cascade) goes nowhere. Pin 2 must
+ * have that one GSI: KVM tells the PIT of an EOI there through the pin's GSI, and until it hears of one
+ * it injects no further tick.
+ */
+export function pcGsiRoutes(): IrqchipRoute[] {
+  const routes: IrqchipRoute[] = [];
+  for (let gsi = 0; gsi < IOAPIC_PINS; gsi++) {
+    if (gsi === PIC_CASCADE_IRQ) continue;
+    if (gsi < 16) routes.push({ gsi, irqchip: gsi < 8 ? irqchips.PIC_MASTER : irqchips.PIC_SLAVE, pin: gsi % 8 });
+    routes.push({ gsi, irqchip: irqchips.IOAPIC, pin: gsi === PIT_IRQ ? PIT_GSI : gsi });
+  }
+  return routes;
+}
+
+/** The GSI, in pcGsiRoutes' table, that drives IOAPIC pin `pin`. */
+export const gsiOfIoapicPin = (pin: number) => (pin === PIT_GSI ? PIT_IRQ : pin);
 /** SLP_TYP of \_S5 in the DSDT. */
 export const S5_SLEEP_TYPE = 5;
 

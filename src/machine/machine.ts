@@ -42,7 +42,7 @@ import { exitStatus } from './exit-status.js';
 import {
   ACPI_BASE, ACPI_SIZE, BOOT_INFO_SIZE, guestMemmap, IOAPIC_ADDRESS, IOAPIC_ID, KVM_IDENTITY_MAP_ADDRESS,
   KVM_RESERVED_FRAMES, KVM_TSS_ADDRESS, LAPIC_ADDRESS, MAX_MEMORY_MIB, MAX_VCPUS, MiB, MIN_MEMORY_MIB, OVERLAY_PAGES, ports, RESET_VALUE,
-  placeAfterKernel, S5_SLEEP_TYPE, SCI_IRQ, ramRanges,
+  pcGsiRoutes, PIT_GSI, PIT_IRQ, placeAfterKernel, S5_SLEEP_TYPE, SCI_IRQ, UART_IRQ, ramRanges,
 } from './layout.js';
 import { Command, VcpuControl, VcpuState } from './vcpu-control.js';
 import type { VcpuMessage, VcpuThreadInit } from './vcpu-thread.js';
@@ -239,6 +239,11 @@ export class Machine {
       vm.setTssAddr(KVM_TSS_ADDRESS);
       vm.setIdentityMapAddr(KVM_IDENTITY_MAP_ADDRESS);
       vm.createIrqchip();
+      // KVM's own PIT answers early TSC calibration (channel 2 through port 0x61) with no exits to xenkvm.
+      if (vm.checkExtension(caps.KVM_CAP_PIT2) && vm.checkExtension(caps.KVM_CAP_IRQ_ROUTING)) {
+        vm.setGsiRouting(pcGsiRoutes());
+        vm.createPit();
+      }
       vm.enableCap(caps.KVM_CAP_X86_USER_SPACE_MSR, msrExit.FILTER);
       vm.setMsrFilter(
         msrFilter.DEFAULT_ALLOW,
@@ -272,10 +277,11 @@ export class Machine {
         ioapic: { id: IOAPIC_ID, address: IOAPIC_ADDRESS, gsiBase: 0 },
         // The PIT's IRQ 0 is wired to GSI 2 on a PC, and the SCI is level-triggered, active low.
         interruptOverrides: [
-          { source: 0, gsi: 2, flags: 0 },
+          { source: PIT_IRQ, gsi: PIT_GSI, flags: 0 },
           { source: SCI_IRQ, gsi: SCI_IRQ, flags: 0xf },
         ],
         sciInterrupt: SCI_IRQ,
+        uart: { port: ports.uart, irq: UART_IRQ },
         sleepControlPort: ports.sleepControl,
         sleepStatusPort: ports.sleepStatus,
         pm1aEventPort: ports.pm1aEvent,

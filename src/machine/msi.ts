@@ -1,7 +1,7 @@
 // MSIs into the in-kernel LAPICs, from any thread.
 import type { Vm } from '../kvm/vm.js';
 import type { UpcallHost } from '../xen/evtchn/upcall.js';
-import { LAPIC_ADDRESS } from './layout.js';
+import { gsiOfIoapicPin, LAPIC_ADDRESS } from './layout.js';
 
 /** A fixed, edge-triggered MSI with `vector` at the LAPIC whose id is `apicId` (physical destination); false if no LAPIC took it. */
 export function signalFixedMsi(vm: Vm, apicId: number, vector: number): boolean {
@@ -16,6 +16,7 @@ export function upcallHost(vm: Vm, controls: readonly { kick(): void; wake(): vo
     signalMsi: (apicId, vector) => signalFixedMsi(vm, apicId, vector),
     kick: (vcpu) => controls[vcpu].kick(),
     wake: (vcpu) => controls[vcpu].wake(),
-    setGsi: (gsi, level) => vm.irqLine(gsi, level),
+    // Xen's GSI is an IOAPIC pin; KVM's routing table reaches pin 2 through IRQ 0's GSI.
+    setGsi: (gsi, level) => vm.irqLine(gsiOfIoapicPin(gsi), level),
   };
 }

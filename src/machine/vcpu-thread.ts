@@ -231,9 +231,9 @@ function main(init: VcpuThreadInit): void {
       if (init.id === 0 && domain.callbackGsiAsserted && !xen.events.upcallPending(0)) {
         const gsi = domain.releaseCallbackGsi();
         if (gsi !== undefined) {
-          vm.irqLine(gsi, false);
+          upcall.setGsi(gsi, false);
           // An event that came between the check and the release found the line still claimed: raise it again.
-          if (xen.events.upcallPending(0) && domain.claimCallbackGsi(gsi)) vm.irqLine(gsi, true);
+          if (xen.events.upcallPending(0) && domain.claimCallbackGsi(gsi)) upcall.setGsi(gsi, true);
         }
       }
       control.running();

@@ -86,6 +86,10 @@ test('a LAPIC timer interrupt arrives', async () => {
   assertKitPassed(await runGuest('timer'), ['timer-oneshot', 'timer-hlt']);
 });
 
+test("KVM's PIT: channel 2, gated through port 0x61, counts down and raises OUT2; channel 0's IRQ 0 reaches IOAPIC pin 2, not pin 0", async () => {
+  assertKitPassed(await runGuest('pit'), ['channel2', 'channel0-irq']);
+});
+
 test('an unexpected guest exception is reported as a failure with vector, RIP and error code', async () => {
   const r = await runGuest('exception');
   const report = kitReport(r.stdout);

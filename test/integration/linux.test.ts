@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { describe, requireKvm, xenkvm } from '../guest-runner.js';
-import { INIT_MARKER, linuxGuest } from '../linux-guest.js';
+import { INIT_MARKER, linuxGuest, TTYS0_MARKER } from '../linux-guest.js';
 
 requireKvm();
 
@@ -18,5 +18,6 @@ for (const vcpus of [1, 2]) {
     const r = await xenkvm(['run', '--kernel', guest.vmlinux, '--initrd', guest.initrd, '--memory', '512', '--vcpus', String(vcpus), '--cmdline', 'console=hvc0'], { timeoutMs: 600_000 });
     assert.equal(r.status, 0, describe(r));
     assert.match(r.stdout, new RegExp(`^${INIT_MARKER} cpus=${vcpus} hypervisor=xen\\r?$`, 'm'), describe(r));
+    assert.match(r.stdout, new RegExp(`^${TTYS0_MARKER} from user space\\r?$`, 'm'), describe(r));
   });
 }
