@@ -44,7 +44,7 @@ import {
   KVM_RESERVED_FRAMES, KVM_TSS_ADDRESS, LAPIC_ADDRESS, MAX_MEMORY_MIB, MAX_VCPUS, MiB, MIN_MEMORY_MIB, OVERLAY_PAGES, ports, RESET_VALUE,
   pcGsiRoutes, PIT_GSI, PIT_IRQ, placeAfterKernel, S5_SLEEP_TYPE, SCI_IRQ, UART_IRQ, ramRanges,
 } from './layout.js';
-import { Command, VcpuControl, VcpuState } from './vcpu-control.js';
+import { Command, RekickTimer, VcpuControl, VcpuState } from './vcpu-control.js';
 import type { VcpuMessage, VcpuThreadInit } from './vcpu-thread.js';
 
 export interface MachineConfig {
@@ -411,14 +411,20 @@ export class Machine {
     }
     const exited = this.vcpus.map(({ init, channel, control }) => {
       const worker = new Worker(new URL('./vcpu-thread.js', import.meta.url), { workerData: init });
+      const rekick = new RekickTimer(() => control.kick());
       worker.on('message', (m: VcpuMessage) => {
         if (m.type === 'output') output(m.bytes);
         else if (m.type === 'hypercall') void this.forwardedCalls.serve(m.call, (value) => channel.reply(value));
-        else if (m.type === 'rekick') setTimeout(() => control.kick(), m.afterMs);
+        else if (m.type === 'rekick') rekick.request(m.afterMs);
         else this.stop(m.reason, m.message);
       });
       worker.on('error', (e) => this.stop('vmm-error', `vCPU ${init.id} thread failed: ${e.message}`));
-      return new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      return new Promise<void>((resolve) =>
+        worker.once('exit', () => {
+          rekick.cancel();
+          resolve();
+        }),
+      );
     });
     const timerThread = new Worker(new URL('./timer-thread.js', import.meta.url), { workerData: this.timers.init });
     timerThread.on('error', (e) => this.stop('vmm-error', `timer thread failed: ${e.message}`));

@@ -118,3 +118,34 @@ export function blockKickSignal(): Uint8Array {
 export function consumeKick(): void {
   libc().sigtimedwait(KICK_SET, null, ZERO_TIMESPEC);
 }
+
+/**
+ * Main thread: a vCPU's "kick me again soon" requests, at most one pending. Each kick lets the vCPU
+ * ask again, so a second timer would start a second chain of kicks, and every event delivered meanwhile
+ * another: a guest that keeps interrupts off for long (Linux printing to its console) would be kicked
+ * thousands of times a second. A request due sooner than the pending one replaces it.
+ */
+export class RekickTimer {
+  private pending: { timer: NodeJS.Timeout; due: number } | undefined;
+
+  constructor(
+    private readonly kick: () => void,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  request(afterMs: number): void {
+    const due = this.now() + afterMs;
+    if (this.pending && this.pending.due <= due) return;
+    if (this.pending) clearTimeout(this.pending.timer);
+    const timer = setTimeout(() => {
+      this.pending = undefined;
+      this.kick();
+    }, afterMs);
+    this.pending = { timer, due };
+  }
+
+  cancel(): void {
+    if (this.pending) clearTimeout(this.pending.timer);
+    this.pending = undefined;
+  }
+}

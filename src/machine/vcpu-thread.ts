@@ -238,8 +238,9 @@ function main(init: VcpuThreadInit): void {
       }
       control.running();
       const reason = vcpu.enter();
-      rekickRequested = false;
       kicked = reason === INTERRUPTED;
+      // The kick asked for may be this one: ask again if still owed. (Other exits leave the request standing.)
+      if (kicked) rekickRequested = false;
       if (kicked) {
         consumeKick();
         continue;
