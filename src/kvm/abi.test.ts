@@ -78,6 +78,7 @@ function systemValues(): Map<string, number> {
   lines.push('P("KVM_EXIT_XEN_HCALL", KVM_EXIT_XEN_HCALL);');
   lines.push('P("KVM_IRQ_ROUTING_IRQCHIP", KVM_IRQ_ROUTING_IRQCHIP);');
   lines.push('P("KVM_PIT_SPEAKER_DUMMY", KVM_PIT_SPEAKER_DUMMY);');
+  lines.push('P("KVM_IOAPIC_NUM_PINS", KVM_IOAPIC_NUM_PINS);');
   for (const name of Object.keys(abi.irqchips)) lines.push(`P("KVM_IRQCHIP_${name}", KVM_IRQCHIP_${name});`);
   lines.push('P("run.sync_regs", offsetof(struct kvm_run, s));');
   const src = `#include <stdio.h>\n#include <stddef.h>\n#include <linux/kvm.h>\n#define P(n, v) printf("%s %lu\\n", n, (unsigned long)(v))\nint main(void) {\n${lines.join('\n')}\nreturn 0; }\n`;
@@ -111,5 +112,6 @@ test('KVM ABI values match <linux/kvm.h>', () => {
   assert.equal(abi.KVM_EXIT_XEN_HCALL, c.get('KVM_EXIT_XEN_HCALL'));
   assert.equal(abi.KVM_IRQ_ROUTING_IRQCHIP, c.get('KVM_IRQ_ROUTING_IRQCHIP'));
   assert.equal(abi.KVM_PIT_SPEAKER_DUMMY, c.get('KVM_PIT_SPEAKER_DUMMY'));
+  assert.equal(abi.KVM_IOAPIC_NUM_PINS, c.get('KVM_IOAPIC_NUM_PINS'));
   for (const [name, v] of Object.entries(abi.irqchips)) assert.equal(v, c.get(`KVM_IRQCHIP_${name}`), `KVM_IRQCHIP_${name}`);
 });

@@ -60,9 +60,9 @@ export const caps = {
   KVM_CAP_EXT_CPUID: 7,
   KVM_CAP_NR_VCPUS: 9,
   KVM_CAP_NR_MEMSLOTS: 10,
+  KVM_CAP_MP_STATE: 14,
   KVM_CAP_IRQ_ROUTING: 25,
   KVM_CAP_PIT2: 33,
-  KVM_CAP_MP_STATE: 14,
   KVM_CAP_XEN_HVM: 38,
   KVM_CAP_ADJUST_CLOCK: 39,
   KVM_CAP_VCPU_EVENTS: 41,
@@ -204,6 +204,8 @@ export const kvmIrqRoutingIrqchip = struct('kvm_irq_routing_irqchip', { irqchip:
 export const KVM_IRQ_ROUTING_IRQCHIP = 1;
 /** KVM's in-kernel interrupt controllers, as routes name them. */
 export const irqchips = { PIC_MASTER: 0, PIC_SLAVE: 1, IOAPIC: 2 } as const;
+/** Pins of KVM's in-kernel IOAPIC: GSIs 0–23. */
+export const KVM_IOAPIC_NUM_PINS = 24;
 
 export const kvmMsrFilterRange = struct('kvm_msr_filter_range', {
   flags: 'u32', nmsrs: 'u32', base: 'u32', bitmap: 'u64',

@@ -1,7 +1,7 @@
 // Where things live in the guest-physical address space and I/O space of a
 // xenkvm machine. The guest learns all of it from start_info and ACPI.
 import { MEMMAP_TYPE_RAM, MEMMAP_TYPE_RESERVED } from '../boot/start-info.js';
-import { irqchips } from '../kvm/abi.js';
+import { irqchips, KVM_IOAPIC_NUM_PINS } from '../kvm/abi.js';
 import type { IrqchipRoute } from '../kvm/vm.js';
 
 export const MiB = 1 << 20;
@@ -45,8 +45,6 @@ export const UART_IRQ = 4;
 /** The PIT's ISA IRQ, and the IOAPIC pin it is wired to on a PC (the MADT says so with an override). */
 export const PIT_IRQ = 0;
 export const PIT_GSI = 2;
-/** Pins of KVM's IOAPIC. */
-export const IOAPIC_PINS = 24;
 
 /** The master PIC's input the slave PIC is cascaded into: no device has IRQ 2. */
 const PIC_CASCADE_IRQ = 2;
@@ -60,7 +58,7 @@ const PIC_CASCADE_IRQ = 2;
  */
 export function pcGsiRoutes(): IrqchipRoute[] {
   const routes: IrqchipRoute[] = [];
-  for (let gsi = 0; gsi < IOAPIC_PINS; gsi++) {
+  for (let gsi = 0; gsi < KVM_IOAPIC_NUM_PINS; gsi++) {
     if (gsi === PIC_CASCADE_IRQ) continue;
     if (gsi < 16) routes.push({ gsi, irqchip: gsi < 8 ? irqchips.PIC_MASTER : irqchips.PIC_SLAVE, pin: gsi % 8 });
     routes.push({ gsi, irqchip: irqchips.IOAPIC, pin: gsi === PIT_IRQ ? PIT_GSI : gsi });

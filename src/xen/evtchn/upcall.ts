@@ -3,6 +3,7 @@
 // interrupt it EOIs; or else the HVM-wide callback vector
 // (HVM_PARAM_CALLBACK_IRQ type vector), which never touches the LAPIC: the
 // target vCPU's own thread injects it directly when the guest can take it.
+import { KVM_IOAPIC_NUM_PINS } from '../../kvm/abi.js';
 import { decodeCallbackIrq, HVM_PARAM } from '../abi/hvm.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import type { DomainState } from '../domain-state.js';
@@ -20,9 +21,6 @@ export interface UpcallHost {
   setGsi(gsi: number, level: boolean): void;
 }
 
-/** GSIs the in-kernel IOAPIC has pins for. */
-export const IOAPIC_PINS = 24;
-
 export function makeUpcall(state: DomainState, host: UpcallHost): (vcpu: number) => void {
   return (vcpu) => {
     host.wake(vcpu);
@@ -39,7 +37,7 @@ export function makeUpcall(state: DomainState, host: UpcallHost): (vcpu: number)
     if (callback.type === 'vector') {
       state.setUpcallOwed(vcpu, true);
       host.kick(vcpu);
-    } else if (callback.type === 'gsi' && vcpu === 0 && callback.gsi > 0 && callback.gsi < IOAPIC_PINS) {
+    } else if (callback.type === 'gsi' && vcpu === 0 && callback.gsi > 0 && callback.gsi < KVM_IOAPIC_NUM_PINS) {
       // As Xen: a GSI callback is a level-triggered line for vCPU 0's upcall_pending; vCPU 0's thread lowers it.
       if (state.claimCallbackGsi(callback.gsi)) host.setGsi(callback.gsi, true);
       host.kick(0);
