@@ -281,10 +281,10 @@ function amlUart(port: number, irq: number): number[] {
 }
 
 /** `Name (_S5, Package (4) { t, t, Zero, Zero })`. */
-function amlS5(sleepType: number): Uint8Array {
+function amlS5(sleepType: number): number[] {
   const elements = [AML_BYTE_PREFIX, sleepType, AML_BYTE_PREFIX, sleepType, AML_ZERO, AML_ZERO];
   const contents = [4, ...elements];
-  return Uint8Array.of(AML_NAME, ...ascii('_S5_'), AML_PACKAGE, ...amlPkgLength(contents.length), ...contents);
+  return amlName('_S5_', [AML_PACKAGE, ...amlPkgLength(contents.length), ...contents]);
 }
 
 export function buildAcpiTables(opts: AcpiOptions): AcpiBlob {

@@ -66,7 +66,7 @@ export function pcGsiRoutes(): IrqchipRoute[] {
   return routes;
 }
 
-/** The GSI, in pcGsiRoutes' table, that drives IOAPIC pin `pin`. */
+/** The GSI, in pcGsiRoutes' table, that drives IOAPIC pin `pin` (1–23; no GSI drives pin 0). */
 export const gsiOfIoapicPin = (pin: number) => (pin === PIT_GSI ? PIT_IRQ : pin);
 /** SLP_TYP of \_S5 in the DSDT. */
 export const S5_SLEEP_TYPE = 5;

@@ -239,9 +239,9 @@ function main(init: VcpuThreadInit): void {
       control.running();
       const reason = vcpu.enter();
       kicked = reason === INTERRUPTED;
-      // The kick asked for may be this one: ask again if still owed. (Other exits leave the request standing.)
-      if (kicked) rekickRequested = false;
       if (kicked) {
+        // The kick asked for may be this one: ask again if still owed. (Other exits leave the request standing.)
+        rekickRequested = false;
         consumeKick();
         continue;
       }
