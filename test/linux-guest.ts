@@ -1,25 +1,30 @@
-// The Linux guest of the slow test tier: Debian's own cloud kernel, unmodified (its
-// package fetched with `apt-get download` and unpacked, never installed), as the ELF
-// vmlinux its bzImage carries, which has the PVH note; and a busybox initramfs
-// whose /init says where it is and powers off. Built once on the host under
+// The Linux guests of the slow test tier: Debian's own kernels, unmodified (their
+// packages fetched with `apt-get download` and unpacked, never installed): the cloud
+// kernel as the ELF vmlinux its bzImage carries, which has the PVH note, and the
+// generic kernel (the nested VM's) as its bzImage, for HVM direct boot; and a busybox
+// initramfs whose /init says where it is and powers off. Built once on the host under
 // build/linux-guest/ (the nested VM has no network) and rebuilt when an input changes.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { downloadKernelPackage } from '../src/nested/image.js';
+import { downloadKernelPackage, genericKernelPackage } from '../src/nested/image.js';
 
 const KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
 const BUSYBOX = '/bin/busybox';
 /** What /init prints, then it powers the guest off. */
 export const INIT_MARKER = 'XENKVM-LINUX-INIT';
-/** What /init writes to /dev/ttyS0: the UART works from user space (its IRQ from the DSDT). */
+/**
+ * What /init writes to /dev/ttyS0: the UART works from user space (its IRQ from the DSDT). The write returns
+ * once the line is queued; /init waits until the UART has sent it (tx in /proc/tty/driver/serial) before it
+ * powers off.
+ */
 export const TTYS0_MARKER = 'XENKVM-LINUX-TTYS0';
 const INIT = `#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sys /sys
 /bin/busybox mount -t devtmpfs dev /dev
-/bin/busybox timeout 30 /bin/busybox sh -c 'echo "${TTYS0_MARKER} from user space" > /dev/ttyS0'
+/bin/busybox timeout 30 /bin/busybox sh -c 'echo "${TTYS0_MARKER} from user space" > /dev/ttyS0; until /bin/busybox awk "/^0:/ { split(\\$5, tx, \\":\\"); exit tx[2] < 35 }" /proc/tty/driver/serial; do /bin/busybox sleep 0.1; done'
 echo "${INIT_MARKER} cpus=$(/bin/busybox grep -c ^processor /proc/cpuinfo) hypervisor=$(/bin/busybox cat /sys/hypervisor/type)"
 /bin/busybox poweroff -f
 `;
@@ -30,6 +35,8 @@ export interface LinuxGuest {
   /** Debian's package the kernel came from, e.g. linux-image-6.1.0-57-cloud-amd64_6.1.192-3_amd64.deb. */
   package: string;
   vmlinux: string;
+  /** The generic kernel's bzImage. */
+  bzImage: string;
   initrd: string;
 }
 
@@ -42,16 +49,14 @@ export function linuxGuest(root: string): LinuxGuest {
   const dir = join(root, 'build', 'linux-guest');
   mkdirSync(dir, { recursive: true });
   const deb = readdirSync(dir).find((f) => /^linux-image-.*-cloud-amd64_.*\.deb$/.test(f)) ?? basename(downloadKernelPackage(dir, KERNEL_META_PACKAGE));
-  const key = createHash('sha256').update(deb).update(readFileSync(BUSYBOX)).update(INIT).digest('hex').slice(0, 16);
-  const guest = { package: deb, vmlinux: join(dir, `vmlinux-${key}`), initrd: join(dir, `initrd-${key}.cpio`) };
-  if (existsSync(guest.vmlinux) && existsSync(guest.initrd)) return guest;
+  const generic = genericKernelPackage(root);
+  const key = createHash('sha256').update(deb).update(basename(generic)).update(readFileSync(BUSYBOX)).update(INIT).digest('hex').slice(0, 16);
+  const guest = { package: deb, vmlinux: join(dir, `vmlinux-${key}`), bzImage: join(dir, `vmlinuz-${key}`), initrd: join(dir, `initrd-${key}.cpio`) };
+  if (existsSync(guest.vmlinux) && existsSync(guest.bzImage) && existsSync(guest.initrd)) return guest;
   const work = mkdtempSync(join(dir, 'build-'));
   try {
-    run('dpkg-deb', ['-x', join(dir, deb), join(work, 'package')]);
-    const boot = join(work, 'package', 'boot');
-    const bzImage = readdirSync(boot).find((f) => f.startsWith('vmlinuz-'));
-    if (!bzImage) throw new Error(`${deb} holds no kernel`);
-    writeFileSync(join(work, 'vmlinux'), vmlinuxOf(readFileSync(join(boot, bzImage))));
+    writeFileSync(join(work, 'vmlinux'), vmlinuxOf(readFileSync(kernelIn(join(dir, deb), join(work, 'cloud')))));
+    copyFileSync(kernelIn(generic, join(work, 'generic')), join(work, 'vmlinuz'));
     const initramfs = join(work, 'initramfs');
     for (const d of ['bin', 'proc', 'sys', 'dev']) mkdirSync(join(initramfs, d), { recursive: true });
     copyFileSync(BUSYBOX, join(initramfs, 'bin', 'busybox'));
@@ -61,14 +66,24 @@ export function linuxGuest(root: string): LinuxGuest {
     writeFileSync(join(work, 'initrd'), execFileSync('cpio', ['--quiet', '-o', '-H', 'newc'], { cwd: initramfs, input: files, maxBuffer: 64 * 1024 * 1024 }));
     // Renamed into place: a concurrent build never sees half a file.
     renameSync(join(work, 'vmlinux'), guest.vmlinux);
+    renameSync(join(work, 'vmlinuz'), guest.bzImage);
     renameSync(join(work, 'initrd'), guest.initrd);
     for (const old of readdirSync(dir)) {
-      if (/^(vmlinux|initrd)-[0-9a-f]{16}/.test(old) && !guest.vmlinux.endsWith(old) && !guest.initrd.endsWith(old)) rmSync(join(dir, old));
+      if (/^(vmlinux|vmlinuz|initrd)-[0-9a-f]{16}/.test(old) && ![guest.vmlinux, guest.bzImage, guest.initrd].some((f) => f.endsWith(old))) rmSync(join(dir, old));
     }
     return guest;
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** The bzImage a kernel package holds (boot/vmlinuz-*), unpacked under `work`. */
+function kernelIn(deb: string, work: string): string {
+  run('dpkg-deb', ['-x', deb, work]);
+  const boot = join(work, 'boot');
+  const bzImage = readdirSync(boot).find((f) => f.startsWith('vmlinuz-'));
+  if (!bzImage) throw new Error(`${basename(deb)} holds no kernel`);
+  return join(boot, bzImage);
 }
 
 /** The ELF kernel inside a bzImage: its protected-mode payload (boot protocol 2.08+), decompressed with lz4. */

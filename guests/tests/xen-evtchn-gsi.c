@@ -1,11 +1,14 @@
-/* HVM_PARAM_CALLBACK_IRQ of type GSI: events reach the guest as a
- * level-triggered IOAPIC line held while vCPU 0's evtchn_upcall_pending is
- * set. The guest routes the pin itself (IOAPIC redirection entry: vector,
- * level, active high, to APIC 0), as a kernel does from its ACPI tables. */
+/* HVM_PARAM_CALLBACK_IRQ of type GSI, or with `via=intx` of type PCI INTx
+ * (the Xen platform device's INTA, whose line its configuration space names):
+ * events reach the guest as a level-triggered IOAPIC line held while vCPU 0's
+ * evtchn_upcall_pending is set. The guest routes the pin itself (IOAPIC
+ * redirection entry: vector, level, to APIC 0; active low for the PCI line),
+ * as a kernel does from its ACPI tables. */
 #include "../kit/kit.h"
 #include "../common/xen.h"
 
 #define GSI 20 /* above the legacy PIC's 16 lines */
+#define PLATFORM_SLOT 2
 #define VECTOR 0x60
 #define EVENTS 20
 #define IOAPIC ((volatile uint32_t *)(uintptr_t)0xfec00000)
@@ -36,10 +39,23 @@ static void setup_case(void)
 	sh = (volatile struct shared_info *)shinfo_page;
 	outb(0x21, 0xff); /* legacy PIC fully masked, as a kernel using the IOAPIC leaves it */
 	outb(0xa1, 0xff);
-	ioapic_write(0x11 + 2 * GSI, 0);                       /* destination APIC 0 */
-	ioapic_write(0x10 + 2 * GSI, VECTOR | (1u << 15));    /* fixed, physical, active high, level, unmasked */
-	long rc = xen_hvm_set_param(HVM_PARAM_CALLBACK_IRQ, GSI); /* type 0: GSI */
-	KIT_CHECK(rc == 0, "set CALLBACK_IRQ to GSI %d: %ld", GSI, rc);
+	uint64_t intx = 0;
+	kit_cmdline_u64("intx", &intx);
+	uint32_t gsi = GSI, polarity = 0;
+	uint64_t callback = GSI; /* type 0: GSI */
+	if (intx) {
+		outl(0xcf8, 0x80000000u | PLATFORM_SLOT << 11 | 0x3c);
+		uint32_t r = inl(0xcfc);
+		KIT_CHECK(((r >> 8) & 0xff) == 1, "00:02.0 has no INTA");
+		gsi = r & 0xff;
+		polarity = 1u << 13; /* a PCI line is active low */
+		callback = (uint64_t)HVM_PARAM_CALLBACK_TYPE_PCI_INTX << 56 | PLATFORM_SLOT << 11; /* devfn in bits 15:8, INTA */
+		kit_printf("KIT-XEN callback through 00:02.0 INTA, GSI %u\n", gsi);
+	}
+	ioapic_write(0x11 + 2 * gsi, 0);                                 /* destination APIC 0 */
+	ioapic_write(0x10 + 2 * gsi, VECTOR | (1u << 15) | polarity);    /* fixed, physical, level, unmasked */
+	long rc = xen_hvm_set_param(HVM_PARAM_CALLBACK_IRQ, callback);
+	KIT_CHECK(rc == 0, "set CALLBACK_IRQ to 0x%llx: %ld", U64(callback), rc);
 	KIT_CHECK(xen_evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF, &b) == 0, "alloc_unbound");
 	KIT_CHECK(xen_evtchn_bind_interdomain(DOMID_SELF, b, &a) == 0, "bind_interdomain");
 }

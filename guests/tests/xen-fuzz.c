@@ -27,7 +27,9 @@
  * add_to_physmap calls run with interrupts off and shared_info is mapped back
  * at its frame after each; their frames are landing pages no pointer is made
  * into (or a batch could write its errs into shared_info's bitmaps, as it may
- * on Xen) or the special ones, never the rest of this kernel.
+ * on Xen) or the special ones, never the rest of this kernel. Its
+ * decrease_reservation and populate_physmap act only on frames of their own
+ * (the balloon), as anywhere else they would free or scrub this kernel.
  *
  * Then: xen_version and a send on the port still work, no event was lost, and
  * a guard area never handed to a hypercall is unchanged. One case, `fuzz`; the
@@ -55,6 +57,10 @@ static uint8_t ro_page[4096] __attribute__((aligned(4096)));
  * that a batch's errs, written once its entries are done, never land in shared_info's event bitmaps. */
 #define LANDING_PAGES 2
 static uint8_t landing[LANDING_PAGES][4096] __attribute__((aligned(4096)));
+/* The only frames decrease_reservation and populate_physmap are given, aligned so that an extent of
+ * up to order 4 stays among them. */
+#define BALLOON_PAGES 16
+static uint8_t balloon[BALLOON_PAGES][4096] __attribute__((aligned(BALLOON_PAGES * 4096)));
 /* Never handed to a hypercall: must read the same at the end. */
 static uint8_t guard[64 * 1024] __attribute__((aligned(4096)));
 
@@ -362,6 +368,27 @@ static bool physmap_call(struct call *c, unsigned int op)
 	return true;
 }
 
+/* memory_op's reservation sub-ops on the balloon's frames: orders up to 4, or past a domU's 9 (refused).
+ * The extent list ends where the page-crossing page does, so a count past its 32 entries faults there. */
+static bool reservation_call(struct call *c, unsigned int op)
+{
+	if (c->nr != __HYPERVISOR_memory_op ||
+	    (op != XENMEM_increase_reservation && op != XENMEM_decrease_reservation && op != XENMEM_populate_physmap))
+		return false;
+	struct xen_memory_reservation *r = (void *)scratch[rnd(SCRATCH_PAGES)];
+	xen_pfn_t *extents = (xen_pfn_t *)(uintptr_t)(VA_CROSS + 4096 - 32 * sizeof(xen_pfn_t));
+	unsigned int order = rnd(8) ? (unsigned int)rnd(5) : 10 + (unsigned int)rnd(64);
+	for (int i = 0; i < 32; i++)
+		extents[i] = (XEN_PTR(balloon) >> 12) + (order <= 4 ? rnd(BALLOON_PAGES >> order) << order : rnd(BALLOON_PAGES));
+	r->nr_extents = rnd(8) ? rnd(33) : hostile();
+	r->extent_order = order;
+	r->mem_flags = rnd(2) ? 0 : (unsigned int)hostile();
+	r->domid = rnd(4) ? DOMID_SELF : (domid_t)hostile();
+	set_xen_guest_handle(r->extent_start, rnd(8) ? extents : (xen_pfn_t *)(uintptr_t)KIT_UNMAPPED_VA);
+	c->a[1] = XEN_PTR(r);
+	return true;
+}
+
 static void make_call(struct call *c)
 {
 	unsigned int r = (unsigned int)rnd(32);
@@ -388,7 +415,7 @@ static void make_call(struct call *c)
 		}
 		/* memory_op's sub-op is the low 6 bits (above them, a continuation's start). */
 		unsigned int served_op = c->nr == __HYPERVISOR_memory_op ? op & 0x3f : op;
-		if (!physmap_call(c, served_op))
+		if (!physmap_call(c, served_op) && !reservation_call(c, served_op))
 			tame(c->nr, served_op, c->nr == __HYPERVISOR_vcpu_op ? c->a + 1 : c->a);
 	}
 }

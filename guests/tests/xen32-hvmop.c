@@ -22,8 +22,7 @@ static long param_op(unsigned int op, domid_t dom, uint32_t index, uint64_t *val
 	return rc;
 }
 
-/* Vector, GSI 11 and off are taken; PCI INTx (00:03.0 INTA) is refused by
- * xenkvm, which has no PCI bus, and leaves the GSI callback in place. */
+/* Vector, GSI 11, PCI INTx (00:02.0 INTA, the Xen platform device) and off are all taken. */
 static void callback_case(void)
 {
 	static const struct {
@@ -33,7 +32,7 @@ static void callback_case(void)
 	} steps[] = {
 		{ CB_VECTOR, 0, CB_VECTOR },
 		{ 11, 0, 11 },
-		{ (uint64_t)HVM_PARAM_CALLBACK_TYPE_PCI_INTX << 56 | 0x1800, -XEN_EINVAL, 11 },
+		{ (uint64_t)HVM_PARAM_CALLBACK_TYPE_PCI_INTX << 56 | 0x1000, 0, (uint64_t)HVM_PARAM_CALLBACK_TYPE_PCI_INTX << 56 | 0x1000 },
 		{ 0, 0, 0 },
 	};
 	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {

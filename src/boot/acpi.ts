@@ -1,6 +1,7 @@
-// ACPI tables for a PVH guest (ACPI 6.5 layouts): RSDP, XSDT, FADT, MADT and a
-// DSDT holding \_S5 and the UART, built as one blob for a guest-physical base. Plus a
-// reader that walks them back from guest memory and checks every checksum.
+// ACPI tables for a PVH guest (ACPI 6.5 layouts): RSDP, XSDT, FADT, MADT, MCFG and
+// a DSDT holding \_S5, the UART and the PCI host bridge, built as one blob for a
+// guest-physical base. Plus a reader that walks them back from guest memory and
+// checks every checksum.
 
 import { struct } from '../common/struct.js';
 
@@ -119,6 +120,10 @@ export const MadtLocalX2Apic = struct('acpi_madt_local_x2apic', {
   type: 'u8', length: 'u8', reserved: 'u16', x2apic_id: 'u32', flags: 'u32', processor_uid: 'u32',
 }, { packed: true });
 
+export const AcpiMcfgAllocation = struct('acpi_mcfg_allocation', {
+  address: 'u64', pci_segment: 'u16', start_bus_number: 'u8', end_bus_number: 'u8', reserved: 'u32',
+}, { packed: true });
+
 export const MADT_LOCAL_APIC = 0;
 export const MADT_IO_APIC = 1;
 export const MADT_INTERRUPT_OVERRIDE = 2;
@@ -146,6 +151,7 @@ const FADT_REVISION = 6;
 const FADT_MINOR = 5;
 const MADT_REVISION = 5;
 const DSDT_REVISION = 2; // 64-bit AML integers
+const MCFG_REVISION = 1;
 const CREATOR_ID = 'XKVM';
 const MAX_TABLE = 16 << 20;
 
@@ -170,10 +176,21 @@ export interface AcpiOptions {
   hardwareReduced: boolean;
   /** A 16550 UART (8 ports from `port`, an ISA IRQ), described in the DSDT as \_SB.COM1: a hardware-reduced machine has no other way to say it is there. */
   uart?: { port: number; irq: number };
+  /** PCI bus 0 behind a host bridge (\_SB.PCI0): its ECAM window (MCFG), configuration ports, windows, and the GSI of each slot's INTx pin. */
+  pci?: AcpiPci;
   /** Set when the machine emulates a CMOS RTC at ports 0x70/0x71 (default: absent). */
   cmosRtc?: boolean;
   oemId: string;
   oemTableId: string;
+}
+
+export interface AcpiPci {
+  ecamBase: number;
+  /** Mechanism #1's 8 ports from here (0xcf8), kept out of the I/O window. */
+  configPorts: number;
+  memoryWindows: readonly { start: number; end: number }[];
+  /** GSI of INTx `pin` (0 = INTA) of device `slot`. */
+  intxGsi(slot: number, pin: number): number;
 }
 
 export interface AcpiTableInfo { signature: string; paddr: number; length: number }
@@ -280,6 +297,76 @@ function amlUart(port: number, irq: number): number[] {
   return [AML_SCOPE, ...amlPkgLength(scope.length), ...scope];
 }
 
+/** EisaId ("PNP0A03"): a PCI host bridge. */
+const PNP0A03 = 0x030ad041;
+/** Large resource descriptors (ACPI 6.5, 6.4.3): Word and DWord Address Space. */
+const RESOURCE_WORD_ADDRESS = 0x88;
+const RESOURCE_DWORD_ADDRESS = 0x87;
+const ADDRESS_SPACE = { memory: 0, io: 1, bus: 2 } as const;
+/** General flags: a producer, positive decode, minimum and maximum fixed. */
+const ADDRESS_PRODUCER_FIXED = 0x0c;
+/** Type-specific flags: I/O decodes the entire range; memory is read-write, non-cacheable. */
+const IO_ENTIRE_RANGE = 0x03;
+const MEMORY_READ_WRITE = 0x01;
+const u16le = (v: number) => [v & 0xff, (v >>> 8) & 0xff];
+
+/** WordBusNumber / WordIO (16-bit) or DWordMemory (32-bit): [min, max], no translation. */
+function addressDescriptor(space: number, typeFlags: number, min: number, max: number, dword: boolean): number[] {
+  const field = dword ? u32le : u16le;
+  const body = [space, ADDRESS_PRODUCER_FIXED, typeFlags, ...field(0), ...field(min), ...field(max), ...field(0), ...field(max - min + 1)];
+  return [dword ? RESOURCE_DWORD_ADDRESS : RESOURCE_WORD_ADDRESS, ...u16le(body.length), ...body];
+}
+
+/** An AML integer in the shortest encoding (up to 32 bits). */
+function amlInteger(v: number): number[] {
+  if (v === 0) return [AML_ZERO];
+  if (v === 1) return [AML_ONE];
+  if (v <= 0xff) return [AML_BYTE_PREFIX, v];
+  if (v <= 0xffff) return [AML_WORD_PREFIX, ...u16le(v)];
+  return [AML_DWORD_PREFIX, ...u32le(v)];
+}
+
+function amlPackage(elements: number[][]): number[] {
+  const contents = [elements.length, ...elements.flat()];
+  return [AML_PACKAGE, ...amlPkgLength(contents.length), ...contents];
+}
+
+function amlBuffer(bytes: number[]): number[] {
+  const contents = [...amlInteger(bytes.length), ...bytes];
+  return [AML_BUFFER, ...amlPkgLength(contents.length), ...contents];
+}
+
+/**
+ * `Scope (\_SB) { Device (PCI0) { _HID PNP0A03, _SEG 0, _BBN 0, _UID 0, _CRS (bus 0, the configuration
+ * ports, the I/O space around them, the memory windows), _PRT (every slot's INTA–INTD to its GSI) } }`.
+ */
+function amlPciHostBridge(pci: AcpiPci): number[] {
+  const crs = [
+    ...addressDescriptor(ADDRESS_SPACE.bus, 0, 0, 0, false),
+    RESOURCE_IO, RESOURCE_IO_DECODE16, ...u16le(pci.configPorts), ...u16le(pci.configPorts), 1, 8,
+    ...addressDescriptor(ADDRESS_SPACE.io, IO_ENTIRE_RANGE, 0, pci.configPorts - 1, false),
+    ...addressDescriptor(ADDRESS_SPACE.io, IO_ENTIRE_RANGE, pci.configPorts + 8, 0xffff, false),
+    ...pci.memoryWindows.flatMap((w) => addressDescriptor(ADDRESS_SPACE.memory, MEMORY_READ_WRITE, w.start, w.end, true)),
+    RESOURCE_END, 0,
+  ];
+  const prt: number[][] = [];
+  for (let slot = 0; slot < 32; slot++) {
+    for (let pin = 0; pin < 4; pin++) prt.push(amlPackage([amlInteger(slot * 0x10000 + 0xffff), amlInteger(pin), [AML_ZERO], amlInteger(pci.intxGsi(slot, pin))]));
+  }
+  const body = [
+    ...ascii('PCI0'),
+    ...amlName('_HID', [AML_DWORD_PREFIX, ...u32le(PNP0A03)]),
+    ...amlName('_SEG', [AML_ZERO]),
+    ...amlName('_BBN', [AML_ZERO]),
+    ...amlName('_UID', [AML_ZERO]),
+    ...amlName('_CRS', amlBuffer(crs)),
+    ...amlName('_PRT', amlPackage(prt)),
+  ];
+  const device = [AML_EXT_PREFIX, AML_DEVICE, ...amlPkgLength(body.length), ...body];
+  const scope = [AML_ROOT_CHAR, ...ascii('_SB_'), ...device];
+  return [AML_SCOPE, ...amlPkgLength(scope.length), ...scope];
+}
+
 /** `Name (_S5, Package (4) { t, t, Zero, Zero })`. */
 function amlS5(sleepType: number): number[] {
   const elements = [AML_BYTE_PREFIX, sleepType, AML_BYTE_PREFIX, sleepType, AML_ZERO, AML_ZERO];
@@ -340,17 +427,30 @@ export function buildAcpiTables(opts: AcpiOptions): AcpiBlob {
     checkRange(opts.uart.port, 0xfff8, 'UART port');
     checkRange(opts.uart.irq, 15, 'UART IRQ');
   }
-  const aml = Uint8Array.from([...amlS5(opts.s5SleepType), ...(opts.uart ? amlUart(opts.uart.port, opts.uart.irq) : [])]);
+  if (opts.pci) {
+    checkRange(opts.pci.ecamBase, 0xffffffff, 'ECAM base');
+    checkRange(opts.pci.configPorts, 0xfff8, 'PCI configuration ports');
+    for (const w of opts.pci.memoryWindows) {
+      checkRange(w.start, 0xffffffff, 'PCI window start');
+      checkRange(w.end, 0xffffffff, 'PCI window end');
+    }
+  }
+  const aml = Uint8Array.from([
+    ...amlS5(opts.s5SleepType),
+    ...(opts.uart ? amlUart(opts.uart.port, opts.uart.irq) : []),
+    ...(opts.pci ? amlPciHostBridge(opts.pci) : []),
+  ]);
   const dsdtLength = AcpiSdtHeader.size + aml.length;
+  const mcfgLength = AcpiSdtHeader.size + 8 + AcpiMcfgAllocation.size;
 
-  const order = ['XSDT', 'FACP', 'APIC', 'DSDT'] as const;
-  const xsdtEntries = ['FACP', 'APIC'] as const;
+  const order = ['XSDT', 'FACP', 'APIC', ...(opts.pci ? (['MCFG'] as const) : []), 'DSDT'] as const;
+  const xsdtEntries = ['FACP', 'APIC', ...(opts.pci ? (['MCFG'] as const) : [])] as const;
   const Xsdt = struct('acpi_xsdt', {
     header: { struct: AcpiSdtHeader },
     entries: { array: 'u64', count: xsdtEntries.length },
   }, { packed: true });
   const lengths: Record<(typeof order)[number], number> = {
-    XSDT: Xsdt.size, FACP: AcpiFadt.size, APIC: madtLength, DSDT: dsdtLength,
+    XSDT: Xsdt.size, FACP: AcpiFadt.size, APIC: madtLength, MCFG: mcfgLength, DSDT: dsdtLength,
   };
 
   let cursor = AcpiRsdp.size;
@@ -411,6 +511,13 @@ export function buildAcpiTables(opts: AcpiOptions): AcpiBlob {
   for (const p of madtParts) {
     bytes.set(p, at);
     at += p.length;
+  }
+
+  if (opts.pci) {
+    AcpiSdtHeader.write(view, offsets.MCFG, header('MCFG', mcfgLength, MCFG_REVISION));
+    AcpiMcfgAllocation.write(view, offsets.MCFG + AcpiSdtHeader.size + 8, {
+      address: BigInt(opts.pci.ecamBase), pci_segment: 0, start_bus_number: 0, end_bus_number: 0, reserved: 0,
+    });
   }
 
   AcpiSdtHeader.write(view, offsets.DSDT, header('DSDT', dsdtLength, DSDT_REVISION));

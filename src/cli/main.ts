@@ -6,7 +6,8 @@ import { configureLogging, log, LOG_LEVELS, RateLimitedLog, type LogLevel } from
 import { inForeground, SystemCallError } from '../kvm/libc.js';
 import { KVM_DEVICE, KvmUnavailableError } from '../kvm/system.js';
 import { exitStatus } from '../machine/exit-status.js';
-import { ConfigError, Machine } from '../machine/machine.js';
+import { ConfigError } from '../machine/config-error.js';
+import { Machine } from '../machine/machine.js';
 import { DEFAULT_XEN_VERSION, parseXenVersion } from '../xen/config.js';
 import { runNested, TERMINAL_CONSOLE_ENV } from './nested-run.js';
 import { DEFAULT_PORT_COUNT } from '../xen/evtchn/ports.js';
@@ -159,10 +160,10 @@ export async function main(argv: string[]): Promise<number> {
   let status = 0;
   program
     .command('run')
-    .description('boot a PVH kernel and run it until it powers off, resets or fails')
-    .requiredOption('-k, --kernel <file>', 'ELF kernel with a Xen PVH entry point (XEN_ELFNOTE_PHYS32_ENTRY)')
+    .description('boot a PVH or HVM kernel and run it until it powers off, resets or fails')
+    .requiredOption('-k, --kernel <file>', 'ELF kernel with a Xen PVH entry point (XEN_ELFNOTE_PHYS32_ENTRY), or a Linux bzImage (HVM direct boot)')
     .option('-c, --cmdline <string>', 'kernel command line', '')
-    .option('--initrd <file>', "initial ramdisk, the kernel's first start_info module")
+    .option('--initrd <file>', "initial ramdisk: the kernel's first start_info module (PVH), or boot_params' ramdisk (bzImage)")
     .option('-m, --memory <MiB>', 'guest RAM in MiB', wholeNumber('memory'), 256)
     .option('-n, --vcpus <count>', 'number of vCPUs', wholeNumber('vCPU count'), 1)
     .option('--xen-version <major.minor>', 'Xen version the guest sees', xenVersion, DEFAULT_XEN_VERSION)

@@ -30,6 +30,11 @@ export class RateLimitedLog {
     private readonly windowMs = 10_000,
   ) {}
 
+  /** For what a guest reports about itself (its drivers' log messages). */
+  info(key: string, fields: Record<string, unknown>, message: string): void {
+    this.write('info', key, fields, message);
+  }
+
   warn(key: string, fields: Record<string, unknown>, message: string): void {
     this.write('warn', key, fields, message);
   }
@@ -39,7 +44,7 @@ export class RateLimitedLog {
     this.write('error', key, fields, message);
   }
 
-  private write(level: 'warn' | 'error', key: string, fields: Record<string, unknown>, message: string): void {
+  private write(level: 'info' | 'warn' | 'error', key: string, fields: Record<string, unknown>, message: string): void {
     const now = Date.now();
     let w = this.windows.get(key);
     if (!w || now - w.start >= this.windowMs) {

@@ -33,6 +33,8 @@ const PROT_WRITE = 2;
 const MAP_SHARED = 1;
 const MAP_NORESERVE = 0x4000;
 export const MFD_CLOEXEC = 1;
+const FALLOC_FL_KEEP_SIZE = 1;
+const FALLOC_FL_PUNCH_HOLE = 2;
 export const SIG_BLOCK = 0;
 const SYS_gettid = 186;
 /** glibc's sigset_t; the kernel's is its first 8 bytes. */
@@ -50,6 +52,7 @@ interface Libc {
   munmap(ptr: Pointer, len: number | bigint): number;
   memfd_create(name: string, flags: number): number;
   ftruncate(fd: number, len: number | bigint): number;
+  fallocate(fd: number, mode: number, offset: number, len: number): number;
   pread(fd: number, buf: Uint8Array, count: number, offset: number): number;
   syscall0(nr: number): number | bigint;
   getpid(): number;
@@ -75,6 +78,7 @@ export function libc(): Libc {
     munmap: lib.func('int munmap(void *addr, size_t len)'),
     memfd_create: lib.func('int memfd_create(const char *name, unsigned int flags)'),
     ftruncate: lib.func('int ftruncate(int fd, int64_t len)'),
+    fallocate: lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)'),
     pread: lib.func('pread', 'intptr_t', ['int', 'void *', 'size_t', 'int64_t']),
     syscall0: lib.func('syscall', 'long', ['long']),
     getpid: lib.func('int getpid()'),
@@ -111,6 +115,11 @@ export function mmapShared(fd: number, length: number, what: string): Pointer {
 
 export function munmap(ptr: Pointer, length: number): void {
   check('munmap', libc().munmap(ptr, length));
+}
+
+/** Gives [offset, offset+length) of a memfd back to the host: it reads as zeros until written again. */
+export function punchHole(fd: number, offset: number, length: number, what: string): void {
+  check('fallocate', libc().fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length), what);
 }
 
 export function viewOf(ptr: Pointer, length: number): ArrayBuffer {

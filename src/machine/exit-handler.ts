@@ -1,5 +1,6 @@
-// What a vCPU thread does with each KVM exit: I/O goes to the port bus,
-// accesses to unbacked guest-physical memory read all-ones and drop writes,
+// What a vCPU thread does with each KVM exit: I/O goes to the port bus, and so
+// do MMIO exits where a device is (PCI's ECAM); other accesses to unbacked
+// guest-physical memory read all-ones and drop writes,
 // filtered MSRs go to the MSR handler (#GP when none claims them), and exits
 // that end the vCPU become a stop with a one-line report.
 import type { Logger } from 'pino';
@@ -80,6 +81,7 @@ export class ExitHandler {
         this.io(exit.direction === 'out', exit.port, exit.size, exit.count, exit.dataOffset);
         return undefined;
       case 'mmio':
+        if (exit.isWrite ? this.bus.mmioWrite(exit.gpa, exit.data) : this.mmioDeviceRead(exit.gpa, exit.len)) return undefined;
         if (exit.isWrite) {
           this.guestLog.warn('mmio', { vcpu: this.vcpu.id, gpa: hex(exit.gpa), len: exit.len }, 'guest wrote to unbacked guest-physical memory; write dropped');
         } else {
@@ -118,6 +120,12 @@ export class ExitHandler {
       default:
         return { stop: 'vcpu-error', message: `vCPU ${this.vcpu.id} stopped: ${describeExit(exit)} at ${this.where()}` };
     }
+  }
+
+  private mmioDeviceRead(gpa: number, len: number): boolean {
+    const bytes = this.bus.mmioRead(gpa, len);
+    if (bytes) this.vcpu.completeMmioRead(bytes);
+    return bytes !== undefined;
   }
 
   private io(out: boolean, port: number, size: number, count: number, dataOffset: number): void {

@@ -19,6 +19,10 @@ import {
   MiB,
   gsiOfIoapicPin,
   pcGsiRoutes,
+  PCI_ECAM_BASE,
+  PCI_MEMORY_WINDOWS,
+  pciFunctions,
+  pciIntxGsi,
   placeAfterKernel,
   ramRanges,
 } from './layout.js';
@@ -78,8 +82,8 @@ for (const bytes of SIZES) {
       // Every RAM entry is backed by one of the RAM ranges.
       assert.ok(ramRanges(bytes).some((g) => e.addr >= g.gpa && e.addr + e.size <= g.gpa + g.size), `RAM entry 0x${e.addr.toString(16)} is backed`);
     }
-    // The IOAPIC and LAPIC pages, Xen's special pages and the ACPI tables are reported reserved.
-    for (const addr of [IOAPIC_ADDRESS, LAPIC_ADDRESS, XENSTORE_GFN * 0x1000, CONSOLE_GFN * 0x1000]) {
+    // The IOAPIC and LAPIC pages, Xen's special pages, PCI's ECAM window and the ACPI tables are reported reserved.
+    for (const addr of [IOAPIC_ADDRESS, LAPIC_ADDRESS, XENSTORE_GFN * 0x1000, CONSOLE_GFN * 0x1000, PCI_ECAM_BASE]) {
       assert.ok(map.some((e) => e.type === MEMMAP_TYPE_RESERVED && e.addr <= addr && addr + 0x1000 <= e.addr + e.size));
     }
     assert.ok(map.some((e) => e.type === MEMMAP_TYPE_RESERVED && e.addr <= ACPI_BASE && ACPI_BASE + ACPI_SIZE <= e.addr + e.size));
@@ -95,12 +99,13 @@ test('exact layouts', () => {
     { addr: 0, size: 0xa0000, type: MEMMAP_TYPE_RAM },
     { addr: 0xe0000, size: 0x20000, type: MEMMAP_TYPE_RESERVED },
     { addr: 0x100000, size: 15 * MiB, type: MEMMAP_TYPE_RAM },
+    { addr: 0xe0000000, size: MiB, type: MEMMAP_TYPE_RESERVED },
     { addr: 0xfec00000, size: 0x1000, type: MEMMAP_TYPE_RESERVED },
     { addr: 0xfee00000, size: 0x1000, type: MEMMAP_TYPE_RESERVED },
     { addr: 0xfeff8000, size: 0x8000, type: MEMMAP_TYPE_RESERVED },
   ]);
   assert.deepEqual(guestMemmap(8 * GiB).at(-1), { addr: 4 * GiB, size: 5 * GiB, type: MEMMAP_TYPE_RAM });
-  assert.equal(guestMemmap(3 * GiB).length, 6, 'no high entry when all RAM fits below 3 GiB');
+  assert.equal(guestMemmap(3 * GiB).length, 7, 'no high entry when all RAM fits below 3 GiB');
 });
 
 test('placeAfterKernel: page-aligned blocks one after another from the first page past the image, in the first range with room', () => {
@@ -132,4 +137,18 @@ test('GSI routing: a PC\'s; IRQ 0 (the PIT\'s) reaches IOAPIC pin 2, the only GS
     const gsis = routes.filter((r) => r.irqchip === irqchips.IOAPIC && r.pin === pin).map((r) => r.gsi);
     assert.deepEqual(gsis, [gsiOfIoapicPin(pin)], `pin ${pin}`);
   }
+});
+
+test('PCI: the ECAM window and the BARs lie in no RAM and in nothing else reserved; BARs inside a host bridge window; INTx on GSIs 16–23', () => {
+  const map = guestMemmap(3 * GiB);
+  const inWindow = (start: number, end: number) => PCI_MEMORY_WINDOWS.some((w) => start >= w.start && end - 1 <= w.end);
+  for (const w of PCI_MEMORY_WINDOWS) {
+    for (const e of map) assert.ok(!overlaps({ start: w.start, end: w.end + 1 }, { start: e.addr, end: e.addr + e.size }), `window 0x${w.start.toString(16)} over 0x${e.addr.toString(16)}`);
+  }
+  assert.ok(!inWindow(PCI_ECAM_BASE, PCI_ECAM_BASE + MiB), 'the ECAM window is no BAR space');
+  for (const f of pciFunctions()) {
+    for (const bar of f.bars ?? []) if (bar?.kind === 'mem32') assert.ok(inWindow(bar.address, bar.address + bar.size), `slot ${f.slot} BAR at 0x${bar.address.toString(16)}`);
+  }
+  for (let slot = 0; slot < 32; slot++) for (let pin = 0; pin < 4; pin++) assert.ok(pciIntxGsi(slot, pin) >= 16 && pciIntxGsi(slot, pin) <= 23);
+  assert.equal(pciIntxGsi(2, 0), 18, 'the Xen platform device\'s INTA');
 });

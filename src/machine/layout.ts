@@ -3,6 +3,8 @@
 import { MEMMAP_TYPE_RAM, MEMMAP_TYPE_RESERVED } from '../boot/start-info.js';
 import { irqchips, KVM_IOAPIC_NUM_PINS } from '../kvm/abi.js';
 import type { IrqchipRoute } from '../kvm/vm.js';
+import { ECAM_BUS_SIZE, type PciFunction } from './devices/pci.js';
+import { xenPlatformFunction } from './devices/xen-platform.js';
 
 export const MiB = 1 << 20;
 export const GiB = 1 << 30;
@@ -33,6 +35,11 @@ export const ports = {
   postCode: 0x80,
   uart: 0x3f8,
   keyboardController: 0x64,
+  /** The Xen platform device's unplug protocol (fixed, as in Xen's device model). */
+  xenUnplug: 0x10,
+  /** PCI configuration mechanism #1: the address register (a dword) and the data window. */
+  pciConfigAddress: 0xcf8,
+  pciConfigData: 0xcfc,
   sleepControl: 0x600,
   sleepStatus: 0x601,
   pm1aEvent: 0x604,
@@ -68,6 +75,32 @@ export function pcGsiRoutes(): IrqchipRoute[] {
 
 /** The GSI, in pcGsiRoutes' table, that drives IOAPIC pin `pin` (1–23; no GSI drives pin 0). */
 export const gsiOfIoapicPin = (pin: number) => (pin === PIT_GSI ? PIT_IRQ : pin);
+/**
+ * PCI bus 0: its ECAM window (reserved in the memory map and named by the MCFG), the ranges its BARs may
+ * take (the DSDT's host bridge windows: below the ECAM window, and from the Xen platform device's memory
+ * BAR up to the IOAPIC), and the devices on it.
+ */
+export const PCI_ECAM_BASE = 0xe0000000;
+export const PCI_MEMORY_WINDOWS: readonly { start: number; end: number }[] = [
+  { start: LOW_RAM_END, end: PCI_ECAM_BASE - 1 },
+  { start: 0xf0000000, end: IOAPIC_ADDRESS - 1 },
+];
+export const PCI_HOST_BRIDGE_SLOT = 0;
+export const XEN_PLATFORM_SLOT = 2;
+export const XEN_PLATFORM_IO_BAR = 0xc000;
+export const XEN_PLATFORM_MMIO_BAR = 0xf0000000;
+
+/** The GSI a PCI slot's INTx pin (0 = INTA) is wired to: 16–23, swizzled by slot, as the DSDT's _PRT says. */
+export const pciIntxGsi = (slot: number, pin: number) => 16 + ((slot + pin) & 7);
+
+/** What answers on bus 0: the host bridge (the ids Xen's device model gives its i440FX) and the Xen platform device. */
+export function pciFunctions(): PciFunction[] {
+  return [
+    { slot: PCI_HOST_BRIDGE_SLOT, vendor: 0x8086, device: 0x1237, revision: 2, classCode: 0x060000 },
+    xenPlatformFunction(XEN_PLATFORM_SLOT, XEN_PLATFORM_IO_BAR, XEN_PLATFORM_MMIO_BAR, pciIntxGsi(XEN_PLATFORM_SLOT, 0)),
+  ];
+}
+
 /** SLP_TYP of \_S5 in the DSDT. */
 export const S5_SLEEP_TYPE = 5;
 
@@ -112,6 +145,7 @@ export function guestMemmap(bytes: number): MemmapEntry[] {
   ];
   const low = Math.min(bytes, LOW_RAM_END);
   map.push({ addr: 0x100000, size: low - 0x100000, type: MEMMAP_TYPE_RAM });
+  map.push({ addr: PCI_ECAM_BASE, size: ECAM_BUS_SIZE, type: MEMMAP_TYPE_RESERVED });
   map.push({ addr: IOAPIC_ADDRESS, size: 0x1000, type: MEMMAP_TYPE_RESERVED });
   map.push({ addr: LAPIC_ADDRESS, size: 0x1000, type: MEMMAP_TYPE_RESERVED });
   map.push({ addr: SPECIAL_PAGES_GFN * 0x1000, size: SPECIAL_PAGES * 0x1000, type: MEMMAP_TYPE_RESERVED });

@@ -4,9 +4,6 @@
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { buildAcpiTables } from '../boot/acpi.js';
-import { loadPvhKernel } from '../boot/elf.js';
-import { pvhBootState } from '../boot/pvh-state.js';
-import { encodeBootInfo, MEMMAP_TYPE_RAM } from '../boot/start-info.js';
 import { log, type LogLevel } from '../common/log.js';
 import { caps, msrExit, msrFilter, xenHvmConfig } from '../kvm/abi.js';
 import { libc } from '../kvm/libc.js';
@@ -35,14 +32,18 @@ import { ForwardedCalls } from './forwarded-calls.js';
 import type { Vm } from '../kvm/vm.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { MemoryMap } from '../memory/memory-map.js';
+import { planBoot } from './boot-plan.js';
+import { ConfigError } from './config-error.js';
 import { vcpuCpuid } from './cpuid.js';
+import { PciConfigSpace } from './devices/pci.js';
 import type { StopReason } from './devices/platform.js';
 import { Uart16550 } from './devices/uart16550.js';
 import { exitStatus } from './exit-status.js';
 import {
-  ACPI_BASE, ACPI_SIZE, BOOT_INFO_SIZE, guestMemmap, IOAPIC_ADDRESS, IOAPIC_ID, KVM_IDENTITY_MAP_ADDRESS,
+  ACPI_BASE, ACPI_SIZE, guestMemmap, IOAPIC_ADDRESS, IOAPIC_ID, KVM_IDENTITY_MAP_ADDRESS,
   KVM_RESERVED_FRAMES, KVM_TSS_ADDRESS, LAPIC_ADDRESS, MAX_MEMORY_MIB, MAX_VCPUS, MiB, MIN_MEMORY_MIB, OVERLAY_PAGES, ports, RESET_VALUE,
-  pcGsiRoutes, PIT_GSI, PIT_IRQ, placeAfterKernel, S5_SLEEP_TYPE, SCI_IRQ, UART_IRQ, ramRanges,
+  pcGsiRoutes, PCI_ECAM_BASE, PCI_MEMORY_WINDOWS, pciFunctions, pciIntxGsi, PIT_GSI, PIT_IRQ, S5_SLEEP_TYPE, SCI_IRQ,
+  UART_IRQ, ramRanges,
 } from './layout.js';
 import { Command, RekickTimer, VcpuControl, VcpuState } from './vcpu-control.js';
 import type { VcpuMessage, VcpuThreadInit } from './vcpu-thread.js';
@@ -69,11 +70,6 @@ export interface MachineConfig {
   xenstoreSocket?: string;
   /** Secondary PV consoles offered to the guest (xenbus devices console/1 …); default none. */
   secondaryConsoles?: number;
-}
-
-/** A configuration a person must fix: the message says what and how. */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
 }
 
 export interface RunOutcome {
@@ -215,16 +211,7 @@ export class Machine {
     const ramBytes = config.memoryMiB * MiB;
     const initrd = config.initrd === undefined ? undefined : readGuestFile('initrd', config.initrd);
     const memmap = guestMemmap(ramBytes);
-    const ram = memmap.filter((e) => e.type === MEMMAP_TYPE_RAM).map((e) => ({ start: e.addr, end: e.addr + e.size }));
-    const kernel = loadPvhKernel(file, ram);
-    // After the kernel, as Xen's domain builder puts them: the initrd (start_info's one module), then start_info.
-    const placed = placeAfterKernel(kernel.highest, ram, initrd ? [initrd.length, BOOT_INFO_SIZE] : [BOOT_INFO_SIZE]);
-    if (!placed) {
-      const what = initrd ? `the initrd (${initrd.length} bytes) and start_info` : 'start_info';
-      throw new ConfigError(`no room in guest RAM after the kernel (which ends at 0x${kernel.highest.toString(16)}) for ${what}: give the guest more memory (--memory)`);
-    }
-    const bootInfoBase = placed[placed.length - 1];
-    const modules = initrd ? [{ paddr: placed[0], size: initrd.length }] : [];
+    const boot = planBoot(file, config.cmdline, memmap, initrd);
 
     const resources = new Resources();
     try {
@@ -254,7 +241,7 @@ export class Machine {
       // filter, which keeps the hypercall MSR's writes for xenkvm.
       const interceptsXen = kvm.interceptsXenHypercalls();
       if (interceptsXen) vm.configureXenHvm(xenHvmConfig.INTERCEPT_HCALL, HYPERCALL_MSR);
-      else if (kernel.guestOs?.toLowerCase() === 'linux') {
+      else if (boot.guestOs?.toLowerCase() === 'linux') {
         log('machine').warn(
           "this host's KVM has no Xen support (its kernel lacks CONFIG_KVM_XEN): Linux since its XSA-466 fixes makes its hypercalls with VMCALL/VMMCALL, which KVM then answers itself, and stops early in boot; run Linux on a host kernel with CONFIG_KVM_XEN",
         );
@@ -265,7 +252,7 @@ export class Machine {
       resources.add(() => memory.dispose());
       const memoryMap = new MemoryMap(vm, memory, kvm.checkExtension(caps.KVM_CAP_NR_MEMSLOTS) || 32, new Set(KVM_RESERVED_FRAMES));
 
-      for (const c of kernel.chunks) {
+      for (const c of boot.chunks) {
         memory.write(c.gpa, c.bytes);
         memory.fill(c.gpa + c.bytes.length, c.zeroFill);
       }
@@ -282,6 +269,7 @@ export class Machine {
         ],
         sciInterrupt: SCI_IRQ,
         uart: { port: ports.uart, irq: UART_IRQ },
+        pci: { ecamBase: PCI_ECAM_BASE, configPorts: ports.pciConfigAddress, memoryWindows: PCI_MEMORY_WINDOWS, intxGsi: pciIntxGsi },
         sleepControlPort: ports.sleepControl,
         sleepStatusPort: ports.sleepStatus,
         pm1aEventPort: ports.pm1aEvent,
@@ -294,13 +282,13 @@ export class Machine {
         oemTableId: 'XENKVM01',
       });
       memory.write(ACPI_BASE, acpi.bytes);
-      if (initrd) memory.write(modules[0].paddr, initrd);
-      const bootInfo = encodeBootInfo({ base: bootInfoBase, cmdline: config.cmdline, rsdpPaddr: acpi.rsdpPaddr, memmap, maxBytes: BOOT_INFO_SIZE, modules });
-      memory.write(bootInfoBase, bootInfo.bytes);
+      if (boot.initrd) memory.write(boot.initrd.paddr, boot.initrd.bytes);
+      for (const d of boot.bootData(acpi.rsdpPaddr)) memory.write(d.gpa, d.bytes);
 
       const supported = kvm.supportedCpuid();
       const runSize = kvm.vcpuMmapSize();
       const uartState = Uart16550.createState();
+      const pciState = PciConfigSpace.createState(pciFunctions());
       // Read once first, so that the reading after the boot vCPU's creation does not bind clock_gettime.
       let bootVcpuCreated = monotonicNs();
       const fds = Array.from({ length: config.vcpus }, (_, id) => {
@@ -333,8 +321,9 @@ export class Machine {
           control: control.buffer,
           controls: controls.map((c) => c.buffer),
           uartState,
+          pciState,
           cpuid: vcpuCpuid(supported, id, config.vcpus, xenCpuidLeaves(xen, id)),
-          boot: id === 0 ? pvhBootState(kernel.entry, bootInfo.startInfoPaddr) : undefined,
+          boot: id === 0 ? boot.state : undefined,
           xen,
           domainState: domainState.buffer,
           ports: evtchnPorts.buffer,

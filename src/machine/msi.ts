@@ -1,7 +1,7 @@
 // MSIs into the in-kernel LAPICs, from any thread.
 import type { Vm } from '../kvm/vm.js';
 import type { UpcallHost } from '../xen/evtchn/upcall.js';
-import { gsiOfIoapicPin, LAPIC_ADDRESS } from './layout.js';
+import { gsiOfIoapicPin, LAPIC_ADDRESS, pciIntxGsi } from './layout.js';
 
 /** A fixed, edge-triggered MSI with `vector` at the LAPIC whose id is `apicId` (physical destination); false if no LAPIC took it. */
 export function signalFixedMsi(vm: Vm, apicId: number, vector: number): boolean {
@@ -18,5 +18,6 @@ export function upcallHost(vm: Vm, controls: readonly { kick(): void; wake(): vo
     wake: (vcpu) => controls[vcpu].wake(),
     // Xen's GSI is an IOAPIC pin; KVM's routing table reaches pin 2 through IRQ 0's GSI.
     setGsi: (gsi, level) => vm.irqLine(gsiOfIoapicPin(gsi), level),
+    intxGsi: pciIntxGsi,
   };
 }

@@ -1,7 +1,7 @@
 // A vCPU worker thread: configures its vCPU, then runs KVM_RUN and handles
 // exits until told to stop or the guest ends the run.
 import { parentPort, workerData } from 'node:worker_threads';
-import { configureLogging, log, type LogLevel } from '../common/log.js';
+import { configureLogging, log, RateLimitedLog, type LogLevel } from '../common/log.js';
 import { caps, mpStates } from '../kvm/abi.js';
 import { hvmContextToStart } from '../xen/vcpu-context.js';
 import { cpuVendor, hostKvmIsPvm, type CpuidEntry, type CpuVendor } from '../kvm/system.js';
@@ -14,9 +14,11 @@ import { GuestMemory, type GuestMemoryHandle } from '../memory/guest-memory.js';
 import { AcpiPm } from './devices/acpi-pm.js';
 import { DebugConsole } from './devices/debug-console.js';
 import { IoBus } from './devices/io-bus.js';
+import { ECAM_BUS_SIZE, PciConfigSpace } from './devices/pci.js';
 import type { Platform, StopReason } from './devices/platform.js';
 import { PostCode } from './devices/post-code.js';
 import { Uart16550 } from './devices/uart16550.js';
+import { XEN_UNPLUG_PORTS, XenUnplugPorts } from './devices/xen-platform.js';
 import { ExitHandler } from './exit-handler.js';
 import { VmmChannel } from './vmm-channel.js';
 import { upcallHost } from './msi.js';
@@ -27,7 +29,7 @@ import { TimerState } from '../xen/timers.js';
 import { XenAccelerator, type ExitRegisters, type ForwardedHypercall } from '../xen/accelerator.js';
 import type { XenConfig } from '../xen/config.js';
 import { HYPERCALL_PORT } from '../xen/hypercall-page.js';
-import { ports, S5_SLEEP_TYPE, UART_IRQ } from './layout.js';
+import { PCI_ECAM_BASE, pciFunctions, ports, S5_SLEEP_TYPE, UART_IRQ } from './layout.js';
 import { blockKickSignal, Command, consumeKick, VcpuControl, VcpuState } from './vcpu-control.js';
 
 export interface VcpuThreadInit {
@@ -40,6 +42,8 @@ export interface VcpuThreadInit {
   /** Every vCPU's control block, for kicking another vCPU when an event needs its thread. */
   controls: SharedArrayBuffer[];
   uartState: SharedArrayBuffer;
+  /** PCI bus 0's configuration space (PciConfigSpace). */
+  pciState: SharedArrayBuffer;
   cpuid: CpuidEntry[];
   /** Register state for the boot vCPU; APs wait for INIT/SIPI in KVM. */
   boot?: { regs: Partial<Regs>; sregs: Partial<Sregs> };
@@ -113,6 +117,13 @@ function main(init: VcpuThreadInit): void {
   bus.register(ports.pm1aControl, 2, pm.pm1aControl);
   bus.register(ports.reset, 1, pm.reset);
   bus.register(ports.keyboardController, 1, pm.keyboardController);
+  const pci = new PciConfigSpace(init.pciState, pciFunctions());
+  bus.register(ports.pciConfigAddress, 1, pci.ports.address);
+  // The address register's other bytes (0xcf9 is the reset control): a byte there is no configuration access.
+  bus.register(ports.pciConfigAddress + 2, 2, pci.ports.address);
+  bus.register(ports.pciConfigData, 4, pci.ports.data);
+  bus.registerMmio(PCI_ECAM_BASE, ECAM_BUS_SIZE, { read: (at, size) => pci.ecamRead(at, size), write: (at, size, v) => pci.ecamWrite(at, size, v) });
+  bus.register(ports.xenUnplug, XEN_UNPLUG_PORTS, new XenUnplugPorts(new RateLimitedLog(logger)));
 
   const kvmRunMask = blockKickSignal();
   control.publishThread();

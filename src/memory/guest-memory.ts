@@ -87,6 +87,23 @@ export class GuestMemory {
     return { ram: this.ram.handle, regions: [...this.regions], overlays: this.overlays.handle, placement: this.placement.buffer };
   }
 
+  /** Pages of RAM, all regions together. */
+  get ramPageCount(): number {
+    return this.ram.handle.size / PAGE_SIZE;
+  }
+
+  /** Which page of RAM (counting through the regions in order) backs frame gfn, or undefined outside RAM. */
+  ramPageOf(gfn: number): number | undefined {
+    const gpa = gfn * PAGE_SIZE;
+    for (const r of this.regions) if (gpa >= r.gpa && gpa < r.gpa + r.size) return (r.offset + gpa - r.gpa) / PAGE_SIZE;
+    return undefined;
+  }
+
+  /** Gives `count` pages of RAM from page `first` back to the host; they read as zeros until written again. */
+  discardRam(first: number, count: number): void {
+    this.ram.discard(first * PAGE_SIZE, count * PAGE_SIZE);
+  }
+
   get overlayPageCount(): number {
     return this.placement.frames.length;
   }

@@ -1,7 +1,7 @@
 // A memfd mapped into this thread. Guest RAM and the overlay page pool are
 // both one: created once on the main thread, attached (mapped again) by each
 // vCPU thread from the fd number, which every thread of the process shares.
-import { check, libc, MFD_CLOEXEC, mmapShared, munmap, viewOf, type Pointer } from '../kvm/libc.js';
+import { check, libc, MFD_CLOEXEC, mmapShared, munmap, punchHole, viewOf, type Pointer } from '../kvm/libc.js';
 
 /** What another thread needs to map the same memory. */
 export interface SharedMemoryHandle {
@@ -70,6 +70,12 @@ export class SharedMemory {
   setU32(offset: number, value: number): void {
     const chunk = Math.floor(offset / CHUNK);
     this.words[chunk][(offset - chunk * CHUNK) >>> 2] = value;
+  }
+
+  /** Frees the host memory behind [offset, offset+length) (page-aligned); every mapping then reads zeros there. */
+  discard(offset: number, length: number): void {
+    if (offset < 0 || length < 0 || offset + length > this.handle.size) throw new RangeError(`${this.handle.name}: [${offset}, +${length}) outside its ${this.handle.size} bytes`);
+    punchHole(this.handle.fd, offset, length, `${this.handle.name} [${offset}, +${length})`);
   }
 
   dispose(): void {

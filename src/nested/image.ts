@@ -63,6 +63,13 @@ function run(file: string, args: string[], options: { cwd?: string; input?: Buff
   }
 }
 
+/** Debian's generic kernel package the nested VM boots (the Linux test tier boots it too, as an HVM guest). */
+export function genericKernelPackage(root: string): string {
+  const dir = join(root, 'build', 'nested');
+  mkdirSync(dir, { recursive: true });
+  return kernelPackage(dir);
+}
+
 /** The kernel package in `dir`, fetched with `apt-get download` when there is none. */
 function kernelPackage(dir: string): string {
   const present = readdirSync(dir).find((f) => /^linux-image-.*\.deb$/.test(f));

@@ -1,9 +1,8 @@
 // hvm_op: HVM parameters as Xen lets a domain read and set its own, the
 // per-vCPU upcall vector, get_time and pagetable_dying.
-import type { RateLimitedLog } from '../common/log.js';
 import { XEN_ERRNO } from './abi/errno.js';
 import {
-  decodeCallbackIrq, HVM_NR_PARAMS, HVM_PARAM, HVMOP, xenHvmEvtchnUpcallVector, xenHvmGetTime, xenHvmPagetableDying, xenHvmParam,
+  HVM_NR_PARAMS, HVM_PARAM, HVMOP, xenHvmEvtchnUpcallVector, xenHvmGetTime, xenHvmPagetableDying, xenHvmParam,
 } from './abi/hvm.js';
 import { HYPERCALL } from './abi/hypercalls.js';
 import type { DomainState } from './domain-state.js';
@@ -37,8 +36,6 @@ export interface HvmOpDomain extends MemoryOpDomain {
   systemTime(): bigint;
   /** The upcall route of a vCPU changed: an upcall already pending goes out the new way, as Xen does. */
   upcallRouteChanged(vcpu: number): void;
-  /** For refusals the guest causes, which it could repeat without end. */
-  guestLog: RateLimitedLog;
 }
 
 function readParam(ctx: HypercallContext, arg: bigint) {
@@ -55,13 +52,6 @@ function setParam(ctx: HypercallContext, domain: HvmOpDomain, arg: bigint): numb
     if (old !== 0n && old !== BigInt.asIntN(64, a.value)) throw new XenError(XEN_ERRNO.EEXIST);
   } else if (!GUEST_SETTABLE.has(a.index)) {
     throw new XenError(XEN_ERRNO.EPERM);
-  }
-  if (a.index === HVM_PARAM.CALLBACK_IRQ && decodeCallbackIrq(a.value).type === 'pci_intx') {
-    // Xen takes it and raises the device's INTx line, routed to GSI 16..47. xenkvm has no PCI bus and its
-    // IOAPIC only 24 pins: rather than accept a callback that would never fire, it refuses it.
-    domain.guestLog.warn('callback-pci-intx', { vcpu: ctx.vcpu, value: `0x${BigInt.asUintN(64, a.value).toString(16)}` },
-      'guest asked for a PCI INTx event callback, which xenkvm cannot deliver (no PCI bus); -EINVAL');
-    throw new XenError(XEN_ERRNO.EINVAL);
   }
   domain.state.setParam(a.index, a.value);
   if (a.index === HVM_PARAM.CALLBACK_IRQ) {

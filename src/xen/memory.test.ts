@@ -1,8 +1,10 @@
 // memory_op through a dispatcher, with real guest memory and memory map (and
 // a fake KVM behind it), and hypercall arguments in a fake guest window.
+import { fstatSync } from 'node:fs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { capturedLogger } from '../common/captured-logger.js';
+import { RateLimitedLog } from '../common/log.js';
 import { GuestMemory, PAGE_SIZE } from '../memory/guest-memory.js';
 import type { GuestVirtual } from '../memory/guest-virtual.js';
 import { FakeKvm } from '../memory/fake-kvm.js';
@@ -15,6 +17,7 @@ import { DOMID } from './abi/xen.js';
 import { DomainState } from './domain-state.js';
 import { HypercallDispatcher } from './hypercall.js';
 import { checkSelf, latchSharedInfoAbi, MEMORY_OP_ROUTE, memoryOps, type MemoryOpDomain } from './memory.js';
+import { Reservation } from './reservation.js';
 import { serveRoutes } from './routes.js';
 import { SHARED_INFO_PAGE, writeWallclock } from './shared-info.js';
 import { XEN_ERRNO } from './abi/errno.js';
@@ -44,8 +47,9 @@ function setup(t: { after(fn: () => void): void }, guestBytes = 0x4000) {
   const state = DomainState.create(2);
   const sharedInfo = mem.overlayPage(SHARED_INFO_PAGE);
   writeWallclock(sharedInfo, 'native', BOOT_WALL);
-  const domain: MemoryOpDomain = { domid: DOMID_OWN, memoryMap, state, sharedInfo, bootWallNs: BOOT_WALL, e820: E820, ramPages: 512 };
-  const { logger, errors } = capturedLogger();
+  const { logger, errors, warns } = capturedLogger();
+  const reservation = new Reservation(mem, memoryMap);
+  const domain: MemoryOpDomain = { domid: DOMID_OWN, memoryMap, state, sharedInfo, bootWallNs: BOOT_WALL, e820: E820, reservation, guestLog: new RateLimitedLog(logger) };
   const dispatcher = new HypercallDispatcher(logger);
   serveRoutes(dispatcher, 'main', [MEMORY_OP_ROUTE], [memoryOps(domain)]);
   const guest = new FakeGuest(ARG, guestBytes);
@@ -53,7 +57,7 @@ function setup(t: { after(fn: () => void): void }, guestBytes = 0x4000) {
     dispatcher.dispatch({ vcpu: 0, abi, guest: guest as unknown as GuestVirtual }, 0, HYPERCALL.memory_op, [BigInt(cmd), arg, 0n, 0n, 0n]);
   /** Frames where overlay page 0 (shared_info) is mapped in KVM. */
   const sharedInfoSlots = () => [...kvm.live.values()].filter((s) => s.host === mem.overlays.hostAddress).map((s) => s.gpa / PAGE_SIZE);
-  return { mem, kvm, memoryMap, state, sharedInfo, domain, guest, call, errors, sharedInfoSlots };
+  return { mem, kvm, memoryMap, state, sharedInfo, domain, reservation, guest, call, errors, warns, sharedInfoSlots };
 }
 
 /** xen_add_to_physmap written field by field from the header layout (not through the ABI module). */
@@ -354,6 +358,149 @@ test('memory_map: a bad buffer is -EFAULT', (t) => {
 
 // ---- reservations and the rest ---------------------------------------------
 
+const LIST = ARG + 0x1000n;
+
+/** xen_memory_reservation written field by field from the header layout, and its extent list at LIST. */
+function putReservation(g: FakeGuest, abi: Abi, r: { gfns: readonly number[]; nr?: number; order?: number; flags?: number; domid?: number; list?: bigint }) {
+  const v = g.view(ARG);
+  const list = r.list ?? LIST;
+  const nr = r.nr ?? r.gfns.length;
+  if (abi === 'native') {
+    v.setBigUint64(0, list, true);
+    v.setBigUint64(8, BigInt(nr), true);
+    v.setUint32(16, r.order ?? 0, true);
+    v.setUint32(20, r.flags ?? 0, true);
+    v.setUint16(24, r.domid ?? DOMID.SELF, true);
+  } else {
+    v.setUint32(0, Number(list), true);
+    v.setUint32(4, nr, true);
+    v.setUint32(8, r.order ?? 0, true);
+    v.setUint32(12, r.flags ?? 0, true);
+    v.setUint16(16, r.domid ?? DOMID.SELF, true);
+  }
+  const l = g.view(LIST);
+  r.gfns.forEach((gfn, i) => (abi === 'native' ? l.setBigUint64(i * 8, BigInt(gfn), true) : l.setUint32(i * 4, gfn, true)));
+}
+
+/** Host memory the RAM memfd holds, in 512-byte blocks. */
+const ramBlocks = (mem: GuestMemory) => fstatSync(mem.ram.handle.fd).blocks;
+const tot = (s: ReturnType<typeof setup>, abi: Abi = 'native') => {
+  s.guest.view(ARG + 0x800n).setUint16(0, DOMID.SELF, true);
+  return s.call(abi, XENMEM.current_reservation, ARG + 0x800n);
+};
+const frameBytes = (mem: GuestMemory, gfn: number) => mem.read(gfn * PAGE_SIZE, PAGE_SIZE);
+
+test('decrease_reservation gives frames back to the host; populate_physmap puts zeroed ones there again', (t) => {
+  const s = setup(t, 0x2000);
+  for (const abi of ['native', 'compat'] as Abi[]) {
+    const gfns = [0x10, 0x11, 0x12, 0x13, 0x30, 0x31, 0x32, 0x33];
+    for (const g of gfns) s.mem.fill(g * PAGE_SIZE, PAGE_SIZE, 0xaa);
+    const before = ramBlocks(s.mem);
+    putReservation(s.guest, abi, { gfns });
+    assert.equal(s.call(abi, XENMEM.decrease_reservation), 8n, abi);
+    assert.equal(tot(s, abi), 504n);
+    assert.ok(ramBlocks(s.mem) <= before - (8 * PAGE_SIZE) / 512, `host memory freed: ${before} → ${ramBlocks(s.mem)} blocks`);
+    assert.equal(s.call(abi, XENMEM.decrease_reservation), 0n, 'nothing left at those frames: the first extent fails');
+    s.mem.fill(0x12 * PAGE_SIZE, PAGE_SIZE, 0x55); // the guest touches a frame it gave back
+    assert.equal(s.call(abi, XENMEM.populate_physmap), 8n);
+    assert.equal(tot(s, abi), 512n);
+    for (const g of gfns) assert.deepEqual(frameBytes(s.mem, g), new Uint8Array(PAGE_SIZE), `frame 0x${g.toString(16)} scrubbed`);
+    assert.equal(s.call(abi, XENMEM.populate_physmap), 0n, 'at max_pages: no page to populate with');
+    assert.ok(frameBytes(s.mem, 0x11).every((b) => b === 0));
+  }
+  assert.deepEqual(s.errors(), []);
+});
+
+test('reservation ops stop where Xen stops: order, partial extents, the continuation start, domid, flags, bad pointers', (t) => {
+  const s = setup(t, 0x2000);
+  const op = (cmd: number, start = 0) => s.call('native', (BigInt(start) << 6n) | BigInt(cmd));
+  putReservation(s.guest, 'native', { gfns: [0x40], order: 10 });
+  assert.equal(op(XENMEM.decrease_reservation), 0n, 'order 10 is past a domU\'s 9');
+  putReservation(s.guest, 'native', { gfns: [0x40, 0x42], order: 1 });
+  assert.equal(op(XENMEM.decrease_reservation), 2n);
+  assert.equal(tot(s), 508n, '2 extents of 2 pages');
+  putReservation(s.guest, 'native', { gfns: [0x50, 0x50, 0x51] });
+  assert.equal(op(XENMEM.decrease_reservation), 1n, 'the second entry finds nothing and ends the call');
+  assert.equal(tot(s), 507n);
+  putReservation(s.guest, 'native', { gfns: [0x60, 0x61, 0x62] });
+  assert.equal(op(XENMEM.decrease_reservation, 1), 3n, 'a continuation starts at its extent');
+  assert.equal(tot(s), 505n, '0x61 and 0x62 only');
+  assert.equal(op(XENMEM.decrease_reservation, 5), 5n, 'a start past nr_extents is given back');
+  putReservation(s.guest, 'native', { gfns: [0x70], domid: 0 });
+  assert.equal(op(XENMEM.decrease_reservation), 0n, 'another domain: nothing done');
+  putReservation(s.guest, 'native', { gfns: [0x70], flags: 12 });
+  assert.equal(op(XENMEM.decrease_reservation), 0n, 'address bits ≤ 12');
+  putReservation(s.guest, 'native', { gfns: [0x70], flags: 32 });
+  assert.equal(op(XENMEM.decrease_reservation), 1n, 'address bits 32 are fine');
+  putReservation(s.guest, 'native', { gfns: [0x70], nr: 2 ** 26 });
+  assert.equal(op(XENMEM.decrease_reservation), 0n, 'too many extents to continue');
+  putReservation(s.guest, 'native', { gfns: [0x70], flags: 1 << 16 });
+  assert.equal(op(XENMEM.populate_physmap), 0n, 'populate-on-demand on itself');
+  putReservation(s.guest, 'native', { gfns: [], nr: 3, list: ARG + 0x2000n - 8n });
+  s.guest.view(ARG + 0x2000n - 8n).setBigUint64(0, 0x71n, true);
+  assert.equal(op(XENMEM.decrease_reservation), 1n, 'the list runs off mapped memory after one entry');
+  assert.equal(op(XENMEM.decrease_reservation, 7), 7n);
+  assert.equal(s.call('native', XENMEM.decrease_reservation, 0n), 0n, 'an unreadable struct: the start');
+  assert.equal(s.call('native', (9n << 6n) | BigInt(XENMEM.populate_physmap), 0n), 9n);
+  assert.equal(tot(s), 503n);
+  assert.deepEqual(s.errors(), []);
+});
+
+test('increase_reservation holds pages at no frame up to max_pages; populate outside RAM stops with one warning', (t) => {
+  const s = setup(t, 0x2000);
+  putReservation(s.guest, 'native', { gfns: [0x80, 0x81, 0x82, 0x83] });
+  assert.equal(s.call('native', XENMEM.decrease_reservation), 4n);
+  putReservation(s.guest, 'native', { gfns: [], nr: 3, order: 1, list: 0n });
+  assert.equal(s.call('native', XENMEM.increase_reservation), 2n, 'room for 2 extents of 2 pages; the list (NULL) is not read');
+  assert.equal(tot(s), 512n);
+  putReservation(s.guest, 'native', { gfns: [0x80] });
+  assert.equal(s.call('native', XENMEM.populate_physmap), 0n, 'the pages are held: none left to populate with');
+  // Frames outside RAM: xenkvm has no page for them.
+  putReservation(s.guest, 'native', { gfns: [0x90] });
+  assert.equal(s.call('native', XENMEM.decrease_reservation), 1n);
+  putReservation(s.guest, 'native', { gfns: [0x1ff, 0x1fe], order: 0 });
+  assert.equal(s.call('native', XENMEM.populate_physmap), 1n, '0x1ff again (its old page stays counted), then max_pages is reached');
+  assert.equal(s.call('native', XENMEM.populate_physmap), 0n);
+  assert.equal(s.warns().length, 0, 'only a frame outside RAM is worth a line');
+  putReservation(s.guest, 'native', { gfns: [0x91] });
+  assert.equal(s.call('native', XENMEM.decrease_reservation), 1n);
+  putReservation(s.guest, 'native', { gfns: [0x1ff], order: 1 });
+  assert.equal(s.call('native', XENMEM.populate_physmap), 0n, 'an extent running past RAM');
+  assert.equal(s.warns().length, 1);
+  assert.match(s.warns()[0].msg, /outside the RAM/);
+});
+
+test('shared_info mapped over RAM frees that page; decrease_reservation there takes shared_info out; maximum_gpfn and maximum_ram_page', (t) => {
+  const s = setup(t, 0x2000);
+  const q = (cmd: number, start = 0n) => {
+    s.guest.view(ARG + 0x800n).setUint16(0, DOMID.SELF, true);
+    return s.call('native', (start << 6n) | BigInt(cmd), ARG + 0x800n);
+  };
+  assert.equal(q(XENMEM.maximum_ram_page), 512n);
+  assert.equal(q(XENMEM.maximum_gpfn), 511n);
+  assert.equal(q(XENMEM.maximum_ram_page, 1n), -22n);
+  assert.equal(q(XENMEM.maximum_gpfn, 1n), -22n);
+  assert.equal(q(XENMEM.current_reservation, 2n), -22n);
+  putAddToPhysmap(s.guest, 'native', { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, idx: 0n, gpfn: 0xa0n });
+  assert.equal(s.call('native', XENMEM.add_to_physmap), 0n);
+  assert.equal(tot(s), 511n, 'the RAM page under shared_info is freed, as Xen frees it');
+  putAddToPhysmap(s.guest, 'native', { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, idx: 0n, gpfn: 0x8000n });
+  assert.equal(s.call('native', XENMEM.add_to_physmap), 0n);
+  assert.equal(q(XENMEM.maximum_gpfn), 0x8000n, 'the highest frame ever mapped');
+  assert.equal(tot(s), 511n, 'nothing to free above RAM; 0xa0 stays a hole');
+  putReservation(s.guest, 'native', { gfns: [0xa0] });
+  assert.equal(s.call('native', XENMEM.decrease_reservation), 0n, 'nothing at 0xa0 since shared_info left it');
+  putReservation(s.guest, 'native', { gfns: [0x8000] });
+  assert.equal(s.call('native', XENMEM.decrease_reservation), 1n, 'shared_info itself leaves the map');
+  assert.equal(s.memoryMap.overlayFrame(SHARED_INFO_PAGE), undefined);
+  assert.deepEqual(s.sharedInfoSlots(), []);
+  assert.equal(tot(s), 511n, 'shared_info is not one of the domain\'s pages');
+  assert.equal(q(XENMEM.maximum_gpfn), 0x8000n, 'max_mapped_pfn never goes down');
+  putReservation(s.guest, 'native', { gfns: [0xa0] });
+  assert.equal(s.call('native', XENMEM.populate_physmap), 1n);
+  assert.equal(tot(s), 512n);
+});
+
 test('current and maximum reservation: the RAM pages, for DOMID_SELF or the own id only', (t) => {
   const { call, guest } = setup(t);
   for (const abi of ['native', 'compat'] as Abi[]) {
@@ -371,7 +518,7 @@ test('current and maximum reservation: the RAM pages, for DOMID_SELF or the own 
 
 test('other sub-ops are -ENOSYS; only the low 6 bits of cmd name the sub-op', (t) => {
   const { call, guest, memoryMap } = setup(t);
-  for (const cmd of [XENMEM.increase_reservation, XENMEM.decrease_reservation, XENMEM.populate_physmap, XENMEM.remove_from_physmap,
+  for (const cmd of [XENMEM.remove_from_physmap, XENMEM.exchange,
     XENMEM.acquire_resource, XENMEM.machine_memory_map, 63]) {
     assert.equal(call('native', cmd), -38n, `cmd ${cmd}`);
   }

@@ -1,16 +1,21 @@
 // memory_op: placing the shared_info page (XENMAPSPACE_shared_info, alone or
-// in a batch), the guest's memory map, and its reservation. The other spaces
-// and sub-ops arrive with later subsystems (grant tables) and are -ENOSYS
-// until then.
+// in a batch), the guest's memory map, and its reservation, which the balloon
+// driver moves (increase/decrease_reservation, populate_physmap). The other
+// spaces and sub-ops arrive with later subsystems (grant tables) and are
+// -ENOSYS until then.
+import type { RateLimitedLog } from '../common/log.js';
+import { GuestMemoryError } from '../memory/guest-memory.js';
+import { GuestFaultError } from '../memory/guest-virtual.js';
 import { OverlayPlacementError, type MemoryMap } from '../memory/memory-map.js';
 import { XEN_ERRNO } from './abi/errno.js';
 import { HYPERCALL } from './abi/hypercalls.js';
 import { nameOf, type Abi } from './abi/layout.js';
-import { e820Entry, MEMOP_CMD_MASK, XENMAPSPACE, XENMEM, xenAddToPhysmap, xenAddToPhysmapBatch, xenMemoryMap } from './abi/memory.js';
+import { e820Entry, MEMOP_CMD_MASK, MEMOP_EXTENT_SHIFT, XENMAPSPACE, XENMEM, XENMEMF, xenAddToPhysmap, xenAddToPhysmapBatch, xenmemfGetAddressBits, xenMemoryMap, xenMemoryReservation } from './abi/memory.js';
 import { DOMID } from './abi/xen.js';
 import type { DomainState } from './domain-state.js';
 import { NotImplementedError, XenError } from './errors.js';
 import { readArg, writeArgU32, type HypercallContext } from './hypercall.js';
+import type { Reservation } from './reservation.js';
 import { served, subOpRoute, type ServedOps } from './routes.js';
 import { SHARED_INFO_PAGE, writeWallclock } from './shared-info.js';
 
@@ -23,8 +28,9 @@ export interface MemoryOpDomain {
   bootWallNs: bigint;
   /** The guest's e820, as XENMEM_memory_map returns it. */
   e820: readonly { addr: number; size: number; type: number }[];
-  /** Pages of RAM the domain has (current and maximum reservation). */
-  ramPages: number;
+  reservation: Reservation;
+  /** For what the guest causes, which it could repeat without end. */
+  guestLog: RateLimitedLog;
 }
 
 /** A domid that names the caller itself; any other domain does not exist for a domU. */
@@ -59,6 +65,7 @@ function mapSharedInfo(domain: MemoryOpDomain, abi: Abi, idx: bigint, gpfn: bigi
     // A frame KVM keeps for itself is refused as Xen refuses direct-mapped MMIO.
     throw new XenError(PLACEMENT_ERRNO[e.reason], e.message);
   }
+  domain.reservation.overlayMapped(Number(gpfn));
   latchSharedInfoAbi(domain, abi);
 }
 
@@ -123,14 +130,93 @@ function memoryMap(ctx: HypercallContext, domain: MemoryOpDomain, arg: bigint): 
   return 0;
 }
 
-function reservation(ctx: HypercallContext, domain: MemoryOpDomain, arg: bigint): number {
+/** A reservation sub-op's continuation start (above the sub-op in cmd), which Xen gives back when it does nothing. */
+function startExtent(cmd: bigint): bigint {
+  return cmd >> BigInt(MEMOP_EXTENT_SHIFT);
+}
+
+/** Larger extents are refused from a domU (Xen's CONFIG_DOMU_MAX_ORDER on x86). */
+const DOMU_MAX_ORDER = 9;
+/** Address bits this low leave no frame to allocate (Xen: ≤ PAGE_SHIFT is refused). */
+const PAGE_SHIFT = 12;
+
+type ReservationOp = 'increase_reservation' | 'decrease_reservation' | 'populate_physmap';
+
+/**
+ * increase/decrease_reservation and populate_physmap, as Xen answers an HVM domU: the number of
+ * extents done, from the continuation's start; anything it cannot start on (an unreadable struct,
+ * another domain, too large an order) gives back that start, and the first extent that fails ends
+ * the call. An HVM guest's increase_reservation gets pages at no frame, so the extent list is not read.
+ */
+function reservationOp(ctx: HypercallContext, domain: MemoryOpDomain, op: ReservationOp, cmd: bigint, arg: bigint): bigint {
+  const start = startExtent(cmd);
+  const r = guestReadable(() => readArg(ctx, xenMemoryReservation[ctx.abi], arg));
+  if (!r) return start;
+  const nr = BigInt(r.nr_extents);
+  if (nr > BigInt(0xffffffff >>> MEMOP_EXTENT_SHIFT) || start >= nr) return start;
+  if (r.domid !== DOMID.SELF && r.domid !== domain.domid) return start;
+  const bits = xenmemfGetAddressBits(r.mem_flags);
+  if (bits !== 0 && bits <= PAGE_SHIFT) return start;
+  if (r.extent_order > DOMU_MAX_ORDER) return start;
+  // Xen refuses a domain populate-on-demand on itself.
+  if (op === 'populate_physmap' && r.mem_flags & XENMEMF.populate_on_demand) return start;
+  const word = ctx.abi === 'native' ? 8 : 4;
+  const list = BigInt(r.extent_start);
+  const n = Number(nr);
+  let done = Number(start);
+  domain.reservation.change(() => {
+    for (; done < n; done++) {
+      if (op === 'increase_reservation') {
+        if (!domain.reservation.allocate(r.extent_order)) break;
+        continue;
+      }
+      const entry = guestReadable(() => ctx.guest.read(list + BigInt(done * word), word));
+      if (!entry) break;
+      const view = new DataView(entry.buffer);
+      if (!extentDone(domain, op, word === 8 ? view.getBigUint64(0, true) : BigInt(view.getUint32(0, true)), r.extent_order)) break;
+    }
+  });
+  return BigInt(done);
+}
+
+/** One extent of decrease_reservation (page by page, stopping at the first frame with nothing) or populate_physmap. */
+function extentDone(domain: MemoryOpDomain, op: 'decrease_reservation' | 'populate_physmap', gfn: bigint, order: number): boolean {
+  const n = 2 ** order;
+  if (gfn + BigInt(n) > BigInt(Number.MAX_SAFE_INTEGER)) return false;
+  const first = Number(gfn);
+  if (op === 'decrease_reservation') {
+    for (let i = 0; i < n; i++) if (!domain.reservation.removePage(first + i)) return false;
+    return true;
+  }
+  const result = domain.reservation.populate(first, order);
+  if (result === 'outside-ram') {
+    domain.guestLog.warn('populate-outside-ram', { gfn: `0x${first.toString(16)}`, order },
+      'guest asked populate_physmap for a frame outside the RAM xenkvm was started with, which has no page to put there; the call stops at that extent');
+  }
+  return result === 'done';
+}
+
+/** What `read` returns, or undefined where the guest's memory is not there to read (Xen's failed copy_from_guest). */
+function guestReadable<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch (e) {
+    if (e instanceof GuestFaultError || e instanceof GuestMemoryError) return undefined;
+    throw e;
+  }
+}
+
+/** current/maximum_reservation and maximum_gpfn: a domid, then a count of pages or a frame. */
+function reservationQuery(ctx: HypercallContext, domain: MemoryOpDomain, cmd: bigint, arg: bigint, answer: (r: Reservation) => number): number {
+  if (startExtent(cmd) !== 0n) throw new XenError(XEN_ERRNO.EINVAL);
   const domid = new DataView(ctx.guest.read(arg, 2).buffer).getUint16(0, true);
   checkSelf(domid, domain.domid);
-  return domain.ramPages;
+  return answer(domain.reservation);
 }
 
 export const MEMORY_OP_ROUTE = subOpRoute(HYPERCALL.memory_op, (args) => Number(args[0] & MEMOP_CMD_MASK), 'XENMEM_', XENMEM, {
   add_to_physmap: 'main', add_to_physmap_batch: 'main', memory_map: 'main', current_reservation: 'main', maximum_reservation: 'main',
+  maximum_gpfn: 'main', maximum_ram_page: 'main', increase_reservation: 'main', decrease_reservation: 'main', populate_physmap: 'main',
 });
 
 /** memory_op on the main thread, which holds every vCPU while the memory map changes. */
@@ -139,7 +225,15 @@ export function memoryOps(domain: MemoryOpDomain): ServedOps {
     add_to_physmap: (ctx, [, arg]) => addToPhysmap(ctx, domain, arg),
     add_to_physmap_batch: (ctx, [, arg]) => addToPhysmapBatch(ctx, domain, arg),
     memory_map: (ctx, [, arg]) => memoryMap(ctx, domain, arg),
-    current_reservation: (ctx, [, arg]) => reservation(ctx, domain, arg),
-    maximum_reservation: (ctx, [, arg]) => reservation(ctx, domain, arg),
+    current_reservation: (ctx, [cmd, arg]) => reservationQuery(ctx, domain, cmd, arg, (r) => r.totPages),
+    maximum_reservation: (ctx, [cmd, arg]) => reservationQuery(ctx, domain, cmd, arg, (r) => r.maxPages),
+    maximum_gpfn: (ctx, [cmd, arg]) => reservationQuery(ctx, domain, cmd, arg, (r) => r.maximumGpfn),
+    maximum_ram_page: (_ctx, [cmd]) => {
+      if (startExtent(cmd) !== 0n) throw new XenError(XEN_ERRNO.EINVAL);
+      return domain.reservation.ramEndGfn;
+    },
+    increase_reservation: (ctx, [cmd, arg]) => reservationOp(ctx, domain, 'increase_reservation', cmd, arg),
+    decrease_reservation: (ctx, [cmd, arg]) => reservationOp(ctx, domain, 'decrease_reservation', cmd, arg),
+    populate_physmap: (ctx, [cmd, arg]) => reservationOp(ctx, domain, 'populate_physmap', cmd, arg),
   });
 }

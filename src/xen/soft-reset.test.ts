@@ -21,6 +21,7 @@ import { FakeGuest } from './fake-guest.js';
 import { HypercallDispatcher } from './hypercall.js';
 import { SHARED_INFO_PAGE, writeWallclock } from './shared-info.js';
 import { serveRoutes } from './routes.js';
+import { Reservation } from './reservation.js';
 import { SCHED_OP_ROUTE } from './sched.js';
 import { softReset, softResetOps } from './soft-reset.js';
 
@@ -38,7 +39,7 @@ function setup(t: { after(fn: () => void): void }) {
   const ports = PortTable.create();
   const events = new EventDelivery(memory, state, ports, () => {});
   const evtchn = { domid: 1, state, ports, events, backends: new BackendPorts(ports, events, () => portLimit(ports, state)), fastPath: true };
-  const domain = { state, memory, memoryMap, evtchn };
+  const domain = { state, memoryMap, reservation: new Reservation(memory, memoryMap), evtchn };
   const sharedInfoSlots = () => [...kvm.live.values()].filter((s) => s.host === memory.overlays.hostAddress).map((s) => s.gpa / PAGE_SIZE);
   return { memory, memoryMap, state, ports, events, domain, sharedInfoSlots };
 }

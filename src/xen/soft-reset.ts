@@ -9,18 +9,18 @@
 // assists and shared_info's contents. A timer that fires later finds its
 // VIRQ unbound and its event is dropped, as in Xen.
 import type { Logger } from 'pino';
-import { PAGE_SIZE, type GuestMemory } from '../memory/guest-memory.js';
 import type { MemoryMap } from '../memory/memory-map.js';
 import { AreaKind, type DomainState } from './domain-state.js';
 import { resetPorts, type EvtchnVmmDomain } from './evtchn/ops.js';
+import type { Reservation } from './reservation.js';
 import { served, type ServedOps } from './routes.js';
 import { SCHED_OP_ROUTE } from './sched.js';
 import { SHARED_INFO_PAGE } from './shared-info.js';
 
 export interface SoftResetDomain {
   state: DomainState;
-  memory: GuestMemory;
   memoryMap: MemoryMap;
+  reservation: Reservation;
   evtchn: EvtchnVmmDomain;
 }
 
@@ -37,8 +37,7 @@ export function softReset(d: SoftResetDomain): void {
   if (gfn !== undefined) {
     d.memoryMap.unmapOverlay(SHARED_INFO_PAGE);
     // Xen puts a fresh page at the frame. Above RAM, where xenkvm has no page to put, the frame stays empty.
-    const gpa = gfn * PAGE_SIZE;
-    if (d.memory.isRam(gpa, PAGE_SIZE)) d.memory.fill(gpa, PAGE_SIZE);
+    d.reservation.refill(gfn);
   }
   d.state.shutdownCode = undefined;
 }

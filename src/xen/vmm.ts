@@ -24,6 +24,7 @@ import { evtchnMainOps, portLimit } from './evtchn/ops.js';
 import type { PortTable } from './evtchn/ports.js';
 import { makeEventDelivery, makeUpcall, type UpcallHost } from './evtchn/upcall.js';
 import { memoryOps } from './memory.js';
+import { Reservation } from './reservation.js';
 import { softResetOps } from './soft-reset.js';
 import { consoleReadOps, type ConsoleInputQueue } from './console-io.js';
 import { bytesArea, SHARED_INFO_PAGE, VCPU_INFO_TIME_OFFSET, writeVcpuTime, writeWallclock } from './shared-info.js';
@@ -60,6 +61,7 @@ export class XenVmm {
     const upcallTo = makeUpcall(state, upcall);
     const events = makeEventDelivery(memory, state, ports, upcall);
     this.events = events;
+    const reservation = new Reservation(memory, memoryMap);
     const domain = {
       upcallRouteChanged: (v: number) => {
         if (events.upcallPending(v)) upcallTo(v);
@@ -70,7 +72,7 @@ export class XenVmm {
       sharedInfo,
       bootWallNs: config.bootWallNs,
       e820,
-      ramPages: memory.regions.reduce((n, r) => n + r.size / 4096, 0),
+      reservation,
       systemTime: systemTimeClock(config.bootMonotonicNs),
       guestLog: new RateLimitedLog(logger),
     };
@@ -81,7 +83,7 @@ export class XenVmm {
       hvmOps(domain),
       vcpuPowerOps(state, power, config.cpuPolicy),
       evtchnMainOps(evtchn),
-      softResetOps({ state, memory, memoryMap, evtchn }, logger, () => {
+      softResetOps({ state, memoryMap, reservation, evtchn }, logger, () => {
         for (const listener of this.softResetListeners) listener();
       }),
       consoleReadOps(consoleInput),

@@ -90,6 +90,14 @@ test("KVM's PIT: channel 2, gated through port 0x61, counts down and raises OUT2
   assertKitPassed(await runGuest('pit'), ['channel2', 'channel0-irq']);
 });
 
+test('PCI bus 0: mechanism #1 and ECAM (in the MCFG, reserved) agree, BARs size, and the Xen platform device\'s unplug protocol answers and logs', async () => {
+  const r = await runGuest('pci', { args: ['--log-level', 'info'] });
+  assertKitPassed(r, ['type1', 'scan', 'ecam', 'bars', 'unplug']);
+  assert.match(r.stdout, /^KIT-PCI 00:02\.0 5853:0001 class ff8000 rev 1$/m);
+  assert.match(r.stderr, /unplugged emulated devices/);
+  assert.match(r.stderr, /guest PV driver: \\"kit pci says hello\\"/);
+});
+
 test('an unexpected guest exception is reported as a failure with vector, RIP and error code', async () => {
   const r = await runGuest('exception');
   const report = kitReport(r.stdout);

@@ -1,5 +1,6 @@
-// The slow tier: Debian's unmodified cloud kernel boots as a PVH guest to a marker its
-// /init prints, and powers off cleanly. Linux makes its hypercalls with VMCALL/VMMCALL,
+// The slow tier: Debian's unmodified cloud kernel boots as a PVH guest, and its generic
+// kernel as an HVM guest (bzImage, direct boot), to a marker their /init prints, and
+// powers off cleanly. Linux makes its hypercalls with VMCALL/VMMCALL,
 // which reach xenkvm only through KVM's Xen support (CONFIG_KVM_XEN): `npm test` runs
 // this file where the host's KVM has it, or in the nested VM whose KVM does.
 import assert from 'node:assert/strict';
@@ -13,11 +14,18 @@ requireKvm();
 const root = fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '');
 const guest = linuxGuest(root);
 
-for (const vcpus of [1, 2]) {
-  test(`Debian's cloud kernel boots as PVH on ${vcpus} vCPU${vcpus > 1 ? 's' : ''} to its /init, which sees Xen, and powers off`, async () => {
-    const r = await xenkvm(['run', '--kernel', guest.vmlinux, '--initrd', guest.initrd, '--memory', '512', '--vcpus', String(vcpus), '--cmdline', 'console=hvc0'], { timeoutMs: 600_000 });
-    assert.equal(r.status, 0, describe(r));
-    assert.match(r.stdout, new RegExp(`^${INIT_MARKER} cpus=${vcpus} hypervisor=xen\\r?$`, 'm'), describe(r));
-    assert.match(r.stdout, new RegExp(`^${TTYS0_MARKER} from user space\\r?$`, 'm'), describe(r));
-  });
+const kernels = [
+  { what: "Debian's cloud kernel boots as PVH", file: guest.vmlinux },
+  { what: "Debian's generic kernel boots as HVM (its bzImage, direct boot)", file: guest.bzImage },
+];
+
+for (const kernel of kernels) {
+  for (const vcpus of [1, 2]) {
+    test(`${kernel.what} on ${vcpus} vCPU${vcpus > 1 ? 's' : ''} to its /init, which sees Xen, and powers off`, async () => {
+      const r = await xenkvm(['run', '--kernel', kernel.file, '--initrd', guest.initrd, '--memory', '512', '--vcpus', String(vcpus), '--cmdline', 'console=hvc0'], { timeoutMs: 600_000 });
+      assert.equal(r.status, 0, describe(r));
+      assert.match(r.stdout, new RegExp(`^${INIT_MARKER} cpus=${vcpus} hypervisor=xen\\r?$`, 'm'), describe(r));
+      assert.match(r.stdout, new RegExp(`^${TTYS0_MARKER} from user space\\r?$`, 'm'), describe(r));
+    });
+  }
 }

@@ -2,9 +2,11 @@
 // its per-vCPU vector (HVMOP_set_evtchn_upcall_vector), a LAPIC fixed
 // interrupt it EOIs; or else the HVM-wide callback vector
 // (HVM_PARAM_CALLBACK_IRQ type vector), which never touches the LAPIC: the
-// target vCPU's own thread injects it directly when the guest can take it.
+// target vCPU's own thread injects it directly when the guest can take it; or
+// a level-triggered line for vCPU 0 (type GSI, or PCI INTx, whose GSI the
+// machine's interrupt routing gives).
 import { KVM_IOAPIC_NUM_PINS } from '../../kvm/abi.js';
-import { decodeCallbackIrq, HVM_PARAM } from '../abi/hvm.js';
+import { decodeCallbackIrq, HVM_PARAM, type CallbackIrq } from '../abi/hvm.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import type { DomainState } from '../domain-state.js';
 import { EventDelivery } from './delivery.js';
@@ -19,6 +21,16 @@ export interface UpcallHost {
   wake(vcpu: number): void;
   /** Drives a GSI of the in-kernel IOAPIC. */
   setGsi(gsi: number, level: boolean): void;
+  /** The GSI INTx `pin` (0 = INTA) of PCI device `slot` on bus 0 is wired to. */
+  intxGsi(slot: number, pin: number): number;
+}
+
+/** The line a GSI or PCI INTx callback raises, or undefined (another kind, or a GSI the IOAPIC has no pin for). */
+export function callbackGsi(callback: CallbackIrq, host: Pick<UpcallHost, 'intxGsi'>): number | undefined {
+  if (callback.type === 'gsi') return callback.gsi > 0 && callback.gsi < KVM_IOAPIC_NUM_PINS ? callback.gsi : undefined;
+  // Xen takes the device from the low bits of devfn and bus alike; the swizzle needs only the slot's low bits.
+  if (callback.type === 'pci_intx') return host.intxGsi(callback.devfn >>> 3, callback.intx);
+  return undefined;
 }
 
 export function makeUpcall(state: DomainState, host: UpcallHost): (vcpu: number) => void {
@@ -37,12 +49,14 @@ export function makeUpcall(state: DomainState, host: UpcallHost): (vcpu: number)
     if (callback.type === 'vector') {
       state.setUpcallOwed(vcpu, true);
       host.kick(vcpu);
-    } else if (callback.type === 'gsi' && vcpu === 0 && callback.gsi > 0 && callback.gsi < KVM_IOAPIC_NUM_PINS) {
-      // As Xen: a GSI callback is a level-triggered line for vCPU 0's upcall_pending; vCPU 0's thread lowers it.
-      if (state.claimCallbackGsi(callback.gsi)) host.setGsi(callback.gsi, true);
+      return;
+    }
+    const gsi = callbackGsi(callback, host);
+    if (gsi !== undefined && vcpu === 0) {
+      // As Xen: a GSI or INTx callback is a level-triggered line for vCPU 0's upcall_pending; vCPU 0's thread lowers it.
+      if (state.claimCallbackGsi(gsi)) host.setGsi(gsi, true);
       host.kick(0);
     }
-    // A PCI INTx callback never gets here: HVMOP_set_param refuses it, xenkvm having no PCI bus.
   };
 }
 
