@@ -35,6 +35,7 @@ import { MemoryMap } from '../memory/memory-map.js';
 import { planBoot } from './boot-plan.js';
 import { ConfigError } from './config-error.js';
 import { vcpuCpuid } from './cpuid.js';
+import { ConsoleStream } from './console-stream.js';
 import { PciConfigSpace } from './devices/pci.js';
 import type { StopReason } from './devices/platform.js';
 import { Uart16550 } from './devices/uart16550.js';
@@ -288,6 +289,7 @@ export class Machine {
       const supported = kvm.supportedCpuid();
       const runSize = kvm.vcpuMmapSize();
       const uartState = Uart16550.createState();
+      const consoleStream = ConsoleStream.create();
       const pciState = PciConfigSpace.createState(pciFunctions());
       // Read once first, so that the reading after the boot vCPU's creation does not bind clock_gettime.
       let bootVcpuCreated = monotonicNs();
@@ -321,6 +323,7 @@ export class Machine {
           control: control.buffer,
           controls: controls.map((c) => c.buffer),
           uartState,
+          console: consoleStream.buffer,
           pciState,
           cpuid: vcpuCpuid(supported, id, config.vcpus, xenCpuidLeaves(xen, id)),
           boot: id === 0 ? boot.state : undefined,
@@ -398,12 +401,21 @@ export class Machine {
       this.resources.dispose();
       throw e;
     }
+    // The console ports' bytes, drained as the vCPU threads write them.
+    const consoleStream = new ConsoleStream(this.vcpus[0].init.console);
+    let pumping = true;
+    const pump = (async () => {
+      while (pumping) {
+        await consoleStream.written();
+        const bytes = consoleStream.drain();
+        if (bytes.length) output(bytes);
+      }
+    })();
     const exited = this.vcpus.map(({ init, channel, control }) => {
       const worker = new Worker(new URL('./vcpu-thread.js', import.meta.url), { workerData: init });
       const rekick = new RekickTimer(() => control.kick());
       worker.on('message', (m: VcpuMessage) => {
-        if (m.type === 'output') output(m.bytes);
-        else if (m.type === 'hypercall') void this.forwardedCalls.serve(m.call, (value) => channel.reply(value));
+        if (m.type === 'hypercall') void this.forwardedCalls.serve(m.call, (value) => channel.reply(value));
         else if (m.type === 'rekick') rekick.request(m.afterMs);
         else this.stop(m.reason, m.message);
       });
@@ -422,6 +434,11 @@ export class Machine {
     await Promise.race([Promise.all(this.vcpus.map((v) => v.control.waitFor(VcpuState.Paused))), Promise.all(exited)]);
     if (!this.outcome) this.resume();
     await Promise.all(exited);
+    pumping = false;
+    consoleStream.interrupt();
+    await pump;
+    const rest = consoleStream.drain();
+    if (rest.length) output(rest);
     this.timers.state.stop();
     await timerExited;
     await this.toolstack.stop();

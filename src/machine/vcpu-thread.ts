@@ -13,6 +13,7 @@ import { Vm } from '../kvm/vm.js';
 import { GuestMemory, type GuestMemoryHandle } from '../memory/guest-memory.js';
 import { AcpiPm } from './devices/acpi-pm.js';
 import { DebugConsole } from './devices/debug-console.js';
+import { ConsoleStream } from './console-stream.js';
 import { IoBus } from './devices/io-bus.js';
 import { ECAM_BUS_SIZE, PciConfigSpace } from './devices/pci.js';
 import type { Platform, StopReason } from './devices/platform.js';
@@ -42,6 +43,8 @@ export interface VcpuThreadInit {
   /** Every vCPU's control block, for kicking another vCPU when an event needs its thread. */
   controls: SharedArrayBuffer[];
   uartState: SharedArrayBuffer;
+  /** The console ports' bytes, in order (ConsoleStream). */
+  console: SharedArrayBuffer;
   /** PCI bus 0's configuration space (PciConfigSpace). */
   pciState: SharedArrayBuffer;
   cpuid: CpuidEntry[];
@@ -57,7 +60,6 @@ export interface VcpuThreadInit {
 }
 
 export type VcpuMessage =
-  | { type: 'output'; bytes: Uint8Array }
   | { type: 'stop'; reason: StopReason; message: string }
   | { type: 'hypercall'; call: ForwardedHypercall }
   /** Kick me again soon: I owe the guest an interrupt it cannot take yet. */
@@ -82,7 +84,6 @@ function exitRegisters(vcpu: Vcpu, vendor: CpuVendor): ExitRegisters {
   };
 }
 
-const OUTPUT_FLUSH_BYTES = 256;
 
 function main(init: VcpuThreadInit): void {
   configureLogging(init.logLevel);
@@ -90,19 +91,12 @@ function main(init: VcpuThreadInit): void {
   const control = new VcpuControl(init.control);
   const post = (m: VcpuMessage) => parentPort!.postMessage(m);
 
-  let output: number[] = [];
-  const flush = () => {
-    if (output.length) post({ type: 'output', bytes: Uint8Array.from(output) });
-    output = [];
-  };
+  const consoleStream = new ConsoleStream(init.console);
   let stop: { reason: StopReason; message: string } | undefined;
   const vm = new Vm(init.vmFd);
   const platform: Platform = {
     requestStop: (reason, message) => (stop ??= { reason, message: message ?? reason }),
-    consoleOutput: (bytes) => {
-      for (const b of bytes) output.push(b);
-      if (output.length >= OUTPUT_FLUSH_BYTES || bytes.includes(0x0a)) flush();
-    },
+    consoleOutput: (bytes) => consoleStream.write(bytes),
     setIrqLevel: (irq, level) => vm.irqLine(irq, level),
   };
 
@@ -264,7 +258,6 @@ function main(init: VcpuThreadInit): void {
   } catch (e) {
     platform.requestStop('vmm-error', `vCPU ${init.id}: ${(e as Error).message}`);
   } finally {
-    flush();
     if (stop) post({ type: 'stop', ...stop });
     stats?.close();
     vcpu.unmap();
