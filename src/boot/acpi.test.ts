@@ -284,6 +284,27 @@ test('with PCI: an MCFG naming the ECAM window for bus 0, and \\_SB.PCI0 with it
   assert.throws(() => buildAcpiTables(options({ pci: { ...pci, configPorts: 0x10000 } })), /PCI configuration ports/);
 });
 
+test('with an RTC (an HVM guest\'s): the FADT no longer says there is none, and \\_SB.RTC_ is a PNP0B00 with its 2 ports and IRQ 8', () => {
+  const noRtc = new DataView(build().get('FACP').bytes.buffer, build().get('FACP').bytes.byteOffset).getUint16(AcpiFadt.offsets.iapc_boot_arch, true);
+  const { get } = build({ cmosRtc: { port: 0x70, irq: 8 } });
+  const fadt = get('FACP');
+  const arch = new DataView(fadt.bytes.buffer, fadt.bytes.byteOffset).getUint16(AcpiFadt.offsets.iapc_boot_arch, true);
+  assert.equal(noRtc & (1 << 5), 1 << 5, 'CMOS RTC not present, without one');
+  assert.equal(arch & (1 << 5), 0);
+  const dsdt = [...get('DSDT').bytes];
+  const device = [
+    0x52, 0x54, 0x43, 0x5f, // "RTC_"
+    0x08, 0x5f, 0x48, 0x49, 0x44, 0x0c, 0x41, 0xd0, 0x0b, 0x00, // Name (_HID, EisaId ("PNP0B00"))
+    0x08, 0x5f, 0x55, 0x49, 0x44, 0x01,
+    0x08, 0x5f, 0x43, 0x52, 0x53, 0x11, 16, 0x0a, 13,
+    0x47, 0x01, 0x70, 0x00, 0x70, 0x00, 0x01, 0x02, // IO (Decode16, 0x70, 0x70, 1, 2)
+    0x22, 0x00, 0x01, // IRQNoFlags () {8}
+    0x79, 0x00,
+  ];
+  assert.ok(dsdt.some((_, i) => device.every((b, j) => dsdt[i + j] === b)), 'the RTC device');
+  assert.throws(() => buildAcpiTables(options({ cmosRtc: { port: 0x70, irq: 16 } })), /RTC IRQ/);
+});
+
 test('_S5 round-trips through findS5SleepType', () => {
   for (let t = 0; t <= 7; t++) {
     const { get } = build({ s5SleepType: t });

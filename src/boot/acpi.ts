@@ -1,5 +1,5 @@
-// ACPI tables for a PVH guest (ACPI 6.5 layouts): RSDP, XSDT, FADT, MADT, MCFG and
-// a DSDT holding \_S5, the UART and the PCI host bridge, built as one blob for a
+// ACPI tables for a PVH or HVM guest (ACPI 6.5 layouts): RSDP, XSDT, FADT, MADT, MCFG
+// and a DSDT holding \_S5, the UART, an HVM guest's RTC and the PCI host bridge, built as one blob for a
 // guest-physical base. Plus a reader that walks them back from guest memory and
 // checks every checksum.
 
@@ -178,8 +178,8 @@ export interface AcpiOptions {
   uart?: { port: number; irq: number };
   /** PCI bus 0 behind a host bridge (\_SB.PCI0): its ECAM window (MCFG), configuration ports, windows, and the GSI of each slot's INTx pin. */
   pci?: AcpiPci;
-  /** Set when the machine emulates a CMOS RTC at ports 0x70/0x71 (default: absent). */
-  cmosRtc?: boolean;
+  /** A CMOS RTC (2 ports from `port`, an ISA IRQ), described in the DSDT as \_SB.RTC_; without it the FADT says there is none. */
+  cmosRtc?: { port: number; irq: number };
   oemId: string;
   oemTableId: string;
 }
@@ -275,20 +275,24 @@ const u32le = (v: number) => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, v >
 /** `Name (seg, value)` for a 4-character name. */
 const amlName = (seg: string, value: number[]) => [AML_NAME, ...ascii(seg), ...value];
 
+/** EisaId ("PNP0B00"): an AT-compatible real-time clock. */
+const PNP0B00 = 0x000bd041;
+
 /**
- * `Scope (\_SB) { Device (COM1) { Name (_HID, EisaId ("PNP0501")) Name (_UID, One)
- * Name (_CRS, ResourceTemplate () { IO (Decode16, port, port, 1, 8) IRQNoFlags () {irq} }) } }`.
+ * `Scope (\_SB) { Device (name) { Name (_HID, EisaId (hid)) Name (_UID, One)
+ * Name (_CRS, ResourceTemplate () { IO (Decode16, port, port, 1, count) IRQNoFlags () {irq} }) } }`:
+ * an ISA device, which a hardware-reduced machine has no other way to say is there.
  */
-function amlUart(port: number, irq: number): number[] {
+function amlIsaDevice(name: string, hid: number, port: number, count: number, irq: number): number[] {
   const crs = [
-    RESOURCE_IO, RESOURCE_IO_DECODE16, port & 0xff, port >> 8, port & 0xff, port >> 8, 1, 8,
+    RESOURCE_IO, RESOURCE_IO_DECODE16, port & 0xff, port >> 8, port & 0xff, port >> 8, 1, count,
     RESOURCE_IRQ_NO_FLAGS, (1 << irq) & 0xff, (1 << irq) >> 8,
     RESOURCE_END, 0, // checksum 0: the template is taken as valid
   ];
   const buffer = [AML_BYTE_PREFIX, crs.length, ...crs];
   const body = [
-    ...ascii('COM1'),
-    ...amlName('_HID', [AML_DWORD_PREFIX, ...u32le(PNP0501)]),
+    ...ascii(name),
+    ...amlName('_HID', [AML_DWORD_PREFIX, ...u32le(hid)]),
     ...amlName('_UID', [AML_ONE]),
     ...amlName('_CRS', [AML_BUFFER, ...amlPkgLength(buffer.length), ...buffer]),
   ];
@@ -427,6 +431,10 @@ export function buildAcpiTables(opts: AcpiOptions): AcpiBlob {
     checkRange(opts.uart.port, 0xfff8, 'UART port');
     checkRange(opts.uart.irq, 15, 'UART IRQ');
   }
+  if (opts.cmosRtc) {
+    checkRange(opts.cmosRtc.port, 0xfffe, 'RTC port');
+    checkRange(opts.cmosRtc.irq, 15, 'RTC IRQ');
+  }
   if (opts.pci) {
     checkRange(opts.pci.ecamBase, 0xffffffff, 'ECAM base');
     checkRange(opts.pci.configPorts, 0xfff8, 'PCI configuration ports');
@@ -437,7 +445,8 @@ export function buildAcpiTables(opts: AcpiOptions): AcpiBlob {
   }
   const aml = Uint8Array.from([
     ...amlS5(opts.s5SleepType),
-    ...(opts.uart ? amlUart(opts.uart.port, opts.uart.irq) : []),
+    ...(opts.uart ? amlIsaDevice('COM1', PNP0501, opts.uart.port, 8, opts.uart.irq) : []),
+    ...(opts.cmosRtc ? amlIsaDevice('RTC_', PNP0B00, opts.cmosRtc.port, 2, opts.cmosRtc.irq) : []),
     ...(opts.pci ? amlPciHostBridge(opts.pci) : []),
   ]);
   const dsdtLength = AcpiSdtHeader.size + aml.length;

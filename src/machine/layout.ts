@@ -35,6 +35,8 @@ export const ports = {
   postCode: 0x80,
   uart: 0x3f8,
   keyboardController: 0x64,
+  /** The CMOS RTC's index and data ports, an HVM guest's only. */
+  cmosRtc: 0x70,
   /** The Xen platform device's unplug protocol (fixed, as in Xen's device model). */
   xenUnplug: 0x10,
   /** PCI configuration mechanism #1: the address register (a dword) and the data window. */
@@ -49,6 +51,7 @@ export const ports = {
 export const RESET_VALUE = 0x06;
 export const SCI_IRQ = 9;
 export const UART_IRQ = 4;
+export const RTC_IRQ = 8;
 /** The PIT's ISA IRQ, and the IOAPIC pin it is wired to on a PC (the MADT says so with an override). */
 export const PIT_IRQ = 0;
 export const PIT_GSI = 2;

@@ -36,6 +36,7 @@ import { planBoot } from './boot-plan.js';
 import { ConfigError } from './config-error.js';
 import { vcpuCpuid } from './cpuid.js';
 import { ConsoleStream } from './console-stream.js';
+import { CmosRtc } from './devices/cmos-rtc.js';
 import { PciConfigSpace } from './devices/pci.js';
 import type { StopReason } from './devices/platform.js';
 import { Uart16550 } from './devices/uart16550.js';
@@ -44,7 +45,7 @@ import {
   ACPI_BASE, ACPI_SIZE, guestMemmap, IOAPIC_ADDRESS, IOAPIC_ID, KVM_IDENTITY_MAP_ADDRESS,
   KVM_RESERVED_FRAMES, KVM_TSS_ADDRESS, LAPIC_ADDRESS, MAX_MEMORY_MIB, MAX_VCPUS, MiB, MIN_MEMORY_MIB, OVERLAY_PAGES, ports, RESET_VALUE,
   pcGsiRoutes, PCI_ECAM_BASE, PCI_MEMORY_WINDOWS, pciFunctions, pciIntxGsi, PIT_GSI, PIT_IRQ, S5_SLEEP_TYPE, SCI_IRQ,
-  UART_IRQ, ramRanges,
+  UART_IRQ, RTC_IRQ, ramRanges,
 } from './layout.js';
 import { Command, RekickTimer, VcpuControl, VcpuState } from './vcpu-control.js';
 import type { VcpuMessage, VcpuThreadInit } from './vcpu-thread.js';
@@ -270,6 +271,8 @@ export class Machine {
         ],
         sciInterrupt: SCI_IRQ,
         uart: { port: ports.uart, irq: UART_IRQ },
+        // Xen gives an HVM guest an RTC, and a PVH guest none: Linux tells the two apart by it.
+        cmosRtc: boot.protocol === 'hvm' ? { port: ports.cmosRtc, irq: RTC_IRQ } : undefined,
         pci: { ecamBase: PCI_ECAM_BASE, configPorts: ports.pciConfigAddress, memoryWindows: PCI_MEMORY_WINDOWS, intxGsi: pciIntxGsi },
         sleepControlPort: ports.sleepControl,
         sleepStatusPort: ports.sleepStatus,
@@ -290,6 +293,7 @@ export class Machine {
       const runSize = kvm.vcpuMmapSize();
       const uartState = Uart16550.createState();
       const consoleStream = ConsoleStream.create();
+      const rtcState = boot.protocol === 'hvm' ? CmosRtc.createState() : undefined;
       const pciState = PciConfigSpace.createState(pciFunctions());
       // Read once first, so that the reading after the boot vCPU's creation does not bind clock_gettime.
       let bootVcpuCreated = monotonicNs();
@@ -324,6 +328,7 @@ export class Machine {
           controls: controls.map((c) => c.buffer),
           uartState,
           console: consoleStream.buffer,
+          rtcState,
           pciState,
           cpuid: vcpuCpuid(supported, id, config.vcpus, xenCpuidLeaves(xen, id)),
           boot: id === 0 ? boot.state : undefined,

@@ -14,6 +14,7 @@ import { GuestMemory, type GuestMemoryHandle } from '../memory/guest-memory.js';
 import { AcpiPm } from './devices/acpi-pm.js';
 import { DebugConsole } from './devices/debug-console.js';
 import { ConsoleStream } from './console-stream.js';
+import { CmosRtc } from './devices/cmos-rtc.js';
 import { IoBus } from './devices/io-bus.js';
 import { ECAM_BUS_SIZE, PciConfigSpace } from './devices/pci.js';
 import type { Platform, StopReason } from './devices/platform.js';
@@ -45,6 +46,8 @@ export interface VcpuThreadInit {
   uartState: SharedArrayBuffer;
   /** The console ports' bytes, in order (ConsoleStream). */
   console: SharedArrayBuffer;
+  /** The CMOS RTC (an HVM guest's only). */
+  rtcState?: SharedArrayBuffer;
   /** PCI bus 0's configuration space (PciConfigSpace). */
   pciState: SharedArrayBuffer;
   cpuid: CpuidEntry[];
@@ -111,6 +114,7 @@ function main(init: VcpuThreadInit): void {
   bus.register(ports.pm1aControl, 2, pm.pm1aControl);
   bus.register(ports.reset, 1, pm.reset);
   bus.register(ports.keyboardController, 1, pm.keyboardController);
+  if (init.rtcState) bus.register(ports.cmosRtc, 2, new CmosRtc(init.rtcState));
   const pci = new PciConfigSpace(init.pciState, pciFunctions());
   bus.register(ports.pciConfigAddress, 1, pci.ports.address);
   // The address register's other bytes (0xcf9 is the reset control): a byte there is no configuration access.

@@ -15,8 +15,8 @@ const root = fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/,
 const guest = linuxGuest(root);
 
 const kernels = [
-  { what: "Debian's cloud kernel boots as PVH", file: guest.vmlinux },
-  { what: "Debian's generic kernel boots as HVM (its bzImage, direct boot)", file: guest.bzImage },
+  { what: "Debian's cloud kernel boots as PVH", file: guest.vmlinux, mode: 'PVH' },
+  { what: "Debian's generic kernel boots as HVM (its bzImage, direct boot)", file: guest.bzImage, mode: 'HVM' },
 ];
 
 for (const kernel of kernels) {
@@ -26,6 +26,13 @@ for (const kernel of kernels) {
       assert.equal(r.status, 0, describe(r));
       assert.match(r.stdout, new RegExp(`^${INIT_MARKER} cpus=${vcpus} hypervisor=xen\\r?$`, 'm'), describe(r));
       assert.match(r.stdout, new RegExp(`^${TTYS0_MARKER} from user space\\r?$`, 'm'), describe(r));
+      // Linux takes a guest with no RTC for PVH whichever way it booted: an HVM guest has Xen's RTC.
+      assert.match(r.stdout, new RegExp(`Booting (paravirtualized )?kernel on Xen ${kernel.mode}\\r?$`, 'm'), describe(r));
+      if (kernel.mode === 'HVM') {
+        const rtc = /rtc_cmos \S+: setting system clock to \S+ UTC \((\d+)\)/.exec(r.stdout);
+        assert.ok(rtc, describe(r));
+        assert.ok(Math.abs(Number(rtc[1]) - Date.now() / 1000) < 900, `the RTC's time ${rtc[1]} is the host's`);
+      }
     });
   }
 }
