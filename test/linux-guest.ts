@@ -20,12 +20,18 @@ export const INIT_MARKER = 'XENKVM-LINUX-INIT';
  * powers off.
  */
 export const TTYS0_MARKER = 'XENKVM-LINUX-TTYS0';
+/** What /init prints once Linux's balloon driver has reached its target (or 60 s have passed): where it is and the target. */
+export const BALLOON_MARKER = 'XENKVM-LINUX-BALLOON';
 const INIT = `#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sys /sys
 /bin/busybox mount -t devtmpfs dev /dev
 /bin/busybox timeout 30 /bin/busybox sh -c 'echo "${TTYS0_MARKER} from user space" > /dev/ttyS0; until /bin/busybox awk "/^0:/ { split(\\$5, tx, \\":\\"); exit tx[2] < 35 }" /proc/tty/driver/serial; do /bin/busybox sleep 0.1; done'
 echo "${INIT_MARKER} cpus=$(/bin/busybox grep -c ^processor /proc/cpuinfo) hypervisor=$(/bin/busybox cat /sys/hypervisor/type)"
+b=/sys/devices/system/xen_memory/xen_memory0
+i=0
+while [ "$(/bin/busybox cat $b/info/current_kb)" -gt "$(/bin/busybox cat $b/target_kb)" ] && [ $i -lt 600 ]; do /bin/busybox sleep 0.1; i=$((i + 1)); done
+echo "${BALLOON_MARKER} current_kb=$(/bin/busybox cat $b/info/current_kb) target_kb=$(/bin/busybox cat $b/target_kb)"
 /bin/busybox poweroff -f
 `;
 /** Debian's cloud kernels compress their payload with LZ4 (legacy frame format). */

@@ -34,6 +34,7 @@ async function run(opts: {
   initrd?: string;
   cmdline: string;
   memory: number;
+  memoryTarget?: number;
   vcpus: number;
   xenVersion: { major: number; minor: number };
   maxEvtchnPort: number;
@@ -51,6 +52,7 @@ async function run(opts: {
     initrd: opts.initrd,
     cmdline: opts.cmdline,
     memoryMiB: opts.memory,
+    targetMiB: opts.memoryTarget,
     vcpus: opts.vcpus,
     xenVersion: opts.xenVersion,
     maxEvtchnPort: opts.maxEvtchnPort,
@@ -165,6 +167,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('-c, --cmdline <string>', 'kernel command line', '')
     .option('--initrd <file>', "initial ramdisk: the kernel's first start_info module (PVH), or boot_params' ramdisk (bzImage)")
     .option('-m, --memory <MiB>', 'guest RAM in MiB', wholeNumber('memory'), 256)
+    .option('--memory-target <MiB>', "the balloon target in XenStore's memory/target (xl: mem-set; default --memory): a guest's balloon driver gives the rest back", wholeNumber('memory target'))
     .option('-n, --vcpus <count>', 'number of vCPUs', wholeNumber('vCPU count'), 1)
     .option('--xen-version <major.minor>', 'Xen version the guest sees', xenVersion, DEFAULT_XEN_VERSION)
     .option('--max-evtchn-port <port>', 'highest event-channel port the guest may bind (xl: max_event_channels)', wholeNumber('highest event-channel port'), DEFAULT_PORT_COUNT - 1)

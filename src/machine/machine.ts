@@ -56,6 +56,8 @@ export interface MachineConfig {
   initrd?: string;
   cmdline: string;
   memoryMiB: number;
+  /** The balloon target written to XenStore (memory/target), at most memoryMiB; default memoryMiB. */
+  targetMiB?: number;
   vcpus: number;
   logLevel?: LogLevel;
   /** Guest console bytes; stdout when not given. */
@@ -96,9 +98,13 @@ const FILTERED_MSRS = [
   { base: 0x4b564d00, count: 0x100 },
 ];
 
-function validateConfig(c: Pick<MachineConfig, 'memoryMiB' | 'vcpus' | 'maxEvtchnPort' | 'secondaryConsoles'>): void {
+function validateConfig(c: Pick<MachineConfig, 'memoryMiB' | 'targetMiB' | 'vcpus' | 'maxEvtchnPort' | 'secondaryConsoles'>): void {
   if (!Number.isInteger(c.memoryMiB) || c.memoryMiB < MIN_MEMORY_MIB || c.memoryMiB > MAX_MEMORY_MIB) {
     throw new ConfigError(`memory must be a whole number of MiB from ${MIN_MEMORY_MIB} to ${MAX_MEMORY_MIB}, not ${c.memoryMiB}`);
+  }
+  const target = c.targetMiB ?? c.memoryMiB;
+  if (!Number.isInteger(target) || target < MIN_MEMORY_MIB || target > c.memoryMiB) {
+    throw new ConfigError(`the memory target must be a whole number of MiB from ${MIN_MEMORY_MIB} to the guest's memory (${c.memoryMiB}), not ${target}`);
   }
   if (!Number.isInteger(c.vcpus) || c.vcpus < 1 || c.vcpus > MAX_VCPUS) {
     throw new ConfigError(`vCPU count must be a whole number from 1 to ${MAX_VCPUS}, not ${c.vcpus}`);
@@ -349,6 +355,8 @@ export class Machine {
         name: config.name ?? basename(config.kernel).replace(/\.[^.]*$/, ''),
         uuid: uuidString(xen.handle),
         memoryKiB: config.memoryMiB * 1024,
+        targetKiB: (config.targetMiB ?? config.memoryMiB) * 1024,
+        type: boot.protocol,
         vcpus: config.vcpus,
         secondaryConsoles: config.secondaryConsoles ?? 0,
       };

@@ -26,6 +26,10 @@ export interface GuestIdentity {
   name: string;
   uuid: string;
   memoryKiB: number;
+  /** The balloon target (memory/target). */
+  targetKiB: number;
+  /** How it booted (libxl's type). */
+  type: 'pvh' | 'hvm';
   vcpus: number;
   /** Secondary consoles to offer (device/console/1 …). */
   secondaryConsoles: number;

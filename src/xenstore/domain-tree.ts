@@ -19,6 +19,10 @@ export interface DomainInfo {
   /** The domain's handle as a UUID string. */
   uuid: string;
   memoryKiB: number;
+  /** The balloon target (memory/target). */
+  targetKiB: number;
+  /** How it booted (libxl's type). */
+  type: 'pvh' | 'hvm';
   vcpus: number;
   store: { gfn: number; port: number };
   console: { gfn: number; port: number };
@@ -54,7 +58,7 @@ export function writeDomainTree(store: TreeWriter, d: DomainInfo): void {
   node(vm, ro);
   node(libxl, none);
   node(`${libxl}/device`, none);
-  store.write(`${libxl}/type`, 'pvh');
+  store.write(`${libxl}/type`, d.type);
   store.write(`${dom}/vm`, vm);
   store.write(`${dom}/name`, d.name);
   store.write(`${vm}/name`, d.name);
@@ -68,7 +72,7 @@ export function writeDomainTree(store: TreeWriter, d: DomainInfo): void {
   store.write(`${dom}/control/platform-feature-xs_reset_watches`, '1');
 
   store.write(`${dom}/memory/static-max`, String(d.memoryKiB));
-  store.write(`${dom}/memory/target`, String(d.memoryKiB));
+  store.write(`${dom}/memory/target`, String(d.targetKiB));
   store.write(`${dom}/memory/videoram`, '0');
   store.write(`${dom}/domid`, String(d.domid));
   store.write(`${dom}/store/port`, String(d.store.port));

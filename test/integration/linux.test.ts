@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { describe, requireKvm, xenkvm } from '../guest-runner.js';
-import { INIT_MARKER, linuxGuest, TTYS0_MARKER } from '../linux-guest.js';
+import { BALLOON_MARKER, INIT_MARKER, linuxGuest, TTYS0_MARKER } from '../linux-guest.js';
 
 requireKvm();
 
@@ -26,6 +26,8 @@ for (const kernel of kernels) {
       assert.equal(r.status, 0, describe(r));
       assert.match(r.stdout, new RegExp(`^${INIT_MARKER} cpus=${vcpus} hypervisor=xen\\r?$`, 'm'), describe(r));
       assert.match(r.stdout, new RegExp(`^${TTYS0_MARKER} from user space\\r?$`, 'm'), describe(r));
+      const balloon = balloonOf(r.stdout);
+      assert.equal(balloon.current, balloon.target, describe(r));
       // Linux takes a guest with no RTC for PVH whichever way it booted: an HVM guest has Xen's RTC.
       assert.match(r.stdout, new RegExp(`Booting (paravirtualized )?kernel on Xen ${kernel.mode}\\r?$`, 'm'), describe(r));
       if (kernel.mode === 'HVM') {
@@ -35,4 +37,20 @@ for (const kernel of kernels) {
       }
     });
   }
+}
+
+test("Linux's balloon driver gives back what is above XenStore's memory/target (--memory-target) and reaches it", async () => {
+  const r = await xenkvm(['run', '--kernel', guest.vmlinux, '--initrd', guest.initrd, '--memory', '512', '--memory-target', '384', '--cmdline', 'console=hvc0'], { timeoutMs: 600_000 });
+  assert.equal(r.status, 0, describe(r));
+  // Linux aims at memory/target less what its own count of RAM falls short of static-max (the legacy hole).
+  const balloon = balloonOf(r.stdout);
+  assert.equal(balloon.current, balloon.target, describe(r));
+  assert.ok(balloon.target <= 384 * 1024 && balloon.target > 382 * 1024, describe(r));
+});
+
+/** What /init's balloon line says, in KiB. */
+function balloonOf(stdout: string): { current: number; target: number } {
+  const m = new RegExp(`^${BALLOON_MARKER} current_kb=(\\d+) target_kb=(\\d+)\\r?$`, 'm').exec(stdout);
+  assert.ok(m, `no ${BALLOON_MARKER} line`);
+  return { current: Number(m[1]), target: Number(m[2]) };
 }
