@@ -7,28 +7,13 @@
 //              page, xenkvm vs the bare I/O floor (target ≤ 1.3) and vs the C floor
 //              serving the same hypercall loop (which isolates the VMM's share
 //              from the hypercall loop's few extra guest instructions).
-import { medians, micros, root, ROUNDS, runFloor, runXenkvm } from './common.js';
+import { medians, micros, ROUNDS } from './common.js';
+import { floorExits, xenkvmExits, type ExitMode } from './exit-runs.js';
 
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 20000);
 const TARGET = 1.3;
-const guest = `${root}guests/build/bench-exits.elf`;
-
-type Mode = 'io' | 'hypercall';
-const label: Record<Mode, string> = { io: 'exits', hypercall: 'hypercalls' };
-
-function floor(mode: Mode): { ticks: number; khz: number } {
-  const out = runFloor(['-n', String(ITERATIONS), '-m', mode, guest]);
-  const m = /floor: exits=(\d+) tsc=(\d+) tsc_khz=(\d+)/.exec(out);
-  if (!m || Number(m[1]) !== ITERATIONS) throw new Error(`floor printed no result: ${out}`);
-  return { ticks: Number(m[2]) / ITERATIONS, khz: Number(m[3]) };
-}
-
-function xenkvm(mode: Mode): number {
-  const out = runXenkvm(['--kernel', guest, '--cmdline', `n=${ITERATIONS} mode=${mode}`]);
-  const m = new RegExp(`KIT-BENCH ${label[mode]}=(\\d+) tsc=(\\d+)`).exec(out);
-  if (!m || Number(m[1]) !== ITERATIONS || Number(m[2]) === 0) throw new Error(`xenkvm printed no result: ${out}`);
-  return Number(m[2]) / ITERATIONS;
-}
+const floor = (mode: ExitMode) => floorExits(mode, ITERATIONS);
+const xenkvm = (mode: ExitMode) => xenkvmExits(mode, ITERATIONS);
 
 const samples = { floorIo: [] as number[], floorHypercall: [] as number[], io: [] as number[], hypercall: [] as number[] };
 let khz = 0;

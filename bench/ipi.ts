@@ -15,30 +15,13 @@
 // with xenkvm's stubs, answered with the same bare MSI; floor -m
 // ipi-hypercall): xenkvm against that floor is the VMM's own share, the
 // stub's few extra guest instructions being in both.
-import { medians, micros, root, ROUNDS, runFloor, runXenkvm } from './common.js';
+import { medians, micros, ROUNDS } from './common.js';
+import { floorIpi, xenkvmIpi } from './ipi-runs.js';
 
 const EVENTS = Number(process.env.BENCH_IPI_EVENTS ?? 300);
 const TARGET = 1.5;
-const guest = `${root}guests/build/bench-ipi.elf`;
-
-interface Sample { latency: number; total: number }
-
-function parse(out: string, prefix: string, who: string): Sample & { khz?: number } {
-  const m = new RegExp(`${prefix}ipi median-tsc=(\\d+) rounds=(\\d+) events-tsc=(\\d+)(?: tsc_khz=(\\d+))?`).exec(out);
-  if (!m || Number(m[2]) !== EVENTS || Number(m[3]) === 0) throw new Error(`${who} printed no result: ${out}`);
-  return { latency: Number(m[1]), total: Number(m[3]), khz: m[4] === undefined ? undefined : Number(m[4]) };
-}
-
-function floor(mode: 'ipi' | 'ipi-hypercall'): Sample & { khz: number } {
-  const out = runFloor(['-m', mode, '-n', String(EVENTS), guest]);
-  const s = parse(out, 'floor: ', 'floor');
-  return { ...s, khz: s.khz! };
-}
-
-function xenkvm(): Sample {
-  const out = runXenkvm(['--kernel', guest, '--vcpus', '2', '--cmdline', `n=${EVENTS} mode=xen`]);
-  return parse(out, 'KIT-BENCH ', 'xenkvm');
-}
+const floor = (mode: 'ipi' | 'ipi-hypercall') => floorIpi(mode, EVENTS);
+const xenkvm = () => xenkvmIpi(EVENTS);
 
 const samples = {
   floorLatency: [] as number[], floorTotal: [] as number[],

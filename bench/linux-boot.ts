@@ -5,18 +5,14 @@
 //
 // Linux reaches xenkvm only through KVM's Xen support (CONFIG_KVM_XEN): where this host's
 // KVM lacks it, the benchmark runs itself in the nested VM whose KVM has it.
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { hostKvmInterceptsXenHypercalls } from '../src/kvm/system.js';
+import { spawn } from 'node:child_process';
 import { INIT_MARKER, linuxGuest } from '../test/linux-guest.js';
-import { median, root, ROUNDS } from './common.js';
+import { median, root, ROUNDS, whereKvmHasXen } from './common.js';
 
 const TARGET = 1.2;
 const VCPUS = 2;
 const MEMORY_MIB = 512;
 const TIMEOUT_MS = 900_000;
-
-const insideNestedVm = () => existsSync('/proc/cmdline') && readFileSync('/proc/cmdline', 'utf8').includes('xenkvm.agent=');
 
 /** Seconds from spawning `file` to `marker` on its stdout (the /init line), and to its exit (status 0 wanted). */
 function boot(what: string, file: string, args: string[], marker = INIT_MARKER): Promise<{ init: number; exit: number }> {
@@ -78,12 +74,4 @@ async function measure(): Promise<void> {
   process.exitCode = ratio <= TARGET ? 0 : 1;
 }
 
-if (existsSync('/dev/kvm') && hostKvmInterceptsXenHypercalls()) await measure();
-else if (insideNestedVm()) {
-  process.stderr.write("bench: this nested VM's KVM has no Xen support (CONFIG_KVM_XEN); run bench/linux-boot from the host, which starts the VM that has it\n");
-  process.exitCode = 1;
-} else {
-  console.log('Linux boot: this host\'s KVM has no Xen support (CONFIG_KVM_XEN): measured in the nested VM whose KVM has it');
-  linuxGuest(root); // built here: the VM has no network to fetch the kernel
-  process.exitCode = spawnSync(`${root}scripts/kvm-vm`, ['--kvm-xen', '--', 'node', `${root}dist/bench/linux-boot.js`], { stdio: 'inherit' }).status ?? 1;
-}
+await whereKvmHasXen('linux-boot', measure, () => linuxGuest(root)); // built here: the VM has no network to fetch the kernel

@@ -1,12 +1,15 @@
 // The xenkvm command.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { BootError } from '../boot/elf.js';
+import { projectRoot } from '../common/project-root.js';
 import { configureLogging, log, LOG_LEVELS, RateLimitedLog, type LogLevel } from '../common/log.js';
 import { inForeground, SystemCallError } from '../kvm/libc.js';
 import { KVM_DEVICE, KvmUnavailableError } from '../kvm/system.js';
 import { exitStatus } from '../machine/exit-status.js';
 import { ConfigError } from '../machine/config-error.js';
+import { ALL_KVM_FAST_PATHS, parseKvmFastPaths, type KvmFastPath } from '../machine/kvm-fast-paths.js';
 import { Machine } from '../machine/machine.js';
 import { DEFAULT_XEN_VERSION, parseXenVersion } from '../xen/config.js';
 import { runNested, TERMINAL_CONSOLE_ENV } from './nested-run.js';
@@ -14,13 +17,19 @@ import { DEFAULT_PORT_COUNT } from '../xen/evtchn/ports.js';
 import { SocketPathError } from '../common/unix-socket.js';
 import { defaultSocketPath } from '../xenstore/socket.js';
 
-const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+const pkg = JSON.parse(readFileSync(join(projectRoot(import.meta.url), 'package.json'), 'utf8')) as { version: string };
 
 function wholeNumber(what: string) {
   return (value: string): number => {
     if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`${what} must be a whole number, not "${value}"`);
     return Number(value);
   };
+}
+
+function kvmFastPaths(value: string): KvmFastPath[] {
+  const paths = parseKvmFastPaths(value);
+  if (!paths) throw new InvalidArgumentError(`KVM fast paths are all, none, or a comma-separated list of ${ALL_KVM_FAST_PATHS.join(', ')}; not "${value}"`);
+  return paths;
 }
 
 function xenVersion(value: string): { major: number; minor: number } {
@@ -39,6 +48,7 @@ async function run(opts: {
   xenVersion: { major: number; minor: number };
   maxEvtchnPort: number;
   evtchnFastPath: boolean;
+  kvmFastPaths?: KvmFastPath[];
   name?: string;
   xenstoreSocket?: string;
   secondaryConsoles: number;
@@ -57,6 +67,7 @@ async function run(opts: {
     xenVersion: opts.xenVersion,
     maxEvtchnPort: opts.maxEvtchnPort,
     evtchnFastPath: opts.evtchnFastPath,
+    kvmFastPaths: opts.kvmFastPaths,
     name: opts.name,
     xenstoreSocket: opts.xenstoreSocket,
     secondaryConsoles: opts.secondaryConsoles,
@@ -176,6 +187,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--console-log <file>', 'also append everything the guest writes to its consoles to this file')
     .option('--secondary-consoles <count>', 'secondary PV consoles to offer (xenbus console devices 1 …); they need grant tables, not there yet', wholeNumber('secondary console count'), 0)
     .option('--no-evtchn-fast-path', 'send every event through the main thread instead of serving IPI and loopback sends on the vCPU thread')
+    .option('--kvm-fast-paths <list>', `what KVM serves in the kernel where its Xen support can: all (the default), none, or some of ${ALL_KVM_FAST_PATHS.join(', ')}`, kvmFastPaths)
     .addOption(new Option('--log-level <level>', 'log detail on stderr').choices(LOG_LEVELS).default('warn').env('XENKVM_LOG'))
     .addOption(new Option('--accel <accel>', 'kvm: /dev/kvm here; nested: inside a throwaway VM that has it (QEMU, slow); auto: kvm where /dev/kvm exists, else nested').choices(['auto', 'kvm', 'nested']).default('auto'))
     .addHelpText(

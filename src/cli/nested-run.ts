@@ -4,7 +4,7 @@
 // socket forwarded to the host path a person would use.
 import type { Socket } from 'node:net';
 import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { projectRoot } from '../common/project-root.js';
 import { UnixSocketServer } from '../common/unix-socket.js';
 import { log } from '../common/log.js';
 import { inForeground } from '../kvm/libc.js';
@@ -12,7 +12,7 @@ import { exitStatus } from '../machine/exit-status.js';
 import { attachCommand, NestedUnavailableError, NestedVm, shellStatus } from '../nested/vm.js';
 import { defaultSocketPath } from '../xenstore/socket.js';
 
-const root = fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '');
+const root = projectRoot(import.meta.url);
 
 /** Where the xenkvm inside the VM puts its XenStore socket (the VM's own tmpfs). */
 const INNER_SOCKET = '/run/xenkvm-nested/xenstored.sock';

@@ -51,6 +51,8 @@ export const ioctls = {
   KVM_SET_VCPU_EVENTS: iow(0xa0, 64),
   KVM_GET_STATS_FD: io(0xce),
   KVM_XEN_HVM_CONFIG: iow(0x7a, 56),
+  KVM_XEN_HVM_GET_ATTR: iowr(0xc8, 72),
+  KVM_XEN_HVM_SET_ATTR: iow(0xc9, 72),
 } as const;
 
 export const caps = {
@@ -142,6 +144,9 @@ export const xenHvmConfig = {
   EVTCHN_2LEVEL: 1 << 4,
   EVTCHN_SEND: 1 << 5,
 } as const;
+/** kvm_xen_hvm_attr.type: the VM-wide Xen state KVM keeps (KVM_XEN_HVM_SET_ATTR). XEN_VERSION needs EVTCHN_SEND. */
+export const xenHvmAttrTypes = { LONG_MODE: 0, SHARED_INFO: 1, UPCALL_VECTOR: 2, EVTCHN: 3, XEN_VERSION: 4 } as const;
+
 /** kvm_run.xen.type of a hypercall the guest made with VMCALL/VMMCALL. */
 export const KVM_EXIT_XEN_HCALL = 1;
 
@@ -231,6 +236,14 @@ export const kvmVcpuEvents = struct('kvm_vcpu_events', {
 
 export const kvmXenHvmConfig = struct('kvm_xen_hvm_config', {
   flags: 'u32', msr: 'u32', blob_addr_32: 'u64', blob_addr_64: 'u64', blob_size_32: 'u8', blob_size_64: 'u8', pad2: { bytes: 30 },
+});
+
+/**
+ * kvm_xen_hvm_attr with its union read as one little-endian u64 (`value`): every scalar member
+ * (long_mode, vector, shared_info.gfn, xen_version) starts at the union's first byte.
+ */
+export const kvmXenHvmAttr = struct('kvm_xen_hvm_attr', {
+  type: 'u16', pad: { array: 'u16', count: 3 }, value: 'u64', rest: { bytes: 56 },
 });
 
 /** KVM_GET_CLOCK: kvmclock now, and whether KVM keeps the vCPUs' TSCs in step (flags). */

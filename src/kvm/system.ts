@@ -99,9 +99,14 @@ export class Kvm {
     if (missing.length) throw new KvmUnavailableError(`this host's KVM lacks ${missing.join(', ')}; xenkvm needs Linux 5.10 or later`);
   }
 
+  /** KVM_CAP_XEN_HVM: the xenHvmConfig flags of the Xen support KVM has (none where its kernel lacks CONFIG_KVM_XEN). */
+  xenSupport(): number {
+    return this.checkExtension(caps.KVM_CAP_XEN_HVM);
+  }
+
   /** Whether KVM can hand the guest's Xen hypercalls to the VMM (INTERCEPT_HCALL): not where its kernel lacks CONFIG_KVM_XEN. */
   interceptsXenHypercalls(): boolean {
-    return (this.checkExtension(caps.KVM_CAP_XEN_HVM) & xenHvmConfig.INTERCEPT_HCALL) !== 0;
+    return (this.xenSupport() & xenHvmConfig.INTERCEPT_HCALL) !== 0;
   }
 
   vcpuMmapSize(): number {

@@ -1,6 +1,6 @@
 // A KVM VM file descriptor.
 import {
-  ioctls, KVM_IRQ_ROUTING_IRQCHIP, kvmClockData, kvmXenHvmConfig, kvmClockFlags, kvmEnableCap, kvmIrqLevel, kvmIrqRouting, kvmIrqRoutingEntry,
+  ioctls, KVM_IRQ_ROUTING_IRQCHIP, kvmClockData, kvmXenHvmAttr, kvmXenHvmConfig, kvmClockFlags, kvmEnableCap, kvmIrqLevel, kvmIrqRouting, kvmIrqRoutingEntry,
   kvmIrqRoutingIrqchip, kvmMsi, kvmMsrFilter, kvmMsrFilterRange, kvmPitConfig, KVM_PIT_SPEAKER_DUMMY, kvmUserspaceMemoryRegion, msrFilter,
 } from './abi.js';
 import { addressOf, check, libc } from './libc.js';
@@ -79,6 +79,18 @@ export class Vm {
    */
   configureXenHvm(flags: number, hypercallMsr: number): void {
     this.ioctl('KVM_XEN_HVM_CONFIG', kvmXenHvmConfig.encode({ flags, msr: hypercallMsr }));
+  }
+
+  /** KVM_XEN_HVM_SET_ATTR: a piece of the VM-wide Xen state KVM keeps (`type` from xenHvmAttrTypes). */
+  setXenAttr(type: number, value: bigint): void {
+    this.ioctl('KVM_XEN_HVM_SET_ATTR', kvmXenHvmAttr.encode({ type, value }));
+  }
+
+  /** KVM_XEN_HVM_GET_ATTR: what KVM holds for `type`. */
+  getXenAttr(type: number): bigint {
+    const buf = kvmXenHvmAttr.encode({ type });
+    this.ioctl('KVM_XEN_HVM_GET_ATTR', buf);
+    return kvmXenHvmAttr.decode(buf).value;
   }
 
   /** Maps host memory at a guest-physical range; size 0 deletes the slot. */

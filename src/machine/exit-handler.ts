@@ -5,7 +5,7 @@
 // that end the vCPU become a stop with a one-line report.
 import type { Logger } from 'pino';
 import { RateLimitedLog } from '../common/log.js';
-import { exitReasons, kvmRun, KVM_EXIT_IO_OUT } from '../kvm/abi.js';
+import { exitReasonNames, exitReasons, kvmRun, KVM_EXIT_IO_OUT } from '../kvm/abi.js';
 import { decodeExit, describeExit, type KvmExit } from '../kvm/exits.js';
 import { PVM_LIMITS, type HostKvm } from '../kvm/system.js';
 import type { Regs, Sregs } from '../kvm/vcpu.js';
@@ -45,8 +45,13 @@ export type ExitAction = { stop: StopReason; message: string } | undefined;
 const hex = (v: number | bigint) => `0x${v.toString(16)}`;
 const MAX_INSTRUCTION = 15;
 
+/** Room for every exit reason KVM has (the highest is below 64). */
+const EXIT_REASON_SLOTS = 64;
+
 export class ExitHandler {
   private readonly guestLog: RateLimitedLog;
+  /** How many exits of each reason reached xenkvm (KVM_RUN returning to user space). */
+  private readonly exitCounts = new Float64Array(EXIT_REASON_SLOTS);
 
   constructor(
     private readonly vcpu: ExitVcpu,
@@ -63,6 +68,7 @@ export class ExitHandler {
 
   /** Handles the exit now in kvm_run. Port I/O, the most frequent exit, is served without decoding into an object. */
   handleRun(reason: number): ExitAction {
+    this.exitCounts[reason % EXIT_REASON_SLOTS]++;
     if (reason !== exitReasons.IO) return this.handle(decodeExit(this.vcpu.run));
     const run = this.vcpu.run;
     this.io(
@@ -73,6 +79,15 @@ export class ExitHandler {
       Number(run.getBigUint64(kvmRun.io.data_offset, true)),
     );
     return undefined;
+  }
+
+  /** The exits handled so far, by KVM's name for their reason (IO, XEN, MMIO...); reasons never seen are left out. */
+  exitsByReason(): Record<string, number> {
+    const out: Record<string, number> = {};
+    this.exitCounts.forEach((n, reason) => {
+      if (n > 0) out[exitReasonNames[reason] ?? String(reason)] = n;
+    });
+    return out;
   }
 
   handle(exit: KvmExit): ExitAction {

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { buildAcpiTables } from '../boot/acpi.js';
 import { log, type LogLevel } from '../common/log.js';
-import { caps, msrExit, msrFilter, xenHvmConfig } from '../kvm/abi.js';
+import { caps, msrExit, msrFilter, xenHvmAttrTypes, xenHvmConfig } from '../kvm/abi.js';
 import { libc } from '../kvm/libc.js';
 import { cpuVendor, Kvm, type CpuidEntry } from '../kvm/system.js';
 import { MSR_IA32_TSC, vcpuFd } from '../kvm/vcpu.js';
@@ -36,6 +36,7 @@ import { planBoot } from './boot-plan.js';
 import { ConfigError } from './config-error.js';
 import { vcpuCpuid } from './cpuid.js';
 import { ConsoleStream } from './console-stream.js';
+import { ALL_KVM_FAST_PATHS, kvmFastPathsOn, type KvmFastPath } from './kvm-fast-paths.js';
 import { CmosRtc } from './devices/cmos-rtc.js';
 import { PciConfigSpace } from './devices/pci.js';
 import type { StopReason } from './devices/platform.js';
@@ -68,6 +69,8 @@ export interface MachineConfig {
   maxEvtchnPort?: number;
   /** Serve IPI and loopback sends on the sending vCPU's thread (default); off, every send goes through the main thread. */
   evtchnFastPath?: boolean;
+  /** What KVM serves in the kernel where its Xen support can (default: all it can); see kvm-fast-paths.ts. */
+  kvmFastPaths?: readonly KvmFastPath[];
   /** The guest's name in XenStore (default: the kernel file's name without its extension). */
   name?: string;
   /** Where the XenStore socket goes (default: defaultSocketPath()). */
@@ -178,6 +181,23 @@ function xenConfig(config: MachineConfig, vm: Vm, bootVcpuFd: number, bootVcpuCr
   };
 }
 
+/** Hands KVM the fast paths asked for (default: all) that it has; one line names those it lacks, when asked for. */
+function startKvmFastPaths(vm: Vm, xen: XenConfig, asked: readonly KvmFastPath[] | undefined, xenSupport: number): void {
+  const { on, unavailable } = kvmFastPathsOn(asked ?? ALL_KVM_FAST_PATHS, xenSupport);
+  for (const path of on) {
+    switch (path) {
+      case 'version':
+        // The value xen_version(XENVER_version) returns, as versionOps answers it.
+        vm.setXenAttr(xenHvmAttrTypes.XEN_VERSION, BigInt(((xen.version.major << 16) | xen.version.minor) >>> 0));
+        break;
+    }
+  }
+  log('machine').info({ on }, 'KVM fast paths');
+  if (unavailable.length && asked) {
+    log('machine').warn(`this host's KVM cannot serve the fast paths ${unavailable.join(', ')} itself (its Xen support lacks them); xenkvm serves those calls`);
+  }
+}
+
 /** Owned resources, released in reverse order of acquisition. */
 class Resources {
   private readonly items: (() => void)[] = [];
@@ -247,7 +267,8 @@ export class Machine {
       // Where the host's KVM can hand Xen hypercalls over (CONFIG_KVM_XEN), a VMCALL/VMMCALL reaches xenkvm:
       // modern Linux makes its hypercalls that way, and elsewhere KVM would answer them itself. After the
       // filter, which keeps the hypercall MSR's writes for xenkvm.
-      const interceptsXen = kvm.interceptsXenHypercalls();
+      const xenSupport = kvm.xenSupport();
+      const interceptsXen = (xenSupport & xenHvmConfig.INTERCEPT_HCALL) !== 0;
       if (interceptsXen) vm.configureXenHvm(xenHvmConfig.INTERCEPT_HCALL, HYPERCALL_MSR);
       else if (boot.guestOs?.toLowerCase() === 'linux') {
         log('machine').warn(
@@ -313,6 +334,7 @@ export class Machine {
       // The features every vCPU shows (its own Xen leaves aside) decide what a VCPUOP_initialise context may hold.
       const hypercallEntry = !interceptsXen ? 'out' : cpuVendor(supported) === 'amd' ? 'vmmcall' : 'vmcall';
       const xen = xenConfig(config, vm, fds[0], bootVcpuCreated, vcpuCpuid(supported, 0, config.vcpus, []), hypercallEntry);
+      if (interceptsXen) startKvmFastPaths(vm, xen, config.kvmFastPaths, xenSupport);
       const domainState = DomainState.create(config.vcpus);
       const evtchnPorts = PortTable.create((config.maxEvtchnPort ?? DEFAULT_PORT_COUNT - 1) + 1);
       const timers = TimerState.create(config.vcpus);

@@ -128,6 +128,7 @@ function main(init: VcpuThreadInit): void {
   const memory = GuestMemory.attach(init.memory);
   const vcpu = new Vcpu(init.vcpuFd, init.id, init.runSize);
   let stats: VcpuStats | undefined;
+  let handler: ExitHandler | undefined;
   try {
     const haltStats = (stats = VcpuStats.open(init.vcpuFd));
     const halted = () => haltStats.read('halt_wait_ns') + haltStats.read('halt_poll_success_ns') + haltStats.read('halt_poll_fail_ns');
@@ -163,7 +164,7 @@ function main(init: VcpuThreadInit): void {
     // The host's vendor (KVM passes leaf 0 through): AMD's and Intel's processors walk PAE page tables differently.
     const vendor = cpuVendor(init.cpuid);
     const regs = exitRegisters(vcpu, vendor);
-    const handler = new ExitHandler(vcpu, bus, memory, { vendor, pvm: hostKvmIsPvm() }, logger, xen.msrs, { port: HYPERCALL_PORT, call: () => xen.hypercall(regs), xen: (exit) => xen.xenHypercall(regs, exit) });
+    handler = new ExitHandler(vcpu, bus, memory, { vendor, pvm: hostKvmIsPvm() }, logger, xen.msrs, { port: HYPERCALL_PORT, call: () => xen.hypercall(regs), xen: (exit) => xen.xenHypercall(regs, exit) });
     const requestRekick = (afterMs: number) => {
       if (!rekickRequested) post({ type: 'rekick', afterMs });
       rekickRequested = true;
@@ -262,6 +263,9 @@ function main(init: VcpuThreadInit): void {
   } catch (e) {
     platform.requestStop('vmm-error', `vCPU ${init.id}: ${(e as Error).message}`);
   } finally {
+    // For a person inspecting a guest (XENKVM_LOG=info): the exits that reached xenkvm against all KVM saw,
+    // those it served itself included (its fast paths' hypercalls among them).
+    if (handler && stats) logger.info({ vcpu: init.id, toXenkvm: handler.exitsByReason(), kvm: { exits: Number(stats.read('exits')) } }, 'vCPU exits');
     if (stop) post({ type: 'stop', ...stop });
     stats?.close();
     vcpu.unmap();

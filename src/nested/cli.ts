@@ -4,13 +4,13 @@
 // (the VM could not be had) or 124 (the time limit ran out), as timeout(1) does.
 import { Command, InvalidArgumentError } from 'commander';
 import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { projectRoot } from '../common/project-root.js';
 import { defaultMemoryMiB, NestedUnavailableError, NestedVm, NestedVmStoppedError, attachCommand, shellStatus } from './vm.js';
 
 export const STATUS_TIMED_OUT = 124;
 export const STATUS_UNAVAILABLE = 125;
 
-const root = fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '');
+const root = projectRoot(import.meta.url);
 
 function positive(what: string) {
   return (value: string): number => {

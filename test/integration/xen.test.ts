@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { hostKvmInterceptsXenHypercalls } from '../../src/kvm/system.js';
-import { assertKitPassed, describe, kitReport, requireKvm, runGuest } from '../guest-runner.js';
+import { assertKitPassed, describe, kitReport, requireKvm, runGuest, type RunResult } from '../guest-runner.js';
 
 requireKvm();
 
@@ -134,6 +134,36 @@ test(`hypercalls by VMCALL/VMMCALL directly ${kvmHasXen ? 'reach xenkvm (KVM wit
   assert.match(r.stdout, kvmHasXen ? /^KIT-XEN page-entry=vmm?call$/m : /^KIT-XEN page-entry=other$/m);
   // The unknown hypercall made directly is answered, and reported once, by xenkvm only where it reached it.
   assert.equal(r.stderr.split('\n').filter((l) => l.includes('hypercall 63')).length, kvmHasXen ? 1 : 0, describe(r));
+});
+
+/** The 'vCPU exits' line a run logs at level info for vCPU 0: exits that reached xenkvm by reason, and KVM's count of all. */
+function vcpuExits(r: RunResult): { toXenkvm: Record<string, number>; kvm: { exits: number } } {
+  for (const l of r.stderr.split('\n')) {
+    if (!l.startsWith('{')) continue;
+    const entry = JSON.parse(l) as { msg?: string; vcpu?: number };
+    if (entry.msg === 'vCPU exits' && entry.vcpu === 0) return entry as unknown as ReturnType<typeof vcpuExits>;
+  }
+  assert.fail(`no 'vCPU exits' line logged\n${describe(r)}`);
+}
+
+test(`xen_version(XENVER_version) is answered by ${kvmHasXen ? 'KVM itself with the version fast path, by xenkvm with --kvm-fast-paths none' : 'xenkvm (KVM has no Xen support here)'}`, async () => {
+  const calls = 2000;
+  const run = async (paths: string) => {
+    const r = await runGuest('bench-exits', { cmdline: `n=${calls} mode=hypercall`, args: ['--kvm-fast-paths', paths, '--log-level', 'info'] });
+    assert.equal(r.status, 0, describe(r));
+    assert.match(r.stdout, new RegExp(`^KIT-BENCH hypercalls=${calls} tsc=[1-9]`, 'm'), describe(r));
+    return vcpuExits(r);
+  };
+  const inKernel = await run('version');
+  const forwarded = await run('none');
+  if (kvmHasXen) {
+    // Every call still leaves the guest, for KVM; the guest's other hypercalls and its console still reach xenkvm, the loop's do not.
+    assert.ok(inKernel.kvm.exits >= calls, JSON.stringify(inKernel));
+    assert.ok((inKernel.toXenkvm.XEN ?? 0) < calls / 10, JSON.stringify(inKernel));
+    assert.ok(forwarded.toXenkvm.XEN >= calls, JSON.stringify(forwarded));
+  } else {
+    for (const exits of [inKernel, forwarded]) assert.ok(exits.toXenkvm.IO >= calls, JSON.stringify(exits));
+  }
 });
 
 const shutdowns: [action: string, status: number, stderr?: RegExp][] = [

@@ -1,0 +1,22 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { xenHvmConfig } from '../kvm/abi.js';
+import { ALL_KVM_FAST_PATHS, kvmFastPathsOn, parseKvmFastPaths } from './kvm-fast-paths.js';
+
+test('--kvm-fast-paths takes all, none, or a list of known names', () => {
+  assert.deepEqual(parseKvmFastPaths('all'), ALL_KVM_FAST_PATHS);
+  assert.deepEqual(parseKvmFastPaths('none'), []);
+  assert.deepEqual(parseKvmFastPaths('version'), ['version']);
+  assert.deepEqual(parseKvmFastPaths('version, version'), ['version']);
+  assert.equal(parseKvmFastPaths('version,timer-in-userspace'), undefined);
+  assert.equal(parseKvmFastPaths(''), undefined);
+  assert.equal(parseKvmFastPaths('toString'), undefined);
+});
+
+test('a fast path is on only where KVM intercepts Xen hypercalls and has what it needs', () => {
+  const full = xenHvmConfig.INTERCEPT_HCALL | xenHvmConfig.EVTCHN_SEND;
+  assert.deepEqual(kvmFastPathsOn(['version'], full), { on: ['version'], unavailable: [] });
+  assert.deepEqual(kvmFastPathsOn(['version'], xenHvmConfig.INTERCEPT_HCALL), { on: [], unavailable: ['version'] });
+  assert.deepEqual(kvmFastPathsOn(['version'], xenHvmConfig.EVTCHN_SEND), { on: [], unavailable: ['version'] });
+  assert.deepEqual(kvmFastPathsOn([], full), { on: [], unavailable: [] });
+});

@@ -1,0 +1,29 @@
+// The parts of Xen that KVM's own Xen support (CONFIG_KVM_XEN) can serve in the
+// kernel, with no exit to xenkvm: each behind a switch (--kvm-fast-paths), so
+// that each can be measured against xenkvm's own path and turned off to debug.
+// KVM serves them only where its Xen support intercepts the guest's hypercalls.
+import { xenHvmConfig } from '../kvm/abi.js';
+
+/** Each fast path, with the KVM_CAP_XEN_HVM flag the host's KVM must report for it. */
+export const KVM_FAST_PATHS = {
+  /** xen_version(XENVER_version), the null hypercall, answered by KVM from kernel mode (KVM_XEN_ATTR_TYPE_XEN_VERSION). */
+  version: xenHvmConfig.EVTCHN_SEND,
+} as const;
+
+export type KvmFastPath = keyof typeof KVM_FAST_PATHS;
+export const ALL_KVM_FAST_PATHS = Object.keys(KVM_FAST_PATHS) as KvmFastPath[];
+
+/** `all`, `none`, or a comma-separated list of fast paths; undefined when a name is unknown. */
+export function parseKvmFastPaths(value: string): KvmFastPath[] | undefined {
+  if (value === 'all') return [...ALL_KVM_FAST_PATHS];
+  if (value === 'none') return [];
+  const names = value.split(',').map((n) => n.trim());
+  if (!names.every((n): n is KvmFastPath => Object.hasOwn(KVM_FAST_PATHS, n))) return undefined;
+  return [...new Set(names)];
+}
+
+/** Which of `wanted` the host's KVM (its KVM_CAP_XEN_HVM flags) can serve, and which it cannot. */
+export function kvmFastPathsOn(wanted: readonly KvmFastPath[], hostFlags: number): { on: KvmFastPath[]; unavailable: KvmFastPath[] } {
+  const on = wanted.filter((p) => (hostFlags & KVM_FAST_PATHS[p]) !== 0 && (hostFlags & xenHvmConfig.INTERCEPT_HCALL) !== 0);
+  return { on, unavailable: wanted.filter((p) => !on.includes(p)) };
+}
