@@ -30,6 +30,7 @@ const structs: [string, { size: number; offsets: Record<string, number> }][] = [
   ['kvm_clock_data', abi.kvmClockData],
   ['kvm_xen_hvm_config', abi.kvmXenHvmConfig],
   ['kvm_xen_hvm_attr', abi.kvmXenHvmAttr],
+  ['kvm_irqfd', abi.kvmIrqfd],
   ['kvm_stats_header', abi.kvmStatsHeader],
   ['kvm_stats_desc', abi.kvmStatsDesc],
 ];
@@ -77,6 +78,7 @@ function systemValues(): Map<string, number> {
   lines.push('P("size.kvm_run", sizeof(struct kvm_run));');
   for (const [f] of kvmRunOffsets()) lines.push(`P("run.${f}", offsetof(struct kvm_run, ${cRunField[f] ?? f}));`);
   for (const name of Object.keys(abi.xenHvmConfig)) lines.push(`P("KVM_XEN_HVM_CONFIG_${name}", KVM_XEN_HVM_CONFIG_${name});`);
+  for (const name of Object.keys(abi.irqfdFlags)) lines.push(`P("KVM_IRQFD_FLAG_${name}", KVM_IRQFD_FLAG_${name});`);
   for (const name of Object.keys(abi.xenHvmAttrTypes)) lines.push(`P("KVM_XEN_ATTR_TYPE_${name}", KVM_XEN_ATTR_TYPE_${name});`);
   lines.push('P("KVM_EXIT_XEN_HCALL", KVM_EXIT_XEN_HCALL);');
   lines.push('P("KVM_IRQ_ROUTING_IRQCHIP", KVM_IRQ_ROUTING_IRQCHIP);');
@@ -112,6 +114,7 @@ test('KVM ABI values match <linux/kvm.h>', () => {
   for (const [f, off] of kvmRunOffsets()) assert.equal(off, c.get(`run.${f}`), `kvm_run.${f}`);
   assert.equal(abi.kvmRun.sync_regs, c.get('run.sync_regs'));
   for (const [name, v] of Object.entries(abi.xenHvmConfig)) assert.equal(v, c.get(`KVM_XEN_HVM_CONFIG_${name}`), `KVM_XEN_HVM_CONFIG_${name}`);
+  for (const [name, v] of Object.entries(abi.irqfdFlags)) assert.equal(v, c.get(`KVM_IRQFD_FLAG_${name}`), `KVM_IRQFD_FLAG_${name}`);
   for (const [name, v] of Object.entries(abi.xenHvmAttrTypes)) assert.equal(v, c.get(`KVM_XEN_ATTR_TYPE_${name}`), `KVM_XEN_ATTR_TYPE_${name}`);
   assert.equal(abi.KVM_EXIT_XEN_HCALL, c.get('KVM_EXIT_XEN_HCALL'));
   assert.equal(abi.KVM_IRQ_ROUTING_IRQCHIP, c.get('KVM_IRQ_ROUTING_IRQCHIP'));

@@ -30,6 +30,7 @@ export const ioctls = {
   KVM_IRQ_LINE: iow(0x61, 8),
   KVM_SET_GSI_ROUTING: iow(0x6a, 8),
   KVM_CREATE_PIT2: iow(0x77, 64),
+  KVM_IRQFD: iow(0x76, 32),
   KVM_SIGNAL_MSI: iow(0xa5, 32),
   KVM_ENABLE_CAP: iow(0xa3, 104),
   KVM_X86_SET_MSR_FILTER: iow(0xc6, 392),
@@ -72,6 +73,7 @@ export const caps = {
   KVM_CAP_MAX_VCPUS: 66,
   KVM_CAP_SYNC_REGS: 74,
   KVM_CAP_SIGNAL_MSI: 77,
+  KVM_CAP_IRQFD_RESAMPLE: 82,
   KVM_CAP_HYPERV_SYNIC: 123,
   KVM_CAP_MAX_VCPU_ID: 128,
   KVM_CAP_IMMEDIATE_EXIT: 136,
@@ -237,6 +239,10 @@ export const kvmVcpuEvents = struct('kvm_vcpu_events', {
 export const kvmXenHvmConfig = struct('kvm_xen_hvm_config', {
   flags: 'u32', msr: 'u32', blob_addr_32: 'u64', blob_addr_64: 'u64', blob_size_32: 'u8', blob_size_64: 'u8', pad2: { bytes: 30 },
 });
+
+/** KVM_IRQFD: an eventfd that raises `gsi` when written; with RESAMPLE, KVM holds the line until the guest EOIs it, then signals resamplefd. */
+export const kvmIrqfd = struct('kvm_irqfd', { fd: 'u32', gsi: 'u32', flags: 'u32', resamplefd: 'u32', pad: { bytes: 16 } });
+export const irqfdFlags = { DEASSIGN: 1 << 0, RESAMPLE: 1 << 1 } as const;
 
 /**
  * kvm_xen_hvm_attr with its union read as one little-endian u64 (`value`): every scalar member

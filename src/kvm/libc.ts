@@ -33,6 +33,7 @@ const PROT_WRITE = 2;
 const MAP_SHARED = 1;
 const MAP_NORESERVE = 0x4000;
 export const MFD_CLOEXEC = 1;
+export const EFD_CLOEXEC = O_CLOEXEC;
 const FALLOC_FL_KEEP_SIZE = 1;
 const FALLOC_FL_PUNCH_HOLE = 2;
 export const SIG_BLOCK = 0;
@@ -51,6 +52,7 @@ interface Libc {
   mmap(addr: null, len: number | bigint, prot: number, flags: number, fd: number, off: number | bigint): Pointer;
   munmap(ptr: Pointer, len: number | bigint): number;
   memfd_create(name: string, flags: number): number;
+  eventfd(initval: number, flags: number): number;
   ftruncate(fd: number, len: number | bigint): number;
   fallocate(fd: number, mode: number, offset: number, len: number): number;
   pread(fd: number, buf: Uint8Array, count: number, offset: number): number;
@@ -77,6 +79,7 @@ export function libc(): Libc {
     mmap: lib.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)'),
     munmap: lib.func('int munmap(void *addr, size_t len)'),
     memfd_create: lib.func('int memfd_create(const char *name, unsigned int flags)'),
+    eventfd: lib.func('int eventfd(unsigned int initval, int flags)'),
     ftruncate: lib.func('int ftruncate(int fd, int64_t len)'),
     fallocate: lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)'),
     pread: lib.func('pread', 'intptr_t', ['int', 'void *', 'size_t', 'int64_t']),

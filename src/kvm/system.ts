@@ -90,6 +90,7 @@ export class Kvm {
       [caps.KVM_CAP_USER_MEMORY, 'user memory regions'],
       [caps.KVM_CAP_EXT_CPUID, 'CPUID configuration'],
       [caps.KVM_CAP_SIGNAL_MSI, 'MSI injection'],
+      [caps.KVM_CAP_IRQFD_RESAMPLE, 'level-triggered irqfds'],
       [caps.KVM_CAP_X86_USER_SPACE_MSR, 'user-space MSR exits'],
       [caps.KVM_CAP_X86_MSR_FILTER, 'MSR filtering'],
       [caps.KVM_CAP_IMMEDIATE_EXIT, 'immediate exit'],

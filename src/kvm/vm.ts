@@ -1,7 +1,7 @@
 // A KVM VM file descriptor.
 import {
   ioctls, KVM_IRQ_ROUTING_IRQCHIP, kvmClockData, kvmXenHvmAttr, kvmXenHvmConfig, kvmClockFlags, kvmEnableCap, kvmIrqLevel, kvmIrqRouting, kvmIrqRoutingEntry,
-  kvmIrqRoutingIrqchip, kvmMsi, kvmMsrFilter, kvmMsrFilterRange, kvmPitConfig, KVM_PIT_SPEAKER_DUMMY, kvmUserspaceMemoryRegion, msrFilter,
+  kvmIrqRoutingIrqchip, kvmIrqfd, irqfdFlags, kvmMsi, kvmMsrFilter, kvmMsrFilterRange, kvmPitConfig, KVM_PIT_SPEAKER_DUMMY, kvmUserspaceMemoryRegion, msrFilter,
 } from './abi.js';
 import { addressOf, check, libc } from './libc.js';
 
@@ -55,6 +55,19 @@ export class Vm {
       arg.set(entry, kvmIrqRouting.size + i * kvmIrqRoutingEntry.size);
     });
     this.ioctl('KVM_SET_GSI_ROUTING', arg);
+  }
+
+  /**
+   * Makes `eventfd` raise `gsi` when written, the line then held until the guest EOIs the interrupt, when
+   * KVM lowers it and signals `resamplefd` (KVM_IRQFD in resample mode: a level-triggered source).
+   */
+  assignLevelIrqfd(eventfd: number, gsi: number, resamplefd: number): void {
+    this.ioctl('KVM_IRQFD', kvmIrqfd.encode({ fd: eventfd, gsi, flags: irqfdFlags.RESAMPLE, resamplefd }));
+  }
+
+  /** Detaches `eventfd` from `gsi`; a line it held is lowered. */
+  deassignIrqfd(eventfd: number, gsi: number): void {
+    this.ioctl('KVM_IRQFD', kvmIrqfd.encode({ fd: eventfd, gsi, flags: irqfdFlags.DEASSIGN }));
   }
 
   setTssAddr(gpa: number): void {

@@ -36,6 +36,7 @@ import { planBoot } from './boot-plan.js';
 import { ConfigError } from './config-error.js';
 import { vcpuCpuid } from './cpuid.js';
 import { ConsoleStream } from './console-stream.js';
+import { CallbackLineRaiser, CallbackLines } from './callback-lines.js';
 import { ALL_KVM_FAST_PATHS, kvmFastPathsOn, type KvmFastPath } from './kvm-fast-paths.js';
 import { CmosRtc } from './devices/cmos-rtc.js';
 import { PciConfigSpace } from './devices/pci.js';
@@ -342,6 +343,8 @@ export class Machine {
       domainState.setUp(0, true);
       domainState.setInitialised(0);
       const controls = fds.map(() => new VcpuControl());
+      const callbackLines = new CallbackLines(vm);
+      resources.add(() => callbackLines.close());
       const vcpus = fds.map((fd, id) => {
         const control = controls[id];
         // Held until every vCPU thread is up, so the boot vCPU's INIT/SIPI never races a thread still starting.
@@ -365,13 +368,15 @@ export class Machine {
           ports: evtchnPorts.buffer,
           timers: timers.buffer,
           vmmChannel: new VmmChannel().buffer,
+          callbackLines: callbackLines.buffer,
           logLevel: config.logLevel ?? 'warn',
         };
         return { control, init, channel: new VmmChannel(init.vmmChannel) };
       });
       const power = { run: (id: number) => vcpus[id].control.order(Command.Run), down: (id: number) => vcpus[id].control.order(Command.Down) };
       const consoleInput = new ConsoleInput();
-      const xenVmm = new XenVmm(xen, memory, memoryMap, domainState, memmap, power, evtchnPorts, upcallHost(vm, controls), consoleInput, log('xen'));
+      const xenVmm = new XenVmm(xen, memory, memoryMap, domainState, memmap, power, evtchnPorts, upcallHost(vm, controls, new CallbackLineRaiser(callbackLines.buffer)), (gsi) => callbackLines.lower(gsi), consoleInput, log('xen'));
+      callbackLines.watch(() => xenVmm.callbackLineLowered());
       const guest = {
         domid: xen.domid,
         name: config.name ?? basename(config.kernel).replace(/\.[^.]*$/, ''),
@@ -386,7 +391,7 @@ export class Machine {
       const toolstack = new Toolstack(memory, memoryMap, domainState, xenVmm, guest, config.output ?? writeStdout, consoleInput, socketPath, log('toolstack'));
       const timerInit: TimerThreadInit = {
         memory: memory.handle, domainState: domainState.buffer, ports: evtchnPorts.buffer, timers: timers.buffer,
-        controls: controls.map((c) => c.buffer), vmFd: vm.fd, bootMonotonicNs: xen.bootMonotonicNs, logLevel: config.logLevel ?? 'warn',
+        controls: controls.map((c) => c.buffer), callbackLines: callbackLines.buffer, vmFd: vm.fd, bootMonotonicNs: xen.bootMonotonicNs, logLevel: config.logLevel ?? 'warn',
       };
       return new Machine(config, resources, vm, memory, memoryMap, vcpus, xenVmm, { state: timers, init: timerInit }, toolstack, consoleInput);
     } catch (e) {

@@ -1,7 +1,8 @@
 // MSIs into the in-kernel LAPICs, from any thread.
 import type { Vm } from '../kvm/vm.js';
 import type { UpcallHost } from '../xen/evtchn/upcall.js';
-import { gsiOfIoapicPin, LAPIC_ADDRESS, pciIntxGsi } from './layout.js';
+import type { CallbackLineRaiser } from './callback-lines.js';
+import { LAPIC_ADDRESS, pciIntxGsi } from './layout.js';
 
 /** A fixed, edge-triggered MSI with `vector` at the LAPIC whose id is `apicId` (physical destination); false if no LAPIC took it. */
 export function signalFixedMsi(vm: Vm, apicId: number, vector: number): boolean {
@@ -10,14 +11,13 @@ export function signalFixedMsi(vm: Vm, apicId: number, vector: number): boolean 
   return vm.signalMsi(LAPIC_ADDRESS + apicId * 4096, vector) > 0;
 }
 
-/** Event upcalls from any thread: MSIs and IOAPIC lines through the VM, kicks and wake-ups through each vCPU's control block. */
-export function upcallHost(vm: Vm, controls: readonly { kick(): void; wake(): void }[]): UpcallHost {
+/** Event upcalls from any thread: MSIs through the VM, callback lines, kicks and wake-ups through each vCPU's control block. */
+export function upcallHost(vm: Vm, controls: readonly { kick(): void; wake(): void }[], lines: CallbackLineRaiser): UpcallHost {
   return {
     signalMsi: (apicId, vector) => signalFixedMsi(vm, apicId, vector),
     kick: (vcpu) => controls[vcpu].kick(),
     wake: (vcpu) => controls[vcpu].wake(),
-    // Xen's GSI is an IOAPIC pin; KVM's routing table reaches pin 2 through IRQ 0's GSI.
-    setGsi: (gsi, level) => vm.irqLine(gsiOfIoapicPin(gsi), level),
+    raiseGsi: (gsi) => lines.raise(gsi),
     intxGsi: pciIntxGsi,
   };
 }

@@ -11,6 +11,7 @@ import { PortTable } from '../xen/evtchn/ports.js';
 import { makeEventDelivery } from '../xen/evtchn/upcall.js';
 import { systemTimeClock } from '../xen/time.js';
 import { TimerState } from '../xen/timers.js';
+import { CallbackLineRaiser } from './callback-lines.js';
 import { upcallHost } from './msi.js';
 import { VcpuControl } from './vcpu-control.js';
 
@@ -23,6 +24,8 @@ export interface TimerThreadInit {
   ports: SharedArrayBuffer;
   timers: SharedArrayBuffer;
   controls: SharedArrayBuffer[];
+  /** The callback lines' eventfds (CallbackLines.buffer). */
+  callbackLines: SharedArrayBuffer;
   vmFd: number;
   bootMonotonicNs: bigint;
   logLevel: LogLevel;
@@ -36,7 +39,7 @@ function main(init: TimerThreadInit): void {
     const state = new DomainState(init.domainState);
     const ports = new PortTable(init.ports);
     const controls = init.controls.map((b) => new VcpuControl(b));
-    const events = makeEventDelivery(memory, state, ports, upcallHost(vm, controls));
+    const events = makeEventDelivery(memory, state, ports, upcallHost(vm, controls, new CallbackLineRaiser(init.callbackLines)));
     new TimerState(init.timers).run(
       systemTimeClock(init.bootMonotonicNs),
       (vcpu) => {

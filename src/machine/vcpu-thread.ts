@@ -23,6 +23,7 @@ import { Uart16550 } from './devices/uart16550.js';
 import { XEN_UNPLUG_PORTS, XenUnplugPorts } from './devices/xen-platform.js';
 import { ExitHandler } from './exit-handler.js';
 import { VmmChannel } from './vmm-channel.js';
+import { CallbackLineRaiser } from './callback-lines.js';
 import { upcallHost } from './msi.js';
 import { PortTable } from '../xen/evtchn/ports.js';
 import { callbackVector } from '../xen/evtchn/upcall.js';
@@ -59,6 +60,8 @@ export interface VcpuThreadInit {
   timers: SharedArrayBuffer;
   /** Where this vCPU thread waits for hypercalls the main thread serves. */
   vmmChannel: SharedArrayBuffer;
+  /** The callback lines' eventfds (CallbackLines.buffer). */
+  callbackLines: SharedArrayBuffer;
   logLevel: LogLevel;
 }
 
@@ -143,7 +146,7 @@ function main(init: VcpuThreadInit): void {
     const channel = new VmmChannel(init.vmmChannel);
     const domain = new DomainState(init.domainState);
     const controls = init.controls.map((b) => new VcpuControl(b));
-    const upcall = upcallHost(vm, controls);
+    const upcall = upcallHost(vm, controls, new CallbackLineRaiser(init.callbackLines));
     const shutdown = (kind: ShutdownKind, message: string) =>
       platform.requestStop(kind === 'reboot' ? 'reset' : kind === 'suspend' ? 'suspended' : kind, message);
     const xen = new XenAccelerator(init.id, memory, init.xen, domain, new PortTable(init.ports), upcall, shutdown, new TimerState(init.timers), {
@@ -237,15 +240,6 @@ function main(init: VcpuThreadInit): void {
         }
       }
       if (domain.upcallOwed(init.id)) deliverOwedUpcall();
-      // vCPU 0 lowers an asserted GSI callback once its upcall_pending is clear, as Xen does on resume.
-      if (init.id === 0 && domain.callbackGsiAsserted && !xen.events.upcallPending(0)) {
-        const gsi = domain.releaseCallbackGsi();
-        if (gsi !== undefined) {
-          upcall.setGsi(gsi, false);
-          // An event that came between the check and the release found the line still claimed: raise it again.
-          if (xen.events.upcallPending(0) && domain.claimCallbackGsi(gsi)) upcall.setGsi(gsi, true);
-        }
-      }
       control.running();
       const reason = vcpu.enter();
       kicked = reason === INTERRUPTED;

@@ -79,13 +79,15 @@ export class DomainState {
   claimCallbackGsi(gsi: number): boolean {
     return Atomics.compareExchange(this.header, 5, 0, gsi) === 0;
   }
+  /** The asserted callback GSI, or undefined. */
+  get callbackGsiHeld(): number | undefined {
+    const gsi = Atomics.load(this.header, 5);
+    return gsi === 0 ? undefined : gsi;
+  }
   /** The asserted callback GSI, taken (so it is lowered once), or undefined. */
   releaseCallbackGsi(): number | undefined {
     const gsi = Atomics.exchange(this.header, 5, 0);
     return gsi === 0 ? undefined : gsi;
-  }
-  get callbackGsiAsserted(): boolean {
-    return Atomics.load(this.header, 5) !== 0;
   }
 
   /** How many vCPUs sleep in SCHEDOP_poll. */

@@ -35,11 +35,14 @@ function setup(t: { after(fn: () => void): void }) {
   writeWallclock(sharedInfo, 'native', BOOT_WALL);
   let now = 123_456_789n;
   const routeChanges: number[] = [];
+  /** The callback in force each time a change was announced. */
+  const callbackChanges: bigint[] = [];
   const { logger, errors, warns } = capturedLogger();
   const domain: HvmOpDomain = {
     domid: 1, memoryMap, state, sharedInfo, bootWallNs: BOOT_WALL, e820: [], reservation: new Reservation(mem, memoryMap),
     systemTime: () => now,
     upcallRouteChanged: (v) => routeChanges.push(v),
+    callbackChanging: () => callbackChanges.push(state.param(HVM_PARAM.CALLBACK_IRQ)),
     guestLog: new RateLimitedLog(logger),
   };
   const dispatcher = new HypercallDispatcher(logger);
@@ -63,13 +66,16 @@ function setup(t: { after(fn: () => void): void }) {
     const rc = call(abi, HVMOP.get_param);
     return { rc, value: guest.view().getBigUint64(8, true) };
   };
-  return { mem, memoryMap, state, sharedInfo, domain, guest, call, set, get, errors, warns, routeChanges, setNow: (v: bigint) => (now = v) };
+  return { mem, memoryMap, state, sharedInfo, domain, guest, call, set, get, errors, warns, routeChanges, callbackChanges, setNow: (v: bigint) => (now = v) };
 }
 
 test('a new callback or upcall vector re-examines the pending upcalls of the vCPUs it routes', (t) => {
   const s = setup(t);
   assert.equal(s.set('native', HVM_PARAM.CALLBACK_IRQ, (2n << 56n) | 0xf3n), 0n);
   assert.deepEqual(s.routeChanges, [0, 1], 'every vCPU, for the domain-wide callback');
+  assert.deepEqual(s.callbackChanges, [0n], 'announced before it changed, so the old line can be lowered');
+  assert.equal(s.set('native', HVM_PARAM.CALLBACK_IRQ, 20n), 0n);
+  assert.deepEqual(s.callbackChanges, [0n, (2n << 56n) | 0xf3n]);
   s.routeChanges.length = 0;
   putUpcall(s.guest, 1, 0xf4);
   assert.equal(s.call('native', HVMOP.set_evtchn_upcall_vector), 0n);

@@ -36,6 +36,8 @@ export interface HvmOpDomain extends MemoryOpDomain {
   systemTime(): bigint;
   /** The upcall route of a vCPU changed: an upcall already pending goes out the new way, as Xen does. */
   upcallRouteChanged(vcpu: number): void;
+  /** HVM_PARAM_CALLBACK_IRQ is about to change: a line the old callback holds is lowered. */
+  callbackChanging(): void;
 }
 
 function readParam(ctx: HypercallContext, arg: bigint) {
@@ -53,6 +55,8 @@ function setParam(ctx: HypercallContext, domain: HvmOpDomain, arg: bigint): numb
   } else if (!GUEST_SETTABLE.has(a.index)) {
     throw new XenError(XEN_ERRNO.EPERM);
   }
+  // Xen lowers the old callback's line before the new callback takes over.
+  if (a.index === HVM_PARAM.CALLBACK_IRQ) domain.callbackChanging();
   domain.state.setParam(a.index, a.value);
   if (a.index === HVM_PARAM.CALLBACK_IRQ) {
     // Setting the callback is one of the first things PV drivers do: Xen latches the shared_info layout here too.

@@ -22,7 +22,8 @@ import { BackendPorts } from './evtchn/backend.js';
 import type { EventDelivery } from './evtchn/delivery.js';
 import { evtchnMainOps, portLimit } from './evtchn/ops.js';
 import type { PortTable } from './evtchn/ports.js';
-import { makeEventDelivery, makeUpcall, type UpcallHost } from './evtchn/upcall.js';
+import { callbackGsi, makeEventDelivery, makeUpcall, type UpcallHost } from './evtchn/upcall.js';
+import { decodeCallbackIrq, HVM_PARAM } from './abi/hvm.js';
 import { memoryOps } from './memory.js';
 import { Reservation } from './reservation.js';
 import { softResetOps } from './soft-reset.js';
@@ -37,6 +38,9 @@ export class XenVmm {
   /** Domain 0's ends of event channels, for the VMM's backends. */
   readonly backends: BackendPorts;
   private readonly softResetListeners: (() => void)[] = [];
+  private readonly state: DomainState;
+  private readonly upcallTo: (vcpu: number) => void;
+  private readonly intxGsi: Pick<UpcallHost, 'intxGsi'>;
 
   constructor(
     readonly config: XenConfig,
@@ -47,6 +51,8 @@ export class XenVmm {
     power: VcpuPower,
     ports: PortTable,
     upcall: UpcallHost,
+    /** Lowers a callback line the guest has not EOI'd, as Xen does when the callback moves or the domain is soft-reset. */
+    private readonly lowerCallbackLine: (gsi: number) => void,
     /** Console input, for CONSOLEIO_read. */
     consoleInput: ConsoleInputQueue,
     logger: Logger,
@@ -59,10 +65,14 @@ export class XenVmm {
       writeVcpuTime(bytesArea(sharedInfo), sharedInfoLayout[state.sharedInfoAbi].vcpuInfo(vcpu) + VCPU_INFO_TIME_OFFSET, config.pvclock, config.tscStable);
     }
     const upcallTo = makeUpcall(state, upcall);
+    this.upcallTo = upcallTo;
+    this.state = state;
+    this.intxGsi = upcall;
     const events = makeEventDelivery(memory, state, ports, upcall);
     this.events = events;
     const reservation = new Reservation(memory, memoryMap);
     const domain = {
+      callbackChanging: () => this.releaseCallbackLine(),
       upcallRouteChanged: (v: number) => {
         if (events.upcallPending(v)) upcallTo(v);
       },
@@ -84,10 +94,30 @@ export class XenVmm {
       vcpuPowerOps(state, power, config.cpuPolicy),
       evtchnMainOps(evtchn),
       softResetOps({ state, memoryMap, reservation, evtchn }, logger, () => {
+        this.releaseCallbackLine();
         for (const listener of this.softResetListeners) listener();
       }),
       consoleReadOps(consoleInput),
     ]);
+  }
+
+  /**
+   * The guest EOI'd a callback line, and KVM lowered it (or EOI'd another device's line on a pin shared
+   * with it): raised again while vCPU 0's upcall is pending and still goes by the line, as Xen evaluates
+   * the line at every VM entry.
+   */
+  callbackLineLowered(): void {
+    this.state.releaseCallbackGsi();
+    const byLine = this.state.upcallVector(0) === 0 && callbackGsi(decodeCallbackIrq(this.state.param(HVM_PARAM.CALLBACK_IRQ)), this.intxGsi) !== undefined;
+    if (byLine && this.events.upcallPending(0)) this.upcallTo(0);
+  }
+
+  /** Lowers the line the callback holds, then lets it be raised again: released first, an event could raise it just before it is lowered, and be lost. */
+  private releaseCallbackLine(): void {
+    const gsi = this.state.callbackGsiHeld;
+    if (gsi === undefined) return;
+    this.lowerCallbackLine(gsi);
+    this.state.releaseCallbackGsi();
   }
 
   /** Runs `listener` after each soft reset, on the main thread with every vCPU still held. */

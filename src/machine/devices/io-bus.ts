@@ -1,6 +1,9 @@
 // Port I/O and MMIO dispatch: devices are register machines addressed by
 // offset from their base port or guest-physical address.
 
+/** What a read of `size` bytes (1, 2 or 4) from nothing returns, as on a PC: every bit set. */
+export const allOnes = (size: number): number => (size === 4 ? 0xffffffff : (1 << (8 * size)) - 1);
+
 export interface PortDevice {
   read(offset: number, size: number): number;
   write(offset: number, size: number, value: number): void;

@@ -5,7 +5,7 @@
 // vCPU thread sees the same registers; which bits a guest may write is fixed by
 // the function's description. BAR sizing works as on hardware: the writable
 // bits of a BAR are those above its size.
-import type { PortDevice } from './io-bus.js';
+import { allOnes, type PortDevice } from './io-bus.js';
 
 export const PCI_CONFIG_SPACE = 256;
 /** ECAM gives each function 4 KiB; what lies past the first 256 bytes reads as zero (no extended capabilities). */
@@ -124,7 +124,7 @@ export class PciConfigSpace {
   /** A read of 1, 2 or 4 bytes at `reg` (within one dword); all-ones where no function answers. */
   read(bus: number, slot: number, fn: number, reg: number, size: number): number {
     const base = this.base(bus, slot, fn);
-    if (base === undefined) return size === 4 ? 0xffffffff : (1 << (size * 8)) - 1;
+    if (base === undefined) return allOnes(size);
     if (reg >= PCI_CONFIG_SPACE) return 0;
     let value = 0;
     for (let i = size - 1; i >= 0; i--) value = value * 256 + this.bytes[base + reg + i];

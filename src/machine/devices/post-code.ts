@@ -1,10 +1,10 @@
 // Port 0x80, the POST-code port: guests write it for progress codes and as an
 // I/O delay; writes are dropped and reads return all-ones, as on a PC.
-import type { PortDevice } from './io-bus.js';
+import { allOnes, type PortDevice } from './io-bus.js';
 
 export class PostCode implements PortDevice {
   read(_offset: number, size: number): number {
-    return size === 4 ? 0xffffffff : (1 << (8 * size)) - 1;
+    return allOnes(size);
   }
   write(): void {}
 }

@@ -8,7 +8,7 @@
 // to unplug), and the drivers' log messages, a byte at a time, logged per line.
 import type { RateLimitedLog } from '../../common/log.js';
 import { quoteGuestText } from '../../common/log.js';
-import type { PortDevice } from './io-bus.js';
+import { allOnes, type PortDevice } from './io-bus.js';
 import type { PciBar, PciFunction } from './pci.js';
 
 export const XEN_PLATFORM_VENDOR = 0x5853;
@@ -47,7 +47,7 @@ export class XenUnplugPorts implements PortDevice {
     if (offset === 0 && size === 2) return XEN_UNPLUG_MAGIC;
     if (offset === 0 && size === 1) return 0; // platform flags
     if (offset === 2 && size === 1) return XEN_UNPLUG_PROTOCOL_VERSION;
-    return size === 4 ? 0xffffffff : (1 << (size * 8)) - 1;
+    return allOnes(size);
   }
 
   write(offset: number, size: number, value: number): void {

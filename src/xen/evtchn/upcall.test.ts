@@ -14,7 +14,7 @@ function recordingHost(lapicTakes: boolean): { host: UpcallHost; calls: string[]
     },
     kick: (vcpu) => void calls.push(`kick ${vcpu}`),
     wake: (vcpu) => void calls.push(`wake ${vcpu}`),
-    setGsi: (gsi, level) => void calls.push(`gsi ${gsi} ${level}`),
+    raiseGsi: (gsi) => void calls.push(`raise ${gsi}`),
     intxGsi: (slot, pin) => 16 + ((slot + pin) & 7),
   };
   return { host, calls };
@@ -48,7 +48,7 @@ test('the HVM callback vector is owed to the vCPU, whose thread injects it', () 
   assert.equal(state.upcallOwed(0), true);
 });
 
-test('a GSI or PCI INTx callback raises its line once for vCPU 0 and kicks it; other vCPUs raise nothing', () => {
+test('a GSI or PCI INTx callback raises its line for vCPU 0 once until it is released (at EOI); other vCPUs raise nothing', () => {
   for (const [value, gsi] of [[20n, 20], [(1n << 56n) | (0x10n << 8n) | 1n, 19], [(1n << 56n) | (3n << 16n) | (0x13n << 8n), 18]] as const) {
     const state = DomainState.create(2);
     state.setParam(HVM_PARAM.CALLBACK_IRQ, value);
@@ -56,8 +56,10 @@ test('a GSI or PCI INTx callback raises its line once for vCPU 0 and kicks it; o
     makeUpcall(state, host)(0);
     makeUpcall(state, host)(0);
     makeUpcall(state, host)(1);
-    assert.deepEqual(calls, ['wake 0', `gsi ${gsi} true`, 'kick 0', 'wake 0', 'kick 0', 'wake 1'], `callback 0x${value.toString(16)}`);
+    assert.deepEqual(calls, ['wake 0', `raise ${gsi}`, 'wake 0', 'wake 1'], `callback 0x${value.toString(16)}`);
     assert.equal(state.releaseCallbackGsi(), gsi);
+    makeUpcall(state, host)(0);
+    assert.deepEqual(calls.slice(4), ['wake 0', `raise ${gsi}`], 'raised again once released');
   }
 });
 

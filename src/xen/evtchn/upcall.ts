@@ -4,7 +4,7 @@
 // (HVM_PARAM_CALLBACK_IRQ type vector), which never touches the LAPIC: the
 // target vCPU's own thread injects it directly when the guest can take it; or
 // a level-triggered line for vCPU 0 (type GSI, or PCI INTx, whose GSI the
-// machine's interrupt routing gives).
+// machine's interrupt routing gives), raised until the guest EOIs it.
 import { KVM_IOAPIC_NUM_PINS } from '../../kvm/abi.js';
 import { decodeCallbackIrq, HVM_PARAM, type CallbackIrq } from '../abi/hvm.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
@@ -19,8 +19,8 @@ export interface UpcallHost {
   kick(vcpu: number): void;
   /** Wakes a vCPU thread sleeping in SCHEDOP_block or SCHEDOP_poll. */
   wake(vcpu: number): void;
-  /** Drives a GSI of the in-kernel IOAPIC. */
-  setGsi(gsi: number, level: boolean): void;
+  /** Raises IOAPIC pin `gsi`, held until the guest EOIs the interrupt (a level-triggered source). */
+  raiseGsi(gsi: number): void;
   /** The GSI INTx `pin` (0 = INTA) of PCI device `slot` on bus 0 is wired to. */
   intxGsi(slot: number, pin: number): number;
 }
@@ -52,11 +52,9 @@ export function makeUpcall(state: DomainState, host: UpcallHost): (vcpu: number)
       return;
     }
     const gsi = callbackGsi(callback, host);
-    if (gsi !== undefined && vcpu === 0) {
-      // As Xen: a GSI or INTx callback is a level-triggered line for vCPU 0's upcall_pending; vCPU 0's thread lowers it.
-      if (state.claimCallbackGsi(gsi)) host.setGsi(gsi, true);
-      host.kick(0);
-    }
+    // As Xen: a GSI or INTx callback is a level-triggered line for vCPU 0's upcall_pending, raised again
+    // after each EOI while it stays set (the main thread's CallbackLines).
+    if (gsi !== undefined && vcpu === 0 && state.claimCallbackGsi(gsi)) host.raiseGsi(gsi);
   };
 }
 
