@@ -195,7 +195,8 @@ function startKvmFastPaths(vm: Vm, xen: XenConfig, asked: readonly KvmFastPath[]
   }
   log('machine').info({ on }, 'KVM fast paths');
   if (unavailable.length && asked) {
-    log('machine').warn(`this host's KVM cannot serve the fast paths ${unavailable.join(', ')} itself (its Xen support lacks them); xenkvm serves those calls`);
+    const why = (xenSupport & xenHvmConfig.INTERCEPT_HCALL) === 0 ? 'it has no Xen support (CONFIG_KVM_XEN)' : 'its Xen support lacks them';
+    log('machine').warn(`this host's KVM cannot serve the fast paths ${unavailable.join(', ')} itself (${why}); xenkvm serves those calls`);
   }
 }
 
@@ -232,6 +233,7 @@ export class Machine {
     private readonly timers: { state: TimerState; init: TimerThreadInit },
     private readonly toolstack: Toolstack,
     private readonly consoleInput: ConsoleInput,
+    private readonly callbackLines: CallbackLines,
   ) {}
 
   static create(config: MachineConfig): Machine {
@@ -335,7 +337,7 @@ export class Machine {
       // The features every vCPU shows (its own Xen leaves aside) decide what a VCPUOP_initialise context may hold.
       const hypercallEntry = !interceptsXen ? 'out' : cpuVendor(supported) === 'amd' ? 'vmmcall' : 'vmcall';
       const xen = xenConfig(config, vm, fds[0], bootVcpuCreated, vcpuCpuid(supported, 0, config.vcpus, []), hypercallEntry);
-      if (interceptsXen) startKvmFastPaths(vm, xen, config.kvmFastPaths, xenSupport);
+      startKvmFastPaths(vm, xen, config.kvmFastPaths, xenSupport);
       const domainState = DomainState.create(config.vcpus);
       const evtchnPorts = PortTable.create((config.maxEvtchnPort ?? DEFAULT_PORT_COUNT - 1) + 1);
       const timers = TimerState.create(config.vcpus);
@@ -376,7 +378,6 @@ export class Machine {
       const power = { run: (id: number) => vcpus[id].control.order(Command.Run), down: (id: number) => vcpus[id].control.order(Command.Down) };
       const consoleInput = new ConsoleInput();
       const xenVmm = new XenVmm(xen, memory, memoryMap, domainState, memmap, power, evtchnPorts, upcallHost(vm, controls, new CallbackLineRaiser(callbackLines.buffer)), (gsi) => callbackLines.lower(gsi), consoleInput, log('xen'));
-      callbackLines.watch(() => xenVmm.callbackLineLowered());
       const guest = {
         domid: xen.domid,
         name: config.name ?? basename(config.kernel).replace(/\.[^.]*$/, ''),
@@ -393,7 +394,7 @@ export class Machine {
         memory: memory.handle, domainState: domainState.buffer, ports: evtchnPorts.buffer, timers: timers.buffer,
         controls: controls.map((c) => c.buffer), callbackLines: callbackLines.buffer, vmFd: vm.fd, bootMonotonicNs: xen.bootMonotonicNs, logLevel: config.logLevel ?? 'warn',
       };
-      return new Machine(config, resources, vm, memory, memoryMap, vcpus, xenVmm, { state: timers, init: timerInit }, toolstack, consoleInput);
+      return new Machine(config, resources, vm, memory, memoryMap, vcpus, xenVmm, { state: timers, init: timerInit }, toolstack, consoleInput, callbackLines);
     } catch (e) {
       resources.dispose();
       throw e;
@@ -441,6 +442,8 @@ export class Machine {
       this.resources.dispose();
       throw e;
     }
+    // Only a machine that runs watches its callback lines: one never run closes them at once.
+    this.callbackLines.watch(() => this.xen.callbackLineLowered());
     // The console ports' bytes, drained as the vCPU threads write them.
     const consoleStream = new ConsoleStream(this.vcpus[0].init.console);
     let pumping = true;

@@ -132,6 +132,7 @@ function main(init: VcpuThreadInit): void {
   const vcpu = new Vcpu(init.vcpuFd, init.id, init.runSize);
   let stats: VcpuStats | undefined;
   let handler: ExitHandler | undefined;
+  let hypercalls: (() => Record<string, number>) | undefined;
   try {
     const haltStats = (stats = VcpuStats.open(init.vcpuFd));
     const halted = () => haltStats.read('halt_wait_ns') + haltStats.read('halt_poll_success_ns') + haltStats.read('halt_poll_fail_ns');
@@ -164,6 +165,7 @@ function main(init: VcpuThreadInit): void {
         post({ type: 'hypercall', call });
       }),
     );
+    hypercalls = () => xen.hypercallsByName();
     // The host's vendor (KVM passes leaf 0 through): AMD's and Intel's processors walk PAE page tables differently.
     const vendor = cpuVendor(init.cpuid);
     const regs = exitRegisters(vcpu, vendor);
@@ -259,7 +261,9 @@ function main(init: VcpuThreadInit): void {
   } finally {
     // For a person inspecting a guest (XENKVM_LOG=info): the exits that reached xenkvm against all KVM saw,
     // those it served itself included (its fast paths' hypercalls among them).
-    if (handler && stats) logger.info({ vcpu: init.id, toXenkvm: handler.exitsByReason(), kvm: { exits: Number(stats.read('exits')) } }, 'vCPU exits');
+    if (handler && stats && hypercalls) {
+      logger.info({ vcpu: init.id, toXenkvm: handler.exitsByReason(), hypercalls: hypercalls(), kvm: { exits: Number(stats.read('exits')) } }, 'vCPU exits');
+    }
     if (stop) post({ type: 'stop', ...stop });
     stats?.close();
     vcpu.unmap();

@@ -11,6 +11,7 @@ import type { XenConfig } from './config.js';
 import { ARGUMENT_REGISTERS, HypercallDispatcher, type HypercallContext } from './hypercall.js';
 import { HYPERCALL_MSR, hypercallPage, hypercallPageTarget } from './hypercall-page.js';
 import { HYPERCALL_ROUTES } from './route-table.js';
+import { HYPERCALL } from './abi/hypercalls.js';
 import { serveRoutes } from './routes.js';
 import { toolstackOps } from './toolstack-ops.js';
 import { versionOps } from './version.js';
@@ -49,8 +50,14 @@ export interface ForwardedHypercall {
   paging: PagingState;
 }
 
+/** Hypercall numbers counted one by one; every number above is counted together. */
+const KNOWN_HYPERCALLS = 64;
+const HYPERCALL_NAMES: Record<number, string> = Object.fromEntries(Object.entries(HYPERCALL).map(([name, nr]) => [nr, name]));
+
 export class XenAccelerator {
   private readonly dispatcher: HypercallDispatcher;
+  /** Hypercalls served from this vCPU, by number (the last slot: every larger number). */
+  private readonly callCounts = new Float64Array(KNOWN_HYPERCALLS + 1);
   private readonly page: Uint8Array;
 
   readonly runstate: RunstateAccount;
@@ -155,11 +162,22 @@ export class XenAccelerator {
     return this.serve(regs, abi, call.cpl, call.input, call.params.map((p) => (abi === 'native' ? p : BigInt.asUintN(32, p))));
   }
 
+  /** The hypercalls that reached this thread, by name (numbers Xen has no hypercall for as `other`). */
+  hypercallsByName(): Record<string, number> {
+    const out: Record<string, number> = {};
+    this.callCounts.forEach((n, nr) => {
+      if (n > 0) out[nr < KNOWN_HYPERCALLS ? (HYPERCALL_NAMES[nr] ?? String(nr)) : 'other'] = n;
+    });
+    return out;
+  }
+
   private serve(regs: ExitRegisters, abi: Abi, cpl: number, input: bigint, args: bigint[]): bigint {
+    const nr = Number(input & 0xffffffffn);
+    this.callCounts[Math.min(nr, KNOWN_HYPERCALLS)]++;
     // As Xen recalibrates, once a second: whether the TSCs are still in step is asked again, and this
     // vCPU's records say so before its guest runs again.
     if (this.clock.recheck()) rewriteVcpuTime({ config: this.config, state: this.state, memory: this.memory, clock: this.clock }, this.vcpu);
-    return this.dispatcher.dispatch(new ExitContext(this.vcpu, abi, this.memory, regs), cpl, Number(input & 0xffffffffn), args);
+    return this.dispatcher.dispatch(new ExitContext(this.vcpu, abi, this.memory, regs), cpl, nr, args);
   }
 
   /** The Xen MSRs: a write to the hypercall MSR fills the page it names; nothing else is readable or writable (#GP). */
