@@ -52,7 +52,6 @@ export const ioctls = {
   KVM_SET_VCPU_EVENTS: iow(0xa0, 64),
   KVM_GET_STATS_FD: io(0xce),
   KVM_XEN_HVM_CONFIG: iow(0x7a, 56),
-  KVM_XEN_HVM_GET_ATTR: iowr(0xc8, 72),
   KVM_XEN_HVM_SET_ATTR: iow(0xc9, 72),
 } as const;
 

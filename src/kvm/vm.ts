@@ -99,13 +99,6 @@ export class Vm {
     this.ioctl('KVM_XEN_HVM_SET_ATTR', kvmXenHvmAttr.encode({ type, value }));
   }
 
-  /** KVM_XEN_HVM_GET_ATTR: what KVM holds for `type`. */
-  getXenAttr(type: number): bigint {
-    const buf = kvmXenHvmAttr.encode({ type });
-    this.ioctl('KVM_XEN_HVM_GET_ATTR', buf);
-    return kvmXenHvmAttr.decode(buf).value;
-  }
-
   /** Maps host memory at a guest-physical range; size 0 deletes the slot. */
   setUserMemoryRegion(slot: number, gpa: number, size: number, hostAddress: bigint, flags = 0): void {
     this.ioctl(
