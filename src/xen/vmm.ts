@@ -22,8 +22,7 @@ import { BackendPorts } from './evtchn/backend.js';
 import type { EventDelivery } from './evtchn/delivery.js';
 import { evtchnMainOps, portLimit } from './evtchn/ops.js';
 import type { PortTable } from './evtchn/ports.js';
-import { callbackGsi, makeEventDelivery, makeUpcall, type UpcallHost } from './evtchn/upcall.js';
-import { decodeCallbackIrq, HVM_PARAM } from './abi/hvm.js';
+import { makeEventDelivery, makeUpcall, vcpu0CallbackLine, type UpcallHost } from './evtchn/upcall.js';
 import { memoryOps } from './memory.js';
 import { Reservation } from './reservation.js';
 import { softResetOps } from './soft-reset.js';
@@ -38,19 +37,17 @@ export class XenVmm {
   /** Domain 0's ends of event channels, for the VMM's backends. */
   readonly backends: BackendPorts;
   private readonly softResetListeners: (() => void)[] = [];
-  private readonly state: DomainState;
   private readonly upcallTo: (vcpu: number) => void;
-  private readonly intxGsi: Pick<UpcallHost, 'intxGsi'>;
 
   constructor(
     readonly config: XenConfig,
     private readonly memory: GuestMemory,
     memoryMap: MemoryMap,
-    state: DomainState,
+    private readonly state: DomainState,
     e820: readonly { addr: number; size: number; type: number }[],
     power: VcpuPower,
     ports: PortTable,
-    upcall: UpcallHost,
+    private readonly upcall: UpcallHost,
     /** Lowers a callback line the guest has not EOI'd, as Xen does when the callback moves or the domain is soft-reset. */
     private readonly lowerCallbackLine: (gsi: number) => void,
     /** Console input, for CONSOLEIO_read. */
@@ -66,8 +63,6 @@ export class XenVmm {
     }
     const upcallTo = makeUpcall(state, upcall);
     this.upcallTo = upcallTo;
-    this.state = state;
-    this.intxGsi = upcall;
     const events = makeEventDelivery(memory, state, ports, upcall);
     this.events = events;
     const reservation = new Reservation(memory, memoryMap);
@@ -108,8 +103,7 @@ export class XenVmm {
    */
   callbackLineLowered(): void {
     this.state.releaseCallbackGsi();
-    const byLine = this.state.upcallVector(0) === 0 && callbackGsi(decodeCallbackIrq(this.state.param(HVM_PARAM.CALLBACK_IRQ)), this.intxGsi) !== undefined;
-    if (byLine && this.events.upcallPending(0)) this.upcallTo(0);
+    if (vcpu0CallbackLine(this.state, this.upcall) !== undefined && this.events.upcallPending(0)) this.upcallTo(0);
   }
 
   /** Lowers the line the callback holds, then lets it be raised again: released first, an event could raise it just before it is lowered, and be lost. */

@@ -33,6 +33,15 @@ export function callbackGsi(callback: CallbackIrq, host: Pick<UpcallHost, 'intxG
   return undefined;
 }
 
+/**
+ * The line vCPU 0's upcall goes by, or undefined: a GSI or INTx callback, unless vCPU 0 has its own
+ * upcall vector, which Xen prefers.
+ */
+export function vcpu0CallbackLine(state: DomainState, host: Pick<UpcallHost, 'intxGsi'>): number | undefined {
+  if (state.upcallVector(0) !== 0) return undefined;
+  return callbackGsi(decodeCallbackIrq(state.param(HVM_PARAM.CALLBACK_IRQ)), host);
+}
+
 export function makeUpcall(state: DomainState, host: UpcallHost): (vcpu: number) => void {
   return (vcpu) => {
     host.wake(vcpu);
@@ -45,16 +54,16 @@ export function makeUpcall(state: DomainState, host: UpcallHost): (vcpu: number)
       host.kick(vcpu);
       return;
     }
-    const callback = decodeCallbackIrq(state.param(HVM_PARAM.CALLBACK_IRQ));
-    if (callback.type === 'vector') {
+    if (callbackVector(state) !== undefined) {
       state.setUpcallOwed(vcpu, true);
       host.kick(vcpu);
       return;
     }
-    const gsi = callbackGsi(callback, host);
+    if (vcpu !== 0) return;
     // As Xen: a GSI or INTx callback is a level-triggered line for vCPU 0's upcall_pending, raised again
     // after each EOI while it stays set (the main thread's CallbackLines).
-    if (gsi !== undefined && vcpu === 0 && state.claimCallbackGsi(gsi)) host.raiseGsi(gsi);
+    const gsi = vcpu0CallbackLine(state, host);
+    if (gsi !== undefined && state.claimCallbackGsi(gsi)) host.raiseGsi(gsi);
   };
 }
 
