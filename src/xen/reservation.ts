@@ -55,6 +55,15 @@ export class Reservation {
     else this.given[ramPage >> 3] &= ~(1 << (ramPage & 7));
   }
 
+  /** The guest gives RAM page `ram` back: no longer held, its host memory freed. False if it was already given. */
+  private giveBack(ram: number): boolean {
+    if (this.isGiven(ram)) return false;
+    this.setGiven(ram, true);
+    this.pages--;
+    this.discard(ram);
+    return true;
+  }
+
   /** Frees a RAM page's host memory, joining it to the pending run when it follows on. */
   private discard(ramPage: number): void {
     if (this.run.count > 0 && ramPage === this.run.start + this.run.count) {
@@ -92,12 +101,7 @@ export class Reservation {
       removed = true;
     }
     const ram = this.memory.ramPageOf(gfn);
-    if (ram !== undefined && !this.isGiven(ram)) {
-      this.setGiven(ram, true);
-      this.pages--;
-      this.discard(ram);
-      removed = true;
-    }
+    if (ram !== undefined && this.giveBack(ram)) removed = true;
     return removed;
   }
 
@@ -137,11 +141,7 @@ export class Reservation {
   overlayMapped(gfn: number): void {
     this.maxMappedGfn = Math.max(this.maxMappedGfn, gfn);
     const ram = this.memory.ramPageOf(gfn);
-    if (ram === undefined || this.isGiven(ram)) return;
-    this.setGiven(ram, true);
-    this.pages--;
-    this.discard(ram);
-    this.flush();
+    if (ram !== undefined && this.giveBack(ram)) this.flush();
   }
 
   /** A fresh page of RAM at gfn, where soft reset takes shared_info away; nothing outside RAM. */
