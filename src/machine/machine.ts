@@ -234,6 +234,7 @@ export class Machine {
     private readonly toolstack: Toolstack,
     private readonly consoleInput: ConsoleInput,
     private readonly callbackLines: CallbackLines,
+    private readonly consoleStream: ConsoleStream,
   ) {}
 
   static create(config: MachineConfig): Machine {
@@ -394,7 +395,7 @@ export class Machine {
         memory: memory.handle, domainState: domainState.buffer, ports: evtchnPorts.buffer, timers: timers.buffer,
         controls: controls.map((c) => c.buffer), callbackLines: callbackLines.buffer, vmFd: vm.fd, bootMonotonicNs: xen.bootMonotonicNs, logLevel: config.logLevel ?? 'warn',
       };
-      return new Machine(config, resources, vm, memory, memoryMap, vcpus, xenVmm, { state: timers, init: timerInit }, toolstack, consoleInput, callbackLines);
+      return new Machine(config, resources, vm, memory, memoryMap, vcpus, xenVmm, { state: timers, init: timerInit }, toolstack, consoleInput, callbackLines, consoleStream);
     } catch (e) {
       resources.dispose();
       throw e;
@@ -445,12 +446,11 @@ export class Machine {
     // Only a machine that runs watches its callback lines: one never run closes them at once.
     this.callbackLines.watch(() => this.xen.callbackLineLowered());
     // The console ports' bytes, drained as the vCPU threads write them.
-    const consoleStream = new ConsoleStream(this.vcpus[0].init.console);
     let pumping = true;
     const pump = (async () => {
       while (pumping) {
-        await consoleStream.written();
-        const bytes = consoleStream.drain();
+        await this.consoleStream.written();
+        const bytes = this.consoleStream.drain();
         if (bytes.length) output(bytes);
       }
     })();
@@ -478,9 +478,9 @@ export class Machine {
     if (!this.outcome) this.resume();
     await Promise.all(exited);
     pumping = false;
-    consoleStream.interrupt();
+    this.consoleStream.interrupt();
     await pump;
-    const rest = consoleStream.drain();
+    const rest = this.consoleStream.drain();
     if (rest.length) output(rest);
     this.timers.state.stop();
     await timerExited;
