@@ -30,6 +30,7 @@ const structs: [string, { size: number; offsets: Record<string, number> }][] = [
   ['kvm_clock_data', abi.kvmClockData],
   ['kvm_xen_hvm_config', abi.kvmXenHvmConfig],
   ['kvm_xen_hvm_attr', abi.kvmXenHvmAttr],
+  ['kvm_xen_vcpu_attr', abi.kvmXenVcpuAttr],
   ['kvm_irqfd', abi.kvmIrqfd],
   ['kvm_stats_header', abi.kvmStatsHeader],
   ['kvm_stats_desc', abi.kvmStatsDesc],
@@ -38,6 +39,7 @@ const structs: [string, { size: number; offsets: Record<string, number> }][] = [
 // Fields whose C name differs from the flattened TS name.
 const cField: Record<string, Record<string, string>> = {
   kvm_xen_hvm_attr: { value: 'u.shared_info.gfn', rest: 'u.pad[1]' },
+  kvm_xen_vcpu_attr: { value: 'u.gpa', rest: 'u.pad[1]' },
   kvm_vcpu_events: {
     exception_injected: 'exception.injected', exception_nr: 'exception.nr', exception_has_error_code: 'exception.has_error_code',
     exception_pending: 'exception.pending', exception_error_code: 'exception.error_code', interrupt_injected: 'interrupt.injected',
@@ -80,6 +82,7 @@ function systemValues(): Map<string, number> {
   for (const name of Object.keys(abi.xenHvmConfig)) lines.push(`P("KVM_XEN_HVM_CONFIG_${name}", KVM_XEN_HVM_CONFIG_${name});`);
   for (const name of Object.keys(abi.irqfdFlags)) lines.push(`P("KVM_IRQFD_FLAG_${name}", KVM_IRQFD_FLAG_${name});`);
   for (const name of Object.keys(abi.xenHvmAttrTypes)) lines.push(`P("KVM_XEN_ATTR_TYPE_${name}", KVM_XEN_ATTR_TYPE_${name});`);
+  for (const name of Object.keys(abi.xenVcpuAttrTypes)) lines.push(`P("KVM_XEN_VCPU_ATTR_TYPE_${name}", KVM_XEN_VCPU_ATTR_TYPE_${name});`);
   lines.push('P("KVM_EXIT_XEN_HCALL", KVM_EXIT_XEN_HCALL);');
   lines.push('P("KVM_IRQ_ROUTING_IRQCHIP", KVM_IRQ_ROUTING_IRQCHIP);');
   lines.push('P("KVM_PIT_SPEAKER_DUMMY", KVM_PIT_SPEAKER_DUMMY);');
@@ -116,6 +119,7 @@ test('KVM ABI values match <linux/kvm.h>', () => {
   for (const [name, v] of Object.entries(abi.xenHvmConfig)) assert.equal(v, c.get(`KVM_XEN_HVM_CONFIG_${name}`), `KVM_XEN_HVM_CONFIG_${name}`);
   for (const [name, v] of Object.entries(abi.irqfdFlags)) assert.equal(v, c.get(`KVM_IRQFD_FLAG_${name}`), `KVM_IRQFD_FLAG_${name}`);
   for (const [name, v] of Object.entries(abi.xenHvmAttrTypes)) assert.equal(v, c.get(`KVM_XEN_ATTR_TYPE_${name}`), `KVM_XEN_ATTR_TYPE_${name}`);
+  for (const [name, v] of Object.entries(abi.xenVcpuAttrTypes)) assert.equal(v, c.get(`KVM_XEN_VCPU_ATTR_TYPE_${name}`), `KVM_XEN_VCPU_ATTR_TYPE_${name}`);
   assert.equal(abi.KVM_EXIT_XEN_HCALL, c.get('KVM_EXIT_XEN_HCALL'));
   assert.equal(abi.KVM_IRQ_ROUTING_IRQCHIP, c.get('KVM_IRQ_ROUTING_IRQCHIP'));
   assert.equal(abi.KVM_PIT_SPEAKER_DUMMY, c.get('KVM_PIT_SPEAKER_DUMMY'));

@@ -53,6 +53,7 @@ export const ioctls = {
   KVM_GET_STATS_FD: io(0xce),
   KVM_XEN_HVM_CONFIG: iow(0x7a, 56),
   KVM_XEN_HVM_SET_ATTR: iow(0xc9, 72),
+  KVM_XEN_VCPU_SET_ATTR: iow(0xcb, 72),
 } as const;
 
 export const caps = {
@@ -147,6 +148,15 @@ export const xenHvmConfig = {
 } as const;
 /** kvm_xen_hvm_attr.type: the VM-wide Xen state KVM keeps (KVM_XEN_HVM_SET_ATTR). XEN_VERSION needs EVTCHN_SEND. */
 export const xenHvmAttrTypes = { LONG_MODE: 0, SHARED_INFO: 1, UPCALL_VECTOR: 2, EVTCHN: 3, XEN_VERSION: 4 } as const;
+/**
+ * kvm_xen_vcpu_attr.type: one vCPU's Xen state KVM keeps (KVM_XEN_VCPU_SET_ATTR). The first six need
+ * SHARED_INFO, the rest EVTCHN_SEND.
+ */
+export const xenVcpuAttrTypes = {
+  VCPU_INFO: 0, VCPU_TIME_INFO: 1, RUNSTATE_ADDR: 2, RUNSTATE_CURRENT: 3, RUNSTATE_DATA: 4, RUNSTATE_ADJUST: 5, VCPU_ID: 6, TIMER: 7, UPCALL_VECTOR: 8,
+} as const;
+/** A guest-physical address in a kvm_xen_vcpu_attr that makes KVM forget the area (the kernel's GPA_INVALID, all ones). */
+export const KVM_XEN_NO_GPA = 0xffff_ffff_ffff_ffffn;
 
 /** kvm_run.xen.type of a hypercall the guest made with VMCALL/VMMCALL. */
 export const KVM_EXIT_XEN_HCALL = 1;
@@ -248,6 +258,14 @@ export const irqfdFlags = { DEASSIGN: 1 << 0, RESAMPLE: 1 << 1 } as const;
  * (long_mode, vector, shared_info.gfn, xen_version) starts at the union's first byte.
  */
 export const kvmXenHvmAttr = struct('kvm_xen_hvm_attr', {
+  type: 'u16', pad: { array: 'u16', count: 3 }, value: 'u64', rest: { bytes: 56 },
+});
+
+/**
+ * kvm_xen_vcpu_attr with its union read as one little-endian u64 (`value`): the scalar members used
+ * (gpa) start at the union's first byte.
+ */
+export const kvmXenVcpuAttr = struct('kvm_xen_vcpu_attr', {
   type: 'u16', pad: { array: 'u16', count: 3 }, value: 'u64', rest: { bytes: 56 },
 });
 

@@ -2,7 +2,7 @@
 // thread; KVM serialises vCPU ioctls, so another thread's call would block
 // until KVM_RUN returns.
 import type { FieldType, StructDef, StructValue } from '../common/struct.js';
-import { ioctls, kvmEnableCap, kvmMsrEntry, kvmMsrsHeader, kvmRegs, kvmRun, kvmSegment, kvmSregs, kvmVcpuEvents, syncRegs } from './abi.js';
+import { ioctls, kvmEnableCap, kvmXenVcpuAttr, kvmMsrEntry, kvmMsrsHeader, kvmRegs, kvmRun, kvmSegment, kvmSregs, kvmVcpuEvents, syncRegs } from './abi.js';
 import { check, EAGAIN, EINTR, errno, libc, mmapShared, munmap, SystemCallError, viewOf, type Pointer } from './libc.js';
 import { encodeCpuid, type CpuidEntry } from './system.js';
 
@@ -185,6 +185,11 @@ export class Vcpu {
 
   enableCap(cap: number, ...args: (number | bigint)[]): void {
     this.ioctl('KVM_ENABLE_CAP', kvmEnableCap.encode({ cap, args: args.map(BigInt) }));
+  }
+
+  /** KVM_XEN_VCPU_SET_ATTR: a piece of this vCPU's Xen state KVM keeps (`type` from xenVcpuAttrTypes). */
+  setXenAttr(type: number, value: bigint): void {
+    this.ioctl('KVM_XEN_VCPU_SET_ATTR', kvmXenVcpuAttr.encode({ type, value }));
   }
 
   /** The signal mask in force while this thread is inside KVM_RUN (the kernel's 8-byte sigset). */

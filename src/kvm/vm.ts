@@ -157,6 +157,14 @@ export class Vm {
   }
 
   /**
+   * KVM_SET_CLOCK with KVM_CLOCK_REALTIME: kvmclock is `clock` at host real time `realtimeNs`; KVM adds
+   * the real time that passed before the ioctl took effect, so its own latency does not count.
+   */
+  setClockAt(clock: bigint, realtimeNs: bigint): void {
+    this.ioctl('KVM_SET_CLOCK', kvmClockData.encode({ clock, realtime: realtimeNs, flags: kvmClockFlags.REALTIME }));
+  }
+
+  /**
    * Whether KVM keeps every vCPU's TSC in step: its master clock is in use (a TSC clocksource
    * on the host, every vCPU's TSC written in step), so a TSC read on one vCPU is never behind
    * one read earlier on another.

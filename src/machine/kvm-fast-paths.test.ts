@@ -8,6 +8,7 @@ test('--kvm-fast-paths takes all, none, or a list of known names', () => {
   assert.deepEqual(parseKvmFastPaths('none'), []);
   assert.deepEqual(parseKvmFastPaths('version'), ['version']);
   assert.deepEqual(parseKvmFastPaths('version, version'), ['version']);
+  assert.deepEqual(parseKvmFastPaths('time,version'), ['time', 'version']);
   assert.equal(parseKvmFastPaths('version,timer-in-userspace'), undefined);
   assert.equal(parseKvmFastPaths(''), undefined);
   assert.equal(parseKvmFastPaths('toString'), undefined);
@@ -19,4 +20,7 @@ test('a fast path is on only where KVM intercepts Xen hypercalls and has what it
   assert.deepEqual(kvmFastPathsOn(['version'], xenHvmConfig.INTERCEPT_HCALL), { on: [], unavailable: ['version'] });
   assert.deepEqual(kvmFastPathsOn(['version'], xenHvmConfig.EVTCHN_SEND), { on: [], unavailable: ['version'] });
   assert.deepEqual(kvmFastPathsOn([], full), { on: [], unavailable: [] });
+  // KVM before EVTCHN_SEND (Linux 5.12 to 5.19) keeps time records, not the version.
+  const older = xenHvmConfig.INTERCEPT_HCALL | xenHvmConfig.SHARED_INFO;
+  assert.deepEqual(kvmFastPathsOn(['version', 'time'], older), { on: ['time'], unavailable: ['version'] });
 });

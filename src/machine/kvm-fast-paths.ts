@@ -8,6 +8,13 @@ import { xenHvmConfig } from '../kvm/abi.js';
 export const KVM_FAST_PATHS = {
   /** xen_version(XENVER_version), the null hypercall, answered by KVM from kernel mode (KVM_XEN_ATTR_TYPE_XEN_VERSION). */
   version: xenHvmConfig.EVTCHN_SEND,
+  /**
+   * Every vcpu_time_info the guest reads (in its vcpu_info, registered or in shared_info, and in its
+   * secondary time area) written by KVM from its kvmclock as the vCPU enters, rather than by xenkvm
+   * (KVM_XEN_VCPU_ATTR_TYPE_VCPU_INFO and VCPU_TIME_INFO). KVM's other Xen fast paths need this:
+   * KVM writes the time into any vcpu_info it holds.
+   */
+  time: xenHvmConfig.SHARED_INFO,
 } as const;
 
 export type KvmFastPath = keyof typeof KVM_FAST_PATHS;

@@ -159,7 +159,7 @@ function readTscAnchor(bootVcpuFd: number): { tsc: bigint; ns: bigint } {
  * only when the vCPU runs: a read before the boot vCPU ever ran returns its creation value, so
  * the creation itself is the anchor there.
  */
-function xenConfig(config: MachineConfig, vm: Vm, bootVcpuFd: number, bootVcpuCreated: bigint, guestCpuid: readonly CpuidEntry[], hypercallEntry: HypercallEntry): XenConfig {
+function xenConfig(config: MachineConfig, vm: Vm, bootVcpuFd: number, bootVcpuCreated: bigint, guestCpuid: readonly CpuidEntry[], hypercallEntry: HypercallEntry, kvmTime: boolean): XenConfig {
   const tscKhz = vcpuFd.tscKhz(bootVcpuFd);
   // KVM decides whether it keeps the TSCs in step (its master clock) when a vCPU first runs or
   // the VM's clock is set: setting kvmclock to its own value has it decide now, with every vCPU
@@ -167,6 +167,13 @@ function xenConfig(config: MachineConfig, vm: Vm, bootVcpuFd: number, bootVcpuCr
   vm.setClock(vm.getClock().clock);
   const tscStable = vm.tscStable();
   const anchor = tscStable ? readTscAnchor(bootVcpuFd) : { tsc: 0n, ns: bootVcpuCreated };
+  if (kvmTime) {
+    // KVM writes the guest's time records from kvmclock: set to system time, so that they and xenkvm's
+    // own reckoning (timers, runstates, the wallclock) share one time base. Real time is read first and
+    // the set counts from it, so kvmclock starts a hair ahead of system time, never behind.
+    const real = realtimeNs();
+    vm.setClockAt(monotonicNs() - anchor.ns, real);
+  }
   return {
     version: config.xenVersion ?? DEFAULT_XEN_VERSION,
     domid: DOMU_ID,
@@ -176,28 +183,28 @@ function xenConfig(config: MachineConfig, vm: Vm, bootVcpuFd: number, bootVcpuCr
     tscStable,
     bootWallNs: realtimeNs() - (monotonicNs() - anchor.ns),
     bootMonotonicNs: anchor.ns,
+    kvmTime,
     evtchnFastPath: config.evtchnFastPath ?? true,
     cpuPolicy: guestCpuPolicy(guestCpuid),
     hypercallEntry,
   };
 }
 
-/** Hands KVM the fast paths asked for (default: all) that it has; one line names those it lacks, when asked for. */
-function startKvmFastPaths(vm: Vm, xen: XenConfig, asked: readonly KvmFastPath[] | undefined, xenSupport: number): void {
+/** The fast paths asked for (default: all) that the host's KVM has; one line names those it lacks, when asked for. */
+function kvmFastPaths(asked: readonly KvmFastPath[] | undefined, xenSupport: number): KvmFastPath[] {
   const { on, unavailable } = kvmFastPathsOn(asked ?? ALL_KVM_FAST_PATHS, xenSupport);
-  for (const path of on) {
-    switch (path) {
-      case 'version':
-        // The value xen_version(XENVER_version) returns, as versionOps answers it.
-        vm.setXenAttr(xenHvmAttrTypes.XEN_VERSION, BigInt(((xen.version.major << 16) | xen.version.minor) >>> 0));
-        break;
-    }
-  }
   log('machine').info({ on }, 'KVM fast paths');
   if (unavailable.length && asked) {
     const why = (xenSupport & xenHvmConfig.INTERCEPT_HCALL) === 0 ? 'it has no Xen support (CONFIG_KVM_XEN)' : 'its Xen support lacks them';
-    log('machine').warn(`this host's KVM cannot serve the fast paths ${unavailable.join(', ')} itself (${why}); xenkvm serves those calls`);
+    log('machine').warn(`this host's KVM cannot serve the fast paths ${unavailable.join(', ')} itself (${why}); xenkvm serves those`);
   }
+  return on;
+}
+
+/** Hands KVM the VM-wide state its fast paths need (the vCPUs' threads tell it theirs). */
+function startKvmFastPaths(vm: Vm, xen: XenConfig, on: readonly KvmFastPath[]): void {
+  // The value xen_version(XENVER_version) returns, as versionOps answers it.
+  if (on.includes('version')) vm.setXenAttr(xenHvmAttrTypes.XEN_VERSION, BigInt(((xen.version.major << 16) | xen.version.minor) >>> 0));
 }
 
 /** Owned resources, released in reverse order of acquisition. */
@@ -337,8 +344,9 @@ export class Machine {
       });
       // The features every vCPU shows (its own Xen leaves aside) decide what a VCPUOP_initialise context may hold.
       const hypercallEntry = !interceptsXen ? 'out' : cpuVendor(supported) === 'amd' ? 'vmmcall' : 'vmcall';
-      const xen = xenConfig(config, vm, fds[0], bootVcpuCreated, vcpuCpuid(supported, 0, config.vcpus, []), hypercallEntry);
-      startKvmFastPaths(vm, xen, config.kvmFastPaths, xenSupport);
+      const fastPaths = kvmFastPaths(config.kvmFastPaths, xenSupport);
+      const xen = xenConfig(config, vm, fds[0], bootVcpuCreated, vcpuCpuid(supported, 0, config.vcpus, []), hypercallEntry, fastPaths.includes('time'));
+      startKvmFastPaths(vm, xen, fastPaths);
       const domainState = DomainState.create(config.vcpus);
       const evtchnPorts = PortTable.create((config.maxEvtchnPort ?? DEFAULT_PORT_COUNT - 1) + 1);
       const timers = TimerState.create(config.vcpus);

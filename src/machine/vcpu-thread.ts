@@ -24,6 +24,7 @@ import { XEN_UNPLUG_PORTS, XenUnplugPorts } from './devices/xen-platform.js';
 import { ExitHandler } from './exit-handler.js';
 import { VmmChannel } from './vmm-channel.js';
 import { CallbackLineRaiser } from './callback-lines.js';
+import { KvmTimeRecords } from './kvm-time-records.js';
 import { upcallHost } from './msi.js';
 import { PortTable } from '../xen/evtchn/ports.js';
 import { callbackVector } from '../xen/evtchn/upcall.js';
@@ -148,6 +149,7 @@ function main(init: VcpuThreadInit): void {
     const domain = new DomainState(init.domainState);
     const controls = init.controls.map((b) => new VcpuControl(b));
     const upcall = upcallHost(vm, controls, new CallbackLineRaiser(init.callbackLines));
+    const kvmTime = init.xen.kvmTime ? new KvmTimeRecords(vcpu, init.id, domain, memory) : undefined;
     const shutdown = (kind: ShutdownKind, message: string) =>
       platform.requestStop(kind === 'reboot' ? 'reset' : kind === 'suspend' ? 'suspended' : kind, message);
     const xen = new XenAccelerator(init.id, memory, init.xen, domain, new PortTable(init.ports), upcall, shutdown, new TimerState(init.timers), {
@@ -158,6 +160,7 @@ function main(init: VcpuThreadInit): void {
       // On this thread, with the vCPU out of KVM_RUN: the TSC its guest last saw, or later.
       tsc: () => vcpuFd.readMsr(init.vcpuFd, MSR_IA32_TSC),
       tscStable: () => vm.tscStable(),
+      ...(kvmTime && { kvmRecord: () => kvmTime.current() }),
     }, logger, platform.consoleOutput, (call: ForwardedHypercall) =>
       channel.call(() => {
         // Outside KVM_RUN while the main thread works: a pause must not wait for this vCPU.
@@ -242,6 +245,7 @@ function main(init: VcpuThreadInit): void {
         }
       }
       if (domain.upcallOwed(init.id)) deliverOwedUpcall();
+      kvmTime?.sync();
       control.running();
       const reason = vcpu.enter();
       kicked = reason === INTERRUPTED;

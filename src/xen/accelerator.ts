@@ -100,6 +100,7 @@ export class XenAccelerator {
       ...vcpuOps({
         config, state, memory, self: { vcpu, runstate: this.runstate }, systemTime, clock: this.clock,
         markEventsPending: (v) => this.events.markEventsPending(v),
+        timeRecordsMoved: (v) => v !== vcpu && upcall.kick(v),
         timers,
       }),
       consoleWriteOps({

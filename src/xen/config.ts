@@ -20,6 +20,11 @@ export interface XenConfig {
   bootWallNs: bigint;
   /** Host monotonic time (CLOCK_MONOTONIC_RAW) at system time 0. */
   bootMonotonicNs: bigint;
+  /**
+   * Whether KVM writes every vcpu_time_info the guest reads, from its kvmclock (the `time` fast path),
+   * set to system time at start; xenkvm then writes none.
+   */
+  kvmTime: boolean;
   /** Whether the VMM registers IPI and loopback ports with the accelerator, so their sends skip the main thread. */
   evtchnFastPath: boolean;
   /** The CR4 and EFER bits the guest's CPUID allows, for the checks of VCPUOP_initialise. */

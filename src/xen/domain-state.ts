@@ -213,6 +213,10 @@ export class DomainState {
     }
     return { abi: layout === 1n ? 'compat' : 'native', pieces };
   }
+  /** The registration's sequence count: it changes whenever the area is registered, moved or dropped. */
+  areaSequence(vcpu: number, kind: AreaKind): bigint {
+    return Atomics.load(this.areas, (vcpu * AREA_KINDS + kind) * AREA_WORDS);
+  }
   setArea(vcpu: number, kind: AreaKind, reg: AreaRegistration | undefined): void {
     if (reg && reg.pieces.length > 2) throw new Error('a guest area spans at most two pages');
     const layout = reg === undefined ? -1n : reg.abi === 'compat' ? 1n : 0n;

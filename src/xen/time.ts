@@ -47,14 +47,12 @@ export function wallclockAtSystemTime(wallNowNs: bigint, systemNowNs: bigint): {
   return { sec: boot / NS_PER_SEC, nsec: Number(boot % NS_PER_SEC) };
 }
 
-/** Nanoseconds on the host clock system time is kept on. */
-export { monotonicRawNs as monotonicNs } from '../common/clock.js';
+/** Nanoseconds on the host clock system time is kept on, and of host real time. */
+export { monotonicRawNs as monotonicNs, realtimeNs } from '../common/clock.js';
 import { monotonicRawNs } from '../common/clock.js';
 
 /** The VMM's clock of Xen system time: host monotonic nanoseconds since the VM's boot reading. */
 export const systemTimeClock = (bootMonotonicNs: bigint) => (): bigint => monotonicRawNs() - bootMonotonicNs;
-/** Nanoseconds of host real time. */
-export const realtimeNs = (): bigint => BigInt(Date.now()) * 1_000_000n;
 
 /** What a vCPU's thread learns from KVM about its own clock. */
 export interface VcpuClockSource {
@@ -62,6 +60,11 @@ export interface VcpuClockSource {
   tsc(): bigint;
   /** Whether KVM keeps every vCPU's TSC in step now (KVM_CLOCK_TSC_STABLE). */
   tscStable(): boolean;
+  /**
+   * Where KVM writes the vCPU's time records (the `time` fast path): the record it last wrote, or
+   * undefined before it wrote one. KVM then also sets their flags itself.
+   */
+  kvmRecord?(): PvclockParams | undefined;
 }
 
 /** How often a vCPU thread asks KVM again whether the TSCs are in step: Xen recalibrates time once a second. */
@@ -93,7 +96,7 @@ export class VcpuClock {
    * deadline the guest found past is past here too. One KVM_GET_MSRS.
    */
   guestNow(): bigint {
-    return pvclockRead(this.pvclock, this.source.tsc());
+    return pvclockRead(this.source.kvmRecord?.() ?? this.pvclock, this.source.tsc());
   }
 
   /** Whether this vCPU's time records carry XEN_PVCLOCK_TSC_STABLE_BIT. */
@@ -107,6 +110,7 @@ export class VcpuClock {
    * Xen writes them at each calibration (this also reaches a vcpu_info the vCPU fell back to).
    */
   recheck(): boolean {
+    if (this.source.kvmRecord) return false;
     const now = this.nowMs();
     if (now - this.checkedAt < TSC_STABILITY_RECHECK_MS) return false;
     this.checkedAt = now;

@@ -37,7 +37,8 @@ const P: PvclockParams = { tscTimestamp: 0x1111_2222_3333n, systemTime: 0x4444_5
 
 const FLAT: PagingState = { cr0: 1, cr3: 0, cr4: 0, efer: 0 };
 
-function setup(t: { after(fn: () => void): void }) {
+/** `kvmTime`: KVM writes the time records, and KVM's last record for vCPU 0 is `kvmRecord.value`. */
+function setup(t: { after(fn: () => void): void }, options: { kvmTime?: { value: PvclockParams | undefined } } = {}) {
   const mem = GuestMemory.create([{ gpa: 0, size: 2 * MiB }], 4);
   t.after(() => mem.dispose());
   const memoryMap = new MemoryMap({ setUserMemoryRegion: () => {} }, mem, 32);
@@ -47,13 +48,14 @@ function setup(t: { after(fn: () => void): void }) {
   const other = new RunstateAccount(1, state, mem, () => clock.now, () => clock.halted);
   self.transition(RUNSTATE.running); // the caller is running
   const config: XenConfig = {
-    version: { major: 4, minor: 17 }, domid: 1, handle: new Uint8Array(16), tscKhz: 2_000_000, pvclock: P, tscStable: true, bootWallNs: 0n, bootMonotonicNs: 0n, evtchnFastPath: true,
+    version: { major: 4, minor: 17 }, domid: 1, handle: new Uint8Array(16), tscKhz: 2_000_000, pvclock: P, tscStable: true, bootWallNs: 0n, bootMonotonicNs: 0n, kvmTime: options.kvmTime !== undefined, evtchnFastPath: true,
     cpuPolicy: { cr4Valid: 0n, eferValid: 0n },
   hypercallEntry: 'out',
   };
   // The calling vCPU's TSC and KVM's word on the TSCs, as the vCPU thread reads them.
   const kvmClock = { tsc: P.tscTimestamp, stable: true, ms: 0, reads: 0 };
-  const vcpuClock = new VcpuClock(P, true, { tsc: () => (kvmClock.reads++, kvmClock.tsc), tscStable: () => kvmClock.stable }, () => kvmClock.ms);
+  const kvmRecord = options.kvmTime && { kvmRecord: () => options.kvmTime!.value };
+  const vcpuClock = new VcpuClock(P, true, { tsc: () => (kvmClock.reads++, kvmClock.tsc), tscStable: () => kvmClock.stable, ...kvmRecord }, () => kvmClock.ms);
   const timers = TimerState.create(2);
   const { logger, errors } = capturedLogger();
   const dispatcher = new HypercallDispatcher(logger);
@@ -64,13 +66,15 @@ function setup(t: { after(fn: () => void): void }) {
     return 0x77n;
   };
   const marked: number[] = [];
+  /** The vCPUs whose threads were told their time records moved (only where KVM writes them). */
+  const moved: number[] = [];
   // As Xen's vcpu_mark_events_pending: set upcall_pending where the vcpu_info now is.
   const markEventsPending = (v: number) => {
     marked.push(v);
     const gpa = state.vcpuInfoAddress(v);
     if (gpa !== undefined) mem.writeU8(gpa, 1);
   };
-  serveRoutes(dispatcher, 'vcpu', [SET_TIMER_OP_ROUTE, VM_ASSIST_ROUTE, VCPU_OP_ROUTE], vcpuOps({ config, state, memory: mem, self: { vcpu: 0, runstate: self }, systemTime: () => clock.now, clock: vcpuClock, markEventsPending, timers }), forward);
+  serveRoutes(dispatcher, 'vcpu', [SET_TIMER_OP_ROUTE, VM_ASSIST_ROUTE, VCPU_OP_ROUTE], vcpuOps({ config, state, memory: mem, self: { vcpu: 0, runstate: self }, systemTime: () => clock.now, clock: vcpuClock, markEventsPending, timeRecordsMoved: (v) => moved.push(v), timers }), forward);
   t.after(() => assert.deepEqual(errors(), [], 'no failure inside xenkvm'));
 
   // Page tables.
@@ -142,7 +146,7 @@ function setup(t: { after(fn: () => void): void }) {
     return all;
   };
   const rewriteTime = (vcpu: number) => rewriteVcpuTime({ config, state, memory: mem, clock: vcpuClock }, vcpu);
-  return { mem, memoryMap, state, clock, self, other, forwarded, dispatch, vcpuOp, vmAssist, canaries, window, ramSnapshot, LONG, PROT32, pagingFor, kvmClock, vcpuClock, timers, rewriteTime };
+  return { mem, memoryMap, state, clock, self, other, forwarded, moved, dispatch, vcpuOp, vmAssist, canaries, window, ramSnapshot, LONG, PROT32, pagingFor, kvmClock, vcpuClock, timers, rewriteTime };
 }
 
 const u64le = (v: bigint) => {
@@ -587,6 +591,45 @@ test("a vCPU's time records drop XEN_PVCLOCK_TSC_STABLE_BIT once KVM no longer k
   // Areas registered from now on say so at once.
   assert.equal(vcpuOp('native', VCPUOP.register_vcpu_time_memory_area, 0, u64le(VA_AREA + 0x100n)), 0n);
   assert.equal(mem.readU8(FRAME_A + 0x100 + vcpuTimeInfo.native.offsets.flags), 0);
+});
+
+test('where KVM writes the time records: registrations write none, tell the target vCPU\'s thread, and a time area across a page is -EINVAL', (t) => {
+  const { mem, state, moved, vcpuOp, ramSnapshot, canaries, window } = setup(t, { kvmTime: { value: undefined } });
+  const before = ramSnapshot();
+  assert.equal(vcpuOp('native', VCPUOP.register_vcpu_info, 1, vcpuInfoArg(0x40n, 0x80)), 0n);
+  const info = mem.read(0x40_080, 64);
+  assert.deepEqual([...info.subarray(32, 64)], [...before.subarray(0x40_080 + 32, 0x40_080 + 64)], 'no time record written: KVM writes it');
+  assert.equal(dv(info).getBigUint64(8, true), 0xffff_ffff_ffff_ffffn, 'the rest of the registration as ever');
+  assert.deepEqual(moved, [1]);
+  canaries();
+  assert.equal(vcpuOp('native', VCPUOP.register_vcpu_time_memory_area, 0, u64le(VA_AREA + BigInt(PAGE - 32))), 0n, 'ends at the page end');
+  assert.deepEqual(state.area(0, AreaKind.Time), { abi: 'native', pieces: [{ gpa: FRAME_A + PAGE - 32, length: 32 }] });
+  assert.ok(window().every((b) => b === CANARY), 'nothing written');
+  assert.deepEqual(moved, [1, 0]);
+  for (const abi of ABIS) {
+    assert.equal(vcpuOp(abi, VCPUOP.register_vcpu_time_memory_area, 0, u64le(VA_AREA + BigInt(PAGE - 31))), -22n, `${abi}: across the page boundary`);
+  }
+  assert.deepEqual(state.area(0, AreaKind.Time), { abi: 'native', pieces: [{ gpa: FRAME_A + PAGE - 32, length: 32 }] }, 'the old registration stands');
+  assert.equal(vcpuOp('native', VCPUOP.register_vcpu_time_memory_area, 0, u64le(0n)), 0n);
+  assert.equal(state.area(0, AreaKind.Time), undefined);
+  assert.deepEqual(moved, [1, 0, 0], 'unregistering is told too');
+});
+
+test("where KVM writes the time records, the guest's clock is KVM's last record, and its flags are KVM's to set", (t) => {
+  const kvm: { value: PvclockParams | undefined } = { value: undefined };
+  const { kvmClock, vcpuClock, timers, vcpuOp } = setup(t, { kvmTime: kvm });
+  kvmClock.tsc = P.tscTimestamp + 50_000_000n;
+  assert.equal(vcpuClock.guestNow(), pvclockRead(P, kvmClock.tsc), 'before KVM wrote a record: the domain\'s own time base');
+  kvm.value = { ...P, systemTime: P.systemTime + 7_000_000n };
+  const guestNow = pvclockRead(kvm.value, kvmClock.tsc);
+  assert.equal(vcpuClock.guestNow(), guestNow);
+  const set = (deadline: bigint) => vcpuOp('native', VCPUOP.set_singleshot_timer, 0, vcpuSetSingleshotTimer.native.encode({ timeout_abs_ns: deadline, flags: VCPU_SSHOTTMR_future }));
+  assert.equal(set(guestNow - 1n), -62n, 'past by KVM\'s record: -ETIME');
+  assert.equal(set(guestNow), 0n);
+  assert.equal(armed(timers, 0), guestNow);
+  kvmClock.stable = false;
+  kvmClock.ms = 10 * TSC_STABILITY_RECHECK_MS;
+  assert.equal(vcpuClock.recheck(), false, 'never asked again: xenkvm rewrites no record');
 });
 
 // ---- vm_assist ----------------------------------------------------------------

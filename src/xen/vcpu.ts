@@ -42,6 +42,11 @@ export interface VcpuOpDomain {
   clock: VcpuClock;
   /** Sets evtchn_upcall_pending and injects the upcall if it was clear (Xen's vcpu_mark_events_pending). */
   markEventsPending: (vcpu: number) => void;
+  /**
+   * Where KVM writes the time records (config.kvmTime): a vCPU's vcpu_info or time area moved, and its
+   * thread tells KVM before its guest runs on (another vCPU's thread is kicked to).
+   */
+  timeRecordsMoved: (vcpu: number) => void;
   timers: TimerState;
 }
 
@@ -83,7 +88,8 @@ function registerVcpuInfo(ctx: HypercallContext, d: VcpuOpDomain, target: number
   else view.setUint32(o.evtchn_pending_sel, 0xffffffff, true);
   d.memory.write(gpa, content);
   d.state.setVcpuInfoAddress(target, gpa);
-  writeVcpuTime(new GuestArea(d.memory, [{ gpa, length: VCPU_INFO_SIZE }]), VCPU_INFO_TIME_OFFSET, d.config.pvclock, d.clock.tscStable);
+  if (d.config.kvmTime) d.timeRecordsMoved(target);
+  else writeVcpuTime(new GuestArea(d.memory, [{ gpa, length: VCPU_INFO_SIZE }]), VCPU_INFO_TIME_OFFSET, d.config.pvclock, d.clock.tscStable);
   d.markEventsPending(target);
   return 0;
 }
@@ -124,7 +130,18 @@ function registerRunstateArea(ctx: HypercallContext, d: VcpuOpDomain, target: nu
 
 function registerTimeArea(ctx: HypercallContext, d: VcpuOpDomain, target: number, arg: bigint): number {
   const addr = readArg(ctx, vcpuRegisterTimeMemoryArea[ctx.abi], arg).addr;
-  const pieces = registerArea(ctx, d, target, AreaKind.Time, addr, vcpuTimeInfo[ctx.abi].size);
+  const size = vcpuTimeInfo[ctx.abi].size;
+  if (d.config.kvmTime) {
+    // KVM keeps a time area by guest-physical address within one page (as Xen 4.19's
+    // register_vcpu_time_phys_area does); Xen 4.17 writes one across a boundary too.
+    if (Number(areaAddress(ctx, addr) % BigInt(PAGE_SIZE)) + size > PAGE_SIZE) {
+      throw new XenError(XEN_ERRNO.EINVAL, 'a time area across a page boundary, which KVM cannot keep (--kvm-fast-paths without time lets xenkvm keep it)');
+    }
+    registerArea(ctx, d, target, AreaKind.Time, addr, size);
+    d.timeRecordsMoved(target);
+    return 0;
+  }
+  const pieces = registerArea(ctx, d, target, AreaKind.Time, addr, size);
   if (pieces) writeVcpuTime(new GuestArea(d.memory, pieces), 0, d.config.pvclock, d.clock.tscStable);
   return 0;
 }

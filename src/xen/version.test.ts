@@ -27,6 +27,7 @@ const config = (over: Partial<XenConfig> = {}): XenConfig => ({
   bootWallNs: 0n,
   bootMonotonicNs: 0n,
   evtchnFastPath: true,
+  kvmTime: false,
   cpuPolicy: { cr4Valid: 0n, eferValid: 0n },
   hypercallEntry: 'out',
   ...over,

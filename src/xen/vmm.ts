@@ -56,9 +56,10 @@ export class XenVmm {
   ) {
     this.dispatcher = new HypercallDispatcher(logger);
     const sharedInfo = memory.overlayPage(SHARED_INFO_PAGE);
-    // Before the guest maps it, shared_info already holds the wallclock and each legacy vcpu_info's time.
+    // Before the guest maps it, shared_info already holds the wallclock and each legacy vcpu_info's time
+    // (where KVM writes the time, each vCPU's thread has it written as the guest maps the page).
     writeWallclock(sharedInfo, state.sharedInfoAbi, config.bootWallNs);
-    for (let vcpu = 0; vcpu < Math.min(state.vcpuCount, XEN_LEGACY_MAX_VCPUS); vcpu++) {
+    for (let vcpu = 0; vcpu < (config.kvmTime ? 0 : Math.min(state.vcpuCount, XEN_LEGACY_MAX_VCPUS)); vcpu++) {
       writeVcpuTime(bytesArea(sharedInfo), sharedInfoLayout[state.sharedInfoAbi].vcpuInfo(vcpu) + VCPU_INFO_TIME_OFFSET, config.pvclock, config.tscStable);
     }
     const upcallTo = makeUpcall(state, upcall);

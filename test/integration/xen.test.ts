@@ -169,6 +169,26 @@ test(`xen_version(XENVER_version) is answered by ${kvmHasXen ? 'KVM itself with 
   }
 });
 
+test(`the time records are ${kvmHasXen ? "written by KVM with the time fast path, by xenkvm with --kvm-fast-paths none" : "written by xenkvm (KVM has no Xen support here)"}, and the guest's clock holds either way`, async () => {
+  const cases = ['wallclock', 'start-vcpus', 'pvclock', 'pvclock-cross-vcpu', 'time-area', 'time-area-bad-arg'];
+  /** Each vCPU's vcpu_info record as the guest read it: xenkvm's all share one time base, system time 0 at the TSC of the VM's start. */
+  const records = async (paths: string) => {
+    const r = await runGuest('xen-time', { vcpus: 2, args: ['--kvm-fast-paths', paths] });
+    assertKitPassed(r, cases);
+    const found = [...r.stdout.matchAll(/^KIT-XEN cpu=(\d) time version=\d+ tsc=(0x[0-9a-f]+) system=(\d+) /gm)].map((m) => ({ tsc: BigInt(m[2]), system: BigInt(m[3]) }));
+    assert.equal(found.length, 2, describe(r));
+    return found;
+  };
+  const kvm = await records('time');
+  const own = await records('none');
+  for (const run of kvmHasXen ? [own] : [own, kvm]) {
+    assert.deepEqual(run.map((r) => r.system), [0n, 0n], "xenkvm's time base");
+    assert.equal(run[0].tsc, run[1].tsc, "xenkvm's time base");
+  }
+  // KVM writes its kvmclock as each vCPU enters: a reading taken while the guest ran.
+  if (kvmHasXen) for (const record of kvm) assert.ok(record.system > 0n, "KVM's record");
+});
+
 const shutdowns: [action: string, status: number, stderr?: RegExp][] = [
   ['poweroff', 0],
   ['reboot', 2, /reason 1: reboot/],
