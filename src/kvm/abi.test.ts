@@ -39,7 +39,7 @@ const structs: [string, { size: number; offsets: Record<string, number> }][] = [
 // Fields whose C name differs from the flattened TS name.
 const cField: Record<string, Record<string, string>> = {
   kvm_xen_hvm_attr: { value: 'u.shared_info.gfn', rest: 'u.pad[1]' },
-  kvm_xen_vcpu_attr: { value: 'u.gpa', rest: 'u.pad[1]' },
+  kvm_xen_vcpu_attr: { value: 'u.gpa', value2: 'u.timer.expires_ns', rest: 'u.pad[2]' },
   kvm_vcpu_events: {
     exception_injected: 'exception.injected', exception_nr: 'exception.nr', exception_has_error_code: 'exception.has_error_code',
     exception_pending: 'exception.pending', exception_error_code: 'exception.error_code', interrupt_injected: 'interrupt.injected',
@@ -84,6 +84,7 @@ function systemValues(): Map<string, number> {
   for (const name of Object.keys(abi.xenHvmAttrTypes)) lines.push(`P("KVM_XEN_ATTR_TYPE_${name}", KVM_XEN_ATTR_TYPE_${name});`);
   for (const name of Object.keys(abi.xenVcpuAttrTypes)) lines.push(`P("KVM_XEN_VCPU_ATTR_TYPE_${name}", KVM_XEN_VCPU_ATTR_TYPE_${name});`);
   lines.push('P("KVM_EXIT_XEN_HCALL", KVM_EXIT_XEN_HCALL);');
+  lines.push('P("KVM_IRQ_ROUTING_XEN_EVTCHN_PRIO_2LEVEL", KVM_IRQ_ROUTING_XEN_EVTCHN_PRIO_2LEVEL);');
   lines.push('P("KVM_IRQ_ROUTING_IRQCHIP", KVM_IRQ_ROUTING_IRQCHIP);');
   lines.push('P("KVM_PIT_SPEAKER_DUMMY", KVM_PIT_SPEAKER_DUMMY);');
   lines.push('P("KVM_IOAPIC_NUM_PINS", KVM_IOAPIC_NUM_PINS);');
@@ -121,6 +122,7 @@ test('KVM ABI values match <linux/kvm.h>', () => {
   for (const [name, v] of Object.entries(abi.xenHvmAttrTypes)) assert.equal(v, c.get(`KVM_XEN_ATTR_TYPE_${name}`), `KVM_XEN_ATTR_TYPE_${name}`);
   for (const [name, v] of Object.entries(abi.xenVcpuAttrTypes)) assert.equal(v, c.get(`KVM_XEN_VCPU_ATTR_TYPE_${name}`), `KVM_XEN_VCPU_ATTR_TYPE_${name}`);
   assert.equal(abi.KVM_EXIT_XEN_HCALL, c.get('KVM_EXIT_XEN_HCALL'));
+  assert.equal(abi.KVM_IRQ_ROUTING_XEN_EVTCHN_PRIO_2LEVEL, c.get('KVM_IRQ_ROUTING_XEN_EVTCHN_PRIO_2LEVEL'));
   assert.equal(abi.KVM_IRQ_ROUTING_IRQCHIP, c.get('KVM_IRQ_ROUTING_IRQCHIP'));
   assert.equal(abi.KVM_PIT_SPEAKER_DUMMY, c.get('KVM_PIT_SPEAKER_DUMMY'));
   assert.equal(abi.KVM_IOAPIC_NUM_PINS, c.get('KVM_IOAPIC_NUM_PINS'));

@@ -53,6 +53,7 @@ export const ioctls = {
   KVM_GET_STATS_FD: io(0xce),
   KVM_XEN_HVM_CONFIG: iow(0x7a, 56),
   KVM_XEN_HVM_SET_ATTR: iow(0xc9, 72),
+  KVM_XEN_VCPU_GET_ATTR: iowr(0xca, 72),
   KVM_XEN_VCPU_SET_ATTR: iow(0xcb, 72),
 } as const;
 
@@ -155,8 +156,10 @@ export const xenHvmAttrTypes = { LONG_MODE: 0, SHARED_INFO: 1, UPCALL_VECTOR: 2,
 export const xenVcpuAttrTypes = {
   VCPU_INFO: 0, VCPU_TIME_INFO: 1, RUNSTATE_ADDR: 2, RUNSTATE_CURRENT: 3, RUNSTATE_DATA: 4, RUNSTATE_ADJUST: 5, VCPU_ID: 6, TIMER: 7, UPCALL_VECTOR: 8,
 } as const;
-/** A guest-physical address in a kvm_xen_vcpu_attr that makes KVM forget the area (the kernel's GPA_INVALID, all ones). */
+/** A guest-physical address or frame in a Xen attribute that makes KVM forget the area (the kernel's GPA_INVALID, all ones). */
 export const KVM_XEN_NO_GPA = 0xffff_ffff_ffff_ffffn;
+/** An event channel's priority under the 2-level ABI, the only one KVM delivers (kvm_xen_vcpu_attr.u.timer.priority). */
+export const KVM_IRQ_ROUTING_XEN_EVTCHN_PRIO_2LEVEL = 0xffff_ffff;
 
 /** kvm_run.xen.type of a hypercall the guest made with VMCALL/VMMCALL. */
 export const KVM_EXIT_XEN_HCALL = 1;
@@ -262,11 +265,11 @@ export const kvmXenHvmAttr = struct('kvm_xen_hvm_attr', {
 });
 
 /**
- * kvm_xen_vcpu_attr with its union read as one little-endian u64 (`value`): the scalar members used
- * (gpa) start at the union's first byte.
+ * kvm_xen_vcpu_attr with its union read as little-endian u64s: `value` holds gpa, vector, or the
+ * timer's port (low half) and priority (high half); `value2` the timer's expires_ns.
  */
 export const kvmXenVcpuAttr = struct('kvm_xen_vcpu_attr', {
-  type: 'u16', pad: { array: 'u16', count: 3 }, value: 'u64', rest: { bytes: 56 },
+  type: 'u16', pad: { array: 'u16', count: 3 }, value: 'u64', value2: 'u64', rest: { bytes: 48 },
 });
 
 /** KVM_GET_CLOCK: kvmclock now, and whether KVM keeps the vCPUs' TSCs in step (flags). */

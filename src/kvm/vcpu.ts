@@ -188,8 +188,16 @@ export class Vcpu {
   }
 
   /** KVM_XEN_VCPU_SET_ATTR: a piece of this vCPU's Xen state KVM keeps (`type` from xenVcpuAttrTypes). */
-  setXenAttr(type: number, value: bigint): void {
-    this.ioctl('KVM_XEN_VCPU_SET_ATTR', kvmXenVcpuAttr.encode({ type, value }));
+  setXenAttr(type: number, value: bigint, value2 = 0n): void {
+    this.ioctl('KVM_XEN_VCPU_SET_ATTR', kvmXenVcpuAttr.encode({ type, value, value2 }));
+  }
+
+  /** KVM_XEN_VCPU_GET_ATTR: a piece of this vCPU's Xen state as KVM keeps it now. */
+  getXenAttr(type: number): { value: bigint; value2: bigint } {
+    const buf = kvmXenVcpuAttr.encode({ type });
+    this.ioctl('KVM_XEN_VCPU_GET_ATTR', buf);
+    const { value, value2 } = kvmXenVcpuAttr.decode(buf);
+    return { value, value2 };
   }
 
   /** The signal mask in force while this thread is inside KVM_RUN (the kernel's 8-byte sigset). */

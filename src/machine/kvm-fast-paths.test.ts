@@ -9,6 +9,7 @@ test('--kvm-fast-paths takes all, none, or a list of known names', () => {
   assert.deepEqual(parseKvmFastPaths('version'), ['version']);
   assert.deepEqual(parseKvmFastPaths('version, version'), ['version']);
   assert.deepEqual(parseKvmFastPaths('time,version'), ['time', 'version']);
+  assert.deepEqual(parseKvmFastPaths('timer'), ['timer', 'time'], 'timer brings time along');
   assert.equal(parseKvmFastPaths('version,timer-in-userspace'), undefined);
   assert.equal(parseKvmFastPaths(''), undefined);
   assert.equal(parseKvmFastPaths('toString'), undefined);
@@ -22,5 +23,7 @@ test('a fast path is on only where KVM intercepts Xen hypercalls and has what it
   assert.deepEqual(kvmFastPathsOn([], full), { on: [], unavailable: [] });
   // KVM before EVTCHN_SEND (Linux 5.12 to 5.19) keeps time records, not the version.
   const older = xenHvmConfig.INTERCEPT_HCALL | xenHvmConfig.SHARED_INFO;
-  assert.deepEqual(kvmFastPathsOn(['version', 'time'], older), { on: ['time'], unavailable: ['version'] });
+  assert.deepEqual(kvmFastPathsOn(['version', 'time', 'timer'], older), { on: ['time'], unavailable: ['version', 'timer'] });
+  assert.deepEqual(kvmFastPathsOn(['timer'], full), { on: [], unavailable: ['timer'] }, 'no time records without SHARED_INFO: no timer');
+  assert.deepEqual(kvmFastPathsOn(['timer', 'time'], full | xenHvmConfig.SHARED_INFO), { on: ['timer', 'time'], unavailable: [] });
 });

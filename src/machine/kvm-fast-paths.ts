@@ -15,22 +15,33 @@ export const KVM_FAST_PATHS = {
    * KVM writes the time into any vcpu_info it holds.
    */
   time: xenHvmConfig.SHARED_INFO,
+  /**
+   * Each vCPU's singleshot timer (VCPUOP_set_singleshot_timer, stop_singleshot_timer, set_timer_op)
+   * kept and fired by KVM, which raises VIRQ_TIMER itself (KVM_XEN_VCPU_ATTR_TYPE_TIMER), while the
+   * guest uses the 2-level event ABI (the only one KVM delivers) and a per-vCPU upcall vector (which
+   * KVM injects). Needs `time`, which it brings along.
+   */
+  timer: xenHvmConfig.EVTCHN_SEND,
 } as const;
 
 export type KvmFastPath = keyof typeof KVM_FAST_PATHS;
 export const ALL_KVM_FAST_PATHS = Object.keys(KVM_FAST_PATHS) as KvmFastPath[];
 
-/** `all`, `none`, or a comma-separated list of fast paths; undefined when a name is unknown. */
+/** What a fast path needs KVM to do as well: KVM writes its time into any vcpu_info it holds. */
+const NEEDS: Partial<Record<KvmFastPath, KvmFastPath>> = { timer: 'time' };
+
+/** `all`, `none`, or a comma-separated list of fast paths (with those they need); undefined when a name is unknown. */
 export function parseKvmFastPaths(value: string): KvmFastPath[] | undefined {
   if (value === 'all') return [...ALL_KVM_FAST_PATHS];
   if (value === 'none') return [];
   const names = value.split(',').map((n) => n.trim());
   if (!names.every((n): n is KvmFastPath => Object.hasOwn(KVM_FAST_PATHS, n))) return undefined;
-  return [...new Set(names)];
+  return [...new Set(names.flatMap((n) => [n, NEEDS[n] ?? n]))];
 }
 
 /** Which of `wanted` the host's KVM (its KVM_CAP_XEN_HVM flags) can serve, and which it cannot. */
 export function kvmFastPathsOn(wanted: readonly KvmFastPath[], hostFlags: number): { on: KvmFastPath[]; unavailable: KvmFastPath[] } {
-  const on = wanted.filter((p) => (hostFlags & KVM_FAST_PATHS[p]) !== 0 && (hostFlags & xenHvmConfig.INTERCEPT_HCALL) !== 0);
+  const has = (p: KvmFastPath) => (hostFlags & KVM_FAST_PATHS[p]) !== 0 && (hostFlags & xenHvmConfig.INTERCEPT_HCALL) !== 0;
+  const on = wanted.filter((p) => has(p) && (NEEDS[p] === undefined || has(NEEDS[p])));
   return { on, unavailable: wanted.filter((p) => !on.includes(p)) };
 }

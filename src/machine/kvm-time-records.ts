@@ -61,6 +61,11 @@ export class KvmTimeRecords {
     return now;
   }
 
+  /** Whether KVM holds the vCPU's vcpu_info now. */
+  get holdsVcpuInfo(): boolean {
+    return this.vcpuInfoTold !== undefined;
+  }
+
   /**
    * The record KVM last wrote for this vCPU, which its guest has been reading since it last entered;
    * undefined where KVM holds none or has not written one yet. Read on this thread, out of KVM_RUN,

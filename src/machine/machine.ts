@@ -29,6 +29,7 @@ import { guestCpuPolicy } from '../xen/vcpu-context.js';
 import { randomUUID } from 'node:crypto';
 import { VmmChannel } from './vmm-channel.js';
 import { ForwardedCalls } from './forwarded-calls.js';
+import { KvmSharedInfo } from './kvm-shared-info.js';
 import type { Vm } from '../kvm/vm.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { MemoryMap } from '../memory/memory-map.js';
@@ -225,7 +226,12 @@ export class Machine {
   private readonly forwardedCalls = new ForwardedCalls({
     pause: () => this.pause(),
     resume: () => this.resume(),
-    dispatch: (call) => this.xen.dispatch(call),
+    dispatch: (call) => {
+      const value = this.xen.dispatch(call);
+      // Still with every vCPU held: KVM is told where shared_info went before any delivers into it.
+      this.kvmSharedInfo?.sync();
+      return value;
+    },
     fail: (message) => this.stop('vmm-error', message),
   });
 
@@ -242,6 +248,8 @@ export class Machine {
     private readonly consoleInput: ConsoleInput,
     private readonly callbackLines: CallbackLines,
     private readonly consoleStream: ConsoleStream,
+    /** Where KVM raises events itself (the `timer` fast path): its view of shared_info. */
+    private readonly kvmSharedInfo: KvmSharedInfo | undefined,
   ) {}
 
   static create(config: MachineConfig): Machine {
@@ -380,6 +388,7 @@ export class Machine {
           timers: timers.buffer,
           vmmChannel: new VmmChannel().buffer,
           callbackLines: callbackLines.buffer,
+          kvmTimer: fastPaths.includes('timer'),
           logLevel: config.logLevel ?? 'warn',
         };
         return { control, init, channel: new VmmChannel(init.vmmChannel) };
@@ -403,7 +412,8 @@ export class Machine {
         memory: memory.handle, domainState: domainState.buffer, ports: evtchnPorts.buffer, timers: timers.buffer,
         controls: controls.map((c) => c.buffer), callbackLines: callbackLines.buffer, vmFd: vm.fd, bootMonotonicNs: xen.bootMonotonicNs, logLevel: config.logLevel ?? 'warn',
       };
-      return new Machine(config, resources, vm, memory, memoryMap, vcpus, xenVmm, { state: timers, init: timerInit }, toolstack, consoleInput, callbackLines, consoleStream);
+      const kvmSharedInfo = fastPaths.includes('timer') ? new KvmSharedInfo(vm, memory, domainState) : undefined;
+      return new Machine(config, resources, vm, memory, memoryMap, vcpus, xenVmm, { state: timers, init: timerInit }, toolstack, consoleInput, callbackLines, consoleStream, kvmSharedInfo);
     } catch (e) {
       resources.dispose();
       throw e;

@@ -25,6 +25,7 @@ import { ExitHandler } from './exit-handler.js';
 import { VmmChannel } from './vmm-channel.js';
 import { CallbackLineRaiser } from './callback-lines.js';
 import { KvmTimeRecords } from './kvm-time-records.js';
+import { KvmTimer } from './kvm-timer.js';
 import { upcallHost } from './msi.js';
 import { PortTable } from '../xen/evtchn/ports.js';
 import { callbackVector } from '../xen/evtchn/upcall.js';
@@ -63,6 +64,8 @@ export interface VcpuThreadInit {
   vmmChannel: SharedArrayBuffer;
   /** The callback lines' eventfds (CallbackLines.buffer). */
   callbackLines: SharedArrayBuffer;
+  /** Whether KVM keeps the vCPU's singleshot timer where it can deliver its event (the `timer` fast path). */
+  kvmTimer: boolean;
   logLevel: LogLevel;
 }
 
@@ -150,12 +153,16 @@ function main(init: VcpuThreadInit): void {
     const controls = init.controls.map((b) => new VcpuControl(b));
     const upcall = upcallHost(vm, controls, new CallbackLineRaiser(init.callbackLines));
     const kvmTime = init.xen.kvmTime ? new KvmTimeRecords(vcpu, init.id, domain, memory) : undefined;
+    const ports = new PortTable(init.ports);
+    const timers = new TimerState(init.timers);
+    const kvmTimer = init.kvmTimer && kvmTime ? new KvmTimer(vcpu, init.id, domain, ports, timers, memory, () => kvmTime.holdsVcpuInfo) : undefined;
     const shutdown = (kind: ShutdownKind, message: string) =>
       platform.requestStop(kind === 'reboot' ? 'reset' : kind === 'suspend' ? 'suspended' : kind, message);
-    const xen = new XenAccelerator(init.id, memory, init.xen, domain, new PortTable(init.ports), upcall, shutdown, new TimerState(init.timers), {
+    const xen = new XenAccelerator(init.id, memory, init.xen, domain, ports, upcall, shutdown, timers, {
       wakeCount: () => control.wakeCount,
       sleep: (count, ms) => control.sleep(count, ms),
       needed: () => control.command !== Command.Run,
+      sleeping: () => kvmTimer?.release(),
     }, halted, {
       // On this thread, with the vCPU out of KVM_RUN: the TSC its guest last saw, or later.
       tsc: () => vcpuFd.readMsr(init.vcpuFd, MSR_IA32_TSC),
@@ -246,6 +253,7 @@ function main(init: VcpuThreadInit): void {
       }
       if (domain.upcallOwed(init.id)) deliverOwedUpcall();
       kvmTime?.sync();
+      kvmTimer?.sync();
       control.running();
       const reason = vcpu.enter();
       kicked = reason === INTERRUPTED;

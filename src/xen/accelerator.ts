@@ -129,6 +129,7 @@ export class XenAccelerator {
   private sleep(thread: VcpuSleep, now: () => bigint, done: () => boolean, options: { deadline?: bigint; once?: boolean }): void {
     // SCHEDOP_poll (not once) wants waking by any newly pending port, masked or not.
     const polling = !options.once;
+    thread.sleeping();
     if (polling) this.state.setPolling(true);
     this.runstate.transition(RUNSTATE.blocked);
     try {
@@ -201,6 +202,8 @@ export interface VcpuSleep {
   sleep(count: number, timeoutMs: number): void;
   /** Whether the VMM needs the thread back (pause, stop, down). */
   needed(): boolean;
+  /** The thread is about to sleep: whatever must wake it has to reach it outside KVM_RUN. */
+  sleeping(): void;
 }
 
 /** A blocked vCPU looks again at least this often (a LAPIC interrupt may be waiting for it in KVM). */

@@ -59,3 +59,22 @@ test('a periodic timer set again while its tick fires keeps the new period: the 
   assert.equal(ticks.length, 2);
   assert.ok(ticks[1] - ticks[0] >= 1_000_000n, `the second tick ${ticks[1] - ticks[0]} ns after the first, not a period of the new length`);
 });
+
+test('taking a singleshot timer (for KVM to keep) disarms it and says its deadline, once', () => {
+  const timers = TimerState.create(2);
+  assert.equal(timers.takeSingleshot(0), undefined, 'none armed');
+  timers.setSingleshot(0, 5_000n);
+  timers.setSingleshot(1, 6_000n);
+  assert.equal(timers.takeSingleshot(0), 5_000n);
+  assert.equal(timers.takeSingleshot(0), undefined, 'taken already');
+  let now = 4_000n;
+  const fired: number[] = [];
+  timers.run(
+    () => (now += 1_000n),
+    (vcpu) => {
+      fired.push(vcpu);
+      timers.stop();
+    },
+  );
+  assert.deepEqual(fired, [1], "only the timer not taken fires");
+});

@@ -66,6 +66,14 @@ export class TimerState {
     this.setSingleshot(vcpu, 0n);
   }
 
+  /** Disarms the singleshot timer and says what it was armed for, unless it fired first (undefined: not armed). */
+  takeSingleshot(vcpu: number): bigint | undefined {
+    const deadline = Atomics.exchange(this.timers, vcpu * WORDS, 0n);
+    if (deadline === 0n) return undefined;
+    this.changed();
+    return deadline;
+  }
+
   setPeriodic(vcpu: number, period: bigint, now: bigint): void {
     Atomics.store(this.timers, vcpu * WORDS + 2, now + period);
     Atomics.store(this.timers, vcpu * WORDS + 1, period);
