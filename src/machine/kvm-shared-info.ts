@@ -21,6 +21,8 @@ export class KvmSharedInfo {
     private readonly vm: Pick<Vm, 'setXenAttr'>,
     private readonly memory: GuestMemory,
     private readonly state: DomainState,
+    /** Writes xenkvm's wallclock into shared_info again. */
+    private readonly rewriteWallclock: () => void,
   ) {}
 
   /** Tells KVM where shared_info is and its layout, where either changed. */
@@ -28,8 +30,7 @@ export class KvmSharedInfo {
     const abi = this.state.sharedInfoAbi;
     const gfn = this.memory.placement.frames[SHARED_INFO_PAGE];
     const frame = gfn >= 0 ? gfn : undefined;
-    // The layout first: KVM writes the wallclock as it takes the page, in the layout it has then
-    // (a layout latched later has xenkvm write the wallclock again, as ever).
+    // The layout first: KVM writes to the page in the layout it has then.
     if (abi !== this.abiTold) {
       this.vm.setXenAttr(xenHvmAttrTypes.LONG_MODE, abi === 'native' ? 1n : 0n);
       this.abiTold = abi;
@@ -37,5 +38,8 @@ export class KvmSharedInfo {
     if (frame === this.frameTold) return;
     this.vm.setXenAttr(xenHvmAttrTypes.SHARED_INFO, frame === undefined ? KVM_XEN_NO_GPA : BigInt(frame));
     this.frameTold = frame;
+    // KVM wrote its own wallclock as it took the page (real time less kvmclock now, a few hundred ns
+    // off): the domain's stays what it was, as on Xen, before any vCPU runs again.
+    if (frame !== undefined) this.rewriteWallclock();
   }
 }

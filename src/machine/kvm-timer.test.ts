@@ -117,14 +117,14 @@ test("before the vCPU's thread sleeps in xenkvm, its timer goes to xenkvm's time
   assert.deepEqual([kvm.port, kvm.expires, singleshot()], [5n, 3_000_000n, 0n], 'and back to KVM at the next entry');
 });
 
-test("KVM is told where shared_info is, and its layout, after the calls that move it; the layout before the frame", (t) => {
+test("KVM is told where shared_info is, and its layout, after the calls that move it; the layout before the frame; the wallclock stays xenkvm's", (t) => {
   const memory = GuestMemory.create([{ gpa: 0, size: 1 << 21 }], 4);
   t.after(() => memory.dispose());
   const memoryMap = new MemoryMap({ setUserMemoryRegion: () => {} }, memory, 32);
   const state = DomainState.create(1);
   const told: [string, bigint][] = [];
   const names = Object.fromEntries(Object.entries(xenHvmAttrTypes).map(([k, v]) => [v, k]));
-  const sharedInfo = new KvmSharedInfo({ setXenAttr: (type, value) => told.push([names[type], value]) }, memory, state);
+  const sharedInfo = new KvmSharedInfo({ setXenAttr: (type, value) => told.push([names[type], value]) }, memory, state, () => told.push(['wallclock', 0n]));
   const sync = () => {
     told.length = 0;
     sharedInfo.sync();
@@ -132,11 +132,11 @@ test("KVM is told where shared_info is, and its layout, after the calls that mov
   };
   assert.deepEqual(sync(), [['LONG_MODE', 1n]], 'unmapped');
   memoryMap.mapOverlay(SHARED_INFO_PAGE, 0x100);
-  assert.deepEqual(sync(), [['SHARED_INFO', 0x100n]]);
+  assert.deepEqual(sync(), [['SHARED_INFO', 0x100n], ['wallclock', 0n]], "xenkvm's wallclock written over KVM's");
   assert.deepEqual(sync(), []);
   state.sharedInfoAbi = 'compat';
   memoryMap.mapOverlay(SHARED_INFO_PAGE, 0x200);
-  assert.deepEqual(sync(), [['LONG_MODE', 0n], ['SHARED_INFO', 0x200n]]);
+  assert.deepEqual(sync(), [['LONG_MODE', 0n], ['SHARED_INFO', 0x200n], ['wallclock', 0n]]);
   memoryMap.unmapOverlay(SHARED_INFO_PAGE);
   assert.deepEqual(sync(), [['SHARED_INFO', KVM_XEN_NO_GPA]]);
 });

@@ -30,6 +30,7 @@ import { randomUUID } from 'node:crypto';
 import { VmmChannel } from './vmm-channel.js';
 import { ForwardedCalls } from './forwarded-calls.js';
 import { KvmSharedInfo } from './kvm-shared-info.js';
+import { SHARED_INFO_PAGE, writeWallclock } from '../xen/shared-info.js';
 import type { Vm } from '../kvm/vm.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { MemoryMap } from '../memory/memory-map.js';
@@ -412,7 +413,8 @@ export class Machine {
         memory: memory.handle, domainState: domainState.buffer, ports: evtchnPorts.buffer, timers: timers.buffer,
         controls: controls.map((c) => c.buffer), callbackLines: callbackLines.buffer, vmFd: vm.fd, bootMonotonicNs: xen.bootMonotonicNs, logLevel: config.logLevel ?? 'warn',
       };
-      const kvmSharedInfo = fastPaths.includes('timer') ? new KvmSharedInfo(vm, memory, domainState) : undefined;
+      const rewriteWallclock = () => writeWallclock(memory.overlayPage(SHARED_INFO_PAGE), domainState.sharedInfoAbi, xen.bootWallNs);
+      const kvmSharedInfo = fastPaths.includes('timer') ? new KvmSharedInfo(vm, memory, domainState, rewriteWallclock) : undefined;
       return new Machine(config, resources, vm, memory, memoryMap, vcpus, xenVmm, { state: timers, init: timerInit }, toolstack, consoleInput, callbackLines, consoleStream, kvmSharedInfo);
     } catch (e) {
       resources.dispose();
