@@ -28,8 +28,7 @@ export class KvmSharedInfo {
   /** Tells KVM where shared_info is and its layout, where either changed. */
   sync(): void {
     const abi = this.state.sharedInfoAbi;
-    const gfn = this.memory.placement.frames[SHARED_INFO_PAGE];
-    const frame = gfn >= 0 ? gfn : undefined;
+    const frame = this.memory.placement.frameOf(SHARED_INFO_PAGE);
     // The layout first: KVM writes to the page in the layout it has then.
     if (abi !== this.abiTold) {
       this.vm.setXenAttr(xenHvmAttrTypes.LONG_MODE, abi === 'native' ? 1n : 0n);

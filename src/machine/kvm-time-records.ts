@@ -35,8 +35,8 @@ export class KvmTimeRecords {
   private vcpuInfoGpa(): number | undefined {
     const registered = this.state.vcpuInfoAddress(this.id);
     if (registered !== undefined || this.id >= XEN_LEGACY_MAX_VCPUS) return registered;
-    const gfn = this.memory.placement.frames[SHARED_INFO_PAGE];
-    return gfn < 0 ? undefined : gfn * PAGE_SIZE + sharedInfoLayout[this.state.sharedInfoAbi].vcpuInfo(this.id);
+    const gfn = this.memory.placement.frameOf(SHARED_INFO_PAGE);
+    return gfn === undefined ? undefined : gfn * PAGE_SIZE + sharedInfoLayout[this.state.sharedInfoAbi].vcpuInfo(this.id);
   }
 
   /**

@@ -38,7 +38,7 @@ export class KvmTimer {
 
   /** The VIRQ_TIMER port KVM may raise for this vCPU now, or 0. */
   private deliverablePort(): number {
-    if (this.ports.fifoActive || this.vectorTold === 0 || this.memory.placement.frames[SHARED_INFO_PAGE] < 0 || !this.kvmHoldsVcpuInfo()) return 0;
+    if (this.ports.fifoActive || this.vectorTold === 0 || this.memory.placement.frameOf(SHARED_INFO_PAGE) === undefined || !this.kvmHoldsVcpuInfo()) return 0;
     return this.ports.virqPort(VIRQ.TIMER, this.id) ?? 0;
   }
 

@@ -42,6 +42,11 @@ export class OverlayPlacement {
   pageAt(gfn: number): number {
     return this.frames.indexOf(gfn);
   }
+  /** The frame overlay page `page` is mapped at, or undefined. */
+  frameOf(page: number): number | undefined {
+    const gfn = this.frames[page];
+    return gfn >= 0 ? gfn : undefined;
+  }
 }
 
 export interface GuestMemoryHandle {

@@ -107,8 +107,7 @@ export class MemoryMap {
 
   /** The frame overlay page `page` is mapped at, or undefined. */
   overlayFrame(page: number): number | undefined {
-    const gfn = this.memory.placement.frames[page];
-    return gfn >= 0 ? gfn : undefined;
+    return this.memory.placement.frameOf(page);
   }
 
   /** Current slots, for tests and diagnostics. */
