@@ -157,6 +157,19 @@ export function describe(r: RunResult): string {
 }
 
 /**
+ * The 'vCPU exits' line a run logs at level info for vCPU `vcpu`: exits that reached xenkvm by reason,
+ * the hypercalls it served by name, and KVM's count of all.
+ */
+export function vcpuExits(r: RunResult, vcpu = 0): { toXenkvm: Record<string, number>; hypercalls: Record<string, number>; kvm: { exits: number } } {
+  for (const l of r.stderr.split('\n')) {
+    if (!l.startsWith('{')) continue;
+    const entry = JSON.parse(l) as { msg?: string; vcpu?: number };
+    if (entry.msg === 'vCPU exits' && entry.vcpu === vcpu) return entry as unknown as ReturnType<typeof vcpuExits>;
+  }
+  assert.fail(`no 'vCPU exits' line logged for vCPU ${vcpu}\n${describe(r)}`);
+}
+
+/**
  * The kit guest powered off with every expected case ok, no case failed, a
  * summary that agrees, and at least `minCases` cases run.
  */

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { hostKvmInterceptsXenHypercalls } from '../../src/kvm/system.js';
-import { assertKitPassed, describe, kitReport, requireKvm, runGuest, type RunResult } from '../guest-runner.js';
+import { assertKitPassed, describe, kitReport, requireKvm, runGuest, vcpuExits } from '../guest-runner.js';
 
 requireKvm();
 
@@ -139,16 +139,6 @@ test(`hypercalls by VMCALL/VMMCALL directly ${kvmHasXen ? 'reach xenkvm (KVM wit
   // The unknown hypercall made directly is answered, and reported once, by xenkvm only where it reached it.
   assert.equal(r.stderr.split('\n').filter((l) => l.includes('hypercall 63')).length, kvmHasXen ? 1 : 0, describe(r));
 });
-
-/** The 'vCPU exits' line a run logs at level info for vCPU 0: exits that reached xenkvm by reason, the hypercalls it served, and KVM's count of all. */
-function vcpuExits(r: RunResult): { toXenkvm: Record<string, number>; hypercalls: Record<string, number>; kvm: { exits: number } } {
-  for (const l of r.stderr.split('\n')) {
-    if (!l.startsWith('{')) continue;
-    const entry = JSON.parse(l) as { msg?: string; vcpu?: number };
-    if (entry.msg === 'vCPU exits' && entry.vcpu === 0) return entry as unknown as ReturnType<typeof vcpuExits>;
-  }
-  assert.fail(`no 'vCPU exits' line logged\n${describe(r)}`);
-}
 
 test(`xen_version(XENVER_version) is answered by ${kvmHasXen ? 'KVM itself with the version fast path, by xenkvm with --kvm-fast-paths none' : 'xenkvm (KVM has no Xen support here)'}`, async () => {
   const calls = 2000;
