@@ -1,6 +1,6 @@
 // A KVM VM file descriptor.
 import {
-  ioctls, KVM_IRQ_ROUTING_IRQCHIP, kvmClockData, kvmXenHvmAttr, kvmXenHvmConfig, kvmClockFlags, kvmEnableCap, kvmIrqLevel, kvmIrqRouting, kvmIrqRoutingEntry,
+  caps, ioctls, KVM_IRQ_ROUTING_IRQCHIP, kvmClockData, kvmXenHvmAttr, kvmXenHvmConfig, kvmClockFlags, kvmEnableCap, kvmIrqLevel, kvmIrqRouting, kvmIrqRoutingEntry,
   kvmIrqRoutingIrqchip, kvmIrqfd, irqfdFlags, kvmMsi, kvmMsrFilter, kvmMsrFilterRange, kvmPitConfig, KVM_PIT_SPEAKER_DUMMY, kvmUserspaceMemoryRegion, msrFilter,
 } from './abi.js';
 import { addressOf, check, libc } from './libc.js';
@@ -157,11 +157,21 @@ export class Vm {
   }
 
   /**
-   * KVM_SET_CLOCK with KVM_CLOCK_REALTIME: kvmclock is `clock` at host real time `realtimeNs`; KVM adds
-   * the real time that passed before the ioctl took effect, so its own latency does not count.
+   * Sets kvmclock to follow `now` (nanoseconds), never behind it. With KVM_CLOCK_REALTIME (Linux 5.16+)
+   * KVM adds the real time that passed since a reading taken first, so the ioctl's own latency does
+   * not count. Older kernels take only the value: a first set measures how long the ioctl takes, and
+   * the second sets that much ahead. `withRealtime` says which way (default: what KVM_CAP_ADJUST_CLOCK offers).
    */
-  setClockAt(clock: bigint, realtimeNs: bigint): void {
-    this.ioctl('KVM_SET_CLOCK', kvmClockData.encode({ clock, realtime: realtimeNs, flags: kvmClockFlags.REALTIME }));
+  setClockFollowing(now: () => bigint, realtimeNs: () => bigint, withRealtime = (this.checkExtension(caps.KVM_CAP_ADJUST_CLOCK) & kvmClockFlags.REALTIME) !== 0): void {
+    if (withRealtime) {
+      const realtime = realtimeNs();
+      this.ioctl('KVM_SET_CLOCK', kvmClockData.encode({ clock: now(), realtime, flags: kvmClockFlags.REALTIME }));
+      return;
+    }
+    const before = now();
+    this.setClock(before);
+    const took = now() - before;
+    this.setClock(now() + took);
   }
 
   /**

@@ -171,10 +171,8 @@ function xenConfig(config: MachineConfig, vm: Vm, bootVcpuFd: number, bootVcpuCr
   const anchor = tscStable ? readTscAnchor(bootVcpuFd) : { tsc: 0n, ns: bootVcpuCreated };
   if (kvmTime) {
     // KVM writes the guest's time records from kvmclock: set to system time, so that they and xenkvm's
-    // own reckoning (timers, runstates, the wallclock) share one time base. Real time is read first and
-    // the set counts from it, so kvmclock starts a hair ahead of system time, never behind.
-    const real = realtimeNs();
-    vm.setClockAt(monotonicNs() - anchor.ns, real);
+    // own reckoning (timers, runstates, the wallclock) share one time base: a hair ahead, never behind.
+    vm.setClockFollowing(() => monotonicNs() - anchor.ns, realtimeNs);
   }
   return {
     version: config.xenVersion ?? DEFAULT_XEN_VERSION,
