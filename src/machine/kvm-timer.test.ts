@@ -47,7 +47,7 @@ function setup(t: { after(fn: () => void): void }) {
     state.setUpcallVector(1, VECTOR);
     ports.set(5, { state: PortState.Virq, vcpu: 1, peer: VIRQ.TIMER, remoteDom: 0 });
   };
-  const singleshot = () => new BigInt64Array(timers.buffer, 8)[1 * 3];
+  const singleshot = () => timers.vcpuTimers(1).singleshot;
   return { memoryMap, state, ports, timers, kvm, timer, deliverable, singleshot };
 }
 

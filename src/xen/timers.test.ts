@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { Worker } from 'node:worker_threads';
 import { TimerState } from './timers.js';
 
 test('the timer loop fires singleshot timers once and periodic ones every period, each on its vCPU', () => {
@@ -77,4 +80,57 @@ test('taking a singleshot timer (for KVM to keep) disarms it and says its deadli
     },
   );
   assert.deepEqual(fired, [1], "only the timer not taken fires");
+});
+
+test('on its own thread, the timer loop fires a deadline moved later while it sleeps at the later one, and one moved earlier at once', async () => {
+  const timers = TimerState.create(2);
+  const loop = new Worker(
+    `const { workerData, parentPort } = require('node:worker_threads');
+     import(workerData.module).then(({ TimerState }) => {
+       const timers = new TimerState(workerData.buffer);
+       parentPort.postMessage('running');
+       timers.run(() => process.hrtime.bigint(), (vcpu) => parentPort.postMessage({ vcpu, at: process.hrtime.bigint() }));
+     });`,
+    { eval: true, workerData: { module: new URL('./timers.js', import.meta.url).href, buffer: timers.buffer } },
+  );
+  await once(loop, 'message');
+  const fired: { vcpu: number; at: bigint }[] = [];
+  loop.on('message', (m: { vcpu: number; at: bigint }) => fired.push(m));
+  const ms = 1_000_000n;
+  const start = process.hrtime.bigint();
+  timers.setSingleshot(0, start + 300n * ms);
+  await delay(20);
+  // The thread sleeps toward vCPU 0's deadline: this one is later and does not wake it, and must still fire.
+  timers.setSingleshot(0, start + 400n * ms);
+  timers.setSingleshot(1, start + 1_000n * ms);
+  await delay(20);
+  // Earlier than what the thread sleeps toward: it wakes for it.
+  timers.setSingleshot(1, start + 100n * ms);
+  await delay(500);
+  timers.stop();
+  await once(loop, 'exit');
+  assert.deepEqual(fired.map((f) => f.vcpu), [1, 0], 'each fired once, vCPU 1 first');
+  assert.ok(fired[0].at >= start + 100n * ms && fired[0].at < start + 190n * ms, `vCPU 1 fired ${(fired[0].at - start) / ms} ms in, not at 100`);
+  assert.ok(fired[1].at >= start + 400n * ms, `vCPU 0 fired ${(fired[1].at - start) / ms} ms in, before its deadline`);
+});
+
+test('a deadline stored while the timer loop looks, after it read that vCPU, wakes it: the loop does not sleep past it', () => {
+  const timers = TimerState.create(2);
+  let now = 1_000n;
+  const fired: number[] = [];
+  timers.setSingleshot(1, 500n); // past: fires during the first look
+  // Left armed, so the loop would sleep about 10 s (real time) if it missed the deadline below.
+  timers.setPeriodic(1, 10_000_000_000n, now);
+  const start = Date.now();
+  timers.run(
+    () => (now += 700n),
+    (vcpu) => {
+      fired.push(vcpu);
+      // vCPU 0's slot was read before vCPU 1 fired: as if its thread stored this deadline just then.
+      if (vcpu === 1) timers.setSingleshot(0, now + 1_000n);
+      else timers.stop();
+    },
+  );
+  assert.deepEqual(fired, [1, 0]);
+  assert.ok(Date.now() - start < 5_000, `the loop slept ${Date.now() - start} ms before the deadline it had not read`);
 });

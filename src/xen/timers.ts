@@ -3,24 +3,31 @@
 // raising VIRQ_TIMER on its vCPU when it expires. The deadlines live in a
 // SharedArrayBuffer the vCPU threads write; one timer thread sleeps until the
 // earliest (Atomics.wait, finer than Node's millisecond timers) and fires.
+// A change wakes the timer thread only when it moves a deadline before the one
+// the thread sleeps toward: Linux re-arms its timer several times per tick,
+// mostly later, and each wake-up costs a switch to that thread.
 
 const WORDS = 3; // singleshot deadline (0: none), period (0: none), next periodic expiry
 const GENERATION = 0;
 const STOP = 1;
+/** The timer thread's wake-up deadline while it sleeps; NEVER while it looks, so that every change wakes it. */
+const NEVER = (1n << 63n) - 1n;
 /** SCHEDOP_watchdog: the domain's watchdog timers, after the vCPUs' words (deadline, 0: not in use). */
 export const WATCHDOGS = 2;
 
 export class TimerState {
   private readonly header: Int32Array;
+  private readonly wakeAt: BigInt64Array;
   private readonly timers: BigInt64Array;
 
   constructor(readonly buffer: SharedArrayBuffer) {
     this.header = new Int32Array(buffer, 0, 2);
-    this.timers = new BigInt64Array(buffer, 8);
+    this.wakeAt = new BigInt64Array(buffer, 8, 1);
+    this.timers = new BigInt64Array(buffer, 16);
   }
 
   static create(vcpus: number): TimerState {
-    return new TimerState(new SharedArrayBuffer(8 + (vcpus * WORDS + WATCHDOGS) * 8));
+    return new TimerState(new SharedArrayBuffer(16 + (vcpus * WORDS + WATCHDOGS) * 8));
   }
 
   get vcpuCount(): number {
@@ -35,7 +42,7 @@ export class TimerState {
   claimWatchdog(deadline: bigint): number | undefined {
     for (let id = 0; id < WATCHDOGS; id++) {
       if (Atomics.compareExchange(this.timers, this.watchdogIndex(id), 0n, deadline) === 0n) {
-        this.changed();
+        this.armed(deadline);
         return id;
       }
     }
@@ -49,7 +56,7 @@ export class TimerState {
   /** Re-arms a watchdog in use, or frees it (deadline undefined). */
   setWatchdog(id: number, deadline: bigint | undefined): void {
     Atomics.store(this.timers, this.watchdogIndex(id), deadline ?? 0n);
-    this.changed();
+    if (deadline !== undefined) this.armed(deadline);
   }
 
   private changed(): void {
@@ -57,9 +64,23 @@ export class TimerState {
     Atomics.notify(this.header, GENERATION);
   }
 
+  /**
+   * After a deadline is stored: wakes the timer thread if it sleeps toward a later one. A timer
+   * disarmed or moved later needs no wake-up: the thread finds it so when it wakes, and looks again.
+   */
+  private armed(deadline: bigint): void {
+    if (deadline < Atomics.load(this.wakeAt, 0)) this.changed();
+  }
+
+  /** What is armed on `vcpu`: the singleshot deadline and the period (0n: none), and the next periodic expiry. */
+  vcpuTimers(vcpu: number): { singleshot: bigint; period: bigint; next: bigint } {
+    const at = vcpu * WORDS;
+    return { singleshot: Atomics.load(this.timers, at), period: Atomics.load(this.timers, at + 1), next: Atomics.load(this.timers, at + 2) };
+  }
+
   setSingleshot(vcpu: number, deadline: bigint): void {
     Atomics.store(this.timers, vcpu * WORDS, deadline);
-    this.changed();
+    if (deadline !== 0n) this.armed(deadline);
   }
 
   stopSingleshot(vcpu: number): void {
@@ -69,20 +90,17 @@ export class TimerState {
   /** Disarms the singleshot timer and says what it was armed for, unless it fired first (undefined: not armed). */
   takeSingleshot(vcpu: number): bigint | undefined {
     const deadline = Atomics.exchange(this.timers, vcpu * WORDS, 0n);
-    if (deadline === 0n) return undefined;
-    this.changed();
-    return deadline;
+    return deadline === 0n ? undefined : deadline;
   }
 
   setPeriodic(vcpu: number, period: bigint, now: bigint): void {
     Atomics.store(this.timers, vcpu * WORDS + 2, now + period);
     Atomics.store(this.timers, vcpu * WORDS + 1, period);
-    this.changed();
+    this.armed(now + period);
   }
 
   stopPeriodic(vcpu: number): void {
     Atomics.store(this.timers, vcpu * WORDS + 1, 0n);
-    this.changed();
   }
 
   stop(): void {
@@ -96,6 +114,9 @@ export class TimerState {
    */
   run(now: () => bigint, fire: (vcpu: number) => void, expired: (watchdog: number) => void = () => {}): void {
     while (Atomics.load(this.header, STOP) === 0) {
+      // NEVER before the deadlines are read, the wake-up deadline after: a deadline stored
+      // meanwhile either was seen or finds NEVER or that wake-up deadline (armed()).
+      Atomics.store(this.wakeAt, 0, NEVER);
       const generation = Atomics.load(this.header, GENERATION);
       const t = now();
       let earliest: bigint | undefined;
@@ -123,6 +144,7 @@ export class TimerState {
       }
       // Sleep right up to the deadline: a thread spinning on the clock instead competes with the
       // vCPU threads for the cores and, preempted, fires a whole scheduler slice late.
+      Atomics.store(this.wakeAt, 0, earliest ?? NEVER);
       const waitMs = earliest === undefined ? Infinity : Number(earliest - now()) / 1e6;
       if (waitMs > 0) Atomics.wait(this.header, GENERATION, generation, waitMs);
     }

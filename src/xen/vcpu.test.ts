@@ -505,8 +505,8 @@ test('unknown vcpu_op sub-ops are -ENOSYS', (t) => {
 
 // ---- timers -------------------------------------------------------------------
 
-/** The singleshot deadline armed for `vcpu` (TimerState's first word of each vCPU; 0: none). */
-const armed = (timers: TimerState, vcpu: number) => new BigInt64Array(timers.buffer, 8)[vcpu * 3];
+/** The singleshot deadline armed for `vcpu` (0: none). */
+const armed = (timers: TimerState, vcpu: number) => timers.vcpuTimers(vcpu).singleshot;
 
 for (const abi of ABIS) {
   test(`set_singleshot_timer (${abi}): VCPU_SSHOTTMR_future judges the deadline by the guest's own clock, which may run ahead of the host's`, (t) => {
@@ -539,8 +539,8 @@ for (const abi of ABIS) {
 
 /** The periodic timer of `vcpu`: its period (0: none) and next deadline. */
 const periodic = (timers: TimerState, vcpu: number) => {
-  const words = new BigInt64Array(timers.buffer, 8);
-  return { period: words[vcpu * 3 + 1], next: words[vcpu * 3 + 2] };
+  const { period, next } = timers.vcpuTimers(vcpu);
+  return { period, next };
 };
 
 for (const abi of ABIS) {
