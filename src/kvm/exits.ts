@@ -108,15 +108,19 @@ export function decodeExit(run: DataView): KvmExit {
         data: run.getBigUint64(kvmRun.msr.data, true),
         reason: run.getUint32(kvmRun.msr.reason, true),
       };
-    case exitReasons.XEN:
+    case exitReasons.XEN: {
       if (run.getUint32(kvmRun.xen.type, true) !== KVM_EXIT_XEN_HCALL) break;
+      // Every hypercall Linux makes comes this way: the six words are read one by one, as Array.from
+      // with a mapping function cost more than the rest of a null hypercall's exit (nested VM).
+      const param = (i: number) => run.getBigUint64(kvmRun.xen.params + 8 * i, true);
       return {
         kind: 'xen-hcall',
         longMode: run.getUint32(kvmRun.xen.longmode, true) !== 0,
         cpl: run.getUint32(kvmRun.xen.cpl, true),
         input: run.getBigUint64(kvmRun.xen.input, true),
-        params: Array.from({ length: 6 }, (_, i) => run.getBigUint64(kvmRun.xen.params + 8 * i, true)),
+        params: [param(0), param(1), param(2), param(3), param(4), param(5)],
       };
+    }
   }
   return { kind: 'unknown', reason, name: exitReasonNames[reason] ?? `exit reason ${reason}`, hardwareReason: run.getBigUint64(kvmRun.hw.hardware_exit_reason, true) };
 }

@@ -161,7 +161,7 @@ export class XenAccelerator {
   /** A hypercall KVM intercepted (VMCALL/VMMCALL): KVM read the number and arguments; the result is for KVM to put in RAX. */
   xenHypercall(regs: ExitRegisters, call: { longMode: boolean; cpl: number; input: bigint; params: readonly bigint[] }): bigint {
     const abi: Abi = call.longMode ? 'native' : 'compat';
-    return this.serve(regs, abi, call.cpl, call.input, call.params.map((p) => (abi === 'native' ? p : BigInt.asUintN(32, p))));
+    return this.serve(regs, abi, call.cpl, call.input, abi === 'native' ? call.params : call.params.map((p) => BigInt.asUintN(32, p)));
   }
 
   /** The hypercalls that reached this thread, by name (numbers Xen has no hypercall for as `other`). */
@@ -173,7 +173,7 @@ export class XenAccelerator {
     return out;
   }
 
-  private serve(regs: ExitRegisters, abi: Abi, cpl: number, input: bigint, args: bigint[]): bigint {
+  private serve(regs: ExitRegisters, abi: Abi, cpl: number, input: bigint, args: readonly bigint[]): bigint {
     const nr = Number(input & 0xffffffffn);
     this.callCounts[Math.min(nr, KNOWN_HYPERCALLS)]++;
     // As Xen recalibrates, once a second: whether the TSCs are still in step is asked again, and this
