@@ -475,3 +475,31 @@ bool xen_read_runstate_area(const volatile void *p, struct vcpu_runstate_info *o
 	}
 	return false;
 }
+
+bool xen_cpu_is_amd(void)
+{
+	uint32_t a, b, c, d;
+	cpuid(0, 0, &a, &b, &c, &d);
+	/* "AuthenticAMD" / "HygonGenuine": EBX "Auth" / "Hygo". */
+	return b == 0x68747541 || b == 0x6f677948;
+}
+
+long xen_direct_hypercall2(unsigned int nr, unsigned long a1, unsigned long a2)
+{
+	static int amd = -1;
+	long ret;
+	if (amd < 0)
+		amd = xen_cpu_is_amd();
+#ifdef __x86_64__
+	if (amd)
+		__asm__ volatile("vmmcall" : "=a"(ret), "+D"(a1), "+S"(a2) : "0"((unsigned long)nr) : "memory", "rdx", "r10", "r8");
+	else
+		__asm__ volatile("vmcall" : "=a"(ret), "+D"(a1), "+S"(a2) : "0"((unsigned long)nr) : "memory", "rdx", "r10", "r8");
+#else
+	if (amd)
+		__asm__ volatile("vmmcall" : "=a"(ret), "+b"(a1), "+c"(a2) : "0"((unsigned long)nr) : "memory", "edx", "esi", "edi");
+	else
+		__asm__ volatile("vmcall" : "=a"(ret), "+b"(a1), "+c"(a2) : "0"((unsigned long)nr) : "memory", "edx", "esi", "edi");
+#endif
+	return ret;
+}

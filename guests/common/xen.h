@@ -57,6 +57,13 @@ bool xen_hypercall_page_filled(void);
 bool xen_setup(void);
 void xen_require(void);
 
+/* Whether the CPU is AMD's or Hygon's, whose hypercall instruction is VMMCALL (VMCALL elsewhere). */
+bool xen_cpu_is_amd(void);
+/* A hypercall made as Linux makes it since its XSA-466 fixes: the vendor's
+ * own instruction, issued directly, no page. Only a KVM with Xen support
+ * hands it to the VMM; elsewhere KVM answers it itself. */
+long xen_direct_hypercall2(unsigned int nr, unsigned long a1, unsigned long a2);
+
 static inline long xen_hypercall(unsigned int nr, unsigned long a1, unsigned long a2, unsigned long a3,
 				 unsigned long a4, unsigned long a5)
 {

@@ -18,23 +18,11 @@ static uint8_t shinfo_page[4096] __attribute__((aligned(4096)));
 static volatile struct shared_info *sh;
 static bool amd;
 
-/* The vendor's own instruction, as Linux picks it: VMMCALL on AMD and Hygon, VMCALL elsewhere. */
-static long direct2(unsigned int nr, unsigned long a1, unsigned long a2)
-{
-	long ret;
-	if (amd)
-		__asm__ volatile("vmmcall" : "=a"(ret), "+D"(a1), "+S"(a2) : "0"((unsigned long)nr) : "memory", "rdx", "r10", "r8");
-	else
-		__asm__ volatile("vmcall" : "=a"(ret), "+D"(a1), "+S"(a2) : "0"((unsigned long)nr) : "memory", "rdx", "r10", "r8");
-	return ret;
-}
+#define direct2 xen_direct_hypercall2
 
 static void vendor_case(void)
 {
-	uint32_t a, b, c, d;
-	cpuid(0, 0, &a, &b, &c, &d);
-	/* "AuthenticAMD" / "HygonGenuine": EBX "Auth" / "Hygo". */
-	amd = b == 0x68747541 || b == 0x6f677948;
+	amd = xen_cpu_is_amd();
 	kit_printf("KIT-XEN vendor=%s\n", amd ? "amd" : "intel");
 }
 

@@ -31,6 +31,9 @@ const structs: [string, { size: number; offsets: Record<string, number> }][] = [
   ['kvm_xen_hvm_config', abi.kvmXenHvmConfig],
   ['kvm_xen_hvm_attr', abi.kvmXenHvmAttr],
   ['kvm_xen_vcpu_attr', abi.kvmXenVcpuAttr],
+  ['kvm_irq_routing_xen_evtchn', abi.kvmIrqRoutingXenEvtchn],
+  // Another view of the same struct, its union read as the evtchn member: `struct#view`.
+  ['kvm_xen_hvm_attr#evtchn', abi.kvmXenHvmAttrEvtchn],
   ['kvm_irqfd', abi.kvmIrqfd],
   ['kvm_stats_header', abi.kvmStatsHeader],
   ['kvm_stats_desc', abi.kvmStatsDesc],
@@ -40,6 +43,10 @@ const structs: [string, { size: number; offsets: Record<string, number> }][] = [
 const cField: Record<string, Record<string, string>> = {
   kvm_xen_hvm_attr: { value: 'u.shared_info.gfn', rest: 'u.pad[1]' },
   kvm_xen_vcpu_attr: { value: 'u.gpa', value2: 'u.timer.expires_ns', rest: 'u.pad[2]' },
+  'kvm_xen_hvm_attr#evtchn': {
+    send_port: 'u.evtchn.send_port', evtchn_type: 'u.evtchn.type', flags: 'u.evtchn.flags', deliver_port: 'u.evtchn.deliver.port.port',
+    deliver_vcpu: 'u.evtchn.deliver.port.vcpu', deliver_priority: 'u.evtchn.deliver.port.priority', rest: 'u.pad[3]',
+  },
   kvm_vcpu_events: {
     exception_injected: 'exception.injected', exception_nr: 'exception.nr', exception_has_error_code: 'exception.has_error_code',
     exception_pending: 'exception.pending', exception_error_code: 'exception.error_code', interrupt_injected: 'interrupt.injected',
@@ -72,15 +79,17 @@ function systemValues(): Map<string, number> {
   // The installed headers may predate the running kernel: values they lack are not checked.
   for (const name of Object.keys(abi.exitReasons)) lines.push(`#ifdef KVM_EXIT_${name}\nP("exit.${name}", KVM_EXIT_${name});\n#endif`);
   for (const [name, t] of [...structs, ['kvm_vcpu_events', abi.kvmVcpuEvents] as const]) {
-    lines.push(`P("size.${name}", sizeof(struct ${name}));`);
+    const cName = name.split('#')[0];
+    lines.push(`P("size.${name}", sizeof(struct ${cName}));`);
     for (const f of Object.keys(t.offsets)) {
-      lines.push(`P("off.${name}.${f}", offsetof(struct ${name}, ${cField[name]?.[f] ?? f}));`);
+      lines.push(`P("off.${name}.${f}", offsetof(struct ${cName}, ${cField[name]?.[f] ?? f}));`);
     }
   }
   lines.push('P("size.kvm_run", sizeof(struct kvm_run));');
   for (const [f] of kvmRunOffsets()) lines.push(`P("run.${f}", offsetof(struct kvm_run, ${cRunField[f] ?? f}));`);
   for (const name of Object.keys(abi.xenHvmConfig)) lines.push(`P("KVM_XEN_HVM_CONFIG_${name}", KVM_XEN_HVM_CONFIG_${name});`);
   for (const name of Object.keys(abi.irqfdFlags)) lines.push(`P("KVM_IRQFD_FLAG_${name}", KVM_IRQFD_FLAG_${name});`);
+  for (const name of Object.keys(abi.xenEvtchnFlags)) lines.push(`P("KVM_XEN_EVTCHN_${name}", KVM_XEN_EVTCHN_${name});`);
   for (const name of Object.keys(abi.xenHvmAttrTypes)) lines.push(`P("KVM_XEN_ATTR_TYPE_${name}", KVM_XEN_ATTR_TYPE_${name});`);
   for (const name of Object.keys(abi.xenVcpuAttrTypes)) lines.push(`P("KVM_XEN_VCPU_ATTR_TYPE_${name}", KVM_XEN_VCPU_ATTR_TYPE_${name});`);
   lines.push('P("KVM_EXIT_XEN_HCALL", KVM_EXIT_XEN_HCALL);');
@@ -119,6 +128,7 @@ test('KVM ABI values match <linux/kvm.h>', () => {
   assert.equal(abi.kvmRun.sync_regs, c.get('run.sync_regs'));
   for (const [name, v] of Object.entries(abi.xenHvmConfig)) assert.equal(v, c.get(`KVM_XEN_HVM_CONFIG_${name}`), `KVM_XEN_HVM_CONFIG_${name}`);
   for (const [name, v] of Object.entries(abi.irqfdFlags)) assert.equal(v, c.get(`KVM_IRQFD_FLAG_${name}`), `KVM_IRQFD_FLAG_${name}`);
+  for (const [name, v] of Object.entries(abi.xenEvtchnFlags)) assert.equal(v, c.get(`KVM_XEN_EVTCHN_${name}`), `KVM_XEN_EVTCHN_${name}`);
   for (const [name, v] of Object.entries(abi.xenHvmAttrTypes)) assert.equal(v, c.get(`KVM_XEN_ATTR_TYPE_${name}`), `KVM_XEN_ATTR_TYPE_${name}`);
   for (const [name, v] of Object.entries(abi.xenVcpuAttrTypes)) assert.equal(v, c.get(`KVM_XEN_VCPU_ATTR_TYPE_${name}`), `KVM_XEN_VCPU_ATTR_TYPE_${name}`);
   assert.equal(abi.KVM_EXIT_XEN_HCALL, c.get('KVM_EXIT_XEN_HCALL'));

@@ -55,6 +55,7 @@ export const ioctls = {
   KVM_XEN_HVM_SET_ATTR: iow(0xc9, 72),
   KVM_XEN_VCPU_GET_ATTR: iowr(0xca, 72),
   KVM_XEN_VCPU_SET_ATTR: iow(0xcb, 72),
+  KVM_XEN_HVM_EVTCHN_SEND: iow(0xd0, 12),
 } as const;
 
 export const caps = {
@@ -263,6 +264,21 @@ export const irqfdFlags = { DEASSIGN: 1 << 0, RESAMPLE: 1 << 1 } as const;
 export const kvmXenHvmAttr = struct('kvm_xen_hvm_attr', {
   type: 'u16', pad: { array: 'u16', count: 3 }, value: 'u64', rest: { bytes: 56 },
 });
+
+/**
+ * kvm_xen_hvm_attr of type EVTCHN: a port the guest sends on (EVTCHNOP_send) that KVM serves itself,
+ * raising `deliver_port` (an IPI's own port, or the local end of a loopback interdomain channel) on
+ * `deliver_vcpu`; `evtchn_type` is Xen's EVTCHNSTAT_ipi or EVTCHNSTAT_interdomain.
+ */
+export const kvmXenHvmAttrEvtchn = struct('kvm_xen_hvm_attr', {
+  type: 'u16', pad: { array: 'u16', count: 3 }, send_port: 'u32', evtchn_type: 'u32', flags: 'u32',
+  deliver_port: 'u32', deliver_vcpu: 'u32', deliver_priority: 'u32', rest: { bytes: 40 },
+});
+/** kvm_xen_hvm_attr.u.evtchn.flags: none assigns a port; DEASSIGN forgets one, UPDATE retargets one, RESET forgets them all. */
+export const xenEvtchnFlags = { DEASSIGN: 1 << 0, UPDATE: 1 << 1, RESET: 1 << 2 } as const;
+
+/** KVM_XEN_HVM_EVTCHN_SEND's argument: an event KVM raises as the guest's own send would (2-level priority only). */
+export const kvmIrqRoutingXenEvtchn = struct('kvm_irq_routing_xen_evtchn', { port: 'u32', vcpu: 'u32', priority: 'u32' });
 
 /**
  * kvm_xen_vcpu_attr with its union read as little-endian u64s: `value` holds gpa, vector, or the

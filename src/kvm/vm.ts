@@ -1,9 +1,9 @@
 // A KVM VM file descriptor.
 import {
-  caps, ioctls, KVM_IRQ_ROUTING_IRQCHIP, kvmClockData, kvmXenHvmAttr, kvmXenHvmConfig, kvmClockFlags, kvmEnableCap, kvmIrqLevel, kvmIrqRouting, kvmIrqRoutingEntry,
-  kvmIrqRoutingIrqchip, kvmIrqfd, irqfdFlags, kvmMsi, kvmMsrFilter, kvmMsrFilterRange, kvmPitConfig, KVM_PIT_SPEAKER_DUMMY, kvmUserspaceMemoryRegion, msrFilter,
+  caps, ioctls, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_XEN_EVTCHN_PRIO_2LEVEL, kvmClockData, kvmIrqRoutingXenEvtchn, kvmXenHvmAttr, kvmXenHvmAttrEvtchn, kvmXenHvmConfig, kvmClockFlags, kvmEnableCap, kvmIrqLevel, kvmIrqRouting, kvmIrqRoutingEntry,
+  kvmIrqRoutingIrqchip, kvmIrqfd, irqfdFlags, kvmMsi, kvmMsrFilter, kvmMsrFilterRange, kvmPitConfig, KVM_PIT_SPEAKER_DUMMY, kvmUserspaceMemoryRegion, msrFilter, xenHvmAttrTypes,
 } from './abi.js';
-import { addressOf, check, libc } from './libc.js';
+import { addressOf, check, libc, SystemCallError } from './libc.js';
 
 export interface MsrFilterRange {
   /** MSR_FILTER_READ and/or MSR_FILTER_WRITE: which accesses this range governs. */
@@ -24,6 +24,9 @@ export class Vm {
   /** KVM_SIGNAL_MSI's argument, kept: events are signalled from a vCPU thread's hot path. */
   private readonly msi = new Uint8Array(kvmMsi.size);
   private readonly msiView = new DataView(this.msi.buffer);
+  /** KVM_XEN_HVM_EVTCHN_SEND's argument, kept for the same reason. */
+  private readonly xenEvent = new Uint8Array(kvmIrqRoutingXenEvtchn.size);
+  private readonly xenEventView = new DataView(this.xenEvent.buffer);
 
   constructor(readonly fd: number) {}
 
@@ -97,6 +100,35 @@ export class Vm {
   /** KVM_XEN_HVM_SET_ATTR: a piece of the VM-wide Xen state KVM keeps (`type` from xenHvmAttrTypes). */
   setXenAttr(type: number, value: bigint): void {
     this.ioctl('KVM_XEN_HVM_SET_ATTR', kvmXenHvmAttr.encode({ type, value }));
+  }
+
+  /**
+   * KVM_XEN_HVM_SET_ATTR of type EVTCHN: KVM serves the guest's EVTCHNOP_send on `sendPort` itself,
+   * raising `deliver.port` on `deliver.vcpu` (2-level), or forgets one port or all (`flags` from xenEvtchnFlags).
+   */
+  setXenEventChannel(flags: number, sendPort = 0, evtchnType = 0, deliver = { port: 0, vcpu: 0 }): void {
+    this.ioctl('KVM_XEN_HVM_SET_ATTR', kvmXenHvmAttrEvtchn.encode({
+      type: xenHvmAttrTypes.EVTCHN, send_port: sendPort, evtchn_type: evtchnType, flags,
+      deliver_port: deliver.port, deliver_vcpu: deliver.vcpu, deliver_priority: KVM_IRQ_ROUTING_XEN_EVTCHN_PRIO_2LEVEL,
+    }));
+  }
+
+  /**
+   * KVM_XEN_HVM_EVTCHN_SEND: KVM raises `port` for `vcpu` in the 2-level bitmaps as a guest's send
+   * would, injecting the vCPU's upcall vector and waking a vCPU polling in KVM for it. False where KVM
+   * refused it (no vcpu_info or shared_info it can reach): the caller delivers it itself.
+   */
+  sendXenEvent(port: number, vcpu: number): boolean {
+    this.xenEventView.setUint32(kvmIrqRoutingXenEvtchn.offsets.port, port, true);
+    this.xenEventView.setUint32(kvmIrqRoutingXenEvtchn.offsets.vcpu, vcpu, true);
+    this.xenEventView.setUint32(kvmIrqRoutingXenEvtchn.offsets.priority, KVM_IRQ_ROUTING_XEN_EVTCHN_PRIO_2LEVEL, true);
+    try {
+      this.ioctl('KVM_XEN_HVM_EVTCHN_SEND', this.xenEvent);
+      return true;
+    } catch (e) {
+      if (e instanceof SystemCallError) return false;
+      throw e;
+    }
   }
 
   /** Maps host memory at a guest-physical range; size 0 deletes the slot. */

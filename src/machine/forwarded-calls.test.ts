@@ -69,3 +69,18 @@ test('a pause that fails still answers the caller, and the queue goes on', async
   assert.equal(failures.length, 1);
   assert.match(failures[0], /vcpu_op for vCPU 0 failed inside xenkvm: vCPU 1 did not pause/);
 });
+
+test('work done with the vCPUs held takes its turn with the calls, and a failure in it stops the VM with its name', async () => {
+  const { calls, events, failures } = host((c) => BigInt(c.nr));
+  const done = [
+    calls.serve(call(HYPERCALL.hvm_op), () => events.push('answered')),
+    calls.whileHeld('handing KVM the event channels', () => {
+      events.push('work');
+      throw new Error('ioctl failed');
+    }),
+    calls.whileHeld('the next', () => events.push('work 2'), () => events.push('after 2')),
+  ];
+  await Promise.all(done);
+  assert.deepEqual(events, ['pause', `dispatch ${HYPERCALL.hvm_op}`, 'resume', 'answered', 'pause', 'work', 'resume', 'pause', 'work 2', 'resume', 'after 2']);
+  assert.deepEqual(failures, ['handing KVM the event channels failed inside xenkvm: ioctl failed']);
+});

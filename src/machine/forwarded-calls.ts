@@ -24,19 +24,29 @@ export class ForwardedCalls {
 
   /** Queues `call`; the promise settles (never rejects) once `reply` has had its answer. */
   serve(call: ForwardedHypercall, reply: (value: bigint) => void): Promise<void> {
+    let value = BigInt(-XEN_ERRNO.EINVAL);
+    return this.whileHeld(`serving ${hypercallName(call.nr)} for vCPU ${call.vcpu}`, () => {
+      value = this.host.dispatch(call);
+    }, () => reply(value));
+  }
+
+  /**
+   * Queues `work`, done with every vCPU held, in turn with the calls; `after` runs once it is done
+   * or failed (`what` names it then, and the VM stops). The promise never rejects.
+   */
+  whileHeld(what: string, work: () => void, after: () => void = () => {}): Promise<void> {
     this.queue = this.queue.then(async () => {
-      let value = BigInt(-XEN_ERRNO.EINVAL);
       try {
         await this.host.pause();
         try {
-          value = this.host.dispatch(call);
+          work();
         } finally {
           this.host.resume();
         }
       } catch (e) {
-        this.host.fail(`serving ${hypercallName(call.nr)} for vCPU ${call.vcpu} failed inside xenkvm: ${(e as Error)?.message ?? String(e)}`);
+        this.host.fail(`${what} failed inside xenkvm: ${(e as Error)?.message ?? String(e)}`);
       } finally {
-        reply(value);
+        after();
       }
     });
     return this.queue;

@@ -10,6 +10,7 @@ test('--kvm-fast-paths takes all, none, or a list of known names', () => {
   assert.deepEqual(parseKvmFastPaths('version, version'), ['version']);
   assert.deepEqual(parseKvmFastPaths('time,version'), ['time', 'version']);
   assert.deepEqual(parseKvmFastPaths('timer'), ['timer', 'time'], 'timer brings time along');
+  assert.deepEqual(parseKvmFastPaths('evtchn'), ['evtchn', 'time'], 'evtchn brings time along');
   assert.equal(parseKvmFastPaths('version,timer-in-userspace'), undefined);
   assert.equal(parseKvmFastPaths(''), undefined);
   assert.equal(parseKvmFastPaths('toString'), undefined);
@@ -26,4 +27,6 @@ test('a fast path is on only where KVM intercepts Xen hypercalls and has what it
   assert.deepEqual(kvmFastPathsOn(['version', 'time', 'timer'], older), { on: ['time'], unavailable: ['version', 'timer'] });
   assert.deepEqual(kvmFastPathsOn(['timer'], full), { on: [], unavailable: ['timer'] }, 'no time records without SHARED_INFO: no timer');
   assert.deepEqual(kvmFastPathsOn(['timer', 'time'], full | xenHvmConfig.SHARED_INFO), { on: ['timer', 'time'], unavailable: [] });
+  assert.deepEqual(kvmFastPathsOn(['evtchn', 'time'], older), { on: ['time'], unavailable: ['evtchn'] }, 'no event channels in KVM before EVTCHN_SEND');
+  assert.deepEqual(kvmFastPathsOn(['evtchn'], full), { on: [], unavailable: ['evtchn'] }, 'no time records without SHARED_INFO: no event channels');
 });

@@ -22,13 +22,21 @@ export const KVM_FAST_PATHS = {
    * KVM injects). Needs `time`, which it brings along.
    */
   timer: xenHvmConfig.EVTCHN_SEND,
+  /**
+   * Event channels delivered by KVM while the guest uses the 2-level ABI, KVM holds shared_info and
+   * every vCPU's upcall is a per-vCPU vector its LAPIC has taken: the guest's EVTCHNOP_send on an IPI
+   * or loopback port and its SCHEDOP_poll are served in the kernel (KVM_XEN_HVM_CONFIG_EVTCHN_SEND,
+   * KVM_XEN_ATTR_TYPE_EVTCHN), and xenkvm's own events go through KVM (KVM_XEN_HVM_EVTCHN_SEND), which
+   * wakes the vCPUs polling for them. Needs `time`, which it brings along.
+   */
+  evtchn: xenHvmConfig.EVTCHN_SEND,
 } as const;
 
 export type KvmFastPath = keyof typeof KVM_FAST_PATHS;
 export const ALL_KVM_FAST_PATHS = Object.keys(KVM_FAST_PATHS) as KvmFastPath[];
 
 /** What a fast path needs KVM to do as well: KVM writes its time into any vcpu_info it holds. */
-const NEEDS: Partial<Record<KvmFastPath, KvmFastPath>> = { timer: 'time' };
+const NEEDS: Partial<Record<KvmFastPath, KvmFastPath>> = { timer: 'time', evtchn: 'time' };
 
 /** `all`, `none`, or a comma-separated list of fast paths (with those they need); undefined when a name is unknown. */
 export function parseKvmFastPaths(value: string): KvmFastPath[] | undefined {

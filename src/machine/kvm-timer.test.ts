@@ -10,6 +10,7 @@ import { SHARED_INFO_PAGE } from '../xen/shared-info.js';
 import { TimerState } from '../xen/timers.js';
 import { KvmSharedInfo } from './kvm-shared-info.js';
 import { KvmTimer } from './kvm-timer.js';
+import { KvmUpcallVector } from './kvm-upcall-vector.js';
 
 const VECTOR = 0xf3;
 const PRIORITY = BigInt(KVM_IRQ_ROUTING_XEN_EVTCHN_PRIO_2LEVEL) << 32n;
@@ -40,7 +41,7 @@ function setup(t: { after(fn: () => void): void }) {
       return { value: PRIORITY | kvm.port, value2: kvm.expires };
     },
   };
-  const timer = new KvmTimer(vcpu, 1, state, ports, timers, memory, () => kvm.holdsVcpuInfo);
+  const timer = new KvmTimer(vcpu, 1, new KvmUpcallVector(vcpu, 1, state), ports, timers, memory, () => kvm.holdsVcpuInfo);
   /** Makes every condition for KVM's delivery hold: shared_info mapped, a vector, VIRQ_TIMER bound on port 5. */
   const deliverable = () => {
     memoryMap.mapOverlay(SHARED_INFO_PAGE, 0x100);

@@ -11,20 +11,20 @@ import { KVM_IRQ_ROUTING_XEN_EVTCHN_PRIO_2LEVEL, xenVcpuAttrTypes } from '../kvm
 import type { Vcpu } from '../kvm/vcpu.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { VIRQ } from '../xen/abi/event-channel.js';
-import type { DomainState } from '../xen/domain-state.js';
 import type { PortTable } from '../xen/evtchn/ports.js';
 import { SHARED_INFO_PAGE } from '../xen/shared-info.js';
 import type { TimerState } from '../xen/timers.js';
+import type { KvmUpcallVector } from './kvm-upcall-vector.js';
 
 export class KvmTimer {
-  /** The VIRQ_TIMER port KVM raises (0: KVM holds no timer) and the upcall vector it injects, as last told. */
+  /** The VIRQ_TIMER port KVM raises (0: KVM holds no timer), as last told. */
   private portTold = 0;
-  private vectorTold = 0;
 
   constructor(
     private readonly vcpu: Pick<Vcpu, 'setXenAttr' | 'getXenAttr'>,
     private readonly id: number,
-    private readonly state: DomainState,
+    /** The upcall vector KVM injects with VIRQ_TIMER. */
+    private readonly vector: KvmUpcallVector,
     private readonly ports: PortTable,
     private readonly timers: TimerState,
     private readonly memory: GuestMemory,
@@ -38,17 +38,13 @@ export class KvmTimer {
 
   /** The VIRQ_TIMER port KVM may raise for this vCPU now, or 0. */
   private deliverablePort(): number {
-    if (this.ports.fifoActive || this.vectorTold === 0 || this.memory.placement.frameOf(SHARED_INFO_PAGE) === undefined || !this.kvmHoldsVcpuInfo()) return 0;
+    if (this.ports.fifoActive || this.vector.told === 0 || this.memory.placement.frameOf(SHARED_INFO_PAGE) === undefined || !this.kvmHoldsVcpuInfo()) return 0;
     return this.ports.virqPort(VIRQ.TIMER, this.id) ?? 0;
   }
 
   /** Before each entry: hands the timer to KVM, back, or to another port, where that changed. */
   sync(): void {
-    const vector = this.state.upcallVector(this.id);
-    if (vector !== this.vectorTold) {
-      this.vcpu.setXenAttr(xenVcpuAttrTypes.UPCALL_VECTOR, BigInt(vector));
-      this.vectorTold = vector;
-    }
+    this.vector.sync();
     this.hand(this.deliverablePort());
   }
 

@@ -29,6 +29,7 @@ import { guestCpuPolicy } from '../xen/vcpu-context.js';
 import { randomUUID } from 'node:crypto';
 import { VmmChannel } from './vmm-channel.js';
 import { ForwardedCalls } from './forwarded-calls.js';
+import { KvmEventChannels } from './kvm-event-channels.js';
 import { KvmSharedInfo } from './kvm-shared-info.js';
 import { SHARED_INFO_PAGE, writeWallclock } from '../xen/shared-info.js';
 import type { Vm } from '../kvm/vm.js';
@@ -226,9 +227,11 @@ export class Machine {
     pause: () => this.pause(),
     resume: () => this.resume(),
     dispatch: (call) => {
+      this.kvmEvents?.suspend();
       const value = this.xen.dispatch(call);
       // Still with every vCPU held: KVM is told where shared_info went before any delivers into it.
       this.kvmSharedInfo?.sync();
+      this.kvmEvents?.sync();
       return value;
     },
     fail: (message) => this.stop('vmm-error', message),
@@ -247,8 +250,10 @@ export class Machine {
     private readonly consoleInput: ConsoleInput,
     private readonly callbackLines: CallbackLines,
     private readonly consoleStream: ConsoleStream,
-    /** Where KVM raises events itself (the `timer` fast path): its view of shared_info. */
+    /** Where KVM raises events itself (the `timer` and `evtchn` fast paths): its view of shared_info. */
     private readonly kvmSharedInfo: KvmSharedInfo | undefined,
+    /** Where KVM may raise the domain's events (the `evtchn` fast path). */
+    private readonly kvmEvents: KvmEventChannels | undefined,
   ) {}
 
   static create(config: MachineConfig): Machine {
@@ -388,6 +393,7 @@ export class Machine {
           vmmChannel: new VmmChannel().buffer,
           callbackLines: callbackLines.buffer,
           kvmTimer: fastPaths.includes('timer'),
+          kvmEvents: fastPaths.includes('evtchn'),
           logLevel: config.logLevel ?? 'warn',
         };
         return { control, init, channel: new VmmChannel(init.vmmChannel) };
@@ -412,8 +418,10 @@ export class Machine {
         controls: controls.map((c) => c.buffer), callbackLines: callbackLines.buffer, vmFd: vm.fd, bootMonotonicNs: xen.bootMonotonicNs, logLevel: config.logLevel ?? 'warn',
       };
       const rewriteWallclock = () => writeWallclock(memory.overlayPage(SHARED_INFO_PAGE), domainState.sharedInfoAbi, xen.bootWallNs);
-      const kvmSharedInfo = fastPaths.includes('timer') ? new KvmSharedInfo(vm, memory, domainState, rewriteWallclock) : undefined;
-      return new Machine(config, resources, vm, memory, memoryMap, vcpus, xenVmm, { state: timers, init: timerInit }, toolstack, consoleInput, callbackLines, consoleStream, kvmSharedInfo);
+      const kvmRaisesEvents = fastPaths.includes('timer') || fastPaths.includes('evtchn');
+      const kvmSharedInfo = kvmRaisesEvents ? new KvmSharedInfo(vm, memory, domainState, rewriteWallclock) : undefined;
+      const kvmEvents = fastPaths.includes('evtchn') ? new KvmEventChannels(vm, HYPERCALL_MSR, xen.domid, domainState, evtchnPorts, memory) : undefined;
+      return new Machine(config, resources, vm, memory, memoryMap, vcpus, xenVmm, { state: timers, init: timerInit }, toolstack, consoleInput, callbackLines, consoleStream, kvmSharedInfo, kvmEvents);
     } catch (e) {
       resources.dispose();
       throw e;
@@ -478,6 +486,7 @@ export class Machine {
       worker.on('message', (m: VcpuMessage) => {
         if (m.type === 'hypercall') void this.forwardedCalls.serve(m.call, (value) => channel.reply(value));
         else if (m.type === 'rekick') rekick.request(m.afterMs);
+        else if (m.type === 'kvm-events') void this.forwardedCalls.whileHeld('handing KVM the event channels', () => this.kvmEvents?.sync());
         else this.stop(m.reason, m.message);
       });
       worker.on('error', (e) => this.stop('vmm-error', `vCPU ${init.id} thread failed: ${e.message}`));

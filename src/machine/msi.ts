@@ -19,5 +19,6 @@ export function upcallHost(vm: Vm, controls: readonly { kick(): void; wake(): vo
     wake: (vcpu) => controls[vcpu].wake(),
     raiseGsi: (gsi) => lines.raise(gsi),
     intxGsi: pciIntxGsi,
+    kvmSend: (port, vcpu) => vm.sendXenEvent(port, vcpu),
   };
 }

@@ -26,6 +26,7 @@ import { VmmChannel } from './vmm-channel.js';
 import { CallbackLineRaiser } from './callback-lines.js';
 import { KvmTimeRecords } from './kvm-time-records.js';
 import { KvmTimer } from './kvm-timer.js';
+import { KvmUpcallVector } from './kvm-upcall-vector.js';
 import { upcallHost } from './msi.js';
 import { PortTable } from '../xen/evtchn/ports.js';
 import { callbackVector } from '../xen/evtchn/upcall.js';
@@ -66,6 +67,8 @@ export interface VcpuThreadInit {
   callbackLines: SharedArrayBuffer;
   /** Whether KVM keeps the vCPU's singleshot timer where it can deliver its event (the `timer` fast path). */
   kvmTimer: boolean;
+  /** Whether KVM may raise the domain's events (the `evtchn` fast path). */
+  kvmEvents: boolean;
   logLevel: LogLevel;
 }
 
@@ -73,7 +76,9 @@ export type VcpuMessage =
   | { type: 'stop'; reason: StopReason; message: string }
   | { type: 'hypercall'; call: ForwardedHypercall }
   /** Kick me again soon: I owe the guest an interrupt it cannot take yet. */
-  | { type: 'rekick'; afterMs: number };
+  | { type: 'rekick'; afterMs: number }
+  /** KVM could now raise this vCPU's events: look again whether it may raise the domain's. */
+  | { type: 'kvm-events' };
 
 const EFER_LMA = 1n << 10n;
 const RFLAGS_IF = 1n << 9n;
@@ -155,7 +160,10 @@ function main(init: VcpuThreadInit): void {
     const kvmTime = init.xen.kvmTime ? new KvmTimeRecords(vcpu, init.id, domain, memory) : undefined;
     const ports = new PortTable(init.ports);
     const timers = new TimerState(init.timers);
-    const kvmTimer = init.kvmTimer && kvmTime ? new KvmTimer(vcpu, init.id, domain, ports, timers, memory, () => kvmTime.holdsVcpuInfo) : undefined;
+    const kvmVector = (init.kvmTimer || init.kvmEvents) && kvmTime ? new KvmUpcallVector(vcpu, init.id, domain) : undefined;
+    const kvmTimer = init.kvmTimer && kvmTime && kvmVector ? new KvmTimer(vcpu, init.id, kvmVector, ports, timers, memory, () => kvmTime.holdsVcpuInfo) : undefined;
+    /** Whether this vCPU last said KVM could raise its events (the `evtchn` fast path). */
+    let kvmEventsReady = false;
     const shutdown = (kind: ShutdownKind, message: string) =>
       platform.requestStop(kind === 'reboot' ? 'reset' : kind === 'suspend' ? 'suspended' : kind, message);
     const xen = new XenAccelerator(init.id, memory, init.xen, domain, ports, upcall, shutdown, timers, {
@@ -194,7 +202,7 @@ function main(init: VcpuThreadInit): void {
       if (!xen.events.upcallPending(init.id)) return;
       const upcallVector = domain.upcallVector(init.id);
       if (upcallVector !== 0) {
-        if (upcall.signalMsi(init.id, upcallVector)) return;
+        if (upcall.signalMsi(init.id, upcallVector)) return void domain.noteUpcallTaken(init.id, upcallVector);
         // The LAPIC is software-disabled, and enabling it gives no exit: try again shortly.
         domain.setUpcallOwed(init.id, true);
         return requestRekick(LAPIC_RETRY_MS);
@@ -253,7 +261,12 @@ function main(init: VcpuThreadInit): void {
       }
       if (domain.upcallOwed(init.id)) deliverOwedUpcall();
       kvmTime?.sync();
+      kvmVector?.sync();
       kvmTimer?.sync();
+      if (init.kvmEvents && kvmVector && kvmVector.ready !== kvmEventsReady) {
+        kvmEventsReady = kvmVector.ready;
+        if (kvmEventsReady) post({ type: 'kvm-events' });
+      }
       control.running();
       const reason = vcpu.enter();
       kicked = reason === INTERRUPTED;

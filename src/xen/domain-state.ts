@@ -7,9 +7,9 @@
 import { HVM_NR_PARAMS } from './abi/hvm.js';
 import type { Abi } from './abi/layout.js';
 
-const HEADER_WORDS = 8; // shinfo ABI, vm_assist bits, vCPU count, shutdown code + 1 (0: none), vCPUs polling, asserted callback GSI (0: none), ports turned pending; one unused, so that the 64-bit words after are 8-aligned
+const HEADER_WORDS = 8; // shinfo ABI, vm_assist bits, vCPU count, shutdown code + 1 (0: none), vCPUs polling, asserted callback GSI (0: none), ports turned pending, KVM delivers events
 const RUNSTATE_WORDS = 7; // sequence, state, state_entry_time, time[4]
-const POWER_WORDS = 5; // up, initialised, start pending, context ABI, HVM callback vector pending
+const POWER_WORDS = 8; // up, initialised, start pending, context ABI, HVM callback vector pending, upcall vector KVM was told, upcall vector the LAPIC took, KVM raises its events
 /** Room for a vcpu_hvm_context in either ABI. */
 export const CONTEXT_BYTES = 128;
 const AREA_WORDS = 6; // sequence (odd while written), layout (-1 none, 0 native, 1 compat), then up to two guest-physical pieces (address, length)
@@ -138,8 +138,55 @@ export class DomainState {
   upcallVector(vcpu: number): number {
     return Atomics.load(this.upcallVectors, vcpu);
   }
+  /** A vector set anew (the same one again included) has not been taken yet: the guest may have reset its LAPIC. */
   setUpcallVector(vcpu: number, vector: number): void {
     Atomics.store(this.upcallVectors, vcpu, vector);
+    this.forgetUpcallTaken(vcpu);
+  }
+
+  /** The vCPU's upcall vector as its thread last told KVM (0: none), for KVM to inject with the events it raises. */
+  kvmUpcallVector(vcpu: number): number {
+    return Atomics.load(this.power, vcpu * POWER_WORDS + 5);
+  }
+  setKvmUpcallVector(vcpu: number, vector: number): void {
+    Atomics.store(this.power, vcpu * POWER_WORDS + 5, vector);
+  }
+
+  /**
+   * The upcall vector the vCPU's LAPIC last took (0: none since it was set): KVM drops a vector at a
+   * software-disabled LAPIC, where Xen's holds it, so KVM raises events only for LAPICs known to take them.
+   */
+  upcallTaken(vcpu: number): number {
+    return Atomics.load(this.power, vcpu * POWER_WORDS + 6);
+  }
+  /** True where that is news. */
+  noteUpcallTaken(vcpu: number, vector: number): boolean {
+    if (Atomics.load(this.power, vcpu * POWER_WORDS + 6) === vector) return false;
+    Atomics.store(this.power, vcpu * POWER_WORDS + 6, vector);
+    return true;
+  }
+  /** The guest may have reset its LAPIC (a soft reset): its vector counts as taken only once taken again. */
+  forgetUpcallTaken(vcpu: number): void {
+    Atomics.store(this.power, vcpu * POWER_WORDS + 6, 0);
+  }
+
+  /** While kvmDeliversEvents: whether KVM raises this vCPU's events (its LAPIC is known to take its vector). */
+  kvmRaisesEventsFor(vcpu: number): boolean {
+    return Atomics.load(this.power, vcpu * POWER_WORDS + 7) === 1;
+  }
+  setKvmRaisesEventsFor(vcpu: number, on: boolean): void {
+    Atomics.store(this.power, vcpu * POWER_WORDS + 7, on ? 1 : 0);
+  }
+
+  /**
+   * Whether KVM raises the domain's 2-level events (the `evtchn` fast path): every thread then hands KVM
+   * its own for the vCPUs KVM raises them for, and wakes the vCPUs polling in KVM for the others.
+   */
+  get kvmDeliversEvents(): boolean {
+    return Atomics.load(this.header, 7) === 1;
+  }
+  set kvmDeliversEvents(on: boolean) {
+    Atomics.store(this.header, 7, on ? 1 : 0);
   }
 
   /** Where vCPU `vcpu`'s vcpu_info is, when registered outside shared_info. */

@@ -32,6 +32,8 @@ export function softReset(d: SoftResetDomain): void {
     d.state.setVcpuInfoAddress(vcpu, undefined);
     d.state.setArea(vcpu, AreaKind.Runstate, undefined);
     d.state.setArea(vcpu, AreaKind.Time, undefined);
+    // Not Xen's state but KVM's: the next kernel (kexec) resets its LAPICs, so KVM raises no event until each takes its vector again.
+    d.state.forgetUpcallTaken(vcpu);
   }
   const gfn = d.memoryMap.overlayFrame(SHARED_INFO_PAGE);
   if (gfn !== undefined) {

@@ -8,16 +8,26 @@ import { Fifo } from './fifo.js';
 import type { PortTable } from './ports.js';
 import { TwoLevel, type UpcallSink } from './two-level.js';
 
+/** KVM's side of delivery while it raises the domain's events. */
+export interface KvmEvents {
+  /** Has KVM raise a 2-level event; false where KVM refused it. */
+  send(port: number, vcpu: number): boolean;
+  /** Brings every vCPU out of KVM_RUN, ending any poll KVM serves: a port turned pending without KVM. */
+  kickPollers(): void;
+}
+
 export class EventDelivery {
   readonly twoLevel: TwoLevel;
   readonly fifo: Fifo;
 
   constructor(
     memory: GuestMemory,
-    state: DomainState,
+    private readonly state: DomainState,
     readonly ports: PortTable,
     upcall: UpcallSink,
-    wakePollers: () => void = () => {},
+    private readonly wakePollers: () => void = () => {},
+    /** While KVM raises the domain's events (the `evtchn` fast path): what hands it one, and what wakes its pollers. */
+    private readonly kvm: KvmEvents = { send: () => false, kickPollers: () => {} },
   ) {
     this.twoLevel = new TwoLevel(memory, state, upcall, wakePollers);
     this.fifo = new Fifo(memory, ports, (vcpu) => this.twoLevel.markEventsPending(vcpu), wakePollers);
@@ -29,7 +39,13 @@ export class EventDelivery {
 
   /** Raises the port's event for `vcpu`. */
   setPending(port: number, vcpu: number): void {
-    this.ports.locked(() => this.abi.setPending(port, vcpu));
+    this.ports.locked(() => {
+      if (this.ports.fifoActive || !this.state.kvmDeliversEvents) return this.abi.setPending(port, vcpu);
+      if (this.state.kvmRaisesEventsFor(vcpu) && this.kvm.send(port, vcpu)) return this.wakePollers();
+      // xenkvm raises it: a vCPU polling in KVM, which wakes only for KVM's own events, must look again.
+      this.abi.setPending(port, vcpu);
+      this.kvm.kickPollers();
+    });
   }
 
   clearPending(port: number): void {

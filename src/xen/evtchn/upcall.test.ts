@@ -2,10 +2,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { HVM_PARAM } from '../abi/hvm.js';
+import { GuestMemory } from '../../memory/guest-memory.js';
+import { sharedInfoLayout } from '../abi/shared-info.js';
 import { DomainState } from '../domain-state.js';
-import { callbackGsi, makeUpcall, type UpcallHost } from './upcall.js';
+import { SHARED_INFO_PAGE } from '../shared-info.js';
+import { PortTable } from './ports.js';
+import { callbackGsi, makeEventDelivery, makeUpcall, type UpcallHost } from './upcall.js';
 
-function recordingHost(lapicTakes: boolean): { host: UpcallHost; calls: string[] } {
+function recordingHost(lapicTakes: boolean, kvmTakes = true): { host: UpcallHost; calls: string[] } {
   const calls: string[] = [];
   const host: UpcallHost = {
     signalMsi: (apicId, vector) => {
@@ -16,6 +20,10 @@ function recordingHost(lapicTakes: boolean): { host: UpcallHost; calls: string[]
     wake: (vcpu) => void calls.push(`wake ${vcpu}`),
     raiseGsi: (gsi) => void calls.push(`raise ${gsi}`),
     intxGsi: (slot, pin) => 16 + ((slot + pin) & 7),
+    kvmSend: (port, vcpu) => {
+      calls.push(`kvm-send ${port} ${vcpu}`);
+      return kvmTakes;
+    },
   };
   return { host, calls };
 }
@@ -23,6 +31,7 @@ function recordingHost(lapicTakes: boolean): { host: UpcallHost; calls: string[]
 test('a per-vCPU upcall vector the LAPIC takes is one MSI, nothing owed', () => {
   const state = DomainState.create(2);
   state.setUpcallVector(1, 0xe0);
+  state.noteUpcallTaken(1, 0xe0);
   const { host, calls } = recordingHost(true);
   makeUpcall(state, host)(1);
   assert.deepEqual(calls, ['wake 1', 'msi 1 0xe0']);
@@ -71,4 +80,55 @@ test('callbackGsi: a GSI the IOAPIC has a pin for, the INTx line of slot (devfn 
   assert.equal(callbackGsi({ type: 'pci_intx', domain: 0, bus: 0, devfn: 0x17, intx: 3 }, host), 203);
   assert.equal(callbackGsi({ type: 'vector', vector: 0xf3 }, host), undefined);
   assert.equal(callbackGsi({ type: 'none' }, host), undefined);
+});
+
+test("a vector the LAPIC took is noted, and forgotten when the guest sets its vector again", () => {
+  const state = DomainState.create(2);
+  state.setUpcallVector(1, 0xe0);
+  makeUpcall(state, recordingHost(false).host)(1);
+  assert.equal(state.upcallTaken(1), 0, 'refused by a software-disabled LAPIC: not taken');
+  const { host, calls } = recordingHost(true);
+  makeUpcall(state, host)(1);
+  assert.equal(state.upcallTaken(1), 0xe0);
+  assert.deepEqual(calls, ['wake 1', 'msi 1 0xe0', 'kick 1'], "news for the vCPU's thread: it is kicked to look");
+  makeUpcall(state, host)(1);
+  assert.deepEqual(calls.slice(3), ['wake 1', 'msi 1 0xe0'], 'no news the second time');
+  assert.equal(state.upcallTaken(0), 0);
+  state.setUpcallVector(1, 0xe0);
+  assert.equal(state.upcallTaken(1), 0, 'set again (the guest may have reset its LAPIC): not taken yet');
+});
+
+test('while KVM raises the events, a thread hands KVM those of the vCPUs it raises them for; the others, and any KVM refuses, it raises itself and wakes every vCPU', (t) => {
+  const memory = GuestMemory.create([{ gpa: 0, size: 1 << 20 }], 2);
+  t.after(() => memory.dispose());
+  const state = DomainState.create(2);
+  const ports = PortTable.create(64);
+  const page = memory.overlayPage(SHARED_INFO_PAGE);
+  const pending = (port: number) => (page[sharedInfoLayout.native.evtchnPending + (port >> 3)] >> (port & 7)) & 1;
+  for (const kvmTakes of [true, false]) {
+    const { host, calls } = recordingHost(true, kvmTakes);
+    const events = makeEventDelivery(memory, state, ports, host);
+    const raise = (port: number, vcpu: number) => {
+      calls.length = 0;
+      events.setPending(port, vcpu);
+      const was = pending(port);
+      events.clearPending(port);
+      return { calls: calls.filter((c) => !c.startsWith('wake')), inBitmap: was === 1 };
+    };
+    state.kvmDeliversEvents = false;
+    state.setKvmRaisesEventsFor(1, true);
+    assert.deepEqual(raise(5, 1), { calls: [], inBitmap: true }, 'xenkvm raises it while KVM raises none');
+    state.kvmDeliversEvents = true;
+    assert.deepEqual(raise(6, 0), { calls: ['kick 0', 'kick 1'], inBitmap: true }, 'vCPU 0, whose events KVM does not raise');
+    assert.deepEqual(
+      raise(6, 1),
+      kvmTakes ? { calls: ['kvm-send 6 1'], inBitmap: false } : { calls: ['kvm-send 6 1', 'kick 0', 'kick 1'], inBitmap: true },
+      kvmTakes ? 'KVM raises it: nothing from xenkvm in the bitmap' : 'refused by KVM: xenkvm raises it',
+    );
+    ports.fifoActive = true;
+    calls.length = 0;
+    events.setPending(7, 1);
+    assert.ok(!calls.some((c) => c.startsWith('kvm-send')), 'never under FIFO, which KVM does not know');
+    ports.fifoActive = false;
+  }
 });

@@ -23,6 +23,8 @@ export interface UpcallHost {
   raiseGsi(gsi: number): void;
   /** The GSI INTx `pin` (0 = INTA) of PCI device `slot` on bus 0 is wired to. */
   intxGsi(slot: number, pin: number): number;
+  /** Has KVM raise a 2-level event (the `evtchn` fast path); false where KVM refused it. */
+  kvmSend(port: number, vcpu: number): boolean;
 }
 
 /** The line a GSI or PCI INTx callback raises, or undefined (another kind, or a GSI the IOAPIC has no pin for). */
@@ -47,7 +49,11 @@ export function makeUpcall(state: DomainState, host: UpcallHost): (vcpu: number)
     host.wake(vcpu);
     const vector = state.upcallVector(vcpu);
     if (vector !== 0) {
-      if (host.signalMsi(vcpu, vector)) return;
+      if (host.signalMsi(vcpu, vector)) {
+        // News for the vCPU's thread, which says (out of KVM_RUN) whether KVM may now raise its events.
+        if (state.noteUpcallTaken(vcpu, vector)) host.kick(vcpu);
+        return;
+      }
       // KVM drops an MSI at a LAPIC the guest has not enabled yet, where Xen's vLAPIC holds it
       // pending (Linux sets its vector before it enables its LAPIC): the vCPU's thread retries.
       state.setUpcallOwed(vcpu, true);
@@ -73,7 +79,10 @@ export function makeEventDelivery(memory: GuestMemory, state: DomainState, ports
     state.notePortTurnedPending();
     if (state.pollers > 0) for (let v = 0; v < state.vcpuCount; v++) host.wake(v);
   };
-  return new EventDelivery(memory, state, ports, makeUpcall(state, host), wakePollers);
+  const kickPollers = () => {
+    for (let v = 0; v < state.vcpuCount; v++) host.kick(v);
+  };
+  return new EventDelivery(memory, state, ports, makeUpcall(state, host), wakePollers, { send: host.kvmSend, kickPollers });
 }
 
 /** The callback vector, if the guest chose one. */
