@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { xenEvtchnFlags, xenHvmConfig } from '../kvm/abi.js';
-import { GuestMemory } from '../memory/guest-memory.js';
-import { MemoryMap } from '../memory/memory-map.js';
 import { EVTCHNSTAT } from '../xen/abi/event-channel.js';
-import { DomainState } from '../xen/domain-state.js';
-import { PortState, PortTable } from '../xen/evtchn/ports.js';
+import { PortState } from '../xen/evtchn/ports.js';
 import { SHARED_INFO_PAGE } from '../xen/shared-info.js';
+import { fastPathDomain } from './fast-path-domain.js';
 import { KvmEventChannels } from './kvm-event-channels.js';
 
 const DOMID = 1;
@@ -15,11 +13,7 @@ const VECTORS = [0xf3, 0xf4];
 
 /** Two vCPUs, and a KVM that keeps its sends as KVM does (by send port), recording what it was told. */
 function setup(t: { after(fn: () => void): void }) {
-  const memory = GuestMemory.create([{ gpa: 0, size: 1 << 21 }], 4);
-  t.after(() => memory.dispose());
-  const memoryMap = new MemoryMap({ setUserMemoryRegion: () => {} }, memory, 32);
-  const state = DomainState.create(2);
-  const ports = PortTable.create(64);
+  const { memory, memoryMap, state, ports } = fastPathDomain(t);
   const kvm = { flags: 0, sends: new Map<number, string>(), calls: [] as string[] };
   const vm = {
     configureXenHvm: (flags: number, msr: number) => {

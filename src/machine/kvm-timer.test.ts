@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { KVM_IRQ_ROUTING_XEN_EVTCHN_PRIO_2LEVEL, KVM_XEN_NO_GPA, xenHvmAttrTypes, xenVcpuAttrTypes } from '../kvm/abi.js';
-import { GuestMemory } from '../memory/guest-memory.js';
-import { MemoryMap } from '../memory/memory-map.js';
 import { VIRQ } from '../xen/abi/event-channel.js';
-import { DomainState } from '../xen/domain-state.js';
-import { PortState, PortTable } from '../xen/evtchn/ports.js';
+import { PortState } from '../xen/evtchn/ports.js';
 import { SHARED_INFO_PAGE } from '../xen/shared-info.js';
+import { fastPathDomain } from './fast-path-domain.js';
 import { TimerState } from '../xen/timers.js';
 import { KvmSharedInfo } from './kvm-shared-info.js';
 import { KvmTimer } from './kvm-timer.js';
@@ -17,11 +15,7 @@ const PRIORITY = BigInt(KVM_IRQ_ROUTING_XEN_EVTCHN_PRIO_2LEVEL) << 32n;
 
 /** A vCPU 1 whose KVM keeps a timer as KVM does: the attribute's port, and its deadline until it is delivered. */
 function setup(t: { after(fn: () => void): void }) {
-  const memory = GuestMemory.create([{ gpa: 0, size: 1 << 21 }], 4);
-  t.after(() => memory.dispose());
-  const memoryMap = new MemoryMap({ setUserMemoryRegion: () => {} }, memory, 32);
-  const state = DomainState.create(2);
-  const ports = PortTable.create(64);
+  const { memory, memoryMap, state, ports } = fastPathDomain(t);
   const timers = TimerState.create(2);
   const kvm = { port: 0n, expires: 0n, vector: 0n, xenId: 0n, calls: [] as string[], holdsVcpuInfo: true };
   const vcpu = {
@@ -119,10 +113,7 @@ test("before the vCPU's thread sleeps in xenkvm, its timer goes to xenkvm's time
 });
 
 test("KVM is told where shared_info is, and its layout, after the calls that move it; the layout before the frame; the wallclock stays xenkvm's", (t) => {
-  const memory = GuestMemory.create([{ gpa: 0, size: 1 << 21 }], 4);
-  t.after(() => memory.dispose());
-  const memoryMap = new MemoryMap({ setUserMemoryRegion: () => {} }, memory, 32);
-  const state = DomainState.create(1);
+  const { memory, memoryMap, state } = fastPathDomain(t);
   const told: [string, bigint][] = [];
   const names = Object.fromEntries(Object.entries(xenHvmAttrTypes).map(([k, v]) => [v, k]));
   const sharedInfo = new KvmSharedInfo({ setXenAttr: (type, value) => told.push([names[type], value]) }, memory, state, () => told.push(['wallclock', 0n]));
