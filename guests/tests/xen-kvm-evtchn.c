@@ -6,12 +6,12 @@
  *             page, so each LAPIC is seen taking its vector
  *   ipi       n= (default 500) IPIs from vCPU 0 to vCPU 1, each acked by
  *             vCPU 1's upcall handler before the next
- *   poll      vCPU 0 polls its masked IPI port; vCPU 1 sends on it 20 ms later
- *   timer-poll vCPU 0 polls its masked VIRQ_TIMER port, the timer 20 ms ahead
+ *   poll      vCPU 0 polls its masked IPI port; vCPU 1 sends on it 100 ms later
+ *   timer-poll vCPU 0 polls its masked VIRQ_TIMER port, the timer 100 ms ahead
  * The polls go through the page's sched_op stub, and, where KVM has Xen
  * support, also by the instruction itself, which KVM serves: with kvm=1 (the
  * fast path on) they must sleep until the event; with kvm=yield (off) they
- * must return at once, KVM's poll being a yield then. */
+ * must return well before it, KVM's poll being a yield then. */
 #include "../kit/kit.h"
 #include "../common/xen.h"
 #include <xen/sched.h>
@@ -19,7 +19,9 @@
 
 #define VECTOR 0xe0
 #define MS 1000000ull
-#define SEND_AFTER_MS 20
+/* Far enough ahead that a yield, which under nested emulation can give the CPU away for a few
+ * milliseconds, still returns well before the event. */
+#define SEND_AFTER_MS 100
 
 static uint8_t shinfo_page[4096] __attribute__((aligned(4096)));
 static volatile struct shared_info *sh;
