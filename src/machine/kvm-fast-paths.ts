@@ -23,11 +23,11 @@ export const KVM_FAST_PATHS = {
    */
   timer: xenHvmConfig.EVTCHN_SEND,
   /**
-   * Event channels delivered by KVM while the guest uses the 2-level ABI, KVM holds shared_info and
-   * every vCPU's upcall is a per-vCPU vector its LAPIC has taken: the guest's EVTCHNOP_send on an IPI
-   * or loopback port and its SCHEDOP_poll are served in the kernel (KVM_XEN_HVM_CONFIG_EVTCHN_SEND,
-   * KVM_XEN_ATTR_TYPE_EVTCHN), and xenkvm's own events go through KVM (KVM_XEN_HVM_EVTCHN_SEND), which
-   * wakes the vCPUs polling for them. Needs `time`, which it brings along.
+   * Event channels delivered by KVM while the guest uses the 2-level ABI and KVM holds shared_info, for
+   * each vCPU whose upcall is a per-vCPU vector its LAPIC has taken: the guest's EVTCHNOP_send on an IPI
+   * or loopback port bound to one and its SCHEDOP_poll are served in the kernel (KVM_XEN_HVM_CONFIG_EVTCHN_SEND,
+   * KVM_XEN_ATTR_TYPE_EVTCHN), and xenkvm's own events for those vCPUs go through KVM
+   * (KVM_XEN_HVM_EVTCHN_SEND), which wakes the vCPUs polling for them. Needs `time`, which it brings along.
    */
   evtchn: xenHvmConfig.EVTCHN_SEND,
 } as const;
