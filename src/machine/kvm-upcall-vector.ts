@@ -1,7 +1,7 @@
 // A vCPU's upcall vector as KVM injects it with the events it raises itself
 // (the `timer` and `evtchn` fast paths; KVM_XEN_VCPU_ATTR_TYPE_UPCALL_VECTOR).
 // Told on the vCPU's thread before every entry where it changed, and
-// published, so the main thread hands KVM the events only once every vCPU's
+// published, so the main thread hands KVM a vCPU's events only once its
 // thread has told it.
 import { xenVcpuAttrTypes } from '../kvm/abi.js';
 import type { Vcpu } from '../kvm/vcpu.js';
