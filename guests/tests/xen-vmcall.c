@@ -18,8 +18,6 @@ static uint8_t shinfo_page[4096] __attribute__((aligned(4096)));
 static volatile struct shared_info *sh;
 static bool amd;
 
-#define direct2 xen_direct_hypercall2
-
 static void vendor_case(void)
 {
 	amd = xen_cpu_is_amd();
@@ -41,7 +39,7 @@ static void page_case(void)
 
 static void direct_case(void)
 {
-	long v = direct2(__HYPERVISOR_xen_version, XENVER_version, 0);
+	long v = xen_direct_hypercall2(__HYPERVISOR_xen_version, XENVER_version, 0);
 	kit_printf("KIT-XEN direct-version=%ld\n", v);
 	if (!expect_xen) {
 		KIT_CHECK(v == -KVM_ENOSYS, "XENVER_version by %s = %ld, expected KVM's own -%d", amd ? "VMMCALL" : "VMCALL", v,
@@ -52,11 +50,11 @@ static void direct_case(void)
 	/* A pointer argument: the VMM reads and writes guest-virtual memory for the call. */
 	static char extra[XEN_EXTRAVERSION_LEN + 1];
 	memset(extra, 0xaa, sizeof extra);
-	long rc = direct2(__HYPERVISOR_xen_version, XENVER_extraversion, XEN_PTR(extra));
+	long rc = xen_direct_hypercall2(__HYPERVISOR_xen_version, XENVER_extraversion, XEN_PTR(extra));
 	KIT_CHECK(rc == 0 && !strcmp(extra, ".0"), "XENVER_extraversion by the instruction = %ld", rc);
 	KIT_CHECK((unsigned char)extra[XEN_EXTRAVERSION_LEN] == 0xaa, "XENVER_extraversion wrote past its buffer");
 	/* An unknown hypercall is Xen's -ENOSYS, not KVM's. */
-	rc = direct2(63, 0, 0);
+	rc = xen_direct_hypercall2(63, 0, 0);
 	KIT_CHECK(rc == -XEN_ENOSYS, "hypercall 63 by the instruction = %ld, expected -ENOSYS", rc);
 }
 
@@ -76,7 +74,7 @@ static void poll_case(void)
 	if (!expect_xen)
 		return;
 	p.timeout = now() + 5000000;
-	rc = direct2(__HYPERVISOR_sched_op, SCHEDOP_poll, XEN_PTR(&p));
+	rc = xen_direct_hypercall2(__HYPERVISOR_sched_op, SCHEDOP_poll, XEN_PTR(&p));
 	woke = now();
 	kit_printf("KIT-XEN direct-poll rc=%ld early-ns=%lld\n", rc, (long long)(p.timeout - woke));
 	KIT_CHECK(rc == 0 && woke < p.timeout, "poll by the instruction = %ld, woke %lld ns after its timeout: KVM's own poll changed", rc, (long long)(woke - p.timeout));

@@ -73,10 +73,7 @@ export class KvmEventChannels {
   /** For each vCPU, whether KVM may raise its events now. */
   private raisesFor(): boolean[] {
     const anywhere = !this.ports.fifoActive && this.memory.placement.frameOf(SHARED_INFO_PAGE) !== undefined;
-    return Array.from({ length: this.state.vcpuCount }, (_, v) => {
-      const vector = this.state.upcallVector(v);
-      return anywhere && vector !== 0 && this.state.kvmUpcallVector(v) === vector && this.state.upcallTaken(v) === vector;
-    });
+    return Array.from({ length: this.state.vcpuCount }, (_, v) => anywhere && this.state.kvmMayRaiseEventsFor(v));
   }
 
   /**

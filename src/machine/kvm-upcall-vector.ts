@@ -25,9 +25,4 @@ export class KvmUpcallVector {
     this.told = vector;
     this.state.setKvmUpcallVector(this.id, vector);
   }
-
-  /** Whether KVM may raise this vCPU's events: it injects the vector the guest set, which its LAPIC has taken. */
-  get ready(): boolean {
-    return this.told !== 0 && this.state.upcallTaken(this.id) === this.told;
-  }
 }

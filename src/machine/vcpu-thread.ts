@@ -263,8 +263,8 @@ function main(init: VcpuThreadInit): void {
       kvmTime?.sync();
       kvmVector?.sync();
       kvmTimer?.sync();
-      if (init.kvmEvents && kvmVector && kvmVector.ready !== kvmEventsReady) {
-        kvmEventsReady = kvmVector.ready;
+      if (init.kvmEvents && domain.kvmMayRaiseEventsFor(init.id) !== kvmEventsReady) {
+        kvmEventsReady = !kvmEventsReady;
         if (kvmEventsReady) post({ type: 'kvm-events' });
       }
       control.running();

@@ -170,7 +170,16 @@ export class DomainState {
     Atomics.store(this.power, vcpu * POWER_WORDS + 6, 0);
   }
 
-  /** While kvmDeliversEvents: whether KVM raises this vCPU's events (its LAPIC is known to take its vector). */
+  /**
+   * Whether KVM may raise this vCPU's events (the `evtchn` fast path): its thread has told KVM the
+   * vector the guest set, and its LAPIC has taken that vector.
+   */
+  kvmMayRaiseEventsFor(vcpu: number): boolean {
+    const vector = this.upcallVector(vcpu);
+    return vector !== 0 && this.kvmUpcallVector(vcpu) === vector && this.upcallTaken(vcpu) === vector;
+  }
+
+  /** While kvmDeliversEvents: whether KVM raises this vCPU's events, as the main thread last decided. */
   kvmRaisesEventsFor(vcpu: number): boolean {
     return Atomics.load(this.power, vcpu * POWER_WORDS + 7) === 1;
   }
