@@ -2,10 +2,12 @@
 // `apt-get download` and unpacked, never installed) and a busybox initramfs
 // holding the modules the VM needs and src/nested/init.sh. Built once under
 // build/nested/ and rebuilt when any input changes (the kernel package, busybox,
-// the init script, the module list). The 'kvm-xen' variant has KVM's modules
-// rebuilt with CONFIG_KVM_XEN from Debian's source of the same kernel (only
-// arch/x86/kvm, against the kernel's own headers package), so that KVM's Xen
-// support, which Debian's kernel leaves out, can be tested too.
+// the init script, the module list). The 'kvm-xen' variant boots the newest
+// kernel series Debian 12 carries (its security updates' 6.12), with KVM's
+// modules rebuilt with CONFIG_KVM_XEN from Debian's source of the same kernel
+// (only arch/x86/kvm, against the kernel's own headers package), so that KVM's
+// Xen support, which Debian's kernels leave out, can be tested too, all of it
+// (shared_info by host address needs Linux 6.9).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -16,10 +18,11 @@ export class NestedUnavailableError extends Error {}
 
 /** What the VM's init loads: the 9p root, the overlay, the control port, and KVM (SVM under `-cpu max`). */
 const MODULES = ['virtio_pci', 'virtio_console', '9pnet_virtio', '9p', 'overlay', 'kvm_amd'];
-const KERNEL_META_PACKAGE = 'linux-image-amd64';
+/** The kernel each variant boots, by the Debian package that depends on its newest build. */
+const KERNEL_META_PACKAGES: Record<KernelVariant, string> = { debian: 'linux-image-amd64', 'kvm-xen': 'linux-image-6.12-amd64' };
 const BUSYBOX = '/bin/busybox';
 /** What building the initramfs runs, and the Debian package each comes in. */
-const BUILD_TOOLS = [['/usr/bin/dpkg-deb', 'dpkg'], ['/usr/bin/cpio', 'cpio'], ['/usr/sbin/depmod', 'kmod'], ['/usr/sbin/modprobe', 'kmod']] as const;
+const BUILD_TOOLS = [['/usr/bin/dpkg-deb', 'dpkg'], ['/usr/bin/cpio', 'cpio'], ['/usr/sbin/depmod', 'kmod'], ['/usr/sbin/modprobe', 'kmod'], ['/usr/bin/xz', 'xz-utils']] as const;
 
 export interface BootImage {
   kernel: string;
@@ -32,8 +35,10 @@ export type KernelVariant = 'debian' | 'kvm-xen';
 /** The image for the checkout at `root`, built or rebuilt first when its inputs changed. */
 export function bootImage(root: string, variant: KernelVariant = 'debian'): BootImage {
   const dir = join(root, 'build', 'nested');
-  mkdirSync(dir, { recursive: true });
-  const deb = kernelPackage(dir);
+  // Each variant's kernel package in a folder of its own.
+  const packages = variant === 'debian' ? dir : join(dir, variant);
+  mkdirSync(packages, { recursive: true });
+  const deb = kernelPackage(packages, KERNEL_META_PACKAGES[variant]);
   const init = readFileSync(join(root, 'src', 'nested', 'init.sh'));
   requireTool(BUSYBOX, 'busybox-static');
   const key = createHash('sha256')
@@ -67,13 +72,13 @@ function run(file: string, args: string[], options: { cwd?: string; input?: Buff
 export function genericKernelPackage(root: string): string {
   const dir = join(root, 'build', 'nested');
   mkdirSync(dir, { recursive: true });
-  return kernelPackage(dir);
+  return kernelPackage(dir, KERNEL_META_PACKAGES.debian);
 }
 
-/** The kernel package in `dir`, fetched with `apt-get download` when there is none. */
-function kernelPackage(dir: string): string {
+/** The kernel package in `dir`, fetched with `apt-get download` of what `metaPackage` depends on when there is none. */
+function kernelPackage(dir: string, metaPackage: string): string {
   const present = readdirSync(dir).find((f) => /^linux-image-.*\.deb$/.test(f));
-  return present ? join(dir, present) : downloadKernelPackage(dir, KERNEL_META_PACKAGE);
+  return present ? join(dir, present) : downloadKernelPackage(dir, metaPackage);
 }
 
 /** Fetches into `dir` the kernel package Debian's `metaPackage` (e.g. linux-image-amd64) depends on now; its path. */
@@ -108,7 +113,11 @@ function build(dir: string, deb: string, init: Buffer, image: BootImage, variant
     if (!release) throw new NestedUnavailableError(`${basename(deb)} holds no kernel modules`);
     if (variant === 'kvm-xen') {
       const kvmDir = join(unpacked, 'lib', 'modules', release, 'kernel', 'arch', 'x86', 'kvm');
-      for (const m of kvmXenModules(dir, deb, release)) copyFileSync(m, join(kvmDir, basename(m)));
+      for (const m of kvmXenModules(dir, deb, release)) {
+        // In place of the package's own, compressed (6.12's) or not (6.1's).
+        rmSync(join(kvmDir, `${basename(m)}.xz`), { force: true });
+        copyFileSync(m, join(kvmDir, basename(m)));
+      }
     }
     run('depmod', ['-b', unpacked, release]);
     // Each module after those it needs, once.
@@ -123,7 +132,12 @@ function build(dir: string, deb: string, init: Buffer, image: BootImage, variant
     for (const d of ['bin', 'modules', 'proc', 'sys', 'dev', 'lower', 'rw', 'root']) mkdirSync(join(initramfs, d), { recursive: true });
     copyFileSync(BUSYBOX, join(initramfs, 'bin', 'busybox'));
     chmodSync(join(initramfs, 'bin', 'busybox'), 0o755);
-    order.forEach((file, i) => copyFileSync(file, join(initramfs, 'modules', `${String(i).padStart(2, '0')}-${basename(file)}`)));
+    // Uncompressed, for busybox's insmod: Debian compresses 6.12's modules with xz.
+    order.forEach((file, i) => {
+      const target = join(initramfs, 'modules', `${String(i).padStart(2, '0')}-${basename(file).replace(/\.xz$/, '')}`);
+      if (file.endsWith('.xz')) writeFileSync(target, execFileSync('xz', ['-dc', file], { maxBuffer: 256 * 1024 * 1024 }));
+      else copyFileSync(file, target);
+    });
     writeFileSync(join(initramfs, 'init'), init, { mode: 0o755 });
     const files = run('find', ['.'], { cwd: initramfs });
     const cpio = execFileSync('cpio', ['--quiet', '-o', '-H', 'newc'], { cwd: initramfs, input: files, maxBuffer: 512 * 1024 * 1024 });
@@ -143,7 +157,7 @@ function build(dir: string, deb: string, init: Buffer, image: BootImage, variant
 }
 
 /** What the kvm-xen modules are built with: a change rebuilds them and the image. */
-const KVM_XEN_BUILD = { config: 'CONFIG_KVM_XEN=y', modules: ['kvm.ko', 'kvm-amd.ko'] };
+const KVM_XEN_BUILD = { config: 'CONFIG_KVM_XEN=y', modules: ['kvm.ko', 'kvm-amd.ko'], noBtf: 'CONFIG_DEBUG_INFO_BTF_MODULES=' };
 
 /**
  * kvm.ko and kvm-amd.ko of the kernel in `deb` rebuilt with CONFIG_KVM_XEN, cached in `dir`: Debian's
@@ -177,8 +191,8 @@ function kvmXenModules(dir: string, deb: string, release: string): string[] {
     run('tar', ['-xJf', tarball, '-C', tree, '--strip-components=1', `linux-source-${series}/arch/x86/kvm`, `linux-source-${series}/virt/kvm`]);
     const kvmSrc = join(tree, 'arch', 'x86', 'kvm');
     // IS_ENABLED(CONFIG_KVM_XEN) in the code needs the define; the Makefile's kvm-$(CONFIG_KVM_XEN) the variable.
-    // No kvm-intel: QEMU's TCG emulates AMD's SVM only.
-    run('make', ['-C', headers, `M=${kvmSrc}`, KVM_XEN_BUILD.config, 'KCFLAGS=-DCONFIG_KVM_XEN=1', 'CONFIG_KVM_INTEL=', `-j${availableParallelism()}`, 'modules']);
+    // No kvm-intel: QEMU's TCG emulates AMD's SVM only. No BTF, which needs pahole, and which nothing here reads.
+    run('make', ['-C', headers, `M=${kvmSrc}`, KVM_XEN_BUILD.config, 'KCFLAGS=-DCONFIG_KVM_XEN=1', 'CONFIG_KVM_INTEL=', KVM_XEN_BUILD.noBtf, `-j${availableParallelism()}`, 'modules']);
     mkdirSync(cache, { recursive: true });
     // Stripped as Debian's are, and renamed in: a concurrent build never sees half a module.
     for (const m of KVM_XEN_BUILD.modules) {
