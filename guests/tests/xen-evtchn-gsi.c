@@ -68,18 +68,26 @@ static void setup_case(void)
 	KIT_CHECK(xen_evtchn_bind_interdomain(DOMID_SELF, b, &a) == 0, "bind_interdomain");
 }
 
+/* Halts until port a has taken `want` events, or 1000 interrupts came. The count is checked with
+ * interrupts off, so none comes between the check and the hlt (sti holds them off for one instruction
+ * only where IF was clear): one that did would be taken and leave the hlt waiting for another. */
+static void wait_events(uint32_t want)
+{
+	cli();
+	for (int i = 0; i < 1000 && got_by_port[a] < want; i++) {
+		sti_hlt();
+		cli();
+	}
+}
+
 static void events_case(void)
 {
 	/* bind_interdomain left port a pending: that first event arrives too. */
-	for (int i = 0; i < 1000 && got_by_port[a] < 1; i++)
-		sti_hlt();
-	cli();
+	wait_events(1);
 	KIT_CHECK(got_by_port[a] == 1, "the event from binding did not arrive (got %u, irqs %u)", got_by_port[a], irqs);
 	for (uint32_t n = 2; n <= EVENTS + 1; n++) {
 		KIT_CHECK(xen_evtchn_send(b) == 0, "send");
-		for (int i = 0; i < 1000 && got_by_port[a] < n; i++)
-			sti_hlt();
-		cli();
+		wait_events(n);
 		KIT_CHECK(got_by_port[a] == n, "event %u did not arrive (got %u, irqs %u)", n, got_by_port[a], irqs);
 	}
 	kit_printf("KIT-XEN gsi events=%u interrupts=%u\n", got_by_port[a], irqs);
@@ -95,9 +103,7 @@ static void unscanned_case(void)
 	uint32_t before = irqs, want = got_by_port[a] + 1;
 	unscanned = 2;
 	KIT_CHECK(xen_evtchn_send(b) == 0, "send");
-	for (int i = 0; i < 1000 && got_by_port[a] < want; i++)
-		sti_hlt();
-	cli();
+	wait_events(want);
 	KIT_CHECK(got_by_port[a] == want, "the event never arrived (interrupts %u)", irqs - before);
 	KIT_CHECK(irqs - before == 3, "%u interrupts, not 3: two EOI'd unscanned, and the one that took the event", irqs - before);
 }
