@@ -178,6 +178,19 @@ static inline void xen_evtchn_clear(volatile xen_ulong_t *map, unsigned int port
 	__atomic_fetch_and((xen_ulong_t *)&map[port / XEN_EVTCHN_WORD_BITS],
 			   ~((xen_ulong_t)1 << (port % XEN_EVTCHN_WORD_BITS)), __ATOMIC_SEQ_CST);
 }
+/* An upcall handler's part for one port: acknowledges vCPU `cpu`'s upcall
+ * (upcall_pending, then its selector), then takes `port` if pending: whether
+ * it was. */
+static inline bool xen_upcall_take_port(volatile struct shared_info *sh, int cpu, evtchn_port_t port)
+{
+	volatile struct vcpu_info *vi = &sh->vcpu_info[cpu];
+	vi->evtchn_upcall_pending = 0;
+	__atomic_exchange_n((xen_ulong_t *)&vi->evtchn_pending_sel, 0, __ATOMIC_SEQ_CST);
+	if (!xen_evtchn_test(sh->evtchn_pending, port))
+		return false;
+	xen_evtchn_clear(sh->evtchn_pending, port);
+	return true;
+}
 /* Index of the lowest set bit of x != 0 (xen_ulong_t is unsigned long in both ABIs). */
 static inline unsigned int xen_lowest_bit(xen_ulong_t x)
 {

@@ -26,11 +26,7 @@ static uint64_t now(void) { return xen_time_now(&sh->vcpu_info[0].time); }
 static void on_upcall(struct kit_frame *f)
 {
 	(void)f;
-	volatile struct vcpu_info *vi = &sh->vcpu_info[0];
-	vi->evtchn_upcall_pending = 0;
-	__atomic_exchange_n((xen_ulong_t *)&vi->evtchn_pending_sel, 0, __ATOMIC_SEQ_CST);
-	if (xen_evtchn_test(sh->evtchn_pending, timer_port)) {
-		xen_evtchn_clear(sh->evtchn_pending, timer_port);
+	if (xen_upcall_take_port(sh, 0, timer_port)) {
 		tick_at = now();
 		ticks++;
 	}

@@ -147,15 +147,17 @@ export const xenHvmConfig = {
   RUNSTATE: 1 << 3,
   EVTCHN_2LEVEL: 1 << 4,
   EVTCHN_SEND: 1 << 5,
+  SHARED_INFO_HVA: 1 << 8,
 } as const;
-/** kvm_xen_hvm_attr.type: the VM-wide Xen state KVM keeps (KVM_XEN_HVM_SET_ATTR). XEN_VERSION needs EVTCHN_SEND. */
-export const xenHvmAttrTypes = { LONG_MODE: 0, SHARED_INFO: 1, UPCALL_VECTOR: 2, EVTCHN: 3, XEN_VERSION: 4 } as const;
+/** kvm_xen_hvm_attr.type: the VM-wide Xen state KVM keeps (KVM_XEN_HVM_SET_ATTR). XEN_VERSION needs EVTCHN_SEND, SHARED_INFO_HVA its flag. */
+export const xenHvmAttrTypes = { LONG_MODE: 0, SHARED_INFO: 1, UPCALL_VECTOR: 2, EVTCHN: 3, XEN_VERSION: 4, SHARED_INFO_HVA: 6 } as const;
 /**
  * kvm_xen_vcpu_attr.type: one vCPU's Xen state KVM keeps (KVM_XEN_VCPU_SET_ATTR). The first six need
- * SHARED_INFO, the rest EVTCHN_SEND.
+ * SHARED_INFO, VCPU_INFO_HVA SHARED_INFO_HVA, the rest EVTCHN_SEND.
  */
 export const xenVcpuAttrTypes = {
   VCPU_INFO: 0, VCPU_TIME_INFO: 1, RUNSTATE_ADDR: 2, RUNSTATE_CURRENT: 3, RUNSTATE_DATA: 4, RUNSTATE_ADJUST: 5, VCPU_ID: 6, TIMER: 7, UPCALL_VECTOR: 8,
+  VCPU_INFO_HVA: 9,
 } as const;
 /** A guest-physical address or frame in a Xen attribute that makes KVM forget the area (the kernel's GPA_INVALID, all ones). */
 export const KVM_XEN_NO_GPA = 0xffff_ffff_ffff_ffffn;

@@ -179,9 +179,18 @@ export function encodeCpuid(entries: CpuidEntry[]): Uint8Array {
 
 /** Kvm.interceptsXenHypercalls() of the host's KVM, opened for the question. */
 export function hostKvmInterceptsXenHypercalls(): boolean {
+  return withHostKvm((kvm) => kvm.interceptsXenHypercalls());
+}
+
+/** Kvm.xenSupport() of the host's KVM (its KVM_CAP_XEN_HVM flags), opened for the question. */
+export function hostKvmXenSupport(): number {
+  return withHostKvm((kvm) => kvm.xenSupport());
+}
+
+function withHostKvm<T>(ask: (kvm: Kvm) => T): T {
   const kvm = Kvm.open();
   try {
-    return kvm.interceptsXenHypercalls();
+    return ask(kvm);
   } finally {
     kvm.close();
   }

@@ -11,6 +11,7 @@ test('--kvm-fast-paths takes all, none, or a list of known names', () => {
   assert.deepEqual(parseKvmFastPaths('time,version'), ['time', 'version']);
   assert.deepEqual(parseKvmFastPaths('timer'), ['timer', 'time'], 'timer brings time along');
   assert.deepEqual(parseKvmFastPaths('evtchn'), ['evtchn', 'time'], 'evtchn brings time along');
+  assert.deepEqual(parseKvmFastPaths('shinfo-hva'), ['shinfo-hva', 'time'], 'shinfo-hva brings time along');
   assert.equal(parseKvmFastPaths('version,timer-in-userspace'), undefined);
   assert.equal(parseKvmFastPaths(''), undefined);
   assert.equal(parseKvmFastPaths('toString'), undefined);
@@ -29,4 +30,8 @@ test('a fast path is on only where KVM intercepts Xen hypercalls and has what it
   assert.deepEqual(kvmFastPathsOn(['timer', 'time'], full | xenHvmConfig.SHARED_INFO), { on: ['timer', 'time'], unavailable: [] });
   assert.deepEqual(kvmFastPathsOn(['evtchn', 'time'], older), { on: ['time'], unavailable: ['evtchn'] }, 'no event channels in KVM before EVTCHN_SEND');
   assert.deepEqual(kvmFastPathsOn(['evtchn'], full), { on: [], unavailable: ['evtchn'] }, 'no time records without SHARED_INFO: no event channels');
+  // Linux 6.1's KVM has no host addresses for shared_info; 6.9's has.
+  const linux61 = full | xenHvmConfig.SHARED_INFO;
+  assert.deepEqual(kvmFastPathsOn(['shinfo-hva', 'time'], linux61), { on: ['time'], unavailable: ['shinfo-hva'] });
+  assert.deepEqual(kvmFastPathsOn(['shinfo-hva', 'time'], linux61 | xenHvmConfig.SHARED_INFO_HVA), { on: ['shinfo-hva', 'time'], unavailable: [] });
 });

@@ -30,13 +30,20 @@ export const KVM_FAST_PATHS = {
    * (KVM_XEN_HVM_EVTCHN_SEND), which wakes the vCPUs polling for them. Needs `time`, which it brings along.
    */
   evtchn: xenHvmConfig.EVTCHN_SEND,
+  /**
+   * shared_info, and each vcpu_info in its slot there, given to KVM by host address
+   * (KVM_XEN_ATTR_TYPE_SHARED_INFO_HVA, KVM_XEN_VCPU_ATTR_TYPE_VCPU_INFO_HVA) rather than by guest frame:
+   * the page is an overlay at a fixed host address, so moving it in the guest's physical space tells KVM
+   * nothing, and KVM keeps its mapping of it. Needs `time`, which it brings along.
+   */
+  'shinfo-hva': xenHvmConfig.SHARED_INFO_HVA,
 } as const;
 
 export type KvmFastPath = keyof typeof KVM_FAST_PATHS;
 export const ALL_KVM_FAST_PATHS = Object.keys(KVM_FAST_PATHS) as KvmFastPath[];
 
 /** What a fast path needs KVM to do as well: KVM writes its time into any vcpu_info it holds. */
-const NEEDS: Partial<Record<KvmFastPath, KvmFastPath>> = { timer: 'time', evtchn: 'time' };
+const NEEDS: Partial<Record<KvmFastPath, KvmFastPath>> = { timer: 'time', evtchn: 'time', 'shinfo-hva': 'time' };
 
 /** `all`, `none`, or a comma-separated list of fast paths (with those they need); undefined when a name is unknown. */
 export function parseKvmFastPaths(value: string): KvmFastPath[] | undefined {

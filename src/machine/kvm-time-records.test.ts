@@ -10,14 +10,14 @@ import { KvmTimeRecords } from './kvm-time-records.js';
 
 const MiB = 1024 * 1024;
 
-function setup(t: { after(fn: () => void): void }, id = 1) {
+function setup(t: { after(fn: () => void): void }, id = 1, sharedInfoHva?: bigint) {
   const memory = GuestMemory.create([{ gpa: 0, size: 2 * MiB }], 4);
   t.after(() => memory.dispose());
   const memoryMap = new MemoryMap({ setUserMemoryRegion: () => {} }, memory, 32);
   const state = DomainState.create(40);
   const told: [string, bigint][] = [];
   const names = Object.fromEntries(Object.entries(xenVcpuAttrTypes).map(([k, v]) => [v, k]));
-  const records = new KvmTimeRecords({ setXenAttr: (type, value) => told.push([names[type], value]) }, id, state, memory);
+  const records = new KvmTimeRecords({ setXenAttr: (type, value) => told.push([names[type], value]) }, id, state, memory, sharedInfoHva);
   /** What sync() tells KVM. */
   const sync = () => {
     told.length = 0;
@@ -71,4 +71,24 @@ test('the record KVM last wrote is read back from the vcpu_info, else the time a
   sync();
   record(0x4_0080 + VCPU_INFO_TIME_OFFSET, 2_000n);
   assert.equal(records.current()?.systemTime, 2_000n, 'the vcpu_info first');
+});
+
+test('where KVM takes shared_info by host address, a vcpu_info in its slot is given by host address: a move tells KVM nothing', (t) => {
+  const hva = 0x7f00_1234_0000n;
+  const { memory, memoryMap, state, records, sync } = setup(t, 1, hva);
+  assert.deepEqual(sync(), [], 'not mapped yet: none');
+  memoryMap.mapOverlay(SHARED_INFO_PAGE, 0x100);
+  assert.deepEqual(sync(), [['VCPU_INFO_HVA', hva + 64n]], "vCPU 1's slot, by host address");
+  memoryMap.mapOverlay(SHARED_INFO_PAGE, 0x1000);
+  assert.deepEqual(sync(), [], 'moved: the same host address');
+  state.sharedInfoAbi = 'compat';
+  assert.deepEqual(sync(), [], 'the compat layout: its vcpu_info slots are 64 bytes too');
+  // KVM's record is read from the overlay page itself.
+  memory.overlayPage(SHARED_INFO_PAGE).set(vcpuTimeInfo.native.encode({ version: 2, tsc_timestamp: 5n, system_time: 3_000n, tsc_to_system_mul: 0x8000_0000, tsc_shift: -1, flags: 1 }), 64 + VCPU_INFO_TIME_OFFSET);
+  assert.equal(records.current()?.systemTime, 3_000n);
+  state.setVcpuInfoAddress(1, 0x4_0080);
+  assert.deepEqual(sync(), [['VCPU_INFO', 0x4_0080n]], 'registered: by guest address, which a move of its frame would change');
+  state.setVcpuInfoAddress(1, undefined);
+  memoryMap.unmapOverlay(SHARED_INFO_PAGE);
+  assert.deepEqual(sync(), [['VCPU_INFO', KVM_XEN_NO_GPA]], 'none');
 });

@@ -33,7 +33,7 @@ import { KvmEventChannels } from './kvm-event-channels.js';
 import { KvmSharedInfo } from './kvm-shared-info.js';
 import { SHARED_INFO_PAGE, writeWallclock } from '../xen/shared-info.js';
 import type { Vm } from '../kvm/vm.js';
-import { GuestMemory } from '../memory/guest-memory.js';
+import { GuestMemory, PAGE_SIZE } from '../memory/guest-memory.js';
 import { MemoryMap } from '../memory/memory-map.js';
 import { planBoot } from './boot-plan.js';
 import { ConfigError } from './config-error.js';
@@ -357,6 +357,8 @@ export class Machine {
       // The features every vCPU shows (its own Xen leaves aside) decide what a VCPUOP_initialise context may hold.
       const hypercallEntry = !interceptsXen ? 'out' : cpuVendor(supported) === 'amd' ? 'vmmcall' : 'vmcall';
       const fastPaths = kvmFastPaths(config.kvmFastPaths, xenSupport);
+      // In the mapping KVM's memory slots use, which lives as long as the VM.
+      const kvmSharedInfoHva = fastPaths.includes('shinfo-hva') ? memory.overlays.hostAddress + BigInt(SHARED_INFO_PAGE * PAGE_SIZE) : undefined;
       const xen = xenConfig(config, vm, fds[0], bootVcpuCreated, vcpuCpuid(supported, 0, config.vcpus, []), hypercallEntry, fastPaths.includes('time'));
       startKvmFastPaths(vm, xen, fastPaths);
       const domainState = DomainState.create(config.vcpus);
@@ -394,6 +396,7 @@ export class Machine {
           callbackLines: callbackLines.buffer,
           kvmTimer: fastPaths.includes('timer'),
           kvmEvents: fastPaths.includes('evtchn'),
+          kvmSharedInfoHva,
           logLevel: config.logLevel ?? 'warn',
         };
         return { control, init, channel: new VmmChannel(init.vmmChannel) };
@@ -419,7 +422,7 @@ export class Machine {
       };
       const rewriteWallclock = () => writeWallclock(memory.overlayPage(SHARED_INFO_PAGE), domainState.sharedInfoAbi, xen.bootWallNs);
       const kvmRaisesEvents = fastPaths.includes('timer') || fastPaths.includes('evtchn');
-      const kvmSharedInfo = kvmRaisesEvents ? new KvmSharedInfo(vm, memory, domainState, rewriteWallclock) : undefined;
+      const kvmSharedInfo = kvmRaisesEvents ? new KvmSharedInfo(vm, memory, domainState, rewriteWallclock, kvmSharedInfoHva) : undefined;
       const kvmEvents = fastPaths.includes('evtchn') ? new KvmEventChannels(vm, HYPERCALL_MSR, xen.domid, domainState, evtchnPorts, memory) : undefined;
       return new Machine(config, resources, vm, memory, memoryMap, vcpus, xenVmm, { state: timers, init: timerInit }, toolstack, consoleInput, callbackLines, consoleStream, kvmSharedInfo, kvmEvents);
     } catch (e) {

@@ -69,6 +69,8 @@ export interface VcpuThreadInit {
   kvmTimer: boolean;
   /** Whether KVM may raise the domain's events (the `evtchn` fast path). */
   kvmEvents: boolean;
+  /** shared_info's host address in the main thread's mapping, where KVM takes it by host address (the `shinfo-hva` fast path). */
+  kvmSharedInfoHva?: bigint;
   logLevel: LogLevel;
 }
 
@@ -157,7 +159,7 @@ function main(init: VcpuThreadInit): void {
     const domain = new DomainState(init.domainState);
     const controls = init.controls.map((b) => new VcpuControl(b));
     const upcall = upcallHost(vm, controls, new CallbackLineRaiser(init.callbackLines));
-    const kvmTime = init.xen.kvmTime ? new KvmTimeRecords(vcpu, init.id, domain, memory) : undefined;
+    const kvmTime = init.xen.kvmTime ? new KvmTimeRecords(vcpu, init.id, domain, memory, init.kvmSharedInfoHva) : undefined;
     const ports = new PortTable(init.ports);
     const timers = new TimerState(init.timers);
     const kvmVector = (init.kvmTimer || init.kvmEvents) && kvmTime ? new KvmUpcallVector(vcpu, init.id, domain) : undefined;

@@ -6,7 +6,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { hostKvmInterceptsXenHypercalls } from '../../src/kvm/system.js';
+import { xenHvmConfig } from '../../src/kvm/abi.js';
+import { hostKvmInterceptsXenHypercalls, hostKvmXenSupport } from '../../src/kvm/system.js';
 import { assertKitPassed, describe, kitReport, requireKvm, runGuest, vcpuExits } from '../guest-runner.js';
 
 requireKvm();
@@ -205,6 +206,19 @@ test(`EVTCHNOP_send on an IPI port is served by ${kvmHasXen ? 'KVM with the evtc
   if (kvmHasXen) assert.ok(inKernel < ipis / 10, `${inKernel} event_channel_op calls reached xenkvm`);
   else assert.ok(inKernel > ipis, `${inKernel} event_channel_op calls reached xenkvm`);
   assert.ok(served > ipis, `${served} event_channel_op calls reached xenkvm`);
+});
+
+test(`shared_info moved again and again: ${kvmHasXen ? "KVM's timer event lands in the page where it is, KVM holding it by host address where it can (the shinfo-hva fast path) and by frame without" : 'the timer event lands in the page where it is (KVM has no Xen support here)'}`, async () => {
+  const moves = 200;
+  const byAddress = kvmHasXen && (hostKvmXenSupport() & xenHvmConfig.SHARED_INFO_HVA) !== 0;
+  for (const paths of ['timer,shinfo-hva', 'timer']) {
+    const r = await runGuest('bench-shinfo', { cmdline: `n=${moves}`, args: ['--kvm-fast-paths', paths, '--log-level', 'info'] });
+    assert.equal(r.status, 0, describe(r));
+    assert.match(r.stdout, new RegExp(`^KIT-BENCH moves=${moves} tsc=[1-9]\\d* fired=1$`, 'm'), describe(r));
+    const on = /"on":\[([^\]]*)\]/.exec(r.stderr.split('\n').find((l) => l.includes('KVM fast paths')) ?? '')?.[1] ?? '';
+    assert.equal(on.includes('"shinfo-hva"'), byAddress && paths.includes('shinfo-hva'), describe(r));
+    assert.equal(on.includes('"timer"'), kvmHasXen, describe(r));
+  }
 });
 
 test(`the time records are ${kvmHasXen ? "written by KVM with the time fast path, by xenkvm with --kvm-fast-paths none" : "written by xenkvm (KVM has no Xen support here)"}, and the guest's clock holds either way`, async () => {
