@@ -1,5 +1,6 @@
 /* Xen guest library: detection, hypercall page, pvclock, wallclock. */
 #include "xen.h"
+#include "kitcpu.h"
 
 struct xen_cpuid_info xen_cpuid;
 uint8_t xen_hypercall_page[XEN_PAGE_SIZE] __attribute__((aligned(4096)));
@@ -502,4 +503,28 @@ long xen_direct_hypercall2(unsigned int nr, unsigned long a1, unsigned long a2)
 		__asm__ volatile("vmcall" : "=a"(ret), "+b"(a1), "+c"(a2) : "0"((unsigned long)nr) : "memory", "edx", "esi", "edi");
 #endif
 	return ret;
+}
+
+const char *xen_timer_setup(void *page, int vector, void (*handler)(struct kit_frame *), evtchn_port_t *timer_port)
+{
+	if (!xen_setup())
+		return "no Xen";
+	if (xen_map_shared_info(page) != 0)
+		return "map shared_info";
+	kit_set_irq_handler(vector, handler);
+	kit_lapic_enable();
+	if (xen_set_upcall_vector(0, (uint8_t)vector) != 0)
+		return "set the upcall vector";
+	if (xen_evtchn_bind_virq(VIRQ_TIMER, 0, timer_port) != 0)
+		return "bind VIRQ_TIMER";
+	return NULL;
+}
+
+void xen_wait_first_tick(volatile uint32_t *ticks)
+{
+	for (int i = 0; i < 2000 && !*ticks; i++) {
+		sti_hlt();
+		cli();
+		kit_delay_ms(0);
+	}
 }

@@ -191,6 +191,16 @@ static inline bool xen_upcall_take_port(volatile struct shared_info *sh, int cpu
 	xen_evtchn_clear(sh->evtchn_pending, port);
 	return true;
 }
+/* The timer set-up Linux makes, for the programs that time Xen's timer: Xen
+ * found, shared_info mapped at `page`, `handler` on `vector`, vCPU 0's LAPIC
+ * enabled and `vector` its upcall vector, VIRQ_TIMER bound on vCPU 0 into
+ * *timer_port. NULL, or what failed. */
+struct kit_frame;
+const char *xen_timer_setup(void *page, int vector, void (*handler)(struct kit_frame *), evtchn_port_t *timer_port);
+/* Halts with interrupts on until *ticks is non-zero (checked with them off,
+ * so a tick between the check and the halt is not waited past), for at most
+ * some 2000 halts. */
+void xen_wait_first_tick(volatile uint32_t *ticks);
 /* Index of the lowest set bit of x != 0 (xen_ulong_t is unsigned long in both ABIs). */
 static inline unsigned int xen_lowest_bit(xen_ulong_t x)
 {

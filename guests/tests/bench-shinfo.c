@@ -33,18 +33,8 @@ void kit_main(void)
 {
 	uint64_t n = 1000;
 	kit_cmdline_u64("n", &n);
-	const char *failed = NULL;
-	if (!xen_setup())
-		failed = "no Xen";
-	else if (xen_map_shared_info(frames[0]) != 0)
-		failed = "map shared_info";
 	sh = (volatile struct shared_info *)frames[0];
-	kit_set_irq_handler(UPCALL_VECTOR, on_upcall);
-	kit_lapic_enable();
-	if (!failed && xen_set_upcall_vector(0, UPCALL_VECTOR) != 0)
-		failed = "set the upcall vector";
-	if (!failed && xen_evtchn_bind_virq(VIRQ_TIMER, 0, &timer_port) != 0)
-		failed = "bind VIRQ_TIMER";
+	const char *failed = xen_timer_setup(frames[0], UPCALL_VECTOR, on_upcall, &timer_port);
 	uint64_t t0 = rdtsc();
 	for (uint64_t i = 1; !failed && i <= n; i++) {
 		if (xen_map_shared_info(frames[i & 1]) != 0)
@@ -61,11 +51,7 @@ void kit_main(void)
 		kit_printf("KIT-BENCH moves FAIL set the timer\n");
 		kit_poweroff();
 	}
-	for (int i = 0; i < 2000 && !ticks; i++) {
-		sti_hlt();
-		cli();
-		kit_delay_ms(0);
-	}
+	xen_wait_first_tick(&ticks);
 	kit_printf("KIT-BENCH moves=%llu tsc=%llu fired=%u\n", (unsigned long long)n, (unsigned long long)tsc, ticks);
 	kit_poweroff();
 }

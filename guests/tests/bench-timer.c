@@ -30,7 +30,6 @@ static void on_upcall(struct kit_frame *f)
 		tick_at = now();
 		ticks++;
 	}
-	kit_lapic_eoi();
 }
 
 static long singleshot(uint64_t at)
@@ -43,18 +42,8 @@ void kit_main(void)
 {
 	uint64_t n = 1000;
 	kit_cmdline_u64("n", &n);
-	const char *failed = NULL;
-	if (!xen_setup())
-		failed = "no Xen";
-	else if (xen_map_shared_info(shinfo_page) != 0)
-		failed = "map shared_info";
 	sh = (volatile struct shared_info *)shinfo_page;
-	kit_set_irq_handler(UPCALL_VECTOR, on_upcall);
-	kit_lapic_enable();
-	if (!failed && xen_set_upcall_vector(0, UPCALL_VECTOR) != 0)
-		failed = "set the upcall vector";
-	if (!failed && xen_evtchn_bind_virq(VIRQ_TIMER, 0, &timer_port) != 0)
-		failed = "bind VIRQ_TIMER";
+	const char *failed = xen_timer_setup(shinfo_page, UPCALL_VECTOR, on_upcall, &timer_port);
 	if (failed) {
 		kit_printf("KIT-BENCH timers FAIL %s\n", failed);
 		kit_poweroff();
@@ -66,11 +55,7 @@ void kit_main(void)
 	uint64_t tsc = rdtsc() - t0;
 	uint64_t at = now() + MS;
 	singleshot(at);
-	for (int i = 0; i < 2000 && !ticks; i++) {
-		sti_hlt();
-		cli();
-		kit_delay_ms(0);
-	}
+	xen_wait_first_tick(&ticks);
 	kit_printf("KIT-BENCH timers=%llu tsc=%llu fired=%u late-ns=%lld\n", (unsigned long long)n, (unsigned long long)tsc,
 		   ticks, ticks ? (long long)(tick_at - at) : -1ll);
 	kit_poweroff();

@@ -33,12 +33,8 @@ static void on_upcall(struct kit_frame *f)
 	int cpu = kit_cpu_index();
 	if (cpu >= NCPU)
 		return;
-	volatile struct vcpu_info *vi = &sh->vcpu_info[cpu];
-	vi->evtchn_upcall_pending = 0;
-	__atomic_exchange_n((xen_ulong_t *)&vi->evtchn_pending_sel, 0, __ATOMIC_SEQ_CST);
-	evtchn_port_t p = timer_port[cpu];
-	if (p && xen_evtchn_test(sh->evtchn_pending, p)) {
-		xen_evtchn_clear(sh->evtchn_pending, p);
+	/* Before VIRQ_TIMER is bound the port is 0, reserved and never pending: the upcall is still acknowledged. */
+	if (xen_upcall_take_port(sh, cpu, timer_port[cpu])) {
 		uint64_t t = now(cpu);
 		if (deadline[cpu] && t < deadline[cpu])
 			early[cpu] = 1;
