@@ -30,8 +30,11 @@ for word in $(cat /proc/cmdline); do
 done
 [ -n "$node" ] && [ -n "$agent" ] || fail "xenkvm.node and xenkvm.agent must be on the kernel command line"
 
-ninep="trans=virtio,version=9p2000.L,msize=524288,cache=none"
-mount -t 9p -o "$ninep,ro" hostroot /lower || fail "cannot mount the host's root (9p tag hostroot)"
+ninep="trans=virtio,version=9p2000.L,msize=524288"
+# The root is read-only and the host leaves it alone meanwhile, so it is cached: its files (node, the
+# libraries, QEMU) are read over 9p once rather than at every open. The shares, which the VM writes
+# and the host reads, are not.
+mount -t 9p -o "$ninep,cache=loose,ro" hostroot /lower || fail "cannot mount the host's root (9p tag hostroot)"
 mount -t tmpfs -o mode=755 overlay-rw /rw || fail "cannot mount the overlay's tmpfs"
 mkdir -p /rw/upper /rw/work
 mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay /root || fail "cannot mount the overlay"
@@ -40,7 +43,7 @@ mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay 
 for dir in /tmp /run; do mount -t tmpfs -o mode=1777 tmpfs "/root$dir"; done
 i=0
 for path in $(echo "$shares" | tr ':' ' '); do
-  mkdir -p "/root$path" && mount -t 9p -o "$ninep" "share$i" "/root$path" || fail "cannot mount share$i at $path"
+  mkdir -p "/root$path" && mount -t 9p -o "$ninep,cache=none" "share$i" "/root$path" || fail "cannot mount share$i at $path"
   i=$((i + 1))
 done
 
