@@ -1,10 +1,10 @@
 // Linux's boot: Debian's cloud kernel and the test tier's initramfs (test/linux-guest.ts),
 // from process start to the line its /init prints, on xenkvm (a PVH Xen guest) against
 // QEMU under KVM booting the same kernel and initramfs (PVH too, as a KVM guest), in
-// turns, in the same environment. Target: xenkvm ≤ 1.2 × QEMU. Also reported: xenkvm booting
-// the same kernel with `xen.fifo_events=0`, the 2-level event ABI, under which KVM keeps
-// Linux's timers (the timer fast path; with FIFO, Linux's default where Xen offers it, they
-// are xenkvm's).
+// turns, in the same environment. Target: xenkvm ≤ 1.2 × QEMU. xenkvm as it starts by default:
+// on this host, whose KVM raises events itself, it offers no FIFO event channels, so Linux
+// keeps the 2-level ABI and KVM its timers and IPIs. Also reported: xenkvm with
+// `--evtchn-fifo on`, where Linux switches to FIFO and its timers and IPIs are xenkvm's.
 //
 // Linux reaches xenkvm only through KVM's Xen support (CONFIG_KVM_XEN): where this host's
 // KVM lacks it, the benchmark runs itself in the nested VM whose KVM has it.
@@ -47,8 +47,8 @@ function boot(what: string, file: string, args: string[], marker = INIT_MARKER):
 
 async function measure(): Promise<void> {
   const guest = linuxGuest(root);
-  const xenkvm = (cmdline = 'console=hvc0') =>
-    boot('xenkvm', `${root}bin/xenkvm`, ['run', '--kernel', guest.vmlinux, '--initrd', guest.initrd, '--memory', String(MEMORY_MIB), '--vcpus', String(VCPUS), '--cmdline', cmdline]);
+  const xenkvm = (...args: string[]) =>
+    boot('xenkvm', `${root}bin/xenkvm`, ['run', '--kernel', guest.vmlinux, '--initrd', guest.initrd, '--memory', String(MEMORY_MIB), '--vcpus', String(VCPUS), '--cmdline', 'console=hvc0', ...args]);
   const qemu = () =>
     boot('QEMU', 'qemu-system-x86_64', [
       '-accel', 'kvm', '-cpu', 'host', '-m', String(MEMORY_MIB), '-smp', String(VCPUS), '-nodefaults', '-no-user-config', '-display', 'none',
@@ -57,7 +57,7 @@ async function measure(): Promise<void> {
   // xenkvm's own start and stop around a guest that powers off at once: node's start-up, which the
   // nested VM magnifies far more than a C program's.
   const idle = () => boot('xenkvm (idle guest)', `${root}bin/xenkvm`, ['run', '--kernel', `${root}guests/build/power.elf`], 'KIT-POWER');
-  const samples = { xenkvm: [] as number[], qemu: [] as number[], xenkvmExit: [] as number[], qemuExit: [] as number[], twoLevel: [] as number[], idle: [] as number[] };
+  const samples = { xenkvm: [] as number[], qemu: [] as number[], xenkvmExit: [] as number[], qemuExit: [] as number[], fifo: [] as number[], idle: [] as number[] };
   for (let round = 0; round < ROUNDS; round++) {
     const q = await qemu();
     const x = await xenkvm();
@@ -65,16 +65,16 @@ async function measure(): Promise<void> {
     samples.qemuExit.push(q.exit);
     samples.xenkvm.push(x.init);
     samples.xenkvmExit.push(x.exit);
-    samples.twoLevel.push((await xenkvm('console=hvc0 xen.fifo_events=0')).init);
+    samples.fifo.push((await xenkvm('--evtchn-fifo', 'on')).init);
     samples.idle.push((await idle()).exit);
   }
   const ratio = median(samples.xenkvm) / median(samples.qemu);
   const s = (xs: number[]) => `${median(xs).toFixed(1)} s`;
   const runs = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(', ');
   console.log(`Linux boot (${guest.package}, PVH, ${VCPUS} vCPUs, ${MEMORY_MIB} MiB), start to /init, median of ${ROUNDS}`);
-  console.log(`  xenkvm ${s(samples.xenkvm)} (exit ${s(samples.xenkvmExit)}), QEMU under KVM ${s(samples.qemu)} (exit ${s(samples.qemuExit)}): ratio ${ratio.toFixed(2)} (target ≤ ${TARGET}) ${ratio <= TARGET ? 'met' : 'MISSED'}`);
-  console.log(`  xenkvm with xen.fifo_events=0 (2-level events, KVM keeps the timers) ${s(samples.twoLevel)}: ratio ${(median(samples.twoLevel) / median(samples.qemu)).toFixed(2)}`);
-  console.log(`  runs to /init: xenkvm ${runs(samples.xenkvm)} s; with 2-level events ${runs(samples.twoLevel)} s; QEMU ${runs(samples.qemu)} s`);
+  console.log(`  xenkvm (2-level events) ${s(samples.xenkvm)} (exit ${s(samples.xenkvmExit)}), QEMU under KVM ${s(samples.qemu)} (exit ${s(samples.qemuExit)}): ratio ${ratio.toFixed(2)} (target ≤ ${TARGET}) ${ratio <= TARGET ? 'met' : 'MISSED'}`);
+  console.log(`  xenkvm with --evtchn-fifo on (Linux on FIFO events: its timers and IPIs are xenkvm's) ${s(samples.fifo)}: ratio ${(median(samples.fifo) / median(samples.qemu)).toFixed(2)}`);
+  console.log(`  runs to /init: xenkvm ${runs(samples.xenkvm)} s; with FIFO ${runs(samples.fifo)} s; QEMU ${runs(samples.qemu)} s`);
   console.log(`  xenkvm's own start and stop, around a guest that powers off at once: ${s(samples.idle)} (runs ${runs(samples.idle)} s)`);
   process.exitCode = ratio <= TARGET ? 0 : 1;
 }

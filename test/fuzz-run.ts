@@ -1,6 +1,7 @@
 // One run of the guest-side hypercall fuzzer (guests/tests/xen-fuzz.c) under xenkvm:
 // what the guest reported and what the VMM did meanwhile (its exit, its log, its
-// memory). Used by the suite's short run (test/integration/fuzz.test.ts) and by
+// memory), FIFO event channels offered so that its init_control calls reach them on every
+// host. Used by the suite's short run (test/integration/fuzz.test.ts) and by
 // `npm run fuzz` (test/fuzz.ts).
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -44,7 +45,7 @@ function rssKiB(pid: number): number {
 export function runFuzz(opts: { seed: number; calls: number; ring3: boolean; timeoutMs: number }): Promise<FuzzRun> {
   const cmdline = `calls=${opts.calls} seed=${opts.seed}${opts.ring3 ? '' : ' ring3=0'}`;
   const start = Date.now();
-  const child = spawn(launcher, ['run', '--kernel', guest('xen-fuzz'), '--vcpus', '2', '--cmdline', cmdline], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(launcher, ['run', '--kernel', guest('xen-fuzz'), '--vcpus', '2', '--evtchn-fifo', 'on', '--cmdline', cmdline], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   let peak = 0;

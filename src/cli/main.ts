@@ -10,7 +10,7 @@ import { KVM_DEVICE, KvmUnavailableError } from '../kvm/system.js';
 import { exitStatus } from '../machine/exit-status.js';
 import { ConfigError } from '../machine/config-error.js';
 import { ALL_KVM_FAST_PATHS, parseKvmFastPaths, type KvmFastPath } from '../machine/kvm-fast-paths.js';
-import { Machine } from '../machine/machine.js';
+import { Machine, type EvtchnFifoChoice } from '../machine/machine.js';
 import { DEFAULT_XEN_VERSION, parseXenVersion } from '../xen/config.js';
 import { runNested, TERMINAL_CONSOLE_ENV } from './nested-run.js';
 import { DEFAULT_PORT_COUNT } from '../xen/evtchn/ports.js';
@@ -48,6 +48,7 @@ async function run(opts: {
   xenVersion: { major: number; minor: number };
   maxEvtchnPort: number;
   evtchnFastPath: boolean;
+  evtchnFifo: EvtchnFifoChoice;
   kvmFastPaths?: KvmFastPath[];
   name?: string;
   xenstoreSocket?: string;
@@ -67,6 +68,7 @@ async function run(opts: {
     xenVersion: opts.xenVersion,
     maxEvtchnPort: opts.maxEvtchnPort,
     evtchnFastPath: opts.evtchnFastPath,
+    evtchnFifo: opts.evtchnFifo,
     kvmFastPaths: opts.kvmFastPaths,
     name: opts.name,
     xenstoreSocket: opts.xenstoreSocket,
@@ -187,6 +189,11 @@ export async function main(argv: string[]): Promise<number> {
     .option('--console-log <file>', 'also append everything the guest writes to its consoles to this file')
     .option('--secondary-consoles <count>', 'secondary PV consoles to offer (xenbus console devices 1 …); they need grant tables, not there yet', wholeNumber('secondary console count'), 0)
     .option('--no-evtchn-fast-path', 'send every event through the main thread instead of serving IPI and loopback sends on the vCPU thread')
+    .addOption(
+      new Option('--evtchn-fifo <when>', "offer the FIFO event-channel ABI: on, off (guests keep the 2-level ABI), or auto: off where KVM's Xen support raises events itself (it knows only the 2-level ABI), on elsewhere")
+        .choices(['auto', 'on', 'off'])
+        .default('auto'),
+    )
     .option('--kvm-fast-paths <list>', `what KVM serves in the kernel where its Xen support can: all (the default), none, or some of ${ALL_KVM_FAST_PATHS.join(', ')}`, kvmFastPaths)
     .addOption(new Option('--log-level <level>', 'log detail on stderr').choices(LOG_LEVELS).default('warn').env('XENKVM_LOG'))
     .addOption(new Option('--accel <accel>', 'kvm: /dev/kvm here; nested: inside a throwaway VM that has it (QEMU, slow); auto: kvm where /dev/kvm exists, else nested').choices(['auto', 'kvm', 'nested']).default('auto'))

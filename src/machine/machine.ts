@@ -75,6 +75,8 @@ export interface MachineConfig {
   evtchnFastPath?: boolean;
   /** What KVM serves in the kernel where its Xen support can (default: all it can); see kvm-fast-paths.ts. */
   kvmFastPaths?: readonly KvmFastPath[];
+  /** Whether the guest may switch to FIFO event channels (default auto: where KVM raises no events itself). */
+  evtchnFifo?: EvtchnFifoChoice;
   /** The guest's name in XenStore (default: the kernel file's name without its extension). */
   name?: string;
   /** Where the XenStore socket goes (default: defaultSocketPath()). */
@@ -162,7 +164,16 @@ function readTscAnchor(bootVcpuFd: number): { tsc: bigint; ns: bigint } {
  * only when the vCPU runs: a read before the boot vCPU ever ran returns its creation value, so
  * the creation itself is the anchor there.
  */
-function xenConfig(config: MachineConfig, vm: Vm, bootVcpuFd: number, bootVcpuCreated: bigint, guestCpuid: readonly CpuidEntry[], hypercallEntry: HypercallEntry, kvmTime: boolean): XenConfig {
+function xenConfig(
+  config: MachineConfig,
+  vm: Vm,
+  bootVcpuFd: number,
+  bootVcpuCreated: bigint,
+  guestCpuid: readonly CpuidEntry[],
+  hypercallEntry: HypercallEntry,
+  fastPaths: readonly KvmFastPath[],
+): XenConfig {
+  const kvmTime = fastPaths.includes('time');
   const tscKhz = vcpuFd.tscKhz(bootVcpuFd);
   // KVM decides whether it keeps the TSCs in step (its master clock) when a vCPU first runs or
   // the VM's clock is set: setting kvmclock to its own value has it decide now, with every vCPU
@@ -186,9 +197,24 @@ function xenConfig(config: MachineConfig, vm: Vm, bootVcpuFd: number, bootVcpuCr
     bootMonotonicNs: anchor.ns,
     kvmTime,
     evtchnFastPath: config.evtchnFastPath ?? true,
+    evtchnFifo: evtchnFifoOffered(config.evtchnFifo ?? 'auto', fastPaths),
     cpuPolicy: guestCpuPolicy(guestCpuid),
     hypercallEntry,
   };
+}
+
+export type EvtchnFifoChoice = 'auto' | 'on' | 'off';
+
+/**
+ * Whether the guest is offered the FIFO event-channel ABI. By default not where KVM raises events
+ * itself (the `timer` and `evtchn` fast paths): KVM knows only the 2-level ABI, and a guest that
+ * switched to FIFO (Linux does where it can) would have every timer and IPI served by xenkvm instead.
+ * A guest then finds what Xen built without CONFIG_EVTCHN_FIFO answers, and keeps the 2-level ABI.
+ */
+function evtchnFifoOffered(choice: EvtchnFifoChoice, fastPaths: readonly KvmFastPath[]): boolean {
+  const offered = choice === 'on' || (choice === 'auto' && !fastPaths.includes('timer') && !fastPaths.includes('evtchn'));
+  log('machine').info({ choice, offered }, 'FIFO event channels');
+  return offered;
 }
 
 /** The fast paths asked for (default: all) that the host's KVM has; one line names those it lacks, when asked for. */
@@ -359,7 +385,7 @@ export class Machine {
       const fastPaths = kvmFastPaths(config.kvmFastPaths, xenSupport);
       // In the mapping KVM's memory slots use, which lives as long as the VM.
       const kvmSharedInfoHva = fastPaths.includes('shinfo-hva') ? memory.overlays.hostAddress + BigInt(SHARED_INFO_PAGE * PAGE_SIZE) : undefined;
-      const xen = xenConfig(config, vm, fds[0], bootVcpuCreated, vcpuCpuid(supported, 0, config.vcpus, []), hypercallEntry, fastPaths.includes('time'));
+      const xen = xenConfig(config, vm, fds[0], bootVcpuCreated, vcpuCpuid(supported, 0, config.vcpus, []), hypercallEntry, fastPaths);
       startKvmFastPaths(vm, xen, fastPaths);
       const domainState = DomainState.create(config.vcpus);
       const evtchnPorts = PortTable.create((config.maxEvtchnPort ?? DEFAULT_PORT_COUNT - 1) + 1);

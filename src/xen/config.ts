@@ -27,6 +27,8 @@ export interface XenConfig {
   kvmTime: boolean;
   /** Whether the VMM registers IPI and loopback ports with the accelerator, so their sends skip the main thread. */
   evtchnFastPath: boolean;
+  /** Whether the guest may switch to the FIFO event-channel ABI; without it, as Xen built without CONFIG_EVTCHN_FIFO. */
+  evtchnFifo: boolean;
   /** The CR4 and EFER bits the guest's CPUID allows, for the checks of VCPUOP_initialise. */
   cpuPolicy: GuestCpuPolicy;
   /** How the hypercall page's stubs reach the VMM: VMCALL/VMMCALL where KVM intercepts Xen hypercalls, else `out`. */

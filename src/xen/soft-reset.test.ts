@@ -38,7 +38,7 @@ function setup(t: { after(fn: () => void): void }) {
   const state = DomainState.create(2);
   const ports = PortTable.create();
   const events = new EventDelivery(memory, state, ports, () => {});
-  const evtchn = { domid: 1, state, ports, events, backends: new BackendPorts(ports, events, () => portLimit(ports, state)), fastPath: true };
+  const evtchn = { domid: 1, state, ports, events, backends: new BackendPorts(ports, events, () => portLimit(ports, state)), fastPath: true, fifo: true };
   const domain = { state, memoryMap, reservation: new Reservation(memory, memoryMap), evtchn };
   const sharedInfoSlots = () => [...kvm.live.values()].filter((s) => s.host === memory.overlays.hostAddress).map((s) => s.gpa / PAGE_SIZE);
   return { memory, memoryMap, state, ports, events, domain, sharedInfoSlots };

@@ -26,7 +26,7 @@ const config = (over: Partial<XenConfig> = {}): XenConfig => ({
   tscStable: true,
   bootWallNs: 0n,
   bootMonotonicNs: 0n,
-  evtchnFastPath: true,
+  evtchnFastPath: true, evtchnFifo: true,
   kvmTime: false,
   cpuPolicy: { cr4Valid: 0n, eferValid: 0n },
   hypercallEntry: 'out',

@@ -83,7 +83,7 @@ export class XenVmm {
       guestLog: new RateLimitedLog(logger),
     };
     this.backends = new BackendPorts(ports, events, () => portLimit(ports, state));
-    const evtchn = { domid: config.domid, state, ports, events, backends: this.backends, fastPath: config.evtchnFastPath };
+    const evtchn = { domid: config.domid, state, ports, events, backends: this.backends, fastPath: config.evtchnFastPath, fifo: config.evtchnFifo };
     serveRoutes(this.dispatcher, 'main', HYPERCALL_ROUTES, [
       memoryOps(domain),
       hvmOps(domain),

@@ -22,6 +22,8 @@ const kvmIgnoresFutureFlag = (() => {
 
 /** xen-kvm-evtchn's cases, whichever delivers its events. */
 const KVM_EVTCHN_CASES = ['setup', 'ipi', 'poll', 'timer-poll'];
+const FIFO_CASES = ['setup', 'switch', 'ipi', 'priorities', 'masked', 'storm', 'timer', 'errors', 'reset'];
+
 const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: string; xenVersion?: string; args?: string[]; log?: (stderr: string) => void }[] = [
   {
     name: 'xen-detect',
@@ -104,8 +106,11 @@ const programs: { name: string; vcpus: number[]; cases: string[]; cmdline?: stri
   { name: 'xen-evtchn-moves', vcpus: [2], cases: ['setup', 'storm', 'after-moves'] },
   // Without the fast path every send goes through the main thread: same events, same order.
   { name: 'xen-evtchn-moves', vcpus: [2], args: ['--no-evtchn-fast-path'], cases: ['setup', 'storm', 'after-moves'] },
-  { name: 'xen-fifo', vcpus: [2], cases: ['setup', 'switch', 'ipi', 'priorities', 'masked', 'storm', 'timer', 'errors', 'reset'] },
-  { name: 'xen-fifo', vcpus: [2], args: ['--no-evtchn-fast-path'], cases: ['setup', 'switch', 'ipi', 'priorities', 'masked', 'storm', 'timer', 'errors', 'reset'] },
+  { name: 'xen-fifo', vcpus: [2], args: ['--evtchn-fifo', 'on'], cases: FIFO_CASES },
+  { name: 'xen-fifo', vcpus: [2], args: ['--evtchn-fifo', 'on', '--no-evtchn-fast-path'], cases: FIFO_CASES },
+  { name: 'xen-fifo', vcpus: [2], cmdline: 'fifo=0', args: ['--evtchn-fifo', 'off'], cases: ['setup', 'refused'] },
+  // By default FIFO is offered unless KVM raises events itself, which it can only under the 2-level ABI.
+  { name: 'xen-fifo', vcpus: [2], cmdline: kvmHasXen ? 'fifo=0' : undefined, cases: kvmHasXen ? ['setup', 'refused'] : FIFO_CASES },
   // Where KVM has Xen support it keeps the singleshot timer (the timer fast path); xenkvm's own timer too.
   {
     name: 'xen-timer',

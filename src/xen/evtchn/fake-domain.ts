@@ -17,7 +17,7 @@ import { PortTable } from './ports.js';
 
 const ARG = 0x1000n;
 
-export function evtchnTestDomain(t: { after(fn: () => void): void }, abi: Abi = 'native', options: { portCount?: number; fastPath?: boolean; logger?: Logger } = {}) {
+export function evtchnTestDomain(t: { after(fn: () => void): void }, abi: Abi = 'native', options: { portCount?: number; fastPath?: boolean; fifo?: boolean; logger?: Logger } = {}) {
   const memory = GuestMemory.create([{ gpa: 0, size: 1 << 20 }], 2);
   t.after(() => memory.dispose());
   const state = DomainState.create(2);
@@ -26,7 +26,7 @@ export function evtchnTestDomain(t: { after(fn: () => void): void }, abi: Abi = 
   const ports = PortTable.create(options.portCount);
   const events = new EventDelivery(memory, state, ports, (v) => upcalls.push(v));
   const backends = new BackendPorts(ports, events, () => portLimit(ports, state));
-  const d = { domid: 1, state, ports, events, backends, fastPath: options.fastPath ?? true };
+  const d = { domid: 1, state, ports, events, backends, fastPath: options.fastPath ?? true, fifo: options.fifo ?? true };
   // Both threads' dispatchers, the vCPU's forwarding to the main thread's as the VM does.
   const logger = options.logger ?? pino({ level: 'silent' });
   const main = new HypercallDispatcher(logger);

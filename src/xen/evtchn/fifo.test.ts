@@ -18,8 +18,8 @@ const LINKED = 1 << EVTCHN_FIFO.LINKED;
 const SELF = DOMID.SELF | (DOMID.SELF << 16);
 
 /** A domain on the FIFO ABI, and a guest that consumes its queues as Linux does. */
-function fifoDomain(t: { after(fn: () => void): void }, abi: Abi = 'native', options: { switchNow?: boolean; pages?: number } = {}) {
-  const s = evtchnTestDomain(t, abi);
+function fifoDomain(t: { after(fn: () => void): void }, abi: Abi = 'native', options: { switchNow?: boolean; pages?: number; offered?: boolean } = {}) {
+  const s = evtchnTestDomain(t, abi, { fifo: options.offered ?? true });
   const m = s.memory;
   const controlBlock = (v: number) => CONTROL_GFN * PAGE + v * 128;
   const wordAt = (port: number) => ARRAY_GFNS[port >> 10] * PAGE + (port & 1023) * 4;
@@ -206,6 +206,20 @@ test('FIFO errors are Xen\'s', (t) => {
   assert.equal(s.op(EVTCHNOP.set_priority, 4095, 3).rc, -XEN_ERRNO.EINVAL, 'beyond the valid ports');
   for (let i = 0; i < 128; i++) assert.equal(s.expand(0x40 + i), 0);
   assert.equal(s.expand(0x40), -XEN_ERRNO.ENOSPC, 'at most 128 pages');
+});
+
+test('FIFO not offered (--evtchn-fifo off): init_control and expand_array answer EOPNOTSUPP, as Xen built without it does, and the domain keeps the 2-level ABI', (t) => {
+  for (const abi of ['native', 'compat'] as const) {
+    const s = fifoDomain(t, abi, { switchNow: false, offered: false });
+    const port = s.op(EVTCHNOP.bind_ipi, 0).word(1);
+    assert.equal(s.initControl(0).rc, -XEN_ERRNO.EOPNOTSUPP, abi);
+    assert.equal(s.initControl(2).rc, -XEN_ERRNO.EOPNOTSUPP, `${abi}: refused before its vCPU is checked`);
+    assert.equal(s.expand(ARRAY_GFNS[0]), -XEN_ERRNO.EOPNOTSUPP, abi);
+    assert.equal(s.d.ports.fifoActive, false, abi);
+    assert.equal(s.ready(0), 0, `${abi}: nothing written to the control block`);
+    assert.equal(s.op(EVTCHNOP.send, port).rc, 0);
+    assert.equal(s.pending(port), 1, `${abi}: the event arrives the 2-level way`);
+  }
 });
 
 test('FIFO: EVTCHNOP_reset closes every port and returns to the 2-level ABI', (t) => {

@@ -31,6 +31,8 @@ export interface EvtchnDomain {
 export interface EvtchnVmmDomain extends EvtchnDomain {
   backends: BackendPorts;
   fastPath: boolean;
+  /** Whether EVTCHNOP_init_control and expand_array are offered (the FIFO ABI). */
+  fifo: boolean;
 }
 
 /** Ports the domain can address now: the ABI's reach, within the table (max_evtchn_port + 1). */
@@ -41,6 +43,11 @@ export function portLimit(ports: PortTable, state: DomainState): number {
 
 function self(d: EvtchnDomain, dom: number): boolean {
   return dom === DOMID.SELF || dom === d.domid;
+}
+
+/** The FIFO ABI's sub-ops, where it is not offered: what Xen built without CONFIG_EVTCHN_FIFO answers, after reading the argument. */
+function requireFifo(d: EvtchnVmmDomain): void {
+  if (!d.fifo) throw new XenError(XEN_ERRNO.EOPNOTSUPP);
 }
 
 function checkVcpu(d: EvtchnDomain, vcpu: number): number {
@@ -191,13 +198,16 @@ const CONTROL_OPS: Partial<Record<keyof typeof EVTCHNOP, ControlOp>> = {
   init_control: (ctx, d, arg, limit) => {
     const def = evtchnInitControl[ctx.abi];
     const a = readArg(ctx, def, arg);
+    requireFifo(d);
     const vcpu = checkVcpu(d, a.vcpu);
     d.events.fifo.initControl(vcpu, a.control_gfn, a.offset, (port) => d.events.twoLevel.isPending(port));
     ctx.guest.write(arg + BigInt(def.offsets.link_bits), Uint8Array.of(EVTCHN_FIFO.LINK_BITS));
     return 0;
   },
   expand_array: (ctx, d, arg, limit) => {
-    d.events.fifo.expandArray(readArg(ctx, evtchnExpandArray[ctx.abi], arg).array_gfn);
+    const a = readArg(ctx, evtchnExpandArray[ctx.abi], arg);
+    requireFifo(d);
+    d.events.fifo.expandArray(a.array_gfn);
     return 0;
   },
   set_priority: (ctx, d, arg, limit) => {
