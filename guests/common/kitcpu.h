@@ -14,6 +14,18 @@ static inline void cli(void) { __asm__ volatile("cli" ::: "memory"); }
 static inline void hlt(void) { __asm__ volatile("hlt" ::: "memory"); }
 /* sti takes effect after the next instruction, so no interrupt is lost between them. */
 static inline void sti_hlt(void) { __asm__ volatile("sti; hlt" ::: "memory"); }
+/* Halts with interrupts on until `cond` holds, at most `halts` times. `cond` is checked with
+ * interrupts off, so one that comes between the check and the hlt is taken by the hlt's sti rather
+ * than before it (sti holds interrupts off for one instruction only where IF was clear): otherwise
+ * the hlt would wait for yet another. Leaves interrupts off. */
+#define KIT_HALT_UNTIL(cond, halts)                                                   \
+	do {                                                                              \
+		cli();                                                                        \
+		for (int kit_halts_ = 0; kit_halts_ < (halts) && !(cond); kit_halts_++) { \
+			sti_hlt();                                                                \
+			cli();                                                                    \
+		}                                                                             \
+	} while (0)
 static inline uintptr_t read_cr0(void) { uintptr_t v; __asm__ volatile("mov %%cr0, %0" : "=r"(v)); return v; }
 static inline uintptr_t read_cr2(void) { uintptr_t v; __asm__ volatile("mov %%cr2, %0" : "=r"(v)); return v; }
 static inline uintptr_t read_cr3(void) { uintptr_t v; __asm__ volatile("mov %%cr3, %0" : "=r"(v)); return v; }

@@ -519,12 +519,3 @@ const char *xen_timer_setup(void *page, int vector, void (*handler)(struct kit_f
 		return "bind VIRQ_TIMER";
 	return NULL;
 }
-
-void xen_wait_first_tick(volatile uint32_t *ticks)
-{
-	for (int i = 0; i < 2000 && !*ticks; i++) {
-		sti_hlt();
-		cli();
-		kit_delay_ms(0);
-	}
-}

@@ -197,10 +197,6 @@ static inline bool xen_upcall_take_port(volatile struct shared_info *sh, int cpu
  * *timer_port. NULL, or what failed. */
 struct kit_frame;
 const char *xen_timer_setup(void *page, int vector, void (*handler)(struct kit_frame *), evtchn_port_t *timer_port);
-/* Halts with interrupts on until *ticks is non-zero (checked with them off,
- * so a tick between the check and the halt is not waited past), for at most
- * some 2000 halts. */
-void xen_wait_first_tick(volatile uint32_t *ticks);
 /* Index of the lowest set bit of x != 0 (xen_ulong_t is unsigned long in both ABIs). */
 static inline unsigned int xen_lowest_bit(xen_ulong_t x)
 {

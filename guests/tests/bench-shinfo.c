@@ -51,7 +51,7 @@ void kit_main(void)
 		kit_printf("KIT-BENCH moves FAIL set the timer\n");
 		kit_poweroff();
 	}
-	xen_wait_first_tick(&ticks);
+	KIT_HALT_UNTIL(ticks, 2000);
 	kit_printf("KIT-BENCH moves=%llu tsc=%llu fired=%u\n", (unsigned long long)n, (unsigned long long)tsc, ticks);
 	kit_poweroff();
 }

@@ -55,7 +55,7 @@ void kit_main(void)
 	uint64_t tsc = rdtsc() - t0;
 	uint64_t at = now() + MS;
 	singleshot(at);
-	xen_wait_first_tick(&ticks);
+	KIT_HALT_UNTIL(ticks, 2000);
 	kit_printf("KIT-BENCH timers=%llu tsc=%llu fired=%u late-ns=%lld\n", (unsigned long long)n, (unsigned long long)tsc,
 		   ticks, ticks ? (long long)(tick_at - at) : -1ll);
 	kit_poweroff();

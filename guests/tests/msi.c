@@ -17,11 +17,7 @@ static void wait_case(void)
 {
 	hits = 0;
 	kit_printf("KIT-MSI ready cpu=0 vector=0x%x\n", MSI_VECTOR);
-	cli(); /* checked with interrupts off, so none comes between the check and the hlt */
-	for (int i = 0; i < 2000 && !hits; i++) {
-		sti_hlt();
-		cli();
-	}
+	KIT_HALT_UNTIL(hits, 2000);
 	KIT_CHECK(hits == 1, "%d MSIs arrived", hits);
 }
 

@@ -30,11 +30,7 @@ static void hlt_case(void)
 	KIT_CHECK(spin_ok, "skipped: spinning wait failed, hlt could hang");
 	ticks = 0;
 	kit_lapic_timer_oneshot(TIMER_VECTOR, 100000);
-	cli(); /* checked with interrupts off, so none comes between the check and the hlt */
-	for (int i = 0; i < 1000 && !ticks; i++) {
-		sti_hlt();
-		cli();
-	}
+	KIT_HALT_UNTIL(ticks, 1000);
 	KIT_CHECK(ticks == 1, "%d ticks after hlt", ticks);
 }
 

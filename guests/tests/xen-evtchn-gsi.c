@@ -68,17 +68,8 @@ static void setup_case(void)
 	KIT_CHECK(xen_evtchn_bind_interdomain(DOMID_SELF, b, &a) == 0, "bind_interdomain");
 }
 
-/* Halts until port a has taken `want` events, or 1000 interrupts came. The count is checked with
- * interrupts off, so none comes between the check and the hlt (sti holds them off for one instruction
- * only where IF was clear): one that did would be taken and leave the hlt waiting for another. */
-static void wait_events(uint32_t want)
-{
-	cli();
-	for (int i = 0; i < 1000 && got_by_port[a] < want; i++) {
-		sti_hlt();
-		cli();
-	}
-}
+/* Halts until port a has taken `want` events, or 1000 interrupts came. */
+static void wait_events(uint32_t want) { KIT_HALT_UNTIL(got_by_port[a] >= want, 1000); }
 
 static void events_case(void)
 {
