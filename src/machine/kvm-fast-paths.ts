@@ -42,6 +42,11 @@ export const KVM_FAST_PATHS = {
 export type KvmFastPath = keyof typeof KVM_FAST_PATHS;
 export const ALL_KVM_FAST_PATHS = Object.keys(KVM_FAST_PATHS) as KvmFastPath[];
 
+/** Whether KVM raises the domain's events itself with these fast paths on (its timer's, or every one it can). */
+export function kvmRaisesEvents(on: readonly KvmFastPath[]): boolean {
+  return on.includes('timer') || on.includes('evtchn');
+}
+
 /** What a fast path needs KVM to do as well: KVM writes its time into any vcpu_info it holds. */
 const NEEDS: Partial<Record<KvmFastPath, KvmFastPath>> = { timer: 'time', evtchn: 'time', 'shinfo-hva': 'time' };
 

@@ -40,7 +40,7 @@ import { ConfigError } from './config-error.js';
 import { vcpuCpuid } from './cpuid.js';
 import { ConsoleStream } from './console-stream.js';
 import { CallbackLineRaiser, CallbackLines } from './callback-lines.js';
-import { ALL_KVM_FAST_PATHS, kvmFastPathsOn, type KvmFastPath } from './kvm-fast-paths.js';
+import { ALL_KVM_FAST_PATHS, kvmFastPathsOn, kvmRaisesEvents, type KvmFastPath } from './kvm-fast-paths.js';
 import { CmosRtc } from './devices/cmos-rtc.js';
 import { PciConfigSpace } from './devices/pci.js';
 import type { StopReason } from './devices/platform.js';
@@ -212,7 +212,7 @@ export type EvtchnFifoChoice = 'auto' | 'on' | 'off';
  * A guest then finds what Xen built without CONFIG_EVTCHN_FIFO answers, and keeps the 2-level ABI.
  */
 function evtchnFifoOffered(choice: EvtchnFifoChoice, fastPaths: readonly KvmFastPath[]): boolean {
-  const offered = choice === 'on' || (choice === 'auto' && !fastPaths.includes('timer') && !fastPaths.includes('evtchn'));
+  const offered = choice === 'on' || (choice === 'auto' && !kvmRaisesEvents(fastPaths));
   log('machine').info({ choice, offered }, 'FIFO event channels');
   return offered;
 }
@@ -447,8 +447,7 @@ export class Machine {
         controls: controls.map((c) => c.buffer), callbackLines: callbackLines.buffer, vmFd: vm.fd, bootMonotonicNs: xen.bootMonotonicNs, logLevel: config.logLevel ?? 'warn',
       };
       const rewriteWallclock = () => writeWallclock(memory.overlayPage(SHARED_INFO_PAGE), domainState.sharedInfoAbi, xen.bootWallNs);
-      const kvmRaisesEvents = fastPaths.includes('timer') || fastPaths.includes('evtchn');
-      const kvmSharedInfo = kvmRaisesEvents ? new KvmSharedInfo(vm, memory, domainState, rewriteWallclock, kvmSharedInfoHva) : undefined;
+      const kvmSharedInfo = kvmRaisesEvents(fastPaths) ? new KvmSharedInfo(vm, memory, domainState, rewriteWallclock, kvmSharedInfoHva) : undefined;
       const kvmEvents = fastPaths.includes('evtchn') ? new KvmEventChannels(vm, HYPERCALL_MSR, xen.domid, domainState, evtchnPorts, memory) : undefined;
       return new Machine(config, resources, vm, memory, memoryMap, vcpus, xenVmm, { state: timers, init: timerInit }, toolstack, consoleInput, callbackLines, consoleStream, kvmSharedInfo, kvmEvents);
     } catch (e) {
