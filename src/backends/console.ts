@@ -10,7 +10,7 @@ import { quoteGuestText, type RateLimitedLog } from '../common/log.js';
 import { xenconsInterface } from '../xen/abi/console.js';
 import { serveNotifications, type BackendChannel, type BackendPorts } from '../xen/evtchn/backend.js';
 import { XenError } from '../xen/errors.js';
-import { DeviceError, type DeviceHooks, type GrantedPages, type XenbusDevice } from './xenbus.js';
+import { DeviceError, type DeviceHooks, type GrantedPages, type MappedGrants, type XenbusDevice } from './xenbus.js';
 
 const LAYOUT = xenconsInterface.native;
 const IN_SIZE = LAYOUT.offsets.out - LAYOUT.offsets.in;
@@ -162,6 +162,7 @@ function numberNode(device: XenbusDevice, key: string): number {
 export class SecondaryConsole implements DeviceHooks {
   private ring: ConsoleRing | undefined;
   private channel: BackendChannel | undefined;
+  private mapped: MappedGrants | undefined;
   private running: Promise<void> | undefined;
 
   constructor(
@@ -174,23 +175,29 @@ export class SecondaryConsole implements DeviceHooks {
   connect(device: XenbusDevice): void {
     const ref = numberNode(device, 'ring-ref');
     const port = numberNode(device, 'port');
-    const page = this.grants.map(device.spec.frontDomid, ref);
+    const mapped = this.grants.map(device.spec.frontDomid, [ref], true);
     try {
       this.channel = this.backends.bind(port);
     } catch (e) {
+      mapped.unmap();
       if (!(e instanceof XenError)) throw e;
       throw new DeviceError(`cannot bind event channel ${port} of the frontend (Xen errno ${e.errno})`);
     }
+    this.mapped = mapped;
     this.channel.setFastPath(true);
-    this.ring = new ConsoleRing(page, this.channel, this.output, new ConsoleInput(), this.guestLog);
+    this.ring = new ConsoleRing(mapped.page(0), this.channel, this.output, new ConsoleInput(), this.guestLog);
     this.running = this.ring.run();
   }
 
   disconnect(): void {
     this.ring?.stop();
     if (this.channel) this.backends.close(this.channel.backendPort);
+    // The ring's last pass runs as it stops: the page is let go only after it.
+    const mapped = this.mapped;
+    void this.running?.then(() => mapped?.unmap());
     this.ring = undefined;
     this.channel = undefined;
+    this.mapped = undefined;
   }
 
   /** Resolves once the ring has stopped serving. */

@@ -118,12 +118,16 @@ test('a secondary console: the frontend grants a page and offers a port; the bac
   const out: number[] = [];
   const log = capturedLogger();
   const granted = new Map([[17, page]]);
+  const mapped = new Set<number>();
   const console = new SecondaryConsole(d.d.backends, {
-    map: (domid, ref) => {
+    map: (domid, refs, writable) => {
       assert.equal(domid, GUEST);
-      const p = granted.get(ref);
-      if (!p) throw new DeviceError(`no grant ${ref}`);
-      return p;
+      assert.equal(writable, true);
+      assert.equal(refs.length, 1);
+      const p = granted.get(refs[0]);
+      if (!p) throw new DeviceError(`no grant ${refs[0]}`);
+      mapped.add(refs[0]);
+      return { page: () => p, unmap: () => mapped.delete(refs[0]) };
     },
   }, (b) => out.push(...b), new RateLimitedLog(log.logger));
   const s = setup(console);
@@ -138,8 +142,11 @@ test('a secondary console: the frontend grants a page and offers a port; the bac
   assert.equal(d.op(EVTCHNOP.send, port).rc, 0);
   await new Promise((res) => setTimeout(res, 20));
   assert.deepEqual(out, [0x6f, 0x6b]);
+  assert.deepEqual([...mapped], [17]);
   s.setFront(XenbusState.Closed);
   await console.stopped();
+  await new Promise((res) => setImmediate(res));
+  assert.deepEqual([...mapped], [], 'the ring page is unmapped once the ring has stopped');
   assert.equal(d.op(EVTCHNOP.status, 0x7ff0, port).word(2), 1, 'the guest port is unbound again');
   // A frontend whose grant cannot be mapped fails the device.
   s.setFront(XenbusState.Initialising);
@@ -151,7 +158,7 @@ test('a secondary console: the frontend grants a page and offers a port; the bac
 test('a frontend that fails its device again and again, with a 1900-byte ring-ref: a few short lines, its text escaped and cut', (t) => {
   const d = evtchnTestDomain(t);
   const log = capturedLogger();
-  const console = new SecondaryConsole(d.d.backends, { map: () => new Uint8Array(4096) }, () => {}, new RateLimitedLog(log.logger));
+  const console = new SecondaryConsole(d.d.backends, { map: () => ({ page: () => new Uint8Array(4096), unmap: () => {} }) }, () => {}, new RateLimitedLog(log.logger));
   const s = setup(console);
   const junk = `1x\x1b[2J"${'A'.repeat(1900)}`;
   for (let cycle = 0; cycle < 100; cycle++) {

@@ -24,10 +24,17 @@ export interface XenbusStore {
   watch(path: string, token: string, fire: (path: string, token: string) => void): () => void;
 }
 
+/** Pages a backend has mapped by grant reference, until it unmaps them. */
+export interface MappedGrants {
+  /** The i-th page, in the order of the refs mapped. */
+  page(i: number): Uint8Array;
+  unmap(): void;
+}
+
 /** Pages a guest shares with domain 0 by grant reference. */
 export interface GrantedPages {
-  /** The page `ref` of domain `domid` grants; throws DeviceError when it cannot be had. */
-  map(domid: number, ref: number): Uint8Array;
+  /** Maps the pages refs of domain `domid` grant, all or none; throws DeviceError when they cannot be had. */
+  map(domid: number, refs: readonly number[], writable: boolean): MappedGrants;
 }
 
 /** A device the backend cannot connect: the device fails, as xenbus_dev_fatal makes it. */

@@ -10,6 +10,7 @@ import { KVM_DEVICE, KvmUnavailableError } from '../kvm/system.js';
 import { exitStatus } from '../machine/exit-status.js';
 import { ConfigError } from '../machine/config-error.js';
 import { ALL_KVM_FAST_PATHS, parseKvmFastPaths, type KvmFastPath } from '../machine/kvm-fast-paths.js';
+import { DEFAULT_MAX_GRANT_FRAMES } from '../machine/layout.js';
 import { Machine, type EvtchnFifoChoice } from '../machine/machine.js';
 import { DEFAULT_XEN_VERSION, parseXenVersion } from '../xen/config.js';
 import { runNested, TERMINAL_CONSOLE_ENV } from './nested-run.js';
@@ -53,6 +54,7 @@ async function run(opts: {
   name?: string;
   xenstoreSocket?: string;
   secondaryConsoles: number;
+  maxGrantFrames: number;
   consoleLog?: string;
   logLevel: LogLevel;
 }): Promise<number> {
@@ -73,6 +75,7 @@ async function run(opts: {
     name: opts.name,
     xenstoreSocket: opts.xenstoreSocket,
     secondaryConsoles: opts.secondaryConsoles,
+    maxGrantFrames: opts.maxGrantFrames,
     output: output.write,
     logLevel: opts.logLevel,
   });
@@ -187,7 +190,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--name <name>', "the guest's name in XenStore (default: the kernel file's name)")
     .option('--xenstore-socket <path>', `Unix socket for Xen's xenstore tools (XENSTORED_PATH); default ${defaultSocketPath(process.env, 0).replace('xenkvm-0', 'xenkvm-<pid>')}`)
     .option('--console-log <file>', 'also append everything the guest writes to its consoles to this file')
-    .option('--secondary-consoles <count>', 'secondary PV consoles to offer (xenbus console devices 1 …); they need grant tables, not there yet', wholeNumber('secondary console count'), 0)
+    .option('--secondary-consoles <count>', 'secondary PV consoles to offer (xenbus console devices 1 …)', wholeNumber('secondary console count'), 0)
+    .option('--max-grant-frames <count>', "the most frames the guest's grant table may grow to (xl: max_grant_frames)", wholeNumber('grant-table frame count'), DEFAULT_MAX_GRANT_FRAMES)
     .option('--no-evtchn-fast-path', 'send every event through the main thread instead of serving IPI and loopback sends on the vCPU thread')
     .addOption(
       new Option('--evtchn-fifo <when>', "offer the FIFO event-channel ABI: on, off (guests keep the 2-level ABI), or auto: off where KVM's Xen support raises events itself (it knows only the 2-level ABI), on elsewhere")

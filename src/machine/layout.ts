@@ -5,6 +5,7 @@ import { irqchips, KVM_IOAPIC_NUM_PINS } from '../kvm/abi.js';
 import type { IrqchipRoute } from '../kvm/vm.js';
 import { ECAM_BUS_SIZE, type PciFunction } from './devices/pci.js';
 import { xenPlatformFunction } from './devices/xen-platform.js';
+import { grantTablePages } from '../xen/gnttab/table.js';
 
 export const MiB = 1 << 20;
 export const GiB = 1 << 30;
@@ -107,11 +108,18 @@ export function pciFunctions(): PciFunction[] {
 /** SLP_TYP of \_S5 in the DSDT. */
 export const S5_SLEEP_TYPE = 5;
 
-/** Overlay pages available to the Xen layer (shared_info, grant frames, rings). */
-export const OVERLAY_PAGES = 64;
 /** Overlay pages the toolstack places for the guest; page 0 is shared_info (src/xen/shared-info.ts). */
 export const XENSTORE_OVERLAY_PAGE = 1;
 export const CONSOLE_OVERLAY_PAGE = 2;
+/** The grant table's shared frames, then its status frames, take the pages from here on. */
+export const GRANT_TABLE_FIRST_PAGE = 3;
+
+/** The overlay pool of a machine whose grant table may grow to `maxGrantFrames` frames. */
+export const overlayPoolPages = (maxGrantFrames: number) => GRANT_TABLE_FIRST_PAGE + grantTablePages(maxGrantFrames);
+
+/** xl's default max_grant_frames (and Xen's gnttab_max_frames), and the most xenkvm allows. */
+export const DEFAULT_MAX_GRANT_FRAMES = 64;
+export const MAX_GRANT_FRAMES = 1024;
 
 /**
  * Xen's special pages for an HVM or PVH domU: eight frames ending at 0xff000000 (libxc's special

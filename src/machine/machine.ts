@@ -47,8 +47,8 @@ import type { StopReason } from './devices/platform.js';
 import { Uart16550 } from './devices/uart16550.js';
 import { exitStatus } from './exit-status.js';
 import {
-  ACPI_BASE, ACPI_SIZE, guestMemmap, IOAPIC_ADDRESS, IOAPIC_ID, KVM_IDENTITY_MAP_ADDRESS,
-  KVM_RESERVED_FRAMES, KVM_TSS_ADDRESS, LAPIC_ADDRESS, MAX_MEMORY_MIB, MAX_VCPUS, MiB, MIN_MEMORY_MIB, OVERLAY_PAGES, ports, RESET_VALUE,
+  ACPI_BASE, ACPI_SIZE, DEFAULT_MAX_GRANT_FRAMES, GRANT_TABLE_FIRST_PAGE, guestMemmap, IOAPIC_ADDRESS, IOAPIC_ID, KVM_IDENTITY_MAP_ADDRESS,
+  KVM_RESERVED_FRAMES, KVM_TSS_ADDRESS, LAPIC_ADDRESS, MAX_GRANT_FRAMES, MAX_MEMORY_MIB, MAX_VCPUS, MiB, MIN_MEMORY_MIB, overlayPoolPages, ports, RESET_VALUE,
   pcGsiRoutes, PCI_ECAM_BASE, PCI_MEMORY_WINDOWS, pciFunctions, pciIntxGsi, PIT_GSI, PIT_IRQ, S5_SLEEP_TYPE, SCI_IRQ,
   UART_IRQ, RTC_IRQ, ramRanges,
 } from './layout.js';
@@ -83,6 +83,8 @@ export interface MachineConfig {
   xenstoreSocket?: string;
   /** Secondary PV consoles offered to the guest (xenbus devices console/1 …); default none. */
   secondaryConsoles?: number;
+  /** The most frames the guest's grant table may grow to (xl's max_grant_frames; default 64). */
+  maxGrantFrames?: number;
 }
 
 export interface RunOutcome {
@@ -107,7 +109,7 @@ const FILTERED_MSRS = [
   { base: 0x4b564d00, count: 0x100 },
 ];
 
-function validateConfig(c: Pick<MachineConfig, 'memoryMiB' | 'targetMiB' | 'vcpus' | 'maxEvtchnPort' | 'secondaryConsoles'>): void {
+function validateConfig(c: Pick<MachineConfig, 'memoryMiB' | 'targetMiB' | 'vcpus' | 'maxEvtchnPort' | 'secondaryConsoles' | 'maxGrantFrames'>): void {
   if (!Number.isInteger(c.memoryMiB) || c.memoryMiB < MIN_MEMORY_MIB || c.memoryMiB > MAX_MEMORY_MIB) {
     throw new ConfigError(`memory must be a whole number of MiB from ${MIN_MEMORY_MIB} to ${MAX_MEMORY_MIB}, not ${c.memoryMiB}`);
   }
@@ -121,6 +123,10 @@ function validateConfig(c: Pick<MachineConfig, 'memoryMiB' | 'targetMiB' | 'vcpu
   const consoles = c.secondaryConsoles ?? 0;
   if (!Number.isInteger(consoles) || consoles < 0 || consoles > MAX_SECONDARY_CONSOLES) {
     throw new ConfigError(`secondary console count must be a whole number from 0 to ${MAX_SECONDARY_CONSOLES}, not ${consoles}`);
+  }
+  const grantFrames = c.maxGrantFrames ?? DEFAULT_MAX_GRANT_FRAMES;
+  if (!Number.isInteger(grantFrames) || grantFrames < 1 || grantFrames > MAX_GRANT_FRAMES) {
+    throw new ConfigError(`the most grant-table frames must be a whole number from 1 to ${MAX_GRANT_FRAMES}, not ${grantFrames}`);
   }
   const maxPort = c.maxEvtchnPort ?? DEFAULT_PORT_COUNT - 1;
   if (!Number.isInteger(maxPort) || maxPort < 1 || maxPort >= EVTCHN_FIFO.NR_CHANNELS) {
@@ -198,6 +204,7 @@ function xenConfig(
     kvmTime,
     evtchnFastPath: config.evtchnFastPath ?? true,
     evtchnFifo: evtchnFifoOffered(config.evtchnFifo ?? 'auto', fastPaths),
+    grantTable: { firstPage: GRANT_TABLE_FIRST_PAGE, maxFrames: config.maxGrantFrames ?? DEFAULT_MAX_GRANT_FRAMES },
     cpuPolicy: guestCpuPolicy(guestCpuid),
     hypercallEntry,
   };
@@ -326,7 +333,7 @@ export class Machine {
       }
       if (vm.checkExtension(caps.KVM_CAP_EXIT_ON_EMULATION_FAILURE)) vm.enableCap(caps.KVM_CAP_EXIT_ON_EMULATION_FAILURE, 1);
 
-      const memory = GuestMemory.create(ramRanges(ramBytes), OVERLAY_PAGES);
+      const memory = GuestMemory.create(ramRanges(ramBytes), overlayPoolPages(config.maxGrantFrames ?? DEFAULT_MAX_GRANT_FRAMES));
       resources.add(() => memory.dispose());
       const memoryMap = new MemoryMap(vm, memory, kvm.checkExtension(caps.KVM_CAP_NR_MEMSLOTS) || 32, new Set(KVM_RESERVED_FRAMES));
 

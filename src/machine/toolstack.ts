@@ -10,7 +10,10 @@ import { DeviceError, XenbusDevice, type GrantedPages } from '../backends/xenbus
 import { RateLimitedLog } from '../common/log.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { MemoryMap } from '../memory/memory-map.js';
+import { GNTTAB_RESERVED } from '../xen/abi/grant-table.js';
 import { HVM_PARAM } from '../xen/abi/hvm.js';
+import { GrantMapError, GrantMapper } from '../xen/gnttab/mapper.js';
+import { seedReservedEntries } from '../xen/gnttab/ops.js';
 import type { DomainState } from '../xen/domain-state.js';
 import type { XenVmm } from '../xen/vmm.js';
 import { CONSOLE_LIMIT, domainPath, writeDomainTree } from '../xenstore/domain-tree.js';
@@ -35,12 +38,20 @@ export interface GuestIdentity {
   secondaryConsoles: number;
 }
 
-/** Until grant tables exist, a page shared by grant reference cannot be mapped. */
-const noGrantTables: GrantedPages = {
-  map: () => {
-    throw new DeviceError('grant tables are not implemented yet: xenkvm cannot map a page the guest grants');
-  },
-};
+/** What domain 0's backends map of the guest's grants, through its grant table. */
+function guestGrants(mapper: GrantMapper, guestDomid: number): GrantedPages {
+  return {
+    map: (domid, refs, writable) => {
+      if (domid !== guestDomid) throw new DeviceError(`domain ${domid} grants nothing: the only guest is domain ${guestDomid}`);
+      try {
+        return mapper.map(refs, writable);
+      } catch (e) {
+        if (e instanceof GrantMapError) throw new DeviceError(e.message);
+        throw e;
+      }
+    },
+  };
+}
 
 export class Toolstack {
   readonly store = new XenStore();
@@ -68,6 +79,11 @@ export class Toolstack {
     memoryMap.mapOverlay(CONSOLE_OVERLAY_PAGE, CONSOLE_GFN);
     state.setParam(HVM_PARAM.STORE_PFN, BigInt(XENSTORE_GFN));
     state.setParam(HVM_PARAM.CONSOLE_PFN, BigInt(CONSOLE_GFN));
+    seedReservedEntries(memory, xen.grantTable, [
+      { ref: GNTTAB_RESERVED.CONSOLE, gfn: CONSOLE_GFN },
+      { ref: GNTTAB_RESERVED.XENSTORE, gfn: XENSTORE_GFN },
+    ]);
+    const grants = guestGrants(new GrantMapper(xen.grantTable, memory), guest.domid);
     const { store, console } = this.channels();
     const guestLog = new RateLimitedLog(logger);
     this.console = new ConsoleRing(memory.overlayPage(CONSOLE_OVERLAY_PAGE), console, output, consoleInput, guestLog);
@@ -87,7 +103,7 @@ export class Toolstack {
       const device = new XenbusDevice(
         this.store,
         { type: 'console', devid, frontDomid: guest.domid, backendNodes: { protocol: 'vt100' }, frontendNodes: { type: 'xenconsoled', limit: String(CONSOLE_LIMIT) } },
-        new SecondaryConsole(xen.backends, noGrantTables, output, guestLog),
+        new SecondaryConsole(xen.backends, grants, output, guestLog),
         guestLog,
       );
       device.plug();

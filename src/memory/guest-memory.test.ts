@@ -175,7 +175,7 @@ test('isBacked', (t) => {
   assert.equal(mem.isBacked(HIGH, 64 * KiB), true);
   assert.equal(mem.isBacked(HIGH_END - 1, 2), false);
   assert.equal(mem.isBacked(-1), false);
-  mem.placement.frames[0] = LOW_END / PAGE_SIZE;
+  mem.placement.place(0, LOW_END / PAGE_SIZE);
   assert.equal(mem.isBacked(0, MiB + PAGE_SIZE), true);
   assert.equal(mem.isBacked(0, MiB + PAGE_SIZE + 1), false);
 });
@@ -184,7 +184,7 @@ test('an overlay page shadows RAM at its frame and overlayPage(i) sees the same 
   const mem = create(t);
   mem.writeU32(0x7000, 0x11111111);
   mem.writeU32(0x7ffc, 0x22222222);
-  mem.placement.frames[2] = 7;
+  mem.placement.place(2, 7);
   assert.equal(mem.readU32(0x7000), 0, 'overlay content, not RAM');
   mem.writeU32(0x7000, 0xcafef00d);
   mem.write(0x7ff0, pattern(16));
@@ -198,7 +198,7 @@ test('an overlay page shadows RAM at its frame and overlayPage(i) sees the same 
   assert.deepEqual(mem.overlayPage(1), new Uint8Array(PAGE_SIZE));
   assert.deepEqual(mem.overlayPage(3), new Uint8Array(PAGE_SIZE));
   // Removing it shows RAM again, unchanged.
-  mem.placement.frames[2] = -1;
+  mem.placement.remove(2);
   assert.equal(mem.readU32(0x7000), 0x11111111);
   assert.equal(mem.readU32(0x7ffc), 0x22222222);
   assert.equal(mem.overlayPage(2)[0x100], 0x5a, 'the overlay keeps its content while unmapped');
@@ -208,7 +208,7 @@ test('an overlay page outside RAM makes that frame backed', (t) => {
   const mem = create(t);
   const gfn = (2 * GiB) / PAGE_SIZE;
   assert.equal(mem.isBacked(2 * GiB), false);
-  mem.placement.frames[3] = gfn;
+  mem.placement.place(3, gfn);
   mem.writeU64(2 * GiB + 8, 42n);
   assert.equal(mem.readU64(2 * GiB + 8), 42n);
   assert.equal(new DataView(mem.overlayPage(3).buffer, mem.overlayPage(3).byteOffset).getBigUint64(8, true), 42n);
@@ -218,27 +218,27 @@ test('an overlay page outside RAM makes that frame backed', (t) => {
 
 test('byte ranges crossing from RAM into an overlay page use both', (t) => {
   const mem = create(t);
-  mem.placement.frames[0] = 9;
+  mem.placement.place(0, 9);
   mem.write(0x8ffe, Uint8Array.of(1, 2, 3, 4));
   assert.deepEqual([...mem.read(0x8ffc, 8)], [0, 0, 1, 2, 3, 4, 0, 0]);
   assert.deepEqual([...mem.overlayPage(0).subarray(0, 2)], [3, 4]);
-  mem.placement.frames[0] = -1;
+  mem.placement.remove(0);
   assert.deepEqual([...mem.read(0x8ffe, 4)], [1, 2, 0, 0], 'RAM behind the overlay was not written');
 });
 
 test('typed access crossing from RAM into an overlay page uses the overlay', (t) => {
   const mem = create(t);
-  mem.placement.frames[0] = 9;
+  mem.placement.place(0, 9);
   mem.writeU32(0x8ffe, 0x04030201);
   assert.deepEqual([...mem.overlayPage(0).subarray(0, 2)], [3, 4]);
   assert.equal(mem.readU32(0x8ffe), 0x04030201);
-  mem.placement.frames[0] = -1;
+  mem.placement.remove(0);
   assert.deepEqual([...mem.read(0x8ffe, 4)], [1, 2, 0, 0], 'RAM behind the overlay was not written');
 });
 
 test('typed access crossing out of an overlay page uses the next frame', (t) => {
   const mem = create(t);
-  mem.placement.frames[0] = 9;
+  mem.placement.place(0, 9);
   mem.writeU32(0x9ffe, 0x04030201);
   assert.deepEqual([...mem.overlayPage(0).subarray(0xffe)], [1, 2]);
   assert.deepEqual([...mem.overlayPage(1).subarray(0, 2)], [0, 0], 'the next overlay page in the pool was not touched');
@@ -248,7 +248,7 @@ test('typed access crossing out of an overlay page uses the next frame', (t) => 
 
 test('typed access crossing out of the last overlay page into a hole throws GuestMemoryError', (t) => {
   const mem = create(t);
-  mem.placement.frames[3] = (2 * GiB) / PAGE_SIZE;
+  mem.placement.place(3, (2 * GiB) / PAGE_SIZE);
   assert.throws(() => mem.readU32(2 * GiB + PAGE_SIZE - 2), GuestMemoryError);
   assert.throws(() => mem.writeU32(2 * GiB + PAGE_SIZE - 2, 1), GuestMemoryError);
 });
@@ -268,13 +268,50 @@ test('an overlay page placed through MemoryMap shadows RAM', (t) => {
   assert.equal(mem.readU16(HIGH + 2 * PAGE_SIZE), 0);
 });
 
-test('OverlayPlacement.pageAt', () => {
+test('OverlayPlacement: place, move, displace and remove, seen from another thread\'s view of the same buffers', () => {
   const p = OverlayPlacement.create(3);
   assert.equal(p.pageAt(5), -1);
-  p.frames[1] = 5;
+  p.place(1, 5);
   assert.equal(p.pageAt(5), 1);
-  const q = new OverlayPlacement(p.buffer);
-  assert.equal(q.pageAt(5), 1, 'the same shared buffer');
+  const q = new OverlayPlacement(p.handle);
+  assert.equal(q.pageAt(5), 1, 'the same shared buffers');
+  p.place(1, 6);
+  assert.deepEqual([q.pageAt(5), q.pageAt(6), q.frameOf(1)], [-1, 1, 6], 'moved');
+  p.place(2, 6);
+  assert.deepEqual([q.pageAt(6), q.frameOf(1), q.frameOf(2)], [2, undefined, 6], 'a page placed on another takes its frame');
+  p.remove(2);
+  assert.deepEqual([q.pageAt(6), q.frameOf(2)], [-1, undefined]);
+  for (const bad of [-1, 0.5, 2 ** 31, Number.NaN]) assert.equal(p.pageAt(bad), -1);
+  assert.throws(() => p.place(0, -1), RangeError);
+});
+
+test('OverlayPlacement: random placements over colliding frames agree with a plain map at every step', () => {
+  const pages = 40;
+  const p = OverlayPlacement.create(pages);
+  const model = new Map<number, number>(); // gfn -> page
+  let seed = 12345;
+  const rand = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) % n;
+  // Runs of consecutive frames and multiples of the table size, as grant tables and hash collisions give.
+  const frames = [...Array.from({ length: 48 }, (_, i) => 0xf0000 + i), ...Array.from({ length: 24 }, (_, i) => i * 128)];
+  for (let step = 0; step < 20000; step++) {
+    const page = rand(pages);
+    if (rand(4) === 0) {
+      for (const [g, pg] of model) if (pg === page) model.delete(g);
+      p.remove(page);
+    } else {
+      const gfn = frames[rand(frames.length)];
+      for (const [g, pg] of model) if (pg === page) model.delete(g);
+      model.set(gfn, page);
+      p.place(page, gfn);
+    }
+    if (step % 97 === 0 || step > 19900) {
+      for (const gfn of frames) assert.equal(p.pageAt(gfn), model.get(gfn) ?? -1, `frame ${gfn} at step ${step}`);
+      for (let pg = 0; pg < pages; pg++) {
+        const gfn = p.frameOf(pg);
+        assert.equal(gfn === undefined ? undefined : model.get(gfn), gfn === undefined ? undefined : pg);
+      }
+    }
+  }
 });
 
 test('walkerView: aligned backed words, undefined for unbacked or unaligned', (t) => {
@@ -308,7 +345,7 @@ test('walkerView: writes only when backed and aligned', (t) => {
 test('walkerView sees overlay pages', (t) => {
   const mem = create(t);
   const w = mem.walkerView;
-  mem.placement.frames[0] = (2 * GiB) / PAGE_SIZE;
+  mem.placement.place(0, (2 * GiB) / PAGE_SIZE);
   assert.equal(w.writeU32!(2 * GiB + 0x18, 7), true);
   assert.equal(w.readU32(2 * GiB + 0x18), 7);
   assert.equal(mem.overlayPage(0)[0x18], 7);
@@ -325,7 +362,7 @@ test('attach maps the same memory in this thread', (t) => {
   other.writeU64(HIGH + 0x20, 99n);
   assert.equal(mem.readU64(HIGH + 0x20), 99n);
   // Overlay pages and their placement are shared too.
-  mem.placement.frames[1] = 0x50;
+  mem.placement.place(1, 0x50);
   other.writeU32(0x50000, 0x600d);
   assert.equal(mem.overlayPage(1)[0], 0x0d);
   assert.equal(other.placement.pageAt(0x50), 1);
@@ -336,7 +373,7 @@ test('handle is a copy that attach accepts', (t) => {
   const h = mem.handle;
   assert.deepEqual(h.regions, mem.regions);
   assert.notEqual(h.regions, mem.regions);
-  assert.equal(h.placement, mem.placement.buffer);
+  assert.equal(h.placement, mem.placement.handle);
   assert.equal(h.ram.size, MiB + 64 * KiB);
 });
 

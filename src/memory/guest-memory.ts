@@ -23,29 +23,102 @@ export class GuestMemoryError extends Error {
   }
 }
 
+/** What another thread needs to resolve frames as this one does. */
+export interface OverlayPlacementHandle {
+  frames: SharedArrayBuffer;
+  index: SharedArrayBuffer;
+}
+
+/** Slots in the frame index per overlay page: at most half full, so a lookup probes about one slot. */
+const INDEX_SLOTS_PER_PAGE = 2;
+
 /**
- * Where overlay page i is mapped (a frame number), or -1. Lives in a
- * SharedArrayBuffer so every thread resolves frames the same way; only the
- * main thread writes it, with the vCPUs paused.
+ * Where each overlay page is mapped (a frame number, or -1), and the reverse: which overlay page is at
+ * a frame, found in O(1) through an open-addressing hash of (frame, page) pairs. Both live in
+ * SharedArrayBuffers so every thread resolves frames the same way; only the main thread changes them,
+ * with the vCPUs paused.
  */
 export class OverlayPlacement {
   readonly frames: Float64Array;
-  constructor(readonly buffer: SharedArrayBuffer) {
-    this.frames = new Float64Array(buffer);
+  /** Pairs (frame, page); frame -1 marks a free slot. */
+  private readonly index: Int32Array;
+  private readonly mask: number;
+  private readonly shift: number;
+
+  constructor(readonly handle: OverlayPlacementHandle) {
+    this.frames = new Float64Array(handle.frames);
+    this.index = new Int32Array(handle.index);
+    const slots = this.index.length / 2;
+    this.mask = slots - 1;
+    this.shift = 32 - Math.log2(slots);
   }
+
   static create(pages: number): OverlayPlacement {
-    const p = new OverlayPlacement(new SharedArrayBuffer(pages * 8));
+    let slots = 8;
+    while (slots < pages * INDEX_SLOTS_PER_PAGE) slots *= 2;
+    const p = new OverlayPlacement({ frames: new SharedArrayBuffer(pages * 8), index: new SharedArrayBuffer(slots * 8) });
     p.frames.fill(-1);
+    p.index.fill(-1);
     return p;
   }
-  /** The overlay page mapped at gfn, or -1. Overlays are few; a scan is cheapest. */
-  pageAt(gfn: number): number {
-    return this.frames.indexOf(gfn);
+
+  /** Fibonacci hashing: consecutive frames (grant tables are mapped in runs) land far apart. */
+  private home(gfn: number): number {
+    return Math.imul(gfn, 0x9e3779b1) >>> this.shift;
   }
+
+  /** The index slot holding gfn, or -1. */
+  private slotOf(gfn: number): number {
+    if (!Number.isInteger(gfn) || gfn < 0 || gfn > 0x7fffffff) return -1;
+    for (let i = this.home(gfn); ; i = (i + 1) & this.mask) {
+      const key = this.index[2 * i];
+      if (key === gfn) return i;
+      if (key === -1) return -1;
+    }
+  }
+
+  /** The overlay page mapped at gfn, or -1. */
+  pageAt(gfn: number): number {
+    const slot = this.slotOf(gfn);
+    return slot < 0 ? -1 : this.index[2 * slot + 1];
+  }
+
   /** The frame overlay page `page` is mapped at, or undefined. */
   frameOf(page: number): number | undefined {
     const gfn = this.frames[page];
     return gfn >= 0 ? gfn : undefined;
+  }
+
+  /** Maps page at gfn: the page leaves the frame it was at, and whichever page was at gfn leaves it. */
+  place(page: number, gfn: number): void {
+    if (!Number.isInteger(gfn) || gfn < 0 || gfn > 0x7fffffff) throw new RangeError(`frame ${gfn} cannot hold an overlay page`);
+    const occupant = this.pageAt(gfn);
+    if (occupant === page) return;
+    if (occupant >= 0) this.remove(occupant);
+    this.remove(page);
+    let i = this.home(gfn);
+    while (this.index[2 * i] !== -1) i = (i + 1) & this.mask;
+    this.index[2 * i + 1] = page;
+    this.index[2 * i] = gfn;
+    this.frames[page] = gfn;
+  }
+
+  /** Takes page out of the guest's view; nothing if it is not mapped. */
+  remove(page: number): void {
+    const gfn = this.frames[page];
+    if (gfn < 0) return;
+    this.frames[page] = -1;
+    let hole = this.slotOf(gfn);
+    // Backward-shift deletion: later entries of the same probe run move up, so no lookup stops early.
+    for (let j = (hole + 1) & this.mask; this.index[2 * j] !== -1; j = (j + 1) & this.mask) {
+      const home = this.home(this.index[2 * j]);
+      const stays = hole < j ? home > hole && home <= j : home > hole || home <= j;
+      if (stays) continue;
+      this.index[2 * hole] = this.index[2 * j];
+      this.index[2 * hole + 1] = this.index[2 * j + 1];
+      hole = j;
+    }
+    this.index[2 * hole] = -1;
   }
 }
 
@@ -53,7 +126,8 @@ export interface GuestMemoryHandle {
   ram: SharedMemoryHandle;
   regions: RamRegion[];
   overlays: SharedMemoryHandle;
-  placement: SharedArrayBuffer;
+  placement: OverlayPlacementHandle;
+  returned: SharedArrayBuffer;
 }
 
 export class GuestMemory {
@@ -62,6 +136,8 @@ export class GuestMemory {
     readonly regions: readonly RamRegion[],
     readonly overlays: SharedMemory,
     readonly placement: OverlayPlacement,
+    /** One bit per page of RAM, set while the guest has given the page back (the balloon, or an overlay mapped over it). */
+    private readonly returned: Uint8Array,
   ) {}
 
   /** Creates guest RAM for the given guest-physical ranges and a pool of overlay pages. */
@@ -76,7 +152,7 @@ export class GuestMemory {
     const ram = SharedMemory.create('xenkvm-ram', offset);
     try {
       const overlays = SharedMemory.create('xenkvm-overlays', overlayPages * PAGE_SIZE);
-      return new GuestMemory(ram, regions, overlays, OverlayPlacement.create(overlayPages));
+      return new GuestMemory(ram, regions, overlays, OverlayPlacement.create(overlayPages), new Uint8Array(new SharedArrayBuffer(Math.ceil(offset / PAGE_SIZE / 8))));
     } catch (e) {
       ram.dispose();
       throw e;
@@ -85,11 +161,11 @@ export class GuestMemory {
 
   /** Maps the same memory in this thread. */
   static attach(h: GuestMemoryHandle): GuestMemory {
-    return new GuestMemory(SharedMemory.attach(h.ram), h.regions, SharedMemory.attach(h.overlays), new OverlayPlacement(h.placement));
+    return new GuestMemory(SharedMemory.attach(h.ram), h.regions, SharedMemory.attach(h.overlays), new OverlayPlacement(h.placement), new Uint8Array(h.returned));
   }
 
   get handle(): GuestMemoryHandle {
-    return { ram: this.ram.handle, regions: [...this.regions], overlays: this.overlays.handle, placement: this.placement.buffer };
+    return { ram: this.ram.handle, regions: [...this.regions], overlays: this.overlays.handle, placement: this.placement.handle, returned: this.returned.buffer as SharedArrayBuffer };
   }
 
   /** Pages of RAM, all regions together. */
@@ -102,6 +178,33 @@ export class GuestMemory {
     const gpa = gfn * PAGE_SIZE;
     for (const r of this.regions) if (gpa >= r.gpa && gpa < r.gpa + r.size) return (r.offset + gpa - r.gpa) / PAGE_SIZE;
     return undefined;
+  }
+
+  /** Whether the guest has given RAM page `page` back. */
+  isReturned(page: number): boolean {
+    return (this.returned[page >> 3] & (1 << (page & 7))) !== 0;
+  }
+
+  /** Records RAM page `page` as given back or held again; the main thread's, with the vCPUs held. */
+  setReturned(page: number, returned: boolean): void {
+    if (returned) this.returned[page >> 3] |= 1 << (page & 7);
+    else this.returned[page >> 3] &= ~(1 << (page & 7));
+  }
+
+  /**
+   * The RAM page at frame gfn when the guest holds it there (what it may grant), else undefined: outside
+   * RAM, given back, or under an overlay (whose RAM page was given back when it was mapped). Reads only
+   * what is safe from any thread while the vCPUs run.
+   */
+  heldRamPage(gfn: number): number | undefined {
+    if (!Number.isSafeInteger(gfn) || gfn < 0) return undefined;
+    const page = this.ramPageOf(gfn);
+    return page === undefined || this.isReturned(page) ? undefined : page;
+  }
+
+  /** RAM page `page` itself, at its fixed host address. */
+  ramPage(page: number): Uint8Array {
+    return this.ram.bytes(page * PAGE_SIZE, PAGE_SIZE);
   }
 
   /** Gives `count` pages of RAM from page `first` back to the host; they read as zeros until written again. */

@@ -74,13 +74,14 @@ export class MemoryMap {
     if (!Number.isInteger(page) || page < 0 || page >= this.memory.overlayPageCount) throw new RangeError(`no overlay page ${page}`);
     if (!Number.isInteger(gfn) || gfn < 0 || gfn > MAX_OVERLAY_GFN) throw new OverlayPlacementError('out-of-range', `frame 0x${gfn.toString(16)} is out of range`);
     if (this.reservedFrames.has(gfn)) throw new OverlayPlacementError('reserved', `frame 0x${gfn.toString(16)} is one KVM keeps for itself`);
-    const frames = this.memory.placement.frames;
-    const before = [...frames];
-    const occupant = this.memory.placement.pageAt(gfn);
-    if (occupant >= 0 && occupant !== page) frames[occupant] = -1;
-    frames[page] = gfn;
+    const placement = this.memory.placement;
+    const occupant = placement.pageAt(gfn);
+    const was = placement.frameOf(page);
+    placement.place(page, gfn);
     if (this.plan().length > this.maxSlots) {
-      before.forEach((f, i) => (frames[i] = f));
+      if (was === undefined) placement.remove(page);
+      else placement.place(page, was);
+      if (occupant >= 0 && occupant !== page) placement.place(occupant, gfn);
       throw new OverlayPlacementError('no-slots', `frame 0x${gfn.toString(16)} would need more than KVM's ${this.maxSlots} memory slots`);
     }
     if (this.batches === 0) this.apply();
@@ -100,8 +101,8 @@ export class MemoryMap {
   }
 
   unmapOverlay(page: number): void {
-    if (this.memory.placement.frames[page] === -1) return;
-    this.memory.placement.frames[page] = -1;
+    if (this.memory.placement.frameOf(page) === undefined) return;
+    this.memory.placement.remove(page);
     if (this.batches === 0) this.apply();
   }
 
@@ -128,17 +129,21 @@ export class MemoryMap {
 
   /** Brings KVM's slots in line with the plan: unchanged slots stay, stale ones go first so new ones never overlap them. */
   private apply(): void {
-    const wanted = this.plan();
-    const same = (a: { gpa: number; size: number; host: bigint }, b: typeof a) => a.gpa === b.gpa && a.size === b.size && a.host === b.host;
+    const key = (s: { gpa: number; size: number; host: bigint }) => `${s.gpa}:${s.size}:${s.host}`;
+    const wanted = new Map(this.plan().map((w) => [key(w), w]));
+    const kept = new Set<string>();
     for (const [slot, s] of this.slots) {
-      if (!wanted.some((w) => same(w, s))) {
-        this.sink.setUserMemoryRegion(slot, s.gpa, 0, s.host);
-        this.slots.delete(slot);
+      const k = key(s);
+      if (wanted.has(k)) {
+        kept.add(k);
+        continue;
       }
+      this.sink.setUserMemoryRegion(slot, s.gpa, 0, s.host);
+      this.slots.delete(slot);
     }
-    for (const w of wanted) {
-      if ([...this.slots.values()].some((s) => same(w, s))) continue;
-      let slot = 0;
+    let slot = 0;
+    for (const [k, w] of wanted) {
+      if (kept.has(k)) continue;
       while (this.slots.has(slot)) slot++;
       if (slot >= this.maxSlots) throw new Error(`out of KVM memory slots (${this.maxSlots})`);
       this.sink.setUserMemoryRegion(slot, w.gpa, w.size, w.host);

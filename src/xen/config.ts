@@ -29,6 +29,8 @@ export interface XenConfig {
   evtchnFastPath: boolean;
   /** Whether the guest may switch to the FIFO event-channel ABI; without it, as Xen built without CONFIG_EVTCHN_FIFO. */
   evtchnFifo: boolean;
+  /** The grant table's overlay pages (from firstPage) and the most shared frames it may grow to (xl's max_grant_frames). */
+  grantTable: { firstPage: number; maxFrames: number };
   /** The CR4 and EFER bits the guest's CPUID allows, for the checks of VCPUOP_initialise. */
   cpuPolicy: GuestCpuPolicy;
   /** How the hypercall page's stubs reach the VMM: VMCALL/VMMCALL where KVM intercepts Xen hypercalls, else `out`. */

@@ -9,6 +9,7 @@ import { tscScale } from './time.js';
 const config = (tscStable: boolean): XenConfig => ({
   version: { major: 4, minor: 17 }, domid: 1, handle: new Uint8Array(16), tscKhz: 2_096_024,
   pvclock: { tscTimestamp: 0n, systemTime: 0n, ...tscScale(2_096_024_000) }, tscStable, bootWallNs: 0n, bootMonotonicNs: 0n, kvmTime: false, evtchnFastPath: true, evtchnFifo: true,
+  grantTable: { firstPage: 3, maxFrames: 1 },
   cpuPolicy: { cr4Valid: 0n, eferValid: 0n },
   hypercallEntry: 'out',
 });

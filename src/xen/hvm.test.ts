@@ -17,6 +17,7 @@ import { HVM_OP_ROUTE, hvmOps, type HvmOpDomain } from './hvm.js';
 import { HypercallDispatcher } from './hypercall.js';
 import { MEMORY_OP_ROUTE, memoryOps } from './memory.js';
 import { Reservation } from './reservation.js';
+import { GrantTable } from './gnttab/table.js';
 import { serveRoutes } from './routes.js';
 import { SHARED_INFO_PAGE, writeWallclock } from './shared-info.js';
 import { FakeGuest } from './fake-guest.js';
@@ -40,6 +41,7 @@ function setup(t: { after(fn: () => void): void }) {
   const { logger, errors, warns } = capturedLogger();
   const domain: HvmOpDomain = {
     domid: 1, memoryMap, state, sharedInfo, bootWallNs: BOOT_WALL, e820: [], reservation: new Reservation(mem, memoryMap),
+    gnttab: { domid: 1, memory: mem, grantTable: GrantTable.create(mem, 2, 1), guestLog: new RateLimitedLog(logger), unmapOverlay: (page) => memoryMap.unmapOverlay(page) },
     systemTime: () => now,
     upcallRouteChanged: (v) => routeChanges.push(v),
     callbackChanging: () => callbackChanges.push(state.param(HVM_PARAM.CALLBACK_IRQ)),

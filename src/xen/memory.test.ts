@@ -18,6 +18,7 @@ import { DomainState } from './domain-state.js';
 import { HypercallDispatcher } from './hypercall.js';
 import { checkSelf, latchSharedInfoAbi, MEMORY_OP_ROUTE, memoryOps, type MemoryOpDomain } from './memory.js';
 import { Reservation } from './reservation.js';
+import { GrantTable } from './gnttab/table.js';
 import { serveRoutes } from './routes.js';
 import { SHARED_INFO_PAGE, writeWallclock } from './shared-info.js';
 import { XEN_ERRNO } from './abi/errno.js';
@@ -49,7 +50,9 @@ function setup(t: { after(fn: () => void): void }, guestBytes = 0x4000) {
   writeWallclock(sharedInfo, 'native', BOOT_WALL);
   const { logger, errors, warns } = capturedLogger();
   const reservation = new Reservation(mem, memoryMap);
-  const domain: MemoryOpDomain = { domid: DOMID_OWN, memoryMap, state, sharedInfo, bootWallNs: BOOT_WALL, e820: E820, reservation, guestLog: new RateLimitedLog(logger) };
+  const guestLog = new RateLimitedLog(logger);
+  const gnttab = { domid: DOMID_OWN, memory: mem, grantTable: GrantTable.create(mem, 2, 1), guestLog, unmapOverlay: (page: number) => memoryMap.unmapOverlay(page) };
+  const domain: MemoryOpDomain = { domid: DOMID_OWN, memoryMap, state, sharedInfo, bootWallNs: BOOT_WALL, e820: E820, reservation, guestLog, gnttab };
   const dispatcher = new HypercallDispatcher(logger);
   serveRoutes(dispatcher, 'main', [MEMORY_OP_ROUTE], [memoryOps(domain)]);
   const guest = new FakeGuest(ARG, guestBytes);
@@ -154,7 +157,7 @@ test('add_to_physmap: a frame out of range is -EINVAL', (t) => {
 
 test('add_to_physmap: spaces not yet served are -ENOSYS, unknown spaces -EINVAL', (t) => {
   const { call, guest } = setup(t);
-  for (const space of [XENMAPSPACE.grant_table, XENMAPSPACE.gmfn, XENMAPSPACE.gmfn_range, XENMAPSPACE.gmfn_foreign, XENMAPSPACE.dev_mmio]) {
+  for (const space of [XENMAPSPACE.gmfn, XENMAPSPACE.gmfn_range, XENMAPSPACE.gmfn_foreign, XENMAPSPACE.dev_mmio]) {
     putAddToPhysmap(guest, 'native', { domid: DOMID.SELF, space, idx: 0n, gpfn: 0x100n });
     assert.equal(call('native', XENMEM.add_to_physmap), -38n, `space ${space}`);
   }
@@ -162,6 +165,30 @@ test('add_to_physmap: spaces not yet served are -ENOSYS, unknown spaces -EINVAL'
     putAddToPhysmap(guest, 'native', { domid: DOMID.SELF, space, idx: 0n, gpfn: 0x100n });
     assert.equal(call('native', XENMEM.add_to_physmap), -22n, `space ${space}`);
   }
+});
+
+test('add_to_physmap of grant-table frames: frame 0 placed and moved, the RAM under it freed; beyond max_grant_frames or a status frame under v1 -EINVAL', (t) => {
+  const { memoryMap, call, guest, domain, reservation } = setup(t);
+  const table = domain.gnttab.grantTable;
+  const page = table.sharedPage(0);
+  const before = reservation.totPages;
+  putAddToPhysmap(guest, 'native', { domid: DOMID.SELF, space: XENMAPSPACE.grant_table, idx: 0n, gpfn: 0x150n });
+  assert.equal(call('native', XENMEM.add_to_physmap), 0n);
+  assert.equal(memoryMap.overlayFrame(page), 0x150);
+  assert.equal(reservation.totPages, before - 1, 'the RAM page at the frame is freed');
+  putAddToPhysmap(guest, 'native', { domid: DOMID.SELF, space: XENMAPSPACE.grant_table, idx: 0n, gpfn: 0x151n });
+  assert.equal(call('native', XENMEM.add_to_physmap), 0n);
+  assert.equal(memoryMap.overlayFrame(page), 0x151, 'moved, as every overlay has one place');
+  assert.equal(domain.memoryMap.layout.filter((s) => s.gpa === 0x150 * PAGE_SIZE).length, 0);
+  for (const idx of [1n, 0x8000_0000n, 0x1_0000_0000n + 1n]) {
+    putAddToPhysmap(guest, 'native', { domid: DOMID.SELF, space: XENMAPSPACE.grant_table, idx, gpfn: 0x152n });
+    assert.equal(call('native', XENMEM.add_to_physmap), -22n, `idx 0x${idx.toString(16)}: past this table's one frame`);
+  }
+  // idx is taken as 32 bits, as Xen's frame helpers take it.
+  putAddToPhysmap(guest, 'native', { domid: DOMID.SELF, space: XENMAPSPACE.grant_table, idx: 0x1_0000_0000n, gpfn: 0x152n });
+  assert.equal(call('native', XENMEM.add_to_physmap), 0n);
+  assert.equal(memoryMap.overlayFrame(page), 0x152);
+  assert.equal(table.frames, 1);
 });
 
 test('add_to_physmap: another domain is -ESRCH', (t) => {
@@ -275,8 +302,8 @@ for (const abi of ['native', 'compat'] as Abi[]) {
     assert.equal(call(abi, XENMEM.add_to_physmap_batch), -3n, 'another domain');
     putBatch(guest, abi, { domid: DOMID.SELF, space: XENMAPSPACE.shared_info, foreign: 3, ...one });
     assert.equal(call(abi, XENMEM.add_to_physmap_batch), -22n, 'res0 must be 0');
-    putBatch(guest, abi, { domid: DOMID.SELF, space: XENMAPSPACE.grant_table, ...one });
-    assert.equal(call(abi, XENMEM.add_to_physmap_batch), -38n, 'grant_table not yet served');
+    putBatch(guest, abi, { domid: DOMID.SELF, space: XENMAPSPACE.gmfn, ...one });
+    assert.equal(call(abi, XENMEM.add_to_physmap_batch), -38n, 'gmfn not yet served');
     putBatch(guest, abi, { domid: DOMID.SELF, space: 77, ...one });
     assert.equal(call(abi, XENMEM.add_to_physmap_batch), -22n, 'unknown space');
     assert.equal(memoryMap.overlayFrame(0), undefined);

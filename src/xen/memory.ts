@@ -17,6 +17,7 @@ import { NotImplementedError, XenError } from './errors.js';
 import { readArg, writeArgU32, type HypercallContext } from './hypercall.js';
 import type { Reservation } from './reservation.js';
 import { served, subOpRoute, type ServedOps } from './routes.js';
+import { grantFramePage, type GnttabDomain } from './gnttab/ops.js';
 import { SHARED_INFO_PAGE, writeWallclock } from './shared-info.js';
 
 export interface MemoryOpDomain {
@@ -31,6 +32,8 @@ export interface MemoryOpDomain {
   reservation: Reservation;
   /** For what the guest causes, which it could repeat without end. */
   guestLog: RateLimitedLog;
+  /** The grant table, whose frames XENMAPSPACE_grant_table places. */
+  gnttab: GnttabDomain;
 }
 
 /** A domid that names the caller itself; any other domain does not exist for a domU. */
@@ -55,18 +58,29 @@ const PLACEMENT_ERRNO: Record<OverlayPlacementError['reason'], number> = {
   'no-slots': XEN_ERRNO.ENOMEM,
 };
 
-function mapSharedInfo(domain: MemoryOpDomain, abi: Abi, idx: bigint, gpfn: bigint): void {
-  if (idx !== 0n) throw new XenError(XEN_ERRNO.EINVAL);
+/** Places overlay page `page` at gpfn, freeing the RAM page there, as Xen frees the page at a frame it maps one of its own at. */
+function mapOverlayAt(domain: MemoryOpDomain, page: number, gpfn: bigint): void {
   if (gpfn > BigInt(Number.MAX_SAFE_INTEGER)) throw new XenError(XEN_ERRNO.EINVAL);
   try {
-    domain.memoryMap.mapOverlay(SHARED_INFO_PAGE, Number(gpfn));
+    domain.memoryMap.mapOverlay(page, Number(gpfn));
   } catch (e) {
     if (!(e instanceof OverlayPlacementError)) throw e;
     // A frame KVM keeps for itself is refused as Xen refuses direct-mapped MMIO.
     throw new XenError(PLACEMENT_ERRNO[e.reason], e.message);
   }
   domain.reservation.overlayMapped(Number(gpfn));
+}
+
+function mapSharedInfo(domain: MemoryOpDomain, abi: Abi, idx: bigint, gpfn: bigint): void {
+  if (idx !== 0n) throw new XenError(XEN_ERRNO.EINVAL);
+  mapOverlayAt(domain, SHARED_INFO_PAGE, gpfn);
   latchSharedInfoAbi(domain, abi);
+}
+
+/** One frame of a space add_to_physmap(_batch) maps: shared_info or a grant-table frame. */
+function mapFrame(domain: MemoryOpDomain, abi: Abi, space: number, idx: bigint, gpfn: bigint): void {
+  if (space === XENMAPSPACE.shared_info) mapSharedInfo(domain, abi, idx, gpfn);
+  else mapOverlayAt(domain, grantFramePage(domain.gnttab, idx), gpfn);
 }
 
 function addToPhysmap(ctx: HypercallContext, domain: MemoryOpDomain, arg: bigint): number {
@@ -75,9 +89,9 @@ function addToPhysmap(ctx: HypercallContext, domain: MemoryOpDomain, arg: bigint
   checkSelf(a.domid, domain.domid);
   switch (a.space) {
     case XENMAPSPACE.shared_info:
-      mapSharedInfo(domain, ctx.abi, BigInt(a.idx), BigInt(a.gpfn));
-      return 0;
     case XENMAPSPACE.grant_table:
+      mapFrame(domain, ctx.abi, a.space, BigInt(a.idx), BigInt(a.gpfn));
+      return 0;
     case XENMAPSPACE.gmfn:
     case XENMAPSPACE.gmfn_range:
     case XENMAPSPACE.gmfn_foreign:
@@ -95,7 +109,7 @@ function addToPhysmapBatch(ctx: HypercallContext, domain: MemoryOpDomain, arg: b
   checkSelf(b.domid, domain.domid);
   if (b.space === XENMAPSPACE.gmfn_range) throw new XenError(XEN_ERRNO.EOPNOTSUPP);
   if (b.foreign_domid !== 0) throw new XenError(XEN_ERRNO.EINVAL);
-  if (b.space !== XENMAPSPACE.shared_info) throw new XenError(b.space <= XENMAPSPACE.dev_mmio ? XEN_ERRNO.ENOSYS : XEN_ERRNO.EINVAL);
+  if (b.space !== XENMAPSPACE.shared_info && b.space !== XENMAPSPACE.grant_table) throw new XenError(b.space <= XENMAPSPACE.dev_mmio ? XEN_ERRNO.ENOSYS : XEN_ERRNO.EINVAL);
   const word = ctx.abi === 'native' ? 8 : 4;
   const idxs = new DataView(ctx.guest.read(BigInt(b.idxs), b.size * word).buffer);
   const gpfns = new DataView(ctx.guest.read(BigInt(b.gpfns), b.size * word).buffer);
@@ -106,7 +120,7 @@ function addToPhysmapBatch(ctx: HypercallContext, domain: MemoryOpDomain, arg: b
   domain.memoryMap.batch(() => {
     for (let i = 0; i < b.size; i++) {
       try {
-        mapSharedInfo(domain, ctx.abi, at(idxs, i), at(gpfns, i));
+        mapFrame(domain, ctx.abi, b.space, at(idxs, i), at(gpfns, i));
       } catch (e) {
         if (!(e instanceof XenError)) throw e;
         errs.setInt32(i * 4, -e.errno, true);

@@ -13,8 +13,6 @@ import type { GuestMemory } from '../memory/guest-memory.js';
 import type { MemoryMap } from '../memory/memory-map.js';
 
 export class Reservation {
-  /** One bit per page of RAM: set while the guest has given that page back. */
-  private readonly given: Uint8Array;
   /** tot_pages: the pages the domain holds, including those increase_reservation gave it with no frame. */
   private pages: number;
   readonly maxPages: number;
@@ -29,7 +27,6 @@ export class Reservation {
   ) {
     this.pages = memory.ramPageCount;
     this.maxPages = this.pages;
-    this.given = new Uint8Array(Math.ceil(this.pages / 8));
     this.maxMappedGfn = Math.max(...memory.regions.map((r) => (r.gpa + r.size) / 4096 - 1), ...memory.placement.frames);
   }
 
@@ -46,19 +43,10 @@ export class Reservation {
     return Math.max(this.maxMappedGfn, ...this.memory.placement.frames);
   }
 
-  private isGiven(ramPage: number): boolean {
-    return (this.given[ramPage >> 3] & (1 << (ramPage & 7))) !== 0;
-  }
-
-  private setGiven(ramPage: number, given: boolean): void {
-    if (given) this.given[ramPage >> 3] |= 1 << (ramPage & 7);
-    else this.given[ramPage >> 3] &= ~(1 << (ramPage & 7));
-  }
-
   /** The guest gives RAM page `ram` back: no longer held, its host memory freed. False if it was already given. */
   private giveBack(ram: number): boolean {
-    if (this.isGiven(ram)) return false;
-    this.setGiven(ram, true);
+    if (this.memory.isReturned(ram)) return false;
+    this.memory.setReturned(ram, true);
     this.pages--;
     this.discard(ram);
     return true;
@@ -122,7 +110,7 @@ export class Reservation {
     for (let i = 0; i < n; i++) {
       const overlay = this.memory.placement.pageAt(gfn + i);
       if (overlay >= 0) this.memoryMap.unmapOverlay(overlay);
-      this.setGiven(ram[i], false);
+      this.memory.setReturned(ram[i], false);
       this.discard(ram[i]);
     }
     this.pages += n;
@@ -148,8 +136,8 @@ export class Reservation {
   refill(gfn: number): void {
     const ram = this.memory.ramPageOf(gfn);
     if (ram === undefined) return;
-    if (this.isGiven(ram)) {
-      this.setGiven(ram, false);
+    if (this.memory.isReturned(ram)) {
+      this.memory.setReturned(ram, false);
       this.pages++;
     }
     this.discard(ram);

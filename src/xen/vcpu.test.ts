@@ -49,6 +49,7 @@ function setup(t: { after(fn: () => void): void }, options: { kvmTime?: { value:
   self.transition(RUNSTATE.running); // the caller is running
   const config: XenConfig = {
     version: { major: 4, minor: 17 }, domid: 1, handle: new Uint8Array(16), tscKhz: 2_000_000, pvclock: P, tscStable: true, bootWallNs: 0n, bootMonotonicNs: 0n, kvmTime: options.kvmTime !== undefined, evtchnFastPath: true, evtchnFifo: true,
+    grantTable: { firstPage: 3, maxFrames: 1 },
     cpuPolicy: { cr4Valid: 0n, eferValid: 0n },
   hypercallEntry: 'out',
   };

@@ -28,6 +28,7 @@ const config = (over: Partial<XenConfig> = {}): XenConfig => ({
   bootMonotonicNs: 0n,
   evtchnFastPath: true,
   evtchnFifo: true,
+  grantTable: { firstPage: 3, maxFrames: 1 },
   kvmTime: false,
   cpuPolicy: { cr4Valid: 0n, eferValid: 0n },
   hypercallEntry: 'out',

@@ -24,6 +24,8 @@ import { evtchnMainOps, portLimit } from './evtchn/ops.js';
 import type { PortTable } from './evtchn/ports.js';
 import { makeEventDelivery, makeUpcall, vcpu0CallbackLine, type UpcallHost } from './evtchn/upcall.js';
 import { memoryOps } from './memory.js';
+import { grantTableOps } from './gnttab/ops.js';
+import { GrantTable } from './gnttab/table.js';
 import { Reservation } from './reservation.js';
 import { softResetOps } from './soft-reset.js';
 import { consoleReadOps, type ConsoleInputQueue } from './console-io.js';
@@ -36,6 +38,8 @@ export class XenVmm {
   readonly events: EventDelivery;
   /** Domain 0's ends of event channels, for the VMM's backends. */
   readonly backends: BackendPorts;
+  /** The guest's grant table, which backends map its grants through. */
+  readonly grantTable: GrantTable;
   private readonly softResetListeners: (() => void)[] = [];
   private readonly upcallTo: (vcpu: number) => void;
 
@@ -67,6 +71,9 @@ export class XenVmm {
     const events = makeEventDelivery(memory, state, ports, upcall);
     this.events = events;
     const reservation = new Reservation(memory, memoryMap);
+    const guestLog = new RateLimitedLog(logger);
+    this.grantTable = GrantTable.create(memory, config.grantTable.firstPage, config.grantTable.maxFrames);
+    const gnttab = { domid: config.domid, memory, grantTable: this.grantTable, guestLog, unmapOverlay: (page: number) => memoryMap.unmapOverlay(page) };
     const domain = {
       callbackChanging: () => this.releaseCallbackLine(),
       upcallRouteChanged: (v: number) => {
@@ -80,12 +87,14 @@ export class XenVmm {
       e820,
       reservation,
       systemTime: systemTimeClock(config.bootMonotonicNs),
-      guestLog: new RateLimitedLog(logger),
+      guestLog,
+      gnttab,
     };
     this.backends = new BackendPorts(ports, events, () => portLimit(ports, state));
     const evtchn = { domid: config.domid, state, ports, events, backends: this.backends, fastPath: config.evtchnFastPath, fifo: config.evtchnFifo };
     serveRoutes(this.dispatcher, 'main', HYPERCALL_ROUTES, [
       memoryOps(domain),
+      grantTableOps(gnttab),
       hvmOps(domain),
       vcpuPowerOps(state, power, config.cpuPolicy),
       evtchnMainOps(evtchn),
