@@ -46,7 +46,7 @@ test('an ELF kernel without a PVH entry point', async (t) => {
   assertOneLineError(await xenkvm(['run', '--kernel', join(dir, 'nopvh')]), /^xenkvm: kernel has no PVH entry point/);
 });
 
-test('memory, vCPU counts and the highest event-channel port out of range', async () => {
+test('memory, vCPU counts, the highest event-channel port and the grant-table size out of range', async () => {
   const kernel = guest('hello32');
   assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--memory', '8']), /memory must be a whole number of MiB from 16 to 65536, not 8/);
   assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--memory', '70000']), /memory must be .* not 70000/);
@@ -54,6 +54,8 @@ test('memory, vCPU counts and the highest event-channel port out of range', asyn
   assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--vcpus', '65']), /not 65/);
   assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--max-evtchn-port', '0']), /highest event-channel port must be a whole number from 1 to 131071, not 0/);
   assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--max-evtchn-port', '131072']), /not 131072/);
+  assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--max-grant-frames', '0']), /the most grant-table frames must be a whole number from 1 to 1024, not 0/);
+  assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--max-grant-frames', '1025']), /not 1025/);
   const notNumber = await xenkvm(['run', '--kernel', kernel, '--vcpus', 'two']);
   assert.equal(notNumber.status, 1);
   assert.match(notNumber.stderr, /vCPU count must be a whole number, not "two"/);

@@ -135,7 +135,7 @@ test('--xenstore-socket on a path that is not a socket is one clear error', asyn
   assert.equal(r.stderr, `xenkvm: ${file} exists and is not a socket; choose another --xenstore-socket\n`);
 });
 
-test('secondary consoles are xenbus devices waiting for their frontend; without grant tables a frontend is told why it cannot connect', async (t) => {
+test('secondary consoles are xenbus devices waiting for their frontend; one whose ring reference grants nothing is told why it cannot connect', async (t) => {
   const path = join(tempDir(t), 'xs.sock');
   await idleVm(t, path, ['--secondary-consoles', '2']);
   const xs = tool(path);
@@ -148,7 +148,7 @@ test('secondary consoles are xenbus devices waiting for their frontend; without 
   await xs('xenstore-write', '/local/domain/1/device/console/1/state', '3');
   await new Promise((r) => setTimeout(r, 200));
   assert.equal(await xs('xenstore-read', '/local/domain/0/backend/console/1/1/state'), '5\n', 'Closing');
-  assert.match(await xs('xenstore-read', '/local/domain/0/error/backend/console/1/1/error'), /grant tables are not implemented yet/);
+  assert.match(await xs('xenstore-read', '/local/domain/0/error/backend/console/1/1/error'), /grant reference 8 cannot be mapped \(GNTST_general_error\)/);
 });
 
 test('a second xenkvm cannot take over a socket in use; a stale one is replaced', async (t) => {

@@ -91,10 +91,10 @@ function setupTable(ctx: HypercallContext, d: GnttabDomain, args: readonly bigin
     const word = ctx.abi === 'native' ? 8 : 4;
     for (let i = 0; i < op.nr_frames; i++) {
       const gfn = d.memory.placement.frameOf(t.sharedPage(i));
-      const bytes = new Uint8Array(word);
-      new DataView(bytes.buffer).setBigUint64(0, gfn === undefined ? INVALID_FRAME.native : BigInt(gfn), true);
+      const bytes = new Uint8Array(8);
+      new DataView(bytes.buffer).setBigUint64(0, gfn === undefined ? INVALID_FRAME[ctx.abi] : BigInt(gfn), true);
       try {
-        ctx.guest.write(BigInt(op.frame_list) + BigInt(i * word), bytes);
+        ctx.guest.write(BigInt(op.frame_list) + BigInt(i * word), bytes.subarray(0, word));
       } catch {
         status = GNTST.bad_virt_addr;
       }
