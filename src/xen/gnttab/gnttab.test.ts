@@ -2,6 +2,7 @@
 // GNTTABOP calls in both ABIs, the pins and in-use flags Xen keeps, and the
 // backends' mapping API.
 import { test } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import assert from 'node:assert/strict';
 import { capturedLogger } from '../../common/captured-logger.js';
 import { RateLimitedLog } from '../../common/log.js';
@@ -312,4 +313,45 @@ test('swap_grant_ref and map_grant_ref as an HVM guest sees them; unmap knows no
   v.setUint32(16, 0, true);
   assert.equal(call('native', GNTTABOP.unmap_grant_ref), 0n);
   assert.equal(v.getInt16(20, true), GNTST.bad_handle);
+});
+
+test('a backend in another thread maps through the same table: pins and in-use flags stay exact while both threads map the same ref', async (t) => {
+  const { table, grantV1, flagsV1, memory } = setup(t);
+  grantV1(50, GTF.permit_access, 0, 0x60);
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    (async () => {
+      const { GuestMemory } = await import(workerData.memoryModule);
+      const { GrantTable } = await import(workerData.tableModule);
+      const { GrantMapper } = await import(workerData.mapperModule);
+      const memory = GuestMemory.attach(workerData.memory);
+      const mapper = new GrantMapper(GrantTable.attach(workerData.table, memory), memory);
+      for (let i = 0; i < workerData.rounds; i++) {
+        const m = mapper.map([50], true);
+        m.page(0)[i % 4096] = 0x77;
+        m.unmap();
+      }
+      const kept = mapper.map([50], true);
+      parentPort.postMessage('mapped');
+    })().catch((e) => parentPort.postMessage(String(e)));`;
+  const rounds = 2000;
+  const module = (name: string) => new URL(name, import.meta.url).href;
+  const worker = new Worker(code, {
+    eval: true,
+    workerData: {
+      memory: memory.handle, table: table.handle, rounds,
+      memoryModule: module('../../memory/guest-memory.js'), tableModule: module('./table.js'), mapperModule: module('./mapper.js'),
+    },
+  });
+  t.after(() => worker.terminate());
+  const done = new Promise<string>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  const mapper = new GrantMapper(table, memory);
+  for (let i = 0; i < rounds; i++) mapper.map([50], false).unmap();
+  assert.equal(await done, 'mapped');
+  assert.deepEqual(table.pins(50), { readers: 1, writers: 1 }, 'the worker\'s last mapping, and nothing else');
+  assert.equal(flagsV1(50), GTF.permit_access | GTF.reading | GTF.writing);
+  assert.equal(memory.readU8(0x60 * PAGE_SIZE + 5), 0x77, 'the worker wrote the guest\'s page');
 });
