@@ -53,6 +53,7 @@ import {
   UART_IRQ, RTC_IRQ, ramRanges,
 } from './layout.js';
 import { Command, RekickTimer, VcpuControl, VcpuState } from './vcpu-control.js';
+import { GrantTable } from '../xen/gnttab/table.js';
 import type { VcpuMessage, VcpuThreadInit } from './vcpu-thread.js';
 
 export interface MachineConfig {
@@ -204,7 +205,7 @@ function xenConfig(
     kvmTime,
     evtchnFastPath: config.evtchnFastPath ?? true,
     evtchnFifo: evtchnFifoOffered(config.evtchnFifo ?? 'auto', fastPaths),
-    grantTable: { firstPage: GRANT_TABLE_FIRST_PAGE, maxFrames: config.maxGrantFrames ?? DEFAULT_MAX_GRANT_FRAMES },
+    grantTable: GrantTable.createHandle(GRANT_TABLE_FIRST_PAGE, config.maxGrantFrames ?? DEFAULT_MAX_GRANT_FRAMES),
     cpuPolicy: guestCpuPolicy(guestCpuid),
     hypercallEntry,
   };

@@ -13,6 +13,8 @@ import { HYPERCALL_MSR, hypercallPage, hypercallPageTarget } from './hypercall-p
 import { HYPERCALL_ROUTES } from './route-table.js';
 import { HYPERCALL } from './abi/hypercalls.js';
 import { serveRoutes } from './routes.js';
+import { grantTableVcpuOps } from './gnttab/ops.js';
+import { GrantTable } from './gnttab/table.js';
 import { toolstackOps } from './toolstack-ops.js';
 import { versionOps } from './version.js';
 import { CONSOLEIO_WRITE_MAX, consoleWriteOps } from './console-io.js';
@@ -122,6 +124,7 @@ export class XenAccelerator {
         systemTime,
       }),
       evtchnVcpuOps({ domid: config.domid, state, ports, events: this.events }),
+      grantTableVcpuOps({ domid: config.domid, memory, grantTable: GrantTable.attach(config.grantTable, memory) }),
     ], (ctx, nr, args) => forward({ vcpu, abi: ctx.abi, nr, args: [...args], paging: (ctx as LocalContext).paging }));
   }
 

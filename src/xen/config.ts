@@ -1,4 +1,5 @@
 // What a Xen domain is told about the hypervisor and itself.
+import type { GrantTableHandle } from './gnttab/table.js';
 import type { PvclockParams } from './time.js';
 import type { HypercallEntry } from './hypercall-page.js';
 import type { GuestCpuPolicy } from './vcpu-context.js';
@@ -29,8 +30,8 @@ export interface XenConfig {
   evtchnFastPath: boolean;
   /** Whether the guest may switch to the FIFO event-channel ABI; without it, as Xen built without CONFIG_EVTCHN_FIFO. */
   evtchnFifo: boolean;
-  /** The grant table's overlay pages (from firstPage) and the most shared frames it may grow to (xl's max_grant_frames). */
-  grantTable: { firstPage: number; maxFrames: number };
+  /** The grant table: its state, its overlay pages (from firstPage) and the most shared frames it may grow to (xl's max_grant_frames). */
+  grantTable: GrantTableHandle;
   /** The CR4 and EFER bits the guest's CPUID allows, for the checks of VCPUOP_initialise. */
   cpuPolicy: GuestCpuPolicy;
   /** How the hypercall page's stubs reach the VMM: VMCALL/VMMCALL where KVM intercepts Xen hypercalls, else `out`. */

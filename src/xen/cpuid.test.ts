@@ -5,11 +5,12 @@ import { XEN_CPUID_FIRST_LEAF, XEN_CPUID_LEAF, XEN_CPUID_TIME_FLAG, XEN_CPUID_TS
 import type { XenConfig } from './config.js';
 import { xenCpuidLeaves } from './cpuid.js';
 import { tscScale } from './time.js';
+import { GrantTable } from './gnttab/table.js';
 
 const config = (tscStable: boolean): XenConfig => ({
   version: { major: 4, minor: 17 }, domid: 1, handle: new Uint8Array(16), tscKhz: 2_096_024,
   pvclock: { tscTimestamp: 0n, systemTime: 0n, ...tscScale(2_096_024_000) }, tscStable, bootWallNs: 0n, bootMonotonicNs: 0n, kvmTime: false, evtchnFastPath: true, evtchnFifo: true,
-  grantTable: { firstPage: 3, maxFrames: 1 },
+  grantTable: GrantTable.createHandle(3, 1),
   cpuPolicy: { cr4Valid: 0n, eferValid: 0n },
   hypercallEntry: 'out',
 });

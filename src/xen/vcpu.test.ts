@@ -22,6 +22,7 @@ import { pvclockRead, TSC_STABILITY_RECHECK_MS, VcpuClock, type PvclockParams } 
 import { serveRoutes } from './routes.js';
 import { rewriteVcpuTime, SET_TIMER_OP_ROUTE, VCPU_OP_ROUTE, vcpuOps, VM_ASSIST_ROUTE } from './vcpu.js';
 import { TimerState } from './timers.js';
+import { GrantTable } from './gnttab/table.js';
 
 const MiB = 1024 * 1024;
 const PAGE = 4096;
@@ -49,7 +50,7 @@ function setup(t: { after(fn: () => void): void }, options: { kvmTime?: { value:
   self.transition(RUNSTATE.running); // the caller is running
   const config: XenConfig = {
     version: { major: 4, minor: 17 }, domid: 1, handle: new Uint8Array(16), tscKhz: 2_000_000, pvclock: P, tscStable: true, bootWallNs: 0n, bootMonotonicNs: 0n, kvmTime: options.kvmTime !== undefined, evtchnFastPath: true, evtchnFifo: true,
-    grantTable: { firstPage: 3, maxFrames: 1 },
+    grantTable: GrantTable.createHandle(3, 1),
     cpuPolicy: { cr4Valid: 0n, eferValid: 0n },
   hypercallEntry: 'out',
   };

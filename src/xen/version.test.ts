@@ -12,6 +12,7 @@ import { HypercallDispatcher, type HypercallContext } from './hypercall.js';
 import { serveRoutes } from './routes.js';
 import { HVM_FEATURES, versionOps, XEN_VERSION_ROUTE } from './version.js';
 import { FakeGuest } from './fake-guest.js';
+import { GrantTable } from './gnttab/table.js';
 
 const ABIS: Abi[] = ['native', 'compat'];
 const FILL = 0xaa;
@@ -28,7 +29,7 @@ const config = (over: Partial<XenConfig> = {}): XenConfig => ({
   bootMonotonicNs: 0n,
   evtchnFastPath: true,
   evtchnFifo: true,
-  grantTable: { firstPage: 3, maxFrames: 1 },
+  grantTable: GrantTable.createHandle(3, 1),
   kvmTime: false,
   cpuPolicy: { cr4Valid: 0n, eferValid: 0n },
   hypercallEntry: 'out',

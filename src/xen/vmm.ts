@@ -72,7 +72,7 @@ export class XenVmm {
     this.events = events;
     const reservation = new Reservation(memory, memoryMap);
     const guestLog = new RateLimitedLog(logger);
-    this.grantTable = GrantTable.create(memory, config.grantTable.firstPage, config.grantTable.maxFrames);
+    this.grantTable = GrantTable.attach(config.grantTable, memory);
     const gnttab = { domid: config.domid, memory, grantTable: this.grantTable, guestLog, unmapOverlay: (page: number) => memoryMap.unmapOverlay(page) };
     const domain = {
       callbackChanging: () => this.releaseCallbackLine(),

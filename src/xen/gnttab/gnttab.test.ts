@@ -17,7 +17,7 @@ import { FakeGuest } from '../fake-guest.js';
 import { HypercallDispatcher } from '../hypercall.js';
 import { serveRoutes } from '../routes.js';
 import { GrantMapError, GrantMapper, StaleGrantError } from './mapper.js';
-import { GRANT_TABLE_OP_ROUTE, grantFramePage, grantTableOps, seedReservedEntries } from './ops.js';
+import { GRANT_TABLE_OP_ROUTE, grantFramePage, grantTableOps, grantTableVcpuOps, seedReservedEntries } from './ops.js';
 import { grantTablePages, GrantTable } from './table.js';
 
 const MiB = 1 << 20;
@@ -37,8 +37,11 @@ function setup(t: { after(fn: () => void): void }) {
   seedReservedEntries(memory, table, [{ ref: 0, gfn: CONSOLE_GFN }, { ref: 1, gfn: STORE_GFN }]);
   const { logger, warns } = capturedLogger();
   const d = { domid: OWN, memory, grantTable: table, guestLog: new RateLimitedLog(logger), unmapOverlay: (page: number) => memoryMap.unmapOverlay(page) };
+  // As the VMM is built: the vCPU thread serves copy and forwards the rest to the main thread.
+  const main = new HypercallDispatcher(logger);
+  serveRoutes(main, 'main', [GRANT_TABLE_OP_ROUTE], [grantTableOps(d)]);
   const dispatcher = new HypercallDispatcher(logger);
-  serveRoutes(dispatcher, 'main', [GRANT_TABLE_OP_ROUTE], [grantTableOps(d)]);
+  serveRoutes(dispatcher, 'vcpu', [GRANT_TABLE_OP_ROUTE], [grantTableVcpuOps(d)], (ctx, nr, args) => main.dispatch(ctx, 0, nr, args));
   const guest = new FakeGuest(ARG, 0x1000);
   const call = (abi: Abi, op: number | bigint, count: number | bigint = 1, arg = ARG) =>
     dispatcher.dispatch({ vcpu: 0, abi, guest: guest as unknown as GuestVirtual }, 0, HYPERCALL.grant_table_op, [BigInt(op), arg, BigInt(count), 0n, 0n]);

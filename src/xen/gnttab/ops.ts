@@ -1,6 +1,7 @@
-// grant_table_op as Xen 4.17 answers an HVM or PVH domU, both ABIs, on the
-// main thread (the table's size and its frames' places in the memory map
-// change here). The ops Xen filters out for HVM guests (transfer,
+// grant_table_op as Xen 4.17 answers an HVM or PVH domU, both ABIs: on the
+// main thread, where the table's size and its frames' places in the memory
+// map change; copy, which changes neither, on the calling vCPU's thread (the
+// table's pins are shared by every thread). The ops Xen filters out for HVM guests (transfer,
 // unmap_and_replace, get_status_frames, cache_flush, dump_table) are -ENOSYS
 // there too, so they are here. Batched ops answer each op in its own status
 // and the hypercall 0. The domains a guest of xenkvm can name are itself and
@@ -23,10 +24,14 @@ import { readArg, type HypercallContext } from '../hypercall.js';
 import { firstArgLow32, served, subOpRoute, type ServedOps } from '../routes.js';
 import { sharedFramesFor, statusFrames, type GrantTable } from './table.js';
 
-export interface GnttabDomain {
+/** What a copy needs, on any thread. */
+export interface GnttabCopyDomain {
   domid: number;
   memory: GuestMemory;
   grantTable: GrantTable;
+}
+
+export interface GnttabDomain extends GnttabCopyDomain {
   guestLog: RateLimitedLog;
   /** Takes an overlay page out of the guest's memory map (a status frame, when the table goes back to v1). */
   unmapOverlay(page: number): void;
@@ -37,14 +42,14 @@ const DOM0 = 0;
 const INVALID_FRAME = { native: 0xffff_ffff_ffff_ffffn, compat: 0xffff_ffffn } as const;
 
 export const GRANT_TABLE_OP_ROUTE = subOpRoute(HYPERCALL.grant_table_op, firstArgLow32, 'GNTTABOP_', GNTTABOP, {
-  map_grant_ref: 'main', unmap_grant_ref: 'main', setup_table: 'main', copy: 'main', query_size: 'main', set_version: 'main',
+  map_grant_ref: 'main', unmap_grant_ref: 'main', setup_table: 'main', copy: 'vcpu', query_size: 'main', set_version: 'main',
   get_version: 'main', swap_grant_ref: 'main',
   // Filtered out for HVM guests by Xen before it looks further.
   transfer: 'main', unmap_and_replace: 'main', get_status_frames: 'main', cache_flush: 'main', dump_table: 'main',
 });
 
 /** A domain lookup "by any id": DOMID_SELF and the caller's own id are the caller. */
-function ownTable(d: GnttabDomain, dom: number): boolean {
+function ownTable(d: GnttabCopyDomain, dom: number): boolean {
   return dom === DOMID.SELF || dom === d.domid;
 }
 
@@ -67,7 +72,7 @@ function writeI16(ctx: HypercallContext, gva: bigint, value: number): void {
 }
 
 /** The frame of guest memory gfn names, on the main thread: an overlay page where one is mapped, else RAM the guest holds. */
-function framePage(d: GnttabDomain, gfn: number): Uint8Array | undefined {
+function framePage(d: GnttabCopyDomain, gfn: number): Uint8Array | undefined {
   const overlay = d.memory.placement.pageAt(gfn);
   if (overlay >= 0) return d.memory.overlayPage(overlay);
   const ram = d.memory.heldRamPage(gfn);
@@ -262,7 +267,7 @@ interface CopySide {
   release(): void;
 }
 
-function claimSide(d: GnttabDomain, ptr: { u: number | bigint; domid: number }, isGref: boolean, writable: boolean): CopySide | number {
+function claimSide(d: GnttabCopyDomain, ptr: { u: number | bigint; domid: number }, isGref: boolean, writable: boolean): CopySide | number {
   if (!isGref) {
     if (ptr.domid !== DOMID.SELF) return GNTST.permission_denied;
     const page = framePage(d, Number(ptr.u));
@@ -282,7 +287,7 @@ function claimSide(d: GnttabDomain, ptr: { u: number | bigint; domid: number }, 
   return { page, start: granted.offset, length: granted.length, release };
 }
 
-function copy(ctx: HypercallContext, d: GnttabDomain, args: readonly bigint[]): number {
+function copy(ctx: HypercallContext, d: GnttabCopyDomain, args: readonly bigint[]): number {
   const def = gnttabCopy[ctx.abi];
   const count = batchCount(args);
   for (let i = 0; i < count; i++) {
@@ -293,7 +298,7 @@ function copy(ctx: HypercallContext, d: GnttabDomain, args: readonly bigint[]): 
   return 0;
 }
 
-function copyOne(d: GnttabDomain, op: { source: { u: number | bigint; domid: number; offset: number }; dest: { u: number | bigint; domid: number; offset: number }; len: number; flags: number }): number {
+function copyOne(d: GnttabCopyDomain, op: { source: { u: number | bigint; domid: number; offset: number }; dest: { u: number | bigint; domid: number; offset: number }; len: number; flags: number }): number {
   // A gmfn side is refused before any domain is looked up, the source's first.
   for (const [ptr, bit] of [[op.source, GNTCOPY.source_gref], [op.dest, GNTCOPY.dest_gref]] as const) {
     if (!(op.flags & bit) && ptr.domid !== DOMID.SELF) return GNTST.permission_denied;
@@ -337,6 +342,17 @@ export function grantFramePage(d: GnttabDomain, idx: bigint): number {
   });
 }
 
+/** Xen's HVM filter looks at the whole command: high bits make any op unknown. Then a count negative as an int is refused. */
+function checkCommand(_ctx: HypercallContext, args: readonly bigint[]): void {
+  if ((args[0] & 0xffffffffn) > 0xfffn) throw new XenError(XEN_ERRNO.ENOSYS);
+  batchCount(args);
+}
+
+/** The grant-table ops served on the vCPU threads: copy. */
+export function grantTableVcpuOps(d: GnttabCopyDomain): ServedOps {
+  return served(GRANT_TABLE_OP_ROUTE, { copy: (ctx, args) => copy(ctx, d, args) }, checkCommand);
+}
+
 export function grantTableOps(d: GnttabDomain): ServedOps {
   const filtered = () => {
     throw new XenError(XEN_ERRNO.ENOSYS, 'not offered to HVM guests');
@@ -351,17 +367,12 @@ export function grantTableOps(d: GnttabDomain): ServedOps {
       map_grant_ref: (ctx, args) => mapGrantRef(ctx, d, args),
       unmap_grant_ref: (ctx, args) => unmapGrantRef(ctx, args),
       swap_grant_ref: (ctx, args) => swapGrantRef(ctx, d, args),
-      copy: (ctx, args) => copy(ctx, d, args),
       transfer: filtered,
       unmap_and_replace: filtered,
       get_status_frames: filtered,
       cache_flush: filtered,
       dump_table: filtered,
     },
-    (_ctx, args) => {
-      // Xen's HVM filter looks at the whole command: high bits make any op unknown.
-      if ((args[0] & 0xffffffffn) > 0xfffn) throw new XenError(XEN_ERRNO.ENOSYS);
-      batchCount(args);
-    },
+    checkCommand,
   );
 }

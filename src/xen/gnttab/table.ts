@@ -65,17 +65,22 @@ export class GrantTable {
     this.words = new Int32Array(handle.state);
   }
 
-  static create(memory: GuestMemory, firstPage: number, maxFrames: number): GrantTable {
-    if (firstPage + grantTablePages(maxFrames) > memory.overlayPageCount) throw new RangeError(`a grant table of ${maxFrames} frames does not fit the overlay pool`);
+  /** A new table's state, as Xen makes one: version 1, one shared frame, none of it in use. */
+  static createHandle(firstPage: number, maxFrames: number): GrantTableHandle {
     const state = new SharedArrayBuffer((HEADER_WORDS + maxFrames * ENTRIES_PER_FRAME[1] * ENTRY_WORDS) * 4);
-    const t = new GrantTable({ state, firstPage, maxFrames }, memory);
-    t.words[FRAMES] = 1;
-    t.words[VERSION] = 1;
-    return t;
+    const words = new Int32Array(state);
+    words[FRAMES] = 1;
+    words[VERSION] = 1;
+    return { state, firstPage, maxFrames };
   }
 
-  /** The same table in another thread, over that thread's mapping of guest memory. */
+  static create(memory: GuestMemory, firstPage: number, maxFrames: number): GrantTable {
+    return GrantTable.attach(GrantTable.createHandle(firstPage, maxFrames), memory);
+  }
+
+  /** The table in this thread, over this thread's mapping of guest memory. */
   static attach(handle: GrantTableHandle, memory: GuestMemory): GrantTable {
+    if (handle.firstPage + grantTablePages(handle.maxFrames) > memory.overlayPageCount) throw new RangeError(`a grant table of ${handle.maxFrames} frames does not fit the overlay pool`);
     return new GrantTable(handle, memory);
   }
 
