@@ -36,12 +36,14 @@ const LOCK = 0;
 const VERSION = 1;
 const FRAMES = 2;
 const HEADER_WORDS = 4;
-// Per entry: pins for reading (every pin), pins for writing, and what it named when first pinned.
+// Per entry: pins for reading (every pin), pins for writing, what it named when first pinned, and the
+// domain holding the pins (one at a time, as in Xen).
 const READERS = 0;
 const WRITERS = 1;
 const FRAME = 2;
 const SUB_PAGE = 3;
-const ENTRY_WORDS = 4;
+const GRANTEE = 4;
+const ENTRY_WORDS = 5;
 /** SUB_PAGE of a whole-page grant: offset 0, length PAGE_SIZE. */
 const WHOLE_PAGE = PAGE_SIZE << 16;
 
@@ -211,8 +213,8 @@ export class GrantTable {
     const at = this.at(ref);
     const readers = this.words[at + READERS];
     const writers = this.words[at + WRITERS];
-    // A sub-page grant already pinned for a copy cannot also be mapped, as its first check would have said.
-    if (readers > 0 && use === 'map' && this.words[at + SUB_PAGE] !== WHOLE_PAGE) return GNTST.general_error;
+    // Pinned already: by the grantee alone, and a sub-page grant pinned for a copy cannot also be mapped.
+    if (readers > 0 && (this.words[at + GRANTEE] !== grantee || (use === 'map' && this.words[at + SUB_PAGE] !== WHOLE_PAGE))) return GNTST.general_error;
     if (readers === 0 || (writable && writers === 0)) {
       const checked = this.markInUse(ref, grantee, writable, use, readers === 0);
       if (typeof checked === 'number') return checked;
@@ -223,6 +225,7 @@ export class GrantTable {
         }
         this.words[at + FRAME] = checked.frame;
         this.words[at + SUB_PAGE] = checked.offset | (checked.length << 16);
+        this.words[at + GRANTEE] = grantee;
       }
     }
     this.words[at + READERS] = readers + 1;
