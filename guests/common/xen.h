@@ -25,6 +25,7 @@
 #include <xen/io/console.h>
 #include <xen/io/xs_wire.h>
 #include <xen/event_channel.h>
+#include <xen/grant_table.h>
 #include <xen/arch-x86/cpuid.h>
 
 #define XEN_PAGE_SIZE 4096u
@@ -116,6 +117,11 @@ static inline long HYPERVISOR_event_channel_op(int cmd, void *arg)
 static inline long HYPERVISOR_sched_op(int cmd, void *arg)
 {
 	return xen_hypercall(__HYPERVISOR_sched_op, (unsigned long)(unsigned int)cmd, XEN_PTR(arg), 0, 0, 0);
+}
+/* GNTTABOP_*: `uop` points at `count` ops (or one struct for the single ones). */
+static inline long HYPERVISOR_grant_table_op(unsigned int cmd, void *uop, unsigned int count)
+{
+	return xen_hypercall(__HYPERVISOR_grant_table_op, cmd, XEN_PTR(uop), count, 0, 0);
 }
 static inline long HYPERVISOR_console_io(int cmd, unsigned int count, void *buffer)
 {
