@@ -40,6 +40,8 @@ export interface GnttabDomain extends GnttabCopyDomain {
 /** Domain 0: it exists, but its backends grant the guest nothing. */
 const DOM0 = 0;
 const INVALID_FRAME = { native: 0xffff_ffff_ffff_ffffn, compat: 0xffff_ffffn } as const;
+/** Xen's compat setup_table takes at most (2 pages - the native struct) / 8 frames: 1021. */
+const COMPAT_SETUP_TABLE_LIMIT = 1021;
 
 export const GRANT_TABLE_OP_ROUTE = subOpRoute(HYPERCALL.grant_table_op, firstArgLow32, 'GNTTABOP_', GNTTABOP, {
   map_grant_ref: 'main', unmap_grant_ref: 'main', setup_table: 'main', copy: 'vcpu', query_size: 'main', set_version: 'main',
@@ -91,8 +93,11 @@ function setupTable(ctx: HypercallContext, d: GnttabDomain, args: readonly bigin
     if (!ownTable(d, op.dom)) return foreignStatus(op.dom);
     const t = d.grantTable;
     if (op.nr_frames > t.maxFrames) return GNTST.general_error;
+    // The compat wrapper's limit: as many 32-bit frames as its translation area holds.
+    if (ctx.abi === 'compat' && op.nr_frames > COMPAT_SETUP_TABLE_LIMIT) return GNTST.general_error;
     t.locked(() => t.grow(op.nr_frames));
     let status: number = GNTST.okay;
+    // Native xen_pfn_t is 64 bits; the compat wrapper's list holds 32-bit words, each frame truncated.
     const word = ctx.abi === 'native' ? 8 : 4;
     for (let i = 0; i < op.nr_frames; i++) {
       const gfn = d.memory.placement.frameOf(t.sharedPage(i));
