@@ -454,6 +454,7 @@ const char *xen_errname(long rc)
 	case -XEN_EOPNOTSUPP: return "-EOPNOTSUPP";
 	case -XEN_ENOBUFS: return "-ENOBUFS";
 	case -XEN_EACCES: return "-EACCES";
+	case -XEN_ERANGE: return "-ERANGE";
 	default: return "?";
 	}
 }

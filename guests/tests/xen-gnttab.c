@@ -18,6 +18,9 @@ static uint8_t src_page[4096] __attribute__((aligned(4096)));
 static uint8_t dst_page[4096] __attribute__((aligned(4096)));
 static uint8_t page_b[4096] __attribute__((aligned(4096)));
 static uint8_t cons_page[4096] __attribute__((aligned(4096)));
+static uint8_t batch_page[4096] __attribute__((aligned(4096)));
+/* batch_page seen at a va whose next page is unmapped. */
+#define BATCH_VA 0x200000000ull
 
 #define GFN(p) ((xen_pfn_t)((uintptr_t)(p) >> 12))
 #define INVALID_FRAME (~(xen_pfn_t)0)
@@ -169,6 +172,12 @@ static void setup_table_case(void)
 	s.dom = DOMID_SELF;
 	s.nr_frames = 1;
 	set_xen_guest_handle(s.frame_list, frames);
+	/* A frame list Xen cannot write: the status says so, the call returns 0. */
+	set_xen_guest_handle(s.frame_list, (xen_pfn_t *)(uintptr_t)KIT_UNMAPPED_VA);
+	s.status = 0x777;
+	XEN_EXPECT_RC(gnttab(GNTTABOP_setup_table, &s, 1), 0, "setup_table(unmapped frame list)");
+	EXPECT_ST(s.status, GNTST_bad_virt_addr, "setup_table(unmapped frame list)");
+	set_xen_guest_handle(s.frame_list, frames);
 	XEN_EXPECT_RC(gnttab(GNTTABOP_setup_table, &s, 0), -XEN_EINVAL, "setup_table count 0");
 	XEN_EXPECT_RC(gnttab(GNTTABOP_setup_table, &s, 2), -XEN_EINVAL, "setup_table count 2");
 }
@@ -250,6 +259,12 @@ static void physmap_grow_case(void)
 						(unsigned long)gfn_high + 6, &err),
 		      0, "add_to_physmap_batch(grant_table max)");
 	KIT_CHECK(err == -XEN_EINVAL, "batch of idx max: errs[0] = %d %s, expected -EINVAL", err, xen_errname(err));
+
+	/* idx is taken as 32 bits: 2^32 + 1 is frame 1. */
+	XEN_EXPECT_RC(xen_add_to_physmap(XENMAPSPACE_grant_table, (1ul << 32) | 1, (unsigned long)gfn_high + 1), 0,
+		      "add_to_physmap(grant_table 2^32 + 1)");
+	XEN_EXPECT_RC(setup_table(DOMID_SELF, 2, &st), 0, "setup_table(2)");
+	KIT_CHECK(frames[1] == gfn_high + 1, "idx 2^32 + 1: frame 1 at 0x%llx", U64(frames[1]));
 
 	/* A frame mapped where another one is takes its place: the other is mapped nowhere, then goes back. */
 	XEN_EXPECT_RC(xen_add_to_physmap(XENMAPSPACE_grant_table, 2, (unsigned long)gfn_high + 5), 0,
@@ -392,9 +407,26 @@ static void copy_gmfn_case(void)
 		KIT_CHECK(dst_page[i] == src_page[i], "batch op 0 not copied (byte %d)", i);
 	for (int i = 0; i < 32; i++)
 		KIT_CHECK(dst_page[1000 + i] == src_page[64 + i], "batch op 4 not copied (byte %d)", i);
-	/* count 0 does nothing; an unmapped batch -EFAULT. */
+	/* Up to the end of the page exactly; flag bits other than the two gref ones are ignored. */
+	fill_pages();
+	EXPECT_ST(copy1(0x8, GFN(src_page), DOMID_SELF, 4000, GFN(dst_page), DOMID_SELF, 3996, 96), GNTST_okay,
+		  "copy to the end of both pages, flags 0x8");
+	KIT_CHECK(copied(4000, 3996, 96, why, sizeof why), "copy to the end of the pages: %s", why);
+	/* count 0 does nothing; a count negative as an int -EINVAL; an unmapped batch -EFAULT. */
 	XEN_EXPECT_RC(gnttab(GNTTABOP_copy, ops, 0), 0, "copy count 0");
+	XEN_EXPECT_RC(gnttab(GNTTABOP_copy, ops, 0x80000000u), -XEN_EINVAL, "copy count 2^31");
 	XEN_EXPECT_RC(gnttab(GNTTABOP_copy, (void *)KIT_UNMAPPED_VA, 1), -XEN_EFAULT, "copy(bad pointer)");
+	/* A batch whose third op lies past the end of a mapped page: the first two are done, then -EFAULT. */
+	KIT_CHECK(kit_map_page(BATCH_VA, XEN_PTR(batch_page)), "cannot map 0x%llx", U64(BATCH_VA));
+	struct gnttab_copy *edge = (struct gnttab_copy *)(uintptr_t)(BATCH_VA + 4096 - 2 * sizeof(struct gnttab_copy));
+	fill_pages();
+	copy_op(&edge[0], 0, GFN(src_page), DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8);
+	copy_op(&edge[1], 0, GFN(src_page), (domid_t)domid, 0, GFN(dst_page), DOMID_SELF, 0, 8);
+	XEN_EXPECT_RC(gnttab(GNTTABOP_copy, edge, 3), -XEN_EFAULT, "copy batch running into an unmapped page");
+	EXPECT_ST(edge[0].status, GNTST_okay, "op 0 before the unmapped page");
+	EXPECT_ST(edge[1].status, GNTST_permission_denied, "op 1 before the unmapped page");
+	KIT_CHECK(copied(0, 0, 8, why, sizeof why), "op 0 before the unmapped page: %s", why);
+	kit_unmap_page(BATCH_VA);
 }
 
 #define REF_SRC 10
@@ -452,6 +484,10 @@ static void copy_gref_case(void)
 		  GNTST_general_error, "from a gref of dom 0");
 	EXPECT_ST(copy1(GNTCOPY_source_gref, REF_SRC, 5, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_bad_domain,
 		  "from a gref of dom 5");
+	/* An entry naming DOMID_SELF as its grantee grants nobody. */
+	grant_v1(REF_DOM0, GTF_permit_access, DOMID_SELF, (uint32_t)GFN(src_page));
+	EXPECT_ST(copy1(GNTCOPY_source_gref, REF_DOM0, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8),
+		  GNTST_general_error, "from an entry granted to DOMID_SELF");
 	/* An invalid entry (type 0), and one granted but naming a frame with nothing behind it. */
 	EXPECT_ST(copy1(GNTCOPY_source_gref, 20, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_general_error,
 		  "from an invalid entry");
@@ -504,6 +540,10 @@ static void version_case(void)
 	uint32_t v;
 	XEN_EXPECT_RC(get_version(DOMID_SELF, &v), 0, "get_version(DOMID_SELF)");
 	KIT_CHECK(v == 1, "version %u, expected 1", v);
+	struct gnttab_get_version g = { .dom = DOMID_SELF, .pad = 0x5a5a, .version = 0x777 };
+	XEN_EXPECT_RC(gnttab(GNTTABOP_get_version, &g, 1), 0, "get_version");
+	KIT_CHECK(g.dom == DOMID_SELF && g.pad == 0x5a5a && g.version == 1, "get_version wrote {0x%x, 0x%x, %u}", g.dom,
+		  g.pad, g.version);
 	XEN_EXPECT_RC(get_version((domid_t)domid, &v), 0, "get_version(own domid)");
 	KIT_CHECK(v == 1, "own domid: version %u", v);
 	XEN_EXPECT_RC(get_version(0, &v), -XEN_EPERM, "get_version(dom 0)");
@@ -569,6 +609,19 @@ static void version_case(void)
 	/* A grant past the entries of v2's smaller table (6 frames × 256). */
 	EXPECT_ST(copy1(GNTCOPY_source_gref, 6 * 256, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_bad_gntref,
 		  "v2: ref %u", 6 * 256);
+
+	/* Back to v1 is refused while a reserved entry holds what v1 cannot: a frame above 32 bits, a transitive grant. */
+	e[2].full_page.frame = 1ull << 32;
+	e[2].hdr.domid = 0;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	e[2].hdr.flags = GTF_permit_access;
+	XEN_EXPECT_RC(set_version(1, &v), -XEN_ERANGE, "set_version(1) with a reserved entry at frame 2^32");
+	KIT_CHECK(v == 2, "refused set_version(1) wrote back %u", v);
+	KIT_CHECK(e[REF_SRC].full_page.frame == GFN(src_page), "refused set_version(1) wiped the table");
+	e[2].hdr.flags = GTF_transitive;
+	XEN_EXPECT_RC(set_version(1, &v), -XEN_ERANGE, "set_version(1) with a transitive reserved entry");
+	e[2].hdr.flags = 0;
+	e[2].full_page.frame = 0;
 
 	XEN_EXPECT_RC(set_version(1, &v), 0, "set_version(1)");
 	KIT_CHECK(v == 1, "set_version(1) wrote back %u", v);
@@ -647,6 +700,8 @@ static void map_refused_case(void)
 	EXPECT_ST(m.status, GNTST_bad_domain, "map of dom 5");
 	XEN_EXPECT_RC(map1(GNTMAP_host_map, GNTTAB_RESERVED_CONSOLE, 0, &m), 0, "map_grant_ref");
 	EXPECT_ST(m.status, GNTST_general_error, "map of a dom 0 gref");
+	XEN_EXPECT_RC(map1(GNTMAP_host_map, 0x100000, self, &m), 0, "map_grant_ref");
+	EXPECT_ST(m.status, GNTST_bad_gntref, "map of own ref 0x100000 (past the table)");
 	XEN_EXPECT_RC(map1(GNTMAP_host_map, REF_SRC, self, &m), 0, "map_grant_ref");
 	EXPECT_ST(m.status, GNTST_general_error, "map of a self grant (own domid; xenkvm refuses)");
 	KIT_CHECK(m.handle == 0xabcd && m.dev_bus_addr == 0x1111, "refused map wrote handle 0x%x dev_bus_addr 0x%llx",
@@ -703,6 +758,7 @@ static bool xs_read_is(const char *path, const char *want, uint32_t ms)
 
 #define CONS_REF 30
 #define MARKER "KIT-XEN secondary-console says hello\n"
+#define MARKER_V2 "KIT-XEN secondary-console says hello again, granted in v2\n"
 
 static void secondary_console_case(void)
 {
@@ -774,6 +830,67 @@ static void secondary_console_case(void)
 	xen_evtchn_close(port);
 }
 
+/* The same device again, as a frontend starting over after a close, with the table in version 2:
+ * GTF_reading and GTF_writing show in the status frame, not in the entry. */
+static void secondary_console_v2_case(void)
+{
+	KIT_CHECK(gt_gfn, "table not mapped");
+	char front[64], back[96], path[128], value[32];
+	kit_snprintf(front, sizeof front, "device/console/1");
+	kit_snprintf(back, sizeof back, "/local/domain/0/backend/console/%ld/1", domid);
+	uint32_t v;
+	XEN_EXPECT_RC(set_version(2, &v), 0, "set_version(2)");
+	uint64_t status_gfn = gfn_high + 0x20;
+	XEN_EXPECT_RC(xen_add_to_physmap(XENMAPSPACE_grant_table, XENMAPIDX_grant_table_status | 0,
+					 (unsigned long)status_gfn),
+		      0, "add_to_physmap(status frame 0)");
+	volatile grant_status_t *status = kit_phys(status_gfn << 12);
+	kit_snprintf(path, sizeof path, "%s/state", front);
+	KIT_CHECK(xs_write(0, path, "1", &r), "write %s: %s", path, r.data);
+	kit_snprintf(path, sizeof path, "%s/state", back);
+	KIT_CHECK(xs_read_is(path, "2", 20000), "backend state \"%s\", expected 2 (InitWait) again", r.data);
+
+	memset(cons_page, 0, sizeof cons_page);
+	volatile grant_entry_v2_t *e = &gt2()[CONS_REF];
+	e->full_page.frame = GFN(cons_page);
+	e->hdr.domid = 0;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	e->hdr.flags = GTF_permit_access;
+	evtchn_port_t port;
+	XEN_EXPECT_RC(xen_evtchn_alloc_unbound(DOMID_SELF, 0, &port), 0, "alloc_unbound for dom 0");
+	kit_snprintf(path, sizeof path, "%s/port", front);
+	kit_snprintf(value, sizeof value, "%u", port);
+	KIT_CHECK(xs_write(0, path, value, &r), "write %s: %s", path, r.data);
+	kit_snprintf(path, sizeof path, "%s/state", front);
+	KIT_CHECK(xs_write(0, path, "3", &r), "write %s: %s", path, r.data);
+	kit_snprintf(path, sizeof path, "%s/state", back);
+	KIT_CHECK(xs_read_is(path, "4", 20000), "backend state \"%s\", expected 4 (Connected)", r.data);
+	KIT_CHECK(status[CONS_REF] == (GTF_reading | GTF_writing), "connected: status word 0x%x, expected reading|writing",
+		  status[CONS_REF]);
+	KIT_CHECK(e->hdr.flags == GTF_permit_access, "connected: v2 header flags 0x%x", e->hdr.flags);
+	XEN_EXPECT_RC(set_version(1, &v), -XEN_EBUSY, "set_version(1) while the backend maps entry %u", CONS_REF);
+
+	volatile struct xencons_interface *cons = (volatile struct xencons_interface *)cons_page;
+	const char *s = MARKER_V2;
+	XENCONS_RING_IDX prod = cons->out_prod;
+	for (size_t i = 0; s[i]; i++)
+		cons->out[MASK_XENCONS_IDX(prod++, cons->out)] = s[i];
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	cons->out_prod = prod;
+	XEN_EXPECT_RC(xen_evtchn_send(port), 0, "notify the backend");
+	KIT_CHECK(KIT_WAIT_FOR(cons->out_cons == prod, 10000), "the backend consumed %u of %u bytes", cons->out_cons,
+		  prod);
+
+	kit_snprintf(path, sizeof path, "%s/state", front);
+	KIT_CHECK(xs_write(0, path, "6", &r), "write %s: %s", path, r.data);
+	kit_snprintf(path, sizeof path, "%s/state", back);
+	KIT_CHECK(xs_read_is(path, "6", 20000), "backend state \"%s\", expected 6 (Closed)", r.data);
+	KIT_CHECK(KIT_WAIT_FOR(status[CONS_REF] == 0, 10000), "closed: status word 0x%x", status[CONS_REF]);
+	xen_evtchn_close(port);
+	XEN_EXPECT_RC(set_version(1, &v), 0, "set_version(1) once closed");
+	check_reserved_v1("after the v2 console");
+}
+
 void kit_main(void)
 {
 	kit_cmdline_u64("gfn-high", &gfn_high);
@@ -792,4 +909,5 @@ void kit_main(void)
 	kit_case("map-refused", map_refused_case);
 	kit_case("hvm-filtered", hvm_filtered_case);
 	kit_case("secondary-console", secondary_console_case);
+	kit_case("secondary-console-v2", secondary_console_v2_case);
 }
