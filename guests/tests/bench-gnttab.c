@@ -10,7 +10,6 @@
  * or `KIT-BENCH gnttab FAIL <what>`. */
 #include "../kit/kit.h"
 #include "../common/xen.h"
-#include <xen/grant_table.h>
 
 #define REF 10
 
@@ -31,7 +30,7 @@ static uint64_t copies(uint64_t n, unsigned int len, const char **failed)
 	for (uint64_t i = 0; i < warmup + n && !*failed; i++) {
 		if (i == warmup)
 			t0 = rdtsc();
-		if (xen_hypercall(__HYPERVISOR_grant_table_op, GNTTABOP_copy, XEN_PTR(&op), 1, 0, 0) != 0 || op.status != GNTST_okay)
+		if (HYPERVISOR_grant_table_op(GNTTABOP_copy, &op, 1) != 0 || op.status != GNTST_okay)
 			*failed = "copy";
 	}
 	return rdtsc() - t0;

@@ -30,6 +30,10 @@
  * on Xen) or the special ones, never the rest of this kernel. Its
  * decrease_reservation and populate_physmap act only on frames of their own
  * (the balloon), as anywhere else they would free or scrub this kernel.
+ * grant_table_op's batches write a status into each op: a count past a few
+ * is given only with ops that end where an unmapped page starts, and a copy's
+ * destination frame is a landing page (elsewhere it would write over this
+ * kernel, as it may on Xen).
  *
  * Then: xen_version and a send on the port still work, no event was lost, and
  * a guard area never handed to a hypercall is unchanged. One case, `fuzz`; the
@@ -245,6 +249,7 @@ static unsigned int subops(unsigned int nr)
 	case __HYPERVISOR_sched_op: return 8;
 	case __HYPERVISOR_event_channel_op: return 16;
 	case __HYPERVISOR_console_io: return 2;
+	case __HYPERVISOR_grant_table_op: return 13;
 	default: return 0;
 	}
 }
@@ -389,6 +394,48 @@ static bool reservation_call(struct call *c, unsigned int op)
 	return true;
 }
 
+/* grant_table_op(cmd, uop, count): ops in scratch, a few of them (a copy's destination frames made
+ * landing pages), or any count of ops that end where the page-crossing page's unmapped neighbour
+ * starts (no copy or setup_table there: their frames and frame list would come from bytes other calls
+ * left), or ops at a pointer that faults. */
+static bool grant_call(struct call *c, unsigned int op)
+{
+	if (c->nr != __HYPERVISOR_grant_table_op)
+		return false;
+	switch (rnd(4)) {
+	case 0:
+		if (op != GNTTABOP_copy && op != GNTTABOP_setup_table) {
+			c->a[1] = VA_CROSS + 4096 - 8 * (1 + rnd(64));
+			c->a[2] = hostile();
+			return true;
+		}
+		/* fall through */
+	case 1:
+	case 2: {
+		uint8_t *p = scratch[rnd(SCRATCH_PAGES)] + rnd(2048);
+		p = (uint8_t *)((uintptr_t)p & ~7ull);
+		for (int i = 0; i < 128; i += 8) {
+			uint64_t v = hostile();
+			memcpy(p + i, &v, 8);
+		}
+		c->a[1] = XEN_PTR(p);
+		c->a[2] = rnd(3);
+		if (op == GNTTABOP_copy)
+			for (int i = 0; i < 2; i++) {
+				struct gnttab_copy *g = (struct gnttab_copy *)p + i;
+				if (!(g->flags & GNTCOPY_dest_gref))
+					g->dest.u.gmfn = XEN_PTR(landing[rnd(LANDING_PAGES)]) >> 12;
+			}
+		if (op == GNTTABOP_setup_table)
+			set_xen_guest_handle(((struct gnttab_setup_table *)p)->frame_list, rnd(2) ? (xen_pfn_t *)(p + 256) : (xen_pfn_t *)(uintptr_t)KIT_UNMAPPED_VA);
+		return true;
+	}
+	default:
+		c->a[1] = KIT_UNMAPPED_VA + rnd(4096);
+		return true;
+	}
+}
+
 static void make_call(struct call *c)
 {
 	unsigned int r = (unsigned int)rnd(32);
@@ -415,7 +462,7 @@ static void make_call(struct call *c)
 		}
 		/* memory_op's sub-op is the low 6 bits (above them, a continuation's start). */
 		unsigned int served_op = c->nr == __HYPERVISOR_memory_op ? op & 0x3f : op;
-		if (!physmap_call(c, served_op) && !reservation_call(c, served_op))
+		if (!physmap_call(c, served_op) && !reservation_call(c, served_op) && !grant_call(c, served_op))
 			tame(c->nr, served_op, c->nr == __HYPERVISOR_vcpu_op ? c->a + 1 : c->a);
 	}
 }

@@ -124,7 +124,7 @@ export class XenAccelerator {
         systemTime,
       }),
       evtchnVcpuOps({ domid: config.domid, state, ports, events: this.events }),
-      grantTableVcpuOps({ domid: config.domid, memory, grantTable: GrantTable.attach(config.grantTable, memory) }),
+      grantTableVcpuOps({ domid: config.domid, memory, grantTable: GrantTable.attach(config.grantTable, memory), guestLog }),
     ], (ctx, nr, args) => forward({ vcpu, abi: ctx.abi, nr, args: [...args], paging: (ctx as LocalContext).paging }));
   }
 

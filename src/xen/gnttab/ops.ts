@@ -1,7 +1,9 @@
 // grant_table_op as Xen 4.17 answers an HVM or PVH domU, both ABIs: on the
-// main thread, where the table's size and its frames' places in the memory
-// map change; copy, which changes neither, on the calling vCPU's thread (the
-// table's pins are shared by every thread). The ops Xen filters out for HVM guests (transfer,
+// main thread what changes the table's size, version or frames' places in
+// the memory map (setup_table, set_version, and query_size and get_version
+// beside them); the batched ops (copy, map, unmap, swap), which change none of
+// that, on the calling vCPU's thread, the table's pins being shared by every
+// thread: a long batch, which Xen would preempt, holds up only its caller. The ops Xen filters out for HVM guests (transfer,
 // unmap_and_replace, get_status_frames, cache_flush, dump_table) are -ENOSYS
 // there too, so they are here. Batched ops answer each op in its own status
 // and the hypercall 0. The domains a guest of xenkvm can name are itself and
@@ -24,15 +26,15 @@ import { readArg, type HypercallContext } from '../hypercall.js';
 import { firstArgLow32, served, subOpRoute, type ServedOps } from '../routes.js';
 import { sharedFramesFor, statusFrames, type GrantTable } from './table.js';
 
-/** What a copy needs, on any thread. */
-export interface GnttabCopyDomain {
+/** What the batched ops need, on any thread. */
+export interface GnttabVcpuDomain {
   domid: number;
   memory: GuestMemory;
   grantTable: GrantTable;
+  guestLog: RateLimitedLog;
 }
 
-export interface GnttabDomain extends GnttabCopyDomain {
-  guestLog: RateLimitedLog;
+export interface GnttabDomain extends GnttabVcpuDomain {
   /** Takes an overlay page out of the guest's memory map (a status frame, when the table goes back to v1). */
   unmapOverlay(page: number): void;
 }
@@ -44,14 +46,14 @@ const INVALID_FRAME = { native: 0xffff_ffff_ffff_ffffn, compat: 0xffff_ffffn } a
 const COMPAT_SETUP_TABLE_LIMIT = 1021;
 
 export const GRANT_TABLE_OP_ROUTE = subOpRoute(HYPERCALL.grant_table_op, firstArgLow32, 'GNTTABOP_', GNTTABOP, {
-  map_grant_ref: 'main', unmap_grant_ref: 'main', setup_table: 'main', copy: 'vcpu', query_size: 'main', set_version: 'main',
-  get_version: 'main', swap_grant_ref: 'main',
+  map_grant_ref: 'vcpu', unmap_grant_ref: 'vcpu', setup_table: 'main', copy: 'vcpu', query_size: 'main', set_version: 'main',
+  get_version: 'main', swap_grant_ref: 'vcpu',
   // Filtered out for HVM guests by Xen before it looks further.
   transfer: 'main', unmap_and_replace: 'main', get_status_frames: 'main', cache_flush: 'main', dump_table: 'main',
 });
 
 /** A domain lookup "by any id": DOMID_SELF and the caller's own id are the caller. */
-function ownTable(d: GnttabCopyDomain, dom: number): boolean {
+function ownTable(d: GnttabVcpuDomain, dom: number): boolean {
   return dom === DOMID.SELF || dom === d.domid;
 }
 
@@ -74,7 +76,7 @@ function writeI16(ctx: HypercallContext, gva: bigint, value: number): void {
 }
 
 /** The frame of guest memory gfn names, on the main thread: an overlay page where one is mapped, else RAM the guest holds. */
-function framePage(d: GnttabCopyDomain, gfn: number): Uint8Array | undefined {
+function framePage(d: GnttabVcpuDomain, gfn: number): Uint8Array | undefined {
   const overlay = d.memory.placement.pageAt(gfn);
   if (overlay >= 0) return d.memory.overlayPage(overlay);
   const ram = d.memory.heldRamPage(gfn);
@@ -210,7 +212,7 @@ export function seedReservedEntries(memory: GuestMemory, table: GrantTable, ring
   for (const r of rings) page.set(grantEntryV1.native.encode({ flags: GTF.permit_access, domid: DOM0, frame: r.gfn }), r.ref * grantEntryV1.native.size);
 }
 
-function mapGrantRef(ctx: HypercallContext, d: GnttabDomain, args: readonly bigint[]): number {
+function mapGrantRef(ctx: HypercallContext, d: GnttabVcpuDomain, args: readonly bigint[]): number {
   const def = gnttabMapGrantRef[ctx.abi];
   const count = batchCount(args);
   for (let i = 0; i < count; i++) {
@@ -222,7 +224,7 @@ function mapGrantRef(ctx: HypercallContext, d: GnttabDomain, args: readonly bigi
   return 0;
 }
 
-function mapStatus(d: GnttabDomain, op: { flags: number; ref: number; dom: number }): number {
+function mapStatus(d: GnttabVcpuDomain, op: { flags: number; ref: number; dom: number }): number {
   if (!(op.flags & (GNTMAP.host_map | GNTMAP.device_map))) return GNTST.bad_gntref;
   if (op.flags & (GNTMAP.device_map | GNTMAP.application_map | GNTMAP.contains_pte)) return GNTST.general_error;
   if (op.dom !== d.domid && op.dom !== DOM0) return GNTST.bad_domain;
@@ -245,7 +247,7 @@ function unmapGrantRef(ctx: HypercallContext, args: readonly bigint[]): number {
   return 0;
 }
 
-function swapGrantRef(ctx: HypercallContext, d: GnttabDomain, args: readonly bigint[]): number {
+function swapGrantRef(ctx: HypercallContext, d: GnttabVcpuDomain, args: readonly bigint[]): number {
   const def = gnttabSwapGrantRef[ctx.abi];
   const count = batchCount(args);
   const t = d.grantTable;
@@ -272,7 +274,7 @@ interface CopySide {
   release(): void;
 }
 
-function claimSide(d: GnttabCopyDomain, ptr: { u: number | bigint; domid: number }, isGref: boolean, writable: boolean): CopySide | number {
+function claimSide(d: GnttabVcpuDomain, ptr: { u: number | bigint; domid: number }, isGref: boolean, writable: boolean): CopySide | number {
   if (!isGref) {
     if (ptr.domid !== DOMID.SELF) return GNTST.permission_denied;
     const page = framePage(d, Number(ptr.u));
@@ -292,7 +294,7 @@ function claimSide(d: GnttabCopyDomain, ptr: { u: number | bigint; domid: number
   return { page, start: granted.offset, length: granted.length, release };
 }
 
-function copy(ctx: HypercallContext, d: GnttabCopyDomain, args: readonly bigint[]): number {
+function copy(ctx: HypercallContext, d: GnttabVcpuDomain, args: readonly bigint[]): number {
   const def = gnttabCopy[ctx.abi];
   const count = batchCount(args);
   for (let i = 0; i < count; i++) {
@@ -303,7 +305,7 @@ function copy(ctx: HypercallContext, d: GnttabCopyDomain, args: readonly bigint[
   return 0;
 }
 
-function copyOne(d: GnttabCopyDomain, op: { source: { u: number | bigint; domid: number; offset: number }; dest: { u: number | bigint; domid: number; offset: number }; len: number; flags: number }): number {
+function copyOne(d: GnttabVcpuDomain, op: { source: { u: number | bigint; domid: number; offset: number }; dest: { u: number | bigint; domid: number; offset: number }; len: number; flags: number }): number {
   // A gmfn side is refused before any domain is looked up, the source's first.
   for (const [ptr, bit] of [[op.source, GNTCOPY.source_gref], [op.dest, GNTCOPY.dest_gref]] as const) {
     if (!(op.flags & bit) && ptr.domid !== DOMID.SELF) return GNTST.permission_denied;
@@ -353,9 +355,18 @@ function checkCommand(_ctx: HypercallContext, args: readonly bigint[]): void {
   batchCount(args);
 }
 
-/** The grant-table ops served on the vCPU threads: copy. */
-export function grantTableVcpuOps(d: GnttabCopyDomain): ServedOps {
-  return served(GRANT_TABLE_OP_ROUTE, { copy: (ctx, args) => copy(ctx, d, args) }, checkCommand);
+/** The grant-table ops served on the vCPU threads: the batched ones. */
+export function grantTableVcpuOps(d: GnttabVcpuDomain): ServedOps {
+  return served(
+    GRANT_TABLE_OP_ROUTE,
+    {
+      copy: (ctx, args) => copy(ctx, d, args),
+      map_grant_ref: (ctx, args) => mapGrantRef(ctx, d, args),
+      unmap_grant_ref: (ctx, args) => unmapGrantRef(ctx, args),
+      swap_grant_ref: (ctx, args) => swapGrantRef(ctx, d, args),
+    },
+    checkCommand,
+  );
 }
 
 export function grantTableOps(d: GnttabDomain): ServedOps {
@@ -369,9 +380,6 @@ export function grantTableOps(d: GnttabDomain): ServedOps {
       query_size: (ctx, args) => querySize(ctx, d, args),
       set_version: (ctx, args) => setVersion(ctx, d, args),
       get_version: (ctx, args) => getVersion(ctx, d, args),
-      map_grant_ref: (ctx, args) => mapGrantRef(ctx, d, args),
-      unmap_grant_ref: (ctx, args) => unmapGrantRef(ctx, args),
-      swap_grant_ref: (ctx, args) => swapGrantRef(ctx, d, args),
       transfer: filtered,
       unmap_and_replace: filtered,
       get_status_frames: filtered,
