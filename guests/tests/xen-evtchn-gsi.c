@@ -68,8 +68,30 @@ static void setup_case(void)
 	KIT_CHECK(xen_evtchn_bind_interdomain(DOMID_SELF, b, &a) == 0, "bind_interdomain");
 }
 
-/* Halts until port a has taken `want` events, or 1000 interrupts came. */
-static void wait_events(uint32_t want) { KIT_HALT_UNTIL(got_by_port[a] >= want, 1000); }
+/* A LAPIC timer 50 ms ahead wakes each halt that nothing else wakes: in the nested VM (KVM under
+ * QEMU's emulated SVM), a halted vCPU now and then stays halted when this line is raised (about one
+ * run in 25, not traced further), and is woken by the next interrupt of any kind, which the line's
+ * then follows at once. A line never raised still fails the case, after the halts run out. */
+#define FALLBACK_VECTOR 0x41
+#define FALLBACK_COUNT 50000000u
+static volatile uint32_t fallback_wakes;
+static void on_fallback(struct kit_frame *f)
+{
+	(void)f;
+	fallback_wakes++;
+}
+
+/* Halts until port a has taken `want` events, or 1000 halts ended. */
+static void wait_events(uint32_t want)
+{
+	cli();
+	for (int i = 0; i < 1000 && got_by_port[a] < want; i++) {
+		kit_lapic_timer_oneshot(FALLBACK_VECTOR, FALLBACK_COUNT);
+		sti_hlt();
+		cli();
+	}
+	kit_lapic_timer_oneshot(FALLBACK_VECTOR, 0);
+}
 
 static void events_case(void)
 {
@@ -81,7 +103,7 @@ static void events_case(void)
 		wait_events(n);
 		KIT_CHECK(got_by_port[a] == n, "event %u did not arrive (got %u, irqs %u)", n, got_by_port[a], irqs);
 	}
-	kit_printf("KIT-XEN gsi events=%u interrupts=%u\n", got_by_port[a], irqs);
+	kit_printf("KIT-XEN gsi events=%u interrupts=%u fallback-wakes=%u\n", got_by_port[a], irqs, fallback_wakes);
 	KIT_CHECK(irqs >= got_by_port[a], "fewer interrupts (%u) than events (%u)", irqs, got_by_port[a]);
 	/* The line drops at each EOI once upcall_pending is clear: no interrupts beyond the events, but for one
 	 * that found its event already taken by the one before. */
@@ -103,6 +125,7 @@ void kit_main(void)
 {
 	xen_require();
 	kit_set_irq_handler(VECTOR, on_gsi);
+	kit_set_irq_handler(FALLBACK_VECTOR, on_fallback);
 	kit_lapic_enable();
 	kit_case("setup", setup_case);
 	kit_case("events", events_case);
