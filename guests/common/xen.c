@@ -520,3 +520,55 @@ const char *xen_timer_setup(void *page, int vector, void (*handler)(struct kit_f
 		return "bind VIRQ_TIMER";
 	return NULL;
 }
+
+const char *xen_gntst_name(long status)
+{
+	switch (status) {
+	case GNTST_okay: return "okay";
+	case GNTST_general_error: return "general_error";
+	case GNTST_bad_domain: return "bad_domain";
+	case GNTST_bad_gntref: return "bad_gntref";
+	case GNTST_bad_handle: return "bad_handle";
+	case GNTST_bad_virt_addr: return "bad_virt_addr";
+	case GNTST_bad_dev_addr: return "bad_dev_addr";
+	case GNTST_no_device_space: return "no_device_space";
+	case GNTST_permission_denied: return "permission_denied";
+	case GNTST_bad_page: return "bad_page";
+	case GNTST_bad_copy_arg: return "bad_copy_arg";
+	case GNTST_address_too_big: return "address_too_big";
+	case GNTST_eagain: return "eagain";
+	case GNTST_no_space: return "no_space";
+	default: return "?";
+	}
+}
+
+long xen_gnttab_query_size(domid_t dom, struct gnttab_query_size *q)
+{
+	memset(q, 0, sizeof *q);
+	q->dom = dom;
+	q->nr_frames = 0x1234;
+	q->max_nr_frames = 0x5678;
+	q->status = 0x777;
+	return HYPERVISOR_grant_table_op(GNTTABOP_query_size, q, 1);
+}
+
+void xen_gnttab_copy_op(struct gnttab_copy *c, uint16_t flags, uint64_t src, domid_t sdom, uint16_t soff, uint64_t dst,
+			domid_t ddom, uint16_t doff, uint16_t len)
+{
+	memset(c, 0, sizeof *c);
+	if (flags & GNTCOPY_source_gref)
+		c->source.u.ref = (grant_ref_t)src;
+	else
+		c->source.u.gmfn = (xen_pfn_t)src;
+	c->source.domid = sdom;
+	c->source.offset = soff;
+	if (flags & GNTCOPY_dest_gref)
+		c->dest.u.ref = (grant_ref_t)dst;
+	else
+		c->dest.u.gmfn = (xen_pfn_t)dst;
+	c->dest.domid = ddom;
+	c->dest.offset = doff;
+	c->len = len;
+	c->flags = flags;
+	c->status = 0x777;
+}

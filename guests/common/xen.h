@@ -274,6 +274,26 @@ const char *xen_errname(long rc);
 		}                                                                                \
 	} while (0)
 
+/* Name of a GNTST_ status ("general_error"), "?" if unknown. */
+const char *xen_gntst_name(long status);
+/* In a void case function: fail the case and return unless the GNTST status is `want`. */
+#define XEN_EXPECT_GNTST(expr, want, ...)                                                        \
+	do {                                                                                     \
+		long st_ = (expr);                                                               \
+		if (st_ != (want)) {                                                             \
+			char what_[112];                                                         \
+			kit_snprintf(what_, sizeof what_, __VA_ARGS__);                          \
+			kit_fail("%s: status %ld %s, expected %ld %s", what_, st_, xen_gntst_name(st_), \
+				 (long)(want), xen_gntst_name(want));                            \
+			return;                                                                  \
+		}                                                                                \
+	} while (0)
+/* GNTTABOP_query_size of `dom` into *q, its outputs preset to markers first (so that what is not written shows). */
+long xen_gnttab_query_size(domid_t dom, struct gnttab_query_size *q);
+/* Fills one GNTTABOP_copy: each side a grant ref or a frame (by flags), its domain and offset; status preset to a marker. */
+void xen_gnttab_copy_op(struct gnttab_copy *c, uint16_t flags, uint64_t src, domid_t sdom, uint16_t soff, uint64_t dst,
+			domid_t ddom, uint16_t doff, uint16_t len);
+
 /* A consistent copy of a runstate area (retries while Xen updates it). */
 bool xen_read_runstate_area(const volatile void *p, struct vcpu_runstate_info *out);
 

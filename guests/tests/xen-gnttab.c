@@ -31,56 +31,6 @@ static volatile grant_entry_v1_t *gt1(void) { return kit_phys(gt_gfn << 12); }
 static volatile grant_entry_v2_t *gt2(void) { return kit_phys(gt_gfn << 12); }
 static uint64_t console_pfn, store_pfn;
 
-static const char *gntst_name(long s)
-{
-	switch (s) {
-	case GNTST_okay: return "okay";
-	case GNTST_general_error: return "general_error";
-	case GNTST_bad_domain: return "bad_domain";
-	case GNTST_bad_gntref: return "bad_gntref";
-	case GNTST_bad_handle: return "bad_handle";
-	case GNTST_bad_virt_addr: return "bad_virt_addr";
-	case GNTST_bad_dev_addr: return "bad_dev_addr";
-	case GNTST_no_device_space: return "no_device_space";
-	case GNTST_permission_denied: return "permission_denied";
-	case GNTST_bad_page: return "bad_page";
-	case GNTST_bad_copy_arg: return "bad_copy_arg";
-	case GNTST_address_too_big: return "address_too_big";
-	case GNTST_eagain: return "eagain";
-	case GNTST_no_space: return "no_space";
-	default: return "?";
-	}
-}
-
-/* In a void case function: fail unless the GNTST status is `want`. */
-#define EXPECT_ST(expr, want, ...)                                                                         \
-	do {                                                                                               \
-		long st_ = (expr);                                                                         \
-		if (st_ != (want)) {                                                                       \
-			char what_[112];                                                                   \
-			kit_snprintf(what_, sizeof what_, __VA_ARGS__);                                    \
-			kit_fail("%s: status %ld %s, expected %ld %s", what_, st_, gntst_name(st_), (long)(want), \
-				 gntst_name(want));                                                        \
-			return;                                                                            \
-		}                                                                                          \
-	} while (0)
-
-static long gnttab(unsigned int cmd, void *op, unsigned int count)
-{
-	return HYPERVISOR_grant_table_op(cmd, op, count);
-}
-
-/* query_size of `dom` into *q (outputs preset to markers first). */
-static long query_size(domid_t dom, struct gnttab_query_size *q)
-{
-	memset(q, 0, sizeof *q);
-	q->dom = dom;
-	q->nr_frames = 0x1234;
-	q->max_nr_frames = 0x5678;
-	q->status = 0x777;
-	return gnttab(GNTTABOP_query_size, q, 1);
-}
-
 static xen_pfn_t frames[80];
 
 /* setup_table of `dom` for n frames into frames[] (preset to a marker); the status in *st. */
@@ -94,7 +44,7 @@ static long setup_table(domid_t dom, uint32_t n, int16_t *st)
 	s.nr_frames = n;
 	s.status = 0x777;
 	set_xen_guest_handle(s.frame_list, frames);
-	long rc = gnttab(GNTTABOP_setup_table, &s, 1);
+	long rc = HYPERVISOR_grant_table_op(GNTTABOP_setup_table, &s, 1);
 	*st = s.status;
 	return rc;
 }
@@ -114,58 +64,58 @@ static void grant_v1(grant_ref_t ref, uint16_t flags, domid_t to, uint32_t frame
 static void query_size_case(void)
 {
 	struct gnttab_query_size q;
-	XEN_EXPECT_RC(query_size(DOMID_SELF, &q), 0, "query_size(DOMID_SELF)");
-	EXPECT_ST(q.status, GNTST_okay, "query_size(DOMID_SELF)");
+	XEN_EXPECT_RC(xen_gnttab_query_size(DOMID_SELF, &q), 0, "xen_gnttab_query_size(DOMID_SELF)");
+	XEN_EXPECT_GNTST(q.status, GNTST_okay, "xen_gnttab_query_size(DOMID_SELF)");
 	kit_printf("KIT-XEN query_size nr_frames=%u max_nr_frames=%u\n", q.nr_frames, q.max_nr_frames);
 	KIT_CHECK(q.nr_frames == 1 && q.max_nr_frames == max_frames, "nr_frames %u max_nr_frames %u, expected 1 and %llu",
 		  q.nr_frames, q.max_nr_frames, U64(max_frames));
-	XEN_EXPECT_RC(query_size((domid_t)domid, &q), 0, "query_size(own domid %ld)", domid);
-	EXPECT_ST(q.status, GNTST_okay, "query_size(own domid)");
+	XEN_EXPECT_RC(xen_gnttab_query_size((domid_t)domid, &q), 0, "xen_gnttab_query_size(own domid %ld)", domid);
+	XEN_EXPECT_GNTST(q.status, GNTST_okay, "xen_gnttab_query_size(own domid)");
 	KIT_CHECK(q.nr_frames == 1 && q.max_nr_frames == max_frames, "own domid: nr_frames %u max_nr_frames %u",
 		  q.nr_frames, q.max_nr_frames);
-	XEN_EXPECT_RC(query_size(0, &q), 0, "query_size(dom 0)");
-	EXPECT_ST(q.status, GNTST_permission_denied, "query_size(dom 0)");
+	XEN_EXPECT_RC(xen_gnttab_query_size(0, &q), 0, "xen_gnttab_query_size(dom 0)");
+	XEN_EXPECT_GNTST(q.status, GNTST_permission_denied, "xen_gnttab_query_size(dom 0)");
 	KIT_CHECK(q.nr_frames == 0x1234 && q.max_nr_frames == 0x5678, "dom 0: outputs changed (%u, %u)", q.nr_frames,
 		  q.max_nr_frames);
-	XEN_EXPECT_RC(query_size(5, &q), 0, "query_size(dom 5)");
-	EXPECT_ST(q.status, GNTST_bad_domain, "query_size(dom 5)");
-	query_size(DOMID_SELF, &q);
-	XEN_EXPECT_RC(gnttab(GNTTABOP_query_size, &q, 2), -XEN_EINVAL, "query_size count 2");
-	XEN_EXPECT_RC(gnttab(GNTTABOP_query_size, &q, 0), -XEN_EINVAL, "query_size count 0");
-	XEN_EXPECT_RC(gnttab(GNTTABOP_query_size, (void *)KIT_UNMAPPED_VA, 1), -XEN_EFAULT, "query_size(bad pointer)");
+	XEN_EXPECT_RC(xen_gnttab_query_size(5, &q), 0, "xen_gnttab_query_size(dom 5)");
+	XEN_EXPECT_GNTST(q.status, GNTST_bad_domain, "xen_gnttab_query_size(dom 5)");
+	xen_gnttab_query_size(DOMID_SELF, &q);
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_query_size, &q, 2), -XEN_EINVAL, "query_size count 2");
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_query_size, &q, 0), -XEN_EINVAL, "query_size count 0");
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_query_size, (void *)KIT_UNMAPPED_VA, 1), -XEN_EFAULT, "xen_gnttab_query_size(bad pointer)");
 }
 
 static void setup_table_case(void)
 {
 	int16_t st;
 	XEN_EXPECT_RC(setup_table(DOMID_SELF, 1, &st), 0, "setup_table(1 frame)");
-	EXPECT_ST(st, GNTST_okay, "setup_table(1 frame)");
+	XEN_EXPECT_GNTST(st, GNTST_okay, "setup_table(1 frame)");
 	KIT_CHECK(frames[0] == INVALID_FRAME, "frame 0 before mapping: 0x%llx, expected ~0", U64(frames[0]));
 	KIT_CHECK(frames[1] == (xen_pfn_t)0x5a5a5a5a, "setup_table wrote past nr_frames");
 	XEN_EXPECT_RC(xen_add_to_physmap(XENMAPSPACE_grant_table, 0, (unsigned long)gfn_high), 0,
 		      "add_to_physmap(grant_table 0, gfn 0x%llx)", U64(gfn_high));
 	gt_gfn = gfn_high;
 	XEN_EXPECT_RC(setup_table(DOMID_SELF, 1, &st), 0, "setup_table after mapping");
-	EXPECT_ST(st, GNTST_okay, "setup_table after mapping");
+	XEN_EXPECT_GNTST(st, GNTST_okay, "setup_table after mapping");
 	KIT_CHECK(frames[0] == gfn_high, "frame 0 at 0x%llx, mapped at 0x%llx", U64(frames[0]), U64(gfn_high));
 	XEN_EXPECT_RC(setup_table((domid_t)domid, 1, &st), 0, "setup_table(own domid)");
-	EXPECT_ST(st, GNTST_okay, "setup_table(own domid)");
+	XEN_EXPECT_GNTST(st, GNTST_okay, "setup_table(own domid)");
 	KIT_CHECK(frames[0] == gfn_high, "own domid: frame 0 at 0x%llx", U64(frames[0]));
 	XEN_EXPECT_RC(setup_table(0, 1, &st), 0, "setup_table(dom 0)");
-	EXPECT_ST(st, GNTST_permission_denied, "setup_table(dom 0)");
+	XEN_EXPECT_GNTST(st, GNTST_permission_denied, "setup_table(dom 0)");
 	XEN_EXPECT_RC(setup_table(5, 1, &st), 0, "setup_table(dom 5)");
-	EXPECT_ST(st, GNTST_bad_domain, "setup_table(dom 5)");
+	XEN_EXPECT_GNTST(st, GNTST_bad_domain, "setup_table(dom 5)");
 	XEN_EXPECT_RC(setup_table(DOMID_SELF, (uint32_t)max_frames + 1, &st), 0, "setup_table(max + 1)");
-	EXPECT_ST(st, GNTST_general_error, "setup_table(max + 1 = %llu frames)", U64(max_frames + 1));
+	XEN_EXPECT_GNTST(st, GNTST_general_error, "setup_table(max + 1 = %llu frames)", U64(max_frames + 1));
 	struct gnttab_query_size q;
-	query_size(DOMID_SELF, &q);
+	xen_gnttab_query_size(DOMID_SELF, &q);
 	KIT_CHECK(q.nr_frames == 1, "a refused setup_table grew the table to %u", q.nr_frames);
 	XEN_EXPECT_RC(setup_table(DOMID_SELF, 4, &st), 0, "setup_table(4 frames)");
-	EXPECT_ST(st, GNTST_okay, "setup_table(4 frames)");
+	XEN_EXPECT_GNTST(st, GNTST_okay, "setup_table(4 frames)");
 	KIT_CHECK(frames[0] == gfn_high, "4 frames: frame 0 at 0x%llx", U64(frames[0]));
 	for (int i = 1; i < 4; i++)
 		KIT_CHECK(frames[i] == INVALID_FRAME, "new frame %d at 0x%llx, expected ~0", i, U64(frames[i]));
-	query_size(DOMID_SELF, &q);
+	xen_gnttab_query_size(DOMID_SELF, &q);
 	KIT_CHECK(q.nr_frames == 4, "after setup_table(4): nr_frames %u", q.nr_frames);
 	struct gnttab_setup_table s;
 	memset(&s, 0, sizeof s);
@@ -175,11 +125,11 @@ static void setup_table_case(void)
 	/* A frame list Xen cannot write: the status says so, the call returns 0. */
 	set_xen_guest_handle(s.frame_list, (xen_pfn_t *)(uintptr_t)KIT_UNMAPPED_VA);
 	s.status = 0x777;
-	XEN_EXPECT_RC(gnttab(GNTTABOP_setup_table, &s, 1), 0, "setup_table(unmapped frame list)");
-	EXPECT_ST(s.status, GNTST_bad_virt_addr, "setup_table(unmapped frame list)");
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_setup_table, &s, 1), 0, "setup_table(unmapped frame list)");
+	XEN_EXPECT_GNTST(s.status, GNTST_bad_virt_addr, "setup_table(unmapped frame list)");
 	set_xen_guest_handle(s.frame_list, frames);
-	XEN_EXPECT_RC(gnttab(GNTTABOP_setup_table, &s, 0), -XEN_EINVAL, "setup_table count 0");
-	XEN_EXPECT_RC(gnttab(GNTTABOP_setup_table, &s, 2), -XEN_EINVAL, "setup_table count 2");
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_setup_table, &s, 0), -XEN_EINVAL, "setup_table count 0");
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_setup_table, &s, 2), -XEN_EINVAL, "setup_table count 2");
 }
 
 static void reserved_entries_case(void)
@@ -209,14 +159,14 @@ static void physmap_grow_case(void)
 	int16_t st;
 	XEN_EXPECT_RC(xen_add_to_physmap(XENMAPSPACE_grant_table, 5, (unsigned long)gfn_high + 5), 0,
 		      "add_to_physmap(grant_table 5)");
-	query_size(DOMID_SELF, &q);
+	xen_gnttab_query_size(DOMID_SELF, &q);
 	KIT_CHECK(q.nr_frames == 6, "after mapping frame 5: nr_frames %u, expected 6", q.nr_frames);
 	XEN_EXPECT_RC(xen_add_to_physmap(XENMAPSPACE_grant_table, (unsigned long)max_frames, (unsigned long)gfn_high + 6),
 		      -XEN_EINVAL, "add_to_physmap(grant_table %llu = max)", U64(max_frames));
-	query_size(DOMID_SELF, &q);
+	xen_gnttab_query_size(DOMID_SELF, &q);
 	KIT_CHECK(q.nr_frames == 6, "a refused map changed nr_frames to %u", q.nr_frames);
 	XEN_EXPECT_RC(setup_table(DOMID_SELF, 6, &st), 0, "setup_table(6)");
-	EXPECT_ST(st, GNTST_okay, "setup_table(6)");
+	XEN_EXPECT_GNTST(st, GNTST_okay, "setup_table(6)");
 	KIT_CHECK(frames[0] == gfn_high && frames[5] == gfn_high + 5 && frames[1] == INVALID_FRAME,
 		  "frames 0x%llx 0x%llx .. 0x%llx", U64(frames[0]), U64(frames[1]), U64(frames[5]));
 
@@ -302,34 +252,14 @@ static bool copied(unsigned int soff, unsigned int doff, unsigned int len, char 
 	return true;
 }
 
-static void copy_op(struct gnttab_copy *c, uint16_t flags, uint64_t src, domid_t sdom, uint16_t soff, uint64_t dst,
-		    domid_t ddom, uint16_t doff, uint16_t len)
-{
-	memset(c, 0, sizeof *c);
-	if (flags & GNTCOPY_source_gref)
-		c->source.u.ref = (grant_ref_t)src;
-	else
-		c->source.u.gmfn = (xen_pfn_t)src;
-	c->source.domid = sdom;
-	c->source.offset = soff;
-	if (flags & GNTCOPY_dest_gref)
-		c->dest.u.ref = (grant_ref_t)dst;
-	else
-		c->dest.u.gmfn = (xen_pfn_t)dst;
-	c->dest.domid = ddom;
-	c->dest.offset = doff;
-	c->len = len;
-	c->flags = flags;
-	c->status = 0x777;
-}
 
 /* One copy; the hypercall must return 0; its status. */
 static long copy1(uint16_t flags, uint64_t src, domid_t sdom, uint16_t soff, uint64_t dst, domid_t ddom, uint16_t doff,
 		  uint16_t len)
 {
 	struct gnttab_copy c;
-	copy_op(&c, flags, src, sdom, soff, dst, ddom, doff, len);
-	long rc = gnttab(GNTTABOP_copy, &c, 1);
+	xen_gnttab_copy_op(&c, flags, src, sdom, soff, dst, ddom, doff, len);
+	long rc = HYPERVISOR_grant_table_op(GNTTABOP_copy, &c, 1);
 	if (rc != 0) {
 		kit_fail("GNTTABOP_copy returned %ld %s", XEN_ERR(rc));
 		return 0x7fff;
@@ -350,25 +280,25 @@ static void copy_gmfn_case(void)
 {
 	char why[80];
 	fill_pages();
-	EXPECT_ST(copy1(0, GFN(src_page), DOMID_SELF, 100, GFN(dst_page), DOMID_SELF, 300, 500), GNTST_okay,
+	XEN_EXPECT_GNTST(copy1(0, GFN(src_page), DOMID_SELF, 100, GFN(dst_page), DOMID_SELF, 300, 500), GNTST_okay,
 		  "copy gmfn->gmfn");
 	KIT_CHECK(copied(100, 300, 500, why, sizeof why), "copy gmfn->gmfn: %s", why);
 	fill_pages();
-	EXPECT_ST(copy1(0, GFN(src_page), DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 4096), GNTST_okay,
+	XEN_EXPECT_GNTST(copy1(0, GFN(src_page), DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 4096), GNTST_okay,
 		  "copy of a whole page");
 	KIT_CHECK(copied(0, 0, 4096, why, sizeof why), "whole page: %s", why);
 	fill_pages();
-	EXPECT_ST(copy1(0, GFN(src_page), DOMID_SELF, 5, GFN(dst_page), DOMID_SELF, 4095, 0), GNTST_okay, "copy len 0");
+	XEN_EXPECT_GNTST(copy1(0, GFN(src_page), DOMID_SELF, 5, GFN(dst_page), DOMID_SELF, 4095, 0), GNTST_okay, "copy len 0");
 	KIT_CHECK(copied(0, 0, 0, why, sizeof why), "len 0: %s", why);
-	EXPECT_ST(copy1(0, GFN(src_page), (domid_t)domid, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_permission_denied,
+	XEN_EXPECT_GNTST(copy1(0, GFN(src_page), (domid_t)domid, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_permission_denied,
 		  "source gmfn with own domid");
-	EXPECT_ST(copy1(0, GFN(src_page), DOMID_SELF, 0, GFN(dst_page), (domid_t)domid, 0, 8), GNTST_permission_denied,
+	XEN_EXPECT_GNTST(copy1(0, GFN(src_page), DOMID_SELF, 0, GFN(dst_page), (domid_t)domid, 0, 8), GNTST_permission_denied,
 		  "dest gmfn with own domid");
-	EXPECT_ST(copy1(0, GFN(src_page), 0, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_permission_denied,
+	XEN_EXPECT_GNTST(copy1(0, GFN(src_page), 0, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_permission_denied,
 		  "source gmfn of dom 0");
-	EXPECT_ST(copy1(0, GFN(src_page), DOMID_SELF, 4000, GFN(dst_page), DOMID_SELF, 0, 97), GNTST_bad_copy_arg,
+	XEN_EXPECT_GNTST(copy1(0, GFN(src_page), DOMID_SELF, 4000, GFN(dst_page), DOMID_SELF, 0, 97), GNTST_bad_copy_arg,
 		  "source offset 4000 + len 97");
-	EXPECT_ST(copy1(0, GFN(src_page), DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 4096, 1), GNTST_bad_copy_arg,
+	XEN_EXPECT_GNTST(copy1(0, GFN(src_page), DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 4096, 1), GNTST_bad_copy_arg,
 		  "dest offset 4096 + len 1");
 	KIT_CHECK(copied(0, 0, 0, why, sizeof why), "a refused copy wrote: %s", why);
 	static const uint64_t not_ram[] = { 0xe0000 };
@@ -377,54 +307,54 @@ static void copy_gmfn_case(void)
 			kit_printf("KIT-XEN note: gfn 0x%llx is RAM here, skipped\n", U64(not_ram[i]));
 			continue;
 		}
-		EXPECT_ST(copy1(0, not_ram[i], DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_bad_page,
+		XEN_EXPECT_GNTST(copy1(0, not_ram[i], DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_bad_page,
 			  "source gmfn 0x%llx (not RAM)", U64(not_ram[i]));
-		EXPECT_ST(copy1(0, GFN(src_page), DOMID_SELF, 0, not_ram[i], DOMID_SELF, 0, 8), GNTST_bad_page,
+		XEN_EXPECT_GNTST(copy1(0, GFN(src_page), DOMID_SELF, 0, not_ram[i], DOMID_SELF, 0, 8), GNTST_bad_page,
 			  "dest gmfn 0x%llx (not RAM)", U64(not_ram[i]));
 	}
-	EXPECT_ST(copy1(0, gfn_high + 0x40, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_bad_page,
+	XEN_EXPECT_GNTST(copy1(0, gfn_high + 0x40, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_bad_page,
 		  "source gmfn 0x%llx (above RAM, nothing there)", U64(gfn_high + 0x40));
 
 	/* The table's own frame is a page of ours too. */
 	fill_pages();
-	EXPECT_ST(copy1(0, gt_gfn, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 16), GNTST_okay,
+	XEN_EXPECT_GNTST(copy1(0, gt_gfn, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 16), GNTST_okay,
 		  "copy from the table's frame 0 (gfn 0x%llx)", U64(gt_gfn));
 	KIT_CHECK(!memcmp(dst_page, (const void *)gt1(), 16), "copy from the table's frame: not the reserved entries");
 
 	/* A batch: each op its own status, the hypercall 0. */
 	struct gnttab_copy ops[5];
 	fill_pages();
-	copy_op(&ops[0], 0, GFN(src_page), DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 16);
-	copy_op(&ops[1], 0, GFN(src_page), (domid_t)domid, 0, GFN(dst_page), DOMID_SELF, 0, 16);
-	copy_op(&ops[2], 0, GFN(src_page), DOMID_SELF, 4090, GFN(dst_page), DOMID_SELF, 0, 16);
-	copy_op(&ops[3], 0, gfn_high + 0x40, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 16);
-	copy_op(&ops[4], 0, GFN(src_page), DOMID_SELF, 64, GFN(dst_page), DOMID_SELF, 1000, 32);
-	XEN_EXPECT_RC(gnttab(GNTTABOP_copy, ops, 5), 0, "batch of 5 copies");
+	xen_gnttab_copy_op(&ops[0], 0, GFN(src_page), DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 16);
+	xen_gnttab_copy_op(&ops[1], 0, GFN(src_page), (domid_t)domid, 0, GFN(dst_page), DOMID_SELF, 0, 16);
+	xen_gnttab_copy_op(&ops[2], 0, GFN(src_page), DOMID_SELF, 4090, GFN(dst_page), DOMID_SELF, 0, 16);
+	xen_gnttab_copy_op(&ops[3], 0, gfn_high + 0x40, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 16);
+	xen_gnttab_copy_op(&ops[4], 0, GFN(src_page), DOMID_SELF, 64, GFN(dst_page), DOMID_SELF, 1000, 32);
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_copy, ops, 5), 0, "batch of 5 copies");
 	static const int16_t want[5] = { GNTST_okay, GNTST_permission_denied, GNTST_bad_copy_arg, GNTST_bad_page, GNTST_okay };
 	for (int i = 0; i < 5; i++)
-		EXPECT_ST(ops[i].status, want[i], "batch op %d", i);
+		XEN_EXPECT_GNTST(ops[i].status, want[i], "batch op %d", i);
 	for (int i = 0; i < 16; i++)
 		KIT_CHECK(dst_page[i] == src_page[i], "batch op 0 not copied (byte %d)", i);
 	for (int i = 0; i < 32; i++)
 		KIT_CHECK(dst_page[1000 + i] == src_page[64 + i], "batch op 4 not copied (byte %d)", i);
 	/* Up to the end of the page exactly; flag bits other than the two gref ones are ignored. */
 	fill_pages();
-	EXPECT_ST(copy1(0x8, GFN(src_page), DOMID_SELF, 4000, GFN(dst_page), DOMID_SELF, 3996, 96), GNTST_okay,
+	XEN_EXPECT_GNTST(copy1(0x8, GFN(src_page), DOMID_SELF, 4000, GFN(dst_page), DOMID_SELF, 3996, 96), GNTST_okay,
 		  "copy to the end of both pages, flags 0x8");
 	KIT_CHECK(copied(4000, 3996, 96, why, sizeof why), "copy to the end of the pages: %s", why);
 	/* count 0 does nothing; a count negative as an int -EINVAL; an unmapped batch -EFAULT. */
-	XEN_EXPECT_RC(gnttab(GNTTABOP_copy, ops, 0), 0, "copy count 0");
-	XEN_EXPECT_RC(gnttab(GNTTABOP_copy, ops, 0x80000000u), -XEN_EINVAL, "copy count 2^31");
-	XEN_EXPECT_RC(gnttab(GNTTABOP_copy, (void *)KIT_UNMAPPED_VA, 1), -XEN_EFAULT, "copy(bad pointer)");
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_copy, ops, 0), 0, "copy count 0");
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_copy, ops, 0x80000000u), -XEN_EINVAL, "copy count 2^31");
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_copy, (void *)KIT_UNMAPPED_VA, 1), -XEN_EFAULT, "copy(bad pointer)");
 	/* A batch whose third op lies past the end of a mapped page: the first two are done, then -EFAULT. */
 	KIT_CHECK(kit_map_page(BATCH_VA, XEN_PTR(batch_page)), "cannot map 0x%llx", U64(BATCH_VA));
 	struct gnttab_copy *edge = (struct gnttab_copy *)(uintptr_t)(BATCH_VA + 4096 - 2 * sizeof(struct gnttab_copy));
 	fill_pages();
-	copy_op(&edge[0], 0, GFN(src_page), DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8);
-	copy_op(&edge[1], 0, GFN(src_page), (domid_t)domid, 0, GFN(dst_page), DOMID_SELF, 0, 8);
-	XEN_EXPECT_RC(gnttab(GNTTABOP_copy, edge, 3), -XEN_EFAULT, "copy batch running into an unmapped page");
-	EXPECT_ST(edge[0].status, GNTST_okay, "op 0 before the unmapped page");
-	EXPECT_ST(edge[1].status, GNTST_permission_denied, "op 1 before the unmapped page");
+	xen_gnttab_copy_op(&edge[0], 0, GFN(src_page), DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8);
+	xen_gnttab_copy_op(&edge[1], 0, GFN(src_page), (domid_t)domid, 0, GFN(dst_page), DOMID_SELF, 0, 8);
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_copy, edge, 3), -XEN_EFAULT, "copy batch running into an unmapped page");
+	XEN_EXPECT_GNTST(edge[0].status, GNTST_okay, "op 0 before the unmapped page");
+	XEN_EXPECT_GNTST(edge[1].status, GNTST_permission_denied, "op 1 before the unmapped page");
 	KIT_CHECK(copied(0, 0, 8, why, sizeof why), "op 0 before the unmapped page: %s", why);
 	kit_unmap_page(BATCH_VA);
 }
@@ -450,49 +380,49 @@ static void copy_gref_case(void)
 	grant_v1(REF_DOM0, GTF_permit_access, 0, (uint32_t)GFN(src_page));
 
 	fill_pages();
-	EXPECT_ST(copy1(GNTCOPY_source_gref, REF_SRC, DOMID_SELF, 10, GFN(dst_page), DOMID_SELF, 20, 300), GNTST_okay,
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_source_gref, REF_SRC, DOMID_SELF, 10, GFN(dst_page), DOMID_SELF, 20, 300), GNTST_okay,
 		  "from gref (DOMID_SELF)");
 	KIT_CHECK(copied(10, 20, 300, why, sizeof why), "from gref (DOMID_SELF): %s", why);
 	fill_pages();
-	EXPECT_ST(copy1(GNTCOPY_source_gref, REF_SRC, self, 0, GFN(dst_page), DOMID_SELF, 0, 4096), GNTST_okay,
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_source_gref, REF_SRC, self, 0, GFN(dst_page), DOMID_SELF, 0, 4096), GNTST_okay,
 		  "from gref (own domid)");
 	KIT_CHECK(copied(0, 0, 4096, why, sizeof why), "from gref (own domid): %s", why);
 	fill_pages();
-	EXPECT_ST(copy1(GNTCOPY_dest_gref, GFN(src_page), DOMID_SELF, 1000, REF_DST, self, 2000, 100), GNTST_okay,
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_dest_gref, GFN(src_page), DOMID_SELF, 1000, REF_DST, self, 2000, 100), GNTST_okay,
 		  "to gref");
 	KIT_CHECK(copied(1000, 2000, 100, why, sizeof why), "to gref: %s", why);
 	fill_pages();
-	EXPECT_ST(copy1(GNTCOPY_source_gref | GNTCOPY_dest_gref, REF_SRC, DOMID_SELF, 7, REF_DST, DOMID_SELF, 9, 77),
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_source_gref | GNTCOPY_dest_gref, REF_SRC, DOMID_SELF, 7, REF_DST, DOMID_SELF, 9, 77),
 		  GNTST_okay, "gref to gref");
 	KIT_CHECK(copied(7, 9, 77, why, sizeof why), "gref to gref: %s", why);
 	fill_pages();
-	EXPECT_ST(copy1(GNTCOPY_dest_gref, GFN(src_page), DOMID_SELF, 0, REF_RO, DOMID_SELF, 0, 8), GNTST_general_error,
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_dest_gref, GFN(src_page), DOMID_SELF, 0, REF_RO, DOMID_SELF, 0, 8), GNTST_general_error,
 		  "to a read-only grant");
 	KIT_CHECK(copied(0, 0, 0, why, sizeof why), "a read-only grant was written: %s", why);
 	/* A read-only grant may be a source. */
 	grant_v1(REF_RO, GTF_permit_access | GTF_readonly, self, (uint32_t)GFN(src_page));
-	EXPECT_ST(copy1(GNTCOPY_source_gref, REF_RO, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 64), GNTST_okay,
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_source_gref, REF_RO, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 64), GNTST_okay,
 		  "from a read-only grant");
 	KIT_CHECK(copied(0, 0, 64, why, sizeof why), "from a read-only grant: %s", why);
-	EXPECT_ST(copy1(GNTCOPY_source_gref, REF_DOM0, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8),
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_source_gref, REF_DOM0, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8),
 		  GNTST_general_error, "from an entry granted to dom 0");
-	EXPECT_ST(copy1(GNTCOPY_source_gref, 0x100000, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_bad_gntref,
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_source_gref, 0x100000, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_bad_gntref,
 		  "from ref 0x100000 (past the table)");
-	EXPECT_ST(copy1(GNTCOPY_dest_gref, GFN(src_page), DOMID_SELF, 0, 0x100000, DOMID_SELF, 0, 8), GNTST_bad_gntref,
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_dest_gref, GFN(src_page), DOMID_SELF, 0, 0x100000, DOMID_SELF, 0, 8), GNTST_bad_gntref,
 		  "to ref 0x100000 (past the table)");
-	EXPECT_ST(copy1(GNTCOPY_source_gref, GNTTAB_RESERVED_CONSOLE, 0, 0, GFN(dst_page), DOMID_SELF, 0, 8),
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_source_gref, GNTTAB_RESERVED_CONSOLE, 0, 0, GFN(dst_page), DOMID_SELF, 0, 8),
 		  GNTST_general_error, "from a gref of dom 0");
-	EXPECT_ST(copy1(GNTCOPY_source_gref, REF_SRC, 5, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_bad_domain,
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_source_gref, REF_SRC, 5, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_bad_domain,
 		  "from a gref of dom 5");
 	/* An entry naming DOMID_SELF as its grantee grants nobody. */
 	grant_v1(REF_DOM0, GTF_permit_access, DOMID_SELF, (uint32_t)GFN(src_page));
-	EXPECT_ST(copy1(GNTCOPY_source_gref, REF_DOM0, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8),
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_source_gref, REF_DOM0, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8),
 		  GNTST_general_error, "from an entry granted to DOMID_SELF");
 	/* An invalid entry (type 0), and one granted but naming a frame with nothing behind it. */
-	EXPECT_ST(copy1(GNTCOPY_source_gref, 20, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_general_error,
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_source_gref, 20, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_general_error,
 		  "from an invalid entry");
 	grant_v1(21, GTF_permit_access, self, (uint32_t)(gfn_high + 0x40));
-	EXPECT_ST(copy1(GNTCOPY_source_gref, 21, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_bad_page,
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_source_gref, 21, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_bad_page,
 		  "from a grant of a frame with nothing there");
 	for (grant_ref_t ref = REF_SRC; ref <= 21; ref++)
 		KIT_CHECK(entry_idle(ref), "entry %u flags 0x%x: GTF_reading/writing left set", ref, gt1()[ref].flags);
@@ -510,7 +440,7 @@ static long get_version(domid_t dom, uint32_t *version)
 	memset(&g, 0, sizeof g);
 	g.dom = dom;
 	g.version = 0x777;
-	long rc = gnttab(GNTTABOP_get_version, &g, 1);
+	long rc = HYPERVISOR_grant_table_op(GNTTABOP_get_version, &g, 1);
 	*version = g.version;
 	return rc;
 }
@@ -518,7 +448,7 @@ static long get_version(domid_t dom, uint32_t *version)
 static long set_version(uint32_t want, uint32_t *now)
 {
 	struct gnttab_set_version s = { .version = want };
-	long rc = gnttab(GNTTABOP_set_version, &s, 1);
+	long rc = HYPERVISOR_grant_table_op(GNTTABOP_set_version, &s, 1);
 	*now = s.version;
 	return rc;
 }
@@ -541,7 +471,7 @@ static void version_case(void)
 	XEN_EXPECT_RC(get_version(DOMID_SELF, &v), 0, "get_version(DOMID_SELF)");
 	KIT_CHECK(v == 1, "version %u, expected 1", v);
 	struct gnttab_get_version g = { .dom = DOMID_SELF, .pad = 0x5a5a, .version = 0x777 };
-	XEN_EXPECT_RC(gnttab(GNTTABOP_get_version, &g, 1), 0, "get_version");
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_get_version, &g, 1), 0, "get_version");
 	KIT_CHECK(g.dom == DOMID_SELF && g.pad == 0x5a5a && g.version == 1, "get_version wrote {0x%x, 0x%x, %u}", g.dom,
 		  g.pad, g.version);
 	XEN_EXPECT_RC(get_version((domid_t)domid, &v), 0, "get_version(own domid)");
@@ -584,7 +514,7 @@ static void version_case(void)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	e[REF_SRC].hdr.flags = GTF_permit_access;
 	fill_pages();
-	EXPECT_ST(copy1(GNTCOPY_source_gref, REF_SRC, DOMID_SELF, 50, GFN(dst_page), DOMID_SELF, 60, 1000), GNTST_okay,
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_source_gref, REF_SRC, DOMID_SELF, 50, GFN(dst_page), DOMID_SELF, 60, 1000), GNTST_okay,
 		  "v2: from a full-page grant");
 	KIT_CHECK(copied(50, 60, 1000, why, sizeof why), "v2 full page: %s", why);
 	e[REF_DST].sub_page.frame = GFN(src_page);
@@ -594,20 +524,20 @@ static void version_case(void)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	e[REF_DST].hdr.flags = GTF_permit_access | GTF_sub_page;
 	fill_pages();
-	EXPECT_ST(copy1(GNTCOPY_source_gref, REF_DST, DOMID_SELF, 300, GFN(dst_page), DOMID_SELF, 0, 100), GNTST_okay,
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_source_gref, REF_DST, DOMID_SELF, 300, GFN(dst_page), DOMID_SELF, 0, 100), GNTST_okay,
 		  "v2: inside a sub-page grant [256, 768)");
 	KIT_CHECK(copied(300, 0, 100, why, sizeof why), "v2 sub-page: %s", why);
-	EXPECT_ST(copy1(GNTCOPY_source_gref, REF_DST, DOMID_SELF, 256, GFN(dst_page), DOMID_SELF, 0, 512), GNTST_okay,
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_source_gref, REF_DST, DOMID_SELF, 256, GFN(dst_page), DOMID_SELF, 0, 512), GNTST_okay,
 		  "v2: the whole sub-page window");
-	EXPECT_ST(copy1(GNTCOPY_source_gref, REF_DST, DOMID_SELF, 100, GFN(dst_page), DOMID_SELF, 0, 100),
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_source_gref, REF_DST, DOMID_SELF, 100, GFN(dst_page), DOMID_SELF, 0, 100),
 		  GNTST_general_error, "v2: before a sub-page window");
-	EXPECT_ST(copy1(GNTCOPY_source_gref, REF_DST, DOMID_SELF, 700, GFN(dst_page), DOMID_SELF, 0, 100),
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_source_gref, REF_DST, DOMID_SELF, 700, GFN(dst_page), DOMID_SELF, 0, 100),
 		  GNTST_general_error, "v2: across the end of a sub-page window");
 	KIT_CHECK(status[REF_SRC] == 0 && status[REF_DST] == 0, "v2 status words 0x%x 0x%x after the copies",
 		  status[REF_SRC], status[REF_DST]);
 	KIT_CHECK(e[REF_SRC].hdr.flags == GTF_permit_access, "v2 header flags changed to 0x%x", e[REF_SRC].hdr.flags);
 	/* A grant past the entries of v2's smaller table (6 frames × 256). */
-	EXPECT_ST(copy1(GNTCOPY_source_gref, 6 * 256, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_bad_gntref,
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_source_gref, 6 * 256, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8), GNTST_bad_gntref,
 		  "v2: ref %u", 6 * 256);
 
 	/* Back to v1 is refused while a reserved entry holds what v1 cannot: a frame above 32 bits, a transitive grant. */
@@ -632,7 +562,7 @@ static void version_case(void)
 					 (unsigned long)status_gfn),
 		      -XEN_EINVAL, "add_to_physmap(status frame 0) under v1");
 	struct gnttab_query_size q;
-	query_size(DOMID_SELF, &q);
+	xen_gnttab_query_size(DOMID_SELF, &q);
 	KIT_CHECK(q.nr_frames == 6, "nr_frames %u after the switches", q.nr_frames);
 }
 
@@ -651,10 +581,10 @@ static void swap_case(void)
 	s[2].ref_b = 0x100000;
 	for (int i = 0; i < 3; i++)
 		s[i].status = 0x777;
-	XEN_EXPECT_RC(gnttab(GNTTABOP_swap_grant_ref, s, 3), 0, "swap_grant_ref batch of 3");
-	EXPECT_ST(s[0].status, GNTST_okay, "swap 20 and 21");
-	EXPECT_ST(s[1].status, GNTST_okay, "swap 20 with itself");
-	EXPECT_ST(s[2].status, GNTST_bad_gntref, "swap 20 and 0x100000");
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_swap_grant_ref, s, 3), 0, "swap_grant_ref batch of 3");
+	XEN_EXPECT_GNTST(s[0].status, GNTST_okay, "swap 20 and 21");
+	XEN_EXPECT_GNTST(s[1].status, GNTST_okay, "swap 20 with itself");
+	XEN_EXPECT_GNTST(s[2].status, GNTST_bad_gntref, "swap 20 and 0x100000");
 	volatile grant_entry_v1_t *e = gt1();
 	KIT_CHECK(e[20].flags == (GTF_permit_access | GTF_readonly) && e[20].domid == domid && e[20].frame == 0x5678,
 		  "entry 20 after the swap {0x%x, %u, 0x%x}", e[20].flags, e[20].domid, e[20].frame);
@@ -662,8 +592,8 @@ static void swap_case(void)
 		  "entry 21 after the swap {0x%x, %u, 0x%x}", e[21].flags, e[21].domid, e[21].frame);
 	s[0].ref_a = 0x100000;
 	s[0].ref_b = 20;
-	XEN_EXPECT_RC(gnttab(GNTTABOP_swap_grant_ref, s, 1), 0, "swap_grant_ref");
-	EXPECT_ST(s[0].status, GNTST_bad_gntref, "swap 0x100000 and 20");
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_swap_grant_ref, s, 1), 0, "swap_grant_ref");
+	XEN_EXPECT_GNTST(s[0].status, GNTST_bad_gntref, "swap 0x100000 and 20");
 	KIT_CHECK(e[20].frame == 0x5678, "a refused swap changed entry 20");
 	grant_v1(20, 0, 0, 0);
 	grant_v1(21, 0, 0, 0);
@@ -679,7 +609,7 @@ static long map1(uint32_t flags, grant_ref_t ref, domid_t dom, struct gnttab_map
 	m->status = 0x777;
 	m->handle = 0xabcd;
 	m->dev_bus_addr = 0x1111;
-	return gnttab(GNTTABOP_map_grant_ref, m, 1);
+	return HYPERVISOR_grant_table_op(GNTTABOP_map_grant_ref, m, 1);
 }
 
 static void map_refused_case(void)
@@ -689,21 +619,21 @@ static void map_refused_case(void)
 	domid_t self = (domid_t)domid;
 	grant_v1(REF_SRC, GTF_permit_access, self, (uint32_t)GFN(src_page));
 	XEN_EXPECT_RC(map1(0, REF_SRC, self, &m), 0, "map_grant_ref");
-	EXPECT_ST(m.status, GNTST_bad_gntref, "map without host_map or device_map");
+	XEN_EXPECT_GNTST(m.status, GNTST_bad_gntref, "map without host_map or device_map");
 	XEN_EXPECT_RC(map1(GNTMAP_device_map, REF_SRC, self, &m), 0, "map_grant_ref");
-	EXPECT_ST(m.status, GNTST_general_error, "map with device_map");
+	XEN_EXPECT_GNTST(m.status, GNTST_general_error, "map with device_map");
 	XEN_EXPECT_RC(map1(GNTMAP_host_map | GNTMAP_contains_pte, REF_SRC, self, &m), 0, "map_grant_ref");
-	EXPECT_ST(m.status, GNTST_general_error, "map with contains_pte");
+	XEN_EXPECT_GNTST(m.status, GNTST_general_error, "map with contains_pte");
 	XEN_EXPECT_RC(map1(GNTMAP_host_map, REF_SRC, DOMID_SELF, &m), 0, "map_grant_ref");
-	EXPECT_ST(m.status, GNTST_bad_domain, "map of DOMID_SELF");
+	XEN_EXPECT_GNTST(m.status, GNTST_bad_domain, "map of DOMID_SELF");
 	XEN_EXPECT_RC(map1(GNTMAP_host_map, REF_SRC, 5, &m), 0, "map_grant_ref");
-	EXPECT_ST(m.status, GNTST_bad_domain, "map of dom 5");
+	XEN_EXPECT_GNTST(m.status, GNTST_bad_domain, "map of dom 5");
 	XEN_EXPECT_RC(map1(GNTMAP_host_map, GNTTAB_RESERVED_CONSOLE, 0, &m), 0, "map_grant_ref");
-	EXPECT_ST(m.status, GNTST_general_error, "map of a dom 0 gref");
+	XEN_EXPECT_GNTST(m.status, GNTST_general_error, "map of a dom 0 gref");
 	XEN_EXPECT_RC(map1(GNTMAP_host_map, 0x100000, self, &m), 0, "map_grant_ref");
-	EXPECT_ST(m.status, GNTST_bad_gntref, "map of own ref 0x100000 (past the table)");
+	XEN_EXPECT_GNTST(m.status, GNTST_bad_gntref, "map of own ref 0x100000 (past the table)");
 	XEN_EXPECT_RC(map1(GNTMAP_host_map, REF_SRC, self, &m), 0, "map_grant_ref");
-	EXPECT_ST(m.status, GNTST_general_error, "map of a self grant (own domid; xenkvm refuses)");
+	XEN_EXPECT_GNTST(m.status, GNTST_general_error, "map of a self grant (own domid; xenkvm refuses)");
 	KIT_CHECK(m.handle == 0xabcd && m.dev_bus_addr == 0x1111, "refused map wrote handle 0x%x dev_bus_addr 0x%llx",
 		  m.handle, U64(m.dev_bus_addr));
 	KIT_CHECK(entry_idle(REF_SRC), "refused map left entry flags 0x%x", gt1()[REF_SRC].flags);
@@ -714,9 +644,9 @@ static void map_refused_case(void)
 	u[0].status = 0x777;
 	u[1].handle = 0xffff;
 	u[1].status = 0x777;
-	XEN_EXPECT_RC(gnttab(GNTTABOP_unmap_grant_ref, u, 2), 0, "unmap_grant_ref batch of 2");
-	EXPECT_ST(u[0].status, GNTST_bad_handle, "unmap handle 0");
-	EXPECT_ST(u[1].status, GNTST_bad_handle, "unmap handle 0xffff");
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_unmap_grant_ref, u, 2), 0, "unmap_grant_ref batch of 2");
+	XEN_EXPECT_GNTST(u[0].status, GNTST_bad_handle, "unmap handle 0");
+	XEN_EXPECT_GNTST(u[1].status, GNTST_bad_handle, "unmap handle 0xffff");
 	grant_v1(REF_SRC, 0, 0, 0);
 }
 
@@ -737,7 +667,7 @@ static void hvm_filtered_case(void)
 		{ GNTTABOP_query_size | (1u << 12), "query_size | 1 << 12" },
 	};
 	for (unsigned int i = 0; i < sizeof ops / sizeof ops[0]; i++)
-		XEN_EXPECT_RC(gnttab(ops[i].cmd, arg, 1), -XEN_ENOSYS, "%s", ops[i].name);
+		XEN_EXPECT_RC(HYPERVISOR_grant_table_op(ops[i].cmd, arg, 1), -XEN_ENOSYS, "%s", ops[i].name);
 	KIT_CHECK(xen_find_not(arg, sizeof arg, 0) < 0, "a refused op wrote its argument");
 }
 
@@ -760,6 +690,46 @@ static bool xs_read_is(const char *path, const char *want, uint32_t ms)
 #define MARKER "KIT-XEN secondary-console says hello\n"
 #define MARKER_V2 "KIT-XEN secondary-console says hello again, granted in v2\n"
 
+/* Writes `text` into the console ring's output, notifies the backend and waits until it has taken it all. */
+static const char *console_say(evtchn_port_t port, const char *text)
+{
+	volatile struct xencons_interface *cons = (volatile struct xencons_interface *)cons_page;
+	XENCONS_RING_IDX prod = cons->out_prod;
+	for (size_t i = 0; text[i]; i++)
+		cons->out[MASK_XENCONS_IDX(prod++, cons->out)] = text[i];
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	cons->out_prod = prod;
+	if (xen_evtchn_send(port) != 0)
+		return "notifying the backend failed";
+	return KIT_WAIT_FOR(cons->out_cons == prod, 10000) ? 0 : "the backend did not take what was written";
+}
+
+/* The frontend offers its port and says Initialised; the backend must connect. */
+static const char *console_connect(const char *front, const char *back, evtchn_port_t port)
+{
+	char path[128], value[32];
+	kit_snprintf(path, sizeof path, "%s/port", front);
+	kit_snprintf(value, sizeof value, "%u", port);
+	if (!xs_write(0, path, value, &r))
+		return "writing the frontend's port failed";
+	kit_snprintf(path, sizeof path, "%s/state", front);
+	if (!xs_write(0, path, "3", &r))
+		return "writing the frontend's state failed";
+	kit_snprintf(path, sizeof path, "%s/state", back);
+	return xs_read_is(path, "4", 20000) ? 0 : "the backend did not connect";
+}
+
+/* The frontend closes; the backend must follow to Closed. */
+static const char *console_close(const char *front, const char *back)
+{
+	char path[128];
+	kit_snprintf(path, sizeof path, "%s/state", front);
+	if (!xs_write(0, path, "6", &r))
+		return "writing the frontend's state failed";
+	kit_snprintf(path, sizeof path, "%s/state", back);
+	return xs_read_is(path, "6", 20000) ? 0 : "the backend did not go to Closed";
+}
+
 static void secondary_console_case(void)
 {
 	KIT_CHECK(gt_gfn, "table not mapped");
@@ -781,13 +751,8 @@ static void secondary_console_case(void)
 	kit_snprintf(path, sizeof path, "%s/ring-ref", front);
 	kit_snprintf(value, sizeof value, "%u", CONS_REF);
 	KIT_CHECK(xs_write(0, path, value, &r), "write %s: %s", path, r.data);
-	kit_snprintf(path, sizeof path, "%s/port", front);
-	kit_snprintf(value, sizeof value, "%u", port);
-	KIT_CHECK(xs_write(0, path, value, &r), "write %s: %s", path, r.data);
-	kit_snprintf(path, sizeof path, "%s/state", front);
-	KIT_CHECK(xs_write(0, path, "3", &r), "write %s: %s", path, r.data);
-	kit_snprintf(path, sizeof path, "%s/state", back);
-	KIT_CHECK(xs_read_is(path, "4", 20000), "backend state \"%s\", expected 4 (Connected)", r.data);
+	const char *failed = console_connect(front, back, port);
+	KIT_CHECK(!failed, "%s", failed);
 	uint16_t flags = gt1()[CONS_REF].flags;
 	KIT_CHECK(flags == (GTF_permit_access | GTF_reading | GTF_writing),
 		  "connected: entry flags 0x%x, expected permit_access|reading|writing", flags);
@@ -801,28 +766,17 @@ static void secondary_console_case(void)
 	KIT_CHECK(gt1()[CONS_REF].frame == GFN(cons_page) && gt1()[0].frame == console_pfn,
 		  "a refused set_version changed the table");
 	struct gnttab_swap_grant_ref sw = { .ref_a = CONS_REF, .ref_b = CONS_REF + 1, .status = 0x777 };
-	XEN_EXPECT_RC(gnttab(GNTTABOP_swap_grant_ref, &sw, 1), 0, "swap_grant_ref");
-	EXPECT_ST(sw.status, GNTST_eagain, "swap of a pinned entry");
-	EXPECT_ST(copy1(GNTCOPY_source_gref, CONS_REF, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8),
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_swap_grant_ref, &sw, 1), 0, "swap_grant_ref");
+	XEN_EXPECT_GNTST(sw.status, GNTST_eagain, "swap of a pinned entry");
+	XEN_EXPECT_GNTST(copy1(GNTCOPY_source_gref, CONS_REF, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8),
 		  GNTST_general_error, "copy from an entry dom 0 has pinned");
 	KIT_CHECK(gt1()[CONS_REF].flags == (GTF_permit_access | GTF_reading | GTF_writing), "entry flags 0x%x after",
 		  gt1()[CONS_REF].flags);
 
-	volatile struct xencons_interface *cons = (volatile struct xencons_interface *)cons_page;
-	const char *s = MARKER;
-	XENCONS_RING_IDX prod = cons->out_prod;
-	for (size_t i = 0; s[i]; i++)
-		cons->out[MASK_XENCONS_IDX(prod++, cons->out)] = s[i];
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	cons->out_prod = prod;
-	XEN_EXPECT_RC(xen_evtchn_send(port), 0, "notify the backend");
-	KIT_CHECK(KIT_WAIT_FOR(cons->out_cons == prod, 10000), "the backend consumed %u of %u bytes", cons->out_cons,
-		  prod);
-
-	kit_snprintf(path, sizeof path, "%s/state", front);
-	KIT_CHECK(xs_write(0, path, "6", &r), "write %s: %s", path, r.data);
-	kit_snprintf(path, sizeof path, "%s/state", back);
-	KIT_CHECK(xs_read_is(path, "6", 20000), "backend state \"%s\", expected 6 (Closed)", r.data);
+	const char *why = console_say(port, MARKER);
+	KIT_CHECK(!why, "%s", why);
+	why = console_close(front, back);
+	KIT_CHECK(!why, "%s", why);
 	KIT_CHECK(KIT_WAIT_FOR(entry_idle(CONS_REF), 10000), "closed: entry flags 0x%x still in use",
 		  gt1()[CONS_REF].flags);
 	KIT_CHECK(gt1()[CONS_REF].flags == GTF_permit_access, "closed: entry flags 0x%x", gt1()[CONS_REF].flags);
@@ -835,7 +789,7 @@ static void secondary_console_case(void)
 static void secondary_console_v2_case(void)
 {
 	KIT_CHECK(gt_gfn, "table not mapped");
-	char front[64], back[96], path[128], value[32];
+	char front[64], back[96], path[128];
 	kit_snprintf(front, sizeof front, "device/console/1");
 	kit_snprintf(back, sizeof back, "/local/domain/0/backend/console/%ld/1", domid);
 	uint32_t v;
@@ -858,33 +812,17 @@ static void secondary_console_v2_case(void)
 	e->hdr.flags = GTF_permit_access;
 	evtchn_port_t port;
 	XEN_EXPECT_RC(xen_evtchn_alloc_unbound(DOMID_SELF, 0, &port), 0, "alloc_unbound for dom 0");
-	kit_snprintf(path, sizeof path, "%s/port", front);
-	kit_snprintf(value, sizeof value, "%u", port);
-	KIT_CHECK(xs_write(0, path, value, &r), "write %s: %s", path, r.data);
-	kit_snprintf(path, sizeof path, "%s/state", front);
-	KIT_CHECK(xs_write(0, path, "3", &r), "write %s: %s", path, r.data);
-	kit_snprintf(path, sizeof path, "%s/state", back);
-	KIT_CHECK(xs_read_is(path, "4", 20000), "backend state \"%s\", expected 4 (Connected)", r.data);
+	const char *failed = console_connect(front, back, port);
+	KIT_CHECK(!failed, "%s", failed);
 	KIT_CHECK(status[CONS_REF] == (GTF_reading | GTF_writing), "connected: status word 0x%x, expected reading|writing",
 		  status[CONS_REF]);
 	KIT_CHECK(e->hdr.flags == GTF_permit_access, "connected: v2 header flags 0x%x", e->hdr.flags);
 	XEN_EXPECT_RC(set_version(1, &v), -XEN_EBUSY, "set_version(1) while the backend maps entry %u", CONS_REF);
 
-	volatile struct xencons_interface *cons = (volatile struct xencons_interface *)cons_page;
-	const char *s = MARKER_V2;
-	XENCONS_RING_IDX prod = cons->out_prod;
-	for (size_t i = 0; s[i]; i++)
-		cons->out[MASK_XENCONS_IDX(prod++, cons->out)] = s[i];
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	cons->out_prod = prod;
-	XEN_EXPECT_RC(xen_evtchn_send(port), 0, "notify the backend");
-	KIT_CHECK(KIT_WAIT_FOR(cons->out_cons == prod, 10000), "the backend consumed %u of %u bytes", cons->out_cons,
-		  prod);
-
-	kit_snprintf(path, sizeof path, "%s/state", front);
-	KIT_CHECK(xs_write(0, path, "6", &r), "write %s: %s", path, r.data);
-	kit_snprintf(path, sizeof path, "%s/state", back);
-	KIT_CHECK(xs_read_is(path, "6", 20000), "backend state \"%s\", expected 6 (Closed)", r.data);
+	const char *why = console_say(port, MARKER_V2);
+	KIT_CHECK(!why, "%s", why);
+	why = console_close(front, back);
+	KIT_CHECK(!why, "%s", why);
 	KIT_CHECK(KIT_WAIT_FOR(status[CONS_REF] == 0, 10000), "closed: status word 0x%x", status[CONS_REF]);
 	xen_evtchn_close(port);
 	XEN_EXPECT_RC(set_version(1, &v), 0, "set_version(1) once closed");

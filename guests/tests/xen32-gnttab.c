@@ -25,31 +25,6 @@ static uint8_t dst_page[4096] __attribute__((aligned(4096)));
 
 static volatile grant_entry_v1_t *gt1(void) { return kit_phys(gt_gfn << 12); }
 
-#define EXPECT_ST(expr, want, ...)                                                                         \
-	do {                                                                                               \
-		long st_ = (expr);                                                                         \
-		if (st_ != (want)) {                                                                       \
-			char what_[112];                                                                   \
-			kit_snprintf(what_, sizeof what_, __VA_ARGS__);                                    \
-			kit_fail("%s: status %ld, expected %ld", what_, st_, (long)(want));                \
-			return;                                                                            \
-		}                                                                                          \
-	} while (0)
-
-static long gnttab(unsigned int cmd, void *op, unsigned int count)
-{
-	return HYPERVISOR_grant_table_op(cmd, op, count);
-}
-
-static long query_size(domid_t dom, struct gnttab_query_size *q)
-{
-	memset(q, 0, sizeof *q);
-	q->dom = dom;
-	q->nr_frames = 0x1234;
-	q->max_nr_frames = 0x5678;
-	q->status = 0x777;
-	return gnttab(GNTTABOP_query_size, q, 1);
-}
 
 /* 32-bit words; frames[n..] keep the marker. */
 static uint32_t frames[8];
@@ -64,46 +39,46 @@ static long setup_table(domid_t dom, uint32_t n, unsigned int count)
 	setup.nr_frames = n;
 	setup.status = 0x777;
 	set_xen_guest_handle(setup.frame_list, (xen_pfn_t *)frames);
-	return gnttab(GNTTABOP_setup_table, &setup, count);
+	return HYPERVISOR_grant_table_op(GNTTABOP_setup_table, &setup, count);
 }
 
 static void query_size_case(void)
 {
 	struct gnttab_query_size q;
-	XEN_EXPECT_RC(query_size(DOMID_SELF, &q), 0, "query_size(DOMID_SELF)");
-	EXPECT_ST(q.status, GNTST_okay, "query_size(DOMID_SELF)");
+	XEN_EXPECT_RC(xen_gnttab_query_size(DOMID_SELF, &q), 0, "xen_gnttab_query_size(DOMID_SELF)");
+	XEN_EXPECT_GNTST(q.status, GNTST_okay, "xen_gnttab_query_size(DOMID_SELF)");
 	KIT_CHECK(q.nr_frames == 1 && q.max_nr_frames == max_frames, "nr_frames %u max_nr_frames %u", q.nr_frames,
 		  q.max_nr_frames);
-	XEN_EXPECT_RC(query_size((domid_t)domid, &q), 0, "query_size(own domid)");
-	EXPECT_ST(q.status, GNTST_okay, "query_size(own domid)");
-	XEN_EXPECT_RC(query_size(0, &q), 0, "query_size(dom 0)");
-	EXPECT_ST(q.status, GNTST_permission_denied, "query_size(dom 0)");
-	XEN_EXPECT_RC(query_size(5, &q), 0, "query_size(dom 5)");
-	EXPECT_ST(q.status, GNTST_bad_domain, "query_size(dom 5)");
-	XEN_EXPECT_RC(gnttab(GNTTABOP_query_size, &q, 2), -XEN_EINVAL, "query_size count 2");
+	XEN_EXPECT_RC(xen_gnttab_query_size((domid_t)domid, &q), 0, "xen_gnttab_query_size(own domid)");
+	XEN_EXPECT_GNTST(q.status, GNTST_okay, "xen_gnttab_query_size(own domid)");
+	XEN_EXPECT_RC(xen_gnttab_query_size(0, &q), 0, "xen_gnttab_query_size(dom 0)");
+	XEN_EXPECT_GNTST(q.status, GNTST_permission_denied, "xen_gnttab_query_size(dom 0)");
+	XEN_EXPECT_RC(xen_gnttab_query_size(5, &q), 0, "xen_gnttab_query_size(dom 5)");
+	XEN_EXPECT_GNTST(q.status, GNTST_bad_domain, "xen_gnttab_query_size(dom 5)");
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_query_size, &q, 2), -XEN_EINVAL, "query_size count 2");
 }
 
 static void setup_table_case(void)
 {
 	XEN_EXPECT_RC(setup_table(DOMID_SELF, 1, 1), 0, "setup_table(1)");
-	EXPECT_ST(setup.status, GNTST_okay, "setup_table(1)");
+	XEN_EXPECT_GNTST(setup.status, GNTST_okay, "setup_table(1)");
 	KIT_CHECK(frames[0] == 0xffffffffu, "frame 0 before mapping 0x%x, expected 0xffffffff", frames[0]);
 	KIT_CHECK(frames[1] == 0x5a5a5a5a, "setup_table wrote 0x%x past its one 32-bit word", frames[1]);
 	XEN_EXPECT_RC(xen_add_to_physmap(XENMAPSPACE_grant_table, 0, (unsigned long)gfn_high), 0,
 		      "add_to_physmap(grant_table 0)");
 	gt_gfn = gfn_high;
 	XEN_EXPECT_RC(setup_table(DOMID_SELF, 3, 1), 0, "setup_table(3)");
-	EXPECT_ST(setup.status, GNTST_okay, "setup_table(3)");
+	XEN_EXPECT_GNTST(setup.status, GNTST_okay, "setup_table(3)");
 	KIT_CHECK(frames[0] == gfn_high && frames[1] == 0xffffffffu && frames[2] == 0xffffffffu && frames[3] == 0x5a5a5a5a,
 		  "frames 0x%x 0x%x 0x%x 0x%x", frames[0], frames[1], frames[2], frames[3]);
 	struct gnttab_query_size q;
-	query_size(DOMID_SELF, &q);
+	xen_gnttab_query_size(DOMID_SELF, &q);
 	KIT_CHECK(q.nr_frames == 3, "nr_frames %u after setup_table(3)", q.nr_frames);
 	XEN_EXPECT_RC(setup_table(DOMID_SELF, (uint32_t)max_frames + 1, 1), 0, "setup_table(max + 1)");
-	EXPECT_ST(setup.status, GNTST_general_error, "setup_table(max + 1)");
+	XEN_EXPECT_GNTST(setup.status, GNTST_general_error, "setup_table(max + 1)");
 	KIT_CHECK(frames[0] == 0x5a5a5a5a, "a refused setup_table wrote its list (0x%x)", frames[0]);
 	XEN_EXPECT_RC(setup_table(0, 1, 1), 0, "setup_table(dom 0)");
-	EXPECT_ST(setup.status, GNTST_permission_denied, "setup_table(dom 0)");
+	XEN_EXPECT_GNTST(setup.status, GNTST_permission_denied, "setup_table(dom 0)");
 	/* The compat wrapper takes a count of 0 as nothing to do. */
 	XEN_EXPECT_RC(setup_table(DOMID_SELF, 1, 0), 0, "setup_table count 0 (compat)");
 	KIT_CHECK(setup.status == 0x777 && frames[0] == 0x5a5a5a5a, "count 0 wrote status %d frame 0x%x", setup.status,
@@ -140,41 +115,21 @@ static bool copied(unsigned int soff, unsigned int doff, unsigned int len)
 	return true;
 }
 
-static void copy_op(struct gnttab_copy *c, uint16_t flags, uint32_t src, domid_t sdom, uint16_t soff, uint32_t dst,
-		    domid_t ddom, uint16_t doff, uint16_t len)
-{
-	memset(c, 0, sizeof *c);
-	if (flags & GNTCOPY_source_gref)
-		c->source.u.ref = src;
-	else
-		c->source.u.gmfn = src;
-	c->source.domid = sdom;
-	c->source.offset = soff;
-	if (flags & GNTCOPY_dest_gref)
-		c->dest.u.ref = dst;
-	else
-		c->dest.u.gmfn = dst;
-	c->dest.domid = ddom;
-	c->dest.offset = doff;
-	c->len = len;
-	c->flags = flags;
-	c->status = 0x777;
-}
 
 static void copy_case(void)
 {
 	KIT_CHECK(gt_gfn, "table not mapped");
 	struct gnttab_copy ops[5];
 	fill_pages();
-	copy_op(&ops[0], 0, GFN(src_page), DOMID_SELF, 100, GFN(dst_page), DOMID_SELF, 200, 300);
-	copy_op(&ops[1], 0, GFN(src_page), (domid_t)domid, 0, GFN(dst_page), DOMID_SELF, 0, 16);
-	copy_op(&ops[2], 0, GFN(src_page), DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 4000, 200);
-	copy_op(&ops[3], 0, 0xe0000, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 16);
-	copy_op(&ops[4], 0, GFN(src_page), DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 0);
-	XEN_EXPECT_RC(gnttab(GNTTABOP_copy, ops, 5), 0, "batch of 5 copies");
+	xen_gnttab_copy_op(&ops[0], 0, GFN(src_page), DOMID_SELF, 100, GFN(dst_page), DOMID_SELF, 200, 300);
+	xen_gnttab_copy_op(&ops[1], 0, GFN(src_page), (domid_t)domid, 0, GFN(dst_page), DOMID_SELF, 0, 16);
+	xen_gnttab_copy_op(&ops[2], 0, GFN(src_page), DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 4000, 200);
+	xen_gnttab_copy_op(&ops[3], 0, 0xe0000, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 16);
+	xen_gnttab_copy_op(&ops[4], 0, GFN(src_page), DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 0);
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_copy, ops, 5), 0, "batch of 5 copies");
 	static const int16_t want[5] = { GNTST_okay, GNTST_permission_denied, GNTST_bad_copy_arg, GNTST_bad_page, GNTST_okay };
 	for (int i = 0; i < 5; i++)
-		EXPECT_ST(ops[i].status, want[i], "compat batch op %d", i);
+		XEN_EXPECT_GNTST(ops[i].status, want[i], "compat batch op %d", i);
 	KIT_CHECK(copied(100, 200, 300), "compat copy gmfn->gmfn: wrong bytes");
 
 	/* A grant to itself, copied from by reference and to by reference. */
@@ -187,13 +142,13 @@ static void copy_case(void)
 	e[10].flags = GTF_permit_access | GTF_readonly;
 	e[11].flags = GTF_permit_access;
 	fill_pages();
-	copy_op(&ops[0], GNTCOPY_source_gref | GNTCOPY_dest_gref, 10, DOMID_SELF, 40, 11, (domid_t)domid, 50, 1000);
-	copy_op(&ops[1], GNTCOPY_dest_gref, GFN(src_page), DOMID_SELF, 0, 10, DOMID_SELF, 0, 8);
-	copy_op(&ops[2], GNTCOPY_source_gref, 0x100000, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8);
-	XEN_EXPECT_RC(gnttab(GNTTABOP_copy, ops, 3), 0, "batch of 3 gref copies");
-	EXPECT_ST(ops[0].status, GNTST_okay, "gref to gref");
-	EXPECT_ST(ops[1].status, GNTST_general_error, "to a read-only grant");
-	EXPECT_ST(ops[2].status, GNTST_bad_gntref, "from ref 0x100000");
+	xen_gnttab_copy_op(&ops[0], GNTCOPY_source_gref | GNTCOPY_dest_gref, 10, DOMID_SELF, 40, 11, (domid_t)domid, 50, 1000);
+	xen_gnttab_copy_op(&ops[1], GNTCOPY_dest_gref, GFN(src_page), DOMID_SELF, 0, 10, DOMID_SELF, 0, 8);
+	xen_gnttab_copy_op(&ops[2], GNTCOPY_source_gref, 0x100000, DOMID_SELF, 0, GFN(dst_page), DOMID_SELF, 0, 8);
+	XEN_EXPECT_RC(HYPERVISOR_grant_table_op(GNTTABOP_copy, ops, 3), 0, "batch of 3 gref copies");
+	XEN_EXPECT_GNTST(ops[0].status, GNTST_okay, "gref to gref");
+	XEN_EXPECT_GNTST(ops[1].status, GNTST_general_error, "to a read-only grant");
+	XEN_EXPECT_GNTST(ops[2].status, GNTST_bad_gntref, "from ref 0x100000");
 	KIT_CHECK(copied(40, 50, 1000), "gref to gref: wrong bytes");
 	KIT_CHECK(e[10].flags == (GTF_permit_access | GTF_readonly) && e[11].flags == GTF_permit_access,
 		  "entries left with flags 0x%x 0x%x", e[10].flags, e[11].flags);

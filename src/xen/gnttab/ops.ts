@@ -212,16 +212,30 @@ export function seedReservedEntries(memory: GuestMemory, table: GrantTable, ring
   for (const r of rings) page.set(grantEntryV1.native.encode({ flags: GTF.permit_access, domid: DOM0, frame: r.gfn }), r.ref * grantEntryV1.native.size);
 }
 
-function mapGrantRef(ctx: HypercallContext, d: GnttabVcpuDomain, args: readonly bigint[]): number {
-  const def = gnttabMapGrantRef[ctx.abi];
+/**
+ * A batch: each of the count ops (args[1], args[2]) read in turn and answered by `answer`, which gives
+ * its status (written into the op's status field) or undefined when it wrote the op back itself.
+ */
+function eachOp<D extends { size: number; offsets: { status: number }; decode(bytes: Uint8Array): unknown }>(
+  ctx: HypercallContext, args: readonly bigint[], def: D, answer: (op: ReturnType<D['decode']>, at: bigint) => number | undefined,
+): number {
   const count = batchCount(args);
   for (let i = 0; i < count; i++) {
     const at = args[1] + BigInt(i * def.size);
-    const op = readArg(ctx, def, at);
-    op.status = mapStatus(d, op);
-    ctx.guest.write(at, def.encode(op));
+    const status = answer(readArg(ctx, def, at), at);
+    if (status !== undefined) writeI16(ctx, at + BigInt(def.offsets.status), status);
   }
   return 0;
+}
+
+function mapGrantRef(ctx: HypercallContext, d: GnttabVcpuDomain, args: readonly bigint[]): number {
+  const def = gnttabMapGrantRef[ctx.abi];
+  // The whole struct goes back, as Xen copies it: handle and dev_bus_addr as the guest passed them.
+  return eachOp(ctx, args, def, (op, at) => {
+    op.status = mapStatus(d, op);
+    ctx.guest.write(at, def.encode(op));
+    return undefined;
+  });
 }
 
 function mapStatus(d: GnttabVcpuDomain, op: { flags: number; ref: number; dom: number }): number {
@@ -235,35 +249,22 @@ function mapStatus(d: GnttabVcpuDomain, op: { flags: number; ref: number; dom: n
   return GNTST.general_error;
 }
 
+/** No map_grant_ref ever succeeds (see the top of this file), so no handle is in use. */
 function unmapGrantRef(ctx: HypercallContext, args: readonly bigint[]): number {
-  const def = gnttabUnmapGrantRef[ctx.abi];
-  const count = batchCount(args);
-  // No map_grant_ref ever succeeds (see the top of this file), so no handle is in use.
-  for (let i = 0; i < count; i++) {
-    const at = args[1] + BigInt(i * def.size);
-    readArg(ctx, def, at);
-    writeI16(ctx, at + BigInt(def.offsets.status), GNTST.bad_handle);
-  }
-  return 0;
+  return eachOp(ctx, args, gnttabUnmapGrantRef[ctx.abi], () => GNTST.bad_handle);
 }
 
 function swapGrantRef(ctx: HypercallContext, d: GnttabVcpuDomain, args: readonly bigint[]): number {
-  const def = gnttabSwapGrantRef[ctx.abi];
-  const count = batchCount(args);
   const t = d.grantTable;
-  for (let i = 0; i < count; i++) {
-    const at = args[1] + BigInt(i * def.size);
-    const op = readArg(ctx, def, at);
-    const status = t.locked(() => {
+  return eachOp(ctx, args, gnttabSwapGrantRef[ctx.abi], (op) =>
+    t.locked(() => {
       if (op.ref_a >= t.entries || op.ref_b >= t.entries) return GNTST.bad_gntref;
       if (op.ref_a === op.ref_b) return GNTST.okay;
       if (t.pins(op.ref_a).readers || t.pins(op.ref_b).readers) return GNTST.eagain;
       t.swapEntries(op.ref_a, op.ref_b);
       return GNTST.okay;
-    });
-    writeI16(ctx, at + BigInt(def.offsets.status), status);
-  }
-  return 0;
+    }),
+  );
 }
 
 /** One side of a copy, claimed: the bytes it may touch (a pinned grant's window, or a whole frame) and how to let go. */
@@ -295,14 +296,7 @@ function claimSide(d: GnttabVcpuDomain, ptr: { u: number | bigint; domid: number
 }
 
 function copy(ctx: HypercallContext, d: GnttabVcpuDomain, args: readonly bigint[]): number {
-  const def = gnttabCopy[ctx.abi];
-  const count = batchCount(args);
-  for (let i = 0; i < count; i++) {
-    const at = args[1] + BigInt(i * def.size);
-    const op = readArg(ctx, def, at);
-    writeI16(ctx, at + BigInt(def.offsets.status), copyOne(d, op));
-  }
-  return 0;
+  return eachOp(ctx, args, gnttabCopy[ctx.abi], (op) => copyOne(d, op));
 }
 
 function copyOne(d: GnttabVcpuDomain, op: { source: { u: number | bigint; domid: number; offset: number }; dest: { u: number | bigint; domid: number; offset: number }; len: number; flags: number }): number {
