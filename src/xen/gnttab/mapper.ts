@@ -37,10 +37,6 @@ export class GrantMapping {
     private readonly views: readonly Uint8Array[],
   ) {}
 
-  get valid(): boolean {
-    return this.live;
-  }
-
   /** The i-th mapped page; StaleGrantError once unmapped. */
   page(i: number): Uint8Array {
     if (!this.live) throw new StaleGrantError(`grant reference ${this.refs[i]} is no longer mapped`);

@@ -11,7 +11,7 @@
 import { PAGE_SIZE, type GuestMemory } from '../../memory/guest-memory.js';
 import { GNTST, GRANT_ENTRY_V2_SIZE, GRANT_STATUS_SIZE, grantEntryV1, GTF } from '../abi/grant-table.js';
 
-export const ENTRIES_PER_FRAME = { 1: PAGE_SIZE / grantEntryV1.native.size, 2: PAGE_SIZE / GRANT_ENTRY_V2_SIZE } as const;
+const ENTRIES_PER_FRAME = { 1: PAGE_SIZE / grantEntryV1.native.size, 2: PAGE_SIZE / GRANT_ENTRY_V2_SIZE } as const;
 const STATUS_PER_FRAME = PAGE_SIZE / GRANT_STATUS_SIZE;
 
 /** Status frames a version 2 table of `frames` shared frames needs. */
@@ -105,10 +105,6 @@ export class GrantTable {
     return this.frames * ENTRIES_PER_FRAME[this.version];
   }
 
-  get statusFrameCount(): number {
-    return this.version === 2 ? statusFrames(this.frames) : 0;
-  }
-
   /** The overlay page of shared frame i (below maxFrames). */
   sharedPage(i: number): number {
     return this.handle.firstPage + i;
@@ -137,13 +133,6 @@ export class GrantTable {
     if (frames > this.maxFrames) return false;
     if (frames > this.frames) Atomics.store(this.words, FRAMES, frames);
     return true;
-  }
-
-  /** Whether any entry is pinned, which keeps the version from changing. Call locked. */
-  inUse(): boolean {
-    const n = this.entries;
-    for (let ref = 0; ref < n; ref++) if (this.words[this.at(ref) + READERS] !== 0) return true;
-    return false;
   }
 
   /** Sets the version, the table already checked idle. Call locked. */
@@ -234,7 +223,7 @@ export class GrantTable {
   }
 
   /** What a pinned entry grants, as its first pin found it. */
-  granted(ref: number): GrantedFrame {
+  private granted(ref: number): GrantedFrame {
     const at = this.at(ref);
     const sub = this.words[at + SUB_PAGE];
     return { gfn: this.words[at + FRAME], offset: sub & 0xffff, length: sub >>> 16 };
