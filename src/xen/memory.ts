@@ -1,8 +1,8 @@
-// memory_op: placing the shared_info page (XENMAPSPACE_shared_info, alone or
-// in a batch), the guest's memory map, and its reservation, which the balloon
-// driver moves (increase/decrease_reservation, populate_physmap). The other
-// spaces and sub-ops arrive with later subsystems (grant tables) and are
-// -ENOSYS until then.
+// memory_op: placing the shared_info page and the grant table's frames
+// (XENMAPSPACE_shared_info and _grant_table, alone or in a batch), the guest's
+// memory map, and its reservation, which the balloon driver moves
+// (increase/decrease_reservation, populate_physmap). The other spaces and
+// sub-ops are -ENOSYS.
 import type { RateLimitedLog } from '../common/log.js';
 import { GuestMemoryError } from '../memory/guest-memory.js';
 import { GuestFaultError } from '../memory/guest-virtual.js';

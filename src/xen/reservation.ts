@@ -78,7 +78,7 @@ export class Reservation {
   }
 
   /**
-   * guest_remove_page: whatever is at gfn leaves the guest's map, an overlay page (shared_info) or its
+   * guest_remove_page: whatever is at gfn leaves the guest's map, an overlay page (shared_info, a grant frame) or its
    * page of RAM, whose memory goes back to the host. False when there was nothing there.
    */
   removePage(gfn: number): boolean {
@@ -125,7 +125,7 @@ export class Reservation {
     return true;
   }
 
-  /** An overlay page went to gfn (shared_info): the RAM page it covers is freed, as Xen frees a page it maps over. */
+  /** An overlay page went to gfn (shared_info, a grant frame): the RAM page it covers is freed, as Xen frees a page it maps over. */
   overlayMapped(gfn: number): void {
     this.maxMappedGfn = Math.max(this.maxMappedGfn, gfn);
     const ram = this.memory.ramPageOf(gfn);
