@@ -191,6 +191,20 @@ const pinned: Record<string, PerAbi<string>> = {
     compat: '2076/4: req@0 rsp@1024 req_cons@2048 req_prod@2052 rsp_cons@2056 rsp_prod@2060 server_features@2064 connection@2068 error@2072',
   },
   xsdSockmsg: { native: '16/4: type@0 req_id@4 tx_id@8 len@12', compat: '16/4: type@0 req_id@4 tx_id@8 len@12' },
+  blkifRequest: {
+    native: '112/8: operation@0 nr_segments@1 handle@2 id@8 sector_number@16 seg@24',
+    compat: '108/4: operation@0 nr_segments@1 handle@2 id@4 sector_number@12 seg@20',
+  },
+  blkifRequestDiscard: {
+    native: '32/8: operation@0 flag@1 handle@2 id@8 sector_number@16 nr_sectors@24',
+    compat: '28/4: operation@0 flag@1 handle@2 id@4 sector_number@12 nr_sectors@20',
+  },
+  blkifRequestIndirect: {
+    native: '64/8: operation@0 indirect_op@1 nr_segments@2 id@8 sector_number@16 handle@24 indirect_grefs@28',
+    compat: '64/4: operation@0 indirect_op@1 nr_segments@2 id@4 sector_number@12 handle@20 indirect_grefs@24 pad@56',
+  },
+  blkifRequestSegment: { native: '8/4: gref@0 first_sect@4 last_sect@5', compat: '8/4: gref@0 first_sect@4 last_sect@5' },
+  blkifResponse: { native: '16/8: id@0 operation@8 status@10', compat: '12/4: id@0 operation@8 status@10' },
 };
 
 function describe(def: AnyDef): string {
@@ -307,6 +321,10 @@ const prefix: Record<string, string> = {
   GNTCOPY: 'GNTCOPY_',
   GNTTAB_CACHE: 'GNTTAB_CACHE_',
   GNTST: 'GNTST_',
+  BLKIF_OP: 'BLKIF_OP_',
+  BLKIF_RSP: 'BLKIF_RSP_',
+  VDISK: 'VDISK_',
+  SRING_INDEX: 'XENKVM_SRING_',
   XS: 'XS_',
   XS_WATCH: 'XS_WATCH_',
   XENSTORE_SERVER_FEATURE: 'XENSTORE_SERVER_FEATURE_',
@@ -330,6 +348,8 @@ const cExpr: Record<string, string | PerAbi<string>> = {
   XEN_PLATFORM_OP_SIZE: 'sizeof(struct xen_platform_op)',
   TOOLSTACK_INTERFACE_VERSION_OFFSET: 'offsetof(struct xen_domctl, interface_version) == offsetof(struct xen_sysctl, interface_version) && offsetof(struct xen_sysctl, interface_version) == offsetof(struct xen_platform_op, interface_version) ? offsetof(struct xen_domctl, interface_version) : -1',
   XEN_DOMCTL_DOMAIN_OFFSET: 'offsetof(struct xen_domctl, domain)',
+  BLKIF_RING_ENTRY_SIZE: 'sizeof(union blkif_sring_entry)',
+  SRING_RING_OFFSET: 'offsetof(struct blkif_sring, ring)',
 };
 
 /** Facts the headers state only in comments, or Xen-internal conventions: pinned by their own definitions. */
@@ -436,7 +456,7 @@ function checks(): Check[] {
 const HEADERS = [
   'xen.h', 'version.h', 'features.h', 'memory.h', 'vcpu.h', 'sched.h', 'event_channel.h', 'grant_table.h',
   'hvm/hvm_op.h', 'hvm/params.h', 'hvm/hvm_vcpu.h', 'arch-x86/cpuid.h', 'arch-x86/xen-mca.h', 'io/xs_wire.h', 'io/console.h', 'io/xenbus.h',
-  'sysctl.h', 'domctl.h', 'platform.h', 'hvm/dm_op.h',
+  'sysctl.h', 'domctl.h', 'platform.h', 'hvm/dm_op.h', 'io/blkif.h',
 ];
 
 function cSource(list: Check[], a: Abi): string {
@@ -451,6 +471,8 @@ function cSource(list: Check[], a: Abi): string {
     '#include <xen/errno.h>',
     '};',
     '#undef __XEN__',
+    // The shared ring's indexes, which ring.h names only as members.
+    ...Object.keys(abi.SRING_INDEX).map((k) => `#define XENKVM_SRING_${k} offsetof(struct blkif_sring, ${k})`),
   );
   lines.push('unsigned long long xenkvm_vals[] __attribute__((section(".data.xenkvm"), used)) = {');
   for (const c of list) lines.push(`  (unsigned long long)(${typeof c.expr === 'string' ? c.expr : c.expr[a]}), /* ${c.what} */`);
@@ -512,6 +534,9 @@ const coverage: [group: string, header: string, skip: RegExp | null][] = [
   ['HVMOP', 'hvm/hvm_op.h', /^HVMOP_(ALTP2M_INTERFACE_VERSION|altp2m_.+|set_pci_intx_level|set_isa_irq_level|set_pci_link_route)$/],
   ['XEN_HVM_CPUID', 'arch-x86/cpuid.h', null],
   ['EVTCHN_FIFO', 'event_channel.h', null],
+  ['BLKIF_OP', 'io/blkif.h', null],
+  ['BLKIF_RSP', 'io/blkif.h', null],
+  ['VDISK', 'io/blkif.h', null],
 ];
 
 test('constant groups cover every #define of their kind in the headers', () => {

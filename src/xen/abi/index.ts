@@ -16,5 +16,6 @@ export * from './event-channel.js';
 export * from './grant-table.js';
 export * from './xenstore.js';
 export * from './console.js';
+export * from './blkif.js';
 export * from './xenbus.js';
 export * from './toolstack.js';
