@@ -15,6 +15,7 @@ await build({
     main: 'src/cli/main.ts',
     'vcpu-thread': 'src/machine/vcpu-thread.ts',
     'timer-thread': 'src/machine/timer-thread.ts',
+    'block-thread': 'src/backends/block/block-thread.ts',
   },
   outdir: 'dist/bundle',
   bundle: true,

@@ -6,7 +6,7 @@
 // indexes it owns, and a producer index from the guest that claims more than
 // the ring holds is a guest bug: the ring is resynchronised and the bytes
 // dropped, with a rate-limited log line.
-import { quoteGuestText, type RateLimitedLog } from '../common/log.js';
+import type { RateLimitedLog } from '../common/log.js';
 import { xenconsInterface } from '../xen/abi/console.js';
 import { serveNotifications, type BackendChannel, type BackendPorts } from '../xen/evtchn/backend.js';
 import { XenError } from '../xen/errors.js';
@@ -145,14 +145,6 @@ export class ConsoleRing {
   }
 }
 
-/** A frontend node that must hold a whole number. */
-function numberNode(device: XenbusDevice, key: string): number {
-  const text = device.readFrontend(key);
-  const n = text === undefined || !/^\d+$/.test(text) ? NaN : Number(text);
-  if (!Number.isSafeInteger(n)) throw new DeviceError(`${device.frontend}/${key} is ${text === undefined ? 'missing' : quoteGuestText(text)}, not a number`);
-  return n;
-}
-
 /**
  * A secondary console (device/console/N, N ≥ 1): its frontend shares a ring page by grant
  * reference and offers an unbound event channel to domain 0; the backend maps the page, binds
@@ -173,8 +165,8 @@ export class SecondaryConsole implements DeviceHooks {
   ) {}
 
   connect(device: XenbusDevice): void {
-    const ref = numberNode(device, 'ring-ref');
-    const port = numberNode(device, 'port');
+    const ref = device.frontendNumber('ring-ref');
+    const port = device.frontendNumber('port');
     const mapped = this.grants.map(device.spec.frontDomid, [ref], true);
     try {
       this.channel = this.backends.bind(port);

@@ -8,7 +8,7 @@
 // the backend, and a device the toolstack unplugged (online = 0) is then
 // removed. A device type (console, block, network) supplies only what is
 // its own: extra nodes, and how to connect to and disconnect from the rings.
-import type { RateLimitedLog } from '../common/log.js';
+import { quoteGuestText, type RateLimitedLog } from '../common/log.js';
 import { XenbusState } from '../xen/abi/xenbus.js';
 import { domainPath } from '../xenstore/domain-tree.js';
 import type { Perm } from '../xenstore/store.js';
@@ -124,6 +124,14 @@ export class XenbusDevice {
     return this.store.exists(path) ? this.store.read(path) : undefined;
   }
 
+  /** A frontend node that must hold a whole number; DeviceError when it is missing or does not. */
+  frontendNumber(key: string): number {
+    const text = this.readFrontend(key);
+    const n = text === undefined || !/^\d+$/.test(text) ? NaN : Number(text);
+    if (!Number.isSafeInteger(n)) throw new DeviceError(`${this.frontend}/${key} is ${text === undefined ? 'missing' : quoteGuestText(text)}, not a number`);
+    return n;
+  }
+
   private readState(dir: string): number {
     const path = `${dir}/state`;
     const v = this.store.exists(path) ? Number.parseInt(this.store.read(path), 10) : XenbusState.Unknown;
@@ -178,7 +186,7 @@ export class XenbusDevice {
   }
 
   /** Fails the device as xenbus_dev_fatal does: the reason under the backend domain's error/ tree, and Closing. */
-  private fail(reason: string): void {
+  fail(reason: string): void {
     this.guestLog.warn('xenbus-device', { device: this.backend, reason }, 'xenbus device failed to connect');
     const relative = this.backend.slice(domainPath(this.backDomid).length + 1);
     this.store.write(`${domainPath(this.backDomid)}/error/${relative}/error`, reason);

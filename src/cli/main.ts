@@ -55,6 +55,7 @@ async function run(opts: {
   xenstoreSocket?: string;
   secondaryConsoles: number;
   maxGrantFrames: number;
+  disk: string[];
   consoleLog?: string;
   logLevel: LogLevel;
 }): Promise<number> {
@@ -76,6 +77,7 @@ async function run(opts: {
     xenstoreSocket: opts.xenstoreSocket,
     secondaryConsoles: opts.secondaryConsoles,
     maxGrantFrames: opts.maxGrantFrames,
+    disks: opts.disk,
     output: output.write,
     logLevel: opts.logLevel,
   });
@@ -191,6 +193,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--xenstore-socket <path>', `Unix socket for Xen's xenstore tools (XENSTORED_PATH); default ${defaultSocketPath(process.env, 0).replace('xenkvm-0', 'xenkvm-<pid>')}`)
     .option('--console-log <file>', 'also append everything the guest writes to its consoles to this file')
     .option('--secondary-consoles <count>', 'secondary PV consoles to offer (xenbus console devices 1 …)', wholeNumber('secondary console count'), 0)
+    .option('--disk <spec>', "a PV disk, in xl's disk specification (e.g. vdev=xvda,access=rw,target=disk.img); again for more", (spec: string, all: string[]) => [...all, spec], [] as string[])
     .option('--max-grant-frames <count>', "the most frames the guest's grant table may grow to (xl: max_grant_frames)", wholeNumber('grant-table frame count'), DEFAULT_MAX_GRANT_FRAMES)
     .option('--no-evtchn-fast-path', 'send every event through the main thread instead of serving IPI and loopback sends on the vCPU thread')
     .addOption(

@@ -53,6 +53,9 @@ import {
   UART_IRQ, RTC_IRQ, ramRanges,
 } from './layout.js';
 import { Command, RekickTimer, VcpuControl, VcpuState } from './vcpu-control.js';
+import type { BackendThreadInit } from './backend-thread.js';
+import { closeRawDisk, DiskError, openRawDisk, type RawDiskHandle } from '../backends/block/disk.js';
+import { DiskSpecError, parseDiskSpec, type DiskSpec } from '../backends/block/disk-spec.js';
 import { GrantTable } from '../xen/gnttab/table.js';
 import type { VcpuMessage, VcpuThreadInit } from './vcpu-thread.js';
 
@@ -86,6 +89,8 @@ export interface MachineConfig {
   secondaryConsoles?: number;
   /** The most frames the guest's grant table may grow to (xl's max_grant_frames; default 64). */
   maxGrantFrames?: number;
+  /** PV disks, each in xl's disk specification (target=…, vdev=…, access=…, format=…). */
+  disks?: readonly string[];
 }
 
 export interface RunOutcome {
@@ -133,6 +138,32 @@ function validateConfig(c: Pick<MachineConfig, 'memoryMiB' | 'targetMiB' | 'vcpu
   if (!Number.isInteger(maxPort) || maxPort < 1 || maxPort >= EVTCHN_FIFO.NR_CHANNELS) {
     throw new ConfigError(`the highest event-channel port must be a whole number from 1 to ${EVTCHN_FIFO.NR_CHANNELS - 1}, not ${maxPort}`);
   }
+}
+
+/** The disks' specifications parsed and their images opened; ConfigError says which cannot be used, and why. */
+function openDisks(texts: readonly string[], resources: Resources): { spec: DiskSpec; image: RawDiskHandle }[] {
+  const disks = texts.map((text) => {
+    try {
+      return parseDiskSpec(text);
+    } catch (e) {
+      if (e instanceof DiskSpecError) throw new ConfigError(e.message);
+      throw e;
+    }
+  });
+  for (const [i, d] of disks.entries()) {
+    if (disks.findIndex((o) => o.devid === d.devid) !== i) throw new ConfigError(`two disks are ${d.vdev}: each needs its own vdev`);
+    if (d.format !== 'raw') throw new ConfigError(`disk ${d.vdev}: format ${d.format} is not served yet (raw is)`);
+  }
+  return disks.map((spec) => {
+    try {
+      const image = openRawDisk(spec.target, spec.readOnly, spec.discard);
+      resources.add(() => closeRawDisk(image));
+      return { spec, image };
+    } catch (e) {
+      if (e instanceof DiskError) throw new ConfigError(e.message);
+      throw e;
+    }
+  });
 }
 
 function readGuestFile(what: 'kernel' | 'initrd', path: string): Uint8Array {
@@ -300,6 +331,7 @@ export class Machine {
 
     const resources = new Resources();
     try {
+      const disks = openDisks(config.disks ?? [], resources);
       const kvm = Kvm.open();
       resources.add(() => kvm.close());
       kvm.requireExtensions();
@@ -447,9 +479,14 @@ export class Machine {
         type: boot.protocol,
         vcpus: config.vcpus,
         secondaryConsoles: config.secondaryConsoles ?? 0,
+        disks,
+      };
+      const backendThread: BackendThreadInit = {
+        memory: memory.handle, grantTable: xen.grantTable, domainState: domainState.buffer, ports: evtchnPorts.buffer, controls: controls.map((c) => c.buffer),
+        callbackLines: callbackLines.buffer, vmFd: vm.fd, guestDomid: xen.domid, logLevel: config.logLevel ?? 'warn',
       };
       const socketPath = config.xenstoreSocket ?? defaultSocketPath();
-      const toolstack = new Toolstack(memory, memoryMap, domainState, xenVmm, guest, config.output ?? writeStdout, consoleInput, socketPath, log('toolstack'));
+      const toolstack = new Toolstack(memory, memoryMap, domainState, xenVmm, guest, config.output ?? writeStdout, consoleInput, socketPath, backendThread, log('toolstack'));
       const timerInit: TimerThreadInit = {
         memory: memory.handle, domainState: domainState.buffer, ports: evtchnPorts.buffer, timers: timers.buffer,
         controls: controls.map((c) => c.buffer), callbackLines: callbackLines.buffer, vmFd: vm.fd, bootMonotonicNs: xen.bootMonotonicNs, logLevel: config.logLevel ?? 'warn',

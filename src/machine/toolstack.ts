@@ -6,13 +6,17 @@
 // host socket for Xen's tools) and the console ring while the guest runs.
 import type { Logger } from 'pino';
 import { ConsoleRing, SecondaryConsole, type ConsoleInput } from '../backends/console.js';
-import { DeviceError, XenbusDevice, type GrantedPages } from '../backends/xenbus.js';
+import { vbdSpec, VirtualBlockDevice } from '../backends/block/vbd.js';
+import type { RawDiskHandle } from '../backends/block/disk.js';
+import type { DiskSpec } from '../backends/block/disk-spec.js';
+import { guestGrants } from '../backends/grants.js';
+import type { BackendThreadInit } from './backend-thread.js';
+import { XenbusDevice } from '../backends/xenbus.js';
 import { RateLimitedLog } from '../common/log.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { MemoryMap } from '../memory/memory-map.js';
 import { GNTTAB_RESERVED } from '../xen/abi/grant-table.js';
 import { HVM_PARAM } from '../xen/abi/hvm.js';
-import { GrantMapError, GrantMapper } from '../xen/gnttab/mapper.js';
 import { seedReservedEntries } from '../xen/gnttab/ops.js';
 import type { DomainState } from '../xen/domain-state.js';
 import type { XenVmm } from '../xen/vmm.js';
@@ -36,21 +40,8 @@ export interface GuestIdentity {
   vcpus: number;
   /** Secondary consoles to offer (device/console/1 …). */
   secondaryConsoles: number;
-}
-
-/** What domain 0's backends map of the guest's grants, through its grant table. */
-function guestGrants(mapper: GrantMapper, guestDomid: number): GrantedPages {
-  return {
-    map: (domid, refs, writable) => {
-      if (domid !== guestDomid) throw new DeviceError(`domain ${domid} grants nothing: the only guest is domain ${guestDomid}`);
-      try {
-        return mapper.map(refs, writable);
-      } catch (e) {
-        if (e instanceof GrantMapError) throw new DeviceError(e.message);
-        throw e;
-      }
-    },
-  };
+  /** Disks, their images open. */
+  disks: { spec: DiskSpec; image: RawDiskHandle }[];
 }
 
 export class Toolstack {
@@ -59,6 +50,7 @@ export class Toolstack {
   private readonly storeRing: XenStoreRing<StoreConnection>;
   private socket: XenStoreSocket<StoreConnection> | undefined;
   private readonly devices: XenbusDevice[] = [];
+  private readonly blockDevices: VirtualBlockDevice[] = [];
   private running: Promise<void>[] = [];
 
   private storeChannel: BackendChannel;
@@ -73,6 +65,8 @@ export class Toolstack {
     output: (bytes: Uint8Array) => void,
     consoleInput: ConsoleInput,
     private readonly socketPath: string,
+    /** What the block backends' threads need of the machine. */
+    backendThread: BackendThreadInit,
     private readonly logger: Logger,
   ) {
     memoryMap.mapOverlay(XENSTORE_OVERLAY_PAGE, XENSTORE_GFN);
@@ -83,7 +77,7 @@ export class Toolstack {
       { ref: GNTTAB_RESERVED.CONSOLE, gfn: CONSOLE_GFN },
       { ref: GNTTAB_RESERVED.XENSTORE, gfn: XENSTORE_GFN },
     ]);
-    const grants = guestGrants(new GrantMapper(xen.grantTable, memory), guest.domid);
+    const grants = guestGrants(xen.grantTable, memory, guest.domid);
     const { store, console } = this.channels();
     const guestLog = new RateLimitedLog(logger);
     this.console = new ConsoleRing(memory.overlayPage(CONSOLE_OVERLAY_PAGE), console, output, consoleInput, guestLog);
@@ -108,6 +102,13 @@ export class Toolstack {
       );
       device.plug();
       this.devices.push(device);
+    }
+    for (const disk of guest.disks) {
+      const vbd = new VirtualBlockDevice(disk.image, xen.backends, grants, backendThread, guestLog);
+      const device = new XenbusDevice(this.store, vbdSpec(disk.spec, disk.image, guest.domid), vbd, guestLog);
+      device.plug();
+      this.devices.push(device);
+      this.blockDevices.push(vbd);
     }
   }
 
@@ -168,7 +169,7 @@ export class Toolstack {
     for (const d of this.devices) d.destroy();
     this.console.stop();
     this.storeRing.stop();
-    await Promise.all(this.running);
+    await Promise.all([...this.running, ...this.blockDevices.map((b) => b.stopped())]);
     await this.socket?.close();
   }
 }

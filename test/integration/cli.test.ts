@@ -61,6 +61,16 @@ test('memory, vCPU counts, the highest event-channel port and the grant-table si
   assert.match(notNumber.stderr, /vCPU count must be a whole number, not "two"/);
 });
 
+test('disks that cannot be used are one clear error each', async () => {
+  const kernel = guest('hello32');
+  assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--disk', 'vdev=xvda,target=/nonexistent/disk.img']), /^xenkvm: cannot open disk image \/nonexistent\/disk.img: ENOENT$/m);
+  assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--disk', '/dev/null,,vda']), /"vda" is not a virtual device name/);
+  assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--disk', 'target=/dev/null']), /has no vdev/);
+  assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--disk', 'format=qcow2,vdev=xvda,target=/dev/null']), /format qcow2 is not served yet/);
+  assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--disk', 'vdev=xvda,target=/dev/null']), /neither a regular file nor a block device/);
+  assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--disk', 'vdev=xvda,target=/dev/null', '--disk', 'vdev=xvda,target=/dev/zero']), /two disks are xvda/);
+});
+
 test('/dev/kvm not permitted for the user', async (t) => {
   const message = /^xenkvm: \/dev\/kvm is not accessible to this user: add yourself to the kvm group or run as root$/;
   if (process.getuid?.() === 0) {
