@@ -83,12 +83,16 @@ export class VirtualBlockDevice implements DeviceHooks {
         : Array.from({ length: 2 ** order }, (_, i) => device.frontendNumber(`${dir}ring-ref${i}`));
       return { ringRefs, guestPort: device.frontendNumber(`${dir}event-channel`) };
     });
-    for (const q of queues) this.grants.map(device.spec.frontDomid, q.ringRefs, true).unmap();
+    // Mapped here until the device's thread has them too: the rings are in use from the moment the
+    // backend says Connected, as the frontend sees in their entries' GTF_reading and GTF_writing.
+    const held = queues.map((q) => this.grants.map(device.spec.frontDomid, q.ringRefs, true));
+    const release = () => held.splice(0).forEach((m) => m.unmap());
     const channels: BackendChannel[] = [];
     try {
       for (const q of queues) channels.push(this.backends.bind(q.guestPort));
     } catch (e) {
       for (const c of channels) this.backends.close(c.backendPort);
+      release();
       if (!(e instanceof XenError)) throw e;
       throw new DeviceError(`cannot bind an event channel of the frontend (Xen errno ${e.errno})`);
     }
@@ -107,11 +111,17 @@ export class VirtualBlockDevice implements DeviceHooks {
     const worker = new Worker(new URL('./block-thread.js', import.meta.url), { workerData: init });
     this.worker = worker;
     worker.on('message', (m: BlockThreadMessage) => {
+      if (m.type === 'ready' || m.type === 'failed') release();
       // The rings were checked above; the frontend took a grant back in between.
       if (m.type === 'failed' && this.worker === worker) device.fail(m.reason);
     });
     worker.on('error', (e) => this.guestLog.error('block-thread', { device: device.backend, err: e.message }, 'block device thread failed'));
-    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    const exited = new Promise<void>((resolve) =>
+      worker.once('exit', () => {
+        release();
+        resolve();
+      }),
+    );
     this.exits.add(exited);
     void exited.then(() => this.exits.delete(exited));
   }
