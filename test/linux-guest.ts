@@ -2,8 +2,10 @@
 // packages fetched with `apt-get download` and unpacked, never installed): the cloud
 // kernel as the ELF vmlinux its bzImage carries, which has the PVH note, and the
 // generic kernel (the nested VM's) as its bzImage, for HVM direct boot; and a busybox
-// initramfs whose /init says where it is and powers off. Built once on the host under
-// build/linux-guest/ (the nested VM has no network) and rebuilt when an input changes.
+// initramfs whose /init says where it is and powers off, or, given xenkvm_root=xvdX on
+// the command line, loads the cloud kernel's blkfront and makes that disk its root
+// (rootImage builds one). Built once on the host under build/linux-guest/ (the nested
+// VM has no network) and rebuilt when an input changes.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,10 +24,25 @@ export const INIT_MARKER = 'XENKVM-LINUX-INIT';
 export const TTYS0_MARKER = 'XENKVM-LINUX-TTYS0';
 /** What /init prints once Linux's balloon driver has reached its target (or 60 s have passed): where it is and the target. */
 export const BALLOON_MARKER = 'XENKVM-LINUX-BALLOON';
+/** Where the root filesystem's /sbin/init says what it found; ROOT_FAILED if the initramfs could not switch to it. */
+export const ROOT_MARKER = 'XENKVM-LINUX-ROOT';
+export const ROOT_FAILED = 'XENKVM-LINUX-NO-ROOT';
+/** The blkfront options the initramfs loads it with: rings of 4 pages (Linux's default is one). */
+export const BLKFRONT_OPTIONS = 'max_ring_page_order=2';
+// Arguments of the kernel's command line that it does not know and that have no dot reach /init in its environment.
 const INIT = `#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sys /sys
 /bin/busybox mount -t devtmpfs dev /dev
+if [ -n "$xenkvm_root" ]; then
+  /bin/busybox insmod /lib/xen-blkfront.ko ${BLKFRONT_OPTIONS}
+  i=0
+  until [ -b /dev/$xenkvm_root ] || [ $i -ge 600 ]; do /bin/busybox sleep 0.1; i=$((i + 1)); done
+  /bin/busybox mkdir /root
+  /bin/busybox mount -t ext4 /dev/$xenkvm_root /root && /bin/busybox umount /proc /sys && /bin/busybox mount --move /dev /root/dev && exec /bin/busybox switch_root /root /sbin/init
+  echo "${ROOT_FAILED} $xenkvm_root"
+  /bin/busybox poweroff -f
+fi
 /bin/busybox timeout 30 /bin/busybox sh -c 'echo "${TTYS0_MARKER} from user space" > /dev/ttyS0; until /bin/busybox awk "/^0:/ { split(\\$5, tx, \\":\\"); exit tx[2] < 35 }" /proc/tty/driver/serial; do /bin/busybox sleep 0.1; done'
 echo "${INIT_MARKER} cpus=$(/bin/busybox grep -c ^processor /proc/cpuinfo) hypervisor=$(/bin/busybox cat /sys/hypervisor/type)"
 b=/sys/devices/system/xen_memory/xen_memory0
@@ -36,6 +53,21 @@ echo "${BALLOON_MARKER} current_kb=$(/bin/busybox cat $b/info/current_kb) target
 `;
 /** Debian's cloud kernels compress their payload with LZ4 (legacy frame format). */
 const LZ4_LEGACY_MAGIC = 0x184c2102;
+/**
+ * A root filesystem's /sbin/init: it says what its root is, how many hardware queues the disk has, and
+ * the MD5 sums of a file the host wrote and of one it writes itself, then remounts the root read-only
+ * (so the image is clean on the host) and powers off.
+ */
+const ROOT_INIT = `#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sys /sys
+/bin/busybox dd if=/dev/urandom of=/written bs=64k count=64 2>/dev/null
+/bin/busybox sync
+echo "${ROOT_MARKER} root=$(/bin/busybox awk '$2 == "/" { d = $1 } END { print d }' /proc/mounts) queues=$(/bin/busybox ls /sys/block/xvda/mq | /bin/busybox wc -l) data=$(/bin/busybox md5sum /data | /bin/busybox cut -d' ' -f1) written=$(/bin/busybox md5sum /written | /bin/busybox cut -d' ' -f1)"
+/bin/busybox umount /proc /sys
+/bin/busybox mount -o remount,ro /
+/bin/busybox poweroff -f
+`;
 
 export interface LinuxGuest {
   /** Debian's package the kernel came from, e.g. linux-image-6.1.0-57-cloud-amd64_6.1.192-3_amd64.deb. */
@@ -44,6 +76,21 @@ export interface LinuxGuest {
   /** The generic kernel's bzImage. */
   bzImage: string;
   initrd: string;
+}
+
+/** An ext4 image at `path` (`sizeMiB` big) to boot as the root on xvda: busybox, ROOT_INIT as /sbin/init, and `data` as /data. */
+export function rootImage(path: string, sizeMiB: number, data: Buffer): void {
+  const tree = mkdtempSync(`${path}.tree-`);
+  try {
+    for (const d of ['bin', 'sbin', 'proc', 'sys', 'dev']) mkdirSync(join(tree, d));
+    copyFileSync(BUSYBOX, join(tree, 'bin', 'busybox'));
+    chmodSync(join(tree, 'bin', 'busybox'), 0o755);
+    writeFileSync(join(tree, 'sbin', 'init'), ROOT_INIT, { mode: 0o755 });
+    writeFileSync(join(tree, 'data'), data);
+    run('mke2fs', ['-q', '-F', '-t', 'ext4', '-d', tree, path, `${sizeMiB}M`]);
+  } finally {
+    rmSync(tree, { recursive: true, force: true });
+  }
 }
 
 function run(file: string, args: string[], cwd?: string): string {
@@ -64,7 +111,8 @@ export function linuxGuest(root: string): LinuxGuest {
     writeFileSync(join(work, 'vmlinux'), vmlinuxOf(readFileSync(kernelIn(join(dir, deb), join(work, 'cloud')))));
     copyFileSync(kernelIn(generic, join(work, 'generic')), join(work, 'vmlinuz'));
     const initramfs = join(work, 'initramfs');
-    for (const d of ['bin', 'proc', 'sys', 'dev']) mkdirSync(join(initramfs, d), { recursive: true });
+    for (const d of ['bin', 'proc', 'sys', 'dev', 'lib']) mkdirSync(join(initramfs, d), { recursive: true });
+    copyFileSync(moduleIn(join(work, 'cloud'), 'drivers/block/xen-blkfront.ko'), join(initramfs, 'lib', 'xen-blkfront.ko'));
     copyFileSync(BUSYBOX, join(initramfs, 'bin', 'busybox'));
     chmodSync(join(initramfs, 'bin', 'busybox'), 0o755);
     writeFileSync(join(initramfs, 'init'), INIT, { mode: 0o755 });
@@ -90,6 +138,15 @@ function kernelIn(deb: string, work: string): string {
   const bzImage = readdirSync(boot).find((f) => f.startsWith('vmlinuz-'));
   if (!bzImage) throw new Error(`${basename(deb)} holds no kernel`);
   return join(boot, bzImage);
+}
+
+/** A module of an unpacked kernel package, by its path under kernel/. */
+function moduleIn(unpacked: string, path: string): string {
+  const modules = join(unpacked, 'lib', 'modules');
+  const [release] = readdirSync(modules);
+  const file = join(modules, release, 'kernel', path);
+  if (!existsSync(file)) throw new Error(`the kernel package has no ${path}`);
+  return file;
 }
 
 /** The ELF kernel inside a bzImage: its protected-mode payload (boot protocol 2.08+), decompressed with lz4. */

@@ -120,6 +120,17 @@ bool xs_write(uint32_t tx, const char *path, const char *value, struct xs_reply 
 	return xs_request(XS_WRITE, tx, 2, parts, true, r) && r->type != XS_ERROR;
 }
 
+bool xs_wait_for(const char *path, const char *want, uint32_t ms, struct xs_reply *r)
+{
+	uint64_t end = rdtsc() + (uint64_t)ms * KIT_TSC_PER_MS;
+	do {
+		if (xs_read(0, path, r) && !strcmp(r->data, want))
+			return true;
+		kit_delay_ms(5);
+	} while (rdtsc() < end);
+	return false;
+}
+
 bool xs_next_event(uint32_t ms, char *path, size_t path_size, char *token, size_t token_size)
 {
 	if (event_count == 0) {

@@ -32,6 +32,8 @@ bool xs_request(uint32_t type, uint32_t tx, int n, const char *const *parts, boo
  * value is in r->data. */
 bool xs_read(uint32_t tx, const char *path, struct xs_reply *r);
 bool xs_write(uint32_t tx, const char *path, const char *value, struct xs_reply *r);
+/* Reads `path` every 5 ms until it holds `want` (true) or `ms` have passed (false, r holds the last answer). */
+bool xs_wait_for(const char *path, const char *want, uint32_t ms, struct xs_reply *r);
 
 /* The next watch event (path and token), waiting up to `ms`; false if none. */
 bool xs_next_event(uint32_t ms, char *path, size_t path_size, char *token, size_t token_size);

@@ -1,16 +1,21 @@
 /* A PV block frontend, as Linux's blkfront and Mini-OS's talk to a backend
  * (native layout, polling for responses): the disk xvda (devid 51712) the host
- * gives with --disk, filled by the host with pattern(sector, byte); xvdb a
- * read-only one. The host test checks the image after the run.
+ * gives with --disk, filled by the host with pattern(sector, byte), connected
+ * with 2 queues of 2-page rings (multi-queue-num-queues, ring-page-order);
+ * xvdb a read-only one, connected the old way (one ring-ref, no queues). A
+ * response must carry its request's id and operation (an indirect request's
+ * indirect_op), as blkfront checks. The host test checks the image after the run.
  * cmdline: sectors=<n> (xvda's size in 512-byte sectors, required),
  * gfn-high=<gfn> (default 0xf0000: where the grant table's frame goes).
- * Cases: probe (the backend's nodes), connect (ring and channel published,
+ * Cases: probe (the backend's nodes), connect (rings and channels published,
  * Connected), read (host's pattern read back, 11 segments, partial pages),
  * write (the guest's pattern at sectors 64..), flush, discard (sectors 256..263
  * read as zeros after), indirect (32 pages in one request, where offered),
- * errors (a ref not granted, sectors past the end, a segment past its page,
- * an unknown operation: BLKIF_RSP_ERROR or EOPNOTSUPP), readonly (xvdb:
- * reads work, writes BLKIF_RSP_ERROR), close (Closed, every grant let go). */
+ * queues (8 writes at sectors 1024.. in flight on queue 1 while 8 reads are on
+ * queue 0, then read back), errors (a ref not granted, sectors past the end, a
+ * segment past its page, an unknown operation: BLKIF_RSP_ERROR or EOPNOTSUPP),
+ * readonly (xvdb: reads work, writes BLKIF_RSP_ERROR), close (Closed, every
+ * grant let go). */
 #include "../kit/kit.h"
 #include "../common/xenstore.h"
 
@@ -23,8 +28,12 @@
 #define XVDA 51712
 #define XVDB 51728
 #define DATA_PAGES 40
-#define REF_RING 8
-#define REF_INDIRECT 9
+#define MAX_QUEUES 2
+#define XVDA_QUEUES 2
+#define XVDA_RING_ORDER 1
+#define RING_PAGES (XVDA_QUEUES << XVDA_RING_ORDER)
+#define REF_RING 8 /* xvda's ring pages, then xvdb's */
+#define REF_INDIRECT (REF_RING + RING_PAGES + 1)
 #define REF_DATA 16
 
 static uint64_t gfn_high = 0xf0000;
@@ -32,7 +41,7 @@ static uint64_t sectors;
 static long domid;
 static struct xs_reply r;
 
-static uint8_t ring_page[4][4096] __attribute__((aligned(4096)));
+static uint8_t ring_page[RING_PAGES + 1][4096] __attribute__((aligned(4096)));
 static uint8_t indirect_page[4096] __attribute__((aligned(4096)));
 static uint8_t data[DATA_PAGES][4096] __attribute__((aligned(4096)));
 
@@ -61,27 +70,20 @@ static bool ungrant(grant_ref_t ref)
 }
 
 /* ---- one device's connection ---- */
-struct vbd {
-	int devid;
-	char front[48], back[96];
+struct queue {
 	blkif_front_ring_t ring;
 	evtchn_port_t port;
-	grant_ref_t ring_ref;
 	uint64_t next_id;
+	uint8_t answer_op[64]; /* the operation each request in flight must be answered with, by id */
 };
-static struct vbd xvda = { .devid = XVDA, .ring_ref = REF_RING };
-static struct vbd xvdb = { .devid = XVDB, .ring_ref = REF_RING + 1 };
-
-static bool xs_wait(const char *path, const char *want, uint32_t ms)
-{
-	uint64_t end = rdtsc() + (uint64_t)ms * KIT_TSC_PER_MS;
-	do {
-		if (xs_read(0, path, &r) && !strcmp(r.data, want))
-			return true;
-		kit_delay_ms(5);
-	} while (rdtsc() < end);
-	return false;
-}
+struct vbd {
+	int devid, queues, order;
+	char front[48], back[96];
+	grant_ref_t ring_ref; /* the first of queues << order */
+	struct queue q[MAX_QUEUES];
+};
+static struct vbd xvda = { .devid = XVDA, .queues = XVDA_QUEUES, .order = XVDA_RING_ORDER, .ring_ref = REF_RING };
+static struct vbd xvdb = { .devid = XVDB, .queues = 1, .ring_ref = REF_RING + RING_PAGES };
 
 static bool node_write(const char *dir, const char *key, const char *value)
 {
@@ -97,54 +99,108 @@ static bool node_read(const char *dir, const char *key)
 	return xs_read(0, path, &r);
 }
 
-static const char *vbd_connect(struct vbd *v, void *ring_mem)
+/* Publishes a queue's rings and channel in `dir` (the device's, or its queue-N). */
+static const char *queue_publish(struct vbd *v, int q, const char *dir, uint8_t (*ring_mem)[4096])
+{
+	unsigned int pages = 1u << v->order;
+	char key[16], value[32];
+	memset(ring_mem, 0, pages * 4096);
+	blkif_sring_t *s = (void *)ring_mem;
+	SHARED_RING_INIT(s);
+	FRONT_RING_INIT(&v->q[q].ring, s, pages * 4096);
+	for (unsigned int i = 0; i < pages; i++) {
+		grant_ref_t ref = v->ring_ref + q * pages + i;
+		grant(ref, ring_mem[i], false);
+		if (v->order)
+			kit_snprintf(key, sizeof key, "ring-ref%u", i);
+		else
+			kit_snprintf(key, sizeof key, "ring-ref");
+		kit_snprintf(value, sizeof value, "%u", ref);
+		if (!node_write(dir, key, value))
+			return "write ring-ref";
+	}
+	if (xen_evtchn_alloc_unbound(DOMID_SELF, 0, &v->q[q].port) != 0)
+		return "alloc_unbound";
+	kit_snprintf(value, sizeof value, "%u", v->q[q].port);
+	return node_write(dir, "event-channel", value) ? 0 : "write event-channel";
+}
+
+static const char *vbd_connect(struct vbd *v, uint8_t (*ring_mem)[4096])
 {
 	kit_snprintf(v->front, sizeof v->front, "device/vbd/%d", v->devid);
 	kit_snprintf(v->back, sizeof v->back, "/local/domain/0/backend/vbd/%ld/%d", domid, v->devid);
 	char path[128], value[32];
 	kit_snprintf(path, sizeof path, "%s/state", v->back);
-	if (!xs_wait(path, "2", 5000))
+	if (!xs_wait_for(path, "2", 5000, &r))
 		return "backend not in InitWait";
-	memset(ring_mem, 0, 4096);
-	blkif_sring_t *s = ring_mem;
-	SHARED_RING_INIT(s);
-	FRONT_RING_INIT(&v->ring, s, 4096);
-	grant(v->ring_ref, ring_mem, false);
-	if (xen_evtchn_alloc_unbound(DOMID_SELF, 0, &v->port) != 0)
-		return "alloc_unbound";
-	kit_snprintf(value, sizeof value, "%u", v->ring_ref);
-	if (!node_write(v->front, "ring-ref", value))
-		return "write ring-ref";
-	kit_snprintf(value, sizeof value, "%u", v->port);
-	if (!node_write(v->front, "event-channel", value) || !node_write(v->front, "protocol", XEN_IO_PROTO_ABI_X86_64))
-		return "write event-channel";
+	if (v->order) {
+		kit_snprintf(value, sizeof value, "%d", v->order);
+		if (!node_write(v->front, "ring-page-order", value))
+			return "write ring-page-order";
+	}
+	if (v->queues > 1) {
+		kit_snprintf(value, sizeof value, "%d", v->queues);
+		if (!node_write(v->front, "multi-queue-num-queues", value))
+			return "write multi-queue-num-queues";
+	}
+	for (int q = 0; q < v->queues; q++) {
+		char dir[64];
+		if (v->queues > 1)
+			kit_snprintf(dir, sizeof dir, "%s/queue-%d", v->front, q);
+		else
+			kit_snprintf(dir, sizeof dir, "%s", v->front);
+		const char *why = queue_publish(v, q, dir, ring_mem + (q << v->order));
+		if (why)
+			return why;
+	}
+	if (!node_write(v->front, "protocol", XEN_IO_PROTO_ABI_X86_64))
+		return "write protocol";
 	if (!node_write(v->front, "state", "3"))
 		return "write state";
-	if (!xs_wait(path, "4", 20000))
+	if (!xs_wait_for(path, "4", 20000, &r))
 		return "backend not Connected";
 	return 0;
 }
 
-/* Pushes the request built by `fill` and waits for its response; the response's status, or 99 on a timeout. */
-static int16_t request(struct vbd *v, void (*fill)(blkif_request_t *, void *), void *arg)
+/* Pushes a request built by `fill` onto queue `q` and notifies the backend if it asks; its id. */
+static uint64_t push(struct queue *q, void (*fill)(blkif_request_t *, void *), void *arg)
 {
-	blkif_request_t *req = RING_GET_REQUEST(&v->ring, v->ring.req_prod_pvt);
+	blkif_request_t *req = RING_GET_REQUEST(&q->ring, q->ring.req_prod_pvt);
 	memset(req, 0, sizeof *req);
 	fill(req, arg);
-	req->id = ++v->next_id;
-	v->ring.req_prod_pvt++;
+	/* Kept here: once pushed, the slot is the backend's, and its response may overwrite it at once. */
+	uint64_t id = ++q->next_id;
+	req->id = id;
+	q->answer_op[id % 64] = req->operation == BLKIF_OP_INDIRECT ? ((blkif_request_indirect_t *)req)->indirect_op : req->operation;
+	q->ring.req_prod_pvt++;
 	int notify;
-	RING_PUSH_REQUESTS_AND_CHECK_NOTIFY(&v->ring, notify);
+	RING_PUSH_REQUESTS_AND_CHECK_NOTIFY(&q->ring, notify);
 	if (notify)
-		xen_evtchn_send(v->port);
-	if (!KIT_WAIT_FOR(RING_HAS_UNCONSUMED_RESPONSES(&v->ring), 20000))
-		return 99;
-	blkif_response_t *rsp = RING_GET_RESPONSE(&v->ring, v->ring.rsp_cons);
-	int16_t status = rsp->status;
-	if (rsp->id != v->next_id)
-		status = 98;
-	v->ring.rsp_cons++;
-	return status;
+		xen_evtchn_send(q->port);
+	return id;
+}
+
+/* Takes queue `q`'s next response, waiting up to 20 s: false on a timeout. Its id is checked
+ * to be `first` or one of the `count - 1` after it, and its operation the request's. */
+static bool pop(struct queue *q, uint64_t first, int count, blkif_response_t *out)
+{
+	if (!KIT_WAIT_FOR(RING_HAS_UNCONSUMED_RESPONSES(&q->ring), 20000))
+		return false;
+	*out = *RING_GET_RESPONSE(&q->ring, q->ring.rsp_cons);
+	q->ring.rsp_cons++;
+	if (out->id < first || out->id >= first + count)
+		kit_fail("response id %llu, expected %llu..%llu", (unsigned long long)out->id, (unsigned long long)first, (unsigned long long)(first + count - 1));
+	else if (out->operation != q->answer_op[out->id % 64])
+		kit_fail("response %llu: operation %u, expected %u", (unsigned long long)out->id, out->operation, q->answer_op[out->id % 64]);
+	return true;
+}
+
+/* One request on the device's first queue: its response's status, or 99 on a timeout. */
+static int16_t request(struct vbd *v, void (*fill)(blkif_request_t *, void *), void *arg)
+{
+	blkif_response_t rsp;
+	uint64_t id = push(&v->q[0], fill, arg);
+	return pop(&v->q[0], id, 1, &rsp) ? rsp.status : 99;
 }
 
 struct rw {
@@ -210,14 +266,15 @@ static void connect_case(void)
 		kit_fail("add_to_physmap(grant table)");
 		return;
 	}
-	const char *why = vbd_connect(&xvda, ring_page[0]);
+	const char *why = vbd_connect(&xvda, ring_page);
 	KIT_CHECK(!why, "xvda: %s", why);
-	KIT_CHECK(table()[REF_RING].flags == (GTF_permit_access | GTF_reading | GTF_writing), "ring entry flags 0x%x", table()[REF_RING].flags);
+	for (int i = 0; i < RING_PAGES; i++)
+		KIT_CHECK(table()[REF_RING + i].flags == (GTF_permit_access | GTF_reading | GTF_writing), "ring entry %d flags 0x%x", REF_RING + i, table()[REF_RING + i].flags);
 }
 
 static void read_case(void)
 {
-	KIT_CHECK(xvda.port, "not connected");
+	KIT_CHECK(xvda.q[0].port, "not connected");
 	memset(data, 0, sizeof data);
 	/* 11 segments of sectors 2..5 of their pages: 44 sectors from sector 10. */
 	EXPECT_STATUS(rw(&xvda, BLKIF_OP_READ, 10, 11, 2, 5, false), BLKIF_RSP_OKAY, "read 11 segments");
@@ -232,7 +289,7 @@ static void read_case(void)
 
 static void write_case(void)
 {
-	KIT_CHECK(xvda.port, "not connected");
+	KIT_CHECK(xvda.q[0].port, "not connected");
 	for (int p = 0; p < 8; p++)
 		for (unsigned int b = 0; b < 4096; b++)
 			data[p][b] = guest_pattern(64 + p * 8 + b / 512, b % 512);
@@ -246,7 +303,7 @@ static void write_case(void)
 
 static void flush_case(void)
 {
-	KIT_CHECK(xvda.port, "not connected");
+	KIT_CHECK(xvda.q[0].port, "not connected");
 	EXPECT_STATUS(rw(&xvda, BLKIF_OP_FLUSH_DISKCACHE, 0, 0, 0, 0, false), BLKIF_RSP_OKAY, "flush");
 	for (unsigned int b = 0; b < 4096; b++)
 		data[0][b] = guest_pattern(200 + b / 512, b % 512);
@@ -263,7 +320,7 @@ static void fill_discard(blkif_request_t *req, void *arg)
 
 static void discard_case(void)
 {
-	KIT_CHECK(xvda.port, "not connected");
+	KIT_CHECK(xvda.q[0].port, "not connected");
 	uint64_t n = 8;
 	EXPECT_STATUS(request(&xvda, fill_discard, &n), BLKIF_RSP_OKAY, "discard 8 sectors at 256");
 	memset(data, 0xee, 4096);
@@ -286,7 +343,7 @@ static void fill_indirect(blkif_request_t *req, void *arg)
 
 static void indirect_case(void)
 {
-	KIT_CHECK(xvda.port, "not connected");
+	KIT_CHECK(xvda.q[0].port, "not connected");
 	KIT_CHECK(node_read(xvda.back, "feature-max-indirect-segments"), "no feature-max-indirect-segments");
 	struct blkif_request_segment *segs = (void *)indirect_page;
 	for (int i = 0; i < 32; i++) {
@@ -310,6 +367,53 @@ static void indirect_case(void)
 	KIT_CHECK(ungrant(REF_INDIRECT), "indirect page still in use");
 }
 
+static void queues_case(void)
+{
+	KIT_CHECK(xvda.q[1].port, "not connected");
+	struct rw writes[8], reads[8];
+	for (int i = 0; i < 8; i++) {
+		for (unsigned int b = 0; b < 4096; b++)
+			data[i][b] = guest_pattern(1024 + i * 8 + b / 512, b % 512);
+		grant(REF_DATA + i, data[i], true);
+		grant(REF_DATA + 8 + i, data[8 + i], false);
+		writes[i] = (struct rw){ BLKIF_OP_WRITE, 1024 + i * 8, 1, 0, 7, REF_DATA + i };
+		reads[i] = (struct rw){ BLKIF_OP_READ, i * 8, 1, 0, 7, REF_DATA + 8 + i };
+	}
+	uint64_t first[2];
+	for (int i = 0; i < 8; i++) {
+		uint64_t read_id = push(&xvda.q[0], fill_rw, &reads[i]);
+		uint64_t write_id = push(&xvda.q[1], fill_rw, &writes[i]);
+		if (i == 0) {
+			first[0] = read_id;
+			first[1] = write_id;
+		}
+	}
+	/* A queue's requests may complete in any order; each must be answered once. */
+	uint64_t answered[2] = { 0, 0 };
+	for (int i = 0; i < 16; i++) {
+		int q = i & 1;
+		blkif_response_t rsp;
+		if (!pop(&xvda.q[q], first[q], 8, &rsp)) {
+			kit_fail("queue %d: response %d never came", q, i / 2);
+			return;
+		}
+		uint64_t bit = 1ull << ((rsp.id - first[q]) & 63);
+		KIT_CHECK(!(answered[q] & bit), "queue %d: request %llu answered twice", q, (unsigned long long)rsp.id);
+		KIT_CHECK(rsp.status == BLKIF_RSP_OKAY, "queue %d: request %llu status %d", q, (unsigned long long)rsp.id, rsp.status);
+		answered[q] |= bit;
+	}
+	for (int i = 0; i < 16; i++)
+		KIT_CHECK(ungrant(REF_DATA + i), "page %d still in use", i);
+	for (int i = 0; i < 8; i++)
+		for (unsigned int b = 0; b < 4096; b++)
+			KIT_CHECK(data[8 + i][b] == pattern(i * 8 + b / 512, b % 512), "queue 0 read %d byte %u", i, b);
+	memset(data, 0, sizeof data);
+	EXPECT_STATUS(rw(&xvda, BLKIF_OP_READ, 1024, 8, 0, 7, false), BLKIF_RSP_OKAY, "read queue 1's writes back on queue 0");
+	for (int p = 0; p < 8; p++)
+		for (unsigned int b = 0; b < 4096; b++)
+			KIT_CHECK(data[p][b] == guest_pattern(1024 + p * 8 + b / 512, b % 512), "read back page %d byte %u", p, b);
+}
+
 static void fill_unknown(blkif_request_t *req, void *arg)
 {
 	(void)arg;
@@ -318,7 +422,7 @@ static void fill_unknown(blkif_request_t *req, void *arg)
 
 static void errors_case(void)
 {
-	KIT_CHECK(xvda.port, "not connected");
+	KIT_CHECK(xvda.q[0].port, "not connected");
 	struct rw a = { BLKIF_OP_READ, 0, 1, 0, 7, 500 };
 	EXPECT_STATUS(request(&xvda, fill_rw, &a), BLKIF_RSP_ERROR, "a ref never granted");
 	EXPECT_STATUS(rw(&xvda, BLKIF_OP_READ, sectors - 4, 1, 0, 7, false), BLKIF_RSP_ERROR, "sectors past the end");
@@ -332,7 +436,7 @@ static void errors_case(void)
 
 static void readonly_case(void)
 {
-	const char *why = vbd_connect(&xvdb, ring_page[1]);
+	const char *why = vbd_connect(&xvdb, ring_page + RING_PAGES);
 	KIT_CHECK(!why, "xvdb: %s", why);
 	EXPECT_STATUS(rw(&xvdb, BLKIF_OP_READ, 0, 1, 0, 7, false), BLKIF_RSP_OKAY, "read from the read-only disk");
 	for (unsigned int b = 0; b < 4096; b++)
@@ -345,14 +449,16 @@ static void close_one(struct vbd *v)
 	char path[128];
 	KIT_CHECK(node_write(v->front, "state", "6"), "write state");
 	kit_snprintf(path, sizeof path, "%s/state", v->back);
-	KIT_CHECK(xs_wait(path, "6", 20000), "%s: backend not Closed", v->back);
-	KIT_CHECK(KIT_WAIT_FOR(ungrant(v->ring_ref), 10000), "%s: ring still mapped (flags 0x%x)", v->back, table()[v->ring_ref].flags);
-	xen_evtchn_close(v->port);
+	KIT_CHECK(xs_wait_for(path, "6", 20000, &r), "%s: backend not Closed", v->back);
+	for (int i = 0; i < v->queues << v->order; i++)
+		KIT_CHECK(KIT_WAIT_FOR(ungrant(v->ring_ref + i), 10000), "%s: ring page %d still mapped (flags 0x%x)", v->back, i, table()[v->ring_ref + i].flags);
+	for (int q = 0; q < v->queues; q++)
+		xen_evtchn_close(v->q[q].port);
 }
 
 static void close_case(void)
 {
-	KIT_CHECK(xvda.port && xvdb.port, "not connected");
+	KIT_CHECK(xvda.q[0].port && xvdb.q[0].port, "not connected");
 	close_one(&xvda);
 	close_one(&xvdb);
 }
@@ -371,6 +477,7 @@ void kit_main(void)
 	kit_case("flush", flush_case);
 	kit_case("discard", discard_case);
 	kit_case("indirect", indirect_case);
+	kit_case("queues", queues_case);
 	kit_case("errors", errors_case);
 	kit_case("readonly", readonly_case);
 	kit_case("close", close_case);

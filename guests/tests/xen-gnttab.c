@@ -675,17 +675,6 @@ static void hvm_filtered_case(void)
 
 static struct xs_reply r;
 
-static bool xs_read_is(const char *path, const char *want, uint32_t ms)
-{
-	uint64_t end = rdtsc() + (uint64_t)ms * KIT_TSC_PER_MS;
-	do {
-		if (xs_read(0, path, &r) && !strcmp(r.data, want))
-			return true;
-		kit_delay_ms(5);
-	} while (rdtsc() < end);
-	return false;
-}
-
 #define CONS_REF 30
 #define MARKER "KIT-XEN secondary-console says hello\n"
 #define MARKER_V2 "KIT-XEN secondary-console says hello again, granted in v2\n"
@@ -716,7 +705,7 @@ static const char *console_connect(const char *front, const char *back, evtchn_p
 	if (!xs_write(0, path, "3", &r))
 		return "writing the frontend's state failed";
 	kit_snprintf(path, sizeof path, "%s/state", back);
-	return xs_read_is(path, "4", 20000) ? 0 : "the backend did not connect";
+	return xs_wait_for(path, "4", 20000, &r) ? 0 : "the backend did not connect";
 }
 
 /* The frontend closes; the backend must follow to Closed. */
@@ -727,7 +716,7 @@ static const char *console_close(const char *front, const char *back)
 	if (!xs_write(0, path, "6", &r))
 		return "writing the frontend's state failed";
 	kit_snprintf(path, sizeof path, "%s/state", back);
-	return xs_read_is(path, "6", 20000) ? 0 : "the backend did not go to Closed";
+	return xs_wait_for(path, "6", 20000, &r) ? 0 : "the backend did not go to Closed";
 }
 
 static void secondary_console_case(void)
@@ -741,7 +730,7 @@ static void secondary_console_case(void)
 	KIT_CHECK(xs_read(0, path, &r), "no %s (run with --secondary-consoles 1): %s", path, r.data);
 	KIT_CHECK(!strcmp(r.data, back), "%s is \"%s\", expected \"%s\"", path, r.data, back);
 	kit_snprintf(path, sizeof path, "%s/state", back);
-	KIT_CHECK(xs_read_is(path, "2", 5000), "backend state \"%s\", expected 2 (InitWait)", r.data);
+	KIT_CHECK(xs_wait_for(path, "2", 5000, &r), "backend state \"%s\", expected 2 (InitWait)", r.data);
 
 	memset(cons_page, 0, sizeof cons_page);
 	grant_v1(CONS_REF, GTF_permit_access, 0, (uint32_t)GFN(cons_page));
@@ -802,7 +791,7 @@ static void secondary_console_v2_case(void)
 	kit_snprintf(path, sizeof path, "%s/state", front);
 	KIT_CHECK(xs_write(0, path, "1", &r), "write %s: %s", path, r.data);
 	kit_snprintf(path, sizeof path, "%s/state", back);
-	KIT_CHECK(xs_read_is(path, "2", 20000), "backend state \"%s\", expected 2 (InitWait) again", r.data);
+	KIT_CHECK(xs_wait_for(path, "2", 20000, &r), "backend state \"%s\", expected 2 (InitWait) again", r.data);
 
 	memset(cons_page, 0, sizeof cons_page);
 	volatile grant_entry_v2_t *e = &gt2()[CONS_REF];

@@ -4,10 +4,15 @@
 // which reach xenkvm only through KVM's Xen support (CONFIG_KVM_XEN): `npm test` runs
 // this file where the host's KVM has it, or in the nested VM whose KVM does.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { describe, requireKvm, vcpuExits, xenkvm } from '../guest-runner.js';
-import { BALLOON_MARKER, INIT_MARKER, linuxGuest, TTYS0_MARKER } from '../linux-guest.js';
+import { BALLOON_MARKER, INIT_MARKER, linuxGuest, ROOT_MARKER, rootImage, TTYS0_MARKER } from '../linux-guest.js';
 
 requireKvm();
 
@@ -75,6 +80,28 @@ test("Linux's balloon driver gives back what is above XenStore's memory/target (
   const balloon = balloonOf(r.stdout);
   assert.equal(balloon.current, balloon.target, describe(r));
   assert.ok(balloon.target <= 384 * 1024 && balloon.target > 382 * 1024, describe(r));
+});
+
+test("Debian's cloud kernel on 2 vCPUs with its root filesystem on xvda, an ext4 image through its blkfront (2 queues, 4-page rings, persistent grants): it reads what the host wrote, and the host reads what it wrote", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-linux-root-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const image = join(dir, 'root.img');
+  const data = randomBytes(8 << 20);
+  rootImage(image, 64, data);
+  const r = await xenkvm(['run', '--kernel', guest.vmlinux, '--initrd', guest.initrd, '--memory', '512', '--vcpus', '2', '--cmdline', 'console=hvc0 xenkvm_root=xvda', '--disk', `format=raw, vdev=xvda, access=rw, target=${image}`, '--log-level', 'info'], { timeoutMs: 600_000 });
+  assert.equal(r.status, 0, describe(r));
+  const said = new RegExp(`^${ROOT_MARKER} root=(\\S+) queues=(\\d+) data=(\\w+) written=(\\w+)\\r?$`, 'm').exec(r.stdout);
+  assert.ok(said, describe(r));
+  const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
+  assert.deepEqual(said.slice(1, 4), ['/dev/xvda', '2', md5(data)], describe(r));
+  const connected = r.stderr.split('\n').filter((l) => l.includes('"vbd connected"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(connected.length, 1, describe(r));
+  assert.deepEqual([connected[0].queues, connected[0].ringPages, connected[0].persistent], [2, 4, true], describe(r));
+  // The guest's file, as the image holds it; and the filesystem is clean.
+  const written = execFileSync('debugfs', ['-R', 'cat /written', image], { stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 16 << 20 });
+  assert.equal(written.length, 4 << 20);
+  assert.equal(md5(written), said[4]);
+  execFileSync('e2fsck', ['-fn', image], { stdio: 'pipe' });
 });
 
 /** What /init's balloon line says, in KiB. */

@@ -212,7 +212,7 @@ test('discard frees the range, or is EOPNOTSUPP where not offered', async () => 
   assert.deepEqual(off.responses().map((r) => r[2]), [BLKIF_RSP.EOPNOTSUPP]);
 });
 
-test('indirect requests: segments from a granted page of segments, up to feature-max-indirect-segments', async () => {
+test('indirect requests: segments from a granted page of segments, up to feature-max-indirect-segments, answered as their indirect_op', async () => {
   for (const abi of ['native', 'compat'] as const) {
     const f = frontend(abi, { maxIndirectSegments: 32 });
     const list = f.grant(50, true);
@@ -233,7 +233,7 @@ test('indirect requests: segments from a granted page of segments, up to feature
     f.push(req(2, 33));
     f.push(req(3, 0));
     await f.serve();
-    assert.deepEqual(f.responses().map((r) => [r[0], r[1], r[2]]), [[1, BLKIF_OP.INDIRECT, BLKIF_RSP.OKAY], [2, BLKIF_OP.INDIRECT, BLKIF_RSP.ERROR], [3, BLKIF_OP.INDIRECT, BLKIF_RSP.ERROR]]);
+    assert.deepEqual(f.responses().map((r) => [r[0], r[1], r[2]]), [[1, BLKIF_OP.WRITE, BLKIF_RSP.OKAY], [2, BLKIF_OP.WRITE, BLKIF_RSP.ERROR], [3, BLKIF_OP.WRITE, BLKIF_RSP.ERROR]]);
     for (let i = 0; i < 20; i++) assert.equal(f.d.bytes[i * 4096 + 17], i + 1, `${abi} segment ${i}`);
   }
 });

@@ -130,6 +130,8 @@ export class BlockQueue {
 
   private start(bytes: Uint8Array): void {
     const operation = bytes[0];
+    // An indirect request is answered as its operation, as blkback answers it and blkfront checks.
+    const answeredAs = operation === BLKIF_OP.INDIRECT ? this.indirectDef.decode(bytes).indirect_op : operation;
     const id = this.request.decode(bytes).id;
     const ordered = operation === BLKIF_OP.FLUSH_DISKCACHE || operation === BLKIF_OP.WRITE_BARRIER;
     const before = ordered ? Promise.all([...this.running]) : this.barrier;
@@ -147,7 +149,7 @@ export class BlockQueue {
           this.guestLog.error('blkif-io', { device: this.name, operation, err: (e as Error)?.message ?? String(e) }, 'block request failed on the host');
         }
       }
-      this.answer(id, operation, status);
+      this.answer(id, answeredAs, status);
     })();
     const tracked = work.finally(() => this.running.delete(tracked));
     this.running.add(tracked);

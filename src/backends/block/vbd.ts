@@ -6,7 +6,7 @@
 // (block-thread.ts) takes the rings over. Disconnecting stops that thread,
 // which answers what is in flight and lets go of every grant first.
 import { Worker } from 'node:worker_threads';
-import type { RateLimitedLog } from '../../common/log.js';
+import { log, type RateLimitedLog } from '../../common/log.js';
 import type { BackendThreadInit } from '../../machine/backend-thread.js';
 import { VDISK } from '../../xen/abi/blkif.js';
 import type { Abi } from '../../xen/abi/layout.js';
@@ -108,6 +108,7 @@ export class VirtualBlockDevice implements DeviceHooks {
       maxPersistentGrants: BLOCK_LIMITS.maxPersistentGrants,
       queues: queues.map((q, i) => ({ ringRefs: q.ringRefs, backendPort: channels[i].backendPort, guestPort: channels[i].guestPort })),
     };
+    log('block').info({ device: device.backend, abi, queues: queueCount, ringPages: 2 ** order, persistent: init.persistent }, 'vbd connected');
     const worker = new Worker(new URL('./block-thread.js', import.meta.url), { workerData: init });
     this.worker = worker;
     worker.on('message', (m: BlockThreadMessage) => {
