@@ -87,7 +87,7 @@ export function rootImage(path: string, sizeMiB: number, data: Buffer): void {
     chmodSync(join(tree, 'bin', 'busybox'), 0o755);
     writeFileSync(join(tree, 'sbin', 'init'), ROOT_INIT, { mode: 0o755 });
     writeFileSync(join(tree, 'data'), data);
-    run('mke2fs', ['-q', '-F', '-t', 'ext4', '-d', tree, path, `${sizeMiB}M`]);
+    run('/usr/sbin/mke2fs', ['-q', '-F', '-t', 'ext4', '-d', tree, path, `${sizeMiB}M`]);
   } finally {
     rmSync(tree, { recursive: true, force: true });
   }

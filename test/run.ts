@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { hostKvmInterceptsXenHypercalls, hostKvmIsPvm, KVM_DEVICE, PVM_LIMITS } from '../src/kvm/system.js';
 import { BOOT_TIMEOUT_REPORT_PREFIX, NestedVm, shellStatus } from '../src/nested/vm.js';
 import type { TestCounts } from './count-reporter.js';
+import { grubPvh } from './grub-guest.js';
 import { linuxGuest } from './linux-guest.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '');
@@ -142,12 +143,19 @@ async function main(args: string[]): Promise<number> {
   rmSync(countsDir, { recursive: true, force: true });
   mkdirSync(countsDir, { recursive: true });
   const runs: [where: string, counts: TestCounts][] = [];
-  // Built here: the nested VM has no network to fetch Debian's kernel. Where this fails, so do the tests, saying why.
+  // Built here: the nested VM has no network to fetch Debian's packages. Where this fails, so do the tests, saying why.
   if (files.some(needsKvmXen)) {
     try {
       linuxGuest(root);
     } catch (e) {
       process.stderr.write(`test: cannot build the Linux test guest: ${(e as Error).message}\n`);
+    }
+  }
+  if (files.some((f) => relative(dist, f) === join('test', 'integration', 'block.test.js'))) {
+    try {
+      grubPvh(root);
+    } catch (e) {
+      process.stderr.write(`test: cannot fetch Debian's PVH GRUB: ${(e as Error).message}\n`);
     }
   }
   const notHere = files.some(needsKvm) ? whyNotHere() : null;

@@ -91,6 +91,12 @@ export function downloadKernelPackage(dir: string, metaPackage: string): string 
     name = dependsOn();
   }
   if (!name) throw new NestedUnavailableError(`cannot find Debian's ${metaPackage} package: run apt-get update, then try again`);
+  return downloadPackage(dir, name);
+}
+
+/** Fetches Debian's package `name` into `dir` with `apt-get download`; its path. */
+export function downloadPackage(dir: string, name: string): string {
+  requireTool('/usr/bin/apt-get', 'apt');
   const tmp = mkdtempSync(join(dir, 'download-'));
   try {
     run('apt-get', ['download', '-qq', name], { cwd: tmp });

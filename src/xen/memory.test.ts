@@ -11,7 +11,7 @@ import { FakeKvm } from '../memory/fake-kvm.js';
 import { MemoryMap } from '../memory/memory-map.js';
 import { HYPERCALL } from './abi/hypercalls.js';
 import type { Abi } from './abi/layout.js';
-import { XENMAPSPACE, XENMEM } from './abi/memory.js';
+import { E820_MAX, e820Entry, XENMAPSPACE, XENMEM } from './abi/memory.js';
 import { sharedInfoLayout } from './abi/shared-info.js';
 import { DOMID } from './abi/xen.js';
 import { DomainState } from './domain-state.js';
@@ -35,9 +35,9 @@ const STORE_FRAME = 0x1fe;
 const STORE_PAGE = 1;
 const BOOT_WALL = 1_700_000_123_456_789_012n;
 const E820 = [
-  { addr: 0, size: 0x9_f000, type: 1 },
-  { addr: 0x9_f000, size: 0x1000, type: 2 },
-  { addr: 0x10_0000, size: 0x10_0000, type: 1 },
+  { addr: 0n, size: 0x9_f000n, type: 1 },
+  { addr: 0x9_f000n, size: 0x1000n, type: 2 },
+  { addr: 0x10_0000n, size: 0x10_0000n, type: 1 },
 ];
 
 function setup(t: { after(fn: () => void): void }, guestBytes = 0x4000) {
@@ -363,7 +363,7 @@ for (const abi of ['native', 'compat'] as Abi[]) {
     const entries = (n: number) =>
       Array.from({ length: n }, (_, i) => {
         const v = guest.view(BUF + BigInt(i * 20));
-        return { addr: Number(v.getBigUint64(0, true)), size: Number(v.getBigUint64(8, true)), type: v.getUint32(16, true) };
+        return { addr: v.getBigUint64(0, true), size: v.getBigUint64(8, true), type: v.getUint32(16, true) };
       });
     for (const nr of [0, 1, 2, 3, 4, 128]) {
       guest.bytes.fill(0xcc, 0x1000, 0x2000);
@@ -381,6 +381,54 @@ test('memory_map: a bad buffer is -EFAULT', (t) => {
   const { call, guest } = setup(t);
   putMemoryMap(guest, 'native', 3, 0xdead_0000n);
   assert.equal(call('native', XENMEM.memory_map), -14n);
+});
+
+/** xen_foreign_memory_map: domid, then the xen_memory_map at its alignment. */
+function putForeignMemoryMap(g: FakeGuest, abi: Abi, domid: number, nr: number, buffer: bigint) {
+  const v = g.view(ARG);
+  v.setUint16(0, domid, true);
+  const map = abi === 'native' ? 8 : 4;
+  v.setUint32(map, nr, true);
+  if (abi === 'native') v.setBigUint64(map + 8, buffer, true);
+  else v.setUint32(map + 4, Number(buffer), true);
+}
+
+for (const abi of ['native', 'compat'] as Abi[]) {
+  test(`set_memory_map (${abi}): a domain sets its own map, which memory_map returns from then on; an empty one makes memory_map -ENOSYS`, (t) => {
+    const { call, guest } = setup(t, 0x8000);
+    const BUF = ARG + 0x1000n;
+    const mine = [
+      { addr: 0n, size: 0xa_0000n, type: 1 },
+      { addr: 0xffff_ffff_ffff_f000n, size: 0x1000n, type: 2 },
+    ];
+    mine.forEach((e, i) => guest.bytes.set(e820Entry.native.encode(e), 0x1000 + i * 20));
+    putForeignMemoryMap(guest, abi, DOMID.SELF, mine.length, BUF);
+    assert.equal(call(abi, XENMEM.set_memory_map), 0n);
+    guest.bytes.fill(0, 0x1000, 0x2000);
+    putMemoryMap(guest, abi, 8, BUF);
+    assert.equal(call(abi, XENMEM.memory_map), 0n);
+    assert.equal(guest.view(ARG).getUint32(0, true), 2);
+    assert.deepEqual([0, 1].map((i) => e820Entry.native.decode(guest.bytes.subarray(0x1000 + i * 20, 0x1000 + (i + 1) * 20))), mine);
+    putForeignMemoryMap(guest, abi, DOMID_OWN, 0, BUF);
+    assert.equal(call(abi, XENMEM.set_memory_map), 0n);
+    putMemoryMap(guest, abi, 8, BUF);
+    assert.equal(call(abi, XENMEM.memory_map), -38n);
+  });
+}
+
+test('set_memory_map: more than E820MAX entries is -EINVAL, another domain -ESRCH, a bad buffer -EFAULT; the map is kept', (t) => {
+  const { call, guest } = setup(t);
+  const BUF = ARG + 0x1000n;
+  putForeignMemoryMap(guest, 'native', DOMID.SELF, E820_MAX + 1, BUF);
+  assert.equal(call('native', XENMEM.set_memory_map), BigInt(-XEN_ERRNO.EINVAL));
+  putForeignMemoryMap(guest, 'native', DOMID_OWN + 1, 1, BUF);
+  assert.equal(call('native', XENMEM.set_memory_map), BigInt(-XEN_ERRNO.ESRCH));
+  putForeignMemoryMap(guest, 'native', DOMID.SELF, 1, 0xdead_0000n);
+  assert.equal(call('native', XENMEM.set_memory_map), -14n);
+  assert.equal(call('native', XENMEM.set_memory_map, 0xdead_0000n), -14n);
+  putMemoryMap(guest, 'native', 8, BUF);
+  assert.equal(call('native', XENMEM.memory_map), 0n);
+  assert.equal(guest.view(ARG).getUint32(0, true), E820.length);
 });
 
 // ---- reservations and the rest ---------------------------------------------

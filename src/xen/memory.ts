@@ -10,7 +10,7 @@ import { OverlayPlacementError, type MemoryMap } from '../memory/memory-map.js';
 import { XEN_ERRNO } from './abi/errno.js';
 import { HYPERCALL } from './abi/hypercalls.js';
 import { nameOf, type Abi } from './abi/layout.js';
-import { e820Entry, MEMOP_CMD_MASK, MEMOP_EXTENT_SHIFT, XENMAPSPACE, XENMEM, XENMEMF, xenAddToPhysmap, xenAddToPhysmapBatch, xenmemfGetAddressBits, xenMemoryMap, xenMemoryReservation } from './abi/memory.js';
+import { E820_MAX, e820Entry, MEMOP_CMD_MASK, MEMOP_EXTENT_SHIFT, XENMAPSPACE, XENMEM, XENMEMF, xenAddToPhysmap, xenAddToPhysmapBatch, xenmemfGetAddressBits, xenForeignMemoryMap, xenMemoryMap, xenMemoryReservation } from './abi/memory.js';
 import { DOMID } from './abi/xen.js';
 import type { DomainState } from './domain-state.js';
 import { NotImplementedError, XenError } from './errors.js';
@@ -20,6 +20,13 @@ import { served, subOpRoute, type ServedOps } from './routes.js';
 import { grantFramePage, type GnttabDomain } from './gnttab/ops.js';
 import { SHARED_INFO_PAGE, writeWallclock } from './shared-info.js';
 
+/** An e820 entry as the guest gave it: any 64-bit values. */
+export interface E820Entry {
+  addr: bigint;
+  size: bigint;
+  type: number;
+}
+
 export interface MemoryOpDomain {
   domid: number;
   memoryMap: MemoryMap;
@@ -27,8 +34,8 @@ export interface MemoryOpDomain {
   /** The shared_info page itself. */
   sharedInfo: Uint8Array;
   bootWallNs: bigint;
-  /** The guest's e820, as XENMEM_memory_map returns it. */
-  e820: readonly { addr: number; size: number; type: number }[];
+  /** The guest's e820, as XENMEM_memory_map returns it; XENMEM_set_memory_map replaces it. */
+  e820: readonly E820Entry[];
   reservation: Reservation;
   /** For what the guest causes, which it could repeat without end. */
   guestLog: RateLimitedLog;
@@ -135,12 +142,28 @@ function addToPhysmapBatch(ctx: HypercallContext, domain: MemoryOpDomain, arg: b
 function memoryMap(ctx: HypercallContext, domain: MemoryOpDomain, arg: bigint): number {
   const def = xenMemoryMap[ctx.abi];
   const m = readArg(ctx, def, arg);
+  // Xen's answer to a domain whose map was set empty.
+  if (domain.e820.length === 0) throw new XenError(XEN_ERRNO.ENOSYS);
   const n = Math.min(m.nr_entries, domain.e820.length);
   const entry = e820Entry.native; // packed, the same in both ABIs
   const out = new Uint8Array(n * entry.size);
-  domain.e820.slice(0, n).forEach((e, i) => out.set(entry.encode({ addr: BigInt(e.addr), size: BigInt(e.size), type: e.type }), i * entry.size));
+  domain.e820.slice(0, n).forEach((e, i) => out.set(entry.encode(e), i * entry.size));
   ctx.guest.write(BigInt(m.buffer), out);
   writeArgU32(ctx, arg + BigInt(def.offsets.nr_entries), n);
+  return 0;
+}
+
+/**
+ * A domain may set its own map (Xen's XSM_TARGET lets the target itself), which XENMEM_memory_map
+ * then returns: GRUB marks the pages it used as reserved for the kernel it boots.
+ */
+function setMemoryMap(ctx: HypercallContext, domain: MemoryOpDomain, arg: bigint): number {
+  const f = readArg(ctx, xenForeignMemoryMap[ctx.abi], arg);
+  if (f.map.nr_entries > E820_MAX) throw new XenError(XEN_ERRNO.EINVAL);
+  checkSelf(f.domid, domain.domid);
+  const entry = e820Entry.native;
+  const bytes = ctx.guest.read(BigInt(f.map.buffer), f.map.nr_entries * entry.size);
+  domain.e820 = Array.from({ length: f.map.nr_entries }, (_, i) => entry.decode(bytes.subarray(i * entry.size, (i + 1) * entry.size)));
   return 0;
 }
 
@@ -229,7 +252,7 @@ function reservationQuery(ctx: HypercallContext, domain: MemoryOpDomain, cmd: bi
 }
 
 export const MEMORY_OP_ROUTE = subOpRoute(HYPERCALL.memory_op, (args) => Number(args[0] & MEMOP_CMD_MASK), 'XENMEM_', XENMEM, {
-  add_to_physmap: 'main', add_to_physmap_batch: 'main', memory_map: 'main', current_reservation: 'main', maximum_reservation: 'main',
+  add_to_physmap: 'main', add_to_physmap_batch: 'main', memory_map: 'main', set_memory_map: 'main', current_reservation: 'main', maximum_reservation: 'main',
   maximum_gpfn: 'main', maximum_ram_page: 'main', increase_reservation: 'main', decrease_reservation: 'main', populate_physmap: 'main',
 });
 
@@ -239,6 +262,7 @@ export function memoryOps(domain: MemoryOpDomain): ServedOps {
     add_to_physmap: (ctx, [, arg]) => addToPhysmap(ctx, domain, arg),
     add_to_physmap_batch: (ctx, [, arg]) => addToPhysmapBatch(ctx, domain, arg),
     memory_map: (ctx, [, arg]) => memoryMap(ctx, domain, arg),
+    set_memory_map: (ctx, [, arg]) => setMemoryMap(ctx, domain, arg),
     current_reservation: (ctx, [cmd, arg]) => reservationQuery(ctx, domain, cmd, arg, (r) => r.totPages),
     maximum_reservation: (ctx, [cmd, arg]) => reservationQuery(ctx, domain, cmd, arg, (r) => r.maxPages),
     maximum_gpfn: (ctx, [cmd, arg]) => reservationQuery(ctx, domain, cmd, arg, (r) => r.maximumGpfn),

@@ -84,7 +84,7 @@ export class XenVmm {
       state,
       sharedInfo,
       bootWallNs: config.bootWallNs,
-      e820,
+      e820: e820.map((e) => ({ addr: BigInt(e.addr), size: BigInt(e.size), type: e.type })),
       reservation,
       systemTime: systemTimeClock(config.bootMonotonicNs),
       guestLog,

@@ -3,12 +3,16 @@
 // writes its own pattern, flushes, discards, and hits the backend with
 // malformed requests, on 2 queues of 2-page rings; the image is checked on the
 // host afterwards. Run on both kernels in the nested VM, on 1 and 2 vCPUs.
+// And Debian's PVH GRUB finds its grub.cfg on an ext2 disk through its own
+// blkfront and reads a file from it.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { assertKitPassed, describe, requireKvm, runGuest } from '../guest-runner.js';
+import { grubPvh } from '../grub-guest.js';
+import { assertKitPassed, describe, requireKvm, root, runGuest, xenkvm } from '../guest-runner.js';
 
 requireKvm();
 
@@ -53,3 +57,18 @@ for (const vcpus of [1, 2]) {
     assert.ok(holds(readFileSync(readOnly), 0, 64, hostPattern), 'the read-only disk is unchanged');
   });
 }
+
+test("Debian's PVH GRUB (grub-xen-host) finds /boot/grub/grub.cfg on an ext2 disk through its blkfront, runs it, reads a file from the disk and powers off", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-grub-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const tree = join(dir, 'tree');
+  mkdirSync(join(tree, 'boot', 'grub'), { recursive: true });
+  writeFileSync(join(tree, 'boot', 'grub', 'grub.cfg'), 'echo "XENKVM-GRUB found its configuration on ${root}"\ncat /hello.txt\nhalt\n');
+  writeFileSync(join(tree, 'hello.txt'), 'XENKVM-GRUB read this from the disk\n');
+  const disk = join(dir, 'boot.img');
+  execFileSync('/usr/sbin/mke2fs', ['-q', '-F', '-t', 'ext2', '-d', tree, disk, '8M'], { stdio: 'pipe' });
+  const r = await xenkvm(['run', '--kernel', grubPvh(root.replace(/\/$/, '')), '--memory', '128', '--disk', `${disk},raw,xvda,rw`]);
+  assert.equal(r.status, 0, describe(r));
+  assert.match(r.stdout, /XENKVM-GRUB found its configuration on xen\/xvda/, describe(r));
+  assert.match(r.stdout, /XENKVM-GRUB read this from the disk/, describe(r));
+});

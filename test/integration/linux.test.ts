@@ -98,10 +98,10 @@ test("Debian's cloud kernel on 2 vCPUs with its root filesystem on xvda, an ext4
   assert.equal(connected.length, 1, describe(r));
   assert.deepEqual([connected[0].queues, connected[0].ringPages, connected[0].persistent], [2, 4, true], describe(r));
   // The guest's file, as the image holds it; and the filesystem is clean.
-  const written = execFileSync('debugfs', ['-R', 'cat /written', image], { stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 16 << 20 });
+  const written = execFileSync('/usr/sbin/debugfs', ['-R', 'cat /written', image], { stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 16 << 20 });
   assert.equal(written.length, 4 << 20);
   assert.equal(md5(written), said[4]);
-  execFileSync('e2fsck', ['-fn', image], { stdio: 'pipe' });
+  execFileSync('/usr/sbin/e2fsck', ['-fn', image], { stdio: 'pipe' });
 });
 
 /** What /init's balloon line says, in KiB. */

@@ -354,7 +354,7 @@ const cExpr: Record<string, string | PerAbi<string>> = {
 
 /** Facts the headers state only in comments, or Xen-internal conventions: pinned by their own definitions. */
 const notInHeaders = new Set([
-  'XEN_CPUID_LEAF', 'XEN_CPUID_TIME_FLAG', 'XEN_CPUID_TSC_MODE', 'E820_TYPE',
+  'XEN_CPUID_LEAF', 'XEN_CPUID_TIME_FLAG', 'XEN_CPUID_TSC_MODE', 'E820_TYPE', 'E820_MAX',
   'HYPERCALL_ENTRY_SIZE', 'HYPERCALL_PAGE_ENTRIES', 'e820Entry', 'DM_OP_MAX_BUFS', 'MEMOP_EXTENT_SHIFT', 'MEMOP_CMD_MASK',
 ]);
 

@@ -153,3 +153,5 @@ export const xenMemAcquireResource = { native: defAcquireResource('native'), com
 const e820 = struct('e820entry', { addr: 'u64', size: 'u64', type: 'u32' }, { packed: true });
 export const e820Entry = { native: e820, compat: e820 } as const;
 export const E820_TYPE = { ram: 1, reserved: 2, acpi: 3, nvs: 4, unusable: 5 } as const;
+/** The most entries XENMEM_set_memory_map takes (Xen's E820MAX). */
+export const E820_MAX = 1024;
