@@ -55,6 +55,7 @@ import {
 import { Command, RekickTimer, VcpuControl, VcpuState } from './vcpu-control.js';
 import type { BackendThreadInit } from './backend-thread.js';
 import { closeRawDisk, DiskError, openRawDisk, type RawDiskHandle } from '../backends/block/disk.js';
+import { exportImage } from '../backends/block/qemu-export.js';
 import { DiskSpecError, parseDiskSpec, type DiskSpec } from '../backends/block/disk-spec.js';
 import { GrantTable } from '../xen/gnttab/table.js';
 import type { VcpuMessage, VcpuThreadInit } from './vcpu-thread.js';
@@ -152,11 +153,16 @@ function openDisks(texts: readonly string[], resources: Resources): { spec: Disk
   });
   for (const [i, d] of disks.entries()) {
     if (disks.findIndex((o) => o.devid === d.devid) !== i) throw new ConfigError(`two disks are ${d.vdev}: each needs its own vdev`);
-    if (d.format !== 'raw') throw new ConfigError(`disk ${d.vdev}: format ${d.format} is not served yet (raw is)`);
   }
   return disks.map((spec) => {
     try {
-      const image = openRawDisk(spec.target, spec.readOnly, spec.discard);
+      let path = spec.target;
+      if (spec.format !== 'raw') {
+        const served = exportImage({ ...spec, format: spec.format });
+        resources.add(() => served.stop());
+        path = served.path;
+      }
+      const image = openRawDisk(path, spec.readOnly, spec.discard);
       resources.add(() => closeRawDisk(image));
       return { spec, image };
     } catch (e) {

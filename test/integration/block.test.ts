@@ -36,6 +36,19 @@ function holds(bytes: Buffer, first: number, count: number, pattern: (sector: nu
   return true;
 }
 
+/** What the kit's frontend leaves in xvda's image (`after`, its raw bytes); discarded sectors read as zeros where `discardZeroes`. */
+function assertImageAfterKit(after: Buffer, discardZeroes: boolean, r: Parameters<typeof describe>[0]): void {
+  assert.ok(holds(after, 0, 64, hostPattern), 'untouched sectors keep the host\'s pattern');
+  assert.ok(holds(after, 64, 64, guestPattern), 'the write case\'s sectors');
+  assert.ok(holds(after, 200, 8, guestPattern), 'the barrier write\'s page');
+  if (discardZeroes) assert.ok(after.subarray(256 * 512, 264 * 512).every((b) => b === 0), 'the discarded sectors');
+  assert.ok(holds(after, 264, 248, hostPattern));
+  assert.ok(holds(after, 512, 256, guestPattern), 'the indirect write\'s 32 pages');
+  assert.ok(holds(after, 768, 256, hostPattern));
+  assert.ok(holds(after, 1024, 64, guestPattern), 'what queue 1 wrote');
+  assert.ok(holds(after, 1088, SECTORS - 1088, hostPattern), describe(r));
+}
+
 for (const vcpus of [1, 2]) {
   test(`a PV disk from a raw image on ${vcpus} vCPU${vcpus > 1 ? 's' : ''}: the kit's frontend reads, writes, flushes, discards and is refused what it may not do; the image holds what it wrote`, async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'xenkvm-block-'));
@@ -44,19 +57,29 @@ for (const vcpus of [1, 2]) {
     const readOnly = image(dir, 'xvdb.img', 64);
     const r = await runGuest('xen-blkfront', { vcpus, cmdline: `sectors=${SECTORS}`, args: ['--disk', `format=raw, vdev=xvda, access=rw, target=${disk}`, '--disk', `${readOnly},raw,xvdb,ro`] });
     assertKitPassed(r, CASES);
-    const after = readFileSync(disk);
-    assert.ok(holds(after, 0, 64, hostPattern), 'untouched sectors keep the host\'s pattern');
-    assert.ok(holds(after, 64, 64, guestPattern), 'the write case\'s sectors');
-    assert.ok(holds(after, 200, 8, guestPattern), 'the barrier write\'s page');
-    assert.ok(after.subarray(256 * 512, 264 * 512).every((b) => b === 0), 'the discarded sectors');
-    assert.ok(holds(after, 264, 248, hostPattern));
-    assert.ok(holds(after, 512, 256, guestPattern), 'the indirect write\'s 32 pages');
-    assert.ok(holds(after, 768, 256, hostPattern));
-    assert.ok(holds(after, 1024, 64, guestPattern), 'what queue 1 wrote');
-    assert.ok(holds(after, 1088, SECTORS - 1088, hostPattern), describe(r));
+    assertImageAfterKit(readFileSync(disk), true, r);
     assert.ok(holds(readFileSync(readOnly), 0, 64, hostPattern), 'the read-only disk is unchanged');
   });
 }
+
+test("PV disks from qcow2 images (QEMU's storage daemon serves them): the kit's frontend on 2 vCPUs; the images hold what it wrote, the read-only one nothing", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-block-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const qcow2 = (raw: string) => {
+    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, `${raw}.qcow2`]);
+    return `${raw}.qcow2`;
+  };
+  const asRaw = (image: string) => {
+    execFileSync('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', image, `${image}.raw`]);
+    return readFileSync(`${image}.raw`);
+  };
+  const disk = qcow2(image(dir, 'xvda.img', SECTORS));
+  const readOnly = qcow2(image(dir, 'xvdb.img', 64));
+  const r = await runGuest('xen-blkfront', { vcpus: 2, cmdline: `sectors=${SECTORS} discard-zeroes=0`, args: ['--disk', `format=qcow2, vdev=xvda, access=rw, target=${disk}`, '--disk', `${readOnly},qcow2,xvdb,ro`] });
+  assertKitPassed(r, CASES);
+  assertImageAfterKit(asRaw(disk), false, r);
+  assert.ok(holds(asRaw(readOnly), 0, 64, hostPattern), 'the read-only disk is unchanged');
+});
 
 test("Debian's PVH GRUB (grub-xen-host) finds /boot/grub/grub.cfg on an ext2 disk through its blkfront, runs it, reads a file from the disk and powers off", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'xenkvm-grub-'));

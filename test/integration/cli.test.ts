@@ -66,7 +66,7 @@ test('disks that cannot be used are one clear error each', async () => {
   assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--disk', 'vdev=xvda,target=/nonexistent/disk.img']), /^xenkvm: cannot open disk image \/nonexistent\/disk.img: ENOENT$/m);
   assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--disk', '/dev/null,,vda']), /"vda" is not a virtual device name/);
   assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--disk', 'target=/dev/null']), /has no vdev/);
-  assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--disk', 'format=qcow2,vdev=xvda,target=/dev/null']), /format qcow2 is not served yet/);
+  assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--disk', `format=qcow2,vdev=xvda,target=${kernel}`]), /^xenkvm: disk xvda: cannot open \S+hello32.elf as qcow2: Image is not in qcow2 format$/m);
   assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--disk', 'vdev=xvda,target=/dev/null']), /neither a regular file nor a block device/);
   assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--disk', 'vdev=xvda,target=/dev/null', '--disk', 'vdev=xvda,target=/dev/zero']), /two disks are xvda/);
 });
