@@ -8,7 +8,9 @@
  * cmdline: sectors=<n> (xvda's size in 512-byte sectors, required),
  * gfn-high=<gfn> (default 0xf0000: where the grant table's frame goes),
  * discard-zeroes=0 (discarded sectors need not read back as zeros: blkif
- * leaves them undefined, and a qcow2 image keeps a part of a cluster).
+ * leaves them undefined, and a qcow2 image keeps a part of a cluster),
+ * large-sectors=1 (xvdc, devid 51744, is a disk of 4096-byte logical
+ * sectors, filled by the host with the same pattern: run sector4k).
  * Cases: probe (the backend's nodes), connect (rings and channels published,
  * Connected), read (host's pattern read back, 11 segments, partial pages),
  * write (the guest's pattern at sectors 64..), flush, discard (sectors 256..263
@@ -17,7 +19,8 @@
  * queue 0, then read back), errors (a ref not granted, sectors past the end, a
  * segment past its page, an unknown operation: BLKIF_RSP_ERROR or EOPNOTSUPP),
  * readonly (xvdb: reads work, writes BLKIF_RSP_ERROR), close (Closed, every
- * grant let go). */
+ * grant let go), sector4k (xvdc: sector-size 4096; whole 4 KiB sectors read
+ * and written at sector 16, anything not aligned to them BLKIF_RSP_ERROR). */
 #include "../kit/kit.h"
 #include "../common/xenstore.h"
 
@@ -29,6 +32,7 @@
 
 #define XVDA 51712
 #define XVDB 51728
+#define XVDC 51744
 #define DATA_PAGES 40
 #define MAX_QUEUES 2
 #define XVDA_QUEUES 2
@@ -36,15 +40,17 @@
 #define RING_PAGES (XVDA_QUEUES << XVDA_RING_ORDER)
 #define REF_RING 8 /* xvda's ring pages, then xvdb's */
 #define REF_INDIRECT (REF_RING + RING_PAGES + 1)
+#define REF_RING_XVDC (REF_INDIRECT + 1)
 #define REF_DATA 16
 
 static uint64_t gfn_high = 0xf0000;
 static uint64_t sectors;
 static uint64_t discard_zeroes = 1;
+static uint64_t large_sectors;
 static long domid;
 static struct xs_reply r;
 
-static uint8_t ring_page[RING_PAGES + 1][4096] __attribute__((aligned(4096)));
+static uint8_t ring_page[RING_PAGES + 2][4096] __attribute__((aligned(4096)));
 static uint8_t indirect_page[4096] __attribute__((aligned(4096)));
 static uint8_t data[DATA_PAGES][4096] __attribute__((aligned(4096)));
 
@@ -87,6 +93,7 @@ struct vbd {
 };
 static struct vbd xvda = { .devid = XVDA, .queues = XVDA_QUEUES, .order = XVDA_RING_ORDER, .ring_ref = REF_RING };
 static struct vbd xvdb = { .devid = XVDB, .queues = 1, .ring_ref = REF_RING + RING_PAGES };
+static struct vbd xvdc = { .devid = XVDC, .queues = 1, .ring_ref = REF_RING_XVDC };
 
 static bool node_write(const char *dir, const char *key, const char *value)
 {
@@ -466,10 +473,33 @@ static void close_case(void)
 	close_one(&xvdb);
 }
 
+static void sector4k_case(void)
+{
+	const char *why = vbd_connect(&xvdc, ring_page + RING_PAGES + 1);
+	KIT_CHECK(!why, "xvdc: %s", why);
+	KIT_CHECK(node_read(xvdc.back, "sector-size") && !strcmp(r.data, "4096"), "sector-size %s", r.data);
+	memset(data, 0, 4096);
+	EXPECT_STATUS(rw(&xvdc, BLKIF_OP_READ, 8, 1, 0, 7, false), BLKIF_RSP_OKAY, "read the 4 KiB sector at 8");
+	for (unsigned int b = 0; b < 4096; b++)
+		KIT_CHECK(data[0][b] == pattern(8 + b / 512, b % 512), "xvdc byte %u", b);
+	for (unsigned int b = 0; b < 4096; b++)
+		data[0][b] = guest_pattern(16 + b / 512, b % 512);
+	EXPECT_STATUS(rw(&xvdc, BLKIF_OP_WRITE, 16, 1, 0, 7, true), BLKIF_RSP_OKAY, "write the 4 KiB sector at 16");
+	memset(data, 0, 4096);
+	EXPECT_STATUS(rw(&xvdc, BLKIF_OP_READ, 16, 1, 0, 7, false), BLKIF_RSP_OKAY, "read it back");
+	for (unsigned int b = 0; b < 4096; b++)
+		KIT_CHECK(data[0][b] == guest_pattern(16 + b / 512, b % 512), "xvdc byte %u read back", b);
+	EXPECT_STATUS(rw(&xvdc, BLKIF_OP_READ, 9, 1, 0, 7, false), BLKIF_RSP_ERROR, "a read from sector 9");
+	EXPECT_STATUS(rw(&xvdc, BLKIF_OP_READ, 8, 1, 0, 3, false), BLKIF_RSP_ERROR, "a read of half a sector");
+	EXPECT_STATUS(rw(&xvdc, BLKIF_OP_WRITE, 24, 1, 4, 7, true), BLKIF_RSP_ERROR, "a write of half a sector");
+	close_one(&xvdc);
+}
+
 void kit_main(void)
 {
 	kit_cmdline_u64("gfn-high", &gfn_high);
 	kit_cmdline_u64("discard-zeroes", &discard_zeroes);
+	kit_cmdline_u64("large-sectors", &large_sectors);
 	if (!kit_cmdline_u64("sectors", &sectors))
 		kit_abort("no sectors= on the command line");
 	xen_require();
@@ -485,4 +515,6 @@ void kit_main(void)
 	kit_case("errors", errors_case);
 	kit_case("readonly", readonly_case);
 	kit_case("close", close_case);
+	if (large_sectors)
+		kit_case("sector4k", sector4k_case);
 }

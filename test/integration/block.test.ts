@@ -2,8 +2,9 @@
 // (guests/tests/xen-blkfront.c) reads what the host wrote into a raw image,
 // writes its own pattern, flushes, discards, and hits the backend with
 // malformed requests, on 2 queues of 2-page rings; the image is checked on the
-// host afterwards. Run on both kernels in the nested VM, on 1 and 2 vCPUs.
-// And Debian's PVH GRUB finds its grub.cfg on an ext2 disk through its own
+// host afterwards. Run on both kernels in the nested VM, on 1 and 2 vCPUs;
+// again with a loop device of 4096-byte sectors, and with qcow2 images. And
+// Debian's PVH GRUB finds its grub.cfg on an ext2 disk through its own
 // blkfront and reads a file from it.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -61,6 +62,28 @@ for (const vcpus of [1, 2]) {
     assert.ok(holds(readFileSync(readOnly), 0, 64, hostPattern), 'the read-only disk is unchanged');
   });
 }
+
+test('a PV disk from a block device of 4096-byte logical sectors (a loop device; needs root): whole sectors read and written, anything else refused', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-block-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = image(dir, 'xvdc.img', 1024);
+  const loop = execFileSync('losetup', ['--find', '--show', '--sector-size', '4096', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  let attached = true;
+  const detach = () => {
+    if (attached) execFileSync('losetup', ['--detach', loop]);
+    attached = false;
+  };
+  t.after(detach);
+  const r = await runGuest('xen-blkfront', {
+    cmdline: `sectors=${SECTORS} large-sectors=1`,
+    args: ['--disk', `${image(dir, 'xvda.img', SECTORS)},raw,xvda`, '--disk', `${image(dir, 'xvdb.img', 64)},raw,xvdb,ro`, '--disk', `${loop},raw,xvdc`],
+  });
+  assertKitPassed(r, [...CASES, 'sector4k']);
+  detach();
+  const after = readFileSync(file);
+  assert.ok(holds(after, 0, 16, hostPattern) && holds(after, 24, 1000, hostPattern), 'only sectors 16..23 written');
+  assert.ok(holds(after, 16, 8, guestPattern), describe(r));
+});
 
 test("PV disks from qcow2 images (QEMU's storage daemon serves them): the kit's frontend on 2 vCPUs; the images hold what it wrote, the read-only one nothing", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'xenkvm-block-'));
