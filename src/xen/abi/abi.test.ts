@@ -205,6 +205,11 @@ const pinned: Record<string, PerAbi<string>> = {
   },
   blkifRequestSegment: { native: '8/4: gref@0 first_sect@4 last_sect@5', compat: '8/4: gref@0 first_sect@4 last_sect@5' },
   blkifResponse: { native: '16/8: id@0 operation@8 status@10', compat: '12/4: id@0 operation@8 status@10' },
+  netifTxRequest: { native: '12/4: gref@0 offset@4 flags@6 id@8 size@10', compat: '12/4: gref@0 offset@4 flags@6 id@8 size@10' },
+  netifTxResponse: { native: '4/2: id@0 status@2', compat: '4/2: id@0 status@2' },
+  netifRxRequest: { native: '8/4: id@0 pad@2 gref@4', compat: '8/4: id@0 pad@2 gref@4' },
+  netifRxResponse: { native: '8/2: id@0 offset@2 flags@4 status@6', compat: '8/2: id@0 offset@2 flags@4 status@6' },
+  netifExtraInfo: { native: '8/2: type@0 flags@1 u@2', compat: '8/2: type@0 flags@1 u@2' },
 };
 
 function describe(def: AnyDef): string {
@@ -324,6 +329,12 @@ const prefix: Record<string, string> = {
   BLKIF_OP: 'BLKIF_OP_',
   BLKIF_RSP: 'BLKIF_RSP_',
   VDISK: 'VDISK_',
+  NETTXF: 'NETTXF_',
+  NETRXF: 'NETRXF_',
+  XEN_NETIF_EXTRA_TYPE: 'XEN_NETIF_EXTRA_TYPE_',
+  XEN_NETIF_EXTRA_FLAG: 'XEN_NETIF_EXTRA_FLAG_',
+  XEN_NETIF_GSO_TYPE: 'XEN_NETIF_GSO_TYPE_',
+  NETIF_RSP: 'NETIF_RSP_',
   SRING_INDEX: 'XENKVM_SRING_',
   XS: 'XS_',
   XS_WATCH: 'XS_WATCH_',
@@ -350,6 +361,8 @@ const cExpr: Record<string, string | PerAbi<string>> = {
   XEN_DOMCTL_DOMAIN_OFFSET: 'offsetof(struct xen_domctl, domain)',
   BLKIF_RING_ENTRY_SIZE: 'sizeof(union blkif_sring_entry)',
   SRING_RING_OFFSET: 'offsetof(struct blkif_sring, ring)',
+  NETIF_TX_RING_ENTRY_SIZE: 'sizeof(union netif_tx_sring_entry)',
+  NETIF_RX_RING_ENTRY_SIZE: 'sizeof(union netif_rx_sring_entry)',
 };
 
 /** Facts the headers state only in comments, or Xen-internal conventions: pinned by their own definitions. */
@@ -456,7 +469,7 @@ function checks(): Check[] {
 const HEADERS = [
   'xen.h', 'version.h', 'features.h', 'memory.h', 'vcpu.h', 'sched.h', 'event_channel.h', 'grant_table.h',
   'hvm/hvm_op.h', 'hvm/params.h', 'hvm/hvm_vcpu.h', 'arch-x86/cpuid.h', 'arch-x86/xen-mca.h', 'io/xs_wire.h', 'io/console.h', 'io/xenbus.h',
-  'sysctl.h', 'domctl.h', 'platform.h', 'hvm/dm_op.h', 'io/blkif.h',
+  'sysctl.h', 'domctl.h', 'platform.h', 'hvm/dm_op.h', 'io/blkif.h', 'io/netif.h',
 ];
 
 function cSource(list: Check[], a: Abi): string {
@@ -537,6 +550,12 @@ const coverage: [group: string, header: string, skip: RegExp | null][] = [
   ['BLKIF_OP', 'io/blkif.h', null],
   ['BLKIF_RSP', 'io/blkif.h', null],
   ['VDISK', 'io/blkif.h', null],
+  ['NETTXF', 'io/netif.h', null],
+  ['NETRXF', 'io/netif.h', null],
+  ['XEN_NETIF_EXTRA_TYPE', 'io/netif.h', null],
+  ['XEN_NETIF_EXTRA_FLAG', 'io/netif.h', null],
+  ['XEN_NETIF_GSO_TYPE', 'io/netif.h', null],
+  ['NETIF_RSP', 'io/netif.h', null],
 ];
 
 test('constant groups cover every #define of their kind in the headers', () => {

@@ -17,5 +17,6 @@ export * from './grant-table.js';
 export * from './xenstore.js';
 export * from './console.js';
 export * from './blkif.js';
+export * from './netif.js';
 export * from './xenbus.js';
 export * from './toolstack.js';
