@@ -64,6 +64,10 @@ interface Libc {
   strerror(errno: number): string;
   tcgetpgrp(fd: number): number;
   getpgrp(): number;
+  socket(domain: number, type: number, protocol: number): number;
+  poll(fds: Uint8Array, count: number, timeoutMs: number): number;
+  read(fd: number, buf: Uint8Array, count: number): number;
+  write(fd: number, buf: Uint8Array, count: number): number;
 }
 
 let bound: Libc | undefined;
@@ -91,6 +95,10 @@ export function libc(): Libc {
     strerror: lib.func('const char *strerror(int errnum)'),
     tcgetpgrp: lib.func('int tcgetpgrp(int fd)'),
     getpgrp: lib.func('int getpgrp()'),
+    socket: lib.func('int socket(int domain, int type, int protocol)'),
+    poll: lib.func('poll', 'int', ['void *', 'unsigned long', 'int']),
+    read: lib.func('read', 'intptr_t', ['int', 'void *', 'size_t']),
+    write: lib.func('write', 'intptr_t', ['int', 'const void *', 'size_t']),
   };
   return bound;
 }

@@ -1,0 +1,138 @@
+// A TAP device on the host for a network interface of the guest, created at
+// start on the main thread (so a missing permission is one clear line then):
+// one descriptor per queue (IFF_MULTI_QUEUE), each frame preceded by a
+// virtio-net header (IFF_VNET_HDR) that carries the checksum and segmentation
+// offloads both ways; brought up with the interface's MTU, and added to a
+// bridge where the spec names one. The device's threads read and write the
+// descriptors; the offloads the kernel may hand them are set once the
+// frontend has said what it takes, and the queues it does not use detached.
+import { closeSync, constants, openSync } from 'node:fs';
+import { constants as os } from 'node:os';
+import { check, errno, libc, SystemCallError } from '../../kvm/libc.js';
+import type { VifSpec } from './vif-spec.js';
+
+// linux/if_tun.h, linux/if.h, linux/sockios.h
+const TUNSETIFF = 0x400454ca;
+const TUNSETOFFLOAD = 0x400454d0;
+const TUNSETQUEUE = 0x400454d9;
+const IFF_TAP = 0x0002;
+const IFF_NO_PI = 0x1000;
+const IFF_VNET_HDR = 0x4000;
+const IFF_MULTI_QUEUE = 0x0100;
+const IFF_ATTACH_QUEUE = 0x0200;
+const IFF_DETACH_QUEUE = 0x0400;
+const IFF_UP = 0x1;
+const SIOCGIFFLAGS = 0x8913;
+const SIOCSIFFLAGS = 0x8914;
+const SIOCSIFMTU = 0x8922;
+const SIOCGIFINDEX = 0x8933;
+const SIOCBRADDIF = 0x89a2;
+const AF_INET = 2;
+const SOCK_DGRAM = 2;
+const SOCK_CLOEXEC = 0o2000000;
+const IFNAMSIZ = 16;
+const IFREQ_SIZE = 40;
+/** The offloads the kernel may hand the reader (linux/if_tun.h TUN_F_*). */
+export const TUN_F = { CSUM: 0x01, TSO4: 0x02, TSO6: 0x04 } as const;
+/** The kernel picks the first free number. */
+const NAME_TEMPLATE = 'xenkvm%d';
+
+/** A TAP device that cannot be had: one line, what and what to do. */
+export class TapError extends Error {
+  override name = 'TapError';
+}
+
+/** What the device's threads need: the interface's name and a descriptor per queue. */
+export interface TapHandle {
+  name: string;
+  fds: number[];
+}
+
+function ifreq(name: string): Uint8Array {
+  const req = new Uint8Array(IFREQ_SIZE);
+  req.set(Buffer.from(name, 'latin1').subarray(0, IFNAMSIZ - 1));
+  return req;
+}
+
+const nameOf = (req: Uint8Array) => Buffer.from(req.subarray(0, IFNAMSIZ)).toString('latin1').replace(/\0.*$/s, '');
+
+/** Runs `fn` with an AF_INET datagram socket, which the interface ioctls go through. */
+function withSocket<T>(fn: (fd: number) => T): T {
+  const fd = check('socket', libc().socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  try {
+    return fn(fd);
+  } finally {
+    libc().close(fd);
+  }
+}
+
+/** An ioctl on the socket about interface `name` with `fill` written into the ifreq's union; the ifreq after. */
+function interfaceIoctl(fd: number, request: number, name: string, what: string, fill?: (v: DataView) => void): Uint8Array {
+  const req = ifreq(name);
+  fill?.(new DataView(req.buffer, IFNAMSIZ));
+  check(what, libc().ioctlPtr(fd, request, req), name);
+  return req;
+}
+
+/** Creates the TAP device for `spec` with `queues` queues, up, with its MTU, on its bridge; TapError says why it cannot. */
+export function createTap(spec: VifSpec, queues: number): TapHandle {
+  const fds: number[] = [];
+  let name = spec.vifname ?? NAME_TEMPLATE;
+  try {
+    for (let q = 0; q < queues; q++) {
+      try {
+        fds.push(openSync('/dev/net/tun', constants.O_RDWR | constants.O_NONBLOCK));
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        throw new TapError(code === 'ENOENT' ? 'no /dev/net/tun on this host: load the tun module (modprobe tun), or give the vif net=user' : `cannot open /dev/net/tun: ${code} (a TAP device needs CAP_NET_ADMIN: run as root, or give the vif net=user)`);
+      }
+      const req = ifreq(name);
+      new DataView(req.buffer).setUint16(IFNAMSIZ, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE, true);
+      if (libc().ioctlPtr(fds[q], TUNSETIFF, req) === -1) {
+        const err = errno();
+        if (err === os.errno.EPERM) throw new TapError('creating a TAP device needs CAP_NET_ADMIN: run as root, or give the vif net=user');
+        if (err === os.errno.EBUSY) throw new TapError(`TAP device ${name} is in use: give the vif another vifname`);
+        throw new SystemCallError('ioctl TUNSETIFF', err, name);
+      }
+      name = nameOf(req);
+    }
+    withSocket((sock) => {
+      interfaceIoctl(sock, SIOCSIFMTU, name, 'ioctl SIOCSIFMTU', (v) => v.setInt32(0, spec.mtu, true));
+      if (spec.bridge !== undefined) {
+        const index = new DataView(interfaceIoctl(sock, SIOCGIFINDEX, name, 'ioctl SIOCGIFINDEX').buffer, IFNAMSIZ).getInt32(0, true);
+        const bridge = ifreq(spec.bridge);
+        new DataView(bridge.buffer, IFNAMSIZ).setInt32(0, index, true);
+        if (libc().ioctlPtr(sock, SIOCBRADDIF, bridge) === -1) {
+          const err = errno();
+          throw new TapError(err === os.errno.ENODEV || err === os.errno.EOPNOTSUPP ? `bridge ${spec.bridge} does not exist: create it (ip link add ${spec.bridge} type bridge) or leave bridge= out` : `cannot add ${name} to bridge ${spec.bridge}: ${libc().strerror(err)}`);
+        }
+      }
+      const flags = new DataView(interfaceIoctl(sock, SIOCGIFFLAGS, name, 'ioctl SIOCGIFFLAGS').buffer, IFNAMSIZ).getInt16(0, true);
+      interfaceIoctl(sock, SIOCSIFFLAGS, name, 'ioctl SIOCSIFFLAGS', (v) => v.setInt16(0, flags | IFF_UP, true));
+    });
+    return { name, fds };
+  } catch (e) {
+    for (const fd of fds) closeSync(fd);
+    throw e;
+  }
+}
+
+export function closeTap(tap: TapHandle): void {
+  for (const fd of tap.fds) closeSync(fd);
+}
+
+/** The offloads (TUN_F_*) the kernel may hand the device's readers: what the frontend takes. */
+export function setTapOffloads(tap: TapHandle, offloads: number): void {
+  check('ioctl TUNSETOFFLOAD', libc().ioctlInt(tap.fds[0], TUNSETOFFLOAD, offloads), tap.name);
+}
+
+/** Attaches the first `count` queues and detaches the rest: the kernel steers packets only to the queues read. */
+export function useTapQueues(tap: TapHandle, count: number): void {
+  tap.fds.forEach((fd, q) => {
+    const req = new Uint8Array(IFREQ_SIZE);
+    new DataView(req.buffer).setUint16(IFNAMSIZ, q < count ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE, true);
+    const r = libc().ioctlPtr(fd, TUNSETQUEUE, req);
+    // Attaching an attached queue, or detaching a detached one, is EINVAL: already as asked.
+    if (r === -1 && errno() !== os.errno.EINVAL) check('ioctl TUNSETQUEUE', r, tap.name);
+  });
+}
