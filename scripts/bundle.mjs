@@ -16,6 +16,8 @@ await build({
     'vcpu-thread': 'src/machine/vcpu-thread.ts',
     'timer-thread': 'src/machine/timer-thread.ts',
     'block-thread': 'src/backends/block/block-thread.ts',
+    'net-thread': 'src/backends/net/net-thread.ts',
+    'tap-reader': 'src/backends/net/tap-reader.ts',
   },
   outdir: 'dist/bundle',
   bundle: true,

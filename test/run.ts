@@ -45,7 +45,7 @@ function testFiles(dir: string): string[] {
 /** Tests that boot guests or open /dev/kvm live under test/integration/. */
 const needsKvm = (file: string) => relative(dist, file).startsWith(join('test', 'integration'));
 /** The Xen guest tests (the interface, and the PV devices), run on both kernels in the nested VM. */
-const XEN_TESTS = ['xen.test.js', 'block.test.js'].map((f) => join('test', 'integration', f));
+const XEN_TESTS = ['xen.test.js', 'block.test.js', 'net.test.js'].map((f) => join('test', 'integration', f));
 const isXenTest = (file: string) => XEN_TESTS.includes(relative(dist, file));
 /** Tests that need KVM's Xen support: Linux makes its hypercalls with VMCALL/VMMCALL. */
 const needsKvmXen = (file: string) => relative(dist, file) === join('test', 'integration', 'linux.test.js');

@@ -56,6 +56,7 @@ async function run(opts: {
   secondaryConsoles: number;
   maxGrantFrames: number;
   disk: string[];
+  vif: string[];
   consoleLog?: string;
   logLevel: LogLevel;
 }): Promise<number> {
@@ -78,6 +79,7 @@ async function run(opts: {
     secondaryConsoles: opts.secondaryConsoles,
     maxGrantFrames: opts.maxGrantFrames,
     disks: opts.disk,
+    vifs: opts.vif,
     output: output.write,
     logLevel: opts.logLevel,
   });
@@ -194,6 +196,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--console-log <file>', 'also append everything the guest writes to its consoles to this file')
     .option('--secondary-consoles <count>', 'secondary PV consoles to offer (xenbus console devices 1 …)', wholeNumber('secondary console count'), 0)
     .option('--disk <spec>', "a PV disk, in xl's disk specification (e.g. vdev=xvda,access=rw,target=disk.img); again for more", (spec: string, all: string[]) => [...all, spec], [] as string[])
+    .option('--vif <spec>', "a PV network interface, in xl's vif specification (e.g. mac=00:16:3e:00:00:01,bridge=br0) with net=tap; again for more", (spec: string, all: string[]) => [...all, spec], [] as string[])
     .option('--max-grant-frames <count>', "the most frames the guest's grant table may grow to (xl: max_grant_frames)", wholeNumber('grant-table frame count'), DEFAULT_MAX_GRANT_FRAMES)
     .option('--no-evtchn-fast-path', 'send every event through the main thread instead of serving IPI and loopback sends on the vCPU thread')
     .addOption(

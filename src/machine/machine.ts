@@ -56,6 +56,9 @@ import { Command, RekickTimer, VcpuControl, VcpuState } from './vcpu-control.js'
 import type { BackendThreadInit } from './backend-thread.js';
 import { closeRawDisk, DiskError, openRawDisk, type RawDiskHandle } from '../backends/block/disk.js';
 import { exportImage } from '../backends/block/qemu-export.js';
+import { closeTap, createTap, TapError, type TapHandle } from '../backends/net/tap.js';
+import { NET_LIMITS } from '../backends/net/vif.js';
+import { parseVifSpec, VifSpecError, type VifSpec } from '../backends/net/vif-spec.js';
 import { DiskSpecError, parseDiskSpec, type DiskSpec } from '../backends/block/disk-spec.js';
 import { GrantTable } from '../xen/gnttab/table.js';
 import type { VcpuMessage, VcpuThreadInit } from './vcpu-thread.js';
@@ -92,6 +95,8 @@ export interface MachineConfig {
   maxGrantFrames?: number;
   /** PV disks, each in xl's disk specification (target=…, vdev=…, access=…, format=…). */
   disks?: readonly string[];
+  /** PV network interfaces, each in xl's vif specification (mac=…, bridge=…, net=tap|user, …). */
+  vifs?: readonly string[];
 }
 
 export interface RunOutcome {
@@ -167,6 +172,22 @@ function openDisks(texts: readonly string[], resources: Resources): { spec: Disk
       return { spec, image };
     } catch (e) {
       if (e instanceof DiskError) throw new ConfigError(e.message);
+      throw e;
+    }
+  });
+}
+
+/** The interfaces' specifications parsed and their TAP devices made, `queues` each; ConfigError says which cannot be, and why. */
+function openVifs(texts: readonly string[], queues: number, resources: Resources): { spec: VifSpec; tap: TapHandle }[] {
+  return texts.map((text, devid) => {
+    try {
+      const spec = parseVifSpec(text, devid);
+      if (spec.net === 'user') throw new ConfigError(`vif "${text}": net=user is not served yet (net=tap is)`);
+      const tap = createTap(spec, queues);
+      resources.add(() => closeTap(tap));
+      return { spec, tap };
+    } catch (e) {
+      if (e instanceof VifSpecError || e instanceof TapError) throw new ConfigError(e.message);
       throw e;
     }
   });
@@ -338,6 +359,7 @@ export class Machine {
     const resources = new Resources();
     try {
       const disks = openDisks(config.disks ?? [], resources);
+      const vifs = openVifs(config.vifs ?? [], Math.min(config.vcpus, NET_LIMITS.maxQueues), resources);
       const kvm = Kvm.open();
       resources.add(() => kvm.close());
       kvm.requireExtensions();
@@ -486,6 +508,7 @@ export class Machine {
         vcpus: config.vcpus,
         secondaryConsoles: config.secondaryConsoles ?? 0,
         disks,
+        vifs,
       };
       const backendThread: BackendThreadInit = {
         memory: memory.handle, grantTable: xen.grantTable, domainState: domainState.buffer, ports: evtchnPorts.buffer, controls: controls.map((c) => c.buffer),

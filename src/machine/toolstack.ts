@@ -9,6 +9,9 @@ import { ConsoleRing, SecondaryConsole, type ConsoleInput } from '../backends/co
 import { vbdSpec, VirtualBlockDevice } from '../backends/block/vbd.js';
 import type { RawDiskHandle } from '../backends/block/disk.js';
 import type { DiskSpec } from '../backends/block/disk-spec.js';
+import type { TapHandle } from '../backends/net/tap.js';
+import { vifSpec, VirtualNetworkDevice } from '../backends/net/vif.js';
+import type { VifSpec } from '../backends/net/vif-spec.js';
 import { guestGrants } from '../backends/grants.js';
 import type { BackendThreadInit } from './backend-thread.js';
 import { XenbusDevice } from '../backends/xenbus.js';
@@ -42,6 +45,8 @@ export interface GuestIdentity {
   secondaryConsoles: number;
   /** Disks, their images open. */
   disks: { spec: DiskSpec; image: RawDiskHandle }[];
+  /** Network interfaces, their TAP devices made. */
+  vifs: { spec: VifSpec; tap: TapHandle }[];
 }
 
 export class Toolstack {
@@ -51,6 +56,7 @@ export class Toolstack {
   private socket: XenStoreSocket<StoreConnection> | undefined;
   private readonly devices: XenbusDevice[] = [];
   private readonly blockDevices: VirtualBlockDevice[] = [];
+  private readonly networkDevices: VirtualNetworkDevice[] = [];
   private running: Promise<void>[] = [];
 
   private storeChannel: BackendChannel;
@@ -109,6 +115,13 @@ export class Toolstack {
       device.plug();
       this.devices.push(device);
       this.blockDevices.push(vbd);
+    }
+    for (const vif of guest.vifs) {
+      const net = new VirtualNetworkDevice(vif.tap, xen.backends, grants, backendThread, guestLog);
+      const device = new XenbusDevice(this.store, vifSpec(vif.spec, guest.domid, vif.tap.fds.length), net, guestLog);
+      device.plug();
+      this.devices.push(device);
+      this.networkDevices.push(net);
     }
   }
 
@@ -169,7 +182,7 @@ export class Toolstack {
     for (const d of this.devices) d.destroy();
     this.console.stop();
     this.storeRing.stop();
-    await Promise.all([...this.running, ...this.blockDevices.map((b) => b.stopped())]);
+    await Promise.all([...this.running, ...this.blockDevices.map((b) => b.stopped()), ...this.networkDevices.map((n) => n.stopped())]);
     await this.socket?.close();
   }
 }

@@ -16,8 +16,8 @@ import { basename, join } from 'node:path';
 
 export class NestedUnavailableError extends Error {}
 
-/** What the VM's init loads: the 9p root, the overlay, the control port, KVM (SVM under `-cpu max`), FUSE (for QEMU's storage daemon's exports) and loop devices (for a disk of 4096-byte sectors). */
-const MODULES = ['virtio_pci', 'virtio_console', '9pnet_virtio', '9p', 'overlay', 'kvm_amd', 'fuse', 'loop'];
+/** What the VM's init loads: the 9p root, the overlay, the control port, KVM (SVM under `-cpu max`), FUSE (for QEMU's storage daemon's exports), loop devices (for a disk of 4096-byte sectors) and TAP devices. */
+const MODULES = ['virtio_pci', 'virtio_console', '9pnet_virtio', '9p', 'overlay', 'kvm_amd', 'fuse', 'loop', 'tun'];
 /** The kernel each variant boots, by the Debian package that depends on its newest build. */
 const KERNEL_META_PACKAGES: Record<KernelVariant, string> = { debian: 'linux-image-amd64', 'kvm-xen': 'linux-image-6.12-amd64' };
 const BUSYBOX = '/bin/busybox';

@@ -98,7 +98,7 @@ function frontend(options: { features?: Partial<NetFrontendFeatures>; offloads?:
   const { logger, warns } = capturedLogger();
   let notifications = 0;
   const features: NetFrontendFeatures = { sg: true, checksumIpv4: true, checksumIpv6: false, gso: { tcpv4: true, tcpv6: false }, ...options.features };
-  const link = { offloads: options.offloads ?? { checksum: true, gso: true }, send: (p: Packet) => sent.push(p) };
+  const link = { offloads: options.offloads ?? { checksum: true, gso: true }, send: (p: Packet) => sent.push(p) > 0 };
   const queue = new NetQueue(tx.back, rx.back, grants, FRONT, link, features, () => notifications++, new RateLimitedLog(logger), 'vif-test');
   return {
     queue, sent, warns, tx, rx, notifications: () => notifications,

@@ -20,7 +20,8 @@ import { checksumPlace, completeChecksum, ETH_HLEN, transportOf, type GsoType, t
 export interface NetLink {
   /** Whether it takes frames whose checksum is left partial, and TCP segmentation left to do. */
   readonly offloads: { checksum: boolean; gso: boolean };
-  send(packet: Packet): void;
+  /** Passes a packet on; false if the host dropped it (the link says why, rate-limited). */
+  send(packet: Packet): boolean;
 }
 
 /** What the frontend negotiated for what it receives. */
@@ -39,6 +40,8 @@ export interface NetQueueStats {
   txBytes: number;
   /** Transmit packets refused as malformed (answered NETIF_RSP_ERROR). */
   txErrors: number;
+  /** Transmit packets the host's side dropped. */
+  txDropped: number;
   rxPackets: number;
   rxBytes: number;
   /** Packets for the guest it could not take (too large for it, or an offload it did not negotiate). */
@@ -67,7 +70,7 @@ const rxResponse = netifRxResponse.native;
 const extraInfo = netifExtraInfo.native;
 
 export class NetQueue {
-  readonly stats: NetQueueStats = { txPackets: 0, txBytes: 0, txErrors: 0, rxPackets: 0, rxBytes: 0, rxDropped: 0 };
+  readonly stats: NetQueueStats = { txPackets: 0, txBytes: 0, txErrors: 0, txDropped: 0, rxPackets: 0, rxBytes: 0, rxDropped: 0 };
   private halted = false;
 
   constructor(
@@ -202,9 +205,10 @@ export class NetQueue {
     let status: number = NETIF_RSP.OKAY;
     try {
       const packet = this.assemble(slots, extras);
-      this.link.send(packet);
-      this.stats.txPackets++;
-      this.stats.txBytes += packet.frame.length;
+      if (this.link.send(packet)) {
+        this.stats.txPackets++;
+        this.stats.txBytes += packet.frame.length;
+      } else this.stats.txDropped++;
     } catch (e) {
       if (!(e instanceof Refused || e instanceof DeviceError)) throw e;
       status = NETIF_RSP.ERROR;

@@ -9,6 +9,7 @@
 import { closeSync, constants, openSync } from 'node:fs';
 import { constants as os } from 'node:os';
 import { check, errno, libc, SystemCallError } from '../../kvm/libc.js';
+import type { Packet } from './packet.js';
 import type { VifSpec } from './vif-spec.js';
 
 // linux/if_tun.h, linux/if.h, linux/sockios.h
@@ -135,4 +136,38 @@ export function useTapQueues(tap: TapHandle, count: number): void {
     // Attaching an attached queue, or detaching a detached one, is EINVAL: already as asked.
     if (r === -1 && errno() !== os.errno.EINVAL) check('ioctl TUNSETQUEUE', r, tap.name);
   });
+}
+
+// linux/virtio_net.h: the header before each frame on a TAP device with IFF_VNET_HDR.
+export const VNET_HDR_BYTES = 10;
+const VNET_F_NEEDS_CSUM = 1;
+const VNET_F_DATA_VALID = 2;
+const VNET_GSO = { none: 0, tcpv4: 1, tcpv6: 4 } as const;
+
+/** A frame the TAP device handed over (header first) as a packet for the guest; its bytes copied. */
+export function packetFromTap(record: Uint8Array): Packet {
+  const v = new DataView(record.buffer, record.byteOffset, VNET_HDR_BYTES);
+  const flags = record[0];
+  const gsoType = record[1] & 0x7f; // without VIRTIO_NET_HDR_GSO_ECN
+  const packet: Packet = { frame: record.slice(VNET_HDR_BYTES) };
+  if (flags & VNET_F_NEEDS_CSUM) packet.partialChecksum = { start: v.getUint16(6, true), offset: v.getUint16(8, true) };
+  if (flags & VNET_F_DATA_VALID) packet.validated = true;
+  if (gsoType === VNET_GSO.tcpv4 || gsoType === VNET_GSO.tcpv6) packet.gso = { type: gsoType === VNET_GSO.tcpv4 ? 'tcpv4' : 'tcpv6', size: v.getUint16(4, true) };
+  return packet;
+}
+
+/** The header a packet from the guest goes to the TAP device with. */
+export function tapHeader(p: Packet): Uint8Array {
+  const header = new Uint8Array(VNET_HDR_BYTES);
+  const v = new DataView(header.buffer);
+  if (p.partialChecksum) {
+    header[0] = VNET_F_NEEDS_CSUM;
+    v.setUint16(6, p.partialChecksum.start, true);
+    v.setUint16(8, p.partialChecksum.offset, true);
+  } else if (p.validated) header[0] = VNET_F_DATA_VALID;
+  if (p.gso) {
+    header[1] = VNET_GSO[p.gso.type];
+    v.setUint16(4, p.gso.size, true);
+  }
+  return header;
 }

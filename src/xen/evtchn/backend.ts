@@ -13,12 +13,27 @@ import { PortFlag, PortState, type PortTable } from './ports.js';
 /** The domain the VMM's backends are. */
 export const BACKEND_DOMID = 0;
 
+/** An EventNotifier as another thread attaches to it. */
+export interface EventNotifierHandle {
+  buffer: SharedArrayBuffer;
+  index: number;
+}
+
 /** A count of notifications in shared memory, waited on like an eventfd. */
 export class EventNotifier {
   constructor(
     private readonly words: Int32Array,
     private readonly index: number,
   ) {}
+
+  static attach(h: EventNotifierHandle): EventNotifier {
+    return new EventNotifier(new Int32Array(h.buffer), h.index);
+  }
+
+  /** For another thread that wakes the same waiter (a network device's reader wakes its serving thread). */
+  get handle(): EventNotifierHandle {
+    return { buffer: this.words.buffer as SharedArrayBuffer, index: this.index };
+  }
 
   /** Notifications so far (wrapping); wait for it to move past a value read earlier. */
   get count(): number {

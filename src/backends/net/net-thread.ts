@@ -1,0 +1,138 @@
+// A PV network device's own thread: it maps each queue's transmit and receive
+// rings, sends what the guest transmits to the host's link (a TAP queue's
+// descriptor, written here), and puts what the link's reader brought into
+// the guest's receive buffers, a packet the guest has no buffers for kept
+// until it posts some. It wakes on the queue's event channel, which the guest
+// notifies from its vCPU thread and the reader after each batch, and raises
+// the guest's port itself. The main thread starts it once the frontend has
+// published its rings and stops it when the frontend goes.
+import { parentPort, workerData } from 'node:worker_threads';
+import { log, RateLimitedLog } from '../../common/log.js';
+import { errno, libc } from '../../kvm/libc.js';
+import { attachBackendThread, type BackendThreadInit } from '../../machine/backend-thread.js';
+import { NETIF_RX_RING_ENTRY_SIZE, NETIF_TX_RING_ENTRY_SIZE } from '../../xen/abi/netif.js';
+import { guestGrants } from '../grants.js';
+import { BackRing } from '../ring.js';
+import { DeviceError, type MappedGrants } from '../xenbus.js';
+import type { Packet } from './packet.js';
+import { PacketRing } from './packet-ring.js';
+import { NetQueue, type NetFrontendFeatures, type NetLink } from './queue.js';
+import { packetFromTap, tapHeader } from './tap.js';
+
+export interface NetQueueInit {
+  txRef: number;
+  rxRef: number;
+  backendPort: number;
+  guestPort: number;
+  /** Frames from the host for this queue. */
+  fromHost: SharedArrayBuffer;
+  /** The TAP queue's descriptor, which frames for the host are written to. */
+  tapFd: number;
+}
+
+export interface NetThreadInit {
+  backend: BackendThreadInit;
+  /** The device's backend path, for log lines. */
+  device: string;
+  frontend: NetFrontendFeatures;
+  queues: NetQueueInit[];
+}
+
+/** To the main thread: the rings are mapped (or could not be); the thread's counters when it stops. */
+export type NetThreadMessage = { type: 'ready' } | { type: 'failed'; reason: string } | { type: 'stopped'; stats: NetQueue['stats'][] };
+export type NetThreadCommand = { type: 'stop' };
+
+/** A TAP queue as the guest's packets' way out: header and frame in one write. */
+function tapLink(fd: number, device: string, hostLog: RateLimitedLog): NetLink {
+  return {
+    offloads: { checksum: true, gso: true },
+    send(p: Packet) {
+      const header = tapHeader(p);
+      const out = new Uint8Array(header.length + p.frame.length);
+      out.set(header);
+      out.set(p.frame, header.length);
+      if (Number(libc().write(fd, out, out.length)) === out.length) return true;
+      hostLog.warn('tap-write', { device, err: libc().strerror(errno()) }, 'the TAP device did not take a packet from the guest; dropped');
+      return false;
+    },
+  };
+}
+
+async function main(init: NetThreadInit): Promise<void> {
+  const post = (m: NetThreadMessage) => parentPort?.postMessage(m);
+  const thread = attachBackendThread(init.backend);
+  const guestLog = new RateLimitedLog(log('net'));
+  const grants = guestGrants(thread.grantTable, thread.memory, init.backend.guestDomid);
+  const rings: MappedGrants[] = [];
+  let stopping = false;
+  const served: { queue: NetQueue; wake: () => void; serve: () => Promise<void> }[] = [];
+  try {
+    for (const q of init.queues) {
+      const tx = grants.map(init.backend.guestDomid, [q.txRef], true);
+      rings.push(tx);
+      const rx = grants.map(init.backend.guestDomid, [q.rxRef], true);
+      rings.push(rx);
+      const channel = thread.channel(q.backendPort, q.guestPort);
+      const queue = new NetQueue(
+        new BackRing([tx.page(0)], NETIF_TX_RING_ENTRY_SIZE),
+        new BackRing([rx.page(0)], NETIF_RX_RING_ENTRY_SIZE),
+        grants,
+        init.backend.guestDomid,
+        tapLink(q.tapFd, init.device, guestLog),
+        init.frontend,
+        () => channel.notifyGuest(),
+        guestLog,
+        init.device,
+      );
+      const fromHost = PacketRing.attach(q.fromHost);
+      let held: Packet | undefined;
+      /** Hands the guest what the host sent, until it runs out of buffers. */
+      const deliver = () => {
+        for (;;) {
+          if (held) {
+            if (!queue.receive(held)) return;
+            held = undefined;
+          }
+          const record = fromHost.peek();
+          if (!record) return;
+          const packet = packetFromTap(record);
+          fromHost.release(record);
+          if (!queue.receive(packet)) held = packet;
+        }
+      };
+      served.push({
+        queue,
+        wake: () => channel.notifier.notify(),
+        serve: async () => {
+          while (!stopping) {
+            // Read before the pass: a notification during it means another pass.
+            const seen = channel.notifier.count;
+            queue.serviceTx();
+            deliver();
+            await channel.notifier.next(seen);
+          }
+        },
+      });
+    }
+  } catch (e) {
+    if (!(e instanceof DeviceError)) throw e;
+    for (const r of rings) r.unmap();
+    thread.dispose();
+    post({ type: 'failed', reason: e.message });
+    parentPort?.close();
+    return;
+  }
+  parentPort?.on('message', (m: NetThreadCommand) => {
+    if (m.type !== 'stop') return;
+    stopping = true;
+    for (const s of served) s.wake();
+  });
+  post({ type: 'ready' });
+  await Promise.all(served.map((s) => s.serve()));
+  for (const r of rings) r.unmap();
+  thread.dispose();
+  post({ type: 'stopped', stats: served.map((s) => s.queue.stats) });
+  parentPort?.close();
+}
+
+void main(workerData as NetThreadInit);
