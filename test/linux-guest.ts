@@ -2,9 +2,10 @@
 // packages fetched with `apt-get download` and unpacked, never installed): the cloud
 // kernel as the ELF vmlinux its bzImage carries, which has the PVH note, and the
 // generic kernel (the nested VM's) as its bzImage, for HVM direct boot; and a busybox
-// initramfs whose /init says where it is and powers off, or, given xenkvm_root=xvdX on
+// initramfs whose /init says where it is and powers off; or, given xenkvm_root=xvdX on
 // the command line, loads the cloud kernel's blkfront and makes that disk its root
-// (rootImage builds one). Built once on the host under build/linux-guest/ (the nested
+// (rootImage builds one); or, given xenkvm_net=ADDRESS/PREFIX,HOST,PORT, loads its
+// netfront and talks to the host over it. Built once on the host under build/linux-guest/ (the nested
 // VM has no network) and rebuilt when an input changes.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -27,6 +28,11 @@ export const BALLOON_MARKER = 'XENKVM-LINUX-BALLOON';
 /** Where the root filesystem's /sbin/init says what it found; ROOT_FAILED if the initramfs could not switch to it. */
 export const ROOT_MARKER = 'XENKVM-LINUX-ROOT';
 export const ROOT_FAILED = 'XENKVM-LINUX-NO-ROOT';
+/**
+ * What /init says after its network test: whether the host answered its pings, eth0's transmit queues, the
+ * MD5 sum of what it fetched from http://HOST:PORT/blob and of the 4 MiB it sent to HOST:PORT+1.
+ */
+export const NET_MARKER = 'XENKVM-LINUX-NET';
 /** The blkfront options the initramfs loads it with: rings of 4 pages (Linux's default is one). */
 export const BLKFRONT_OPTIONS = 'max_ring_page_order=2';
 // Arguments of the kernel's command line that it does not know and that have no dot reach /init in its environment.
@@ -41,6 +47,20 @@ if [ -n "$xenkvm_root" ]; then
   /bin/busybox mkdir /root
   /bin/busybox mount -t ext4 /dev/$xenkvm_root /root && /bin/busybox umount /proc /sys && /bin/busybox mount --move /dev /root/dev && exec /bin/busybox switch_root /root /sbin/init
   echo "${ROOT_FAILED} $xenkvm_root"
+  /bin/busybox poweroff -f
+fi
+if [ -n "$xenkvm_net" ]; then
+  set -- $(echo "$xenkvm_net" | /bin/busybox tr , ' ')
+  /bin/busybox insmod /lib/xen-netfront.ko
+  i=0
+  until [ -e /sys/class/net/eth0 ] || [ $i -ge 600 ]; do /bin/busybox sleep 0.1; i=$((i + 1)); done
+  /bin/busybox ip addr add $1 dev eth0
+  /bin/busybox ip link set eth0 up
+  /bin/busybox ping -c 3 -W 10 $2 >/dev/null && ping=ok || ping=failed
+  download=$(/bin/busybox wget -q -O - http://$2:$3/blob | /bin/busybox md5sum | /bin/busybox cut -d' ' -f1)
+  /bin/busybox dd if=/dev/urandom of=/upload bs=64k count=64 2>/dev/null
+  /bin/busybox nc $2 $(($3 + 1)) < /upload
+  echo "${NET_MARKER} ping=$ping queues=$(/bin/busybox ls -d /sys/class/net/eth0/queues/tx-* | /bin/busybox wc -l) download=$download upload=$(/bin/busybox md5sum /upload | /bin/busybox cut -d' ' -f1)"
   /bin/busybox poweroff -f
 fi
 /bin/busybox timeout 30 /bin/busybox sh -c 'echo "${TTYS0_MARKER} from user space" > /dev/ttyS0; until /bin/busybox awk "/^0:/ { split(\\$5, tx, \\":\\"); exit tx[2] < 35 }" /proc/tty/driver/serial; do /bin/busybox sleep 0.1; done'
@@ -113,6 +133,7 @@ export function linuxGuest(root: string): LinuxGuest {
     const initramfs = join(work, 'initramfs');
     for (const d of ['bin', 'proc', 'sys', 'dev', 'lib']) mkdirSync(join(initramfs, d), { recursive: true });
     copyFileSync(moduleIn(join(work, 'cloud'), 'drivers/block/xen-blkfront.ko'), join(initramfs, 'lib', 'xen-blkfront.ko'));
+    copyFileSync(moduleIn(join(work, 'cloud'), 'drivers/net/xen-netfront.ko'), join(initramfs, 'lib', 'xen-netfront.ko'));
     copyFileSync(BUSYBOX, join(initramfs, 'bin', 'busybox'));
     chmodSync(join(initramfs, 'bin', 'busybox'), 0o755);
     writeFileSync(join(initramfs, 'init'), INIT, { mode: 0o755 });

@@ -6,13 +6,16 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createTcpServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { describe, requireKvm, vcpuExits, xenkvm } from '../guest-runner.js';
-import { BALLOON_MARKER, INIT_MARKER, linuxGuest, ROOT_MARKER, rootImage, TTYS0_MARKER } from '../linux-guest.js';
+import { BALLOON_MARKER, INIT_MARKER, linuxGuest, NET_MARKER, ROOT_MARKER, rootImage, TTYS0_MARKER } from '../linux-guest.js';
 
 requireKvm();
 
@@ -102,6 +105,41 @@ test("Debian's cloud kernel on 2 vCPUs with its root filesystem on xvda, an ext4
   assert.equal(written.length, 4 << 20);
   assert.equal(md5(written), said[4]);
   execFileSync('/usr/sbin/e2fsck', ['-fn', image], { stdio: 'pipe' });
+});
+
+test("Debian's cloud kernel on 2 vCPUs with its netfront on a TAP device (2 queues): it pings the host, fetches 8 MiB from it over HTTP and sends it 4 MiB over TCP, both intact", async (t) => {
+  const [host, guestAddress, tap] = ['10.0.4.1', '10.0.4.2', 'xkvmlinux0'];
+  const run = xenkvm(['run', '--kernel', guest.vmlinux, '--initrd', guest.initrd, '--memory', '512', '--vcpus', '2', '--cmdline', `console=hvc0 xenkvm_net=${guestAddress}/24,${host},8080`, '--vif', `vifname=${tap}`], { timeoutMs: 600_000 });
+  // The host's side, once xenkvm has made the interface (long before the guest's /init runs).
+  for (let i = 0; i < 600 && !existsSync(`/sys/class/net/${tap}`); i++) await sleep(100);
+  execFileSync('ip', ['addr', 'add', `${host}/24`, 'dev', tap]);
+  const blob = randomBytes(8 << 20);
+  const http = createHttpServer((_req, res) => res.end(blob));
+  t.after(() => http.close());
+  await new Promise<void>((resolve) => http.listen(8080, host, resolve));
+  const received = new Promise<Buffer>((resolve) => {
+    const tcp = createTcpServer((socket) => {
+      const chunks: Buffer[] = [];
+      let length = 0;
+      socket.on('data', (d: Buffer) => {
+        chunks.push(d);
+        length += d.length;
+        // The guest's nc ends when the host closes: once the 4 MiB are in.
+        if (length >= 4 << 20) socket.end();
+      });
+      socket.on('close', () => resolve(Buffer.concat(chunks)));
+    });
+    t.after(() => tcp.close());
+    tcp.listen(8081, host);
+  });
+  const r = await run;
+  assert.equal(r.status, 0, describe(r));
+  const uploaded = await Promise.race([received, sleep(5000).then(() => Buffer.alloc(0))]);
+  const said = new RegExp(`^${NET_MARKER} ping=(\\w+) queues=(\\d+) download=(\\w+) upload=(\\w+)\\r?$`, 'm').exec(r.stdout);
+  assert.ok(said, describe(r));
+  const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
+  assert.equal(uploaded.length, 4 << 20, describe(r));
+  assert.deepEqual(said.slice(1, 5), ['ok', '2', md5(blob), md5(uploaded)], describe(r));
 });
 
 /** What /init's balloon line says, in KiB. */
