@@ -18,6 +18,7 @@ await build({
     'block-thread': 'src/backends/block/block-thread.ts',
     'net-thread': 'src/backends/net/net-thread.ts',
     'tap-reader': 'src/backends/net/tap-reader.ts',
+    'slirp-thread': 'src/backends/net/slirp-thread.ts',
   },
   outdir: 'dist/bundle',
   bundle: true,

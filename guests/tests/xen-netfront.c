@@ -4,7 +4,10 @@
  * and feature-no-csum-offload (the backend completes checksums: this guest
  * computes none). It echoes what the host sends it: each UDP datagram to it
  * goes back with addresses and ports swapped (the checksum stays right), each
- * ICMP echo request comes back as a reply, until a datagram reads "KIT-END".
+ * ICMP echo request comes back as a reply, until a datagram reads "KIT-END";
+ * every ARP request is answered with its MAC (it has no address of its own:
+ * it takes whatever the host's side sends it, slirp's 10.0.2.15 or the TAP
+ * test's).
  * A reply of a frame larger than a page goes out in two slots (more_data).
  * cmdline: gfn-high=<gfn> (default 0xf0000: the grant table's frame),
  * echoes=<n> (at least this many datagrams echoed before KIT-END, default 1).
@@ -236,6 +239,20 @@ static void echo_case(void)
 		long n = receive(60000);
 		KIT_CHECK(n != 0, "nothing came for 60 s (%llu echoed)", (unsigned long long)echoed);
 		KIT_CHECK(n > 0, "an rx response was an error");
+		if (n >= 42 && get16(frame + 12) == 0x0806 && get16(frame + 20) == 1) {
+			/* An ARP request: the reply, to its sender, says the asked-for address is ours. */
+			uint8_t *arp = frame + 14;
+			memcpy(frame, arp + 8, 6);
+			memcpy(frame + 6, mac, 6);
+			put16(arp + 6, 2);
+			uint8_t asked[4];
+			memcpy(asked, arp + 24, 4);
+			memcpy(arp + 18, arp + 8, 10);
+			memcpy(arp + 8, mac, 6);
+			memcpy(arp + 14, asked, 4);
+			KIT_CHECK(transmit(42), "sending an ARP reply");
+			continue;
+		}
 		if (n < 34 || get16(frame + 12) != 0x0800 || memcmp(frame, mac, 6))
 			continue; /* not IPv4 to us */
 		uint8_t *ip = frame + 14;

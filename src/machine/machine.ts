@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { buildAcpiTables } from '../boot/acpi.js';
 import { log, type LogLevel } from '../common/log.js';
+import type { Logger } from 'pino';
 import { caps, msrExit, msrFilter, xenHvmAttrTypes, xenHvmConfig } from '../kvm/abi.js';
 import { libc } from '../kvm/libc.js';
 import { cpuVendor, Kvm, type CpuidEntry } from '../kvm/system.js';
@@ -56,8 +57,8 @@ import { Command, RekickTimer, VcpuControl, VcpuState } from './vcpu-control.js'
 import type { BackendThreadInit } from './backend-thread.js';
 import { closeRawDisk, DiskError, openRawDisk, type RawDiskHandle } from '../backends/block/disk.js';
 import { exportImage } from '../backends/block/qemu-export.js';
-import { closeTap, createTap, TapError, type TapHandle } from '../backends/net/tap.js';
-import { NET_LIMITS } from '../backends/net/vif.js';
+import { closeTap, createTap, TapError } from '../backends/net/tap.js';
+import { NET_LIMITS, type HostLink } from '../backends/net/vif.js';
 import { parseVifSpec, VifSpecError, type VifSpec } from '../backends/net/vif-spec.js';
 import { DiskSpecError, parseDiskSpec, type DiskSpec } from '../backends/block/disk-spec.js';
 import { GrantTable } from '../xen/gnttab/table.js';
@@ -177,15 +178,25 @@ function openDisks(texts: readonly string[], resources: Resources): { spec: Disk
   });
 }
 
-/** The interfaces' specifications parsed and their TAP devices made, `queues` each; ConfigError says which cannot be, and why. */
-function openVifs(texts: readonly string[], queues: number, resources: Resources): { spec: VifSpec; tap: TapHandle }[] {
+/**
+ * The interfaces' specifications parsed and their links to the host made: a TAP device of `queues` queues
+ * where the spec asks for one, or leaves it open and xenkvm may create one; user-mode networking where it
+ * asks for that, or leaves it open and xenkvm may not. ConfigError says which cannot be had, and why.
+ */
+function openVifs(texts: readonly string[], queues: number, resources: Resources, logger: Logger): { spec: VifSpec; link: HostLink }[] {
   return texts.map((text, devid) => {
     try {
       const spec = parseVifSpec(text, devid);
-      if (spec.net === 'user') throw new ConfigError(`vif "${text}": net=user is not served yet (net=tap is)`);
-      const tap = createTap(spec, queues);
-      resources.add(() => closeTap(tap));
-      return { spec, tap };
+      if (spec.net === 'user') return { spec, link: { kind: 'user', mtu: spec.mtu, forwards: spec.forwards } };
+      try {
+        const tap = createTap(spec, queues);
+        resources.add(() => closeTap(tap));
+        return { spec, link: { kind: 'tap', tap } };
+      } catch (e) {
+        if (!(e instanceof TapError && e.notPermitted && spec.net === undefined)) throw e;
+        logger.info({ vif: devid }, 'no permission to create a TAP device: the interface uses user-mode networking (give it net=tap to insist)');
+        return { spec, link: { kind: 'user', mtu: spec.mtu, forwards: spec.forwards } };
+      }
     } catch (e) {
       if (e instanceof VifSpecError || e instanceof TapError) throw new ConfigError(e.message);
       throw e;
@@ -359,7 +370,7 @@ export class Machine {
     const resources = new Resources();
     try {
       const disks = openDisks(config.disks ?? [], resources);
-      const vifs = openVifs(config.vifs ?? [], Math.min(config.vcpus, NET_LIMITS.maxQueues), resources);
+      const vifs = openVifs(config.vifs ?? [], Math.min(config.vcpus, NET_LIMITS.maxQueues), resources, log('machine'));
       const kvm = Kvm.open();
       resources.add(() => kvm.close());
       kvm.requireExtensions();

@@ -9,8 +9,7 @@ import { ConsoleRing, SecondaryConsole, type ConsoleInput } from '../backends/co
 import { vbdSpec, VirtualBlockDevice } from '../backends/block/vbd.js';
 import type { RawDiskHandle } from '../backends/block/disk.js';
 import type { DiskSpec } from '../backends/block/disk-spec.js';
-import type { TapHandle } from '../backends/net/tap.js';
-import { vifSpec, VirtualNetworkDevice } from '../backends/net/vif.js';
+import { vifSpec, VirtualNetworkDevice, type HostLink } from '../backends/net/vif.js';
 import type { VifSpec } from '../backends/net/vif-spec.js';
 import { guestGrants } from '../backends/grants.js';
 import type { BackendThreadInit } from './backend-thread.js';
@@ -46,7 +45,7 @@ export interface GuestIdentity {
   /** Disks, their images open. */
   disks: { spec: DiskSpec; image: RawDiskHandle }[];
   /** Network interfaces, their TAP devices made. */
-  vifs: { spec: VifSpec; tap: TapHandle }[];
+  vifs: { spec: VifSpec; link: HostLink }[];
 }
 
 export class Toolstack {
@@ -117,8 +116,8 @@ export class Toolstack {
       this.blockDevices.push(vbd);
     }
     for (const vif of guest.vifs) {
-      const net = new VirtualNetworkDevice(vif.tap, xen.backends, grants, backendThread, guestLog);
-      const device = new XenbusDevice(this.store, vifSpec(vif.spec, guest.domid, vif.tap.fds.length), net, guestLog);
+      const net = new VirtualNetworkDevice(vif.link, xen.backends, grants, backendThread, guestLog);
+      const device = new XenbusDevice(this.store, vifSpec(vif.spec, guest.domid, vif.link), net, guestLog);
       device.plug();
       this.devices.push(device);
       this.networkDevices.push(net);

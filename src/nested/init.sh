@@ -20,6 +20,8 @@ mount -t devtmpfs devtmpfs /dev
 for m in /modules/*.ko; do
   insmod "$m" || fail "cannot load module $m"
 done
+# Loopback, as any machine has it: the tests reach user-mode networking's port forwards on 127.0.0.1.
+ip link set lo up || fail "cannot bring up the loopback interface"
 
 for word in $(cat /proc/cmdline); do
   case "$word" in

@@ -107,40 +107,49 @@ test("Debian's cloud kernel on 2 vCPUs with its root filesystem on xvda, an ext4
   execFileSync('/usr/sbin/e2fsck', ['-fn', image], { stdio: 'pipe' });
 });
 
-test("Debian's cloud kernel on 2 vCPUs with its netfront on a TAP device (2 queues): it pings the host, fetches 8 MiB from it over HTTP and sends it 4 MiB over TCP, both intact", async (t) => {
-  const [host, guestAddress, tap] = ['10.0.4.1', '10.0.4.2', 'xkvmlinux0'];
-  const run = xenkvm(['run', '--kernel', guest.vmlinux, '--initrd', guest.initrd, '--memory', '512', '--vcpus', '2', '--cmdline', `console=hvc0 xenkvm_net=${guestAddress}/24,${host},8080`, '--vif', `vifname=${tap}`], { timeoutMs: 600_000 });
-  // The host's side, once xenkvm has made the interface (long before the guest's /init runs).
-  for (let i = 0; i < 600 && !existsSync(`/sys/class/net/${tap}`); i++) await sleep(100);
-  execFileSync('ip', ['addr', 'add', `${host}/24`, 'dev', tap]);
-  const blob = randomBytes(8 << 20);
-  const http = createHttpServer((_req, res) => res.end(blob));
-  t.after(() => http.close());
-  await new Promise<void>((resolve) => http.listen(8080, host, resolve));
-  const received = new Promise<Buffer>((resolve) => {
-    const tcp = createTcpServer((socket) => {
-      const chunks: Buffer[] = [];
-      let length = 0;
-      socket.on('data', (d: Buffer) => {
-        chunks.push(d);
-        length += d.length;
-        // The guest's nc ends when the host closes: once the 4 MiB are in.
-        if (length >= 4 << 20) socket.end();
+const links = [
+  { what: 'a TAP device (2 queues)', queues: '2', host: '10.0.4.1', guest: '10.0.4.2', listen: '10.0.4.1', vif: 'vifname=xkvmlinux0', tap: 'xkvmlinux0' },
+  // Slirp's host is 10.0.2.2 to the guest, the host's loopback to the host.
+  { what: 'user-mode networking (1 queue)', queues: '1', host: '10.0.2.2', guest: '10.0.2.15', listen: '127.0.0.1', vif: 'net=user', tap: undefined },
+];
+
+for (const link of links) {
+  test(`Debian's cloud kernel on 2 vCPUs with its netfront on ${link.what}: it pings the host, fetches 8 MiB from it over HTTP and sends it 4 MiB over TCP, both intact`, async (t) => {
+    const run = xenkvm(['run', '--kernel', guest.vmlinux, '--initrd', guest.initrd, '--memory', '512', '--vcpus', '2', '--cmdline', `console=hvc0 xenkvm_net=${link.guest}/24,${link.host},8080`, '--vif', link.vif], { timeoutMs: 600_000 });
+    if (link.tap) {
+      // The host's side, once xenkvm has made the interface (long before the guest's /init runs).
+      for (let i = 0; i < 600 && !existsSync(`/sys/class/net/${link.tap}`); i++) await sleep(100);
+      execFileSync('ip', ['addr', 'add', `${link.host}/24`, 'dev', link.tap]);
+    }
+    const blob = randomBytes(8 << 20);
+    const http = createHttpServer((_req, res) => res.end(blob));
+    t.after(() => http.close());
+    await new Promise<void>((resolve) => http.listen(8080, link.listen, resolve));
+    const received = new Promise<Buffer>((resolve) => {
+      const tcp = createTcpServer((socket) => {
+        const chunks: Buffer[] = [];
+        let length = 0;
+        socket.on('data', (d: Buffer) => {
+          chunks.push(d);
+          length += d.length;
+          // The guest's nc ends when the host closes: once the 4 MiB are in.
+          if (length >= 4 << 20) socket.end();
+        });
+        socket.on('close', () => resolve(Buffer.concat(chunks)));
       });
-      socket.on('close', () => resolve(Buffer.concat(chunks)));
+      t.after(() => tcp.close());
+      tcp.listen(8081, link.listen);
     });
-    t.after(() => tcp.close());
-    tcp.listen(8081, host);
+    const r = await run;
+    assert.equal(r.status, 0, describe(r));
+    const uploaded = await Promise.race([received, sleep(5000).then(() => Buffer.alloc(0))]);
+    const said = new RegExp(`^${NET_MARKER} ping=(\\w+) queues=(\\d+) download=(\\w+) upload=(\\w+)\\r?$`, 'm').exec(r.stdout);
+    assert.ok(said, describe(r));
+    const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
+    assert.equal(uploaded.length, 4 << 20, describe(r));
+    assert.deepEqual(said.slice(1, 5), ['ok', link.queues, md5(blob), md5(uploaded)], describe(r));
   });
-  const r = await run;
-  assert.equal(r.status, 0, describe(r));
-  const uploaded = await Promise.race([received, sleep(5000).then(() => Buffer.alloc(0))]);
-  const said = new RegExp(`^${NET_MARKER} ping=(\\w+) queues=(\\d+) download=(\\w+) upload=(\\w+)\\r?$`, 'm').exec(r.stdout);
-  assert.ok(said, describe(r));
-  const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
-  assert.equal(uploaded.length, 4 << 20, describe(r));
-  assert.deepEqual(said.slice(1, 5), ['ok', '2', md5(blob), md5(uploaded)], describe(r));
-});
+}
 
 /** What /init's balloon line says, in KiB. */
 function balloonOf(stdout: string): { current: number; target: number } {

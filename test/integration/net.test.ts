@@ -3,7 +3,8 @@
 // xen-netfront.c) echoes what the host sends it through the TAP device, UDP
 // datagrams of several sizes (one of more than a page: more than one slot each
 // way) and ICMP echo requests. Run on both kernels in the nested VM, on 1 and
-// 2 vCPUs (the TAP device then has 2 queues, of which the kit uses one).
+// 2 vCPUs (the TAP device then has 2 queues, of which the kit uses one); and
+// over user-mode networking (libslirp), through a port forward.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -29,16 +30,16 @@ async function configureHostSide(name: string): Promise<void> {
 }
 
 /** Sends each payload to the guest's UDP echo and waits for it back (sent again each second until it is: the guest may not be listening yet); then KIT-END if `end`. */
-async function udpEchoes(payloads: Buffer[], end: boolean): Promise<void> {
+async function udpEchoes(payloads: Buffer[], end: boolean, to = { address: GUEST, port: 7, from: HOST }): Promise<void> {
   const socket = createSocket('udp4');
   const inbox: Buffer[] = [];
   socket.on('message', (m) => inbox.push(m));
-  await new Promise<void>((resolve) => socket.bind(0, HOST, resolve));
+  await new Promise<void>((resolve) => socket.bind(0, to.from, resolve));
   try {
     for (const payload of payloads) {
       let answered = false;
       for (let tries = 0; !answered && tries < 60; tries++) {
-        socket.send(payload, 7, GUEST);
+        socket.send(payload, to.port, to.address);
         for (let waited = 0; !answered && waited < 1000; waited += 20) {
           await sleep(20);
           answered = inbox.some((m) => m.equals(payload));
@@ -46,7 +47,7 @@ async function udpEchoes(payloads: Buffer[], end: boolean): Promise<void> {
       }
       assert.ok(answered, `no echo of a ${payload.length}-byte datagram`);
     }
-    if (end) socket.send(Buffer.from('KIT-END'), 7, GUEST);
+    if (end) socket.send(Buffer.from('KIT-END'), to.port, to.address);
   } finally {
     await sleep(100);
     socket.close();
@@ -68,3 +69,12 @@ for (const vcpus of [1, 2]) {
     assert.ok(!existsSync(`/sys/class/net/${name}`), 'the interface is gone with xenkvm');
   });
 }
+
+test("a PV network interface on user-mode networking (libslirp): a UDP port forward from the host's loopback reaches the kit's frontend, which echoes datagrams back through it", async () => {
+  const port = 20000 + (process.pid % 20000);
+  const run = runGuest('xen-netfront', { cmdline: 'echoes=2', args: ['--vif', `mac=${MAC},net=user,hostfwd=udp:127.0.0.1:${port}-:7`] });
+  const payloads = [64, 1400].map((n) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 5 + n) & 0xff)));
+  await udpEchoes(payloads, true, { address: '127.0.0.1', port, from: '127.0.0.1' });
+  const r = await run;
+  assertKitPassed(r, CASES);
+});

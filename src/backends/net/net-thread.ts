@@ -1,6 +1,6 @@
 // A PV network device's own thread: it maps each queue's transmit and receive
 // rings, sends what the guest transmits to the host's link (a TAP queue's
-// descriptor, written here), and puts what the link's reader brought into
+// descriptor, written here, or slirp's thread), and puts what the link brought into
 // the guest's receive buffers, a packet the guest has no buffers for kept
 // until it posts some. It wakes on the queue's event channel, which the guest
 // notifies from its vCPU thread and the reader after each batch, and raises
@@ -19,15 +19,17 @@ import { PacketRing } from './packet-ring.js';
 import { NetQueue, type NetFrontendFeatures, type NetLink } from './queue.js';
 import { packetFromTap, tapHeader } from './tap.js';
 
+/** Where a queue's packets for the host go: a TAP queue's descriptor, or slirp's ring and the eventfd that wakes it. */
+export type QueueLinkInit = { kind: 'tap'; fd: number } | { kind: 'user'; toSlirp: SharedArrayBuffer; eventFd: number };
+
 export interface NetQueueInit {
   txRef: number;
   rxRef: number;
   backendPort: number;
   guestPort: number;
-  /** Frames from the host for this queue. */
+  /** Frames from the host for this queue (behind a virtio-net header from a TAP device). */
   fromHost: SharedArrayBuffer;
-  /** The TAP queue's descriptor, which frames for the host are written to. */
-  tapFd: number;
+  link: QueueLinkInit;
 }
 
 export interface NetThreadInit {
@@ -41,6 +43,20 @@ export interface NetThreadInit {
 /** To the main thread: the rings are mapped (or could not be); the thread's counters when it stops. */
 export type NetThreadMessage = { type: 'ready' } | { type: 'failed'; reason: string } | { type: 'stopped'; stats: NetQueue['stats'][] };
 export type NetThreadCommand = { type: 'stop' };
+
+/** Slirp as the guest's packets' way out: it takes whole frames, their checksums complete. */
+function userLink(toSlirp: PacketRing, eventFd: number): NetLink {
+  const one = new Uint8Array(new BigUint64Array([1n]).buffer);
+  return {
+    offloads: { checksum: false, gso: false },
+    send(p: Packet) {
+      // A full ring drops the frame: slirp is behind, and the guest's TCP sends again.
+      if (!toSlirp.put([p.frame])) return false;
+      libc().write(eventFd, one, 8);
+      return true;
+    },
+  };
+}
 
 /** A TAP queue as the guest's packets' way out: header and frame in one write. */
 function tapLink(fd: number, device: string, hostLog: RateLimitedLog): NetLink {
@@ -78,7 +94,7 @@ async function main(init: NetThreadInit): Promise<void> {
         new BackRing([rx.page(0)], NETIF_RX_RING_ENTRY_SIZE),
         grants,
         init.backend.guestDomid,
-        tapLink(q.tapFd, init.device, guestLog),
+        q.link.kind === 'tap' ? tapLink(q.link.fd, init.device, guestLog) : userLink(PacketRing.attach(q.link.toSlirp), q.link.eventFd),
         init.frontend,
         () => channel.notifyGuest(),
         guestLog,
@@ -95,7 +111,7 @@ async function main(init: NetThreadInit): Promise<void> {
           }
           const record = fromHost.peek();
           if (!record) return;
-          const packet = packetFromTap(record);
+          const packet = q.link.kind === 'tap' ? packetFromTap(record) : { frame: record.slice() };
           fromHost.release(record);
           if (!queue.receive(packet)) held = packet;
         }

@@ -38,9 +38,15 @@ export const TUN_F = { CSUM: 0x01, TSO4: 0x02, TSO6: 0x04 } as const;
 /** The kernel picks the first free number. */
 const NAME_TEMPLATE = 'xenkvm%d';
 
-/** A TAP device that cannot be had: one line, what and what to do. */
+/** A TAP device that cannot be had: one line, what and what to do; `notPermitted` where the process lacks CAP_NET_ADMIN. */
 export class TapError extends Error {
   override name = 'TapError';
+  constructor(
+    message: string,
+    readonly notPermitted = false,
+  ) {
+    super(message);
+  }
 }
 
 /** What the device's threads need: the interface's name and a descriptor per queue. */
@@ -85,13 +91,14 @@ export function createTap(spec: VifSpec, queues: number): TapHandle {
         fds.push(openSync('/dev/net/tun', constants.O_RDWR | constants.O_NONBLOCK));
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
-        throw new TapError(code === 'ENOENT' ? 'no /dev/net/tun on this host: load the tun module (modprobe tun), or give the vif net=user' : `cannot open /dev/net/tun: ${code} (a TAP device needs CAP_NET_ADMIN: run as root, or give the vif net=user)`);
+        if (code === 'ENOENT') throw new TapError('no /dev/net/tun on this host: load the tun module (modprobe tun), or give the vif net=user');
+        throw new TapError(`cannot open /dev/net/tun: ${code} (a TAP device needs CAP_NET_ADMIN: run as root, or give the vif net=user)`, code === 'EACCES' || code === 'EPERM');
       }
       const req = ifreq(name);
       new DataView(req.buffer).setUint16(IFNAMSIZ, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE, true);
       if (libc().ioctlPtr(fds[q], TUNSETIFF, req) === -1) {
         const err = errno();
-        if (err === os.errno.EPERM) throw new TapError('creating a TAP device needs CAP_NET_ADMIN: run as root, or give the vif net=user');
+        if (err === os.errno.EPERM) throw new TapError('creating a TAP device needs CAP_NET_ADMIN: run as root, or give the vif net=user', true);
         if (err === os.errno.EBUSY) throw new TapError(`TAP device ${name} is in use: give the vif another vifname`);
         throw new SystemCallError('ioctl TUNSETIFF', err, name);
       }

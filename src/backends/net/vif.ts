@@ -3,8 +3,9 @@
 // offered), and on connection what the frontend published (per queue its
 // transmit and receive rings and event channel; what it takes: scatter-gather,
 // checksum and segmentation offloads), checked, before the device's threads
-// take over: the TAP device's reader (tap-reader.ts) and the thread that
-// serves the rings (net-thread.ts). Disconnecting stops both.
+// take over: the host side's (the TAP device's reader, tap-reader.ts, or
+// user-mode networking, slirp-thread.ts) and the one that serves the rings
+// (net-thread.ts). Disconnecting stops both.
 import { Worker } from 'node:worker_threads';
 import { log, type RateLimitedLog } from '../../common/log.js';
 import { check, EFD_CLOEXEC, libc } from '../../kvm/libc.js';
@@ -12,20 +13,27 @@ import type { BackendThreadInit } from '../../machine/backend-thread.js';
 import type { BackendChannel, BackendPorts } from '../../xen/evtchn/backend.js';
 import { XenError } from '../../xen/errors.js';
 import { DeviceError, type DeviceHooks, type DeviceSpec, type GrantedPages, type XenbusDevice } from '../xenbus.js';
-import type { NetThreadCommand, NetThreadInit, NetThreadMessage } from './net-thread.js';
+import type { NetThreadCommand, NetThreadInit, NetThreadMessage, QueueLinkInit } from './net-thread.js';
 import { PacketRing } from './packet-ring.js';
 import type { NetFrontendFeatures } from './queue.js';
+import type { SlirpThreadInit } from './slirp-thread.js';
 import type { TapReaderInit } from './tap-reader.js';
 import { setTapOffloads, TUN_F, useTapQueues, type TapHandle } from './tap.js';
-import type { VifSpec } from './vif-spec.js';
+import type { PortForward, VifSpec } from './vif-spec.js';
 
 /** What the backend offers, as Linux's netback does (without split event channels, multicast control or the control ring). */
 export const NET_LIMITS = { maxQueues: 4 } as const;
 /** Frames from the host waiting for a queue's thread: about 1 MiB. */
 const FROM_HOST_BYTES = 1 << 20;
 
-/** The xenbus device for an interface whose TAP device has `queues` queues. */
-export function vifSpec(vif: VifSpec, frontDomid: number, queues: number): DeviceSpec {
+/** Where an interface's packets go on the host: its TAP device, or user-mode networking (slirp: one queue, no segmentation offload). */
+export type HostLink = { kind: 'tap'; tap: TapHandle } | { kind: 'user'; mtu: number; forwards: PortForward[] };
+
+const linkQueues = (link: HostLink) => (link.kind === 'tap' ? link.tap.fds.length : 1);
+
+/** The xenbus device for an interface. */
+export function vifSpec(vif: VifSpec, frontDomid: number, link: HostLink): DeviceSpec {
+  const gso = link.kind === 'tap' ? '1' : '0';
   return {
     type: 'vif',
     devid: vif.devid,
@@ -37,23 +45,24 @@ export function vifSpec(vif: VifSpec, frontDomid: number, queues: number): Devic
       type: 'vif',
       ...(vif.bridge !== undefined && { bridge: vif.bridge }),
       'feature-sg': '1',
-      'feature-gso-tcpv4': '1',
-      'feature-gso-tcpv6': '1',
+      'feature-gso-tcpv4': gso,
+      'feature-gso-tcpv6': gso,
       'feature-ipv6-csum-offload': '1',
       'feature-rx-copy': '1',
       'feature-rx-flip': '0',
-      'multi-queue-max-queues': String(queues),
+      'multi-queue-max-queues': String(linkQueues(link)),
     },
   };
 }
 
 export class VirtualNetworkDevice implements DeviceHooks {
-  private threads: { worker: Worker; reader: Worker; stopFd: number } | undefined;
+  /** The device's thread and the host side's (the TAP reader or slirp), which an eventfd wakes (with `stop` set, to end slirp's). */
+  private threads: { worker: Worker; host: Worker; eventFd: number; stop?: Int32Array } | undefined;
   private channels: BackendChannel[] = [];
   private readonly exits = new Set<Promise<void>>();
 
   constructor(
-    private readonly tap: TapHandle,
+    private readonly link: HostLink,
     private readonly backends: BackendPorts,
     /** The guest's grants, to check on this thread that the rings are granted before the device's thread maps them. */
     private readonly grants: GrantedPages,
@@ -66,7 +75,8 @@ export class VirtualNetworkDevice implements DeviceHooks {
     if (!flag('request-rx-copy')) throw new DeviceError(`${device.frontend} does not ask for request-rx-copy, the only receive mode offered`);
     if (!flag('feature-rx-notify')) throw new DeviceError(`${device.frontend} lacks feature-rx-notify, which the backend needs`);
     const queueCount = device.readFrontend('multi-queue-num-queues') === undefined ? 1 : device.frontendNumber('multi-queue-num-queues');
-    if (queueCount < 1 || queueCount > this.tap.fds.length) throw new DeviceError(`${device.frontend} asks for ${queueCount} queues, not 1 to ${this.tap.fds.length}`);
+    const maxQueues = linkQueues(this.link);
+    if (queueCount < 1 || queueCount > maxQueues) throw new DeviceError(`${device.frontend} asks for ${queueCount} queues, not 1 to ${maxQueues}`);
     const frontend: NetFrontendFeatures = {
       sg: flag('feature-sg'),
       checksumIpv4: !flag('feature-no-csum-offload'),
@@ -90,40 +100,55 @@ export class VirtualNetworkDevice implements DeviceHooks {
     }
     for (const c of channels) c.setFastPath(true);
     this.channels = channels;
-    useTapQueues(this.tap, queueCount);
-    const tso = (frontend.gso.tcpv4 && frontend.checksumIpv4 ? TUN_F.TSO4 : 0) | (frontend.gso.tcpv6 && frontend.checksumIpv6 ? TUN_F.TSO6 : 0);
-    setTapOffloads(this.tap, frontend.checksumIpv4 ? TUN_F.CSUM | tso : 0);
     const fromHost = queues.map(() => PacketRing.create(FROM_HOST_BYTES).buffer);
+    const eventFd = check('eventfd', libc().eventfd(0, EFD_CLOEXEC));
+    const wakes = channels.map((c) => c.notifier.handle);
+    let host: { worker: Worker; stop?: Int32Array };
+    let links: QueueLinkInit[];
+    if (this.link.kind === 'tap') {
+      const { tap } = this.link;
+      useTapQueues(tap, queueCount);
+      const tso = (frontend.gso.tcpv4 && frontend.checksumIpv4 ? TUN_F.TSO4 : 0) | (frontend.gso.tcpv6 && frontend.checksumIpv6 ? TUN_F.TSO6 : 0);
+      setTapOffloads(tap, frontend.checksumIpv4 ? TUN_F.CSUM | tso : 0);
+      const readerInit: TapReaderInit = { fds: tap.fds.slice(0, queueCount), rings: fromHost, wakes, stopFd: eventFd };
+      host = { worker: new Worker(new URL('./tap-reader.js', import.meta.url), { workerData: readerInit }) };
+      links = tap.fds.slice(0, queueCount).map((fd) => ({ kind: 'tap', fd }));
+    } else {
+      const toSlirp = PacketRing.create(FROM_HOST_BYTES).buffer;
+      const stop = new Int32Array(new SharedArrayBuffer(4));
+      const slirpInit: SlirpThreadInit = { toSlirp, fromSlirp: fromHost[0], wake: wakes[0], eventFd, stop: stop.buffer as SharedArrayBuffer, mtu: this.link.mtu, forwards: this.link.forwards, logLevel: this.thread.logLevel };
+      host = { worker: new Worker(new URL('./slirp-thread.js', import.meta.url), { workerData: slirpInit }), stop };
+      links = [{ kind: 'user', toSlirp, eventFd }];
+    }
     const init: NetThreadInit = {
       backend: this.thread,
       device: device.backend,
       frontend,
-      queues: queues.map((q, i) => ({ ...q, backendPort: channels[i].backendPort, guestPort: channels[i].guestPort, fromHost: fromHost[i], tapFd: this.tap.fds[i] })),
+      queues: queues.map((q, i) => ({ ...q, backendPort: channels[i].backendPort, guestPort: channels[i].guestPort, fromHost: fromHost[i], link: links[i] })),
     };
-    log('net').info({ device: device.backend, tap: this.tap.name, queues: queueCount, ...frontend }, 'vif connected');
+    log('net').info({ device: device.backend, link: this.link.kind === 'tap' ? this.link.tap.name : 'user', queues: queueCount, ...frontend }, 'vif connected');
     const worker = new Worker(new URL('./net-thread.js', import.meta.url), { workerData: init });
-    const stopFd = check('eventfd', libc().eventfd(0, EFD_CLOEXEC));
-    const readerInit: TapReaderInit = { fds: this.tap.fds.slice(0, queueCount), rings: fromHost, wakes: channels.map((c) => c.notifier.handle), stopFd };
-    const reader = new Worker(new URL('./tap-reader.js', import.meta.url), { workerData: readerInit });
-    this.threads = { worker, reader, stopFd };
+    this.threads = { worker, host: host.worker, eventFd, stop: host.stop };
     worker.on('message', (m: NetThreadMessage) => {
       // The rings were checked above; the frontend took a grant back in between.
       if (m.type === 'failed' && this.threads?.worker === worker) device.fail(m.reason);
     });
-    for (const [what, w] of [['network device thread', worker], ['TAP reader', reader]] as const) {
+    const exits = ([['network device thread', worker], [this.link.kind === 'tap' ? 'TAP reader' : 'user-mode networking thread', host.worker]] as const).map(([what, w]) => {
       w.on('error', (e) => this.guestLog.error('net-thread', { device: device.backend, err: e.message }, `${what} failed`));
-      const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
-      this.exits.add(exited);
-      void exited.then(() => this.exits.delete(exited));
-    }
-    void new Promise<void>((resolve) => reader.once('exit', () => resolve())).then(() => libc().close(stopFd));
+      return new Promise<void>((resolve) => w.once('exit', () => resolve()));
+    });
+    // Closed once neither thread can write it any more.
+    const exited = Promise.all(exits).then(() => void libc().close(eventFd));
+    this.exits.add(exited);
+    void exited.then(() => this.exits.delete(exited));
   }
 
   disconnect(): void {
     if (this.threads) {
-      this.threads.worker.postMessage({ type: 'stop' } satisfies NetThreadCommand);
-      const one = new BigUint64Array([1n]);
-      libc().write(this.threads.stopFd, new Uint8Array(one.buffer), 8);
+      const { worker, eventFd, stop } = this.threads;
+      worker.postMessage({ type: 'stop' } satisfies NetThreadCommand);
+      if (stop) Atomics.store(stop, 0, 1);
+      libc().write(eventFd, new Uint8Array(new BigUint64Array([1n]).buffer), 8);
       this.threads = undefined;
     }
     for (const c of this.channels) this.backends.close(c.backendPort);
