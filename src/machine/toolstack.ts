@@ -4,6 +4,7 @@
 // that tell the guest where they are, the store with the nodes libxl writes
 // for a domU, and the backends serving the store (the guest's ring and a
 // host socket for Xen's tools) and the console ring while the guest runs.
+import { execFile } from 'node:child_process';
 import type { Logger } from 'pino';
 import { ConsoleRing, SecondaryConsole, type ConsoleInput } from '../backends/console.js';
 import { vbdSpec, VirtualBlockDevice } from '../backends/block/vbd.js';
@@ -27,7 +28,11 @@ import type { BackendChannel } from '../xen/evtchn/backend.js';
 import { XenStoreRing } from '../xenstore/ring.js';
 import { XenStoreSocket } from '../xenstore/socket.js';
 import { XenStore, type StoreConnection } from '../xenstore/store.js';
+import { ConfigError } from './config-error.js';
 import { CONSOLE_GFN, CONSOLE_OVERLAY_PAGE, XENSTORE_GFN, XENSTORE_OVERLAY_PAGE } from './layout.js';
+
+/** How long a vif's hotplug script may take. */
+const HOTPLUG_TIMEOUT_MS = 30_000;
 
 /** Who the guest is, for the nodes the toolstack writes. */
 export interface GuestIdentity {
@@ -56,6 +61,8 @@ export class Toolstack {
   private readonly devices: XenbusDevice[] = [];
   private readonly blockDevices: VirtualBlockDevice[] = [];
   private readonly networkDevices: VirtualNetworkDevice[] = [];
+  /** Each interface and its xenbus device, for its hotplug script. */
+  private readonly vifs: { vif: GuestIdentity['vifs'][number]; device: XenbusDevice }[] = [];
   private running: Promise<void>[] = [];
 
   private storeChannel: BackendChannel;
@@ -121,6 +128,7 @@ export class Toolstack {
       device.plug();
       this.devices.push(device);
       this.networkDevices.push(net);
+      this.vifs.push({ vif, device });
     }
   }
 
@@ -171,13 +179,32 @@ export class Toolstack {
     });
   }
 
-  /** Starts the backends and the store's socket; they serve until stop(). */
+  /** Starts the backends and the store's socket, and runs the interfaces' hotplug scripts; they serve until stop(). */
   async start(): Promise<void> {
     this.socket = await XenStoreSocket.listen(this.socketPath, this.store, this.logger);
     this.running = [this.console.run(), this.storeRing.run()];
+    for (const v of this.vifs) await this.hotplug(v, 'online');
+  }
+
+  /**
+   * A vif's script, as libxl runs a hotplug script: `script online` once the device is in the store
+   * (`offline` when it goes), told the interface (vif), its backend directory (XENBUS_PATH) and the
+   * store's socket (XENSTORED_PATH, for xenstore-read). A script that fails going online stops the start.
+   */
+  private async hotplug({ vif, device }: (typeof this.vifs)[number], action: 'online' | 'offline'): Promise<void> {
+    if (vif.spec.script === undefined || vif.link.kind !== 'tap') return;
+    const env = { ...process.env, vif: vif.link.tap.name, XENBUS_PATH: device.backend, XENSTORED_PATH: this.socketPath, script: vif.spec.script };
+    const r = await new Promise<{ status: number | null; stderr: string; error?: Error }>((resolve) => {
+      execFile(vif.spec.script!, [action], { env, timeout: HOTPLUG_TIMEOUT_MS }, (error, _stdout, stderr) => resolve({ status: error ? ((error as { code?: number }).code ?? null) : 0, stderr, error: error ?? undefined }));
+    });
+    if (r.status === 0) return;
+    const why = r.stderr.trim().split('\n').pop() || r.error?.message || `status ${r.status}`;
+    if (action === 'online') throw new ConfigError(`vif ${vif.spec.devid}: its script ${vif.spec.script} online failed: ${why}`);
+    this.logger.warn({ vif: vif.spec.devid, script: vif.spec.script, why }, 'a vif script failed going offline');
   }
 
   async stop(): Promise<void> {
+    for (const v of this.vifs) await this.hotplug(v, 'offline');
     for (const d of this.devices) d.destroy();
     this.console.stop();
     this.storeRing.stop();

@@ -71,6 +71,15 @@ test('disks that cannot be used are one clear error each', async () => {
   assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--disk', 'vdev=xvda,target=/dev/null', '--disk', 'vdev=xvda,target=/dev/zero']), /two disks are xvda/);
 });
 
+test('network interfaces that cannot be had are one clear error each', async () => {
+  const kernel = guest('hello32');
+  assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--vif', 'colour=blue']), /^xenkvm: unknown key "colour" in vif "colour=blue"$/m);
+  assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--vif', 'type=ioemu']), /type ioemu is an emulated card/);
+  assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--vif', 'net=user,hostfwd=tcp::99999-:22']), /hostfwd must be tcp:/);
+  // As root the TAP device is made and the bridge is missing; without CAP_NET_ADMIN the device cannot be made.
+  assertOneLineError(await xenkvm(['run', '--kernel', kernel, '--vif', 'net=tap,bridge=xkvmnobr0']), /bridge xkvmnobr0 does not exist|needs CAP_NET_ADMIN/);
+});
+
 test('/dev/kvm not permitted for the user', async (t) => {
   const message = /^xenkvm: \/dev\/kvm is not accessible to this user: add yourself to the kvm group or run as root$/;
   if (process.getuid?.() === 0) {

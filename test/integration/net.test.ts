@@ -8,7 +8,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { assertKitPassed, describe, requireKvm, runGuest } from '../guest-runner.js';
@@ -20,13 +22,31 @@ const GUEST = '10.0.3.2';
 const MAC = '00:16:3e:00:00:02';
 const CASES = ['probe', 'connect', 'echo', 'close'];
 
-/** Waits until the interface exists (xenkvm makes it at start), then gives the host its address and the guest's neighbour entry. */
-async function configureHostSide(name: string): Promise<void> {
-  for (let i = 0; i < 600 && !existsSync(`/sys/class/net/${name}`); i++) await sleep(100);
-  assert.ok(existsSync(`/sys/class/net/${name}`), `xenkvm made no interface ${name}`);
-  execFileSync('ip', ['addr', 'add', `${HOST}/24`, 'dev', name]);
-  // The kit answers no ARP: the host knows the guest's address.
-  execFileSync('ip', ['neigh', 'replace', GUEST, 'lladdr', MAC, 'dev', name, 'nud', 'permanent']);
+/**
+ * A vif hotplug script, as a Xen host's vif-bridge or vif-route is one: run `online` and `offline`
+ * with the interface in $vif and its backend directory in $XENBUS_PATH, it logs both and what the
+ * store says of the device (through xenstore-read on XENSTORED_PATH), and gives the host its address
+ * and the guest's neighbour entry (so the host need not wait for ARP).
+ */
+function hotplugScript(dir: string): { path: string; log: string } {
+  const path = join(dir, 'vif-test');
+  const log = join(dir, 'vif-test.log');
+  writeFileSync(path, [
+    '#!/bin/sh',
+    `echo "$1 $vif $(xenstore-read "$XENBUS_PATH/mac") $(xenstore-read "$XENBUS_PATH/feature-rx-copy")" >> ${log}`,
+    '[ "$1" = online ] || exit 0',
+    `ip addr add ${HOST}/24 dev "$vif"`,
+    `ip neigh replace ${GUEST} lladdr ${MAC} dev "$vif" nud permanent`,
+    '',
+  ].join('\n'), { mode: 0o755 });
+  return { path, log };
+}
+
+/** Waits until the hotplug script has given the interface the host's address. */
+async function hostAddressOn(name: string): Promise<void> {
+  const has = () => existsSync(`/sys/class/net/${name}`) && execFileSync('ip', ['-4', '-o', 'addr', 'show', 'dev', name], { encoding: 'utf8' }).includes(` ${HOST}/`);
+  for (let i = 0; i < 600 && !has(); i++) await sleep(100);
+  assert.ok(has(), `${name} never got ${HOST}`);
 }
 
 /** Sends each payload to the guest's UDP echo and waits for it back (sent again each second until it is: the guest may not be listening yet); then KIT-END if `end`. */
@@ -55,10 +75,13 @@ async function udpEchoes(payloads: Buffer[], end: boolean, to = { address: GUEST
 }
 
 for (const vcpus of [1, 2]) {
-  test(`a PV network interface on a TAP device, ${vcpus} vCPU${vcpus > 1 ? 's' : ''}: the kit's frontend echoes UDP datagrams of 64 to 8000 bytes and ICMP echo requests from the host`, async () => {
+  test(`a PV network interface on a TAP device, ${vcpus} vCPU${vcpus > 1 ? 's' : ''}, set up by its hotplug script: the kit's frontend echoes UDP datagrams of 64 to 8000 bytes and ICMP echo requests from the host`, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'xenkvm-net-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const script = hotplugScript(dir);
     const name = `xkvmnet${vcpus}`;
-    const run = runGuest('xen-netfront', { vcpus, cmdline: 'echoes=5', args: ['--vif', `mac=${MAC},vifname=${name},mtu=9000`] });
-    await configureHostSide(name);
+    const run = runGuest('xen-netfront', { vcpus, cmdline: 'echoes=5', args: ['--vif', `mac=${MAC},vifname=${name},mtu=9000,script=${script.path}`] });
+    await hostAddressOn(name);
     const payloads = [64, 1400, 8000].map((n) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + n) & 0xff)));
     await udpEchoes(payloads.slice(0, 1), false);
     execFileSync('busybox', ['ping', '-c', '2', '-W', '5', GUEST], { stdio: 'pipe' });
@@ -67,6 +90,7 @@ for (const vcpus of [1, 2]) {
     assertKitPassed(r, CASES);
     assert.match(r.stdout, /KIT-NET echoed=\d+ largest=8042/, describe(r));
     assert.ok(!existsSync(`/sys/class/net/${name}`), 'the interface is gone with xenkvm');
+    assert.equal(readFileSync(script.log, 'utf8'), `online ${name} ${MAC} 1\noffline ${name} ${MAC} 1\n`);
   });
 }
 
