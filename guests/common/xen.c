@@ -552,6 +552,22 @@ long xen_gnttab_query_size(domid_t dom, struct gnttab_query_size *q)
 	return HYPERVISOR_grant_table_op(GNTTABOP_query_size, q, 1);
 }
 
+void xen_grant_v1(volatile grant_entry_v1_t *e, domid_t to, uint32_t frame, uint16_t flags)
+{
+	e->domid = to;
+	e->frame = frame;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	e->flags = flags;
+}
+
+bool xen_ungrant_v1(volatile grant_entry_v1_t *e)
+{
+	uint16_t flags = e->flags;
+	if (flags & (GTF_reading | GTF_writing))
+		return false;
+	return __atomic_compare_exchange_n(&e->flags, &flags, 0, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
 void xen_gnttab_copy_op(struct gnttab_copy *c, uint16_t flags, uint64_t src, domid_t sdom, uint16_t soff, uint64_t dst,
 			domid_t ddom, uint16_t doff, uint16_t len)
 {

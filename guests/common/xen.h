@@ -290,6 +290,11 @@ const char *xen_gntst_name(long status);
 	} while (0)
 /* GNTTABOP_query_size of `dom` into *q, its outputs preset to markers first (so that what is not written shows). */
 long xen_gnttab_query_size(domid_t dom, struct gnttab_query_size *q);
+/* Writes the v1 entry `e` as a kernel grants: the domain and frame first, the flags last. */
+void xen_grant_v1(volatile grant_entry_v1_t *e, domid_t to, uint32_t frame, uint16_t flags);
+/* Ends a v1 grant as a kernel does: clears its flags unless a backend still has it
+ * mapped (GTF_reading or GTF_writing set); whether it did. */
+bool xen_ungrant_v1(volatile grant_entry_v1_t *e);
 /* Fills one GNTTABOP_copy: each side a grant ref or a frame (by flags), its domain and offset; status preset to a marker. */
 void xen_gnttab_copy_op(struct gnttab_copy *c, uint16_t flags, uint64_t src, domid_t sdom, uint16_t soff, uint64_t dst,
 			domid_t ddom, uint16_t doff, uint16_t len);

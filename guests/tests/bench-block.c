@@ -68,9 +68,7 @@ static uint64_t now(void) { return xen_time_now(&sh->vcpu_info[0].time); }
 
 static void grant(grant_ref_t ref, void *page)
 {
-	table[ref].domid = 0;
-	table[ref].frame = (uint32_t)((uintptr_t)page >> 12);
-	__atomic_store_n(&table[ref].flags, GTF_permit_access, __ATOMIC_RELEASE);
+	xen_grant_v1(&table[ref], 0, (uint32_t)((uintptr_t)page >> 12), GTF_permit_access);
 }
 
 static void node_write(const char *key, const char *value)

@@ -49,14 +49,9 @@ static long setup_table(domid_t dom, uint32_t n, int16_t *st)
 	return rc;
 }
 
-/* The v1 entry `ref` as the guest writes one: what it grants first, the flags last. */
 static void grant_v1(grant_ref_t ref, uint16_t flags, domid_t to, uint32_t frame)
 {
-	volatile grant_entry_v1_t *e = &gt1()[ref];
-	e->domid = to;
-	e->frame = frame;
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	e->flags = flags;
+	xen_grant_v1(&gt1()[ref], to, frame, flags);
 }
 
 /* ---- size and frames ---- */

@@ -52,20 +52,10 @@ static volatile grant_entry_v1_t *table(void) { return kit_phys(gfn_high << 12);
 
 static void grant(grant_ref_t ref, void *page, bool readonly)
 {
-	volatile grant_entry_v1_t *e = &table()[ref];
-	e->domid = 0;
-	e->frame = GFN(page);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	e->flags = GTF_permit_access | (readonly ? GTF_readonly : 0);
+	xen_grant_v1(&table()[ref], 0, GFN(page), GTF_permit_access | (readonly ? GTF_readonly : 0));
 }
 
-static bool ungrant(grant_ref_t ref)
-{
-	uint16_t flags = table()[ref].flags;
-	if (flags & (GTF_reading | GTF_writing))
-		return false;
-	return __atomic_compare_exchange_n(&table()[ref].flags, &flags, 0, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-}
+static bool ungrant(grant_ref_t ref) { return xen_ungrant_v1(&table()[ref]); }
 
 static bool node_write(const char *dir, const char *key, const char *value)
 {

@@ -5,10 +5,9 @@ import { RateLimitedLog } from '../../common/log.js';
 import { BLKIF_OP, BLKIF_RING_ENTRY_SIZE, BLKIF_RSP, blkifRequest, blkifRequestDiscard, blkifRequestIndirect, blkifResponse, SRING_INDEX, SRING_RING_OFFSET } from '../../xen/abi/blkif.js';
 import type { Abi } from '../../xen/abi/layout.js';
 import { BackRing } from '../ring.js';
-import { DeviceError, type GrantedPages } from '../xenbus.js';
+import { FRONT, fakeGrants } from '../fake-grants.js';
 import { BlockQueue, type BlockDisk } from './queue.js';
 
-const FRONT = 1;
 
 /** An in-memory disk whose operations can be held, to see their order. */
 function memoryDisk(sectors: number, options: { sectorSize?: number; readOnly?: boolean; discard?: boolean } = {}) {
@@ -49,28 +48,7 @@ function memoryDisk(sectors: number, options: { sectorSize?: number; readOnly?: 
 
 /** The guest's side: granted pages (some read-only), a ring page, requests in `abi`'s layout. */
 function frontend(abi: Abi, options: { persistent?: boolean; disk?: ReturnType<typeof memoryDisk>; maxIndirectSegments?: number } = {}) {
-  const pages = new Map<number, { page: Uint8Array; readonly: boolean }>();
-  const mapped = new Map<number, number>();
-  const grants: GrantedPages = {
-    map(domid, refs, writable) {
-      assert.equal(domid, FRONT);
-      for (const ref of refs) {
-        const g = pages.get(ref);
-        if (!g) throw new DeviceError(`grant reference ${ref} cannot be mapped (GNTST_general_error)`);
-        if (writable && g.readonly) throw new DeviceError(`grant reference ${ref} is read-only`);
-      }
-      for (const ref of refs) mapped.set(ref, (mapped.get(ref) ?? 0) + 1);
-      let live = true;
-      return {
-        page: (i) => pages.get(refs[i])!.page,
-        unmap: () => {
-          if (!live) return;
-          live = false;
-          for (const ref of refs) mapped.set(ref, mapped.get(ref)! - 1);
-        },
-      };
-    },
-  };
+  const { grants, mapped, grant } = fakeGrants();
   const ringPage = new Uint8Array(4096);
   const header = new DataView(ringPage.buffer);
   const size = BLKIF_RING_ENTRY_SIZE[abi];
@@ -85,11 +63,7 @@ function frontend(abi: Abi, options: { persistent?: boolean; disk?: ReturnType<t
   let cons = 0;
   return {
     d, queue, mapped, warns, errors, notifications: () => notifications,
-    grant(ref: number, readonly = false) {
-      const page = new Uint8Array(4096);
-      pages.set(ref, { page, readonly });
-      return page;
-    },
+    grant: (ref: number, readonly = false) => grant(ref, undefined, readonly),
     push(bytes: Uint8Array) {
       ringPage.set(bytes, SRING_RING_OFFSET + (prod % ring.size) * size);
       prod++;

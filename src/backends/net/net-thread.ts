@@ -6,14 +6,13 @@
 // notifies from its vCPU thread and the reader after each batch, and raises
 // the guest's port itself. The main thread starts it once the frontend has
 // published its rings and stops it when the frontend goes.
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { log, RateLimitedLog } from '../../common/log.js';
 import { errno, libc } from '../../kvm/libc.js';
-import { attachBackendThread, type BackendThreadInit } from '../../machine/backend-thread.js';
+import type { BackendThreadInit } from '../../machine/backend-thread.js';
 import { NETIF_RX_RING_ENTRY_SIZE, NETIF_TX_RING_ENTRY_SIZE } from '../../xen/abi/netif.js';
-import { guestGrants } from '../grants.js';
+import { runDeviceThread } from '../device-thread.js';
 import { BackRing } from '../ring.js';
-import { DeviceError, type MappedGrants } from '../xenbus.js';
 import type { Packet } from './packet.js';
 import { PacketRing } from './packet-ring.js';
 import { NetQueue, type NetFrontendFeatures, type NetLink } from './queue.js';
@@ -39,10 +38,6 @@ export interface NetThreadInit {
   frontend: NetFrontendFeatures;
   queues: NetQueueInit[];
 }
-
-/** To the main thread: the rings are mapped (or could not be); the thread's counters when it stops. */
-export type NetThreadMessage = { type: 'ready' } | { type: 'failed'; reason: string } | { type: 'stopped'; stats: NetQueue['stats'][] };
-export type NetThreadCommand = { type: 'stop' };
 
 /** Slirp as the guest's packets' way out: it takes whole frames, their checksums complete. */
 function userLink(toSlirp: PacketRing, eventFd: number): NetLink {
@@ -75,80 +70,55 @@ function tapLink(fd: number, device: string, hostLog: RateLimitedLog): NetLink {
 }
 
 async function main(init: NetThreadInit): Promise<void> {
-  const post = (m: NetThreadMessage) => parentPort?.postMessage(m);
-  const thread = attachBackendThread(init.backend);
   const guestLog = new RateLimitedLog(log('net'));
-  const grants = guestGrants(thread.grantTable, thread.memory, init.backend.guestDomid);
-  const rings: MappedGrants[] = [];
-  let stopping = false;
-  const served: { queue: NetQueue; wake: () => void; serve: () => Promise<void> }[] = [];
-  try {
-    for (const q of init.queues) {
-      const tx = grants.map(init.backend.guestDomid, [q.txRef], true);
-      rings.push(tx);
-      const rx = grants.map(init.backend.guestDomid, [q.rxRef], true);
-      rings.push(rx);
-      const channel = thread.channel(q.backendPort, q.guestPort);
-      const queue = new NetQueue(
-        new BackRing([tx.page(0)], NETIF_TX_RING_ENTRY_SIZE),
-        new BackRing([rx.page(0)], NETIF_RX_RING_ENTRY_SIZE),
-        grants,
-        init.backend.guestDomid,
-        q.link.kind === 'tap' ? tapLink(q.link.fd, init.device, guestLog) : userLink(PacketRing.attach(q.link.toSlirp), q.link.eventFd),
-        init.frontend,
-        () => channel.notifyGuest(),
-        guestLog,
-        init.device,
-      );
-      const fromHost = PacketRing.attach(q.fromHost);
-      let held: Packet | undefined;
-      /** Hands the guest what the host sent, until it runs out of buffers. */
-      const deliver = () => {
-        for (;;) {
-          if (held) {
-            if (!queue.receive(held)) return;
-            held = undefined;
+  await runDeviceThread(
+    init.backend,
+    ({ thread, grants, mapRing }) =>
+      init.queues.map((q) => {
+        const tx = mapRing([q.txRef]);
+        const rx = mapRing([q.rxRef]);
+        const channel = thread.channel(q.backendPort, q.guestPort);
+        const queue = new NetQueue(
+          new BackRing([tx.page(0)], NETIF_TX_RING_ENTRY_SIZE),
+          new BackRing([rx.page(0)], NETIF_RX_RING_ENTRY_SIZE),
+          grants,
+          init.backend.guestDomid,
+          q.link.kind === 'tap' ? tapLink(q.link.fd, init.device, guestLog) : userLink(PacketRing.attach(q.link.toSlirp), q.link.eventFd),
+          init.frontend,
+          () => channel.notifyGuest(),
+          guestLog,
+          init.device,
+        );
+        const fromHost = PacketRing.attach(q.fromHost);
+        let held: Packet | undefined;
+        /** Hands the guest what the host sent, until it runs out of buffers. */
+        const deliver = () => {
+          for (;;) {
+            if (held) {
+              if (!queue.receive(held)) return;
+              held = undefined;
+            }
+            const record = fromHost.peek();
+            if (!record) return;
+            const packet = q.link.kind === 'tap' ? packetFromTap(record) : { frame: record.slice() };
+            fromHost.release(record);
+            if (!queue.receive(packet)) held = packet;
           }
-          const record = fromHost.peek();
-          if (!record) return;
-          const packet = q.link.kind === 'tap' ? packetFromTap(record) : { frame: record.slice() };
-          fromHost.release(record);
-          if (!queue.receive(packet)) held = packet;
-        }
-      };
-      served.push({
-        queue,
-        wake: () => channel.notifier.notify(),
-        serve: async () => {
-          while (!stopping) {
-            // Read before the pass: a notification during it means another pass.
-            const seen = channel.notifier.count;
+        };
+        return {
+          channel,
+          queue,
+          pass: () => {
             queue.serviceTx();
             deliver();
-            await channel.notifier.next(seen);
-          }
-        },
-      });
-    }
-  } catch (e) {
-    if (!(e instanceof DeviceError)) throw e;
-    for (const r of rings) r.unmap();
-    thread.dispose();
-    post({ type: 'failed', reason: e.message });
-    parentPort?.close();
-    return;
-  }
-  parentPort?.on('message', (m: NetThreadCommand) => {
-    if (m.type !== 'stop') return;
-    stopping = true;
-    for (const s of served) s.wake();
-  });
-  post({ type: 'ready' });
-  await Promise.all(served.map((s) => s.serve()));
-  for (const r of rings) r.unmap();
-  thread.dispose();
-  post({ type: 'stopped', stats: served.map((s) => s.queue.stats) });
-  parentPort?.close();
+          },
+        };
+      }),
+    async (queues) => {
+      // The counters, where a person looking at a device's trouble finds them.
+      queues.forEach((q, i) => log('net').info({ device: init.device, queue: i, ...q.queue.stats, hostDropped: PacketRing.attach(init.queues[i].fromHost).dropped }, 'vif queue stopped'));
+    },
+  );
 }
 
 void main(workerData as NetThreadInit);

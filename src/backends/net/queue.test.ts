@@ -5,11 +5,10 @@ import { RateLimitedLog } from '../../common/log.js';
 import { SRING_INDEX, SRING_RING_OFFSET } from '../../xen/abi/blkif.js';
 import { NETIF_RSP, NETIF_RX_RING_ENTRY_SIZE, NETIF_TX_RING_ENTRY_SIZE, NETRXF, NETTXF, netifExtraInfo, netifRxRequest, netifRxResponse, netifTxRequest, netifTxResponse, XEN_NETIF_EXTRA_FLAG, XEN_NETIF_EXTRA_TYPE, XEN_NETIF_GSO_TYPE } from '../../xen/abi/netif.js';
 import { BackRing } from '../ring.js';
-import { DeviceError, type GrantedPages } from '../xenbus.js';
+import { FRONT, fakeGrants } from '../fake-grants.js';
 import type { Packet } from './packet.js';
 import { NetQueue, type NetFrontendFeatures } from './queue.js';
 
-const FRONT = 1;
 
 /** A UDP datagram over IPv4 in an Ethernet frame, its UDP checksum the pseudo-header's sum (partial) or complete. */
 export function udpFrame(payload: Uint8Array, complete: boolean): Uint8Array {
@@ -53,18 +52,7 @@ export function udpChecksumOk(frame: Uint8Array): boolean {
 
 /** The guest's side of one queue: granted pages, both rings, a link that keeps what it is sent. */
 function frontend(options: { features?: Partial<NetFrontendFeatures>; offloads?: { checksum: boolean; gso: boolean } } = {}) {
-  const pages = new Map<number, { page: Uint8Array; readonly: boolean }>();
-  const grants: GrantedPages = {
-    map(domid, refs, writable) {
-      assert.equal(domid, FRONT);
-      for (const ref of refs) {
-        const g = pages.get(ref);
-        if (!g) throw new DeviceError(`grant reference ${ref} cannot be mapped (GNTST_general_error)`);
-        if (writable && g.readonly) throw new DeviceError(`grant reference ${ref} is read-only`);
-      }
-      return { page: (i) => pages.get(refs[i])!.page, unmap: () => {} };
-    },
-  };
+  const { grants, grant } = fakeGrants();
   const ring = (entry: number) => {
     const page = new Uint8Array(4096);
     const back = new BackRing([page], entry);
@@ -102,12 +90,7 @@ function frontend(options: { features?: Partial<NetFrontendFeatures>; offloads?:
   const queue = new NetQueue(tx.back, rx.back, grants, FRONT, link, features, () => notifications++, new RateLimitedLog(logger), 'vif-test');
   return {
     queue, sent, warns, tx, rx, notifications: () => notifications,
-    grant(ref: number, bytes?: Uint8Array, readonly = false) {
-      const page = new Uint8Array(4096);
-      if (bytes) page.set(bytes);
-      pages.set(ref, { page, readonly });
-      return page;
-    },
+    grant,
     txRequest(gref: number, offset: number, size: number, flags: number, id: number, publish = true) {
       tx.push(netifTxRequest.native.encode({ gref, offset, flags, id, size }), publish);
     },

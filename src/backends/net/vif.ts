@@ -13,7 +13,8 @@ import type { BackendThreadInit } from '../../machine/backend-thread.js';
 import type { BackendChannel, BackendPorts } from '../../xen/evtchn/backend.js';
 import { XenError } from '../../xen/errors.js';
 import { DeviceError, type DeviceHooks, type DeviceSpec, type GrantedPages, type XenbusDevice } from '../xenbus.js';
-import type { NetThreadCommand, NetThreadInit, NetThreadMessage, QueueLinkInit } from './net-thread.js';
+import type { DeviceThreadCommand, DeviceThreadMessage } from '../device-thread.js';
+import type { NetThreadInit, QueueLinkInit } from './net-thread.js';
 import { PacketRing } from './packet-ring.js';
 import type { NetFrontendFeatures } from './queue.js';
 import type { SlirpThreadInit } from './slirp-thread.js';
@@ -129,7 +130,7 @@ export class VirtualNetworkDevice implements DeviceHooks {
     log('net').info({ device: device.backend, link: this.link.kind === 'tap' ? this.link.tap.name : 'user', queues: queueCount, ...frontend }, 'vif connected');
     const worker = new Worker(new URL('./net-thread.js', import.meta.url), { workerData: init });
     this.threads = { worker, host: host.worker, eventFd, stop: host.stop };
-    worker.on('message', (m: NetThreadMessage) => {
+    worker.on('message', (m: DeviceThreadMessage) => {
       // The rings were checked above; the frontend took a grant back in between.
       if (m.type === 'failed' && this.threads?.worker === worker) device.fail(m.reason);
     });
@@ -146,7 +147,7 @@ export class VirtualNetworkDevice implements DeviceHooks {
   disconnect(): void {
     if (this.threads) {
       const { worker, eventFd, stop } = this.threads;
-      worker.postMessage({ type: 'stop' } satisfies NetThreadCommand);
+      worker.postMessage({ type: 'stop' } satisfies DeviceThreadCommand);
       if (stop) Atomics.store(stop, 0, 1);
       libc().write(eventFd, new Uint8Array(new BigUint64Array([1n]).buffer), 8);
       this.threads = undefined;
