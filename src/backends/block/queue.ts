@@ -198,16 +198,17 @@ export class BlockQueue {
         if (r.nr_segments === 0 || r.nr_segments > this.options.maxIndirectSegments) {
           throw new Refused(BLKIF_RSP.ERROR, `${r.nr_segments} indirect segments, not 1 to ${this.options.maxIndirectSegments}`);
         }
-        const pages = Math.ceil(r.nr_segments / SEGMENTS_PER_INDIRECT_PAGE);
-        const list = this.map(r.indirect_grefs.slice(0, pages), false);
+        // The pages of segments, kept mapped like data pages where grants are persistent, and let go once read.
+        const list = this.pages(r.indirect_grefs.slice(0, Math.ceil(r.nr_segments / SEGMENTS_PER_INDIRECT_PAGE)), false);
+        let segments: Segment[];
         try {
-          const segments = Array.from({ length: r.nr_segments }, (_, i) =>
-            this.segment(list.page(Math.floor(i / SEGMENTS_PER_INDIRECT_PAGE)), (i % SEGMENTS_PER_INDIRECT_PAGE) * SEGMENT.size),
+          segments = Array.from({ length: r.nr_segments }, (_, i) =>
+            this.segment(list.pages[Math.floor(i / SEGMENTS_PER_INDIRECT_PAGE)], (i % SEGMENTS_PER_INDIRECT_PAGE) * SEGMENT.size),
           );
-          return await this.transfer(r.indirect_op === BLKIF_OP.WRITE, r.sector_number, segments);
         } finally {
-          list.unmap();
+          list.release();
         }
+        return this.transfer(r.indirect_op === BLKIF_OP.WRITE, r.sector_number, segments);
       }
       default:
         throw new Refused(BLKIF_RSP.EOPNOTSUPP, `operation ${operation}`);
@@ -216,9 +217,12 @@ export class BlockQueue {
 
   /** A segment, copied out of a request or an indirect page, its sector bounds checked. */
   private segment(bytes: Uint8Array, at: number): Segment {
-    const s = SEGMENT.decode(bytes.subarray(at, at + SEGMENT.size));
-    if (s.last_sect >= SECTORS_PER_PAGE || s.first_sect > s.last_sect) throw new Refused(BLKIF_RSP.ERROR, `a segment of sectors ${s.first_sect}–${s.last_sect} of its page`);
-    return { gref: s.gref, first: s.first_sect, last: s.last_sect };
+    // Read in place, not through the struct's decoder: an indirect request has up to 256 of them.
+    const gref = new DataView(bytes.buffer, bytes.byteOffset).getUint32(at + SEGMENT.offsets.gref, true);
+    const first = bytes[at + SEGMENT.offsets.first_sect];
+    const last = bytes[at + SEGMENT.offsets.last_sect];
+    if (last >= SECTORS_PER_PAGE || first > last) throw new Refused(BLKIF_RSP.ERROR, `a segment of sectors ${first}–${last} of its page`);
+    return { gref, first, last };
   }
 
   private checkRange(sector: bigint, count: bigint): void {
