@@ -29,6 +29,8 @@ const SIOCSIFMTU = 0x8922;
 const SIOCGIFINDEX = 0x8933;
 const SIOCBRADDIF = 0x89a2;
 const AF_INET = 2;
+/** asm-generic/errno.h (node's os.constants leaves it out). */
+const ENOPKG = 65;
 const SOCK_DGRAM = 2;
 const SOCK_CLOEXEC = 0o2000000;
 const IFNAMSIZ = 16;
@@ -112,7 +114,10 @@ export function createTap(spec: VifSpec, queues: number): TapHandle {
         new DataView(bridge.buffer, IFNAMSIZ).setInt32(0, index, true);
         if (libc().ioctlPtr(sock, SIOCBRADDIF, bridge) === -1) {
           const err = errno();
-          throw new TapError(err === os.errno.ENODEV || err === os.errno.EOPNOTSUPP ? `bridge ${spec.bridge} does not exist: create it (ip link add ${spec.bridge} type bridge) or leave bridge= out` : `cannot add ${name} to bridge ${spec.bridge}: ${libc().strerror(err)}`);
+          if (err === os.errno.ENODEV || err === os.errno.EOPNOTSUPP) throw new TapError(`bridge ${spec.bridge} does not exist: create it (ip link add ${spec.bridge} type bridge) or leave bridge= out`);
+          // Without the bridge module the kernel has no bridge ioctls at all.
+          if (err === ENOPKG) throw new TapError(`this host's kernel has no bridges loaded, so there is no bridge ${spec.bridge}: load them (modprobe bridge) and create it, or leave bridge= out`);
+          throw new TapError(`cannot add ${name} to bridge ${spec.bridge}: ${libc().strerror(err)}`);
         }
       }
       const flags = new DataView(interfaceIoctl(sock, SIOCGIFFLAGS, name, 'ioctl SIOCGIFFLAGS').buffer, IFNAMSIZ).getInt16(0, true);
