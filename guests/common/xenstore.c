@@ -120,6 +120,20 @@ bool xs_write(uint32_t tx, const char *path, const char *value, struct xs_reply 
 	return xs_request(XS_WRITE, tx, 2, parts, true, r) && r->type != XS_ERROR;
 }
 
+bool xs_node_read(const char *dir, const char *key, struct xs_reply *r)
+{
+	char path[128];
+	kit_snprintf(path, sizeof path, "%s/%s", dir, key);
+	return xs_read(0, path, r);
+}
+
+bool xs_node_write(const char *dir, const char *key, const char *value, struct xs_reply *r)
+{
+	char path[128];
+	kit_snprintf(path, sizeof path, "%s/%s", dir, key);
+	return xs_write(0, path, value, r);
+}
+
 bool xs_wait_for(const char *path, const char *want, uint32_t ms, struct xs_reply *r)
 {
 	uint64_t end = rdtsc() + (uint64_t)ms * KIT_TSC_PER_MS;

@@ -32,6 +32,9 @@ bool xs_request(uint32_t type, uint32_t tx, int n, const char *const *parts, boo
  * value is in r->data. */
 bool xs_read(uint32_t tx, const char *path, struct xs_reply *r);
 bool xs_write(uint32_t tx, const char *path, const char *value, struct xs_reply *r);
+/* The same for the node `key` under the directory `dir` (a device's, say). */
+bool xs_node_read(const char *dir, const char *key, struct xs_reply *r);
+bool xs_node_write(const char *dir, const char *key, const char *value, struct xs_reply *r);
 /* Reads `path` every 5 ms until it holds `want` (true) or `ms` have passed (false, r holds the last answer). */
 bool xs_wait_for(const char *path, const char *want, uint32_t ms, struct xs_reply *r);
 

@@ -85,20 +85,6 @@ static struct vbd xvda = { .devid = XVDA, .queues = XVDA_QUEUES, .order = XVDA_R
 static struct vbd xvdb = { .devid = XVDB, .queues = 1, .ring_ref = REF_RING + RING_PAGES };
 static struct vbd xvdc = { .devid = XVDC, .queues = 1, .ring_ref = REF_RING_XVDC };
 
-static bool node_write(const char *dir, const char *key, const char *value)
-{
-	char path[128];
-	kit_snprintf(path, sizeof path, "%s/%s", dir, key);
-	return xs_write(0, path, value, &r);
-}
-
-static bool node_read(const char *dir, const char *key)
-{
-	char path[128];
-	kit_snprintf(path, sizeof path, "%s/%s", dir, key);
-	return xs_read(0, path, &r);
-}
-
 /* Publishes a queue's rings and channel in `dir` (the device's, or its queue-N). */
 static const char *queue_publish(struct vbd *v, int q, const char *dir, uint8_t (*ring_mem)[4096])
 {
@@ -116,13 +102,13 @@ static const char *queue_publish(struct vbd *v, int q, const char *dir, uint8_t 
 		else
 			kit_snprintf(key, sizeof key, "ring-ref");
 		kit_snprintf(value, sizeof value, "%u", ref);
-		if (!node_write(dir, key, value))
+		if (!xs_node_write(dir, key, value, &r))
 			return "write ring-ref";
 	}
 	if (xen_evtchn_alloc_unbound(DOMID_SELF, 0, &v->q[q].port) != 0)
 		return "alloc_unbound";
 	kit_snprintf(value, sizeof value, "%u", v->q[q].port);
-	return node_write(dir, "event-channel", value) ? 0 : "write event-channel";
+	return xs_node_write(dir, "event-channel", value, &r) ? 0 : "write event-channel";
 }
 
 static const char *vbd_connect(struct vbd *v, uint8_t (*ring_mem)[4096])
@@ -135,12 +121,12 @@ static const char *vbd_connect(struct vbd *v, uint8_t (*ring_mem)[4096])
 		return "backend not in InitWait";
 	if (v->order) {
 		kit_snprintf(value, sizeof value, "%d", v->order);
-		if (!node_write(v->front, "ring-page-order", value))
+		if (!xs_node_write(v->front, "ring-page-order", value, &r))
 			return "write ring-page-order";
 	}
 	if (v->queues > 1) {
 		kit_snprintf(value, sizeof value, "%d", v->queues);
-		if (!node_write(v->front, "multi-queue-num-queues", value))
+		if (!xs_node_write(v->front, "multi-queue-num-queues", value, &r))
 			return "write multi-queue-num-queues";
 	}
 	for (int q = 0; q < v->queues; q++) {
@@ -153,9 +139,9 @@ static const char *vbd_connect(struct vbd *v, uint8_t (*ring_mem)[4096])
 		if (why)
 			return why;
 	}
-	if (!node_write(v->front, "protocol", XEN_IO_PROTO_ABI_X86_64))
+	if (!xs_node_write(v->front, "protocol", XEN_IO_PROTO_ABI_X86_64, &r))
 		return "write protocol";
-	if (!node_write(v->front, "state", "3"))
+	if (!xs_node_write(v->front, "state", "3", &r))
 		return "write state";
 	if (!xs_wait_for(path, "4", 20000, &r))
 		return "backend not Connected";
@@ -247,17 +233,17 @@ static void probe_case(void)
 	XEN_EXPECT_RC(xs_init(), 0, "store params");
 	char back[96];
 	kit_snprintf(back, sizeof back, "/local/domain/0/backend/vbd/%ld/%d", domid, XVDA);
-	KIT_CHECK(node_read("device/vbd/51712", "backend") && !strcmp(r.data, back), "device/vbd/51712/backend: %s", r.data);
-	KIT_CHECK(node_read("device/vbd/51712", "virtual-device") && !strcmp(r.data, "51712"), "virtual-device %s", r.data);
+	KIT_CHECK(xs_node_read("device/vbd/51712", "backend", &r) && !strcmp(r.data, back), "device/vbd/51712/backend: %s", r.data);
+	KIT_CHECK(xs_node_read("device/vbd/51712", "virtual-device", &r) && !strcmp(r.data, "51712"), "virtual-device %s", r.data);
 	char want[32];
 	kit_snprintf(want, sizeof want, "%llu", (unsigned long long)sectors);
-	KIT_CHECK(node_read(back, "sectors") && !strcmp(r.data, want), "sectors %s, expected %s", r.data, want);
-	KIT_CHECK(node_read(back, "sector-size") && !strcmp(r.data, "512"), "sector-size %s", r.data);
-	KIT_CHECK(node_read(back, "info") && !strcmp(r.data, "0"), "info %s", r.data);
-	KIT_CHECK(node_read(back, "feature-flush-cache") && !strcmp(r.data, "1"), "feature-flush-cache %s", r.data);
-	KIT_CHECK(node_read(back, "feature-discard") && !strcmp(r.data, "1"), "feature-discard %s", r.data);
-	KIT_CHECK(node_read(back, "mode") && !strcmp(r.data, "w"), "mode %s", r.data);
-	KIT_CHECK(node_read("/local/domain/0/backend/vbd/1/51728", "info") && !strcmp(r.data, "4"), "xvdb info %s (VDISK_READONLY)", r.data);
+	KIT_CHECK(xs_node_read(back, "sectors", &r) && !strcmp(r.data, want), "sectors %s, expected %s", r.data, want);
+	KIT_CHECK(xs_node_read(back, "sector-size", &r) && !strcmp(r.data, "512"), "sector-size %s", r.data);
+	KIT_CHECK(xs_node_read(back, "info", &r) && !strcmp(r.data, "0"), "info %s", r.data);
+	KIT_CHECK(xs_node_read(back, "feature-flush-cache", &r) && !strcmp(r.data, "1"), "feature-flush-cache %s", r.data);
+	KIT_CHECK(xs_node_read(back, "feature-discard", &r) && !strcmp(r.data, "1"), "feature-discard %s", r.data);
+	KIT_CHECK(xs_node_read(back, "mode", &r) && !strcmp(r.data, "w"), "mode %s", r.data);
+	KIT_CHECK(xs_node_read("/local/domain/0/backend/vbd/1/51728", "info", &r) && !strcmp(r.data, "4"), "xvdb info %s (VDISK_READONLY)", r.data);
 }
 
 static void connect_case(void)
@@ -344,7 +330,7 @@ static void fill_indirect(blkif_request_t *req, void *arg)
 static void indirect_case(void)
 {
 	KIT_CHECK(xvda.q[0].port, "not connected");
-	KIT_CHECK(node_read(xvda.back, "feature-max-indirect-segments"), "no feature-max-indirect-segments");
+	KIT_CHECK(xs_node_read(xvda.back, "feature-max-indirect-segments", &r), "no feature-max-indirect-segments");
 	struct blkif_request_segment *segs = (void *)indirect_page;
 	for (int i = 0; i < 32; i++) {
 		segs[i] = (struct blkif_request_segment){ .gref = REF_DATA + i, .first_sect = 0, .last_sect = 7 };
@@ -447,7 +433,7 @@ static void readonly_case(void)
 static void close_one(struct vbd *v)
 {
 	char path[128];
-	KIT_CHECK(node_write(v->front, "state", "6"), "write state");
+	KIT_CHECK(xs_node_write(v->front, "state", "6", &r), "write state");
 	kit_snprintf(path, sizeof path, "%s/state", v->back);
 	KIT_CHECK(xs_wait_for(path, "6", 20000, &r), "%s: backend not Closed", v->back);
 	for (int i = 0; i < v->queues << v->order; i++)
@@ -467,7 +453,7 @@ static void sector4k_case(void)
 {
 	const char *why = vbd_connect(&xvdc, ring_page + RING_PAGES + 1);
 	KIT_CHECK(!why, "xvdc: %s", why);
-	KIT_CHECK(node_read(xvdc.back, "sector-size") && !strcmp(r.data, "4096"), "sector-size %s", r.data);
+	KIT_CHECK(xs_node_read(xvdc.back, "sector-size", &r) && !strcmp(r.data, "4096"), "sector-size %s", r.data);
 	memset(data, 0, 4096);
 	EXPECT_STATUS(rw(&xvdc, BLKIF_OP_READ, 8, 1, 0, 7, false), BLKIF_RSP_OKAY, "read the 4 KiB sector at 8");
 	for (unsigned int b = 0; b < 4096; b++)

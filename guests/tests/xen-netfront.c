@@ -57,20 +57,6 @@ static void grant(grant_ref_t ref, void *page, bool readonly)
 
 static bool ungrant(grant_ref_t ref) { return xen_ungrant_v1(&table()[ref]); }
 
-static bool node_write(const char *dir, const char *key, const char *value)
-{
-	char path[128];
-	kit_snprintf(path, sizeof path, "%s/%s", dir, key);
-	return xs_write(0, path, value, &r);
-}
-
-static bool node_read(const char *dir, const char *key)
-{
-	char path[128];
-	kit_snprintf(path, sizeof path, "%s/%s", dir, key);
-	return xs_read(0, path, &r);
-}
-
 static int hex(char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; }
 
 static bool parse_mac(const char *s)
@@ -88,13 +74,13 @@ static void probe_case(void)
 {
 	XEN_EXPECT_RC(xs_init(), 0, "store params");
 	kit_snprintf(back, sizeof back, "/local/domain/0/backend/vif/%ld/0", domid);
-	KIT_CHECK(node_read(front, "backend") && !strcmp(r.data, back), "%s/backend: %s", front, r.data);
-	KIT_CHECK(node_read(front, "mac") && parse_mac(r.data), "%s/mac: %s", front, r.data);
+	KIT_CHECK(xs_node_read(front, "backend", &r) && !strcmp(r.data, back), "%s/backend: %s", front, r.data);
+	KIT_CHECK(xs_node_read(front, "mac", &r) && parse_mac(r.data), "%s/mac: %s", front, r.data);
 	char front_mac[32];
 	kit_snprintf(front_mac, sizeof front_mac, "%s", r.data);
-	KIT_CHECK(node_read(back, "mac") && !strcmp(r.data, front_mac), "backend mac %s, frontend's %s", r.data, front_mac);
-	KIT_CHECK(node_read(back, "feature-rx-copy") && !strcmp(r.data, "1"), "feature-rx-copy %s", r.data);
-	KIT_CHECK(node_read(back, "feature-sg") && !strcmp(r.data, "1"), "feature-sg %s", r.data);
+	KIT_CHECK(xs_node_read(back, "mac", &r) && !strcmp(r.data, front_mac), "backend mac %s, frontend's %s", r.data, front_mac);
+	KIT_CHECK(xs_node_read(back, "feature-rx-copy", &r) && !strcmp(r.data, "1"), "feature-rx-copy %s", r.data);
+	KIT_CHECK(xs_node_read(back, "feature-sg", &r) && !strcmp(r.data, "1"), "feature-sg %s", r.data);
 }
 
 /* Posts rx buffer `i` (page i, ref REF_RX + i) at the ring's next slot. */
@@ -128,15 +114,15 @@ static void connect_case(void)
 	RING_PUSH_REQUESTS(&rx);
 	KIT_CHECK(xen_evtchn_alloc_unbound(DOMID_SELF, 0, &port) == 0, "alloc_unbound");
 	kit_snprintf(value, sizeof value, "%u", REF_TX_RING);
-	KIT_CHECK(node_write(front, "tx-ring-ref", value), "write tx-ring-ref");
+	KIT_CHECK(xs_node_write(front, "tx-ring-ref", value, &r), "write tx-ring-ref");
 	kit_snprintf(value, sizeof value, "%u", REF_RX_RING);
-	KIT_CHECK(node_write(front, "rx-ring-ref", value), "write rx-ring-ref");
+	KIT_CHECK(xs_node_write(front, "rx-ring-ref", value, &r), "write rx-ring-ref");
 	kit_snprintf(value, sizeof value, "%u", port);
-	KIT_CHECK(node_write(front, "event-channel", value), "write event-channel");
-	KIT_CHECK(node_write(front, "request-rx-copy", "1") && node_write(front, "feature-rx-notify", "1") && node_write(front, "feature-sg", "1") &&
-			  node_write(front, "feature-no-csum-offload", "1"),
+	KIT_CHECK(xs_node_write(front, "event-channel", value, &r), "write event-channel");
+	KIT_CHECK(xs_node_write(front, "request-rx-copy", "1", &r) && xs_node_write(front, "feature-rx-notify", "1", &r) && xs_node_write(front, "feature-sg", "1", &r) &&
+			  xs_node_write(front, "feature-no-csum-offload", "1", &r),
 		  "write features");
-	KIT_CHECK(node_write(front, "state", "4"), "write state");
+	KIT_CHECK(xs_node_write(front, "state", "4", &r), "write state");
 	KIT_CHECK(xs_wait_for(path, "4", 20000, &r), "backend state %s, expected Connected", r.data);
 	xen_evtchn_send(port);
 }
@@ -273,7 +259,7 @@ static void echo_case(void)
 static void close_case(void)
 {
 	char path[128];
-	KIT_CHECK(node_write(front, "state", "6"), "write state");
+	KIT_CHECK(xs_node_write(front, "state", "6", &r), "write state");
 	kit_snprintf(path, sizeof path, "%s/state", back);
 	KIT_CHECK(xs_wait_for(path, "6", 20000, &r), "backend not Closed (%s)", r.data);
 	KIT_CHECK(KIT_WAIT_FOR(ungrant(REF_TX_RING) && ungrant(REF_RX_RING), 10000), "rings still mapped");

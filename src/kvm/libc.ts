@@ -152,3 +152,61 @@ export function sigset(...signals: number[]): Uint8Array {
 export function inForeground(fd: number): boolean {
   return libc().tcgetpgrp(fd) === libc().getpgrp();
 }
+
+const EVENTFD_ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
+
+/** Adds 1 to an eventfd's counter: wakes whoever polls or reads it. */
+export function signalEventFd(fd: number): void {
+  check('write (eventfd)', Number(libc().write(fd, EVENTFD_ONE, 8)));
+}
+
+/** poll()'s events and revents bits. */
+export const POLL = { IN: 0x1, PRI: 0x2, OUT: 0x4, ERR: 0x8, HUP: 0x10 } as const;
+const POLLFD_BYTES = 8;
+
+/** An array of struct pollfd (int fd; short events; short revents) for poll(), grown as entries are added. */
+export class PollFds {
+  private bytes: Uint8Array;
+  private view: DataView;
+  private used = 0;
+
+  constructor(capacity = 8) {
+    this.bytes = new Uint8Array(Math.max(1, capacity) * POLLFD_BYTES);
+    this.view = new DataView(this.bytes.buffer);
+  }
+
+  /** Entries added since the last clear(). */
+  get count(): number {
+    return this.used;
+  }
+
+  /** Forgets every entry. */
+  clear(): void {
+    this.used = 0;
+  }
+
+  /** Adds `fd` waiting for `events`; its index. */
+  add(fd: number, events: number): number {
+    if ((this.used + 1) * POLLFD_BYTES > this.bytes.length) {
+      const grown = new Uint8Array(this.bytes.length * 2);
+      grown.set(this.bytes);
+      this.bytes = grown;
+      this.view = new DataView(grown.buffer);
+    }
+    const at = this.used * POLLFD_BYTES;
+    this.view.setInt32(at, fd, true);
+    this.view.setInt16(at + 4, events, true);
+    this.view.setInt16(at + 6, 0, true);
+    return this.used++;
+  }
+
+  /** What poll() said of entry `index`. */
+  revents(index: number): number {
+    return this.view.getInt16(index * POLLFD_BYTES + 6, true);
+  }
+
+  /** poll() over the entries: its result (-1 with errno set on failure). */
+  poll(timeoutMs: number): number {
+    return libc().poll(this.bytes, this.used, timeoutMs);
+  }
+}

@@ -9,13 +9,11 @@
 // meanwhile: thousands of interrupts for one event.) The pins that devices
 // drive too (the UART's, the RTC's, the SCI's) signal the resample eventfd at
 // their own EOIs as well; the main thread then finds nothing owed.
-import { closeSync, read, writeSync } from 'node:fs';
+import { closeSync, read } from 'node:fs';
 import { KVM_IOAPIC_NUM_PINS } from '../kvm/abi.js';
-import { check, EFD_CLOEXEC, libc } from '../kvm/libc.js';
+import { check, EFD_CLOEXEC, libc, signalEventFd } from '../kvm/libc.js';
 import type { Vm } from '../kvm/vm.js';
 import { gsiOfIoapicPin } from './layout.js';
-
-const ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
 
 const newEventfd = (what: string) => check(`eventfd (${what})`, libc().eventfd(0, EFD_CLOEXEC));
 
@@ -29,7 +27,7 @@ export class CallbackLineRaiser {
 
   /** Raises IOAPIC pin `pin` (1–23) until the guest EOIs it. */
   raise(pin: number): void {
-    writeSync(Atomics.load(this.fds, pin), ONE);
+    signalEventFd(Atomics.load(this.fds, pin));
   }
 }
 
@@ -87,7 +85,7 @@ export class CallbackLines {
       this.vm.deassignIrqfd(fd, gsiOfIoapicPin(pin));
       closeSync(fd);
     }
-    if (this.watching) writeSync(this.resampleFd, ONE);
+    if (this.watching) signalEventFd(this.resampleFd);
     else closeSync(this.resampleFd);
   }
 }

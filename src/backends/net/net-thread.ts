@@ -8,7 +8,7 @@
 // published its rings and stops it when the frontend goes.
 import { workerData } from 'node:worker_threads';
 import { log, RateLimitedLog } from '../../common/log.js';
-import { errno, libc } from '../../kvm/libc.js';
+import { errno, libc, signalEventFd } from '../../kvm/libc.js';
 import type { BackendThreadInit } from '../../machine/backend-thread.js';
 import { NETIF_RX_RING_ENTRY_SIZE, NETIF_TX_RING_ENTRY_SIZE } from '../../xen/abi/netif.js';
 import { runDeviceThread } from '../device-thread.js';
@@ -41,13 +41,12 @@ export interface NetThreadInit {
 
 /** Slirp as the guest's packets' way out: it takes whole frames, their checksums complete. */
 function userLink(toSlirp: PacketRing, eventFd: number): NetLink {
-  const one = new Uint8Array(new BigUint64Array([1n]).buffer);
   return {
     offloads: { checksum: false, gso: false },
     send(p: Packet) {
       // A full ring drops the frame: slirp is behind, and the guest's TCP sends again.
       if (!toSlirp.put([p.frame])) return false;
-      libc().write(eventFd, one, 8);
+      signalEventFd(eventFd);
       return true;
     },
   };
@@ -108,6 +107,7 @@ async function main(init: NetThreadInit): Promise<void> {
         return {
           channel,
           queue,
+          fromHost,
           pass: () => {
             queue.serviceTx();
             deliver();
@@ -116,7 +116,7 @@ async function main(init: NetThreadInit): Promise<void> {
       }),
     async (queues) => {
       // The counters, where a person looking at a device's trouble finds them.
-      queues.forEach((q, i) => log('net').info({ device: init.device, queue: i, ...q.queue.stats, hostDropped: PacketRing.attach(init.queues[i].fromHost).dropped }, 'vif queue stopped'));
+      queues.forEach((q, i) => log('net').info({ device: init.device, queue: i, ...q.queue.stats, hostDropped: q.fromHost.dropped }, 'vif queue stopped'));
     },
   );
 }

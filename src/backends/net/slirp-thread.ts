@@ -10,7 +10,7 @@
 import koffi from 'koffi';
 import { parentPort, workerData } from 'node:worker_threads';
 import { configureLogging, log, RateLimitedLog, type LogLevel } from '../../common/log.js';
-import { check, EINTR, errno, libc } from '../../kvm/libc.js';
+import { check, EINTR, errno, libc, POLL, PollFds } from '../../kvm/libc.js';
 import { EventNotifier, type EventNotifierHandle } from '../../xen/evtchn/backend.js';
 import { PacketRing } from './packet-ring.js';
 import type { PortForward } from './vif-spec.js';
@@ -33,8 +33,6 @@ export interface SlirpThreadInit {
 export const USER_NET = { network: '10.0.2.0', netmask: '255.255.255.0', host: '10.0.2.2', dhcpStart: '10.0.2.15', nameserver: '10.0.2.3' } as const;
 
 const SLIRP_POLL = { IN: 1, OUT: 2, PRI: 4, ERR: 8, HUP: 16 } as const;
-const POLL = { IN: 0x1, PRI: 0x2, OUT: 0x4, ERR: 0x8, HUP: 0x10 } as const;
-const POLLFD_BYTES = 8;
 const SLIRP_CONFIG_VERSION = 4;
 
 /** An IPv4 address as libslirp's struct in_addr holds it: network byte order in a 32-bit word. */
@@ -147,38 +145,26 @@ function main(init: SlirpThreadInit): void {
     if (r < 0) log('net').error({ forward: f }, 'a port forward could not listen on the host');
   }
   /** poll()'s array: the eventfd first, then what slirp asks for this round. */
-  let pollfds = new Uint8Array(64 * POLLFD_BYTES);
-  let count = 0;
-  const add = (pfd: number, events: number) => {
-    if ((count + 1) * POLLFD_BYTES > pollfds.length) {
-      const grown = new Uint8Array(pollfds.length * 2);
-      grown.set(pollfds);
-      pollfds = grown;
-    }
-    const v = new DataView(pollfds.buffer);
-    const mask = (events & SLIRP_POLL.IN ? POLL.IN : 0) | (events & SLIRP_POLL.OUT ? POLL.OUT : 0) | (events & SLIRP_POLL.PRI ? POLL.PRI : 0);
-    v.setInt32(count * POLLFD_BYTES, pfd, true);
-    v.setInt16(count * POLLFD_BYTES + 4, mask, true);
-    v.setInt16(count * POLLFD_BYTES + 6, 0, true);
-    return count++;
-  };
+  const pollfds = new PollFds(64);
+  const add = (pfd: number, events: number) =>
+    pollfds.add(pfd, (events & SLIRP_POLL.IN ? POLL.IN : 0) | (events & SLIRP_POLL.OUT ? POLL.OUT : 0) | (events & SLIRP_POLL.PRI ? POLL.PRI : 0));
   const addPoll = koffi.register((pfd: number, events: number) => add(pfd, events) - 1, koffi.pointer(s.protos.addPoll));
   const getRevents = koffi.register((idx: number) => {
-    const r = new DataView(pollfds.buffer).getInt16((idx + 1) * POLLFD_BYTES + 6, true);
+    const r = pollfds.revents(idx + 1);
     return (r & POLL.IN ? SLIRP_POLL.IN : 0) | (r & POLL.OUT ? SLIRP_POLL.OUT : 0) | (r & POLL.PRI ? SLIRP_POLL.PRI : 0) | (r & POLL.ERR ? SLIRP_POLL.ERR : 0) | (r & POLL.HUP ? SLIRP_POLL.HUP : 0);
   }, koffi.pointer(s.protos.getRevents));
   const counter = new Uint8Array(8);
   while (Atomics.load(stop, 0) === 0) {
-    count = 0;
+    pollfds.clear();
     add(init.eventFd, SLIRP_POLL.IN);
     const timeout = [1000];
     s.pollfdsFill(slirp, timeout, addPoll, null);
     const nowMs = Number(now() / 1_000_000n);
     let wait = timeout[0];
     for (const t of timers.values()) if (t.expireMs !== undefined) wait = Math.max(0, Math.min(wait, t.expireMs - nowMs));
-    const r = libc().poll(pollfds, count, wait);
+    const r = pollfds.poll(wait);
     if (r === -1 && errno() !== EINTR) check('poll', -1);
-    if (new DataView(pollfds.buffer).getInt16(6, true) !== 0) libc().read(init.eventFd, counter, 8);
+    if (pollfds.revents(0) !== 0) libc().read(init.eventFd, counter, 8);
     s.pollfdsPoll(slirp, r === -1 ? 1 : 0, getRevents, null);
     const after = Number(now() / 1_000_000n);
     for (const t of [...timers.values()]) {

@@ -5,7 +5,7 @@
 // (which it waits on for the guest too). Reads are non-blocking, so every
 // frame queued is taken before it sleeps again.
 import { parentPort, workerData } from 'node:worker_threads';
-import { check, EAGAIN, EINTR, errno, libc } from '../../kvm/libc.js';
+import { check, EAGAIN, EINTR, errno, libc, POLL, PollFds } from '../../kvm/libc.js';
 import { EventNotifier, type EventNotifierHandle } from '../../xen/evtchn/backend.js';
 import { PacketRing } from './packet-ring.js';
 
@@ -18,8 +18,6 @@ export interface TapReaderInit {
   stopFd: number;
 }
 
-const POLLIN = 0x1;
-const POLLFD_BYTES = 8;
 /** The largest frame a TAP hands over (a 64 KiB GSO frame) and its virtio-net header. */
 const FRAME_MAX = 65536 + 10;
 
@@ -27,22 +25,18 @@ function main(init: TapReaderInit): void {
   const { fds, stopFd } = init;
   const rings = init.rings.map((b) => PacketRing.attach(b));
   const wakes = init.wakes.map((h) => EventNotifier.attach(h));
-  const all = [...fds, stopFd];
-  const pollfds = new Uint8Array(all.length * POLLFD_BYTES);
-  const view = new DataView(pollfds.buffer);
-  all.forEach((fd, i) => {
-    view.setInt32(i * POLLFD_BYTES, fd, true);
-    view.setInt16(i * POLLFD_BYTES + 4, POLLIN, true);
-  });
+  const pollfds = new PollFds(fds.length + 1);
+  for (const fd of fds) pollfds.add(fd, POLL.IN);
+  const stopIndex = pollfds.add(stopFd, POLL.IN);
   const frame = new Uint8Array(FRAME_MAX);
   for (;;) {
-    if (libc().poll(pollfds, all.length, -1) === -1) {
+    if (pollfds.poll(-1) === -1) {
       if (errno() === EINTR) continue;
       check('poll', -1);
     }
-    if (view.getInt16(fds.length * POLLFD_BYTES + 6, true) !== 0) break;
+    if (pollfds.revents(stopIndex) !== 0) break;
     fds.forEach((fd, q) => {
-      if (view.getInt16(q * POLLFD_BYTES + 6, true) === 0) return;
+      if (pollfds.revents(q) === 0) return;
       for (;;) {
         const n = Number(libc().read(fd, frame, frame.length));
         if (n < 0) {

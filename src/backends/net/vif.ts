@@ -8,7 +8,7 @@
 // (net-thread.ts). Disconnecting stops both.
 import { Worker } from 'node:worker_threads';
 import { log, type RateLimitedLog } from '../../common/log.js';
-import { check, EFD_CLOEXEC, libc } from '../../kvm/libc.js';
+import { check, EFD_CLOEXEC, libc, signalEventFd } from '../../kvm/libc.js';
 import type { BackendThreadInit } from '../../machine/backend-thread.js';
 import type { BackendChannel, BackendPorts } from '../../xen/evtchn/backend.js';
 import { XenError } from '../../xen/errors.js';
@@ -58,7 +58,7 @@ export function vifSpec(vif: VifSpec, frontDomid: number, link: HostLink): Devic
 
 export class VirtualNetworkDevice implements DeviceHooks {
   /** The device's thread and the host side's (the TAP reader or slirp), which an eventfd wakes (with `stop` set, to end slirp's). */
-  private threads: { worker: Worker; host: Worker; eventFd: number; stop?: Int32Array } | undefined;
+  private threads: { worker: Worker; eventFd: number; stop?: Int32Array } | undefined;
   private channels: BackendChannel[] = [];
   private readonly exits = new Set<Promise<void>>();
 
@@ -129,7 +129,7 @@ export class VirtualNetworkDevice implements DeviceHooks {
     };
     log('net').info({ device: device.backend, link: this.link.kind === 'tap' ? this.link.tap.name : 'user', queues: queueCount, ...frontend }, 'vif connected');
     const worker = new Worker(new URL('./net-thread.js', import.meta.url), { workerData: init });
-    this.threads = { worker, host: host.worker, eventFd, stop: host.stop };
+    this.threads = { worker, eventFd, stop: host.stop };
     worker.on('message', (m: DeviceThreadMessage) => {
       // The rings were checked above; the frontend took a grant back in between.
       if (m.type === 'failed' && this.threads?.worker === worker) device.fail(m.reason);
@@ -149,7 +149,7 @@ export class VirtualNetworkDevice implements DeviceHooks {
       const { worker, eventFd, stop } = this.threads;
       worker.postMessage({ type: 'stop' } satisfies DeviceThreadCommand);
       if (stop) Atomics.store(stop, 0, 1);
-      libc().write(eventFd, new Uint8Array(new BigUint64Array([1n]).buffer), 8);
+      signalEventFd(eventFd);
       this.threads = undefined;
     }
     for (const c of this.channels) this.backends.close(c.backendPort);
