@@ -5,7 +5,8 @@
 // initramfs whose /init says where it is and powers off; or, given xenkvm_root=xvdX on
 // the command line, loads the cloud kernel's blkfront and makes that disk its root
 // (rootImage builds one); or, given xenkvm_net=ADDRESS/PREFIX,HOST,PORT, loads its
-// netfront and talks to the host over it. Built once on the host under build/linux-guest/ (the nested
+// netfront and talks to the host over it; or, given xenkvm_netbench=, sends the network benchmark's
+// traffic to the host (bench/net.ts). Built once on the host under build/linux-guest/ (the nested
 // VM has no network) and rebuilt when an input changes.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -33,6 +34,12 @@ export const ROOT_FAILED = 'XENKVM-LINUX-NO-ROOT';
  * MD5 sum of what it fetched from http://HOST:PORT/blob and of the 4 MiB it sent to HOST:PORT+1.
  */
 export const NET_MARKER = 'XENKVM-LINUX-NET';
+/**
+ * What /init says once the network benchmark's sender (guests/linux/net-send.c, its /bin/net-send) is
+ * done, given xenkvm_netbench=ADDRESS/PREFIX,HOST,PORT,MIB,COUNT,SIZE: MIB MiB over TCP to HOST:PORT, then
+ * COUNT datagrams of SIZE bytes to HOST:PORT+1; `ok` or `failed`.
+ */
+export const NETBENCH_MARKER = 'XENKVM-LINUX-NETBENCH';
 /** The blkfront options the initramfs loads it with: rings of 4 pages (Linux's default is one). */
 export const BLKFRONT_OPTIONS = 'max_ring_page_order=2';
 // Arguments of the kernel's command line that it does not know and that have no dot reach /init in its environment.
@@ -49,13 +56,24 @@ if [ -n "$xenkvm_root" ]; then
   echo "${ROOT_FAILED} $xenkvm_root"
   /bin/busybox poweroff -f
 fi
-if [ -n "$xenkvm_net" ]; then
-  set -- $(echo "$xenkvm_net" | /bin/busybox tr , ' ')
+# eth0 through Linux's netfront, at address $1.
+net_up() {
   /bin/busybox insmod /lib/xen-netfront.ko
   i=0
   until [ -e /sys/class/net/eth0 ] || [ $i -ge 600 ]; do /bin/busybox sleep 0.1; i=$((i + 1)); done
   /bin/busybox ip addr add $1 dev eth0
   /bin/busybox ip link set eth0 up
+}
+if [ -n "$xenkvm_netbench" ]; then
+  set -- $(echo "$xenkvm_netbench" | /bin/busybox tr , ' ')
+  net_up $1
+  /bin/net-send tcp $2 $3 $4 && /bin/net-send udp $2 $(($3 + 1)) $5 $6 && sent=ok || sent=failed
+  echo "${NETBENCH_MARKER} $sent"
+  /bin/busybox poweroff -f
+fi
+if [ -n "$xenkvm_net" ]; then
+  set -- $(echo "$xenkvm_net" | /bin/busybox tr , ' ')
+  net_up $1
   /bin/busybox ping -c 3 -W 10 $2 >/dev/null && ping=ok || ping=failed
   download=$(/bin/busybox wget -q -O - http://$2:$3/blob | /bin/busybox md5sum | /bin/busybox cut -d' ' -f1)
   /bin/busybox dd if=/dev/urandom of=/upload bs=64k count=64 2>/dev/null
@@ -123,7 +141,9 @@ export function linuxGuest(root: string): LinuxGuest {
   mkdirSync(dir, { recursive: true });
   const deb = readdirSync(dir).find((f) => /^linux-image-.*-cloud-amd64_.*\.deb$/.test(f)) ?? basename(downloadKernelPackage(dir, KERNEL_META_PACKAGE));
   const generic = genericKernelPackage(root);
-  const key = createHash('sha256').update(deb).update(basename(generic)).update(readFileSync(BUSYBOX)).update(INIT).digest('hex').slice(0, 16);
+  const netSend = join(root, 'guests', 'build', 'linux', 'net-send');
+  if (!existsSync(netSend)) throw new Error(`${netSend} is missing: build the guests first (make -C guests)`);
+  const key = createHash('sha256').update(deb).update(basename(generic)).update(readFileSync(BUSYBOX)).update(readFileSync(netSend)).update(INIT).digest('hex').slice(0, 16);
   const guest = { package: deb, vmlinux: join(dir, `vmlinux-${key}`), bzImage: join(dir, `vmlinuz-${key}`), initrd: join(dir, `initrd-${key}.cpio`) };
   if (existsSync(guest.vmlinux) && existsSync(guest.bzImage) && existsSync(guest.initrd)) return guest;
   const work = mkdtempSync(join(dir, 'build-'));
@@ -136,6 +156,8 @@ export function linuxGuest(root: string): LinuxGuest {
     copyFileSync(moduleIn(join(work, 'cloud'), 'drivers/net/xen-netfront.ko'), join(initramfs, 'lib', 'xen-netfront.ko'));
     copyFileSync(BUSYBOX, join(initramfs, 'bin', 'busybox'));
     chmodSync(join(initramfs, 'bin', 'busybox'), 0o755);
+    copyFileSync(netSend, join(initramfs, 'bin', 'net-send'));
+    chmodSync(join(initramfs, 'bin', 'net-send'), 0o755);
     writeFileSync(join(initramfs, 'init'), INIT, { mode: 0o755 });
     const files = run('find', ['.'], initramfs);
     writeFileSync(join(work, 'initrd'), execFileSync('cpio', ['--quiet', '-o', '-H', 'newc'], { cwd: initramfs, input: files, maxBuffer: 64 * 1024 * 1024 }));
