@@ -3,8 +3,10 @@
 // xen-netfront.c) echoes what the host sends it through the TAP device, UDP
 // datagrams of several sizes (one of more than a page: more than one slot each
 // way) and ICMP echo requests. Run on both kernels in the nested VM, on 1 and
-// 2 vCPUs (the TAP device then has 2 queues, of which the kit uses one); and
-// over user-mode networking (libslirp), through a port forward.
+// 2 vCPUs (the TAP device then has 2 queues, of which the kit uses one); with
+// both queues and the control ring (the kit asks for the Toeplitz hash and a
+// mapping that sends everything to queue 1, and checks both on what it
+// receives); and over user-mode networking (libslirp), through a port forward.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -93,6 +95,28 @@ for (const vcpus of [1, 2]) {
     assert.equal(readFileSync(script.log, 'utf8'), `online ${name} ${MAC} 1\noffline ${name} ${MAC} 1\n`);
   });
 }
+
+test('a PV network interface on a TAP device of 2 queues with the control ring: the kit\'s frontend sets the Toeplitz hash, its key and a mapping to queue 1, is refused what is malformed, and gets every datagram on queue 1 with the hash it computes itself', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'xenkvm-net-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const script = hotplugScript(dir);
+  const name = 'xkvmnetc';
+  const run = runGuest('xen-netfront', { vcpus: 2, cmdline: 'echoes=3 ctrl=1', args: ['--log-level', 'info', '--vif', `mac=${MAC},vifname=${name},mtu=9000,script=${script.path}`] });
+  await hostAddressOn(name);
+  const payloads = [64, 1400, 8000].map((n) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 11 + n) & 0xff)));
+  await udpEchoes(payloads, true);
+  const r = await run;
+  assertKitPassed(r, ['probe', 'connect', 'ctrl', 'echo', 'close']);
+  const m = /KIT-NET ctrl hashed=(\d+) all-on-queue=1/.exec(r.stdout);
+  assert.ok(m && Number(m[1]) >= payloads.length, describe(r));
+  const stopped = r.stderr.split('\n').filter((l) => l.includes('"vif queue stopped"')).map((l) => JSON.parse(l) as { queue: number; rxPackets: number; steeredAway: number });
+  assert.equal(stopped.length, 2, describe(r));
+  // The guest sends on queue 0, so the TAP device's flow steering brings the host's datagrams of that flow in on its queue 0: handed to queue 1 here.
+  const q0 = stopped.find((s) => s.queue === 0)!;
+  const q1 = stopped.find((s) => s.queue === 1)!;
+  assert.ok(q1.rxPackets >= payloads.length + 1, `queue 1 received ${q1.rxPackets}`);
+  assert.ok(q0.steeredAway >= 1, `nothing was handed from queue 0 to queue 1\n${describe(r)}`);
+});
 
 test("a PV network interface on user-mode networking (libslirp): a UDP port forward from the host's loopback reaches the kit's frontend, which echoes datagrams back through it", async () => {
   const port = 20000 + (process.pid % 20000);

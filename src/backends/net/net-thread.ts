@@ -4,15 +4,20 @@
 // the guest's receive buffers, a packet the guest has no buffers for kept
 // until it posts some. It wakes on the queue's event channel, which the guest
 // notifies from its vCPU thread and the reader after each batch, and raises
-// the guest's port itself. The main thread starts it once the frontend has
-// published its rings and stops it when the frontend goes.
+// the guest's port itself. Where the frontend asked for a control ring it
+// serves that too (ctrl.ts), on its own channel, and steers each packet from
+// the host to the queue the frontend's hash mapping names, whichever TAP queue
+// it came in on (all the queues live on this thread). The main thread starts
+// it once the frontend has published its rings and stops it when the frontend
+// goes.
 import { workerData } from 'node:worker_threads';
 import { log, RateLimitedLog } from '../../common/log.js';
 import { errno, libc, signalEventFd } from '../../kvm/libc.js';
 import type { BackendThreadInit } from '../../machine/backend-thread.js';
-import { NETIF_RX_RING_ENTRY_SIZE, NETIF_TX_RING_ENTRY_SIZE } from '../../xen/abi/netif.js';
-import { runDeviceThread } from '../device-thread.js';
+import { NETIF_CTRL_RING_ENTRY_SIZE, NETIF_RX_RING_ENTRY_SIZE, NETIF_TX_RING_ENTRY_SIZE } from '../../xen/abi/netif.js';
+import { runDeviceThread, type ServedQueue } from '../device-thread.js';
 import { BackRing } from '../ring.js';
+import { NetCtrl } from './ctrl.js';
 import type { Packet } from './packet.js';
 import { PacketRing } from './packet-ring.js';
 import { NetQueue, type NetFrontendFeatures, type NetLink } from './queue.js';
@@ -31,13 +36,40 @@ export interface NetQueueInit {
   link: QueueLinkInit;
 }
 
+/** The control ring, where the frontend asked for one. */
+export interface NetCtrlInit {
+  ref: number;
+  backendPort: number;
+  guestPort: number;
+}
+
 export interface NetThreadInit {
   backend: BackendThreadInit;
   /** The device's backend path, for log lines. */
   device: string;
   frontend: NetFrontendFeatures;
   queues: NetQueueInit[];
+  ctrl?: NetCtrlInit;
 }
+
+/** Packets steered to a queue from another queue's host ring that may wait for it; more are dropped (and counted). */
+const STEERED_MAX = 256;
+
+/** A queue as the device's thread serves it, with the ring of frames the host's side fills for it. */
+interface ServedNetQueue extends ServedQueue {
+  kind: 'queue';
+  queue: NetQueue;
+  fromHost: PacketRing;
+  /** Packets from this queue's host ring the hash steered to another queue. */
+  steeredAway: number;
+  /** Packets the hash steered here from another queue that found too many waiting. */
+  steeredDropped: number;
+}
+/** The control ring, served on its own channel's notifications. */
+interface ServedCtrl extends ServedQueue {
+  kind: 'ctrl';
+}
+type Served = ServedNetQueue | ServedCtrl;
 
 /** Slirp as the guest's packets' way out: it takes whole frames, their checksums complete. */
 function userLink(toSlirp: PacketRing, eventFd: number): NetLink {
@@ -70,10 +102,23 @@ function tapLink(fd: number, device: string, hostLog: RateLimitedLog): NetLink {
 
 async function main(init: NetThreadInit): Promise<void> {
   const guestLog = new RateLimitedLog(log('net'));
-  await runDeviceThread(
+  await runDeviceThread<Served>(
     init.backend,
-    ({ thread, grants, mapRing }) =>
-      init.queues.map((q) => {
+    ({ thread, grants, mapRing }) => {
+      // The control ring first: the queues' receive paths steer by what it sets.
+      let ctrl: NetCtrl | undefined;
+      const served: Served[] = [];
+      if (init.ctrl) {
+        const c = init.ctrl;
+        const page = mapRing([c.ref]);
+        const channel = thread.channel(c.backendPort, c.guestPort);
+        const nc = new NetCtrl(new BackRing([page.page(0)], NETIF_CTRL_RING_ENTRY_SIZE), grants, init.backend.guestDomid, init.queues.length, () => channel.notifyGuest(), guestLog, init.device);
+        ctrl = nc;
+        served.push({ kind: 'ctrl', channel, pass: () => nc.service() });
+      }
+      /** Per queue, packets for it that came in on another queue's host ring (or wait for its buffers), oldest first. */
+      const waiting: Packet[][] = init.queues.map(() => []);
+      const queues = init.queues.map((q, index): ServedNetQueue => {
         const tx = mapRing([q.txRef]);
         const rx = mapRing([q.rxRef]);
         const channel = thread.channel(q.backendPort, q.guestPort);
@@ -89,34 +134,45 @@ async function main(init: NetThreadInit): Promise<void> {
           init.device,
         );
         const fromHost = PacketRing.attach(q.fromHost);
-        let held: Packet | undefined;
-        /** Hands the guest what the host sent, until it runs out of buffers. */
+        const record: ServedNetQueue = { kind: 'queue', channel, queue, fromHost, steeredAway: 0, steeredDropped: 0, pass: () => {} };
+        const mine = waiting[index];
+        /** Hands the guest what the host sent, until it runs out of buffers; a packet the hash steers to another queue waits for that one. */
         const deliver = () => {
           for (;;) {
-            if (held) {
-              if (!queue.receive(held)) return;
-              held = undefined;
+            while (mine.length) {
+              if (!queue.receive(mine[0])) return;
+              mine.shift();
             }
-            const record = fromHost.peek();
-            if (!record) return;
-            const packet = q.link.kind === 'tap' ? packetFromTap(record) : { frame: record.slice() };
-            fromHost.release(record);
-            if (!queue.receive(packet)) held = packet;
+            const bytes = fromHost.peek();
+            if (!bytes) return;
+            const packet = q.link.kind === 'tap' ? packetFromTap(bytes) : { frame: bytes.slice() };
+            fromHost.release(bytes);
+            const to = ctrl?.steer(packet) ?? index;
+            if (to === index) {
+              if (!queue.receive(packet)) mine.push(packet);
+            } else if (waiting[to].length >= STEERED_MAX) queues[to].steeredDropped++;
+            else {
+              record.steeredAway++;
+              waiting[to].push(packet);
+              queues[to].channel.notifier.notify();
+            }
           }
         };
-        return {
-          channel,
-          queue,
-          fromHost,
-          pass: () => {
-            queue.serviceTx();
-            deliver();
-          },
+        record.pass = () => {
+          queue.serviceTx();
+          deliver();
         };
-      }),
-    async (queues) => {
+        return record;
+      });
+      return [...served, ...queues];
+    },
+    async (served) => {
       // The counters, where a person looking at a device's trouble finds them.
-      queues.forEach((q, i) => log('net').info({ device: init.device, queue: i, ...q.queue.stats, hostDropped: q.fromHost.dropped }, 'vif queue stopped'));
+      served.forEach((s) => {
+        if (s.kind !== 'queue') return;
+        const i = served.filter((x) => x.kind === 'queue').indexOf(s);
+        log('net').info({ device: init.device, queue: i, ...s.queue.stats, hostDropped: s.fromHost.dropped, steeredAway: s.steeredAway, steeredDropped: s.steeredDropped }, 'vif queue stopped');
+      });
     },
   );
 }

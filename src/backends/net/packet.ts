@@ -14,6 +14,8 @@ export interface Packet {
   /** The checksums were checked (or are the sender's to trust). */
   validated?: boolean;
   gso?: { type: GsoType; size: number };
+  /** The Toeplitz hash the frontend asked for over its control ring, and its type's bit number (XEN_NETIF_CTRL_HASH_TYPE_BIT): for the guest. */
+  hash?: { typeBit: number; value: number };
 }
 
 export const ETH_HLEN = 14;

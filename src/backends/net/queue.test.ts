@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { capturedLogger } from '../../common/captured-logger.js';
 import { RateLimitedLog } from '../../common/log.js';
 import { SRING_INDEX, SRING_RING_OFFSET } from '../../xen/abi/blkif.js';
-import { NETIF_RSP, NETIF_RX_RING_ENTRY_SIZE, NETIF_TX_RING_ENTRY_SIZE, NETRXF, NETTXF, netifExtraInfo, netifRxRequest, netifRxResponse, netifTxRequest, netifTxResponse, XEN_NETIF_EXTRA_FLAG, XEN_NETIF_EXTRA_TYPE, XEN_NETIF_GSO_TYPE } from '../../xen/abi/netif.js';
+import { NETIF_RSP, NETIF_RX_RING_ENTRY_SIZE, NETIF_TX_RING_ENTRY_SIZE, NETRXF, NETTXF, netifExtraInfo, netifRxRequest, netifRxResponse, netifTxRequest, netifTxResponse, XEN_NETIF_CTRL_HASH_ALGORITHM, XEN_NETIF_CTRL_HASH_TYPE_BIT, XEN_NETIF_EXTRA_FLAG, XEN_NETIF_EXTRA_TYPE, XEN_NETIF_GSO_TYPE } from '../../xen/abi/netif.js';
 import { BackRing } from '../ring.js';
 import { FRONT, fakeGrants } from '../fake-grants.js';
 import type { Packet } from './packet.js';
@@ -223,4 +223,26 @@ test('receive: what the frontend cannot take is dropped (too large without featu
   assert.deepEqual(netifRxResponse.native.decode(rsp), { id: 0, offset: 0, flags: NETRXF.data_validated, status: partial.length });
   assert.ok(udpChecksumOk(pages[0].subarray(0, partial.length)), 'the checksum was completed');
   assert.ok(!udpChecksumOk(partial), 'in a copy: the link\'s frame is left as it was');
+});
+
+test('receive: a hash the control ring asked for goes in an extra-info slot after the first, after GSO\'s (MORE set on that one)', () => {
+  const f = frontend();
+  Array.from({ length: 6 }, (_, i) => {
+    f.postRx(200 + i, 40 + i);
+    return f.grant(40 + i);
+  });
+  const small = udpFrame(new Uint8Array(50), true);
+  assert.equal(f.queue.receive({ frame: small, validated: true, hash: { typeBit: XEN_NETIF_CTRL_HASH_TYPE_BIT.IPV4, value: 0x323e8fc2 } }), true);
+  const gso = udpFrame(new Uint8Array(5000), false);
+  assert.equal(f.queue.receive({ frame: gso, partialChecksum: { start: 34, offset: 6 }, gso: { type: 'tcpv4', size: 1448 }, hash: { typeBit: XEN_NETIF_CTRL_HASH_TYPE_BIT.IPV4_TCP, value: 0x51ccc178 } }), true);
+  const rsp = f.rxResponses();
+  assert.equal(rsp.length, 6);
+  const r = (i: number) => netifRxResponse.native.decode(rsp[i]);
+  const x = (i: number) => netifExtraInfo.native.decode(rsp[i]);
+  assert.deepEqual(r(0), { id: 200, offset: 0, flags: NETRXF.data_validated | NETRXF.extra_info, status: small.length });
+  assert.deepEqual([x(1).type, x(1).flags, [...x(1).u]], [XEN_NETIF_EXTRA_TYPE.HASH, 0, [XEN_NETIF_CTRL_HASH_TYPE_BIT.IPV4, XEN_NETIF_CTRL_HASH_ALGORITHM.TOEPLITZ, 0xc2, 0x8f, 0x3e, 0x32]]);
+  assert.deepEqual(r(2), { id: 202, offset: 0, flags: NETRXF.more_data | NETRXF.csum_blank | NETRXF.data_validated | NETRXF.extra_info, status: 4096 });
+  assert.deepEqual([x(3).type, x(3).flags], [XEN_NETIF_EXTRA_TYPE.GSO, XEN_NETIF_EXTRA_FLAG.MORE]);
+  assert.deepEqual([x(4).type, x(4).flags, [...x(4).u]], [XEN_NETIF_EXTRA_TYPE.HASH, 0, [XEN_NETIF_CTRL_HASH_TYPE_BIT.IPV4_TCP, XEN_NETIF_CTRL_HASH_ALGORITHM.TOEPLITZ, 0x78, 0xc1, 0xcc, 0x51]]);
+  assert.deepEqual(r(5), { id: 205, offset: 0, flags: 0, status: gso.length - 4096 });
 });

@@ -3,14 +3,15 @@
 // requests while more_data) are copied out of the pages the guest granted and
 // handed to the host's link; and the receive ring, whose requests are pages
 // the guest posted, filled with the packets the link brings (one page per slot,
-// an extra-info slot after the first for GSO). Each request is checked as
+// extra-info slots after the first for GSO and the hash the frontend asked for
+// over its control ring). Each request is checked as
 // Linux's netback checks it: a malformed packet is answered NETIF_RSP_ERROR,
 // counted and logged (rate-limited), and a frontend that breaks the ring
 // itself (a packet running past req_prod, a producer index more than a ring
 // ahead) stops the queue, as netback turns the interface's carrier off.
 import type { RateLimitedLog } from '../../common/log.js';
 import { PAGE_SIZE } from '../../memory/guest-memory.js';
-import { NETIF_RSP, NETRXF, NETTXF, netifExtraInfo, netifRxRequest, netifRxResponse, netifTxRequest, netifTxResponse, XEN_NETIF_EXTRA_FLAG, XEN_NETIF_EXTRA_TYPE, XEN_NETIF_GSO_TYPE, XEN_NETIF_NR_SLOTS_MIN } from '../../xen/abi/netif.js';
+import { NETIF_RSP, NETRXF, NETTXF, netifExtraInfo, XEN_NETIF_CTRL_HASH_ALGORITHM, netifRxRequest, netifRxResponse, netifTxRequest, netifTxResponse, XEN_NETIF_EXTRA_FLAG, XEN_NETIF_EXTRA_TYPE, XEN_NETIF_GSO_TYPE, XEN_NETIF_NR_SLOTS_MIN } from '../../xen/abi/netif.js';
 import type { BackRing } from '../ring.js';
 import { RingOverflowError } from '../ring.js';
 import { DeviceError, type GrantedPages } from '../xenbus.js';
@@ -122,7 +123,25 @@ export class NetQueue {
       return true;
     }
     const dataSlots = Math.max(1, Math.ceil(p.frame.length / PAGE_SIZE));
-    const slots = dataSlots + (p.gso ? 1 : 0);
+    // The extra-info slots after the first: GSO, then the hash, each flagged MORE but the last.
+    const extras: Uint8Array[] = [];
+    if (p.gso) {
+      const gso = new Uint8Array(6);
+      new DataView(gso.buffer).setUint16(0, p.gso.size, true);
+      gso[2] = XEN_OF_GSO[p.gso.type];
+      extras.push(extraInfo.encode({ type: XEN_NETIF_EXTRA_TYPE.GSO, flags: 0, u: gso }));
+    }
+    if (p.hash) {
+      const hash = new Uint8Array(6);
+      hash[0] = p.hash.typeBit;
+      hash[1] = XEN_NETIF_CTRL_HASH_ALGORITHM.TOEPLITZ;
+      new DataView(hash.buffer).setUint32(2, p.hash.value, true);
+      extras.push(extraInfo.encode({ type: XEN_NETIF_EXTRA_TYPE.HASH, flags: 0, u: hash }));
+    }
+    extras.forEach((e, i) => {
+      if (i < extras.length - 1) e[1] |= XEN_NETIF_EXTRA_FLAG.MORE;
+    });
+    const slots = dataSlots + extras.length;
     try {
       // Asks to be told of the next buffer posted when there are too few.
       if (this.rx.unconsumed() < slots && (!this.rx.finalCheckForRequests() || this.rx.unconsumed() < slots)) return false;
@@ -132,7 +151,7 @@ export class NetQueue {
       return true;
     }
     const requests = Array.from({ length: slots }, () => rxRequest.decode(this.rx.takeRequest()));
-    const data = p.gso ? [requests[0], ...requests.slice(2)] : requests;
+    const data = [requests[0], ...requests.slice(1 + extras.length)];
     let status: number = NETIF_RSP.OKAY;
     try {
       const pages = this.grants.map(this.frontDomid, data.map((r) => r.gref), true);
@@ -150,15 +169,9 @@ export class NetQueue {
     data.forEach((r, i) => {
       const last = i === data.length - 1;
       const length = last ? p.frame.length - i * PAGE_SIZE : PAGE_SIZE;
-      const flags = (last ? 0 : NETRXF.more_data) | (i === 0 ? checksumFlags | (p.gso ? NETRXF.extra_info : 0) : 0);
+      const flags = (last ? 0 : NETRXF.more_data) | (i === 0 ? checksumFlags | (extras.length ? NETRXF.extra_info : 0) : 0);
       this.rx.putResponse(rxResponse.encode({ id: r.id, offset: 0, flags, status: status === NETIF_RSP.OKAY ? length : status }));
-      if (i === 0 && p.gso) {
-        const gso = new Uint8Array(6);
-        const v = new DataView(gso.buffer);
-        v.setUint16(0, p.gso.size, true);
-        gso[2] = XEN_OF_GSO[p.gso.type];
-        this.rx.putResponse(extraInfo.encode({ type: XEN_NETIF_EXTRA_TYPE.GSO, flags: 0, u: gso }));
-      }
+      if (i === 0) for (const e of extras) this.rx.putResponse(e);
     });
     if (status === NETIF_RSP.OKAY) {
       this.stats.rxPackets++;
@@ -234,7 +247,8 @@ export class NetQueue {
     let gso: Packet['gso'];
     for (const e of extras) {
       const x = extraInfo.decode(e);
-      if (x.type !== XEN_NETIF_EXTRA_TYPE.GSO) continue; // multicast filters and hashes are not offered
+      // Multicast filters are not offered; a hash the frontend computed is of no use to the host's link.
+      if (x.type !== XEN_NETIF_EXTRA_TYPE.GSO) continue;
       const size = x.u[0] | (x.u[1] << 8);
       const type = GSO_OF_XEN[x.u[2]];
       if (!type || size === 0) throw new Refused(`GSO type ${x.u[2]} of segments of ${size} bytes`);

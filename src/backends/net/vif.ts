@@ -2,8 +2,8 @@
 // nodes libxl and Linux's netback write (the MAC address, the features
 // offered), and on connection what the frontend published (per queue its
 // transmit and receive rings and event channel; what it takes: scatter-gather,
-// checksum and segmentation offloads), checked, before the device's threads
-// take over: the host side's (the TAP device's reader, tap-reader.ts, or
+// checksum and segmentation offloads; the control ring, if it asked for one),
+// checked, before the device's threads take over: the host side's (the TAP device's reader, tap-reader.ts, or
 // user-mode networking, slirp-thread.ts) and the one that serves the rings
 // (net-thread.ts). Disconnecting stops both.
 import { Worker } from 'node:worker_threads';
@@ -22,7 +22,7 @@ import type { TapReaderInit } from './tap-reader.js';
 import { setTapOffloads, TUN_F, useTapQueues, type TapHandle } from './tap.js';
 import type { PortForward, VifSpec } from './vif-spec.js';
 
-/** What the backend offers, as Linux's netback does (without split event channels, multicast control or the control ring). */
+/** What the backend offers, as Linux's netback does (without split event channels or multicast control). */
 export const NET_LIMITS = { maxQueues: 4 } as const;
 /** Frames from the host waiting for a queue's thread: about 1 MiB. */
 const FROM_HOST_BYTES = 1 << 20;
@@ -52,6 +52,7 @@ export function vifSpec(vif: VifSpec, frontDomid: number, link: HostLink): Devic
       'feature-rx-copy': '1',
       'feature-rx-flip': '0',
       'multi-queue-max-queues': String(linkQueues(link)),
+      'feature-ctrl-ring': '1',
     },
   };
 }
@@ -89,11 +90,19 @@ export class VirtualNetworkDevice implements DeviceHooks {
       if (device.readFrontend(`${dir}event-channel-tx`) !== undefined) throw new DeviceError(`${device.frontend} uses split event channels, which are not offered`);
       return { txRef: device.frontendNumber(`${dir}tx-ring-ref`), rxRef: device.frontendNumber(`${dir}rx-ring-ref`), guestPort: device.frontendNumber(`${dir}event-channel`) };
     });
+    // The control ring, which a frontend asks for before it connects.
+    let ctrl: { ref: number; guestPort: number } | undefined;
+    if (device.readFrontend('ctrl-ring-ref') !== undefined) {
+      if (device.readFrontend('event-channel-ctrl') === undefined) throw new DeviceError(`${device.frontend} has a ctrl-ring-ref but no event-channel-ctrl`);
+      ctrl = { ref: device.frontendNumber('ctrl-ring-ref'), guestPort: device.frontendNumber('event-channel-ctrl') };
+    }
     // The rings are checked here, and let go again: the device's thread maps them for good.
     for (const q of queues) this.grants.map(device.spec.frontDomid, [q.txRef, q.rxRef], true).unmap();
+    if (ctrl) this.grants.map(device.spec.frontDomid, [ctrl.ref], true).unmap();
     const channels: BackendChannel[] = [];
     try {
       for (const q of queues) channels.push(this.backends.bind(q.guestPort));
+      if (ctrl) channels.push(this.backends.bind(ctrl.guestPort));
     } catch (e) {
       for (const c of channels) this.backends.close(c.backendPort);
       if (!(e instanceof XenError)) throw e;
@@ -103,7 +112,7 @@ export class VirtualNetworkDevice implements DeviceHooks {
     this.channels = channels;
     const fromHost = queues.map(() => PacketRing.create(FROM_HOST_BYTES).buffer);
     const eventFd = check('eventfd', libc().eventfd(0, EFD_CLOEXEC));
-    const wakes = channels.map((c) => c.notifier.handle);
+    const wakes = channels.slice(0, queueCount).map((c) => c.notifier.handle);
     let host: { worker: Worker; stop?: Int32Array };
     let links: QueueLinkInit[];
     if (this.link.kind === 'tap') {
@@ -126,8 +135,9 @@ export class VirtualNetworkDevice implements DeviceHooks {
       device: device.backend,
       frontend,
       queues: queues.map((q, i) => ({ ...q, backendPort: channels[i].backendPort, guestPort: channels[i].guestPort, fromHost: fromHost[i], link: links[i] })),
+      ctrl: ctrl && { ref: ctrl.ref, backendPort: channels[queueCount].backendPort, guestPort: channels[queueCount].guestPort },
     };
-    log('net').info({ device: device.backend, link: this.link.kind === 'tap' ? this.link.tap.name : 'user', queues: queueCount, ...frontend }, 'vif connected');
+    log('net').info({ device: device.backend, link: this.link.kind === 'tap' ? this.link.tap.name : 'user', queues: queueCount, ctrlRing: ctrl !== undefined, ...frontend }, 'vif connected');
     const worker = new Worker(new URL('./net-thread.js', import.meta.url), { workerData: init });
     this.threads = { worker, eventFd, stop: host.stop };
     worker.on('message', (m: DeviceThreadMessage) => {

@@ -210,6 +210,8 @@ const pinned: Record<string, PerAbi<string>> = {
   netifRxRequest: { native: '8/4: id@0 pad@2 gref@4', compat: '8/4: id@0 pad@2 gref@4' },
   netifRxResponse: { native: '8/2: id@0 offset@2 flags@4 status@6', compat: '8/2: id@0 offset@2 flags@4 status@6' },
   netifExtraInfo: { native: '8/2: type@0 flags@1 u@2', compat: '8/2: type@0 flags@1 u@2' },
+  xenNetifCtrlRequest: { native: '16/4: id@0 type@2 data@4', compat: '16/4: id@0 type@2 data@4' },
+  xenNetifCtrlResponse: { native: '12/4: id@0 type@2 status@4 data@8', compat: '12/4: id@0 type@2 status@4 data@8' },
 };
 
 function describe(def: AnyDef): string {
@@ -335,6 +337,11 @@ const prefix: Record<string, string> = {
   XEN_NETIF_EXTRA_FLAG: 'XEN_NETIF_EXTRA_FLAG_',
   XEN_NETIF_GSO_TYPE: 'XEN_NETIF_GSO_TYPE_',
   NETIF_RSP: 'NETIF_RSP_',
+  XEN_NETIF_CTRL_TYPE: 'XEN_NETIF_CTRL_TYPE_',
+  XEN_NETIF_CTRL_STATUS: 'XEN_NETIF_CTRL_STATUS_',
+  XEN_NETIF_CTRL_HASH_TYPE: 'XEN_NETIF_CTRL_HASH_TYPE_',
+  XEN_NETIF_CTRL_HASH_TYPE_BIT: '_XEN_NETIF_CTRL_HASH_TYPE_',
+  XEN_NETIF_CTRL_HASH_ALGORITHM: 'XEN_NETIF_CTRL_HASH_ALGORITHM_',
   SRING_INDEX: 'XENKVM_SRING_',
   XS: 'XS_',
   XS_WATCH: 'XS_WATCH_',
@@ -363,6 +370,7 @@ const cExpr: Record<string, string | PerAbi<string>> = {
   SRING_RING_OFFSET: 'offsetof(struct blkif_sring, ring)',
   NETIF_TX_RING_ENTRY_SIZE: 'sizeof(union netif_tx_sring_entry)',
   NETIF_RX_RING_ENTRY_SIZE: 'sizeof(union netif_rx_sring_entry)',
+  NETIF_CTRL_RING_ENTRY_SIZE: 'sizeof(union xen_netif_ctrl_sring_entry)',
 };
 
 /** Facts the headers state only in comments, or Xen-internal conventions: pinned by their own definitions. */
@@ -556,6 +564,10 @@ const coverage: [group: string, header: string, skip: RegExp | null][] = [
   ['XEN_NETIF_EXTRA_FLAG', 'io/netif.h', null],
   ['XEN_NETIF_GSO_TYPE', 'io/netif.h', null],
   ['NETIF_RSP', 'io/netif.h', null],
+  ['XEN_NETIF_CTRL_TYPE', 'io/netif.h', null],
+  ['XEN_NETIF_CTRL_STATUS', 'io/netif.h', null],
+  ['XEN_NETIF_CTRL_HASH_TYPE', 'io/netif.h', null],
+  ['XEN_NETIF_CTRL_HASH_ALGORITHM', 'io/netif.h', null],
 ];
 
 test('constant groups cover every #define of their kind in the headers', () => {

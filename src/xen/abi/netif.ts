@@ -1,6 +1,7 @@
 // The PV network device's shared rings (io/netif.h): transmit and receive
 // requests and responses, the extra-info slots that follow a request (GSO,
-// multicast, hash), and their flags. No member is wider than 32 bits, so a
+// multicast, hash), and their flags; the control ring's requests and
+// responses, and the hash types and algorithms it sets. No member is wider than 32 bits, so a
 // 32-bit frontend's layouts are a 64-bit one's.
 import { both, xstruct } from './layout.js';
 
@@ -30,3 +31,21 @@ export const netifExtraInfo = both((abi) => xstruct('netif_extra_info', abi, { t
 /** A ring slot holds a request or a response (a union): the larger. */
 export const NETIF_TX_RING_ENTRY_SIZE = 12;
 export const NETIF_RX_RING_ENTRY_SIZE = 8;
+
+/** Control requests' types. */
+export const XEN_NETIF_CTRL_TYPE = {
+  INVALID: 0, GET_HASH_FLAGS: 1, SET_HASH_FLAGS: 2, SET_HASH_KEY: 3, GET_HASH_MAPPING_SIZE: 4, SET_HASH_MAPPING_SIZE: 5,
+  SET_HASH_MAPPING: 6, SET_HASH_ALGORITHM: 7, GET_GREF_MAPPING_SIZE: 8, ADD_GREF_MAPPING: 9, DEL_GREF_MAPPING: 10,
+} as const;
+/** Control responses' statuses. */
+export const XEN_NETIF_CTRL_STATUS = { SUCCESS: 0, NOT_SUPPORTED: 1, INVALID_PARAMETER: 2, BUFFER_OVERFLOW: 3 } as const;
+/** Hash types, as flags (SET_HASH_FLAGS, GET_HASH_FLAGS). */
+export const XEN_NETIF_CTRL_HASH_TYPE = { IPV4: 1, IPV4_TCP: 2, IPV6: 4, IPV6_TCP: 8 } as const;
+/** The same types as bit numbers: what a hash extra-info slot's htype says. */
+export const XEN_NETIF_CTRL_HASH_TYPE_BIT = { IPV4: 0, IPV4_TCP: 1, IPV6: 2, IPV6_TCP: 3 } as const;
+export const XEN_NETIF_CTRL_HASH_ALGORITHM = { NONE: 0, TOEPLITZ: 1 } as const;
+
+export const xenNetifCtrlRequest = both((abi) => xstruct('xen_netif_ctrl_request', abi, { id: 'u16', type: 'u16', data: { array: 'u32', count: 3 } }));
+export const xenNetifCtrlResponse = both((abi) => xstruct('xen_netif_ctrl_response', abi, { id: 'u16', type: 'u16', status: 'u32', data: 'u32' }));
+/** A control ring's slot: a request (the larger). */
+export const NETIF_CTRL_RING_ENTRY_SIZE = 16;
