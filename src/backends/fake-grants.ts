@@ -33,9 +33,8 @@ export function fakeGrants() {
   return {
     grants,
     mapped,
-    /** Grants a fresh page as `ref`, holding `bytes` if given; the page. */
-    grant(ref: number, bytes?: Uint8Array, readonly = false): Uint8Array {
-      const page = new Uint8Array(4096);
+    /** Grants `page` (a fresh one unless given: a view of a larger memory) as `ref`, holding `bytes` if given; the page. */
+    grant(ref: number, bytes?: Uint8Array, readonly = false, page: Uint8Array = new Uint8Array(4096)): Uint8Array {
       if (bytes) page.set(bytes);
       pages.set(ref, { page, readonly });
       return page;

@@ -13,23 +13,27 @@ import { BlockQueue, type BlockDisk } from './queue.js';
 function memoryDisk(sectors: number, options: { sectorSize?: number; readOnly?: boolean; discard?: boolean } = {}) {
   const bytes = new Uint8Array(sectors * 512);
   const log: string[] = [];
+  /** How many buffers each read or write was given. */
+  const buffers: number[] = [];
   let hold: Promise<void> | undefined;
   const disk: BlockDisk = {
     sectors,
     sectorSize: options.sectorSize ?? 512,
     readOnly: options.readOnly ?? false,
     discard: options.discard ?? true,
-    async readv(buffers, offset) {
+    async readv(views, offset) {
       await hold;
-      for (const b of buffers) {
+      buffers.push(views.length);
+      for (const b of views) {
         b.set(bytes.subarray(offset, offset + b.length));
         offset += b.length;
       }
       log.push('read');
     },
-    async writev(buffers, offset) {
+    async writev(views, offset) {
       await hold;
-      for (const b of buffers) {
+      buffers.push(views.length);
+      for (const b of views) {
         bytes.set(b, offset);
         offset += b.length;
       }
@@ -43,7 +47,7 @@ function memoryDisk(sectors: number, options: { sectorSize?: number; readOnly?: 
       log.push('discard');
     },
   };
-  return { disk, bytes, log, holdUntil: (p: Promise<void>) => (hold = p) };
+  return { disk, bytes, log, buffers, holdUntil: (p: Promise<void>) => (hold = p) };
 }
 
 /** The guest's side: granted pages (some read-only), a ring page, requests in `abi`'s layout. */
@@ -63,7 +67,7 @@ function frontend(abi: Abi, options: { persistent?: boolean; disk?: ReturnType<t
   let cons = 0;
   return {
     d, queue, mapped, warns, errors, notifications: () => notifications,
-    grant: (ref: number, readonly = false) => grant(ref, undefined, readonly),
+    grant: (ref: number, readonly = false, page?: Uint8Array) => grant(ref, undefined, readonly, page),
     push(bytes: Uint8Array) {
       ringPage.set(bytes, SRING_RING_OFFSET + (prod % ring.size) * size);
       prod++;
@@ -100,6 +104,36 @@ function frontend(abi: Abi, options: { persistent?: boolean; disk?: ReturnType<t
     header,
   };
 }
+
+test('segments that follow one another in memory reach the disk as one buffer; the bytes are the same either way', async () => {
+  const f = frontend('native');
+  const memory = new Uint8Array(4 * 4096);
+  memory.forEach((_, i) => (memory[i] = (i * 7) & 0xff));
+  // Pages 0 and 1 of one memory are adjacent, page 3 is not; refs 21 and 22 hold the same page.
+  f.grant(20, false, memory.subarray(0, 4096));
+  f.grant(21, false, memory.subarray(4096, 8192));
+  f.grant(22, false, memory.subarray(12288, 16384));
+  f.rw(BLKIF_OP.WRITE, 1, 0, [[20, 0, 7], [21, 0, 7], [22, 0, 3]]);
+  // Sectors 0–3 of page 0 end mid-page: sectors 0–7 of page 1 do not follow them.
+  f.rw(BLKIF_OP.WRITE, 2, 64, [[20, 0, 3], [21, 0, 7]]);
+  // Sectors 4–7 of page 0, then page 1 from its start: adjacent.
+  f.rw(BLKIF_OP.WRITE, 3, 128, [[20, 4, 7], [21, 0, 1]]);
+  await f.serve();
+  assert.deepEqual(f.responses().map((r) => r[2]), [BLKIF_RSP.OKAY, BLKIF_RSP.OKAY, BLKIF_RSP.OKAY]);
+  assert.deepEqual(f.d.buffers, [2, 2, 1]);
+  assert.deepEqual(f.d.bytes.subarray(0, 8192), memory.subarray(0, 8192));
+  assert.deepEqual(f.d.bytes.subarray(8192, 10240), memory.subarray(12288, 14336));
+  assert.deepEqual(f.d.bytes.subarray(64 * 512, 64 * 512 + 2048), memory.subarray(0, 2048));
+  assert.deepEqual(f.d.bytes.subarray(64 * 512 + 2048, 64 * 512 + 6144), memory.subarray(4096, 8192));
+  assert.deepEqual(f.d.bytes.subarray(128 * 512, 128 * 512 + 3072), memory.subarray(2048, 5120));
+  // Read back into the same pages, zeroed first.
+  memory.fill(0);
+  f.rw(BLKIF_OP.READ, 4, 0, [[20, 0, 7], [21, 0, 7], [22, 0, 3]]);
+  await f.serve();
+  assert.deepEqual(f.d.buffers.at(-1), 2);
+  assert.deepEqual(memory.subarray(0, 8192), f.d.bytes.subarray(0, 8192));
+  assert.deepEqual(memory.subarray(12288, 14336), f.d.bytes.subarray(8192, 10240));
+});
 
 for (const abi of ['native', 'compat'] as const) {
   test(`reads and writes (${abi}): sectors within segments, scatter-gather across pages, answered with their ids`, async () => {

@@ -65,6 +65,33 @@ interface Segment {
   last: number;
 }
 
+/**
+ * The bytes of a request's segments as few buffers as they make: segments that follow one another in the
+ * host's view of guest RAM (whole pages of a buffer the guest allocated in one piece, the usual case)
+ * become one buffer, so a 1 MiB request is a handful of iovecs rather than 256.
+ */
+function contiguousRuns(segments: readonly Segment[], pages: readonly Uint8Array[]): Uint8Array[] {
+  const runs: Uint8Array[] = [];
+  let memory: ArrayBufferLike | undefined;
+  let start = 0;
+  let end = 0;
+  for (let i = 0; i < segments.length; i++) {
+    const page = pages[i];
+    const from = page.byteOffset + segments[i].first * SECTOR;
+    const to = page.byteOffset + (segments[i].last + 1) * SECTOR;
+    if (page.buffer === memory && from === end) {
+      end = to;
+      continue;
+    }
+    if (memory) runs.push(new Uint8Array(memory, start, end - start));
+    memory = page.buffer;
+    start = from;
+    end = to;
+  }
+  if (memory) runs.push(new Uint8Array(memory, start, end - start));
+  return runs;
+}
+
 export class BlockQueue {
   private readonly request: (typeof blkifRequest)['native'];
   private readonly discardDef: (typeof blkifRequestDiscard)['native'];
@@ -238,7 +265,7 @@ export class BlockQueue {
     this.checkRange(sector, BigInt(count));
     const { pages, release } = this.pages(segments.map((s) => s.gref), !write);
     try {
-      const buffers = segments.map((s, i) => pages[i].subarray(s.first * SECTOR, (s.last + 1) * SECTOR));
+      const buffers = contiguousRuns(segments, pages);
       const offset = Number(sector) * SECTOR;
       await (write ? this.disk.writev(buffers, offset) : this.disk.readv(buffers, offset));
     } finally {
