@@ -197,7 +197,8 @@ export class BlockQueue {
       case BLKIF_OP.WRITE_BARRIER: {
         const r = this.request.decode(bytes);
         if (r.nr_segments > BLKIF_MAX_SEGMENTS_PER_REQUEST) throw new Refused(BLKIF_RSP.ERROR, `${r.nr_segments} segments, more than ${BLKIF_MAX_SEGMENTS_PER_REQUEST}`);
-        const segments = Array.from({ length: r.nr_segments }, (_, i) => this.segment(bytes, this.request.offsets.seg + i * SEGMENT.size));
+        const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+        const segments = Array.from({ length: r.nr_segments }, (_, i) => this.segment(view, this.request.offsets.seg + i * SEGMENT.size));
         if (operation === BLKIF_OP.READ || operation === BLKIF_OP.WRITE) {
           if (segments.length === 0) throw new Refused(BLKIF_RSP.ERROR, 'a read or write with no segments');
           return this.transfer(operation === BLKIF_OP.WRITE, r.sector_number, segments);
@@ -229,8 +230,9 @@ export class BlockQueue {
         const list = this.pages(r.indirect_grefs.slice(0, Math.ceil(r.nr_segments / SEGMENTS_PER_INDIRECT_PAGE)), false);
         let segments: Segment[];
         try {
+          const views = list.pages.map((p) => new DataView(p.buffer, p.byteOffset, p.length));
           segments = Array.from({ length: r.nr_segments }, (_, i) =>
-            this.segment(list.pages[Math.floor(i / SEGMENTS_PER_INDIRECT_PAGE)], (i % SEGMENTS_PER_INDIRECT_PAGE) * SEGMENT.size),
+            this.segment(views[Math.floor(i / SEGMENTS_PER_INDIRECT_PAGE)], (i % SEGMENTS_PER_INDIRECT_PAGE) * SEGMENT.size),
           );
         } finally {
           list.release();
@@ -243,11 +245,11 @@ export class BlockQueue {
   }
 
   /** A segment, copied out of a request or an indirect page, its sector bounds checked. */
-  private segment(bytes: Uint8Array, at: number): Segment {
+  private segment(view: DataView, at: number): Segment {
     // Read in place, not through the struct's decoder: an indirect request has up to 256 of them.
-    const gref = new DataView(bytes.buffer, bytes.byteOffset).getUint32(at + SEGMENT.offsets.gref, true);
-    const first = bytes[at + SEGMENT.offsets.first_sect];
-    const last = bytes[at + SEGMENT.offsets.last_sect];
+    const gref = view.getUint32(at + SEGMENT.offsets.gref, true);
+    const first = view.getUint8(at + SEGMENT.offsets.first_sect);
+    const last = view.getUint8(at + SEGMENT.offsets.last_sect);
     if (last >= SECTORS_PER_PAGE || first > last) throw new Refused(BLKIF_RSP.ERROR, `a segment of sectors ${first}–${last} of its page`);
     return { gref, first, last };
   }
