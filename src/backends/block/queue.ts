@@ -158,15 +158,17 @@ export class BlockQueue {
   private start(bytes: Uint8Array): void {
     const operation = bytes[0];
     // An indirect request is answered as its operation, as blkback answers it and blkfront checks.
-    const answeredAs = operation === BLKIF_OP.INDIRECT ? this.indirectDef.decode(bytes).indirect_op : operation;
-    const id = this.request.decode(bytes).id;
+    // Read in place: decoding the whole request would build each of its segments.
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+    const answeredAs = operation === BLKIF_OP.INDIRECT ? bytes[this.indirectDef.offsets.indirect_op] : operation;
+    const id = view.getBigUint64(this.request.offsets.id, true);
     const ordered = operation === BLKIF_OP.FLUSH_DISKCACHE || operation === BLKIF_OP.WRITE_BARRIER;
     const before = ordered ? Promise.all([...this.running]) : this.barrier;
     const work = (async () => {
       if (before) await before;
       let status: number = BLKIF_RSP.OKAY;
       try {
-        await this.perform(bytes);
+        await this.perform(bytes, view);
       } catch (e) {
         if (e instanceof Refused) {
           status = e.status;
@@ -188,25 +190,25 @@ export class BlockQueue {
     if (this.ring.pushResponses()) this.notify();
   }
 
-  private async perform(bytes: Uint8Array): Promise<void> {
+  private async perform(bytes: Uint8Array, view: DataView): Promise<void> {
     const operation = bytes[0];
     switch (operation) {
       case BLKIF_OP.READ:
       case BLKIF_OP.WRITE:
       case BLKIF_OP.FLUSH_DISKCACHE:
       case BLKIF_OP.WRITE_BARRIER: {
-        const r = this.request.decode(bytes);
-        if (r.nr_segments > BLKIF_MAX_SEGMENTS_PER_REQUEST) throw new Refused(BLKIF_RSP.ERROR, `${r.nr_segments} segments, more than ${BLKIF_MAX_SEGMENTS_PER_REQUEST}`);
-        const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
-        const segments = Array.from({ length: r.nr_segments }, (_, i) => this.segment(view, this.request.offsets.seg + i * SEGMENT.size));
+        const count = bytes[this.request.offsets.nr_segments];
+        const sector = view.getBigUint64(this.request.offsets.sector_number, true);
+        if (count > BLKIF_MAX_SEGMENTS_PER_REQUEST) throw new Refused(BLKIF_RSP.ERROR, `${count} segments, more than ${BLKIF_MAX_SEGMENTS_PER_REQUEST}`);
+        const segments = Array.from({ length: count }, (_, i) => this.segment(view, this.request.offsets.seg + i * SEGMENT.size));
         if (operation === BLKIF_OP.READ || operation === BLKIF_OP.WRITE) {
           if (segments.length === 0) throw new Refused(BLKIF_RSP.ERROR, 'a read or write with no segments');
-          return this.transfer(operation === BLKIF_OP.WRITE, r.sector_number, segments);
+          return this.transfer(operation === BLKIF_OP.WRITE, sector, segments);
         }
         // A flush or barrier carrying data writes it between two flushes: the disk holds what came before, then this.
         await this.disk.flush();
         if (segments.length > 0) {
-          await this.transfer(true, r.sector_number, segments);
+          await this.transfer(true, sector, segments);
           await this.disk.flush();
         }
         return;
