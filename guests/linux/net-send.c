@@ -6,12 +6,13 @@
 //   net-send udp ADDRESS PORT COUNT SIZE   COUNT datagrams of SIZE bytes, as fast as they go
 //
 // The receiver (bench/net-sink.c) times what arrives. The connection is tried for 60 s
-// (the host's side may come up after the guest's); a datagram the stack drops is not sent again.
+// (the host's side may come up after the guest's) and ends when the receiver closes it; a
+// datagram the stack drops is not sent again.
 #include <stddef.h>
 #include <stdint.h>
 
-enum { SYS_write = 1, SYS_close = 3, SYS_socket = 41, SYS_connect = 42, SYS_nanosleep = 35, SYS_exit_group = 231 };
-enum { AF_INET = 2, SOCK_STREAM = 1, SOCK_DGRAM = 2 };
+enum { SYS_read = 0, SYS_write = 1, SYS_close = 3, SYS_shutdown = 48, SYS_socket = 41, SYS_connect = 42, SYS_nanosleep = 35, SYS_exit_group = 231 };
+enum { AF_INET = 2, SOCK_STREAM = 1, SOCK_DGRAM = 2, SHUT_WR = 1 };
 
 struct sockaddr_in {
   uint16_t family;
@@ -106,7 +107,11 @@ __attribute__((used)) static void main_c(long *stack) {
       if (n <= 0) fail("the connection failed");
       left -= n;
     }
-    if (syscall3(SYS_close, fd, 0, 0)) fail("close failed");
+    // Done once the receiver has read it all and closed: a close() alone returns with data still
+    // queued, which a guest that powers off next would lose.
+    if (syscall3(SYS_shutdown, fd, SHUT_WR, 0)) fail("shutdown failed");
+    while (syscall3(SYS_read, fd, (long)payload, sizeof payload) > 0) continue;
+    syscall3(SYS_close, fd, 0, 0);
   } else if (same(argv[1], "udp") && argc == 6) {
     long size = number(argv[5]);
     if (size < 1 || size > 1472) fail("a datagram is 1 to 1472 bytes here");
