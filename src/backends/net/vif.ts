@@ -3,9 +3,9 @@
 // offered), and on connection what the frontend published (per queue its
 // transmit and receive rings and event channel; what it takes: scatter-gather,
 // checksum and segmentation offloads; the control ring, if it asked for one),
-// checked, before the device's threads take over: the host side's (the TAP device's reader, tap-reader.ts, or
-// user-mode networking, slirp-thread.ts) and the one that serves the rings
-// (net-thread.ts). Disconnecting stops both.
+// checked, before the device's threads take over: the host side's (the TAP
+// device's reader, tap-reader.ts, or user-mode networking, slirp-thread.ts)
+// and the one that serves the rings (net-thread.ts). Disconnecting stops both.
 import { Worker } from 'node:worker_threads';
 import { log, type RateLimitedLog } from '../../common/log.js';
 import { check, EFD_CLOEXEC, libc, signalEventFd } from '../../kvm/libc.js';
