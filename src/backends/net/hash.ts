@@ -3,10 +3,7 @@
 // addresses, and its TCP ports where the frontend enabled the TCP type, the
 // "maximal" type the packet and the enabled flags allow.
 import { XEN_NETIF_CTRL_HASH_TYPE, XEN_NETIF_CTRL_HASH_TYPE_BIT } from '../../xen/abi/netif.js';
-import { ETH_HLEN } from './packet.js';
-
-const ETHERTYPE = { ipv4: 0x0800, ipv6: 0x86dd, vlan: 0x8100 } as const;
-const IPPROTO_TCP = 6;
+import { ETHERTYPE, IPPROTO, networkOf } from './packet.js';
 
 /**
  * The Toeplitz hash of `data` under `key`: for each bit of the data set, from the most significant
@@ -41,16 +38,9 @@ export interface HashInput {
  * fits the frame.
  */
 export function hashInput(frame: Uint8Array, flags: number): HashInput | undefined {
-  if (frame.length < ETH_HLEN) return undefined;
-  const v = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-  let at = 12;
-  let type = v.getUint16(at);
-  if (type === ETHERTYPE.vlan) {
-    if (frame.length < ETH_HLEN + 4) return undefined;
-    at += 4;
-    type = v.getUint16(at);
-  }
-  const ip = at + 2;
+  const network = networkOf(frame);
+  if (!network) return undefined;
+  const { v, type, ip } = network;
   const withPorts = (addresses: number, addressLength: number, l4: number | undefined, typeBit: number): HashInput => {
     const bytes = new Uint8Array(addressLength + 4);
     bytes.set(frame.subarray(addresses, addresses + addressLength));
@@ -62,7 +52,7 @@ export function hashInput(frame: Uint8Array, flags: number): HashInput | undefin
     const ihl = (frame[ip] & 0x0f) * 4;
     const fragment = v.getUint16(ip + 6) & 0x3fff;
     const l4 = ip + ihl;
-    const tcp = ihl >= 20 && fragment === 0 && frame[ip + 9] === IPPROTO_TCP && frame.length >= l4 + 4;
+    const tcp = ihl >= 20 && fragment === 0 && frame[ip + 9] === IPPROTO.tcp && frame.length >= l4 + 4;
     if (tcp && flags & XEN_NETIF_CTRL_HASH_TYPE.IPV4_TCP) return withPorts(ip + 12, 8, l4, XEN_NETIF_CTRL_HASH_TYPE_BIT.IPV4_TCP);
     if (flags & XEN_NETIF_CTRL_HASH_TYPE.IPV4) return { typeBit: XEN_NETIF_CTRL_HASH_TYPE_BIT.IPV4, bytes: frame.slice(ip + 12, ip + 20) };
     return undefined;
@@ -71,7 +61,7 @@ export function hashInput(frame: Uint8Array, flags: number): HashInput | undefin
     if (frame.length < ip + 40 || frame[ip] >> 4 !== 6) return undefined;
     const l4 = ip + 40;
     // Only a TCP header right after the fixed header: extension headers are not walked.
-    const tcp = frame[ip + 6] === IPPROTO_TCP && frame.length >= l4 + 4;
+    const tcp = frame[ip + 6] === IPPROTO.tcp && frame.length >= l4 + 4;
     if (tcp && flags & XEN_NETIF_CTRL_HASH_TYPE.IPV6_TCP) return withPorts(ip + 8, 32, l4, XEN_NETIF_CTRL_HASH_TYPE_BIT.IPV6_TCP);
     if (flags & XEN_NETIF_CTRL_HASH_TYPE.IPV6) return { typeBit: XEN_NETIF_CTRL_HASH_TYPE_BIT.IPV6, bytes: frame.slice(ip + 8, ip + 40) };
     return undefined;

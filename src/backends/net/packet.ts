@@ -19,23 +19,30 @@ export interface Packet {
 }
 
 export const ETH_HLEN = 14;
-const ETHERTYPE = { ipv4: 0x0800, ipv6: 0x86dd, vlan: 0x8100 } as const;
-const IPPROTO = { tcp: 6, udp: 17 } as const;
+export const ETHERTYPE = { ipv4: 0x0800, ipv6: 0x86dd, vlan: 0x8100 } as const;
+export const IPPROTO = { tcp: 6, udp: 17 } as const;
 /** Where TCP and UDP keep their checksum. */
 const CSUM_OFFSET = { [IPPROTO.tcp]: 16, [IPPROTO.udp]: 6 } as Record<number, number>;
 
-/** What a frame carries, as far as a checksum needs: its layer-4 header's offset and protocol; undefined if not TCP or UDP over IP. */
-export function transportOf(frame: Uint8Array): { ipVersion: 4 | 6; l4: number; protocol: number } | undefined {
+/** An Ethernet frame's network layer: its EtherType (after one VLAN tag, if there is one) and where its header starts. */
+export function networkOf(frame: Uint8Array): { v: DataView; type: number; ip: number } | undefined {
+  if (frame.length < ETH_HLEN) return undefined;
   const v = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   let at = 12;
-  if (frame.length < ETH_HLEN) return undefined;
   let type = v.getUint16(at);
   if (type === ETHERTYPE.vlan) {
     if (frame.length < ETH_HLEN + 4) return undefined;
     at += 4;
     type = v.getUint16(at);
   }
-  const ip = at + 2;
+  return { v, type, ip: at + 2 };
+}
+
+/** What a frame carries, as far as a checksum needs: its layer-4 header's offset and protocol; undefined if not TCP or UDP over IP. */
+export function transportOf(frame: Uint8Array): { ipVersion: 4 | 6; l4: number; protocol: number } | undefined {
+  const network = networkOf(frame);
+  if (!network) return undefined;
+  const { v, type, ip } = network;
   if (type === ETHERTYPE.ipv4) {
     if (frame.length < ip + 20) return undefined;
     const ihl = (frame[ip] & 0x0f) * 4;
