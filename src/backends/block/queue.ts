@@ -99,6 +99,8 @@ export class BlockQueue {
   private readonly response: (typeof blkifResponse)['native'];
   /** Requests started and not yet answered, including one held back by a barrier. */
   private running = new Set<Promise<void>>();
+  /** Responses on the ring that the next turn of the event loop publishes (answer()). */
+  private publishing: Promise<void> | undefined;
   /** A flush or barrier waiting for what came before it: later requests wait for it. */
   private barrier: Promise<void> | undefined;
   /** Grants kept mapped, by ref, with whether the mapping is writable. */
@@ -178,16 +180,28 @@ export class BlockQueue {
           this.guestLog.error('blkif-io', { device: this.name, operation, err: (e as Error)?.message ?? String(e) }, 'block request failed on the host');
         }
       }
-      this.answer(id, answeredAs, status);
+      await this.answer(id, answeredAs, status);
     })();
     const tracked = work.finally(() => this.running.delete(tracked));
     this.running.add(tracked);
     if (ordered) this.barrier = tracked;
   }
 
-  private answer(id: bigint, operation: number, status: number): void {
+  /**
+   * Puts a response on the ring; resolves once it is published. Responses are published together after
+   * the event loop's turn that completed them (setImmediate), so that the requests the disk finished at
+   * once cost the guest one notification, not one each.
+   */
+  private answer(id: bigint, operation: number, status: number): Promise<void> {
     this.ring.putResponse(this.response.encode({ id, operation, status }));
-    if (this.ring.pushResponses()) this.notify();
+    this.publishing ??= new Promise((resolve) =>
+      setImmediate(() => {
+        this.publishing = undefined;
+        if (this.ring.pushResponses()) this.notify();
+        resolve();
+      }),
+    );
+    return this.publishing;
   }
 
   private async perform(bytes: Uint8Array, view: DataView): Promise<void> {
