@@ -17,7 +17,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { linuxGuest, NETBENCH_MARKER } from '../test/linux-guest.js';
+import { linuxGuest, NETBENCH_MARKER, type LinuxGuest } from '../test/linux-guest.js';
 import { medians, root, ROUNDS, whereKvmHasXen } from './common.js';
 
 const TCP_MIB = Number(process.env.BENCH_NET_MIB ?? 64);
@@ -119,9 +119,8 @@ const links = {
   user: { guest: '10.0.2.15', host: '10.0.2.2', listen: '127.0.0.1', vif: 'net=user', tap: undefined },
 } as const;
 
-async function guestRun(kind: keyof typeof links): Promise<Figures> {
+async function guestRun(guest: LinuxGuest, kind: keyof typeof links): Promise<Figures> {
   const link = links[kind];
-  const guest = linuxGuest(root);
   const s = link.tap ? undefined : await sinks(link.listen);
   const bench = [`${link.guest}/24`, link.host, PORT, TCP_MIB, UDP_COUNT, UDP_BYTES].join(',');
   const run = start(`${root}bin/xenkvm`, [
@@ -149,7 +148,7 @@ async function guestRun(kind: keyof typeof links): Promise<Figures> {
 }
 
 async function measure(): Promise<void> {
-  linuxGuest(root);
+  const guest = linuxGuest(root);
   const samples = {
     floorTcp: [] as number[], floorUdp: [] as number[],
     tapTcp: [] as number[], tapUdp: [] as number[], tapTcpRatio: [] as number[], tapUdpRatio: [] as number[],
@@ -157,8 +156,8 @@ async function measure(): Promise<void> {
   };
   for (let round = 0; round < ROUNDS; round++) {
     const floor = await floorRun();
-    const tap = await guestRun('tap');
-    const user = await guestRun('user');
+    const tap = await guestRun(guest, 'tap');
+    const user = await guestRun(guest, 'user');
     samples.floorTcp.push(floor.tcpMBps);
     samples.floorUdp.push(floor.udpPps);
     samples.tapTcp.push(tap.tcpMBps);

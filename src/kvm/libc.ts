@@ -175,11 +175,6 @@ export class PollFds {
     this.view = new DataView(this.bytes.buffer);
   }
 
-  /** Entries added since the last clear(). */
-  get count(): number {
-    return this.used;
-  }
-
   /** Forgets every entry. */
   clear(): void {
     this.used = 0;

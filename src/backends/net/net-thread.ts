@@ -168,9 +168,7 @@ async function main(init: NetThreadInit): Promise<void> {
     },
     async (served) => {
       // The counters, where a person looking at a device's trouble finds them.
-      served.forEach((s) => {
-        if (s.kind !== 'queue') return;
-        const i = served.filter((x) => x.kind === 'queue').indexOf(s);
+      served.filter((s): s is ServedNetQueue => s.kind === 'queue').forEach((s, i) => {
         log('net').info({ device: init.device, queue: i, ...s.queue.stats, hostDropped: s.fromHost.dropped, steeredAway: s.steeredAway, steeredDropped: s.steeredDropped }, 'vif queue stopped');
       });
     },
