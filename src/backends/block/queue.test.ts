@@ -264,6 +264,30 @@ test('a flush waits for the writes before it, and the reads after it wait for th
   assert.deepEqual(f.responses().map((r) => r[0]), [1, 2, 3]);
 });
 
+test('requests in flight together each move their own segments: the queue reuses one list for all', async () => {
+  const disk = memoryDisk(64);
+  const f = frontend('native', { disk, persistent: true, maxIndirectSegments: 8 });
+  for (let ref = 31; ref <= 33; ref++) f.grant(ref).fill(ref);
+  const list = f.grant(40, true);
+  new DataView(list.buffer).setUint32(0, 33, true);
+  list[5] = 7;
+  let release!: () => void;
+  disk.holdUntil(new Promise<void>((r) => (release = r)));
+  // Requests 1 and 2 start in one pass; the barrier's segments are read after the flush that waits for them.
+  f.rw(BLKIF_OP.WRITE, 1, 0, [[31, 0, 7]]);
+  const indirect = blkifRequestIndirect.native.encode({ operation: BLKIF_OP.INDIRECT, indirect_op: BLKIF_OP.WRITE, nr_segments: 1, id: 2n, sector_number: 16n });
+  new DataView(indirect.buffer).setUint32(blkifRequestIndirect.native.offsets.indirect_grefs, 40, true);
+  f.push(indirect);
+  f.rw(BLKIF_OP.WRITE_BARRIER, 3, 8, [[32, 0, 7]]);
+  f.queue.service();
+  await new Promise((r) => setImmediate(r));
+  release();
+  await f.queue.drain();
+  assert.deepEqual(f.responses().map((r) => r[2]), [BLKIF_RSP.OKAY, BLKIF_RSP.OKAY, BLKIF_RSP.OKAY]);
+  assert.deepEqual(disk.log, ['write', 'write', 'flush', 'write', 'flush']);
+  for (const [sector, ref] of [[0, 31], [8, 32], [16, 33]]) assert.ok(disk.bytes.subarray(sector * 512, sector * 512 + 4096).every((b) => b === ref), `sector ${sector} holds ref ${ref}'s page`);
+});
+
 test('persistent grants stay mapped between requests, up to the limit, and go at stop', async () => {
   const f = frontend('native', { persistent: true });
   for (let ref = 1; ref <= 6; ref++) f.grant(ref);

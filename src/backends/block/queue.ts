@@ -59,37 +59,80 @@ class Refused extends Error {
   }
 }
 
-interface Segment {
-  gref: number;
-  first: number;
-  last: number;
+/** A granted page as a request uses it: where it is in the host's view of guest RAM, at hand. */
+interface MappedPage {
+  page: Uint8Array;
+  buffer: ArrayBufferLike;
+  offset: number;
+}
+
+const mappedPage = (page: Uint8Array): MappedPage => ({ page, buffer: page.buffer, offset: page.byteOffset });
+
+/** A grant kept mapped between requests. */
+interface KeptGrant extends MappedPage {
+  mapped: MappedGrants;
+  writable: boolean;
 }
 
 /**
- * The bytes of a request's segments as few buffers as they make: segments that follow one another in the
- * host's view of guest RAM (whole pages of a buffer the guest allocated in one piece, the usual case)
- * become one buffer, so a 1 MiB request is a handful of iovecs rather than 256.
+ * The segments of the request being started, read off the ring or its indirect pages into arrays every
+ * request reuses: a request reads, checks and maps its segments before its first await, so no two use
+ * them at once, and a 1 MiB request builds no object per segment.
  */
-function contiguousRuns(segments: readonly Segment[], pages: readonly Uint8Array[]): Uint8Array[] {
-  const runs: Uint8Array[] = [];
-  let memory: ArrayBufferLike | undefined;
-  let start = 0;
-  let end = 0;
-  for (let i = 0; i < segments.length; i++) {
-    const page = pages[i];
-    const from = page.byteOffset + segments[i].first * SECTOR;
-    const to = page.byteOffset + (segments[i].last + 1) * SECTOR;
-    if (page.buffer === memory && from === end) {
+class SegmentList {
+  count = 0;
+  readonly grefs: Uint32Array;
+  /** First and last 512-byte sector used of each segment's page. */
+  readonly first: Uint8Array;
+  readonly last: Uint8Array;
+  readonly pages: MappedPage[];
+
+  constructor(capacity: number) {
+    this.grefs = new Uint32Array(capacity);
+    this.first = new Uint8Array(capacity);
+    this.last = new Uint8Array(capacity);
+    this.pages = new Array<MappedPage>(capacity);
+  }
+
+  /** Appends the segment at `at` in `view`, its sector bounds checked; the sectors it covers. */
+  add(view: DataView, at: number): number {
+    const gref = view.getUint32(at + SEGMENT.offsets.gref, true);
+    const first = view.getUint8(at + SEGMENT.offsets.first_sect);
+    const last = view.getUint8(at + SEGMENT.offsets.last_sect);
+    if (last >= SECTORS_PER_PAGE || first > last) throw new Refused(BLKIF_RSP.ERROR, `a segment of sectors ${first}–${last} of its page`);
+    this.grefs[this.count] = gref;
+    this.first[this.count] = first;
+    this.last[this.count] = last;
+    this.count++;
+    return last - first + 1;
+  }
+
+  /**
+   * The bytes of the segments, their pages mapped, as few buffers as they make: segments that follow one
+   * another in the host's view of guest RAM (whole pages of a buffer the guest allocated in one piece, the
+   * usual case) become one buffer, so a 1 MiB request is a handful of iovecs rather than 256.
+   */
+  contiguousRuns(): Uint8Array[] {
+    const runs: Uint8Array[] = [];
+    let memory: ArrayBufferLike | undefined;
+    let start = 0;
+    let end = 0;
+    for (let i = 0; i < this.count; i++) {
+      const page = this.pages[i];
+      const from = page.offset + this.first[i] * SECTOR;
+      const to = page.offset + (this.last[i] + 1) * SECTOR;
+      if (page.buffer === memory && from === end) {
+        end = to;
+        continue;
+      }
+      if (memory) runs.push(new Uint8Array(memory, start, end - start));
+      memory = page.buffer;
+      start = from;
       end = to;
-      continue;
     }
     if (memory) runs.push(new Uint8Array(memory, start, end - start));
-    memory = page.buffer;
-    start = from;
-    end = to;
+    return runs;
   }
-  if (memory) runs.push(new Uint8Array(memory, start, end - start));
-  return runs;
 }
 
 export class BlockQueue {
@@ -103,8 +146,16 @@ export class BlockQueue {
   private publishing: Promise<void> | undefined;
   /** A flush or barrier waiting for what came before it: later requests wait for it. */
   private barrier: Promise<void> | undefined;
-  /** Grants kept mapped, by ref, with whether the mapping is writable. */
-  private readonly persistent = new Map<number, { mapped: MappedGrants; writable: boolean }>();
+  /**
+   * Grants kept mapped, indexed by ref (an array, not a Map: a 1 MiB request looks up 256), and how many.
+   * Only refs the guest's grant table holds are ever kept, so its length is bounded by the table's.
+   */
+  private readonly kept: (KeptGrant | undefined)[] = [];
+  private keptCount = 0;
+  private readonly segments: SegmentList;
+  /** The response being written, before it is copied to its slot. */
+  private readonly responseBytes: Uint8Array;
+  private readonly responseView: DataView;
   private stopped = false;
   private halted = false;
 
@@ -122,6 +173,9 @@ export class BlockQueue {
     this.discardDef = blkifRequestDiscard[options.abi] as (typeof blkifRequestDiscard)['native'];
     this.indirectDef = blkifRequestIndirect[options.abi] as (typeof blkifRequestIndirect)['native'];
     this.response = blkifResponse[options.abi] as (typeof blkifResponse)['native'];
+    this.segments = new SegmentList(Math.max(BLKIF_MAX_SEGMENTS_PER_REQUEST, options.maxIndirectSegments));
+    this.responseBytes = new Uint8Array(this.response.size);
+    this.responseView = new DataView(this.responseBytes.buffer);
   }
 
   /** Requests taken and not yet answered. */
@@ -153,8 +207,9 @@ export class BlockQueue {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.drain();
-    for (const p of this.persistent.values()) p.mapped.unmap();
-    this.persistent.clear();
+    for (const k of this.kept) k?.mapped.unmap();
+    this.kept.length = 0;
+    this.keptCount = 0;
   }
 
   private start(bytes: Uint8Array): void {
@@ -193,7 +248,11 @@ export class BlockQueue {
    * once cost the guest one notification, not one each.
    */
   private answer(id: bigint, operation: number, status: number): Promise<void> {
-    this.ring.putResponse(this.response.encode({ id, operation, status }));
+    const r = this.responseView;
+    r.setBigUint64(this.response.offsets.id, id, true);
+    r.setUint8(this.response.offsets.operation, operation);
+    r.setInt16(this.response.offsets.status, status, true);
+    this.ring.putResponse(this.responseBytes);
     this.publishing ??= new Promise((resolve) =>
       setImmediate(() => {
         this.publishing = undefined;
@@ -214,15 +273,15 @@ export class BlockQueue {
         const count = bytes[this.request.offsets.nr_segments];
         const sector = view.getBigUint64(this.request.offsets.sector_number, true);
         if (count > BLKIF_MAX_SEGMENTS_PER_REQUEST) throw new Refused(BLKIF_RSP.ERROR, `${count} segments, more than ${BLKIF_MAX_SEGMENTS_PER_REQUEST}`);
-        const segments = Array.from({ length: count }, (_, i) => this.segment(view, this.request.offsets.seg + i * SEGMENT.size));
         if (operation === BLKIF_OP.READ || operation === BLKIF_OP.WRITE) {
-          if (segments.length === 0) throw new Refused(BLKIF_RSP.ERROR, 'a read or write with no segments');
-          return this.transfer(operation === BLKIF_OP.WRITE, sector, segments);
+          if (count === 0) throw new Refused(BLKIF_RSP.ERROR, 'a read or write with no segments');
+          return this.transfer(operation === BLKIF_OP.WRITE, sector, this.directSegments(view, count));
         }
         // A flush or barrier carrying data writes it between two flushes: the disk holds what came before, then this.
+        // Its segments are read just before they are mapped, as every request's are: the list is the queue's.
         await this.disk.flush();
-        if (segments.length > 0) {
-          await this.transfer(true, sector, segments);
+        if (count > 0) {
+          await this.transfer(true, sector, this.directSegments(view, count));
           await this.disk.flush();
         }
         return;
@@ -237,37 +296,49 @@ export class BlockQueue {
       }
       case BLKIF_OP.INDIRECT: {
         if (this.options.maxIndirectSegments === 0) throw new Refused(BLKIF_RSP.EOPNOTSUPP, 'indirect requests are not offered');
-        const r = this.indirectDef.decode(bytes);
-        if (r.indirect_op !== BLKIF_OP.READ && r.indirect_op !== BLKIF_OP.WRITE) throw new Refused(BLKIF_RSP.ERROR, `indirect operation ${r.indirect_op}`);
-        if (r.nr_segments === 0 || r.nr_segments > this.options.maxIndirectSegments) {
-          throw new Refused(BLKIF_RSP.ERROR, `${r.nr_segments} indirect segments, not 1 to ${this.options.maxIndirectSegments}`);
+        const at = this.indirectDef.offsets;
+        const op = bytes[at.indirect_op];
+        const count = view.getUint16(at.nr_segments, true);
+        if (op !== BLKIF_OP.READ && op !== BLKIF_OP.WRITE) throw new Refused(BLKIF_RSP.ERROR, `indirect operation ${op}`);
+        if (count === 0 || count > this.options.maxIndirectSegments) {
+          throw new Refused(BLKIF_RSP.ERROR, `${count} indirect segments, not 1 to ${this.options.maxIndirectSegments}`);
         }
-        // The pages of segments, kept mapped like data pages where grants are persistent, and let go once read.
-        const list = this.pages(r.indirect_grefs.slice(0, Math.ceil(r.nr_segments / SEGMENTS_PER_INDIRECT_PAGE)), false);
-        let segments: Segment[];
-        try {
-          const views = list.pages.map((p) => new DataView(p.buffer, p.byteOffset, p.length));
-          segments = Array.from({ length: r.nr_segments }, (_, i) =>
-            this.segment(views[Math.floor(i / SEGMENTS_PER_INDIRECT_PAGE)], (i % SEGMENTS_PER_INDIRECT_PAGE) * SEGMENT.size),
-          );
-        } finally {
-          list.release();
-        }
-        return this.transfer(r.indirect_op === BLKIF_OP.WRITE, r.sector_number, segments);
+        return this.transfer(op === BLKIF_OP.WRITE, view.getBigUint64(at.sector_number, true), this.indirectSegments(view, count));
       }
       default:
         throw new Refused(BLKIF_RSP.EOPNOTSUPP, `operation ${operation}`);
     }
   }
 
-  /** A segment, copied out of a request or an indirect page, its sector bounds checked. */
-  private segment(view: DataView, at: number): Segment {
-    // Read in place, not through the struct's decoder: an indirect request has up to 256 of them.
-    const gref = view.getUint32(at + SEGMENT.offsets.gref, true);
-    const first = view.getUint8(at + SEGMENT.offsets.first_sect);
-    const last = view.getUint8(at + SEGMENT.offsets.last_sect);
-    if (last >= SECTORS_PER_PAGE || first > last) throw new Refused(BLKIF_RSP.ERROR, `a segment of sectors ${first}–${last} of its page`);
-    return { gref, first, last };
+  /** The segments of a request that carries them; the sectors they cover. */
+  private directSegments(view: DataView, count: number): number {
+    const list = this.segments;
+    list.count = 0;
+    let sectors = 0;
+    for (let i = 0; i < count; i++) sectors += list.add(view, this.request.offsets.seg + i * SEGMENT.size);
+    return sectors;
+  }
+
+  /** The segments of an indirect request, from its pages of segments; the sectors they cover. */
+  private indirectSegments(view: DataView, count: number): number {
+    const grefs: number[] = [];
+    for (let i = 0; i < Math.ceil(count / SEGMENTS_PER_INDIRECT_PAGE); i++) grefs.push(view.getUint32(this.indirectDef.offsets.indirect_grefs + i * 4, true));
+    // The pages of segments, kept mapped like data pages where grants are persistent, and let go once read.
+    const pages: MappedPage[] = [];
+    const release = this.mapInto(grefs, grefs.length, pages, false);
+    const list = this.segments;
+    list.count = 0;
+    let sectors = 0;
+    try {
+      for (let p = 0; p < pages.length; p++) {
+        const page = new DataView(pages[p].buffer, pages[p].offset, pages[p].page.length);
+        const n = Math.min(SEGMENTS_PER_INDIRECT_PAGE, count - p * SEGMENTS_PER_INDIRECT_PAGE);
+        for (let i = 0; i < n; i++) sectors += list.add(page, i * SEGMENT.size);
+      }
+    } finally {
+      release?.();
+    }
+    return sectors;
   }
 
   private checkRange(sector: bigint, count: bigint): void {
@@ -276,49 +347,78 @@ export class BlockQueue {
     if (sector + count > BigInt(this.disk.sectors)) throw new Refused(BLKIF_RSP.ERROR, `sectors ${sector}+${count} run past the disk's ${this.disk.sectors}`);
   }
 
-  /** One read or write: grants mapped (writable for a read, into the guest), the disk's bytes moved in one vectored call. */
-  private async transfer(write: boolean, sector: bigint, segments: Segment[]): Promise<void> {
+  /**
+   * One read or write of the segments just read (`sectors` of them): grants mapped (writable for a read,
+   * into the guest), the disk's bytes moved in one vectored call.
+   */
+  private transfer(write: boolean, sector: bigint, sectors: number): Promise<void> {
     if (write && this.disk.readOnly) throw new Refused(BLKIF_RSP.ERROR, 'a write to a read-only disk');
-    const count = segments.reduce((n, s) => n + s.last - s.first + 1, 0);
-    this.checkRange(sector, BigInt(count));
-    const { pages, release } = this.pages(segments.map((s) => s.gref), !write);
+    this.checkRange(sector, BigInt(sectors));
+    const list = this.segments;
+    const release = this.mapInto(list.grefs, list.count, list.pages, !write);
+    let io: Promise<void>;
     try {
-      const buffers = contiguousRuns(segments, pages);
+      const buffers = list.contiguousRuns();
       const offset = Number(sector) * SECTOR;
-      await (write ? this.disk.writev(buffers, offset) : this.disk.readv(buffers, offset));
-    } finally {
-      release();
+      io = write ? this.disk.writev(buffers, offset) : this.disk.readv(buffers, offset);
+    } catch (e) {
+      release?.();
+      throw e;
     }
+    return release ? io.finally(release) : io;
   }
 
-  /** Maps grants for one request: through the persistent set where both ends keep grants mapped, else for this request only. */
-  private pages(grefs: number[], writable: boolean): { pages: Uint8Array[]; release: () => void } {
+  /**
+   * Maps the first `count` of `grefs` into `pages`: through the persistent set where both ends keep grants
+   * mapped, else for this request only. What it returns lets go of those mapped for this request only.
+   */
+  private mapInto(grefs: ArrayLike<number>, count: number, pages: MappedPage[], writable: boolean): (() => void) | undefined {
     if (!this.options.persistent) {
-      const m = this.map(grefs, writable);
-      return { pages: grefs.map((_, i) => m.page(i)), release: () => m.unmap() };
+      const m = this.map(Array.from({ length: count }, (_, i) => grefs[i]), writable);
+      for (let i = 0; i < count; i++) pages[i] = mappedPage(m.page(i));
+      return () => m.unmap();
     }
-    const once: MappedGrants[] = [];
-    const pages = grefs.map((gref) => {
-      const kept = this.persistent.get(gref);
-      if (kept && (kept.writable || !writable)) return kept.mapped.page(0);
-      // Mapped writable where the grant allows it, so that one mapping serves reads and writes alike.
-      const mapped = this.mapPreferring(gref, writable);
-      // One kept read-only stays kept (a request in flight may be using it); this one serves this request.
-      if (!kept && this.persistent.size < this.options.maxPersistentGrants) this.persistent.set(gref, mapped);
-      else once.push(mapped.mapped);
-      return mapped.mapped.page(0);
-    });
-    return { pages, release: () => once.forEach((m) => m.unmap()) };
+    let once: MappedGrants[] | undefined;
+    for (let i = 0; i < count; i++) {
+      const kept = this.kept[grefs[i]];
+      if (kept && (kept.writable || !writable)) pages[i] = kept;
+      else {
+        const mapped = this.keepOrMapOnce(grefs[i], writable, kept);
+        if (mapped.once) (once ??= []).push(mapped.once);
+        pages[i] = mapped.page;
+      }
+    }
+    return once && (() => once.forEach((m) => m.unmap()));
+  }
+
+  /** A grant not kept as `writable` asks: kept from now on while the set has room, else mapped for this request (`once`). */
+  private keepOrMapOnce(gref: number, writable: boolean, kept: KeptGrant | undefined): { page: MappedPage; once?: MappedGrants } {
+    // Mapped writable where the grant allows it, so that one mapping serves reads and writes alike.
+    const mapped = this.mapPreferring(gref, writable);
+    // One kept read-only stays kept (a request in flight may be using it); this one serves this request.
+    if (!kept && this.keptCount < this.options.maxPersistentGrants) {
+      // Filled up to the ref first: a sparse array would fall back to a dictionary, as slow as a Map.
+      while (this.kept.length < gref) this.kept.push(undefined);
+      this.kept[gref] = mapped;
+      this.keptCount++;
+      return { page: mapped };
+    }
+    return { page: mapped, once: mapped.mapped };
   }
 
   /** One grant mapped writable if it may be, else read-only if that is all `writable` asks. */
-  private mapPreferring(gref: number, writable: boolean): { mapped: MappedGrants; writable: boolean } {
-    if (writable) return { mapped: this.map([gref], true), writable: true };
+  private mapPreferring(gref: number, writable: boolean): KeptGrant {
+    // Spelled out, not spread from mappedPage(): a spread object is many times slower to read.
+    const kept = (mapped: MappedGrants, writable: boolean): KeptGrant => {
+      const page = mapped.page(0);
+      return { page, buffer: page.buffer, offset: page.byteOffset, mapped, writable };
+    };
+    if (writable) return kept(this.map([gref], true), true);
     try {
-      return { mapped: this.grants.map(this.options.frontDomid, [gref], true), writable: true };
+      return kept(this.grants.map(this.options.frontDomid, [gref], true), true);
     } catch (e) {
       if (!(e instanceof DeviceError)) throw e;
-      return { mapped: this.map([gref], false), writable: false };
+      return kept(this.map([gref], false), false);
     }
   }
 
