@@ -32,6 +32,10 @@ test('a raw image file: whole sectors, scatter-gather reads and writes at byte o
   assert.equal(file[16384], 0x33);
   assert.equal(statSync(path).size, 64 * 1024 + 100, 'the file keeps its size');
   await assert.rejects(disk.readv([new Uint8Array(512)], 64 * 1024 + 100), /the image ended/);
+  // A read across the end moves what is there, asks again for the rest, and then fails where the file ends.
+  const across = new Uint8Array(1024);
+  await assert.rejects(disk.readv([across], 64 * 1024 - 412), new RegExp(`reading ${path} at byte ${64 * 1024 + 100}: the image ended`));
+  assert.ok(across.subarray(0, 512).every((x) => x === 0x33) && across.subarray(512).every((x) => x === 0));
 });
 
 test('images that cannot be used are one clear error', (t) => {
