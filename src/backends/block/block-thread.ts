@@ -11,7 +11,7 @@ import { BLKIF_RING_ENTRY_SIZE } from '../../xen/abi/blkif.js';
 import type { Abi } from '../../xen/abi/layout.js';
 import { runDeviceThread } from '../device-thread.js';
 import { BackRing } from '../ring.js';
-import { RawDisk, type RawDiskHandle } from './disk.js';
+import { ioThreads, RawDisk, type RawDiskHandle } from './disk.js';
 import { BlockQueue } from './queue.js';
 
 export interface BlockQueueInit {
@@ -45,7 +45,7 @@ async function main(init: BlockThreadInit): Promise<void> {
           new BackRing(q.ringRefs.map((_, i) => ring.page(i)), BLKIF_RING_ENTRY_SIZE[init.abi]),
           grants,
           disk,
-          { abi: init.abi, frontDomid: init.backend.guestDomid, maxIndirectSegments: init.maxIndirectSegments, persistent: init.persistent, maxPersistentGrants: init.maxPersistentGrants },
+          { abi: init.abi, frontDomid: init.backend.guestDomid, maxIndirectSegments: init.maxIndirectSegments, persistent: init.persistent, maxPersistentGrants: init.maxPersistentGrants, ioThreads: ioThreads() },
           () => channel.notifyGuest(),
           guestLog,
           init.device,

@@ -5,6 +5,7 @@
 // guest's pages. Discard punches holes in a file and asks a block device to
 // discard. A regular file's size is rounded down to whole 512-byte sectors.
 import { closeSync, fdatasync, fstatSync, openSync, readv, writev, constants } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { promisify } from 'node:util';
 import { check, libc, punchHole } from '../../kvm/libc.js';
 import type { BlockDisk } from './queue.js';
@@ -55,6 +56,11 @@ export function openRawDisk(path: string, readOnly: boolean, discard: boolean): 
     closeSync(fd);
     throw e;
   }
+}
+
+/** Threads that can move an image's bytes at once: the CPUs, at most libuv's pool (UV_THREADPOOL_SIZE, 4 unless set). */
+export function ioThreads(): number {
+  return Math.max(1, Math.min(availableParallelism(), Number(process.env.UV_THREADPOOL_SIZE) || 4));
 }
 
 export function closeRawDisk(h: RawDiskHandle): void {

@@ -61,7 +61,7 @@ function frontend(abi: Abi, options: { persistent?: boolean; disk?: ReturnType<t
   const { logger, warns, errors } = capturedLogger();
   let notifications = 0;
   const queue = new BlockQueue(ring, grants, d.disk, {
-    abi, frontDomid: FRONT, maxIndirectSegments: options.maxIndirectSegments ?? 64, persistent: options.persistent ?? false, maxPersistentGrants: 4,
+    abi, frontDomid: FRONT, maxIndirectSegments: options.maxIndirectSegments ?? 64, persistent: options.persistent ?? false, maxPersistentGrants: 4, ioThreads: 1,
   }, () => notifications++, new RateLimitedLog(logger), 'vbd-test');
   let prod = 0;
   let cons = 0;
@@ -288,6 +288,21 @@ test('requests in flight together each move their own segments: the queue reuses
   for (const [sector, ref] of [[0, 31], [8, 32], [16, 33]]) assert.ok(disk.bytes.subarray(sector * 512, sector * 512 + 4096).every((b) => b === ref), `sector ${sector} holds ref ${ref}'s page`);
 });
 
+
+test('requests taken in one pass that follow on from one another on the disk reach it as one call, each answered', async () => {
+  const f = frontend('native');
+  // Three one-page reads at sectors 0, 8, 16, then one at 32 (a gap), each into its own page.
+  const ids = [1, 2, 3, 4];
+  const sectors = [0, 8, 16, 32];
+  const views = ids.map((id) => f.grant(50 + id));
+  for (let s = 0; s < 40; s++) f.d.bytes.fill(s, s * 512, s * 512 + 512);
+  ids.forEach((id, i) => f.rw(BLKIF_OP.READ, id, sectors[i], [[50 + id, 0, 7]]));
+  await f.serve();
+  assert.deepEqual(f.responses(), ids.map((id) => [id, BLKIF_OP.READ, BLKIF_RSP.OKAY]));
+  assert.deepEqual(f.d.log, ['read', 'read'], 'the first three merged, the fourth alone');
+  assert.deepEqual(f.d.buffers, [3, 1]);
+  views.forEach((v, i) => assert.equal(v[4095], sectors[i] + 7, `request ${ids[i]}'s page holds its own sectors`));
+});
 test('persistent grants stay mapped between requests, up to the limit, and go at stop', async () => {
   const f = frontend('native', { persistent: true });
   for (let ref = 1; ref <= 6; ref++) f.grant(ref);

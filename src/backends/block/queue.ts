@@ -2,9 +2,10 @@
 // the ring, checks each (operation, segments within their pages, sectors
 // within the disk and aligned to its sector size, writes only to a writable
 // disk, grants the frontend really made), maps the granted pages and hands
-// them to the disk as one scatter-gather read or write, and answers in ring
-// order of completion. Flush and barrier requests wait for every request
-// before them and hold back every request after them. A request that fails a
+// them to the disk as one scatter-gather read or write (requests taken in one
+// pass that follow on from one another on the disk as one: plug.ts), and
+// answers in order of completion. Flush and barrier requests wait for every
+// request before them and hold back every request after them. A request that fails a
 // check gets BLKIF_RSP_ERROR (an operation the disk does not offer
 // BLKIF_RSP_EOPNOTSUPP) and a rate-limited line; the backend reads and writes
 // nothing but the pages the guest granted it. Sector numbers and segment
@@ -17,6 +18,7 @@ import {
 import { type BackRing, RingOverflowError } from '../ring.js';
 import type { GrantedPages, MappedGrants } from '../xenbus.js';
 import { DeviceError } from '../xenbus.js';
+import { DiskPlug } from './plug.js';
 
 /** What a queue needs of the disk image: I/O in bytes at byte offsets, each a promise. */
 export interface BlockDisk {
@@ -42,6 +44,8 @@ export interface QueueOptions {
   persistent: boolean;
   /** The most grants kept mapped when persistent. */
   maxPersistentGrants: number;
+  /** How many threads may move one pass's bytes at once: a sequential run is split into as many calls. */
+  ioThreads: number;
 }
 
 const SECTOR = 512;
@@ -154,6 +158,8 @@ export class BlockQueue {
   private readonly kept: (KeptGrant | undefined)[] = [];
   private keptCount = 0;
   private readonly segments: SegmentList;
+  /** The disk's reads and writes, held for the length of a pass and merged where they follow on. */
+  private readonly plug: DiskPlug;
   /** The response being written, before it is copied to its slot. */
   private readonly responseBytes: Uint8Array;
   private readonly responseView: DataView;
@@ -175,6 +181,7 @@ export class BlockQueue {
     this.indirectDef = blkifRequestIndirect[options.abi] as (typeof blkifRequestIndirect)['native'];
     this.response = blkifResponse[options.abi] as (typeof blkifResponse)['native'];
     this.segments = new SegmentList(Math.max(BLKIF_MAX_SEGMENTS_PER_REQUEST, options.maxIndirectSegments));
+    this.plug = new DiskPlug(disk, options.ioThreads);
     this.responseBytes = new Uint8Array(this.response.size);
     this.responseView = new DataView(this.responseBytes.buffer);
   }
@@ -187,6 +194,7 @@ export class BlockQueue {
   /** Takes every request waiting on the ring and starts it; call when notified (and once at connect). */
   service(): void {
     if (this.stopped || this.halted) return;
+    this.plug.plug();
     try {
       do {
         for (let n = this.ring.unconsumed(); n > 0; n--) this.start(this.ring.takeRequest());
@@ -196,6 +204,8 @@ export class BlockQueue {
       // As Linux's blkback: a frontend that overruns its ring gets no more service on it.
       this.halted = true;
       this.guestLog.warn('blkif-ring', { device: this.name, reason: e.message }, 'block frontend overran its ring; the queue stops');
+    } finally {
+      this.plug.unplug();
     }
   }
 
@@ -361,7 +371,7 @@ export class BlockQueue {
     try {
       const buffers = list.contiguousRuns();
       const offset = Number(sector) * SECTOR;
-      io = write ? this.disk.writev(buffers, offset) : this.disk.readv(buffers, offset);
+      io = write ? this.plug.writev(buffers, offset) : this.plug.readv(buffers, offset);
     } catch (e) {
       release?.();
       throw e;
