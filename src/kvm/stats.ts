@@ -10,7 +10,11 @@ export class VcpuStats {
   ) {}
 
   static open(vcpuFd: number): VcpuStats {
-    const fd = check('ioctl(KVM_GET_STATS_FD)', libc().ioctlInt(vcpuFd, ioctls.KVM_GET_STATS_FD, 0));
+    return VcpuStats.fromFd(check('ioctl(KVM_GET_STATS_FD)', libc().ioctlInt(vcpuFd, ioctls.KVM_GET_STATS_FD, 0)));
+  }
+
+  /** The statistics behind `fd`, in KVM's binary statistics format (header, descriptors, data); it owns the fd. */
+  static fromFd(fd: number): VcpuStats {
     const read = (offset: number, length: number) => {
       const buf = new Uint8Array(length);
       if (libc().pread(fd, buf, length, offset) !== length) throw new Error('short read of KVM statistics');
@@ -40,6 +44,26 @@ export class VcpuStats {
     const buf = new Uint8Array(8);
     check('pread(KVM statistics)', libc().pread(this.fd, buf, 8, at));
     return new DataView(buf.buffer).getBigUint64(0, true);
+  }
+
+  /**
+   * A reader of the sum of several statistics' first u64s (0 for any this kernel does not have), with one
+   * pread over the span that holds them into a buffer it keeps: the vCPU thread reads its halt times at
+   * every SCHEDOP_block and poll.
+   */
+  sum(names: readonly string[]): () => bigint {
+    const at = names.map((n) => this.offsets.get(n)).filter((o): o is number => o !== undefined);
+    if (at.length === 0) return () => 0n;
+    const start = Math.min(...at);
+    const span = new Uint8Array(Math.max(...at) + 8 - start);
+    const words = new DataView(span.buffer);
+    const within = at.map((o) => o - start);
+    return () => {
+      check('pread(KVM statistics)', libc().pread(this.fd, span, span.length, start));
+      let total = 0n;
+      for (const o of within) total += words.getBigUint64(o, true);
+      return total;
+    };
   }
 
   close(): void {

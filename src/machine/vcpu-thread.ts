@@ -146,7 +146,7 @@ function main(init: VcpuThreadInit): void {
   let hypercalls: (() => Record<string, number>) | undefined;
   try {
     const haltStats = (stats = VcpuStats.open(init.vcpuFd));
-    const halted = () => haltStats.read('halt_wait_ns') + haltStats.read('halt_poll_success_ns') + haltStats.read('halt_poll_fail_ns');
+    const halted = haltStats.sum(['halt_wait_ns', 'halt_poll_success_ns', 'halt_poll_fail_ns']);
     vcpu.setSignalMask(kvmRunMask);
     vcpu.setCpuid(init.cpuid);
     // KVM's own paravirtual MSRs must #GP like on Xen: no KVM feature leaves are advertised.
