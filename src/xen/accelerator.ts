@@ -139,7 +139,7 @@ export class XenAccelerator {
       for (let slices = 0; ; slices++) {
         const count = thread.wakeCount();
         if (done() || thread.needed() || (options.once && slices > 0)) return;
-        let ms = SLEEP_SLICE_MS;
+        let ms = options.once || this.state.kvmDeliversEvents ? SLEEP_SLICE_MS : Infinity;
         if (options.deadline !== undefined) {
           const left = options.deadline - now();
           if (left <= 0n) return;
@@ -209,7 +209,12 @@ export interface VcpuSleep {
   sleeping(): void;
 }
 
-/** A blocked vCPU looks again at least this often (a LAPIC interrupt may be waiting for it in KVM). */
+/**
+ * A blocked vCPU looks again at least this often: a LAPIC interrupt may be waiting for it in KVM. So does a
+ * polling one while KVM raises some of the domain's events itself (the `evtchn` fast path), which wakes no
+ * thread out of KVM_RUN; every event xenkvm raises wakes its pollers, so otherwise a poll sleeps until one
+ * does (or its timeout): the looks cost a quiet vCPU's thread CPU time for nothing.
+ */
 const SLEEP_SLICE_MS = 10;
 
 interface LocalContext extends HypercallContext {
