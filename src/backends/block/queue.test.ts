@@ -73,7 +73,7 @@ function frontend(abi: Abi, options: { persistent?: boolean; disk?: ReturnType<t
       prod++;
       header.setUint32(SRING_INDEX.req_prod, prod, true);
     },
-    rw(op: number, id: number, sector: number, segs: [gref: number, first: number, last: number][]) {
+    rw(op: number, id: number, sector: number | bigint, segs: [gref: number, first: number, last: number][]) {
       const seg = new Uint8Array(88);
       const v = new DataView(seg.buffer);
       segs.forEach(([gref, first, last], i) => {
@@ -175,12 +175,14 @@ for (const abi of ['native', 'compat'] as const) {
       ['read into a read-only grant', () => f.rw(BLKIF_OP.READ, 6, 0, [[21, 0, 0]]), BLKIF_RSP.ERROR],
       ['reserved operation', () => f.rw(BLKIF_OP.RESERVED_1, 7, 0, []), BLKIF_RSP.EOPNOTSUPP],
       ['unknown operation', () => f.rw(99, 8, 0, []), BLKIF_RSP.EOPNOTSUPP],
+      ['a sector number past 2^53', () => f.rw(BLKIF_OP.WRITE, 9, 2n ** 64n - 8n, [[20, 0, 7]]), BLKIF_RSP.ERROR],
+      ['sectors that wrap past 2^64 to the start', () => f.rw(BLKIF_OP.WRITE, 10, 2n ** 64n - 1n, [[20, 0, 7]]), BLKIF_RSP.ERROR],
     ];
     for (const [, push] of cases) push();
-    const twelve = blkifRequest[abi].encode({ operation: BLKIF_OP.WRITE, nr_segments: 12, id: 9n });
+    const twelve = blkifRequest[abi].encode({ operation: BLKIF_OP.WRITE, nr_segments: 12, id: 11n });
     f.push(twelve);
     await f.serve();
-    assert.deepEqual(f.responses().map((r) => [r[0], r[2]]), [...cases.map(([, , status], i) => [i + 1, status]), [9, BLKIF_RSP.ERROR]]);
+    assert.deepEqual(f.responses().map((r) => [r[0], r[2]]), [...cases.map(([, , status], i) => [i + 1, status]), [11, BLKIF_RSP.ERROR]]);
     assert.ok(disk.bytes.every((x) => x === 0), 'the disk is untouched');
     assert.ok(f.warns().length >= 5);
     assert.deepEqual(f.errors(), []);

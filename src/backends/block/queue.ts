@@ -53,6 +53,12 @@ const SECTORS_PER_PAGE = 4096 / SECTOR;
 const SEGMENT = blkifRequestSegment.native; // the same in both ABIs
 const SEGMENTS_PER_INDIRECT_PAGE = 4096 / SEGMENT.size;
 
+/**
+ * A request's u64 sector number as a number, without a BigInt per request: exact below 2^53, and any
+ * larger one lies past the end of every disk, so rounding it changes no answer.
+ */
+const u64 = (view: DataView, at: number): number => view.getUint32(at, true) + view.getUint32(at + 4, true) * 2 ** 32;
+
 /** A request that is refused: the status it gets, and why (for the log). */
 class Refused extends Error {
   constructor(
@@ -99,11 +105,12 @@ class SegmentList {
     this.pages = new Array<MappedPage>(capacity);
   }
 
-  /** Appends the segment at `at` in `view`, its sector bounds checked; the sectors it covers. */
-  add(view: DataView, at: number): number {
-    const gref = view.getUint32(at + SEGMENT.offsets.gref, true);
-    const first = view.getUint8(at + SEGMENT.offsets.first_sect);
-    const last = view.getUint8(at + SEGMENT.offsets.last_sect);
+  /** Appends the segment at `at` in `bytes` (a request or a page of segments), its sector bounds checked; the sectors it covers. */
+  add(bytes: Uint8Array, at: number): number {
+    const g = at + SEGMENT.offsets.gref;
+    const gref = (bytes[g] | (bytes[g + 1] << 8) | (bytes[g + 2] << 16) | (bytes[g + 3] << 24)) >>> 0;
+    const first = bytes[at + SEGMENT.offsets.first_sect];
+    const last = bytes[at + SEGMENT.offsets.last_sect];
     if (last >= SECTORS_PER_PAGE || first > last) throw new Refused(BLKIF_RSP.ERROR, `a segment of sectors ${first}–${last} of its page`);
     this.grefs[this.count] = gref;
     this.first[this.count] = first;
@@ -158,6 +165,9 @@ export class BlockQueue {
   private readonly kept: (KeptGrant | undefined)[] = [];
   private keptCount = 0;
   private readonly segments: SegmentList;
+  /** An indirect request's pages of segments, their refs and their mappings: reused as the segment list is. */
+  private readonly indirectGrefs: Uint32Array;
+  private readonly indirectPages: MappedPage[];
   /** The disk's reads and writes, held for the length of a pass and merged where they follow on. */
   private readonly plug: DiskPlug;
   /** The response being written, before it is copied to its slot. */
@@ -181,6 +191,8 @@ export class BlockQueue {
     this.indirectDef = blkifRequestIndirect[options.abi] as (typeof blkifRequestIndirect)['native'];
     this.response = blkifResponse[options.abi] as (typeof blkifResponse)['native'];
     this.segments = new SegmentList(Math.max(BLKIF_MAX_SEGMENTS_PER_REQUEST, options.maxIndirectSegments));
+    this.indirectGrefs = new Uint32Array(Math.ceil(options.maxIndirectSegments / SEGMENTS_PER_INDIRECT_PAGE));
+    this.indirectPages = new Array<MappedPage>(this.indirectGrefs.length);
     this.plug = new DiskPlug(disk, options.ioThreads);
     this.responseBytes = new Uint8Array(this.response.size);
     this.responseView = new DataView(this.responseBytes.buffer);
@@ -282,17 +294,17 @@ export class BlockQueue {
       case BLKIF_OP.FLUSH_DISKCACHE:
       case BLKIF_OP.WRITE_BARRIER: {
         const count = bytes[this.request.offsets.nr_segments];
-        const sector = view.getBigUint64(this.request.offsets.sector_number, true);
+        const sector = u64(view, this.request.offsets.sector_number);
         if (count > BLKIF_MAX_SEGMENTS_PER_REQUEST) throw new Refused(BLKIF_RSP.ERROR, `${count} segments, more than ${BLKIF_MAX_SEGMENTS_PER_REQUEST}`);
         if (operation === BLKIF_OP.READ || operation === BLKIF_OP.WRITE) {
           if (count === 0) throw new Refused(BLKIF_RSP.ERROR, 'a read or write with no segments');
-          return this.transfer(operation === BLKIF_OP.WRITE, sector, this.directSegments(view, count));
+          return this.transfer(operation === BLKIF_OP.WRITE, sector, this.directSegments(bytes, count));
         }
         // A flush or barrier carrying data writes it between two flushes: the disk holds what came before, then this.
         // Its segments are read just before they are mapped, as every request's are: the list is the queue's.
         await this.disk.flush();
         if (count > 0) {
-          await this.transfer(true, sector, this.directSegments(view, count));
+          await this.transfer(true, sector, this.directSegments(bytes, count));
           await this.disk.flush();
         }
         return;
@@ -301,8 +313,10 @@ export class BlockQueue {
         if (!this.disk.discard) throw new Refused(BLKIF_RSP.EOPNOTSUPP, 'discard is not offered');
         const d = this.discardDef.decode(bytes);
         if (this.disk.readOnly) throw new Refused(BLKIF_RSP.ERROR, 'discard on a read-only disk');
-        this.checkRange(d.sector_number, d.nr_sectors);
-        if (d.nr_sectors > 0n) await this.disk.discardRange(Number(d.sector_number) * SECTOR, Number(d.nr_sectors) * SECTOR);
+        const sector = Number(d.sector_number);
+        const count = Number(d.nr_sectors);
+        this.checkRange(sector, count);
+        if (count > 0) await this.disk.discardRange(sector * SECTOR, count * SECTOR);
         return;
       }
       case BLKIF_OP.INDIRECT: {
@@ -314,7 +328,7 @@ export class BlockQueue {
         if (count === 0 || count > this.options.maxIndirectSegments) {
           throw new Refused(BLKIF_RSP.ERROR, `${count} indirect segments, not 1 to ${this.options.maxIndirectSegments}`);
         }
-        return this.transfer(op === BLKIF_OP.WRITE, view.getBigUint64(at.sector_number, true), this.indirectSegments(view, count));
+        return this.transfer(op === BLKIF_OP.WRITE, u64(view, at.sector_number), this.indirectSegments(view, count));
       }
       default:
         throw new Refused(BLKIF_RSP.EOPNOTSUPP, `operation ${operation}`);
@@ -322,29 +336,29 @@ export class BlockQueue {
   }
 
   /** The segments of a request that carries them; the sectors they cover. */
-  private directSegments(view: DataView, count: number): number {
+  private directSegments(bytes: Uint8Array, count: number): number {
     const list = this.segments;
     list.count = 0;
     let sectors = 0;
-    for (let i = 0; i < count; i++) sectors += list.add(view, this.request.offsets.seg + i * SEGMENT.size);
+    for (let i = 0; i < count; i++) sectors += list.add(bytes, this.request.offsets.seg + i * SEGMENT.size);
     return sectors;
   }
 
   /** The segments of an indirect request, from its pages of segments; the sectors they cover. */
   private indirectSegments(view: DataView, count: number): number {
-    const grefs: number[] = [];
-    for (let i = 0; i < Math.ceil(count / SEGMENTS_PER_INDIRECT_PAGE); i++) grefs.push(view.getUint32(this.indirectDef.offsets.indirect_grefs + i * 4, true));
+    const n = Math.ceil(count / SEGMENTS_PER_INDIRECT_PAGE);
+    const grefs = this.indirectGrefs;
+    for (let i = 0; i < n; i++) grefs[i] = view.getUint32(this.indirectDef.offsets.indirect_grefs + i * 4, true);
     // The pages of segments, kept mapped like data pages where grants are persistent, and let go once read.
-    const pages: MappedPage[] = [];
-    const release = this.mapInto(grefs, grefs.length, pages, false);
+    const pages = this.indirectPages;
+    const release = this.mapInto(grefs, n, pages, false);
     const list = this.segments;
     list.count = 0;
     let sectors = 0;
     try {
-      for (let p = 0; p < pages.length; p++) {
-        const page = new DataView(pages[p].buffer, pages[p].offset, pages[p].page.length);
-        const n = Math.min(SEGMENTS_PER_INDIRECT_PAGE, count - p * SEGMENTS_PER_INDIRECT_PAGE);
-        for (let i = 0; i < n; i++) sectors += list.add(page, i * SEGMENT.size);
+      for (let p = 0; p < n; p++) {
+        const segments = Math.min(SEGMENTS_PER_INDIRECT_PAGE, count - p * SEGMENTS_PER_INDIRECT_PAGE);
+        for (let i = 0; i < segments; i++) sectors += list.add(pages[p].page, i * SEGMENT.size);
       }
     } finally {
       release?.();
@@ -352,25 +366,25 @@ export class BlockQueue {
     return sectors;
   }
 
-  private checkRange(sector: bigint, count: bigint): void {
-    const align = BigInt(this.disk.sectorSize / SECTOR);
-    if (sector % align !== 0n || count % align !== 0n) throw new Refused(BLKIF_RSP.ERROR, `sectors ${sector}+${count} are not aligned to the disk's ${this.disk.sectorSize}-byte sectors`);
-    if (sector + count > BigInt(this.disk.sectors)) throw new Refused(BLKIF_RSP.ERROR, `sectors ${sector}+${count} run past the disk's ${this.disk.sectors}`);
+  private checkRange(sector: number, count: number): void {
+    const align = this.disk.sectorSize / SECTOR;
+    if (sector % align !== 0 || count % align !== 0) throw new Refused(BLKIF_RSP.ERROR, `sectors ${sector}+${count} are not aligned to the disk's ${this.disk.sectorSize}-byte sectors`);
+    if (sector + count > this.disk.sectors) throw new Refused(BLKIF_RSP.ERROR, `sectors ${sector}+${count} run past the disk's ${this.disk.sectors}`);
   }
 
   /**
    * One read or write of the segments just read (`sectors` of them): grants mapped (writable for a read,
    * into the guest), the disk's bytes moved in one vectored call.
    */
-  private transfer(write: boolean, sector: bigint, sectors: number): Promise<void> {
+  private transfer(write: boolean, sector: number, sectors: number): Promise<void> {
     if (write && this.disk.readOnly) throw new Refused(BLKIF_RSP.ERROR, 'a write to a read-only disk');
-    this.checkRange(sector, BigInt(sectors));
+    this.checkRange(sector, sectors);
     const list = this.segments;
     const release = this.mapInto(list.grefs, list.count, list.pages, !write);
     let io: Promise<void>;
     try {
       const buffers = list.contiguousRuns();
-      const offset = Number(sector) * SECTOR;
+      const offset = sector * SECTOR;
       io = write ? this.plug.writev(buffers, offset) : this.plug.readv(buffers, offset);
     } catch (e) {
       release?.();
