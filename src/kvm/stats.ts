@@ -39,11 +39,7 @@ export class VcpuStats {
 
   /** The first u64 of a statistic; 0 for one this kernel does not have. */
   read(name: string): bigint {
-    const at = this.offsets.get(name);
-    if (at === undefined) return 0n;
-    const buf = new Uint8Array(8);
-    check('pread(KVM statistics)', libc().pread(this.fd, buf, 8, at));
-    return new DataView(buf.buffer).getBigUint64(0, true);
+    return this.sum([name])();
   }
 
   /**
