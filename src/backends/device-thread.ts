@@ -4,7 +4,7 @@
 // grant back after the main thread checked it), then serve each queue now and
 // again after every notification on its event channel until the main thread
 // says stop, then finish what is in flight and let go of every ring.
-import { parentPort } from 'node:worker_threads';
+import { parentPort, type Worker } from 'node:worker_threads';
 import { attachBackendThread, type BackendThread, type BackendThreadInit } from '../machine/backend-thread.js';
 import type { BackendChannel } from '../xen/evtchn/backend.js';
 import { guestGrants } from './grants.js';
@@ -21,6 +21,25 @@ export interface DeviceThreadContext {
   grants: GrantedPages;
   /** Maps refs the frontend granted for the life of the thread (its rings): let go when the thread ends. */
   mapRing(refs: readonly number[]): MappedGrants;
+}
+
+/**
+ * For the main thread: resolves once a device's thread has mapped its rings and serves them; rejects
+ * with a DeviceError when it could not map them, or ended first.
+ */
+export function deviceThreadReady(worker: Worker): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const settle = (settled: () => void) => {
+      worker.off('message', onMessage).off('exit', onExit);
+      settled();
+    };
+    const onMessage = (m: DeviceThreadMessage) => {
+      if (m.type === 'ready') settle(resolve);
+      else if (m.type === 'failed') settle(() => reject(new DeviceError(m.reason)));
+    };
+    const onExit = () => settle(() => reject(new DeviceError('the device thread ended before it served the rings')));
+    worker.on('message', onMessage).on('exit', onExit);
+  });
 }
 
 /** A queue as the runner serves it: a pass over its rings whenever its channel is notified. */

@@ -84,6 +84,63 @@ test('a frontend that cannot be connected fails the device with its reason under
   assert.equal(s.log.warns().length, 1);
 });
 
+/** Hooks whose connections the test settles: each connect returns a promise, as a device with its own thread's does. */
+const deferred = () => {
+  const calls: string[] = [];
+  const pending: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  const hooks: DeviceHooks = {
+    connect: () => {
+      calls.push('connect');
+      return new Promise<void>((resolve, reject) => void pending.push({ resolve, reject }));
+    },
+    disconnect: () => void calls.push('disconnect'),
+  };
+  return { calls, pending, hooks };
+};
+const settled = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+test('a backend with its own thread says Connected once that thread serves the rings, however often the frontend says it is ready meanwhile', async () => {
+  const d = deferred();
+  const s = setup(d.hooks);
+  s.setFront(XenbusState.Initialised);
+  s.setFront(XenbusState.Connected);
+  await settled();
+  assert.equal(s.device.state, XenbusState.InitWait, 'not Connected before the thread serves');
+  assert.deepEqual(d.calls, ['connect'], 'connected once');
+  d.pending[0].resolve();
+  await settled();
+  assert.equal(s.device.state, XenbusState.Connected);
+});
+
+test('a connection the frontend closes before its thread serves never says Connected; the next one does', async () => {
+  const d = deferred();
+  const s = setup(d.hooks);
+  s.setFront(XenbusState.Connected);
+  s.setFront(XenbusState.Closing);
+  s.setFront(XenbusState.Closed);
+  assert.equal(s.device.state, XenbusState.Closed);
+  d.pending[0].resolve();
+  await settled();
+  assert.equal(s.device.state, XenbusState.Closed, 'the first connection ended');
+  s.setFront(XenbusState.Initialising);
+  s.setFront(XenbusState.Connected);
+  d.pending[1].resolve();
+  await settled();
+  assert.equal(s.device.state, XenbusState.Connected);
+  assert.deepEqual(d.calls, ['connect', 'disconnect', 'connect']);
+});
+
+test("a device whose thread cannot serve the rings fails with the thread's reason", async () => {
+  const d = deferred();
+  const s = setup(d.hooks);
+  s.setFront(XenbusState.Connected);
+  d.pending[0].reject(new DeviceError('grant 8 was taken back'));
+  await settled();
+  assert.equal(s.device.state, XenbusState.Closing);
+  assert.equal(s.store.read('/local/domain/0/error/backend/console/1/1/error'), 'grant 8 was taken back');
+  assert.deepEqual(d.calls, ['connect', 'disconnect']);
+});
+
 test('unplug: online 0, Closing, and the device is removed once the frontend has closed', () => {
   const r = recording();
   const s = setup(r.hooks);

@@ -4,7 +4,10 @@
 // 0's, the guest reads it) with their cross-references and state
 // Initialising; the backend announces its features and waits (InitWait);
 // when the frontend has published its rings (Initialised or Connected) the
-// backend connects and says Connected; when the frontend closes, so does
+// backend connects, and says Connected once it serves them (a device served
+// by a thread of its own says so when that thread has started: a frontend
+// may send its first request the moment it sees Connected, and wait for the
+// answer only so long); when the frontend closes, so does
 // the backend, and a device the toolstack unplugged (online = 0) is then
 // removed. A device type (console, block, network) supplies only what is
 // its own: extra nodes, and how to connect to and disconnect from the rings.
@@ -43,8 +46,11 @@ export class DeviceError extends Error {
 }
 
 export interface DeviceHooks {
-  /** Attaches to what the frontend published (ring references, event channels); throws DeviceError to fail. */
-  connect(device: XenbusDevice): void;
+  /**
+   * Attaches to what the frontend published (ring references, event channels); throws DeviceError to
+   * fail. A promise: the backend serves the rings once it resolves, and fails the device if it rejects.
+   */
+  connect(device: XenbusDevice): void | Promise<void>;
   /** Lets go of the rings; the frontend may connect again later. */
   disconnect(device: XenbusDevice): void;
 }
@@ -70,6 +76,8 @@ export class XenbusDevice {
   private readonly backDomid: number;
   private unwatch: (() => void) | undefined;
   private connected = false;
+  /** Counts connections, so that one which ended before its backend was serving never says Connected. */
+  private connections = 0;
   private removed = false;
 
   constructor(
@@ -153,7 +161,7 @@ export class XenbusDevice {
         break;
       case XenbusState.Initialised:
       case XenbusState.Connected:
-        if (back === XenbusState.InitWait || back === XenbusState.Initialised) this.connect();
+        if (!this.connected && (back === XenbusState.InitWait || back === XenbusState.Initialised)) this.connect();
         break;
       case XenbusState.Closing:
         this.close(XenbusState.Closing);
@@ -167,14 +175,22 @@ export class XenbusDevice {
   }
 
   private connect(): void {
+    let serving: void | Promise<void>;
     try {
-      this.hooks.connect(this);
-      this.connected = true;
-      this.setState(XenbusState.Connected);
+      serving = this.hooks.connect(this);
     } catch (e) {
       if (!(e instanceof DeviceError)) throw e;
       this.fail(e.message);
+      return;
     }
+    this.connected = true;
+    const connection = ++this.connections;
+    if (!serving) return this.setState(XenbusState.Connected);
+    const current = () => this.connected && this.connections === connection;
+    serving.then(
+      () => current() && this.setState(XenbusState.Connected),
+      (e: unknown) => current() && this.fail(e instanceof Error ? e.message : String(e)),
+    );
   }
 
   private close(state: number): void {

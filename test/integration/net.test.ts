@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
-import { assertKitPassed, describe, requireKvm, runGuest } from '../guest-runner.js';
+import { assertKitPassed, describe, requireKvm, runGuest, type RunResult } from '../guest-runner.js';
 
 requireKvm();
 
@@ -76,6 +76,16 @@ async function udpEchoes(payloads: Buffer[], end: boolean, to = { address: GUEST
   }
 }
 
+/** Runs `exchange` with the guest; if it fails, waits for the guest to end and fails with what it printed. */
+async function withGuest(run: Promise<RunResult>, exchange: () => Promise<void>): Promise<void> {
+  try {
+    await exchange();
+  } catch (e) {
+    const r = await run.catch((err: Error) => err);
+    throw new Error(`${(e as Error).message}\n${r instanceof Error ? r.message : describe(r)}`);
+  }
+}
+
 for (const vcpus of [1, 2]) {
   test(`a PV network interface on a TAP device, ${vcpus} vCPU${vcpus > 1 ? 's' : ''}, set up by its hotplug script: the kit's frontend echoes UDP datagrams of 64 to 8000 bytes and ICMP echo requests from the host`, async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'xenkvm-net-'));
@@ -83,11 +93,13 @@ for (const vcpus of [1, 2]) {
     const script = hotplugScript(dir);
     const name = `xkvmnet${vcpus}`;
     const run = runGuest('xen-netfront', { vcpus, cmdline: 'echoes=5', args: ['--vif', `mac=${MAC},vifname=${name},mtu=9000,script=${script.path}`] });
-    await hostAddressOn(name);
     const payloads = [64, 1400, 8000].map((n) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + n) & 0xff)));
-    await udpEchoes(payloads.slice(0, 1), false);
-    execFileSync('busybox', ['ping', '-c', '2', '-W', '5', GUEST], { stdio: 'pipe' });
-    await udpEchoes(payloads, true);
+    await withGuest(run, async () => {
+      await hostAddressOn(name);
+      await udpEchoes(payloads.slice(0, 1), false);
+      execFileSync('busybox', ['ping', '-c', '2', '-W', '5', GUEST], { stdio: 'pipe' });
+      await udpEchoes(payloads, true);
+    });
     const r = await run;
     assertKitPassed(r, CASES);
     assert.match(r.stdout, /KIT-NET echoed=\d+ largest=8042/, describe(r));
@@ -102,9 +114,11 @@ test('a PV network interface on a TAP device of 2 queues with the control ring: 
   const script = hotplugScript(dir);
   const name = 'xkvmnetc';
   const run = runGuest('xen-netfront', { vcpus: 2, cmdline: 'echoes=3 ctrl=1', args: ['--log-level', 'info', '--vif', `mac=${MAC},vifname=${name},mtu=9000,script=${script.path}`] });
-  await hostAddressOn(name);
   const payloads = [64, 1400, 8000].map((n) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 11 + n) & 0xff)));
-  await udpEchoes(payloads, true);
+  await withGuest(run, async () => {
+    await hostAddressOn(name);
+    await udpEchoes(payloads, true);
+  });
   const r = await run;
   assertKitPassed(r, ['probe', 'connect', 'ctrl', 'echo', 'close']);
   const m = /KIT-NET ctrl hashed=(\d+) all-on-queue=1/.exec(r.stdout);
@@ -122,7 +136,7 @@ test("a PV network interface on user-mode networking (libslirp): a UDP port forw
   const port = 20000 + (process.pid % 20000);
   const run = runGuest('xen-netfront', { cmdline: 'echoes=2', args: ['--vif', `mac=${MAC},net=user,hostfwd=udp:127.0.0.1:${port}-:7`] });
   const payloads = [64, 1400].map((n) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 5 + n) & 0xff)));
-  await udpEchoes(payloads, true, { address: '127.0.0.1', port, from: '127.0.0.1' });
+  await withGuest(run, () => udpEchoes(payloads, true, { address: '127.0.0.1', port, from: '127.0.0.1' }));
   const r = await run;
   assertKitPassed(r, CASES);
 });

@@ -13,7 +13,7 @@ import type { Abi } from '../../xen/abi/layout.js';
 import type { BackendChannel, BackendPorts } from '../../xen/evtchn/backend.js';
 import { XenError } from '../../xen/errors.js';
 import { DeviceError, type DeviceHooks, type DeviceSpec, type GrantedPages, type XenbusDevice } from '../xenbus.js';
-import type { DeviceThreadCommand, DeviceThreadMessage } from '../device-thread.js';
+import { deviceThreadReady, type DeviceThreadCommand, type DeviceThreadMessage } from '../device-thread.js';
 import type { BlockThreadInit } from './block-thread.js';
 import type { RawDiskHandle } from './disk.js';
 import type { DiskSpec } from './disk-spec.js';
@@ -73,7 +73,7 @@ export class VirtualBlockDevice implements DeviceHooks {
     private readonly guestLog: RateLimitedLog,
   ) {}
 
-  connect(device: XenbusDevice): void {
+  connect(device: XenbusDevice): Promise<void> {
     const protocol = device.readFrontend('protocol');
     const abi = protocol === undefined ? 'native' : PROTOCOLS[protocol];
     if (abi === undefined) throw new DeviceError(`${device.frontend}/protocol is not x86_64-abi or x86_32-abi`);
@@ -88,8 +88,8 @@ export class VirtualBlockDevice implements DeviceHooks {
         : Array.from({ length: 2 ** order }, (_, i) => device.frontendNumber(`${dir}ring-ref${i}`));
       return { ringRefs, guestPort: device.frontendNumber(`${dir}event-channel`) };
     });
-    // Mapped here until the device's thread has them too: the rings are in use from the moment the
-    // backend says Connected, as the frontend sees in their entries' GTF_reading and GTF_writing.
+    // Mapped here until the device's thread has them too: the frontend cannot take them back in
+    // between (their entries show GTF_reading and GTF_writing), so the thread's mapping succeeds.
     const held = queues.map((q) => this.grants.map(device.spec.frontDomid, q.ringRefs, true));
     const release = () => held.splice(0).forEach((m) => m.unmap());
     const channels: BackendChannel[] = [];
@@ -118,8 +118,6 @@ export class VirtualBlockDevice implements DeviceHooks {
     this.worker = worker;
     worker.on('message', (m: DeviceThreadMessage) => {
       if (m.type === 'ready' || m.type === 'failed') release();
-      // The rings were checked above; the frontend took a grant back in between.
-      if (m.type === 'failed' && this.worker === worker) device.fail(m.reason);
     });
     worker.on('error', (e) => this.guestLog.error('block-thread', { device: device.backend, err: e.message }, 'block device thread failed'));
     const exited = new Promise<void>((resolve) =>
@@ -130,6 +128,8 @@ export class VirtualBlockDevice implements DeviceHooks {
     );
     this.exits.add(exited);
     void exited.then(() => this.exits.delete(exited));
+    // It fails where the frontend took a grant of the rings back after they were checked above.
+    return deviceThreadReady(worker);
   }
 
   disconnect(): void {

@@ -28,7 +28,9 @@ function frontend(queues = 2) {
   let id = 0;
   let notifications = 0;
   const { logger, warns } = capturedLogger();
-  const ctrl = new NetCtrl(back, grants, FRONT, queues, () => notifications++, new RateLimitedLog(logger), 'vif-test');
+  /** Per change of the settings reported, the responses the frontend could see then. */
+  const changes: number[] = [];
+  const ctrl = new NetCtrl(back, grants, FRONT, queues, () => notifications++, () => changes.push(header.getUint32(SRING_INDEX.rsp_prod, true)), new RateLimitedLog(logger), 'vif-test');
   const push = (type: number, data: number[] = [0, 0, 0]) => {
     page.set(xenNetifCtrlRequest.native.encode({ id: ++id, type, data: [...data, 0, 0, 0].slice(0, 3) }), SRING_RING_OFFSET + (prod % back.size) * NETIF_CTRL_RING_ENTRY_SIZE);
     prod++;
@@ -51,7 +53,7 @@ function frontend(queues = 2) {
     assert.deepEqual([rsp[0].id, rsp[0].type], [id, type]);
     return [rsp[0].status, rsp[0].data];
   };
-  return { ctrl, grant, mapped, header, push, responses, call, warns, notifications: () => notifications };
+  return { ctrl, grant, mapped, header, push, responses, call, warns, changes, notifications: () => notifications };
 }
 
 test('control ring: the algorithm first, then the hash types offered and set; unknown flags refused', () => {
@@ -159,6 +161,28 @@ test('steering: none until Toeplitz is chosen; then the hash of the enabled type
   const arp: Packet = { frame: new Uint8Array([...new Array(12).fill(2), 8, 6, ...new Array(28).fill(0)]) };
   assert.equal(f.ctrl.steer(arp), 1, 'what no type fits hashes as 0: entry 0');
   assert.equal('hash' in arp, false);
+  // Steered again under other settings, a packet carries the hash they give it, or none.
+  f.call(T.SET_HASH_FLAGS, [F.IPV6]);
+  assert.equal(f.ctrl.steer(tcp), [1, 1, 0, 1][0]);
+  assert.equal('hash' in tcp, false);
+  f.call(T.SET_HASH_FLAGS, [F.IPV4]);
+  f.ctrl.steer(tcp);
   f.call(T.SET_HASH_ALGORITHM, [ALG.NONE]);
-  assert.equal(f.ctrl.steer({ frame: tcpFrame() }), undefined);
+  assert.equal(f.ctrl.steer(tcp), undefined);
+  assert.equal('hash' in tcp, false);
+});
+
+test('control ring: a request that changes the steering reports it before its response is published; reads and refusals do not', () => {
+  const f = frontend(2);
+  f.grant(30, KEY, true);
+  f.call(T.GET_HASH_FLAGS);
+  f.call(T.SET_HASH_FLAGS, [F.IPV4]);
+  assert.deepEqual(f.changes, [], 'a read and a refusal change nothing');
+  f.call(T.SET_HASH_ALGORITHM, [ALG.TOEPLITZ]);
+  f.call(T.SET_HASH_KEY, [30, 40]);
+  f.call(T.GET_HASH_MAPPING_SIZE);
+  f.call(T.SET_HASH_MAPPING_SIZE, [MAX_HASH_MAPPING_SIZE + 1]);
+  f.call(T.SET_HASH_MAPPING_SIZE, [2]);
+  // The responses published when each change was reported: none of the request's own yet.
+  assert.deepEqual(f.changes, [2, 3, 6]);
 });

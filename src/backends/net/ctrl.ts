@@ -30,6 +30,8 @@ const request = xenNetifCtrlRequest.native;
 const response = xenNetifCtrlResponse.native;
 const S = XEN_NETIF_CTRL_STATUS;
 const T = XEN_NETIF_CTRL_TYPE;
+/** The requests that change where packets go, and with what hash. */
+const STEERING_REQUESTS: ReadonlySet<number> = new Set([T.SET_HASH_ALGORITHM, T.SET_HASH_FLAGS, T.SET_HASH_KEY, T.SET_HASH_MAPPING_SIZE, T.SET_HASH_MAPPING]);
 
 /** What the frontend set. */
 export interface HashSettings {
@@ -55,6 +57,8 @@ export class NetCtrl {
     private readonly queues: number,
     /** Raises the control ring's event channel. */
     private readonly notify: () => void,
+    /** Called when a request changed how packets are steered, before the frontend is answered. */
+    private readonly settingsChanged: () => void,
     private readonly guestLog: RateLimitedLog,
     private readonly name: string,
   ) {}
@@ -78,6 +82,7 @@ export class NetCtrl {
         while (this.ring.unconsumed() > 0) {
           const r = request.decode(this.ring.takeRequest());
           const { status, data } = this.handle(r.type, r.data);
+          if (status === S.SUCCESS && STEERING_REQUESTS.has(r.type)) this.settingsChanged();
           this.ring.putResponse(response.encode({ id: r.id, type: r.type, status, data }));
           answered = true;
         }
@@ -93,13 +98,15 @@ export class NetCtrl {
   /**
    * Where a packet for the guest goes under the frontend's settings, with its hash attached where one
    * of the enabled types fits it: the queue, or undefined while no hashing is set (the packet stays
-   * on the queue the host gave it). A packet no type fits hashes as 0, as netback's does.
+   * on the queue the host gave it). A packet no type fits hashes as 0, as netback's does, and carries no hash.
    */
   steer(packet: Packet): number | undefined {
-    if (this.algorithm !== XEN_NETIF_CTRL_HASH_ALGORITHM.TOEPLITZ) return undefined;
-    const input = this.flags ? hashInput(packet.frame, this.flags) : undefined;
+    const hashing = this.algorithm === XEN_NETIF_CTRL_HASH_ALGORITHM.TOEPLITZ;
+    const input = hashing && this.flags ? hashInput(packet.frame, this.flags) : undefined;
     const value = input ? toeplitz(this.key, input.bytes) : 0;
     if (input) packet.hash = { typeBit: input.typeBit, value };
+    else if (packet.hash) delete packet.hash; // steered again, under settings that give it none
+    if (!hashing) return undefined;
     return this.mapping.length ? this.mapping[value % this.mapping.length] : value % this.queues;
   }
 

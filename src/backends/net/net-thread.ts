@@ -7,7 +7,7 @@
 // the guest's port itself. Where the frontend asked for a control ring it
 // serves that too (ctrl.ts), on its own channel, and steers each packet from
 // the host to the queue the frontend's hash mapping names, whichever TAP queue
-// it came in on (all the queues live on this thread). The main thread starts
+// it came in on (all the queues live on this thread: steering.ts). The main thread starts
 // it once the frontend has published its rings and stops it when the frontend
 // goes.
 import { workerData } from 'node:worker_threads';
@@ -21,6 +21,7 @@ import { NetCtrl } from './ctrl.js';
 import type { Packet } from './packet.js';
 import { PacketRing } from './packet-ring.js';
 import { NetQueue, type NetFrontendFeatures, type NetLink } from './queue.js';
+import { Steering } from './steering.js';
 import { packetFromTap, tapHeader } from './tap.js';
 
 /** Where a queue's packets for the host go: a TAP queue's descriptor, or slirp's ring and the eventfd that wakes it. */
@@ -52,18 +53,11 @@ export interface NetThreadInit {
   ctrl?: NetCtrlInit;
 }
 
-/** Packets steered to a queue from another queue's host ring that may wait for it; more are dropped (and counted). */
-const STEERED_MAX = 256;
-
 /** A queue as the device's thread serves it, with the ring of frames the host's side fills for it. */
 interface ServedNetQueue extends ServedQueue {
   kind: 'queue';
   queue: NetQueue;
   fromHost: PacketRing;
-  /** Packets from this queue's host ring the hash steered to another queue. */
-  steeredAway: number;
-  /** Packets the hash steered here from another queue that found too many waiting. */
-  steeredDropped: number;
 }
 /** The control ring, served on its own channel's notifications. */
 interface ServedCtrl extends ServedQueue {
@@ -102,6 +96,8 @@ function tapLink(fd: number, device: string, hostLog: RateLimitedLog): NetLink {
 
 async function main(init: NetThreadInit): Promise<void> {
   const guestLog = new RateLimitedLog(log('net'));
+  /** Made once the queues are: the control ring's changes re-steer what waits in them. */
+  let steering: Steering | undefined;
   await runDeviceThread<Served>(
     init.backend,
     ({ thread, grants, mapRing }) => {
@@ -112,13 +108,11 @@ async function main(init: NetThreadInit): Promise<void> {
         const c = init.ctrl;
         const page = mapRing([c.ref]);
         const channel = thread.channel(c.backendPort, c.guestPort);
-        const nc = new NetCtrl(new BackRing([page.page(0)], NETIF_CTRL_RING_ENTRY_SIZE), grants, init.backend.guestDomid, init.queues.length, () => channel.notifyGuest(), guestLog, init.device);
+        const nc = new NetCtrl(new BackRing([page.page(0)], NETIF_CTRL_RING_ENTRY_SIZE), grants, init.backend.guestDomid, init.queues.length, () => channel.notifyGuest(), () => steering?.resteer(), guestLog, init.device);
         ctrl = nc;
         served.push({ kind: 'ctrl', channel, pass: () => nc.service() });
       }
-      /** Per queue, packets for it that came in on another queue's host ring (or wait for its buffers), oldest first. */
-      const waiting: Packet[][] = init.queues.map(() => []);
-      const queues = init.queues.map((q, index): ServedNetQueue => {
+      const rings = init.queues.map((q) => {
         const tx = mapRing([q.txRef]);
         const rx = mapRing([q.rxRef]);
         const channel = thread.channel(q.backendPort, q.guestPort);
@@ -133,43 +127,31 @@ async function main(init: NetThreadInit): Promise<void> {
           guestLog,
           init.device,
         );
-        const fromHost = PacketRing.attach(q.fromHost);
-        const record: ServedNetQueue = { kind: 'queue', channel, queue, fromHost, steeredAway: 0, steeredDropped: 0, pass: () => {} };
-        const mine = waiting[index];
-        /** Hands the guest what the host sent, until it runs out of buffers; a packet the hash steers to another queue waits for that one. */
-        const deliver = () => {
-          for (;;) {
-            while (mine.length) {
-              if (!queue.receive(mine[0])) return;
-              mine.shift();
-            }
-            const bytes = fromHost.peek();
-            if (!bytes) return;
-            const packet = q.link.kind === 'tap' ? packetFromTap(bytes) : { frame: bytes.slice() };
-            fromHost.release(bytes);
-            const to = ctrl?.steer(packet) ?? index;
-            if (to === index) {
-              if (!queue.receive(packet)) mine.push(packet);
-            } else if (waiting[to].length >= STEERED_MAX) queues[to].steeredDropped++;
-            else {
-              record.steeredAway++;
-              waiting[to].push(packet);
-              queues[to].channel.notifier.notify();
-            }
-          }
+        return { channel, queue, fromHost: PacketRing.attach(q.fromHost), tap: q.link.kind === 'tap' };
+      });
+      const steered = new Steering(rings.map((r) => r.queue), (packet) => ctrl?.steer(packet));
+      steering = steered;
+      const queues = rings.map(({ channel, queue, fromHost, tap }, index): ServedNetQueue => {
+        /** The oldest frame the host's side brought for this queue, taken. */
+        const next = (): Packet | undefined => {
+          const bytes = fromHost.peek();
+          if (!bytes) return undefined;
+          const packet = tap ? packetFromTap(bytes) : { frame: bytes.slice() };
+          fromHost.release(bytes);
+          return packet;
         };
-        record.pass = () => {
+        const pass = () => {
           queue.serviceTx();
-          deliver();
+          steered.deliver(index, next);
         };
-        return record;
+        return { kind: 'queue', channel, queue, fromHost, pass };
       });
       return [...served, ...queues];
     },
     async (served) => {
       // The counters, where a person looking at a device's trouble finds them.
       served.filter((s): s is ServedNetQueue => s.kind === 'queue').forEach((s, i) => {
-        log('net').info({ device: init.device, queue: i, ...s.queue.stats, hostDropped: s.fromHost.dropped, steeredAway: s.steeredAway, steeredDropped: s.steeredDropped }, 'vif queue stopped');
+        log('net').info({ device: init.device, queue: i, ...s.queue.stats, hostDropped: s.fromHost.dropped, steeredAway: steering?.steeredAway[i], steeredDropped: steering?.steeredDropped[i] }, 'vif queue stopped');
       });
     },
   );

@@ -13,7 +13,7 @@ import type { BackendThreadInit } from '../../machine/backend-thread.js';
 import type { BackendChannel, BackendPorts } from '../../xen/evtchn/backend.js';
 import { XenError } from '../../xen/errors.js';
 import { DeviceError, type DeviceHooks, type DeviceSpec, type GrantedPages, type XenbusDevice } from '../xenbus.js';
-import type { DeviceThreadCommand, DeviceThreadMessage } from '../device-thread.js';
+import { deviceThreadReady, type DeviceThreadCommand } from '../device-thread.js';
 import type { NetThreadInit, QueueLinkInit } from './net-thread.js';
 import { PacketRing } from './packet-ring.js';
 import type { NetFrontendFeatures } from './queue.js';
@@ -72,7 +72,7 @@ export class VirtualNetworkDevice implements DeviceHooks {
     private readonly guestLog: RateLimitedLog,
   ) {}
 
-  connect(device: XenbusDevice): void {
+  connect(device: XenbusDevice): Promise<void> {
     const flag = (key: string) => device.readFrontend(key) === '1';
     if (!flag('request-rx-copy')) throw new DeviceError(`${device.frontend} does not ask for request-rx-copy, the only receive mode offered`);
     if (!flag('feature-rx-notify')) throw new DeviceError(`${device.frontend} lacks feature-rx-notify, which the backend needs`);
@@ -140,10 +140,6 @@ export class VirtualNetworkDevice implements DeviceHooks {
     log('net').info({ device: device.backend, link: this.link.kind === 'tap' ? this.link.tap.name : 'user', queues: queueCount, ctrlRing: ctrl !== undefined, ...frontend }, 'vif connected');
     const worker = new Worker(new URL('./net-thread.js', import.meta.url), { workerData: init });
     this.threads = { worker, eventFd, stop: host.stop };
-    worker.on('message', (m: DeviceThreadMessage) => {
-      // The rings were checked above; the frontend took a grant back in between.
-      if (m.type === 'failed' && this.threads?.worker === worker) device.fail(m.reason);
-    });
     const exits = ([['network device thread', worker], [this.link.kind === 'tap' ? 'TAP reader' : 'user-mode networking thread', host.worker]] as const).map(([what, w]) => {
       w.on('error', (e) => this.guestLog.error('net-thread', { device: device.backend, err: e.message }, `${what} failed`));
       return new Promise<void>((resolve) => w.once('exit', () => resolve()));
@@ -152,6 +148,8 @@ export class VirtualNetworkDevice implements DeviceHooks {
     const exited = Promise.all(exits).then(() => void libc().close(eventFd));
     this.exits.add(exited);
     void exited.then(() => this.exits.delete(exited));
+    // It fails where the frontend took a grant of the rings back after they were checked above.
+    return deviceThreadReady(worker);
   }
 
   disconnect(): void {
