@@ -187,7 +187,7 @@ export class XenbusDevice {
     const connection = ++this.connections;
     if (!serving) return this.setState(XenbusState.Connected);
     const current = () => this.connected && this.connections === connection;
-    serving.then(
+    void serving.then(
       () => current() && this.setState(XenbusState.Connected),
       (e: unknown) => current() && this.fail(e instanceof Error ? e.message : String(e)),
     );
