@@ -51,7 +51,7 @@ function memoryDisk(sectors: number, options: { sectorSize?: number; readOnly?: 
 }
 
 /** The guest's side: granted pages (some read-only), a ring page, requests in `abi`'s layout. */
-function frontend(abi: Abi, options: { persistent?: boolean; disk?: ReturnType<typeof memoryDisk>; maxIndirectSegments?: number } = {}) {
+function frontend(abi: Abi, options: { persistent?: boolean; disk?: ReturnType<typeof memoryDisk>; maxIndirectSegments?: number; maxPersistentGrants?: number } = {}) {
   const { grants, mapped, grant } = fakeGrants();
   const ringPage = new Uint8Array(4096);
   const header = new DataView(ringPage.buffer);
@@ -61,7 +61,7 @@ function frontend(abi: Abi, options: { persistent?: boolean; disk?: ReturnType<t
   const { logger, warns, errors } = capturedLogger();
   let notifications = 0;
   const queue = new BlockQueue(ring, grants, d.disk, {
-    abi, frontDomid: FRONT, maxIndirectSegments: options.maxIndirectSegments ?? 64, persistent: options.persistent ?? false, maxPersistentGrants: 4, ioThreads: 1,
+    abi, frontDomid: FRONT, maxIndirectSegments: options.maxIndirectSegments ?? 64, persistent: options.persistent ?? false, maxPersistentGrants: options.maxPersistentGrants ?? 4, ioThreads: 1,
   }, () => notifications++, new RateLimitedLog(logger), 'vbd-test');
   let prod = 0;
   let cons = 0;
@@ -316,6 +316,47 @@ test('persistent grants stay mapped between requests, up to the limit, and go at
   assert.deepEqual([...f.mapped].filter(([, n]) => n > 0).map(([ref]) => ref), [1, 2, 3, 4], 'four kept, the rest let go');
   await f.queue.stop();
   assert.deepEqual([...f.mapped].filter(([, n]) => n > 0), []);
+});
+
+test('kept grants move the right bytes on later requests, direct and indirect; one kept read-only serves writes, and a read into it is refused', async () => {
+  const f = frontend('native', { persistent: true, maxIndirectSegments: 16, maxPersistentGrants: 16 });
+  const memory = new Uint8Array(4 * 4096);
+  for (let i = 0; i < 4; i++) f.grant(10 + i, false, memory.subarray(i * 4096, (i + 1) * 4096));
+  const source = f.grant(20, true);
+  source.forEach((_, i) => (source[i] = (i * 3 + 1) & 0xff));
+  // The first requests keep the grants; the same refs again go the kept way.
+  for (let round = 0; round < 2; round++) {
+    f.rw(BLKIF_OP.WRITE, 1, 8, [[20, 0, 7]]);
+    await f.serve();
+    memory.fill(0);
+    f.rw(BLKIF_OP.READ, 2, 8, [[10, 2, 7], [11, 0, 1]]);
+    await f.serve();
+    assert.deepEqual(memory.subarray(1024, 4096), source.subarray(0, 3072), `round ${round}: sectors 2-7 of ref 10`);
+    assert.deepEqual(memory.subarray(4096, 5120), source.subarray(3072, 4096), `round ${round}: then sectors 0-1 of ref 11`);
+    assert.equal(memory[5120], 0);
+    assert.deepEqual(f.responses(), [[1, BLKIF_OP.WRITE, BLKIF_RSP.OKAY], [2, BLKIF_OP.READ, BLKIF_RSP.OKAY]]);
+  }
+  const list = f.grant(30, true);
+  const lv = new DataView(list.buffer, list.byteOffset);
+  [12, 13].forEach((gref, i) => {
+    lv.setUint32(i * 8, gref, true);
+    list[i * 8 + 4] = 0;
+    list[i * 8 + 5] = 7;
+  });
+  for (let round = 0; round < 2; round++) {
+    memory.fill(0);
+    const def = blkifRequestIndirect.native;
+    const bytes = def.encode({ operation: BLKIF_OP.INDIRECT, indirect_op: BLKIF_OP.READ, nr_segments: 2, id: 3n, sector_number: 0n, indirect_grefs: [30, 0, 0, 0, 0, 0, 0, 0], handle: 0 });
+    f.push(bytes);
+    await f.serve();
+    assert.deepEqual(f.responses(), [[3, BLKIF_OP.READ, BLKIF_RSP.OKAY]]);
+    assert.deepEqual(memory.subarray(2 * 4096 + 4096, 4 * 4096), source, `round ${round}: sectors 8-15 in ref 13`);
+  }
+  assert.deepEqual([10, 11, 12, 13, 20, 30].map((ref) => f.mapped.get(ref)), [1, 1, 1, 1, 1, 1], 'each mapped once, and kept');
+  f.rw(BLKIF_OP.READ, 4, 8, [[20, 0, 7]]);
+  await f.serve();
+  assert.deepEqual(f.responses(), [[4, BLKIF_OP.READ, BLKIF_RSP.ERROR]]);
+  assert.equal(source[0], 1, 'the read-only page untouched');
 });
 
 test('a frontend that overruns its ring stops the queue, with one line', async () => {

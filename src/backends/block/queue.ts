@@ -18,6 +18,7 @@ import {
 import { type BackRing, RingOverflowError } from '../ring.js';
 import type { GrantedPages, MappedGrants } from '../xenbus.js';
 import { DeviceError } from '../xenbus.js';
+import { KEPT_NONE, KEPT_READ_ONLY, KEPT_WRITABLE, KeptGrants } from './kept-grants.js';
 import { DiskPlug } from './plug.js';
 
 /** What a queue needs of the disk image: I/O in bytes at byte offsets, each a promise. */
@@ -50,8 +51,12 @@ export interface QueueOptions {
 
 const SECTOR = 512;
 const SECTORS_PER_PAGE = 4096 / SECTOR;
-const SEGMENT = blkifRequestSegment.native; // the same in both ABIs
-const SEGMENTS_PER_INDIRECT_PAGE = 4096 / SEGMENT.size;
+// A segment's layout is the same in both ABIs.
+const SEGMENT_SIZE = blkifRequestSegment.native.size;
+const SEGMENT_GREF = blkifRequestSegment.native.offsets.gref;
+const SEGMENT_FIRST = blkifRequestSegment.native.offsets.first_sect;
+const SEGMENT_LAST = blkifRequestSegment.native.offsets.last_sect;
+const SEGMENTS_PER_INDIRECT_PAGE = 4096 / SEGMENT_SIZE;
 
 /**
  * A request's u64 sector number as a number, without a BigInt per request: exact below 2^53, and any
@@ -78,17 +83,48 @@ interface MappedPage {
 
 const mappedPage = (page: Uint8Array): MappedPage => ({ page, buffer: page.buffer, offset: page.byteOffset });
 
-/** A grant kept mapped between requests. */
-interface KeptGrant {
-  view: MappedPage;
-  mapped: MappedGrants;
-  writable: boolean;
+/**
+ * The fewest buffers for a list of pages' sector ranges: ranges that follow one another in the host's view
+ * of guest RAM (whole pages of a buffer the guest allocated in one piece, the usual case) become one, so
+ * a 1 MiB request is a handful of iovecs rather than 256.
+ */
+class Runs {
+  private list: Uint8Array[] = [];
+  private memory: ArrayBufferLike | undefined;
+  private start = 0;
+  private end = 0;
+
+  reset(): void {
+    this.list = [];
+    this.memory = undefined;
+  }
+
+  /** Adds sectors `first` to `last` of the page at byte `page` of `memory`. */
+  extend(memory: ArrayBufferLike, page: number, first: number, last: number): void {
+    const from = page + first * SECTOR;
+    const to = page + (last + 1) * SECTOR;
+    if (memory === this.memory && from === this.end) {
+      this.end = to;
+      return;
+    }
+    if (this.memory) this.list.push(new Uint8Array(this.memory, this.start, this.end - this.start));
+    this.memory = memory;
+    this.start = from;
+    this.end = to;
+  }
+
+  finish(): Uint8Array[] {
+    if (this.memory) this.list.push(new Uint8Array(this.memory, this.start, this.end - this.start));
+    this.memory = undefined;
+    return this.list;
+  }
 }
 
 /**
  * The segments of the request being started, read off the ring or its indirect pages into arrays every
  * request reuses: a request reads, checks and maps its segments before its first await, so no two use
- * them at once, and a 1 MiB request builds no object per segment.
+ * them at once, and a 1 MiB request builds no object per segment. While every page read so far is a grant
+ * kept mapped (persistent grants, the steady state), its buffers are built in the same loop.
  */
 class SegmentList {
   count = 0;
@@ -97,53 +133,73 @@ class SegmentList {
   readonly first: Uint8Array;
   readonly last: Uint8Array;
   readonly pages: MappedPage[];
+  private readonly runs = new Runs();
+  /** Whether the data moves into the guest's pages (a read), so that they must be mapped writable. */
+  private intoGuest = false;
+  private allKept = false;
 
-  constructor(capacity: number) {
+  constructor(
+    capacity: number,
+    /** The queue's grants kept mapped. */
+    private readonly kept: KeptGrants,
+  ) {
     this.grefs = new Uint32Array(capacity);
     this.first = new Uint8Array(capacity);
     this.last = new Uint8Array(capacity);
     this.pages = new Array<MappedPage>(capacity);
   }
 
-  /** Appends the segment at `at` in `bytes` (a request or a page of segments), its sector bounds checked; the sectors it covers. */
-  add(bytes: Uint8Array, at: number): number {
-    const g = at + SEGMENT.offsets.gref;
-    const gref = (bytes[g] | (bytes[g + 1] << 8) | (bytes[g + 2] << 16) | (bytes[g + 3] << 24)) >>> 0;
-    const first = bytes[at + SEGMENT.offsets.first_sect];
-    const last = bytes[at + SEGMENT.offsets.last_sect];
-    if (last >= SECTORS_PER_PAGE || first > last) throw new Refused(BLKIF_RSP.ERROR, `a segment of sectors ${first}–${last} of its page`);
-    this.grefs[this.count] = gref;
-    this.first[this.count] = first;
-    this.last[this.count] = last;
-    this.count++;
-    return last - first + 1;
+  /** Starts the list of a request that moves data into the guest's pages (`intoGuest`) or out of them. */
+  begin(intoGuest: boolean): void {
+    this.count = 0;
+    this.intoGuest = intoGuest;
+    this.allKept = true;
+    this.runs.reset();
   }
 
   /**
-   * The bytes of the segments, their pages mapped, as few buffers as they make: segments that follow one
-   * another in the host's view of guest RAM (whole pages of a buffer the guest allocated in one piece, the
-   * usual case) become one buffer, so a 1 MiB request is a handful of iovecs rather than 256.
+   * Appends the `count` segments that start at `at` in `bytes` (a request or a page of segments), each
+   * one's sector bounds checked; the sectors they cover. One loop over them all, the list's state in
+   * locals: a 1 MiB request has 256.
    */
-  contiguousRuns(): Uint8Array[] {
-    const runs: Uint8Array[] = [];
-    let memory: ArrayBufferLike | undefined;
-    let start = 0;
-    let end = 0;
-    for (let i = 0; i < this.count; i++) {
-      const page = this.pages[i];
-      const from = page.offset + this.first[i] * SECTOR;
-      const to = page.offset + (this.last[i] + 1) * SECTOR;
-      if (page.buffer === memory && from === end) {
-        end = to;
-        continue;
+  add(bytes: Uint8Array, at: number, count: number): number {
+    const { grefs, first: firsts, last: lasts, runs, intoGuest } = this;
+    const { states, memoryIndex, offsets, memories } = this.kept;
+    let n = this.count;
+    let allKept = this.allKept;
+    let sectors = 0;
+    for (let end = at + count * SEGMENT_SIZE; at < end; at += SEGMENT_SIZE) {
+      const g = at + SEGMENT_GREF;
+      const gref = (bytes[g] | (bytes[g + 1] << 8) | (bytes[g + 2] << 16) | (bytes[g + 3] << 24)) >>> 0;
+      const first = bytes[at + SEGMENT_FIRST];
+      const last = bytes[at + SEGMENT_LAST];
+      if (last >= SECTORS_PER_PAGE || first > last) throw new Refused(BLKIF_RSP.ERROR, `a segment of sectors ${first}–${last} of its page`);
+      grefs[n] = gref;
+      firsts[n] = first;
+      lasts[n] = last;
+      n++;
+      sectors += last - first + 1;
+      if (allKept) {
+        const state = gref < states.length ? states[gref] : KEPT_NONE;
+        if (state === KEPT_WRITABLE || (state === KEPT_READ_ONLY && !intoGuest)) runs.extend(memories[memoryIndex[gref]], offsets[gref], first, last);
+        else allKept = false;
       }
-      if (memory) runs.push(new Uint8Array(memory, start, end - start));
-      memory = page.buffer;
-      start = from;
-      end = to;
     }
-    if (memory) runs.push(new Uint8Array(memory, start, end - start));
-    return runs;
+    this.count = n;
+    this.allKept = allKept;
+    return sectors;
+  }
+
+  /** The segments' buffers if every page is a grant kept mapped; else undefined, and the pages are to be mapped. */
+  keptRuns(): Uint8Array[] | undefined {
+    return this.allKept ? this.runs.finish() : undefined;
+  }
+
+  /** The segments' buffers, once their pages are mapped. */
+  mappedRuns(): Uint8Array[] {
+    this.runs.reset();
+    for (let i = 0; i < this.count; i++) this.runs.extend(this.pages[i].buffer, this.pages[i].offset, this.first[i], this.last[i]);
+    return this.runs.finish();
   }
 }
 
@@ -158,12 +214,8 @@ export class BlockQueue {
   private publishing: Promise<void> | undefined;
   /** A flush or barrier waiting for what came before it: later requests wait for it. */
   private barrier: Promise<void> | undefined;
-  /**
-   * Grants kept mapped, indexed by ref (an array, not a Map: a 1 MiB request looks up 256), and how many.
-   * Only refs the guest's grant table holds are ever kept, so its length is bounded by the table's.
-   */
-  private readonly kept: (KeptGrant | undefined)[] = [];
-  private keptCount = 0;
+  /** Grants kept mapped between requests, where both ends keep them. */
+  private readonly kept: KeptGrants;
   private readonly segments: SegmentList;
   /** An indirect request's pages of segments, their refs and their mappings: reused as the segment list is. */
   private readonly indirectGrefs: Uint32Array;
@@ -190,7 +242,8 @@ export class BlockQueue {
     this.discardDef = blkifRequestDiscard[options.abi] as (typeof blkifRequestDiscard)['native'];
     this.indirectDef = blkifRequestIndirect[options.abi] as (typeof blkifRequestIndirect)['native'];
     this.response = blkifResponse[options.abi] as (typeof blkifResponse)['native'];
-    this.segments = new SegmentList(Math.max(BLKIF_MAX_SEGMENTS_PER_REQUEST, options.maxIndirectSegments));
+    this.kept = new KeptGrants(options.maxPersistentGrants);
+    this.segments = new SegmentList(Math.max(BLKIF_MAX_SEGMENTS_PER_REQUEST, options.maxIndirectSegments), this.kept);
     this.indirectGrefs = new Uint32Array(Math.ceil(options.maxIndirectSegments / SEGMENTS_PER_INDIRECT_PAGE));
     this.indirectPages = new Array<MappedPage>(this.indirectGrefs.length);
     this.plug = new DiskPlug(disk, options.ioThreads);
@@ -230,9 +283,7 @@ export class BlockQueue {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.drain();
-    for (const k of this.kept) k?.mapped.unmap();
-    this.kept.length = 0;
-    this.keptCount = 0;
+    this.kept.release();
   }
 
   private start(bytes: Uint8Array): void {
@@ -298,13 +349,14 @@ export class BlockQueue {
         if (count > BLKIF_MAX_SEGMENTS_PER_REQUEST) throw new Refused(BLKIF_RSP.ERROR, `${count} segments, more than ${BLKIF_MAX_SEGMENTS_PER_REQUEST}`);
         if (operation === BLKIF_OP.READ || operation === BLKIF_OP.WRITE) {
           if (count === 0) throw new Refused(BLKIF_RSP.ERROR, 'a read or write with no segments');
-          return this.transfer(operation === BLKIF_OP.WRITE, sector, this.directSegments(bytes, count));
+          const write = operation === BLKIF_OP.WRITE;
+          return this.transfer(write, sector, this.directSegments(bytes, count, write));
         }
         // A flush or barrier carrying data writes it between two flushes: the disk holds what came before, then this.
         // Its segments are read just before they are mapped, as every request's are: the list is the queue's.
         await this.disk.flush();
         if (count > 0) {
-          await this.transfer(true, sector, this.directSegments(bytes, count));
+          await this.transfer(true, sector, this.directSegments(bytes, count, true));
           await this.disk.flush();
         }
         return;
@@ -328,24 +380,23 @@ export class BlockQueue {
         if (count === 0 || count > this.options.maxIndirectSegments) {
           throw new Refused(BLKIF_RSP.ERROR, `${count} indirect segments, not 1 to ${this.options.maxIndirectSegments}`);
         }
-        return this.transfer(op === BLKIF_OP.WRITE, u64(view, at.sector_number), this.indirectSegments(view, count));
+        const write = op === BLKIF_OP.WRITE;
+        return this.transfer(write, u64(view, at.sector_number), this.indirectSegments(view, count, write));
       }
       default:
         throw new Refused(BLKIF_RSP.EOPNOTSUPP, `operation ${operation}`);
     }
   }
 
-  /** The segments of a request that carries them; the sectors they cover. */
-  private directSegments(bytes: Uint8Array, count: number): number {
+  /** The segments of a request that carries them, for a write or a read; the sectors they cover. */
+  private directSegments(bytes: Uint8Array, count: number, write: boolean): number {
     const list = this.segments;
-    list.count = 0;
-    let sectors = 0;
-    for (let i = 0; i < count; i++) sectors += list.add(bytes, this.request.offsets.seg + i * SEGMENT.size);
-    return sectors;
+    list.begin(!write);
+    return list.add(bytes, this.request.offsets.seg, count);
   }
 
-  /** The segments of an indirect request, from its pages of segments; the sectors they cover. */
-  private indirectSegments(view: DataView, count: number): number {
+  /** The segments of an indirect request, from its pages of segments, for a write or a read; the sectors they cover. */
+  private indirectSegments(view: DataView, count: number, write: boolean): number {
     const n = Math.ceil(count / SEGMENTS_PER_INDIRECT_PAGE);
     const grefs = this.indirectGrefs;
     for (let i = 0; i < n; i++) grefs[i] = view.getUint32(this.indirectDef.offsets.indirect_grefs + i * 4, true);
@@ -353,12 +404,12 @@ export class BlockQueue {
     const pages = this.indirectPages;
     const release = this.mapInto(grefs, n, pages, false);
     const list = this.segments;
-    list.count = 0;
+    list.begin(!write);
     let sectors = 0;
     try {
       for (let p = 0; p < n; p++) {
         const segments = Math.min(SEGMENTS_PER_INDIRECT_PAGE, count - p * SEGMENTS_PER_INDIRECT_PAGE);
-        for (let i = 0; i < segments; i++) sectors += list.add(pages[p].page, i * SEGMENT.size);
+        sectors += list.add(pages[p].page, 0, segments);
       }
     } finally {
       release?.();
@@ -380,11 +431,13 @@ export class BlockQueue {
     if (write && this.disk.readOnly) throw new Refused(BLKIF_RSP.ERROR, 'a write to a read-only disk');
     this.checkRange(sector, sectors);
     const list = this.segments;
+    const offset = sector * SECTOR;
+    const kept = list.keptRuns();
+    if (kept) return write ? this.plug.writev(kept, offset) : this.plug.readv(kept, offset);
     const release = this.mapInto(list.grefs, list.count, list.pages, !write);
     let io: Promise<void>;
     try {
-      const buffers = list.contiguousRuns();
-      const offset = sector * SECTOR;
+      const buffers = list.mappedRuns();
       io = write ? this.plug.writev(buffers, offset) : this.plug.readv(buffers, offset);
     } catch (e) {
       release?.();
@@ -405,10 +458,9 @@ export class BlockQueue {
     }
     let once: MappedGrants[] | undefined;
     for (let i = 0; i < count; i++) {
-      const kept = this.kept[grefs[i]];
-      if (kept && (kept.writable || !writable)) pages[i] = kept.view;
+      if (this.kept.serves(grefs[i], writable)) pages[i] = mappedPage(this.kept.page(grefs[i]));
       else {
-        const mapped = this.keepOrMapOnce(grefs[i], writable, kept);
+        const mapped = this.keepOrMapOnce(grefs[i], writable);
         if (mapped.once) (once ??= []).push(mapped.once);
         pages[i] = mapped.page;
       }
@@ -417,29 +469,23 @@ export class BlockQueue {
   }
 
   /** A grant not kept as `writable` asks: kept from now on while the set has room, else mapped for this request (`once`). */
-  private keepOrMapOnce(gref: number, writable: boolean, kept: KeptGrant | undefined): { page: MappedPage; once?: MappedGrants } {
+  private keepOrMapOnce(gref: number, writable: boolean): { page: MappedPage; once?: MappedGrants } {
     // Mapped writable where the grant allows it, so that one mapping serves reads and writes alike.
-    const mapped = this.mapPreferring(gref, writable);
+    const { mapped, writable: mappedWritable } = this.mapPreferring(gref, writable);
+    const page = mappedPage(mapped.page(0));
     // One kept read-only stays kept (a request in flight may be using it); this one serves this request.
-    if (!kept && this.keptCount < this.options.maxPersistentGrants) {
-      // Filled up to the ref first: a sparse array would fall back to a dictionary, as slow as a Map.
-      while (this.kept.length < gref) this.kept.push(undefined);
-      this.kept[gref] = mapped;
-      this.keptCount++;
-      return { page: mapped.view };
-    }
-    return { page: mapped.view, once: mapped.mapped };
+    if (this.kept.keep(gref, mapped, page.page, mappedWritable)) return { page };
+    return { page, once: mapped };
   }
 
   /** One grant mapped writable if it may be, else read-only if that is all `writable` asks. */
-  private mapPreferring(gref: number, writable: boolean): KeptGrant {
-    const kept = (mapped: MappedGrants, writable: boolean): KeptGrant => ({ view: mappedPage(mapped.page(0)), mapped, writable });
-    if (writable) return kept(this.map([gref], true), true);
+  private mapPreferring(gref: number, writable: boolean): { mapped: MappedGrants; writable: boolean } {
+    if (writable) return { mapped: this.map([gref], true), writable: true };
     try {
-      return kept(this.grants.map(this.options.frontDomid, [gref], true), true);
+      return { mapped: this.grants.map(this.options.frontDomid, [gref], true), writable: true };
     } catch (e) {
       if (!(e instanceof DeviceError)) throw e;
-      return kept(this.map([gref], false), false);
+      return { mapped: this.map([gref], false), writable: false };
     }
   }
 

@@ -13,7 +13,7 @@ import type { Abi } from '../../xen/abi/layout.js';
 import type { BackendChannel, BackendPorts } from '../../xen/evtchn/backend.js';
 import { XenError } from '../../xen/errors.js';
 import { DeviceError, type DeviceHooks, type DeviceSpec, type GrantedPages, type XenbusDevice } from '../xenbus.js';
-import { deviceThreadReady, type DeviceThreadCommand, type DeviceThreadMessage } from '../device-thread.js';
+import { deviceThreadReady, type DeviceThreadCommand } from '../device-thread.js';
 import type { BlockThreadInit } from './block-thread.js';
 import type { RawDiskHandle } from './disk.js';
 import type { DiskSpec } from './disk-spec.js';
@@ -116,20 +116,15 @@ export class VirtualBlockDevice implements DeviceHooks {
     log('block').info({ device: device.backend, abi, queues: queueCount, ringPages: 2 ** order, persistent: init.persistent }, 'vbd connected');
     const worker = new Worker(new URL('./block-thread.js', import.meta.url), { workerData: init });
     this.worker = worker;
-    worker.on('message', (m: DeviceThreadMessage) => {
-      if (m.type === 'ready' || m.type === 'failed') release();
-    });
+    // It fails where the frontend took a grant of the rings back after they were checked above.
+    const ready = deviceThreadReady(worker);
+    // This thread's hold on the rings ends once the device's thread has them, could not map them, or ended first.
+    void ready.then(release, release);
     worker.on('error', (e) => this.guestLog.error('block-thread', { device: device.backend, err: e.message }, 'block device thread failed'));
-    const exited = new Promise<void>((resolve) =>
-      worker.once('exit', () => {
-        release();
-        resolve();
-      }),
-    );
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
     this.exits.add(exited);
     void exited.then(() => this.exits.delete(exited));
-    // It fails where the frontend took a grant of the rings back after they were checked above.
-    return deviceThreadReady(worker);
+    return ready;
   }
 
   disconnect(): void {

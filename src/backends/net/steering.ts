@@ -56,20 +56,21 @@ export class Steering {
       if (!packet) return;
       const to = this.steer(packet) ?? index;
       if (to !== index) this.steeredAway[index]++;
-      this.place({ packet, from: index }, to);
+      this.place(packet, index, to);
     }
   }
 
   /** The frontend changed its settings: every packet still waiting goes where they now send it. */
   resteer(): void {
-    for (const w of this.waiting.flatMap((list) => list.splice(0))) this.place(w, this.steer(w.packet) ?? w.from);
+    for (const w of this.waiting.flatMap((list) => list.splice(0))) this.place(w.packet, w.from, this.steer(w.packet) ?? w.from);
   }
 
-  private place(w: Waiting, to: number): void {
+  /** Puts a packet that came in on queue `from` on queue `to`'s ring, or in its waiting list (only then an object). */
+  private place(packet: Packet, from: number, to: number): void {
     const list = this.waiting[to];
-    if (list.length === 0 && this.sinks[to].receive(w.packet)) return;
+    if (list.length === 0 && this.sinks[to].receive(packet)) return;
     // A queue's own packets are bounded by its host ring: deliver() stops taking them while any wait.
-    if (to !== w.from && list.length >= STEERED_MAX) this.steeredDropped[to]++;
-    else list.push(w);
+    if (to !== from && list.length >= STEERED_MAX) this.steeredDropped[to]++;
+    else list.push({ packet, from });
   }
 }
