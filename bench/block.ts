@@ -1,6 +1,6 @@
 // PV block throughput: the kit's frontend (guests/tests/bench-block.c: one
 // queue, 32 requests in flight, persistent grants, each 1 MiB request an
-// indirect one of 256 pages) on xvda, against the same pattern run by a host
+// indirect one of 256 pages, halted between responses until its upcall) on xvda, against the same pattern run by a host
 // process on the same image file in the same run (bench/block-floor.c:
 // pread/pwrite from as many threads as libuv's pool has, 4, whose threads do
 // the backend's reads and writes). Each round runs the floor, then the guest,

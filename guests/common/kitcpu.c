@@ -112,6 +112,13 @@ void kit_lapic_timer_oneshot(uint8_t vector, uint32_t count)
 	kit_lapic_write(LAPIC_TIMER_INIT, count);
 }
 
+void kit_lapic_timer_periodic(uint8_t vector, uint32_t count)
+{
+	kit_lapic_write(LAPIC_TIMER_DIV, 0xb); /* divide by 1 */
+	kit_lapic_write(LAPIC_LVT_TIMER, vector | (1u << 17));
+	kit_lapic_write(LAPIC_TIMER_INIT, count);
+}
+
 static void icr_wait(void)
 {
 	for (int i = 0; i < 100000 && (kit_lapic_read(LAPIC_ICR_LO) & (1u << 12)); i++)

@@ -76,6 +76,8 @@ void kit_lapic_eoi(void);
 bool kit_lapic_in_service(uint8_t vector);
 /* One-shot timer, divide by 1; count 0 stops it. */
 void kit_lapic_timer_oneshot(uint8_t vector, uint32_t count);
+/* Periodic timer, divide by 1: an interrupt every `count` ticks. */
+void kit_lapic_timer_periodic(uint8_t vector, uint32_t count);
 void kit_lapic_send_ipi(uint32_t apic_id, uint8_t vector);
 void kit_lapic_send_init(uint32_t apic_id);
 void kit_lapic_send_sipi(uint32_t apic_id, uint8_t page);

@@ -1,8 +1,10 @@
 /* PV block benchmark, guest of bench/block.ts: the kit's frontend on xvda
  * (one queue, a one-page ring of 32 slots, persistent grants) keeps 32
- * requests in flight, refilling slots as responses come, and sleeps in
- * SCHEDOP_poll on its (masked) event channel while none is waiting, so that
- * its vCPU leaves the CPU to the backend as an interrupt-driven frontend's would.
+ * requests in flight, refilling slots as responses come, and halts while none
+ * is waiting until the backend's notification comes as an upcall on its
+ * vector (HVMOP_set_evtchn_upcall_vector), as Linux's blkfront waits for its
+ * interrupt; a periodic LAPIC timer ends a halt every few seconds, so that the
+ * run stops when the backend stays silent.
  * Three phases, each timed with the pvclock:
  *   rand= 4 KiB reads at 4 KiB-aligned offsets over the whole disk, drawn
  *         from an LCG that the host floor (bench/block-floor.c) repeats;
@@ -18,7 +20,6 @@
  * seqw-ns=<t> seqr-bytes=<b> seqr-ns=<t>`. */
 #include "../kit/kit.h"
 #include "../common/xenstore.h"
-#include <xen/sched.h>
 
 #define xen_mb() __atomic_thread_fence(__ATOMIC_SEQ_CST)
 #define xen_rmb() __atomic_thread_fence(__ATOMIC_SEQ_CST)
@@ -38,6 +39,8 @@
 #define NS_PER_S 1000000000ull
 #define WARMUP_SEQ 64
 #define WAIT_S 60 /* the longest wait for a response before the run stops */
+#define UPCALL_VECTOR 0xe0 /* the event channel's upcall (HVMOP_set_evtchn_upcall_vector) */
+#define TICK_VECTOR 0xe1 /* a periodic LAPIC timer that ends a halt now and then, to see the deadline pass */
 
 static uint8_t ring_page[4096] __attribute__((aligned(4096)));
 static uint8_t shinfo_page[4096] __attribute__((aligned(4096)));
@@ -79,6 +82,18 @@ static void node_write(const char *key, const char *value)
 		stop("write %s: %s", path, r.data);
 }
 
+/* The upcall: the channel's event taken (the kit sends the EOI). */
+static void on_upcall(struct kit_frame *f)
+{
+	(void)f;
+	xen_upcall_take_port(sh, 0, port);
+}
+
+static void on_tick(struct kit_frame *f)
+{
+	(void)f;
+}
+
 /* The handshake, as blkfront's: the ring and channel published, persistent grants asked for. */
 static void connect(uint64_t gfn)
 {
@@ -113,8 +128,13 @@ static void connect(uint64_t gfn)
 	}
 	if (xen_evtchn_alloc_unbound(DOMID_SELF, 0, &port) != 0)
 		stop("alloc_unbound");
-	/* Only polled: never an upcall. */
-	xen_evtchn_set(sh->evtchn_mask, port);
+	kit_set_irq_handler(UPCALL_VECTOR, on_upcall);
+	kit_set_irq_handler(TICK_VECTOR, on_tick);
+	kit_lapic_enable();
+	if (xen_set_upcall_vector(0, UPCALL_VECTOR) != 0)
+		stop("set the upcall vector");
+	xen_evtchn_clear(sh->evtchn_mask, port);
+	kit_lapic_timer_periodic(TICK_VECTOR, 0xffffffffu);
 
 	kit_snprintf(value, sizeof value, "%u", REF_RING);
 	node_write("ring-ref", value);
@@ -150,26 +170,20 @@ static void fill(blkif_request_t *req, enum phase ph, int slot, uint64_t i, uint
 	ind->indirect_grefs[0] = REF_INDIRECT + slot;
 }
 
-/* Returns once a response is waiting, asleep in SCHEDOP_poll until the backend notifies. */
+/* Returns once a response is waiting, halted until the backend's notification comes as an upcall. */
 static void wait_for_responses(enum phase ph)
 {
 	uint64_t deadline = now() + WAIT_S * NS_PER_S;
 	for (;;) {
-		if (RING_HAS_UNCONSUMED_RESPONSES(&ring))
-			return;
-		/* Cleared before rsp_event is armed: a response after the check below sets it again. */
-		xen_evtchn_clear(sh->evtchn_pending, port);
+		/* Checked with interrupts off: an upcall after the check ends the halt rather than coming before it. */
+		cli();
 		int more;
 		RING_FINAL_CHECK_FOR_RESPONSES(&ring, more);
 		if (more)
 			return;
 		if (now() >= deadline)
 			stop("%s: no response for %d s (%u requests unanswered)", phase_name[ph], WAIT_S, ring.req_prod_pvt - ring.rsp_cons);
-		struct sched_poll p = { .nr_ports = 1, .timeout = deadline };
-		set_xen_guest_handle(p.ports, &port);
-		long rc = HYPERVISOR_sched_op(SCHEDOP_poll, &p);
-		if (rc != 0)
-			stop("SCHEDOP_poll: %ld", rc);
+		sti_hlt();
 	}
 }
 
