@@ -63,6 +63,7 @@ export class KeptGrants {
     for (const m of this.mappings.values()) m.unmap();
     this.mappings.clear();
     this.states.fill(KEPT_NONE);
+    this.memories.length = 0;
   }
 
   private grow(length: number): void {
