@@ -6,13 +6,13 @@ import type { MappedGrants } from '../xenbus.js';
 
 const PAGE = 4096;
 /** A ref's state: not kept, kept mapped read-only, kept mapped writable. */
-export const KEPT_NONE = 0;
-export const KEPT_READ_ONLY = 1;
-export const KEPT_WRITABLE = 2;
+const KEPT_NONE = 0;
+const KEPT_READ_ONLY = 1;
+const KEPT_WRITABLE = 2;
 
 export class KeptGrants {
   /** Per ref, KEPT_NONE, KEPT_READ_ONLY or KEPT_WRITABLE; refs past its end are not kept. */
-  states = new Uint8Array(0);
+  private states = new Uint8Array(0);
   /** Per kept ref: which of `memories` holds its page, and at what byte. */
   memoryIndex = new Uint16Array(0);
   offsets = new Float64Array(0);

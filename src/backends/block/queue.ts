@@ -18,7 +18,7 @@ import {
 import { type BackRing, RingOverflowError } from '../ring.js';
 import type { GrantedPages, MappedGrants } from '../xenbus.js';
 import { DeviceError } from '../xenbus.js';
-import { KEPT_NONE, KEPT_READ_ONLY, KEPT_WRITABLE, KeptGrants } from './kept-grants.js';
+import { KeptGrants } from './kept-grants.js';
 import { DiskPlug } from './plug.js';
 
 /** What a queue needs of the disk image: I/O in bytes at byte offsets, each a promise. */
@@ -163,8 +163,8 @@ class SegmentList {
    * locals: a 1 MiB request has 256.
    */
   add(bytes: Uint8Array, at: number, count: number): number {
-    const { grefs, first: firsts, last: lasts, runs, intoGuest } = this;
-    const { states, memoryIndex, offsets, memories } = this.kept;
+    const { grefs, first: firsts, last: lasts, runs, intoGuest, kept } = this;
+    const { memoryIndex, offsets, memories } = kept;
     let n = this.count;
     let allKept = this.allKept;
     let sectors = 0;
@@ -180,8 +180,7 @@ class SegmentList {
       n++;
       sectors += last - first + 1;
       if (allKept) {
-        const state = gref < states.length ? states[gref] : KEPT_NONE;
-        if (state === KEPT_WRITABLE || (state === KEPT_READ_ONLY && !intoGuest)) runs.extend(memories[memoryIndex[gref]], offsets[gref], first, last);
+        if (kept.serves(gref, intoGuest)) runs.extend(memories[memoryIndex[gref]], offsets[gref], first, last);
         else allKept = false;
       }
     }
